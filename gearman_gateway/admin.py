@@ -1,0 +1,186 @@
+"""The admin text commands (gearmand's `status`, `workers`, `maxqueue`, ...), computed from the scheduler.
+
+Replies are byte-compatible with gearmand 1.1.20 (reference §3): list replies end in a `.` line, one-line
+replies are `OK` / `ERR CODE text` with gearmand's line endings. ``snapshot`` gives the same data as plain
+Python values for the HTTP JSON endpoints. Each reply is returned whole, so frontends write it at once
+(gearadmin stops reading 5 ms after the last byte).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gearman_gateway.connections import ConnectionRegistry
+from gearman_gateway.scheduler import Scheduler
+from gearman_gateway.version import SERVER_VERSION
+
+OK = b"OK\r\n"
+LIST_END = b".\n"
+
+
+def _err_unknown(word: bytes) -> bytes:
+    return b"ERR UNKNOWN_COMMAND Unknown+server+command" + word + b"\r\n"
+
+
+def _err_args(command: bytes) -> bytes:
+    return b"ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+" + command + b"\r\n"
+
+
+def _parse_int(text: bytes) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+@dataclass
+class AdminControls:
+    """What admin commands may do beyond reading the scheduler."""
+
+    shutdown: Callable[[bool], None]  # graceful?
+    verbose_level: Callable[[], str]
+    allow_remote_shutdown: bool = False
+
+
+class Admin:
+    def __init__(self, scheduler: Scheduler, connections: ConnectionRegistry, controls: AdminControls) -> None:
+        self.scheduler = scheduler
+        self.connections = connections
+        self.controls = controls
+        self._commands: dict[bytes, Callable[[list[bytes], bool], bytes]] = {
+            b"status": self._status,
+            b"prioritystatus": self._priority_status,
+            b"workers": self._workers,
+            b"maxqueue": self._maxqueue,
+            b"version": lambda words, local: b"OK %s\n" % SERVER_VERSION.encode(),
+            b"verbose": lambda words, local: b"OK %s\n" % self.controls.verbose_level().encode(),
+            b"getpid": lambda words, local: b"OK %d\n" % os.getpid(),
+            b"show": self._show,
+            b"cancel": self._cancel,
+            b"create": self._create,
+            b"drop": self._drop,
+            b"shutdown": self._shutdown,
+        }
+
+    def execute(self, words: list[bytes], peer_is_local: bool) -> bytes:
+        """The complete reply to one command line, already split into words."""
+        if not words:
+            return _err_unknown(b"")
+        handler = self._commands.get(words[0].lower())
+        if handler is None:
+            return _err_unknown(words[0])
+        return handler(words, peer_is_local)
+
+    # -- list commands
+
+    def _status(self, words: list[bytes], local: bool) -> bytes:
+        lines = [
+            b"%s\t%d\t%d\t%d\n" % (fn.name, fn.total, fn.running, fn.registrations)
+            for fn in self.scheduler.functions.values()
+        ]
+        return b"".join(lines) + LIST_END
+
+    def _priority_status(self, words: list[bytes], local: bool) -> bytes:
+        lines = [
+            b"%s\t%d\t%d\t%d\t%d\n" % (fn.name, fn.queued(0), fn.queued(1), fn.queued(2), fn.registrations)
+            for fn in self.scheduler.functions.values()
+        ]
+        return b"".join(lines) + LIST_END
+
+    def _workers(self, words: list[bytes], local: bool) -> bytes:
+        lines = []
+        for connection in self.connections:
+            fd, ip, client_id, functions = connection.describe()
+            names = b"".join(b" " + name for name in functions)
+            lines.append(b"%d %s %s :%s\n" % (fd, ip.encode(), client_id or b"-", names))
+        return b"".join(lines) + LIST_END
+
+    def _show(self, words: list[bytes], local: bool) -> bytes:
+        if len(words) < 2:
+            return _err_unknown(words[0])
+        what = [w.lower() for w in words[1:]]
+        if what == [b"jobs"]:
+            lines = [
+                b"%s\t%d\t%d\t%d\n" % (job.handle, job.retries, int(job.cancelled), int(job.background))
+                for job in self.scheduler.iter_jobs()
+            ]
+            return b"".join(lines) + LIST_END
+        if what == [b"unique", b"jobs"]:
+            return b"".join(job.unique + b"\n" for job in self.scheduler.iter_jobs()) + LIST_END
+        return b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"
+
+    # -- one-line commands
+
+    def _maxqueue(self, words: list[bytes], local: bool) -> bytes:
+        if len(words) < 2:
+            return _err_args(b"maxqueue")
+        numbers = [_parse_int(w) for w in words[2:5]]
+        if any(n is None for n in numbers):
+            return _err_args(b"maxqueue")
+        limits: list[int] = [n for n in numbers if n is not None]
+        if len(limits) == 1:
+            limits = limits * 3
+        while len(limits) < 3:
+            limits.append(0)
+        self.scheduler.set_maxqueue(words[1], (limits[0], limits[1], limits[2]))
+        return OK
+
+    def _cancel(self, words: list[bytes], local: bool) -> bytes:
+        if len(words) < 3 or words[1].lower() != b"job":
+            return _err_unknown(words[0])
+        if len(words) > 3:
+            return b"ERR UNKNOWN_ERROR\r\n"
+        return OK if self.scheduler.cancel(words[2]) else b"ERR UNKNOWN_JOB\r\n"
+
+    def _create(self, words: list[bytes], local: bool) -> bytes:
+        if len(words) != 3 or words[1].lower() != b"function":
+            return _err_args(b"create")
+        self.scheduler.function(words[2])
+        return OK
+
+    def _drop(self, words: list[bytes], local: bool) -> bytes:
+        if len(words) != 3 or words[1].lower() != b"function":
+            return _err_args(b"drop")
+        dropped, why = self.scheduler.drop_function(words[2])
+        return OK if dropped else b"ERR %s\r\n" % why.encode()
+
+    def _shutdown(self, words: list[bytes], local: bool) -> bytes:
+        if len(words) > 2 or (len(words) == 2 and words[1].lower() != b"graceful"):
+            return b"ERR INVALID_ARGUMENTS An+invalid+argument+was+sent+to+shutdown\r\n"
+        if not (local or self.controls.allow_remote_shutdown):
+            return b"ERR PERMISSION_DENIED shutdown+is+only+allowed+from+loopback\r\n"
+        self.controls.shutdown(len(words) == 2)
+        return OK
+
+    # -- structured data for JSON frontends
+
+    def snapshot(self) -> dict[str, Any]:
+        functions = []
+        for fn in self.scheduler.functions.values():
+            functions.append(
+                {
+                    "name": fn.name.decode("utf-8", "replace"),
+                    "total": fn.total,
+                    "running": fn.running,
+                    "queued": {"high": fn.queued(0), "normal": fn.queued(1), "low": fn.queued(2)},
+                    "workers": fn.registrations,
+                    "submitted": fn.submitted,
+                    "completed": fn.completed,
+                    "failed": fn.failed,
+                }
+            )
+        workers = []
+        for connection in self.connections:
+            fd, ip, client_id, names = connection.describe()
+            workers.append(
+                {
+                    "fd": fd,
+                    "ip": ip,
+                    "id": client_id.decode("utf-8", "replace"),
+                    "functions": [n.decode("utf-8", "replace") for n in names],
+                }
+            )
+        return {"version": SERVER_VERSION, "functions": functions, "connections": workers}

@@ -1,0 +1,112 @@
+"""`gearmand`: run the job server with gearmand 1.1's command line (plus --config FILE)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import resource
+import signal
+import sys
+
+from gearman_gateway import logs
+from gearman_gateway.cli.daemon import Daemon
+from gearman_gateway.config import LEVELS, ConfigError, Settings, parse_args
+
+log = logging.getLogger("gearman_gateway.server")
+NOTICE = LEVELS["NOTICE"]
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    """Idle worker connections are cheap here; do not let the default soft limit of 1024 cap them."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if not wanted else (min(wanted, hard) if hard != resource.RLIM_INFINITY else wanted)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as error:
+            log.warning("could not raise the file descriptor limit to %d: %s", target, error)
+
+
+def _switch_user(name: str) -> None:
+    entry = pwd.getpwnam(name)
+    os.setgroups([])
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+
+
+def run(settings: Settings) -> int:
+    if settings.user:
+        try:
+            pwd.getpwnam(settings.user)
+        except KeyError:
+            print(f"gearmand: error: unknown user {settings.user!r}", file=sys.stderr)
+            return 2
+    daemon = Daemon()
+    if settings.daemon:
+        daemon.detach()
+    try:
+        handler = logs.setup(settings.log_file, settings.verbose)
+    except OSError as error:
+        message = f"gearmand: cannot open log file {settings.log_file}: {error.strerror}"
+        daemon.report(message)
+        print(message, file=sys.stderr)
+        return 1
+    _raise_fd_limit(settings.file_descriptors)
+
+    from twisted.internet import reactor
+
+    from gearman_gateway.server import Server
+
+    try:
+        server = Server(settings, reactor)
+        server.start()
+        if settings.user:
+            _switch_user(settings.user)
+        if settings.pid_file:
+            with open(settings.pid_file, "w") as pid_file:
+                pid_file.write(f"{os.getpid()}\n")
+    except Exception as error:  # bind failures, bad frontends, permissions: say why and stop
+        message = f"gearmand: cannot start: {error}"
+        log.critical(message)
+        daemon.report(message)
+        if not settings.daemon and settings.log_file != "stderr":
+            print(message, file=sys.stderr)
+        return 1
+    daemon.report(None)
+
+    def on_signal(signum: int, frame: object) -> None:
+        if signum == signal.SIGUSR1:
+            reactor.callFromThread(server.shutdown, True)
+        elif signum == signal.SIGHUP:
+            reactor.callFromThread(logs.reopen, handler)
+        else:
+            reactor.callFromThread(server.shutdown, False)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    log.log(NOTICE, "gearmand (gearman-gateway) started, pid %d", os.getpid())
+    reactor.run(installSignalHandlers=False)
+    if settings.pid_file:
+        try:
+            os.unlink(settings.pid_file)
+        except OSError:
+            pass
+    log.log(NOTICE, "shutdown complete")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = parse_args(sys.argv[1:] if argv is None else argv)
+    except ConfigError as error:
+        print(f"gearmand: error: {error}", file=sys.stderr)
+        return 2
+    if settings.check_args:
+        return 0
+    return run(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,537 @@
+"""The scheduler: jobs, per-function priority queues, workers, coalescing, retries, wake-ups.
+
+No I/O and no wire formats: frontends call it with bytes and Python values, and it answers through the
+``JobListener`` and ``Waker`` objects they hand in. Time comes from a ``Clock`` (Twisted's reactor in the
+server, a fake clock in unit tests).
+
+Invariants kept here (the unit tests check them):
+- every job is in exactly one place: a priority queue, the epoch heap, or a worker's ``jobs``;
+- a job leaves ``jobs_by_handle`` the moment it is done, and nothing keeps a reference to it afterwards;
+- no runnable job waits while a worker able to run it sleeps without a NOOP on its way (gearmand #343).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import socket
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from typing import Any
+
+from gearman_gateway.scheduler.errors import ArgumentTooLarge, JobNotFound, QueueFull
+from gearman_gateway.scheduler.function import Function
+from gearman_gateway.scheduler.job import Job, JobState, Priority
+from gearman_gateway.scheduler.listener import Clock, DelayedCall, JobListener, Waker
+from gearman_gateway.scheduler.worker import Ability, Worker, WorkerState
+
+log = logging.getLogger("gearman_gateway.scheduler")
+
+#: gearmand accepts uniques of up to 64 bytes and answers ARGUMENT_TOO_LARGE beyond.
+MAX_UNIQUE_SIZE = 64
+#: Job handles live in a 64-byte buffer in gearmand and its clients (63 characters and a NUL).
+MAX_HANDLE_SIZE = 63
+
+_QUEUED = JobState.QUEUED
+_RUNNING = JobState.RUNNING
+_DONE = JobState.DONE
+
+
+def default_handle_prefix() -> bytes:
+    return b"H:" + socket.gethostname().encode()
+
+
+class Scheduler:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        handle_prefix: bytes | None = None,
+        job_retries: int = 0,
+        worker_wakeup: int | None = None,
+        max_unique_size: int = MAX_UNIQUE_SIZE,
+    ) -> None:
+        """``job_retries``: attempts before a job whose worker keeps failing is dropped (0 or less:
+        unlimited, as gearmand 1.1). ``worker_wakeup``: None wakes as many sleepers as there are
+        runnable jobs; 0 wakes every sleeper (gearmand's default); N caps the NOOPs per wake-up."""
+        self.clock = clock
+        self.handle_prefix = (handle_prefix if handle_prefix is not None else default_handle_prefix()) + b":"
+        if len(self.handle_prefix) + 10 > MAX_HANDLE_SIZE:
+            raise ValueError(f"job handle prefix is too long ({len(self.handle_prefix) - 1} bytes, max 52)")
+        self.job_retries = job_retries
+        self.worker_wakeup = worker_wakeup
+        self.max_unique_size = max_unique_size
+        self.functions: dict[bytes, Function] = {}
+        self.jobs_by_handle: dict[bytes, Job] = {}
+        self.workers: set[Worker] = set()
+        self._listener_jobs: dict[JobListener, set[Job]] = {}
+        self._next_handle = 1
+        self._seq = 0
+        self._future: list[tuple[int, int, Job]] = []  # epoch jobs not yet due: (when, seq, job)
+        self._epoch_timer: DelayedCall | None = None
+        self._epoch_timer_at = 0.0
+        self.draining = False
+        self._drained: Callable[[], None] | None = None
+        self.running_jobs = 0
+
+    # ------------------------------------------------------------------ functions
+
+    def function(self, name: bytes) -> Function:
+        """The named function, created on first mention (CAN_DO, submit, `create function`)."""
+        fn = self.functions.get(name)
+        if fn is None:
+            fn = self.functions[name] = Function(name)
+        return fn
+
+    def drop_function(self, name: bytes) -> tuple[bool, str]:
+        """Remove a function that nobody serves; its queued jobs fail (never left dangling)."""
+        fn = self.functions.get(name)
+        if fn is None:
+            lowered = name.lower()
+            fn = next((f for f in self.functions.values() if f.name.lower() == lowered), None)
+        if fn is None:
+            return False, "function not found"
+        if fn.workers or fn.running:
+            return False, "there are still connected workers or executing clients"
+        for job in [job for job in self.jobs_by_handle.values() if job.function is fn]:
+            self._cancel_queued(job)
+        del self.functions[fn.name]
+        return True, "OK"
+
+    def set_maxqueue(self, name: bytes, limits: tuple[int, int, int]) -> None:
+        self.function(name).maxqueue = [max(0, limit) for limit in limits]
+
+    # ------------------------------------------------------------------ client side
+
+    def submit(
+        self,
+        function: bytes,
+        data: bytes,
+        unique: bytes = b"",
+        priority: int = Priority.NORMAL,
+        background: bool = False,
+        when: int = 0,
+        reducer: bytes | None = None,
+        listener: JobListener | None = None,
+    ) -> Job:
+        """Create a job, or join the job with the same (function, unique). ``listener.job_created`` is
+        called before any other event of the job; a foreground listener then gets all of its events."""
+        if len(unique) > self.max_unique_size:
+            raise ArgumentTooLarge("Unique value too large")
+        fn = self.function(function)
+        if unique == b"-":
+            key: Any = (b"-", data) if data else None
+        else:
+            key = unique or None
+        if key is not None:
+            job = fn.by_unique.get(key)
+            if job is not None:
+                return self._join(job, background, listener)
+        limit = fn.maxqueue[priority]
+        if limit and fn.total >= limit:
+            raise QueueFull("Job queue is full")
+        handle = self.handle_prefix + b"%d" % self._next_handle
+        self._next_handle += 1
+        self._seq += 1
+        job = Job(handle, fn, unique, data, priority, background, when, reducer, key, self._seq)
+        self.jobs_by_handle[handle] = job
+        if key is not None:
+            fn.by_unique[key] = job
+        fn.total += 1
+        fn.submitted += 1
+        if listener is not None:
+            if not background:
+                self._attach(job, listener)
+            listener.job_created(job)
+        self._enqueue(job)
+        return job
+
+    def _join(self, job: Job, background: bool, listener: JobListener | None) -> Job:
+        if background:
+            # gearmand leaves the job foreground and loses it when its clients leave; a background
+            # submitter was promised it would run, so the job becomes background.
+            job.background = True
+        elif listener is not None:
+            self._attach(job, listener)
+        if listener is not None:
+            listener.job_created(job)
+        return job
+
+    def _attach(self, job: Job, listener: JobListener) -> None:
+        job.listeners.append(listener)
+        jobs = self._listener_jobs.get(listener)
+        if jobs is None:
+            self._listener_jobs[listener] = {job}
+        else:
+            jobs.add(job)
+
+    def detach(self, listener: JobListener) -> None:
+        """A submitter went away: it hears nothing more, and a queued foreground job that nobody else
+        waits for is dropped (gearmand keeps those forever). A running one finishes unheard."""
+        for job in self._listener_jobs.pop(listener, ()):
+            job.listeners = [other for other in job.listeners if other is not listener]
+            if not job.listeners and not job.background and job.state == _QUEUED:
+                log.debug("dropping abandoned job %r", job.handle)
+                self._unqueue(job)
+                self._free(job)
+
+    def job(self, handle: bytes) -> Job | None:
+        return self.jobs_by_handle.get(handle)
+
+    def job_by_unique(self, unique: bytes) -> Job | None:
+        """First job with this unique in any function (GET_STATUS_UNIQUE ignores the function)."""
+        for fn in self.functions.values():
+            job = fn.by_unique.get(unique)
+            if job is not None:
+                return job
+        return None
+
+    def cancel(self, handle: bytes) -> bool:
+        """Really remove a job: its clients get WORK_FAIL. A running job is detached from its clients
+        and its result discarded, but stays visible until its worker lets go of it."""
+        job = self.jobs_by_handle.get(handle)
+        if job is None:
+            return False
+        if job.state == _QUEUED:
+            self._cancel_queued(job)
+        else:
+            job.cancelled = True
+            self._notify_fail(job)
+        return True
+
+    def _cancel_queued(self, job: Job) -> None:
+        self._unqueue(job)
+        self._notify_fail(job)
+        self._free(job)
+
+    # ------------------------------------------------------------------ worker side
+
+    def add_worker(self, waker: Waker) -> Worker:
+        worker = Worker(waker)
+        self.workers.add(worker)
+        return worker
+
+    def remove_worker(self, worker: Worker) -> None:
+        """The connection closed: unregister everything and requeue what it was running."""
+        if worker not in self.workers:
+            return
+        self.reset_abilities(worker)
+        self.workers.discard(worker)
+
+    def can_do(self, worker: Worker, name: bytes, timeout_ms: int = 0) -> None:
+        fn = self.function(name)
+        ability = worker.abilities.get(fn)
+        if ability is None:
+            worker.abilities[fn] = Ability(max(0, timeout_ms))
+            fn.workers[worker] = None
+        else:
+            ability.count += 1
+            ability.timeout_ms = max(0, timeout_ms)
+        fn.registrations += 1
+        if worker.state == WorkerState.SLEEPING:
+            fn.sleepers[worker] = None
+            if fn.runnable():
+                self._wake_worker(worker)
+        elif worker.state == WorkerState.NOOP_SENT:
+            fn.noop_pending.add(worker)
+
+    def cant_do(self, worker: Worker, name: bytes) -> None:
+        fn = self.functions.get(name)
+        if fn is not None and fn in worker.abilities:
+            self._unregister(worker, fn)
+
+    def reset_abilities(self, worker: Worker) -> None:
+        for fn in list(worker.abilities):
+            self._unregister(worker, fn)
+
+    def _unregister(self, worker: Worker, fn: Function) -> None:
+        ability = worker.abilities.pop(fn)
+        fn.registrations -= ability.count
+        del fn.workers[worker]
+        fn.sleepers.pop(worker, None)
+        was_pending = worker in fn.noop_pending
+        fn.noop_pending.discard(worker)
+        for job in [job for job in worker.jobs.values() if job.function is fn]:
+            self._requeue(job)
+        if was_pending:
+            self._wake(fn)
+
+    def grab(self, worker: Worker) -> Job | None:
+        """The next job for this worker: highest priority first across all its functions (gearmand 2.0's
+        global priority), oldest first within a priority; epoch jobs only once due."""
+        if worker.state != WorkerState.AWAKE:
+            self._set_awake(worker)
+        if self.draining:
+            return None
+        best: Job | None = None
+        abilities = worker.abilities
+        for priority in (0, 1, 2):
+            for fn in abilities:
+                queue = fn.queues[priority]
+                if queue:
+                    head = next(iter(queue))
+                    if best is None or head.seq < best.seq:
+                        best = head
+            if best is not None:
+                break
+        else:
+            return None
+        fn = best.function
+        del fn.queues[best.priority][best]
+        best.state = _RUNNING
+        best.worker = worker
+        worker.jobs[best.handle] = best
+        fn.running += 1
+        self.running_jobs += 1
+        timeout_ms = abilities[fn].timeout_ms
+        if timeout_ms:
+            best.timer = self.clock.callLater(timeout_ms / 1000.0, self._timed_out, best, worker)
+        return best
+
+    def _set_awake(self, worker: Worker) -> None:
+        """A worker that grabs is awake. If it had been sent a NOOP, that NOOP may now be spent on
+        another function's job: wake someone else for whatever is still waiting."""
+        was_pending = worker.state == WorkerState.NOOP_SENT
+        worker.state = WorkerState.AWAKE
+        for fn in worker.abilities:
+            fn.sleepers.pop(worker, None)
+            if was_pending:
+                fn.noop_pending.discard(worker)
+        if was_pending:
+            for fn in worker.abilities:
+                if fn.sleepers and fn.runnable():
+                    self._wake(fn)
+
+    def pre_sleep(self, worker: Worker) -> None:
+        """PRE_SLEEP: answer with a NOOP at once if work is waiting, else sleep until woken."""
+        if not self.draining and any(fn.runnable() for fn in worker.abilities):
+            if worker.state == WorkerState.SLEEPING:
+                for fn in worker.abilities:
+                    fn.sleepers.pop(worker, None)
+            self._send_noop(worker)
+            return
+        if worker.state == WorkerState.NOOP_SENT:
+            for fn in worker.abilities:
+                fn.noop_pending.discard(worker)
+        worker.state = WorkerState.SLEEPING
+        for fn in worker.abilities:
+            fn.sleepers[worker] = None
+
+    def _send_noop(self, worker: Worker) -> None:
+        worker.state = WorkerState.NOOP_SENT
+        for fn in worker.abilities:
+            fn.noop_pending.add(worker)
+        worker.waker.wake()
+
+    def _wake_worker(self, worker: Worker) -> None:
+        for fn in worker.abilities:
+            fn.sleepers.pop(worker, None)
+        self._send_noop(worker)
+
+    def _wake(self, fn: Function) -> None:
+        """NOOP sleepers of ``fn``: as many as it has runnable jobs not already covered by a NOOP."""
+        sleepers = fn.sleepers
+        if not sleepers or self.draining:
+            return
+        cap = self.worker_wakeup
+        if cap == 0:
+            count = len(sleepers)
+        else:
+            count = fn.runnable() - len(fn.noop_pending)
+            if count <= 0:
+                return
+            if cap is not None and count > cap:
+                count = cap
+        for worker in list(islice(sleepers, count)):
+            self._wake_worker(worker)
+
+    # ------------------------------------------------------------------ work results
+
+    def _owned(self, worker: Worker, handle: bytes, text: str) -> Job:
+        job = worker.jobs.get(handle)
+        if job is None:
+            raise JobNotFound(text)
+        return job
+
+    def work_data(self, worker: Worker, handle: bytes, data: bytes) -> None:
+        job = self._owned(worker, handle, "Job does not exist on server")
+        for listener in job.listeners:
+            listener.job_data(job, data)
+
+    def work_warning(self, worker: Worker, handle: bytes, data: bytes) -> None:
+        job = self._owned(worker, handle, "Job does not exist on server")
+        for listener in job.listeners:
+            listener.job_warning(job, data)
+
+    def work_status(self, worker: Worker, handle: bytes, numerator: int, denominator: int) -> None:
+        job = self._owned(worker, handle, "Job given in work result not found")
+        job.numerator = numerator
+        job.denominator = denominator
+        for listener in job.listeners:
+            listener.job_status(job, numerator, denominator)
+
+    def work_complete(self, worker: Worker, handle: bytes, data: bytes) -> None:
+        job = self._owned(worker, handle, "Job given in work result not found")
+        self._release(job)
+        job.function.completed += 1
+        for listener in job.listeners:
+            listener.job_complete(job, data)
+        self._free(job)
+
+    def work_fail(self, worker: Worker, handle: bytes) -> None:
+        job = self._owned(worker, handle, "Job given in work result not found")
+        self._release(job)
+        job.function.failed += 1
+        self._notify_fail(job)
+        self._free(job)
+
+    def work_exception(self, worker: Worker, handle: bytes, data: bytes) -> None:
+        job = self._owned(worker, handle, "An exception was received for a job that does not exist")
+        self._release(job)
+        job.function.failed += 1
+        for listener in job.listeners:
+            listener.job_exception(job, data)
+        self._free(job)
+
+    def _notify_fail(self, job: Job) -> None:
+        listeners, job.listeners = job.listeners, []
+        for listener in listeners:
+            listener.job_fail(job)
+            self._forget(listener, job)
+
+    def _forget(self, listener: JobListener, job: Job) -> None:
+        jobs = self._listener_jobs.get(listener)
+        if jobs is not None:
+            jobs.discard(job)
+            if not jobs:
+                del self._listener_jobs[listener]
+
+    # ------------------------------------------------------------------ queueing internals
+
+    def _enqueue(self, job: Job, front: bool = False) -> None:
+        job.state = _QUEUED
+        fn = job.function
+        if job.when and job.when > self.clock.seconds():
+            heapq.heappush(self._future, (job.when, job.seq, job))
+            fn.future_counts[job.priority] += 1
+            self._arm_epoch_timer()
+            return
+        queue = fn.queues[job.priority]
+        queue[job] = None
+        if front:
+            queue.move_to_end(job, last=False)
+        if fn.sleepers:
+            self._wake(fn)
+
+    def _unqueue(self, job: Job) -> None:
+        fn = job.function
+        queue = fn.queues[job.priority]
+        if job in queue:
+            del queue[job]
+        else:
+            self._future = [entry for entry in self._future if entry[2] is not job]
+            heapq.heapify(self._future)
+            fn.future_counts[job.priority] -= 1
+
+    def _arm_epoch_timer(self) -> None:
+        if not self._future:
+            return
+        due = self._future[0][0]
+        timer = self._epoch_timer
+        if timer is not None and timer.active():
+            if self._epoch_timer_at <= due:
+                return
+            timer.cancel()
+        self._epoch_timer_at = due
+        self._epoch_timer = self.clock.callLater(max(0.0, due - self.clock.seconds()), self._epoch_due)
+
+    def _epoch_due(self) -> None:
+        """Epoch jobs whose time has come join their queues and wake workers (gearmand 1.1 forgets to)."""
+        self._epoch_timer = None
+        now = self.clock.seconds()
+        future = self._future
+        while future and future[0][0] <= now:
+            _, _, job = heapq.heappop(future)
+            job.function.future_counts[job.priority] -= 1
+            job.when = 0
+            self._enqueue(job)
+        self._arm_epoch_timer()
+
+    def _release(self, job: Job) -> None:
+        """The job leaves its worker."""
+        worker = job.worker
+        if worker is not None:
+            worker.jobs.pop(job.handle, None)
+            job.worker = None
+            job.function.running -= 1
+            self.running_jobs -= 1
+        if job.timer is not None:
+            if job.timer.active():
+                job.timer.cancel()
+            job.timer = None
+        if self.draining and not self.running_jobs and self._drained is not None:
+            callback, self._drained = self._drained, None
+            self.clock.callLater(0, callback)
+
+    def _timed_out(self, job: Job, worker: Worker) -> None:
+        job.timer = None
+        if job.worker is worker and job.state == _RUNNING:
+            log.info("job %r timed out on its worker; requeueing", job.handle)
+            self._requeue(job)
+
+    def _requeue(self, job: Job) -> None:
+        """The worker let go of a running job without finishing it (disconnect, CANT_DO, timeout)."""
+        self._release(job)
+        job.retries += 1
+        if job.cancelled or (not job.listeners and not job.background):
+            self._free(job)
+            return
+        if self.job_retries > 0 and job.retries >= self.job_retries:
+            log.warning("dropped job %r after %d attempts", job.handle, job.retries)
+            job.function.failed += 1
+            self._notify_fail(job)
+            self._free(job)
+            return
+        job.numerator = job.denominator = 0
+        self._enqueue(job, front=True)
+
+    def _free(self, job: Job) -> None:
+        if job.state == _DONE:
+            return
+        job.state = _DONE
+        if job.worker is not None:
+            # a cancelled job still running: forget it once its worker lets go
+            self._release(job)
+        self.jobs_by_handle.pop(job.handle, None)
+        fn = job.function
+        fn.total -= 1
+        if job.key is not None and fn.by_unique.get(job.key) is job:
+            del fn.by_unique[job.key]
+        for listener in job.listeners:
+            self._forget(listener, job)
+        job.listeners = []
+
+    # ------------------------------------------------------------------ shutdown
+
+    def drain(self, callback: Callable[[], None]) -> None:
+        """Graceful shutdown: hand out no more jobs; call ``callback`` once no job is running."""
+        self.draining = True
+        if not self.running_jobs:
+            self.clock.callLater(0, callback)
+        else:
+            self._drained = callback
+
+    # ------------------------------------------------------------------ inspection (admin, tests)
+
+    def iter_jobs(self) -> Iterator[Job]:
+        return iter(list(self.jobs_by_handle.values()))
+
+    def queued_jobs(self, fn: Function) -> Iterable[Job]:
+        for queue in fn.queues:
+            yield from queue
+        for _, _, job in sorted(self._future):
+            if job.function is fn:
+                yield job
+
+    def listener_count(self) -> int:
+        return len(self._listener_jobs)

@@ -1,0 +1,63 @@
+"""A function's queues and the workers that can run it."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gearman_gateway.scheduler.job import Job
+    from gearman_gateway.scheduler.worker import Worker
+
+
+class Function:
+    """Per-function state. Each priority queue is an OrderedDict used as an ordered set of jobs:
+    O(1) append, pop from the front, removal from the middle (cancel, abandon) and move to the front
+    (requeue), which a deque cannot all do."""
+
+    __slots__ = (
+        "name",
+        "queues",
+        "future_counts",
+        "by_unique",
+        "total",
+        "running",
+        "workers",
+        "registrations",
+        "sleepers",
+        "noop_pending",
+        "maxqueue",
+        "submitted",
+        "completed",
+        "failed",
+    )
+
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+        self.queues: tuple[OrderedDict[Job, None], ...] = (OrderedDict(), OrderedDict(), OrderedDict())
+        self.future_counts = [0, 0, 0]  # epoch jobs not yet due, per priority
+        self.by_unique: dict[Any, Job] = {}
+        self.total = 0  # jobs in memory: queued (due or not) and running
+        self.running = 0
+        self.workers: dict[Worker, None] = {}  # registered workers, in registration order
+        self.registrations = 0  # a worker that sent CAN_DO twice counts twice, as in gearmand
+        self.sleepers: dict[Worker, None] = {}  # asleep and not yet sent a NOOP; oldest first
+        self.noop_pending: set[Worker] = set()  # sent a NOOP, have not grabbed since
+        self.maxqueue = [0, 0, 0]  # per priority; 0 = unlimited
+        self.submitted = 0
+        self.completed = 0
+        self.failed = 0
+
+    def runnable(self) -> int:
+        q = self.queues
+        return len(q[0]) + len(q[1]) + len(q[2])
+
+    def queued(self, priority: int) -> int:
+        """Queued (not running) jobs of one priority, future epoch jobs included (gearmand counts them)."""
+        return len(self.queues[priority]) + self.future_counts[priority]
+
+    def is_idle(self) -> bool:
+        return not self.total and not self.workers
+
+    def __repr__(self) -> str:
+        return f"<Function {self.name!r} total={self.total} running={self.running}>"

@@ -1,0 +1,95 @@
+"""A job and the small enums around it."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gearman_gateway.scheduler.function import Function
+    from gearman_gateway.scheduler.listener import JobListener
+    from gearman_gateway.scheduler.worker import Worker
+
+
+class Priority(IntEnum):
+    """gearmand's numbering, which persistent stores also keep."""
+
+    HIGH = 0
+    NORMAL = 1
+    LOW = 2
+
+
+class JobState(IntEnum):
+    QUEUED = 0  # waiting in a priority queue, or in the epoch heap until its time
+    RUNNING = 1  # held by a worker
+    DONE = 2  # finished, failed or dropped; nothing should refer to it any more
+
+
+class Job:
+    """One unit of work. ``key`` is its coalescing key within its function (None: never coalesced)."""
+
+    __slots__ = (
+        "handle",
+        "function",
+        "unique",
+        "data",
+        "priority",
+        "background",
+        "when",
+        "reducer",
+        "key",
+        "seq",
+        "state",
+        "listeners",
+        "worker",
+        "numerator",
+        "denominator",
+        "retries",
+        "timer",
+        "cancelled",
+        "store_ref",
+    )
+
+    def __init__(
+        self,
+        handle: bytes,
+        function: Function,
+        unique: bytes,
+        data: bytes,
+        priority: int,
+        background: bool,
+        when: int,
+        reducer: bytes | None,
+        key: Any,
+        seq: int,
+    ) -> None:
+        self.handle = handle
+        self.function = function
+        self.unique = unique
+        self.data = data
+        self.priority = priority
+        self.background = background
+        self.when = when
+        self.reducer = reducer
+        self.key = key
+        self.seq = seq
+        self.state = JobState.QUEUED
+        self.listeners: list[JobListener] = []
+        self.worker: Worker | None = None
+        self.numerator = 0
+        self.denominator = 0
+        self.retries = 0
+        self.timer: Any = None
+        self.cancelled = False
+        self.store_ref: Any = None  # what a durable store needs to delete this job's row
+
+    @property
+    def function_name(self) -> bytes:
+        return self.function.name
+
+    @property
+    def running(self) -> bool:
+        return self.state == JobState.RUNNING
+
+    def __repr__(self) -> str:
+        return f"<Job {self.handle!r} {self.function.name!r} {JobState(self.state).name}>"

@@ -1,0 +1,127 @@
+"""The embeddable server: scheduler + enabled frontends on one Twisted reactor.
+
+    from gearman_gateway.config import make_settings
+    from gearman_gateway.server import Server
+    server = Server(make_settings({"port": 0, "listen": ["127.0.0.1"]}))
+    server.start()                      # binds now; raises if a port is taken
+    host, port = server.addresses()["binary"][0]
+    ...                                 # run the reactor as your program does
+    server.stop()                       # a Deferred; or server.shutdown(graceful=True)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.internet import defer
+
+import protocols
+from gearman_gateway.admin import Admin, AdminControls
+from gearman_gateway.config import LEVEL_ORDER, LEVELS, Settings
+from gearman_gateway.connections import ConnectionRegistry
+from gearman_gateway.scheduler import Scheduler
+from protocols.listening import ListeningService
+
+log = logging.getLogger("gearman_gateway.server")
+NOTICE = LEVELS["NOTICE"]
+
+
+class Server:
+    def __init__(self, settings: Settings, reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.settings = settings
+        self.reactor = reactor
+        prefix = settings.job_handle_prefix.encode() if settings.job_handle_prefix else None
+        self.scheduler = Scheduler(
+            reactor,
+            handle_prefix=prefix,
+            job_retries=settings.job_retries,
+            worker_wakeup=settings.worker_wakeup,
+        )
+        self.connections = ConnectionRegistry(settings.max_connections)
+        self.admin = Admin(
+            self.scheduler,
+            self.connections,
+            AdminControls(
+                shutdown=lambda graceful: reactor.callLater(0, self.shutdown, graceful),
+                verbose_level=self._verbose_level,
+                allow_remote_shutdown=settings.allow_remote_shutdown,
+            ),
+        )
+        self.service = MultiService()
+        self.frontends: dict[str, list[ListeningService]] = {}
+        context = protocols.FrontendContext(settings, self.scheduler, self.admin, self.connections, reactor)
+        for name in settings.frontends:
+            frontend = protocols.load(name)
+            services = frontend.build(context)
+            self.frontends[frontend.name] = services  # type: ignore[assignment]
+            for service in services:
+                service.setServiceParent(self.service)
+        self.on_stopped: list[Callable[[], None]] = []
+        self._stopping = False
+
+    def _verbose_level(self) -> str:
+        level = logging.getLogger("gearman_gateway").getEffectiveLevel()
+        for name in reversed(LEVEL_ORDER):
+            if LEVELS[name] >= level:
+                return name
+        return "FATAL"
+
+    def start(self) -> None:
+        """Bind every frontend's ports (raises on failure) and start serving."""
+        self.service.startService()
+
+    def addresses(self) -> dict[str, list[tuple[str, int]]]:
+        """Bound (host, port) per frontend: with port 0 this is how an embedder learns the port."""
+        return {
+            name: [a for a in (s.address() for s in services) if a is not None]  # type: ignore[attr-defined]
+            for name, services in self.frontends.items()
+        }
+
+    def stop(self) -> defer.Deferred:
+        """Stop listening and drop every connection at once (SIGTERM)."""
+        self._stopping = True
+        result = defer.maybeDeferred(self.service.stopService)
+        return result
+
+    def shutdown(self, graceful: bool = False) -> None:
+        """Stop the process: at once, or after running jobs finish (bounded by graceful_timeout)."""
+        if self._stopping:
+            return
+        if not graceful:
+            log.log(NOTICE, "shutting down")
+            self._stop_reactor()
+            return
+        log.log(NOTICE, "graceful shutdown: no new connections or jobs; waiting for running jobs")
+        self._stopping = True
+        for services in self.frontends.values():
+            for service in services:
+                service.stopService()
+        timer = self.reactor.callLater(self.settings.graceful_timeout, self._graceful_timeout)
+
+        def drained() -> None:
+            if timer.active():
+                timer.cancel()
+            log.log(NOTICE, "running jobs finished; shutting down")
+            self._stop_reactor()
+
+        self.scheduler.drain(drained)
+
+    def _graceful_timeout(self) -> None:
+        log.warning(
+            "graceful shutdown: %d jobs still running after %ss; stopping anyway",
+            self.scheduler.running_jobs, self.settings.graceful_timeout,
+        )
+        self._stop_reactor()
+
+    def _stop_reactor(self) -> None:
+        for callback in self.on_stopped:
+            callback()
+        if self.reactor.running:
+            self.reactor.stop()

@@ -1,0 +1,164 @@
+"""Sans-IO codec for the Gearman binary protocol and the admin text lines sharing its port.
+
+Bytes go in through ``Decoder.receive_data`` and come out as events ``(type, args)``; packets are built
+with ``encode``. No sockets, no reactor: the Twisted frontend and the Python client both drive it.
+
+The first byte of every packet decides its kind, as in gearmand: ``\\x00`` starts a 12-byte binary
+header, anything else starts an admin text line ending in ``\\n``. A packet's arguments are taken only
+from within its declared size (gearmand's parser may read past it); missing trailing arguments are empty.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from protocols.binary.packets import ARG_COUNT_BY_TYPE, HEADER_SIZE, MAX_TYPE, REQ, RES, Packet
+
+#: Largest packet body accepted by default. Big enough for real payloads (gearmand has no limit; the
+#: tests move 8 MiB), small enough that one connection cannot make the server allocate gigabytes.
+DEFAULT_MAX_PACKET_SIZE = 64 * 1024 * 1024
+
+#: Longest admin text line. gearmand allows 8 words of any length; names rarely exceed a few hundred bytes.
+DEFAULT_MAX_LINE = 8192
+
+#: Event types beyond the packet numbers.
+TEXT = Packet.TEXT  # args: [line without its "\n" or "\r\n"]
+WRONG_MAGIC = -1  # a well-formed packet with the other side's magic; args: [type as decimal bytes]
+FATAL = -2  # the stream cannot be parsed any further; args: [error code, text]; the decoder is dead
+
+_HEADER = struct.Struct(">4sII")
+_pack_header = _HEADER.pack
+_unpack_header = _HEADER.unpack_from
+
+Event = tuple[int, list[bytes]]
+
+
+class Decoder:
+    """Turns a byte stream into events. One per connection; ``expect`` is the magic this side receives."""
+
+    __slots__ = ("_buf", "_expect", "_other", "max_packet_size", "max_line", "dead")
+
+    def __init__(
+        self,
+        expect: bytes = REQ,
+        max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+        max_line: int = DEFAULT_MAX_LINE,
+    ) -> None:
+        self._buf = bytearray()
+        self._expect = expect
+        self._other = RES if expect == REQ else REQ
+        self.max_packet_size = max_packet_size
+        self.max_line = max_line
+        self.dead = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a complete packet or line."""
+        return len(self._buf)
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Parse every complete packet and line in ``data`` (plus what was left over) in one pass."""
+        if self.dead:
+            return []
+        buf = self._buf
+        if buf:
+            buf += data
+            src: bytes | bytearray = buf
+        else:
+            src = data
+        events: list[Event] = []
+        append = events.append
+        pos = 0
+        end_of_data = len(src)
+        argc_by_type = ARG_COUNT_BY_TYPE
+        expect = self._expect
+        with memoryview(src) as view:
+            while pos < end_of_data:
+                if src[pos]:
+                    newline = src.find(b"\n", pos, pos + self.max_line + 2)
+                    if newline < 0:
+                        if end_of_data - pos > self.max_line + 1:
+                            append(self._fatal(b"LINE_TOO_LONG", b"Admin command line too long"))
+                            break
+                        break
+                    line_end = newline - 1 if newline > pos and src[newline - 1] == 13 else newline
+                    if line_end - pos > self.max_line:
+                        append(self._fatal(b"LINE_TOO_LONG", b"Admin command line too long"))
+                        break
+                    append((TEXT, [view[pos:line_end].tobytes()]))
+                    pos = newline + 1
+                    continue
+                if end_of_data - pos < HEADER_SIZE:
+                    break
+                magic, ptype, size = _unpack_header(src, pos)
+                if magic != expect and magic != self._other:
+                    append(self._fatal(b"INVALID_MAGIC", b"Invalid magic in packet header"))
+                    break
+                if ptype == 0 or ptype >= MAX_TYPE:
+                    append(self._fatal(b"INVALID_COMMAND", b"Invalid command expected"))
+                    break
+                if size > self.max_packet_size:
+                    append(
+                        self._fatal(
+                            b"ARGUMENT_TOO_LARGE",
+                            b"Packet of %d bytes exceeds the limit of %d bytes" % (size, self.max_packet_size),
+                        )
+                    )
+                    break
+                start = pos + HEADER_SIZE
+                end = start + size
+                if end > end_of_data:
+                    break
+                pos = end
+                if magic != expect:
+                    append((WRONG_MAGIC, [b"%d" % ptype]))
+                    continue
+                argc = argc_by_type[ptype]
+                if argc == 0:
+                    append((ptype, []))
+                elif argc == 1:
+                    append((ptype, [view[start:end].tobytes()]))
+                else:
+                    args = view[start:end].tobytes().split(b"\x00", argc - 1)
+                    if len(args) < argc:
+                        args.extend([b""] * (argc - len(args)))
+                    append((ptype, args))
+        if self.dead:
+            self._buf = bytearray()
+        elif src is buf:
+            del buf[:pos]
+        elif pos < end_of_data:
+            self._buf = bytearray(memoryview(src)[pos:])
+        return events
+
+    def _fatal(self, code: bytes, text: bytes) -> Event:
+        self.dead = True
+        return (FATAL, [code, text])
+
+
+def encode(ptype: int, *args: bytes, magic: bytes = RES) -> bytes:
+    """One packet: header plus arguments joined by NULs (the last one unterminated)."""
+    body = b"\x00".join(args)
+    return _pack_header(magic, ptype, len(body)) + body
+
+
+def encode_request(ptype: int, *args: bytes) -> bytes:
+    return encode(ptype, *args, magic=REQ)
+
+
+def header(ptype: int, size: int, magic: bytes = RES) -> bytes:
+    """A bare header, for writing a large body without copying it into the packet."""
+    return _pack_header(magic, ptype, size)
+
+
+def error_packet(code: bytes, text: bytes) -> bytes:
+    return encode(Packet.ERROR, code, text)
+
+
+NOOP = encode(Packet.NOOP)
+NO_JOB = encode(Packet.NO_JOB)
+
+
+def split_admin_words(line: bytes, max_words: int = 8) -> list[bytes]:
+    """Admin words as gearmand splits them: on spaces only, runs collapsed, at most ``max_words``."""
+    return [w for w in line.split(b" ") if w][:max_words]

@@ -1,0 +1,450 @@
+"""Twisted adapter for the binary protocol: one ``BinaryConnection`` per socket.
+
+It feeds bytes to the sans-IO ``Decoder``, dispatches each event to a handler named after its packet,
+and is itself the connection's ``JobListener`` (client side) and ``Waker`` (worker side). Replies produced
+while a read is being handled, for this or any other connection, are gathered and written once at the
+end of that read.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from zope.interface import implementer
+
+from gearman_gateway.scheduler import MAX_HANDLE_SIZE, Job, Priority, SchedulerError, Worker
+from protocols.binary.codec import FATAL, NO_JOB, NOOP, TEXT, WRONG_MAGIC, Decoder, encode, error_packet, header
+from protocols.binary.codec import split_admin_words as _split_words
+from protocols.binary.packets import MAX_TYPE, REQ, Packet
+
+if TYPE_CHECKING:
+    from protocols import FrontendContext
+
+log = logging.getLogger("gearman_gateway.binary")
+
+_HANDLE_TOO_LARGE = error_packet(
+    b"ARGUMENT_TOO_LARGE", b"Error occurred due to GEARMAND_JOB_HANDLE_SIZE being too small from snprintf"
+)
+_NOT_EXPECTED = error_packet(b"INVALID_COMMAND", b"Command not expected")
+_WRONG_MAGIC = error_packet(b"INVALID_MAGIC", b"Request magic expected")
+_UNKNOWN_OPTION = error_packet(b"UNKNOWN_OPTION", b"Server does not recognize given option")
+
+#: SET_CLIENT_ID keeps at most this many bytes, as gearmand does.
+MAX_CLIENT_ID = 127
+#: A result larger than this is written as header + body pieces instead of one joined copy.
+_JOIN_LIMIT = 65536
+
+
+def atoi(text: bytes) -> int:
+    """C's atoi: optional sign and leading digits, anything else ignored; unparsable is 0."""
+    text = text.strip()
+    end = 1 if text[:1] in (b"-", b"+") else 0
+    while end < len(text) and 48 <= text[end] <= 57:
+        end += 1
+    try:
+        return int(text[:end])
+    except ValueError:
+        return 0
+
+
+class WriteBatch:
+    """Replies queued while one read is handled; flushed once per connection at the end of the read."""
+
+    __slots__ = ("active", "dirty")
+
+    def __init__(self) -> None:
+        self.active = False
+        self.dirty: list[BinaryConnection] = []
+
+    def flush(self) -> None:
+        dirty, self.dirty = self.dirty, []
+        for connection in dirty:
+            connection.flush()
+
+
+@implementer(IPushProducer)
+class BinaryConnection(Protocol):
+    """A client, a worker, an admin session, or all three: gearmand allows any mix on one socket."""
+
+    def __init__(self, factory: BinaryFactory) -> None:
+        self.factory = factory
+        context = factory.context
+        settings = context.settings
+        self.scheduler = context.scheduler
+        self.decoder = Decoder(REQ, settings.max_packet_size, settings.max_admin_line)
+        self.worker: Worker | None = None
+        self.client_id = b"-"
+        self.exceptions = settings.exceptions
+        self._batch = factory.batch
+        self._out: list[bytes] = []
+        self._open = False
+        self._paused_bytes = -1  # bytes written since the transport asked us to pause; -1: not paused
+        self.fd = -1
+        self.peer = "?"
+        self.peer_is_local = False
+
+    # -- connection lifecycle
+
+    def connectionMade(self) -> None:  # noqa: N802
+        transport = self.transport
+        handle = transport.getHandle()
+        self.fd = handle.fileno()
+        peer = transport.getPeer()
+        self.peer = getattr(peer, "host", "?")
+        self.peer_is_local = self.peer.startswith("127.") or self.peer in ("::1", "localhost")
+        connections = self.factory.context.connections
+        if not connections.admit(self):
+            log.warning("refusing connection from %s: %d connections open (limit)", self.peer, len(connections))
+            transport.abortConnection()
+            return
+        self._open = True
+        settings = self.factory.context.settings
+        transport.setTcpNoDelay(True)
+        if settings.keepalive:
+            transport.setTcpKeepAlive(True)
+            for option, value in (
+                ("TCP_KEEPIDLE", settings.keepalive_idle),
+                ("TCP_KEEPINTVL", settings.keepalive_interval),
+                ("TCP_KEEPCNT", settings.keepalive_count),
+            ):
+                if value > 0 and hasattr(socket, option):
+                    handle.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+        transport.registerProducer(self, True)
+
+    def connectionLost(self, reason: object = None) -> None:  # noqa: N802
+        if not self._open:
+            return
+        self._open = False
+        self._out = []
+        self.factory.context.connections.remove(self)
+        if self.worker is not None:
+            self.scheduler.remove_worker(self.worker)
+            self.worker = None
+        self.scheduler.detach(self)
+
+    def describe(self) -> tuple[int, str, bytes, list[bytes]]:
+        names = self.worker.function_names() if self.worker is not None else []
+        return self.fd, self.peer, self.client_id, names
+
+    # -- output, batched per read, bounded when the peer stops reading
+
+    def send(self, data: bytes) -> None:
+        if not self._open:
+            return
+        if self._paused_bytes >= 0:
+            self._paused_bytes += len(data)
+            if self._paused_bytes > self.factory.context.settings.max_output_buffer:
+                log.warning("closing %s: it stopped reading and its output passed the limit", self.peer)
+                self._open = False
+                self.transport.abortConnection()
+                self.connectionLost()
+                return
+        if self._batch.active:
+            if not self._out:
+                self._batch.dirty.append(self)
+            self._out.append(data)
+        else:
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        out = self._out
+        if out:
+            self._out = []
+            if self._open:
+                if len(out) == 1:
+                    self.transport.write(out[0])
+                else:
+                    self.transport.writeSequence(out)
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        """The peer's socket buffer is full: stop reading its requests until it drains."""
+        if self._paused_bytes < 0:
+            self._paused_bytes = 0
+            self.transport.stopReading()
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        if self._paused_bytes >= 0:
+            self._paused_bytes = -1
+            if self._open:
+                self.transport.startReading()
+
+    def stopProducing(self) -> None:  # noqa: N802
+        pass
+
+    # -- input
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        batch = self._batch
+        outer = not batch.active
+        batch.active = True
+        try:
+            handlers = _HANDLERS
+            for ptype, args in self.decoder.receive_data(data):
+                if ptype >= 0:
+                    handlers[ptype](self, args)
+                elif ptype == WRONG_MAGIC:
+                    self.send(_WRONG_MAGIC)
+                elif ptype == FATAL:
+                    self._fatal(args[0], args[1])
+                    break
+        finally:
+            if outer:
+                batch.active = False
+                batch.flush()
+
+    def _fatal(self, code: bytes, text: bytes) -> None:
+        log.info("closing connection from %s: %s %s", self.peer, code.decode(), text.decode(errors="replace"))
+        self.send(error_packet(code, text))
+        self.flush()
+        self.transport.loseConnection()
+
+    def _admin(self, args: list[bytes]) -> None:
+        self.send(self.factory.context.admin.execute(_split_words(args[0]), self.peer_is_local))
+
+    def _not_expected(self, args: list[bytes]) -> None:
+        self.send(_NOT_EXPECTED)
+
+    # -- client packets
+
+    def _submit(
+        self, function: bytes, unique: bytes, data: bytes, priority: int, background: bool,
+        when: int = 0, reducer: bytes | None = None,
+    ) -> None:
+        try:
+            self.scheduler.submit(function, data, unique, priority, background, when, reducer, self)
+        except SchedulerError as error:
+            self.send(error_packet(error.code.encode(), error.text.encode()))
+
+    def _submit_job(self, args: list[bytes]) -> None:
+        self._submit(args[0], args[1], args[2], Priority.NORMAL, False)
+
+    def _submit_job_bg(self, args: list[bytes]) -> None:
+        self._submit(args[0], args[1], args[2], Priority.NORMAL, True)
+
+    def _submit_job_high(self, args: list[bytes]) -> None:
+        self._submit(args[0], args[1], args[2], Priority.HIGH, False)
+
+    def _submit_job_high_bg(self, args: list[bytes]) -> None:
+        self._submit(args[0], args[1], args[2], Priority.HIGH, True)
+
+    def _submit_job_low(self, args: list[bytes]) -> None:
+        self._submit(args[0], args[1], args[2], Priority.LOW, False)
+
+    def _submit_job_low_bg(self, args: list[bytes]) -> None:
+        self._submit(args[0], args[1], args[2], Priority.LOW, True)
+
+    def _submit_job_epoch(self, args: list[bytes]) -> None:
+        when = atoi(args[2])
+        if not 0 <= when < 2**63:
+            self.send(error_packet(b"INVALID_ARGUMENT", b"Epoch time out of range"))
+            return
+        self._submit(args[0], args[1], args[3], Priority.NORMAL, True, when=when)
+
+    def _submit_reduce_job(self, args: list[bytes]) -> None:
+        self._submit(args[0], args[1], args[4], Priority.NORMAL, False, reducer=args[2])
+
+    def _submit_reduce_job_background(self, args: list[bytes]) -> None:
+        self._submit(args[0], args[1], args[4], Priority.NORMAL, True, reducer=args[2])
+
+    def _get_status(self, args: list[bytes]) -> None:
+        handle = args[0]
+        if len(handle) > MAX_HANDLE_SIZE:
+            self.send(_HANDLE_TOO_LARGE)
+            return
+        job = self.scheduler.job(handle)
+        if job is None:
+            self.send(encode(Packet.STATUS_RES, handle, b"0", b"0", b"0", b"0"))
+        else:
+            self.send(
+                encode(
+                    Packet.STATUS_RES, handle, b"1", b"1" if job.running else b"0",
+                    b"%d" % job.numerator, b"%d" % job.denominator,
+                )
+            )
+
+    def _get_status_unique(self, args: list[bytes]) -> None:
+        unique = args[0]
+        job = self.scheduler.job_by_unique(unique)
+        if job is None:
+            self.send(encode(Packet.STATUS_RES_UNIQUE, unique, b"0", b"0", b"0", b"0", b"0"))
+        else:
+            self.send(
+                encode(
+                    Packet.STATUS_RES_UNIQUE, unique, b"1", b"1" if job.running else b"0",
+                    b"%d" % job.numerator, b"%d" % job.denominator, b"%d" % len(job.listeners),
+                )
+            )
+
+    def _echo_req(self, args: list[bytes]) -> None:
+        self.send(encode(Packet.ECHO_RES, args[0]))
+
+    def _option_req(self, args: list[bytes]) -> None:
+        if args[0].lower() == b"exceptions":
+            self.exceptions = True
+            self.send(encode(Packet.OPTION_RES, args[0]))
+        else:
+            self.send(_UNKNOWN_OPTION)
+
+    def _set_client_id(self, args: list[bytes]) -> None:
+        self.client_id = args[0][:MAX_CLIENT_ID] or b"-"
+
+    # -- JobListener: results for the jobs this connection submitted
+
+    def job_created(self, job: Job) -> None:
+        self.send(encode(Packet.JOB_CREATED, job.handle))
+
+    def _send_with_payload(self, ptype: int, handle: bytes, data: bytes) -> None:
+        if len(data) < _JOIN_LIMIT:
+            self.send(encode(ptype, handle, data))
+        else:
+            self.send(header(ptype, len(handle) + 1 + len(data)) + handle + b"\x00")
+            self.send(data)
+
+    def job_data(self, job: Job, data: bytes) -> None:
+        self._send_with_payload(Packet.WORK_DATA, job.handle, data)
+
+    def job_warning(self, job: Job, data: bytes) -> None:
+        self._send_with_payload(Packet.WORK_WARNING, job.handle, data)
+
+    def job_status(self, job: Job, numerator: int, denominator: int) -> None:
+        self.send(encode(Packet.WORK_STATUS, job.handle, b"%d" % numerator, b"%d" % denominator))
+
+    def job_complete(self, job: Job, data: bytes) -> None:
+        self._send_with_payload(Packet.WORK_COMPLETE, job.handle, data)
+
+    def job_fail(self, job: Job) -> None:
+        self.send(encode(Packet.WORK_FAIL, job.handle))
+
+    def job_exception(self, job: Job, data: bytes) -> None:
+        if self.exceptions:
+            self._send_with_payload(Packet.WORK_EXCEPTION, job.handle, data)
+        else:
+            # gearmand appends a NUL to this handle, which hangs libgearman's own client; we do not
+            self.send(encode(Packet.WORK_FAIL, job.handle))
+
+    # -- worker packets
+
+    def _worker(self) -> Worker:
+        worker = self.worker
+        if worker is None:
+            worker = self.worker = self.scheduler.add_worker(self)
+        return worker
+
+    def wake(self) -> None:
+        self.send(NOOP)
+
+    def _can_do(self, args: list[bytes]) -> None:
+        self.scheduler.can_do(self._worker(), args[0])
+
+    def _can_do_timeout(self, args: list[bytes]) -> None:
+        self.scheduler.can_do(self._worker(), args[0], atoi(args[1]))
+
+    def _cant_do(self, args: list[bytes]) -> None:
+        self.scheduler.cant_do(self._worker(), args[0])
+
+    def _reset_abilities(self, args: list[bytes]) -> None:
+        self.scheduler.reset_abilities(self._worker())
+
+    def _pre_sleep(self, args: list[bytes]) -> None:
+        self.scheduler.pre_sleep(self._worker())
+
+    def _grab(self) -> Job | None:
+        return self.scheduler.grab(self._worker())
+
+    def _grab_job(self, args: list[bytes]) -> None:
+        job = self._grab()
+        if job is None:
+            self.send(NO_JOB)
+        else:
+            self._assign(Packet.JOB_ASSIGN, (job.handle, job.function.name), job.data)
+
+    def _grab_job_uniq(self, args: list[bytes]) -> None:
+        job = self._grab()
+        if job is None:
+            self.send(NO_JOB)
+        else:
+            self._assign(Packet.JOB_ASSIGN_UNIQ, (job.handle, job.function.name, job.unique), job.data)
+
+    def _grab_job_all(self, args: list[bytes]) -> None:
+        job = self._grab()
+        if job is None:
+            self.send(NO_JOB)
+        elif job.reducer is None:
+            self._assign(Packet.JOB_ASSIGN_UNIQ, (job.handle, job.function.name, job.unique), job.data)
+        else:
+            self._assign(
+                Packet.JOB_ASSIGN_ALL, (job.handle, job.function.name, job.unique, job.reducer), job.data
+            )
+
+    def _assign(self, ptype: int, fields: tuple[bytes, ...], data: bytes) -> None:
+        if len(data) < _JOIN_LIMIT:
+            self.send(encode(ptype, *fields, data))
+        else:
+            prefix = b"\x00".join(fields) + b"\x00"
+            self.send(header(ptype, len(prefix) + len(data)) + prefix)
+            self.send(data)
+
+    def _work_result(self, handle: bytes, call: Callable[[], None]) -> None:
+        if len(handle) > MAX_HANDLE_SIZE:
+            self.send(_HANDLE_TOO_LARGE)
+            return
+        try:
+            call()
+        except SchedulerError as error:
+            self.send(error_packet(error.code.encode(), error.text.encode()))
+
+    def _work_data(self, args: list[bytes]) -> None:
+        self._work_result(args[0], lambda: self.scheduler.work_data(self._worker(), args[0], args[1]))
+
+    def _work_warning(self, args: list[bytes]) -> None:
+        self._work_result(args[0], lambda: self.scheduler.work_warning(self._worker(), args[0], args[1]))
+
+    def _work_status(self, args: list[bytes]) -> None:
+        numerator = atoi(args[1]) & 0xFFFFFFFF
+        denominator = atoi(args[2]) & 0xFFFFFFFF
+        self._work_result(
+            args[0], lambda: self.scheduler.work_status(self._worker(), args[0], numerator, denominator)
+        )
+
+    def _work_complete(self, args: list[bytes]) -> None:
+        self._work_result(args[0], lambda: self.scheduler.work_complete(self._worker(), args[0], args[1]))
+
+    def _work_fail(self, args: list[bytes]) -> None:
+        self._work_result(args[0], lambda: self.scheduler.work_fail(self._worker(), args[0]))
+
+    def _work_exception(self, args: list[bytes]) -> None:
+        self._work_result(args[0], lambda: self.scheduler.work_exception(self._worker(), args[0], args[1]))
+
+
+def _handler_table() -> list[Callable[[BinaryConnection, list[bytes]], None]]:
+    """Packet type -> handler method, found by name (`SUBMIT_JOB_BG` -> `_submit_job_bg`)."""
+    table = []
+    for ptype in range(MAX_TYPE):
+        if ptype == TEXT:
+            table.append(BinaryConnection._admin)
+            continue
+        try:
+            name = "_" + Packet(ptype).name.lower()
+        except ValueError:
+            name = ""
+        table.append(getattr(BinaryConnection, name, BinaryConnection._not_expected))
+    return table
+
+
+_HANDLERS = _handler_table()
+
+
+class BinaryFactory(Factory):
+    protocol = BinaryConnection
+
+    def __init__(self, context: FrontendContext) -> None:
+        self.context = context
+        self.batch = WriteBatch()
+
+    def buildProtocol(self, addr: object) -> BinaryConnection:  # noqa: N802
+        return BinaryConnection(self)

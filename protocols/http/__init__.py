@@ -1,0 +1,1 @@
+"""http frontend: not built yet (see the project's issues)."""

@@ -1,0 +1,1 @@
+"""memcached frontend: not built yet (see the project's issues)."""

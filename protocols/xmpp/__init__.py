@@ -1,0 +1,1 @@
+"""xmpp frontend: not built yet (see the project's issues)."""

@@ -1,0 +1,154 @@
+"""Random interleavings of submit / grab / complete / fail / sleep / disconnect against the scheduler.
+
+After every step: each job sits in exactly one place and no runnable job waits while a capable worker
+sleeps without a NOOP on its way. At the end every background job, and every foreground job whose
+client stayed, has finished exactly once; nothing is left in memory.
+"""
+
+from __future__ import annotations
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from twisted.internet.task import Clock
+
+from gearman_gateway.scheduler import JobState, Scheduler, WorkerState
+from tests.unit.test_scheduler import Listener, Waker, assert_clean
+
+FUNCTIONS = [b"a", b"b", b"c"]
+
+
+class SchedulerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.sched = Scheduler(self.clock, handle_prefix=b"H:m")
+        self.clients = [Listener() for _ in range(3)]
+        self.connected = [True, True, True]
+        self.workers: list = []  # (worker, waker) still connected
+        self.finished: dict[bytes, int] = {}  # handle -> times completed or failed by a worker
+        self.must_finish: set[bytes] = set()  # background jobs, and foreground ones whose client stays
+
+    # -- clients
+
+    @rule(
+        client=st.integers(0, 2),
+        function=st.sampled_from(FUNCTIONS),
+        unique=st.sampled_from([b"", b"u1", b"u2", b"-"]),
+        data=st.sampled_from([b"", b"x", b"y"]),
+        priority=st.integers(0, 2),
+        background=st.booleans(),
+        delay=st.sampled_from([0, 0, 0, 5]),
+    )
+    def submit(self, client, function, unique, data, priority, background, delay):
+        if not self.connected[client]:
+            return
+        when = int(self.clock.seconds()) + delay if (background and delay) else 0
+        job = self.sched.submit(
+            function, data, unique, priority, background, when, None, self.clients[client]
+        )
+        if job.background or background:
+            self.must_finish.add(job.handle)
+
+    @rule(client=st.integers(0, 2))
+    def client_leaves(self, client):
+        if self.connected[client]:
+            self.connected[client] = False
+            self.sched.detach(self.clients[client])
+
+    # -- workers
+
+    @rule(functions=st.sets(st.sampled_from(FUNCTIONS), min_size=1))
+    def worker_connects(self, functions):
+        waker = Waker()
+        worker = self.sched.add_worker(waker)
+        for name in sorted(functions):
+            self.sched.can_do(worker, name)
+        self.workers.append((worker, waker))
+
+    @precondition(lambda self: self.workers)
+    @rule(index=st.integers(0, 100))
+    def worker_disconnects(self, index):
+        worker, _ = self.workers.pop(index % len(self.workers))
+        self.sched.remove_worker(worker)
+
+    @precondition(lambda self: self.workers)
+    @rule(index=st.integers(0, 100))
+    def grab(self, index):
+        worker, _ = self.workers[index % len(self.workers)]
+        job = self.sched.grab(worker)
+        if job is not None:
+            assert job.worker is worker and job.state == JobState.RUNNING
+
+    @precondition(lambda self: self.workers)
+    @rule(index=st.integers(0, 100), fail=st.booleans())
+    def finish(self, index, fail):
+        worker, _ = self.workers[index % len(self.workers)]
+        if not worker.jobs:
+            return
+        handle = next(iter(worker.jobs))
+        self.finished[handle] = self.finished.get(handle, 0) + 1
+        if fail:
+            self.sched.work_fail(worker, handle)
+        else:
+            self.sched.work_complete(worker, handle, b"r")
+
+    @precondition(lambda self: self.workers)
+    @rule(index=st.integers(0, 100))
+    def pre_sleep(self, index):
+        worker, _ = self.workers[index % len(self.workers)]
+        if worker.state == WorkerState.AWAKE:
+            self.sched.pre_sleep(worker)
+
+    @rule(seconds=st.sampled_from([1, 5]))
+    def time_passes(self, seconds):
+        self.clock.advance(seconds)
+
+    # -- invariants
+
+    @invariant()
+    def each_job_in_exactly_one_place(self):
+        for job in self.sched.jobs_by_handle.values():
+            fn = job.function
+            places = sum(job in q for q in fn.queues)
+            places += sum(entry[2] is job for entry in self.sched._future)
+            places += sum(job.handle in w.jobs for w, _ in self.workers)
+            assert places == 1, (job, places)
+
+    @invariant()
+    def no_runnable_job_waits_for_an_unwoken_sleeper(self):
+        for fn in self.sched.functions.values():
+            if fn.runnable() and fn.sleepers:
+                assert fn.noop_pending, fn
+
+    @invariant()
+    def nothing_finished_twice(self):
+        assert all(count == 1 for count in self.finished.values())
+
+    def teardown(self):
+        for worker, _ in self.workers:
+            self.sched.remove_worker(worker)
+        for index, listener in enumerate(self.clients):
+            if self.connected[index]:
+                for event in listener.events:
+                    if event[0] == "created":
+                        self.must_finish.add(event[1])
+        self.clock.advance(10)
+        worker = self.sched.add_worker(Waker())
+        for name in FUNCTIONS:
+            self.sched.can_do(worker, name)
+        while (job := self.sched.grab(worker)) is not None:
+            self.finished[job.handle] = self.finished.get(job.handle, 0) + 1
+            self.sched.work_complete(worker, job.handle, b"r")
+        self.sched.remove_worker(worker)
+        missing = self.must_finish - set(self.finished)
+        assert not missing, missing
+        self.nothing_finished_twice()
+        for index, listener in enumerate(self.clients):
+            self.sched.detach(listener)
+        assert_clean(self.sched)
+
+
+TestSchedulerInterleavings = SchedulerMachine.TestCase
+TestSchedulerInterleavings.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
