@@ -11,6 +11,10 @@ class ConnectionInfo(Protocol):
         """(file descriptor, peer IP, client id, registered function names newest first)."""
         ...
 
+    def close(self) -> None:
+        """Write out what is queued, then close."""
+        ...
+
 
 class ConnectionRegistry:
     """Counts connections against ``limit`` (0: unlimited) and lists them in accept order."""

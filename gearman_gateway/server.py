@@ -27,6 +27,8 @@ from protocols.listening import ListeningService
 
 log = logging.getLogger("gearman_gateway.server")
 NOTICE = LEVELS["NOTICE"]
+#: Longest wait at shutdown for connections to take their last replies.
+CLOSE_TIMEOUT = 2.0
 
 
 class Server:
@@ -121,7 +123,23 @@ class Server:
         self._stop_reactor()
 
     def _stop_reactor(self) -> None:
-        for callback in self.on_stopped:
-            callback()
-        if self.reactor.running:
-            self.reactor.stop()
+        """Close every connection, letting queued replies go out, then stop the reactor."""
+        self._stopping = True
+        for services in self.frontends.values():
+            for service in services:
+                if service.running:
+                    service.stopService()
+        for connection in self.connections:
+            connection.close()
+        deadline = self.reactor.seconds() + CLOSE_TIMEOUT
+
+        def wait_closed() -> None:
+            if len(self.connections) and self.reactor.seconds() < deadline:
+                self.reactor.callLater(0.01, wait_closed)
+                return
+            for callback in self.on_stopped:
+                callback()
+            if self.reactor.running:
+                self.reactor.stop()
+
+        wait_closed()

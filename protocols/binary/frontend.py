@@ -127,6 +127,11 @@ class BinaryConnection(Protocol):
             self.worker = None
         self.scheduler.detach(self)
 
+    def close(self) -> None:
+        if self._open:
+            self.flush()
+            self.transport.loseConnection()
+
     def describe(self) -> tuple[int, str, bytes, list[bytes]]:
         names = self.worker.function_names() if self.worker is not None else []
         return self.fd, self.peer, self.client_id, names

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -164,17 +165,19 @@ Handler = Callable[[gear.WorkerJob], None]
 class WorkerThread:
     """A gear.Worker plus a thread that takes jobs one at a time and runs `handler` on each."""
 
-    def __init__(self, server: RunningServer, functions: list[str], handler: Handler, name: str) -> None:
+    def __init__(self, functions: list[str], handler: Handler, name: str) -> None:
         self.handler = handler
         self.errors: list[str] = []
-        self.worker = SyncWorker(name)
-        for fn in functions:
-            self.worker.registerFunction(fn)
-        self.worker.addServer(server.host, server.port)
-        self.worker.waitForServer(TIMEOUT)
         self.stopping = False
         self.closed = False
+        self.worker = SyncWorker(name)
+        for fn in functions:
+            self.worker.registerFunction(fn)  # sent as CAN_DO on connect
         self.thread = threading.Thread(target=self._run, name=f"worker {name}", daemon=True)
+
+    def start(self, server: RunningServer) -> None:
+        self.worker.addServer(server.host, server.port)
+        self.worker.waitForServer(TIMEOUT)
         self.thread.start()
 
     def _run(self) -> None:
@@ -200,7 +203,8 @@ class WorkerThread:
 
     def stop(self) -> None:
         self.close()
-        self.thread.join(TIMEOUT)
+        if self.thread.is_alive():
+            self.thread.join(TIMEOUT)
 
 
 class GearEnv:
@@ -233,8 +237,9 @@ class GearEnv:
     def worker(self, functions: str | list[str], handler: Handler) -> WorkerThread:
         if isinstance(functions, str):
             functions = [functions]
-        w = WorkerThread(self.server, functions, handler, f"w{len(self.workers)}")
-        self.workers.append(w)
+        w = WorkerThread(functions, handler, f"w{len(self.workers)}")
+        self.workers.append(w)  # before connecting, so teardown shuts it down whatever happens
+        w.start(self.server)
         return w
 
     def close(self) -> None:
@@ -254,6 +259,8 @@ class GearEnv:
     def check_clean(self) -> None:
         errors = [e for w in self.workers for e in w.errors] + [e for c in self.clients for e in c.errors]
         assert not errors, f"errors in gear threads: {errors}"
+        log = self.server.log()
+        assert "Traceback" not in log, f"the server logged a traceback:\n{log[-4000:]}"
 
 
 @pytest.fixture
@@ -341,12 +348,10 @@ def test_background_job_runs_on_worker(env: GearEnv) -> None:
 
 def test_get_status_by_handle(env: GearEnv) -> None:
     fn = env.fn("status")
-    running = threading.Event()
     release = env.gate()
 
     def slow(job: gear.WorkerJob) -> None:
         job.sendWorkStatus(1, 2)
-        running.set()
         assert release.wait(TIMEOUT)
         job.sendWorkComplete(b"finished")
 
@@ -360,7 +365,6 @@ def test_get_status_by_handle(env: GearEnv) -> None:
     # The client is told about WORK_STATUS only after the server stored it.
     client.wait_for(lambda: job.numerator is not None, "WORK_STATUS to reach the client")
     assert (job.numerator, job.denominator) == (b"1", b"2")
-    assert running.is_set()
     assert watcher.get_status(job.handle) == (job.handle, b"1", b"1", b"1", b"2")
     assert client.get_status(job.handle) == (job.handle, b"1", b"1", b"1", b"2")
 
@@ -607,7 +611,8 @@ def test_requeued_job_goes_to_front(env: GearEnv) -> None:
     # list. gearmand 1.1.20 appends it to the tail, so it would come after "second" and "third".
     fn = env.fn("front")
     client = env.client()
-    for data in (b"first", b"second", b"third"):
+    first = client.submit(fn, b"first", background=True)
+    for data in (b"second", b"third"):
         client.submit(fn, data, background=True)
 
     got: queue.Queue = queue.Queue()
@@ -620,6 +625,11 @@ def test_requeued_job_goes_to_front(env: GearEnv) -> None:
     victim = env.worker(fn, never_finish)
     assert get(got, "the victim's job") == b"first"
     victim.close()
+    # Nothing announces the server noticing the disconnect: poll until the job is back in the queue.
+    deadline = time.monotonic() + TIMEOUT
+    while client.get_status(first.handle)[2] != b"0":
+        assert time.monotonic() < deadline, "the server still shows the victim's job as running"
+        time.sleep(0.005)
 
     order = collect_order(env, [fn], 3)
     assert [data for _, data in order] == [b"first", b"second", b"third"]

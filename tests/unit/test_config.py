@@ -1,0 +1,463 @@
+"""Settings: defaults < YAML file < gearmand-compatible command line, with one-line ConfigErrors
+(reference §6.1). The last tests run the real `gearmand` entry point for its exit codes and output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gearman_gateway.config import (
+    LEVEL_ORDER,
+    ConfigError,
+    Settings,
+    load_yaml,
+    make_settings,
+    parse_args,
+)
+from gearman_gateway.version import SERVER_VERSION
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str, name: str = "gearmand.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def config_error(argv: list[str]) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_args(argv)
+    message = str(caught.value)
+    assert message and "\n" not in message  # one readable line
+    return message
+
+
+# ---------------------------------------------------------------------------- defaults
+
+
+def test_defaults() -> None:
+    s = parse_args([])
+    assert s == Settings()
+    assert s.port == 4730
+    assert s.listen == []
+    assert s.backlog == 32
+    assert s.frontends == ["binary"]
+    assert s.http_port == 8080
+    assert s.daemon is False
+    assert s.pid_file is None
+    assert s.log_file == "stderr"
+    assert s.verbose in LEVEL_ORDER
+    assert s.user is None
+    assert s.queue_type == "memory"
+    assert s.job_retries == 0
+    assert s.worker_wakeup is None
+    assert s.job_handle_prefix is None
+    assert s.exceptions is False
+    assert s.round_robin is False
+    assert s.hashtable_buckets == 991
+    assert s.keepalive is False
+    assert (s.keepalive_idle, s.keepalive_interval, s.keepalive_count) == (-1, -1, -1)
+    assert s.max_packet_size == 64 * 1024 * 1024
+    assert s.max_admin_line == 8192
+    assert s.allow_remote_shutdown is False
+    assert s.check_args is False
+
+
+# ---------------------------------------------------------------------------- gearmand's options
+
+
+def test_port() -> None:
+    assert parse_args(["-p", "4731"]).port == 4731
+    assert parse_args(["--port", "4732"]).port == 4732
+    assert parse_args(["--port=4733"]).port == 4733
+    assert parse_args(["-p4734"]).port == 4734
+    assert parse_args(["-p", "0"]).port == 0
+
+
+def test_listen_is_repeatable() -> None:
+    assert parse_args(["-L", "127.0.0.1"]).listen == ["127.0.0.1"]
+    assert parse_args(["-L", "127.0.0.1", "--listen", "::1", "-L", "10.0.0.1"]).listen == [
+        "127.0.0.1",
+        "::1",
+        "10.0.0.1",
+    ]
+
+
+def test_daemon_and_pid_file() -> None:
+    s = parse_args(["-d", "-P", "/run/gearmand.pid"])
+    assert s.daemon is True and s.pid_file == "/run/gearmand.pid"
+    s = parse_args(["--daemon", "--pid-file", "/tmp/g.pid"])
+    assert s.daemon is True and s.pid_file == "/tmp/g.pid"
+
+
+@pytest.mark.parametrize("value", ["stderr", "none", "/var/log/gearmand.log"])
+def test_log_file(value: str) -> None:
+    assert parse_args(["-l", value]).log_file == value
+    assert parse_args(["--log-file", value]).log_file == value
+
+
+@pytest.mark.parametrize(
+    ("given", "level"),
+    [("info", "INFO"), ("Debug", "DEBUG"), ("ERROR", "ERROR"), ("notice", "NOTICE"), ("fatal", "FATAL"),
+     ("warning", "WARNING")],
+)
+def test_verbose_level_is_case_insensitive(given: str, level: str) -> None:
+    assert parse_args(["--verbose", given]).verbose == level
+    assert parse_args([f"--verbose={given}"]).verbose == level
+
+
+def test_v_raises_verbosity() -> None:
+    base = LEVEL_ORDER.index(parse_args([]).verbose)
+    one = parse_args(["-v"]).verbose
+    two = parse_args(["-v", "-v"]).verbose
+    assert LEVEL_ORDER.index(one) == min(base + 1, len(LEVEL_ORDER) - 1)
+    assert LEVEL_ORDER.index(two) == min(base + 2, len(LEVEL_ORDER) - 1)
+    assert parse_args(["-vv"]).verbose == two
+    assert parse_args(["--verbose", "ERROR", "-v", "-v"]).verbose == "NOTICE"
+    assert parse_args(["--verbose", "ERROR", "-v"]).verbose == "WARNING"
+    assert parse_args(["-v"] * 12).verbose == "DEBUG"  # capped
+
+
+def test_user_threads() -> None:
+    s = parse_args(["-u", "nobody", "-t", "8"])
+    assert s.user == "nobody" and s.threads == 8
+    assert parse_args(["--user", "gearman"]).user == "gearman"
+    assert parse_args(["--threads", "0"]).threads == 0  # gearmand: 0 = guess
+
+
+def test_protocol_http_adds_a_frontend() -> None:
+    assert parse_args(["-r", "http"]).frontends == ["binary", "http"]
+    assert parse_args(["--protocol", "http"]).frontends == ["binary", "http"]
+    assert parse_args(["--protocol=HTTP", "-r", "http"]).frontends == ["binary", "http"]
+    assert parse_args(["-r", "http", "--http-port", "8081"]).http_port == 8081
+
+
+@pytest.mark.parametrize("name", ["builtin", "BUILTIN", "Builtin", "memory"])
+def test_queue_type_builtin_is_memory(name: str) -> None:
+    assert parse_args(["-q", name]).queue_type == "memory"
+    assert parse_args(["--queue-type", name]).queue_type == "memory"
+
+
+@pytest.mark.parametrize("value", [-1, 0, 1, 5])
+def test_job_retries(value: int) -> None:
+    assert parse_args(["-j", str(value)]).job_retries == value
+    assert parse_args([f"--job-retries={value}"]).job_retries == value
+
+
+@pytest.mark.parametrize(("given", "value"), [("auto", None), ("AUTO", None), ("0", 0), ("3", 3)])
+def test_worker_wakeup(given: str, value: int | None) -> None:
+    assert parse_args(["-w", given]).worker_wakeup == value
+    assert parse_args(["--worker-wakeup", given]).worker_wakeup == value
+
+
+def test_job_handle_prefix() -> None:
+    assert parse_args(["--job-handle-prefix", "H:test"]).job_handle_prefix == "H:test"
+    assert parse_args(["--job-handle-prefix", "x" * 52]).job_handle_prefix == "x" * 52
+
+
+def test_keepalive_and_its_values() -> None:
+    assert parse_args(["--keepalive"]).keepalive is True
+    s = parse_args(
+        ["--keepalive", "--keepalive-idle", "60", "--keepalive-interval", "10", "--keepalive-count", "5"]
+    )
+    assert (s.keepalive, s.keepalive_idle, s.keepalive_interval, s.keepalive_count) == (True, 60, 10, 5)
+
+
+def test_backlog_round_robin_and_accepted_tuning_options() -> None:
+    s = parse_args(
+        ["-b", "128", "-R", "--hashtable-buckets", "4096", "-f", "10000", "--syslog", "--coredump"]
+    )
+    assert s.backlog == 128
+    assert s.round_robin is True
+    assert s.hashtable_buckets == 4096
+    assert s.file_descriptors == 10000
+    assert parse_args(["--backlog", "64", "--round-robin"]).backlog == 64
+
+
+def test_exceptions_and_check_args() -> None:
+    s = parse_args(["--exceptions", "--check-args"])
+    assert s.exceptions is True and s.check_args is True
+
+
+def test_a_typical_gearmand_command_line() -> None:
+    s = parse_args(
+        "-d -p 4730 -L 127.0.0.1 -P /run/gearman/gearmand.pid -l /var/log/gearman-job-server/gearman.log "
+        "--verbose=INFO -u gearman -t 4 -q builtin -j 0 -w 0 --job-handle-prefix H:box -r http".split()
+    )
+    assert (s.daemon, s.port, s.listen) == (True, 4730, ["127.0.0.1"])
+    assert (s.user, s.queue_type) == ("gearman", "memory")
+    assert s.log_file == "/var/log/gearman-job-server/gearman.log"
+    assert (s.verbose, s.job_retries, s.worker_wakeup, s.job_handle_prefix) == ("INFO", 0, 0, "H:box")
+    assert s.frontends == ["binary", "http"]
+
+
+# ---------------------------------------------------------------------------- bad values
+
+
+def test_unknown_option() -> None:
+    assert "--bogus" in config_error(["--bogus"])
+
+
+@pytest.mark.parametrize("argv", [["-p", "70000"], ["-p", "-1"], ["--port", "65536"]])
+def test_port_out_of_range(argv: list[str]) -> None:
+    assert "port" in config_error(argv)
+
+
+def test_port_not_a_number() -> None:
+    message = config_error(["-p", "notaport"])
+    assert "port" in message and "notaport" in message
+
+
+def test_verbose_unknown_level() -> None:
+    message = config_error(["--verbose", "LOUD"])
+    assert "LOUD" in message and "DEBUG" in message
+
+
+def test_unknown_queue_type() -> None:
+    assert "nosuch" in config_error(["-q", "nosuch"])
+
+
+@pytest.mark.parametrize("value", ["-1", "lots"])
+def test_bad_worker_wakeup(value: str) -> None:
+    assert "wakeup" in config_error(["-w", value])
+
+
+def test_job_handle_prefix_too_long() -> None:
+    assert "prefix" in config_error(["--job-handle-prefix", "x" * 53])
+
+
+def test_job_handle_prefix_empty() -> None:
+    assert "prefix" in config_error(["--job-handle-prefix", ""])
+
+
+def test_job_retries_below_minus_one() -> None:
+    assert "retries" in config_error(["-j", "-2"])
+
+
+def test_missing_option_value() -> None:
+    assert "-p" in config_error(["-p"])
+
+
+# ---------------------------------------------------------------------------- YAML
+
+
+YAML = """\
+port: 5000
+listen: [10.0.0.1]
+backlog: 100
+verbose: info
+log_file: none
+queue:
+  type: builtin
+http:
+  port: 8081
+frontends: [binary, http]
+keepalive:
+  enabled: true
+  idle: 30
+  interval: 5
+  count: 3
+job_retries: 2
+worker_wakeup: auto
+job_handle_prefix: "H:yaml"
+limits:
+  max_packet_size: 1048576
+  max_admin_line: 4096
+  max_connections: 100
+admin:
+  allow_remote_shutdown: true
+shutdown:
+  graceful_timeout: 5
+endpoints:
+  binary: ["tcp:5000:interface=127.0.0.1"]
+"""
+
+
+def test_yaml_provides_values(tmp_path: Path) -> None:
+    s = parse_args(["--config", write(tmp_path, YAML)])
+    assert s.port == 5000
+    assert s.listen == ["10.0.0.1"]
+    assert s.backlog == 100
+    assert s.verbose == "INFO"
+    assert s.log_file == "none"
+    assert s.queue_type == "memory"
+    assert s.http_port == 8081
+    assert s.frontends == ["binary", "http"]
+    assert (s.keepalive, s.keepalive_idle, s.keepalive_interval, s.keepalive_count) == (True, 30, 5, 3)
+    assert s.job_retries == 2
+    assert s.worker_wakeup is None
+    assert s.job_handle_prefix == "H:yaml"
+    assert (s.max_packet_size, s.max_admin_line, s.max_connections) == (1048576, 4096, 100)
+    assert s.allow_remote_shutdown is True
+    assert s.graceful_timeout == 5
+    assert s.endpoints == {"binary": ["tcp:5000:interface=127.0.0.1"]}
+
+
+def test_load_yaml_maps_nested_keys_to_fields(tmp_path: Path) -> None:
+    values = load_yaml(write(tmp_path, "queue:\n  type: builtin\nkeepalive:\n  enabled: true\nport: 1\n"))
+    assert values == {"queue_type": "builtin", "keepalive": True, "port": 1}
+    assert make_settings(values).queue_type == "memory"
+
+
+def test_command_line_overrides_yaml(tmp_path: Path) -> None:
+    path = write(tmp_path, YAML)
+    s = parse_args(["--config", path, "-p", "6000", "-L", "127.0.0.1", "--verbose", "debug", "-w", "0"])
+    assert s.port == 6000
+    assert s.listen == ["127.0.0.1"]
+    assert s.verbose == "DEBUG"
+    assert s.worker_wakeup == 0
+    assert s.backlog == 100  # not given on the command line: from the file
+    # option order does not matter
+    assert parse_args(["-p", "6001", "--config", path]).port == 6001
+
+
+def test_v_counts_from_the_yaml_level(tmp_path: Path) -> None:
+    path = write(tmp_path, "verbose: WARNING\n")
+    assert parse_args(["--config", path, "-v"]).verbose == "NOTICE"
+
+
+def test_protocol_adds_to_yaml_frontends_without_duplicates(tmp_path: Path) -> None:
+    path = write(tmp_path, "frontends: [binary, http]\n")
+    assert parse_args(["--config", path, "-r", "http"]).frontends == ["binary", "http"]
+    path = write(tmp_path, "frontends: [binary]\n", "other.yaml")
+    assert parse_args(["--config", path, "-r", "http"]).frontends == ["binary", "http"]
+
+
+def test_empty_yaml_is_all_defaults(tmp_path: Path) -> None:
+    assert parse_args(["--config", write(tmp_path, "")]) == Settings()
+    assert parse_args(["--config", write(tmp_path, "# only a comment\n", "c.yaml")]) == Settings()
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("bogus: 1\n", "bogus"),
+        ("queue:\n  tpye: builtin\n", "queue.tpye"),
+        ("port: 1\nlimits:\n  max_conections: 5\n", "limits.max_conections"),
+    ],
+)
+def test_unknown_yaml_key(tmp_path: Path, text: str, key: str) -> None:
+    message = config_error(["--config", write(tmp_path, text)])
+    assert key in message
+
+
+@pytest.mark.parametrize("text", ["port: [1,\n", "a: b: c\n", "\t- x\n", "port: 4730\n  listen: x\n"])
+def test_invalid_yaml(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, text)
+    message = config_error(["--config", path])
+    assert path in message
+
+
+def test_yaml_must_be_a_mapping(tmp_path: Path) -> None:
+    config_error(["--config", write(tmp_path, "- port\n- 4730\n")])
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "nope.yaml")
+    assert path in config_error(["--config", path])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "port: 70000\n",
+        "port: '4730'\n",
+        "verbose: LOUD\n",
+        "queue:\n  type: nosuch\n",
+        "worker_wakeup: -1\n",
+        "worker_wakeup: sometimes\n",
+        "job_retries: -5\n",
+        "listen: 5\n",
+        "frontends: []\n",
+        "frontends: http\n",
+        "threads: many\n",
+        "limits:\n  max_admin_line: 10\n",
+        "limits:\n  max_packet_size: 10\n",
+        "shutdown:\n  graceful_timeout: -1\n",
+        "job_handle_prefix: " + "x" * 60 + "\n",
+        "endpoints: [tcp:4730]\n",
+    ],
+)
+def test_bad_yaml_values(tmp_path: Path, text: str) -> None:
+    config_error(["--config", write(tmp_path, text)])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # These crash with TypeError/AttributeError (a traceback from `gearmand`) or are silently
+        # accepted and fail later at run time; the module promises a ConfigError for every problem.
+        "shutdown:\n  graceful_timeout: soon\n",
+        "job_handle_prefix: 123\n",
+        "worker_wakeup: [1]\n",
+        "keepalive:\n  idle: often\n",
+        "exceptions: 'yes'\n",
+        "daemon: 'no'\n",
+    ],
+)
+def test_wrongly_typed_yaml_values_are_config_errors(tmp_path: Path, text: str) -> None:
+    config_error(["--config", write(tmp_path, text)])
+
+
+def test_make_settings_rejects_unknown_fields() -> None:
+    with pytest.raises(ConfigError, match="bogus"):
+        make_settings({"bogus": 1})
+
+
+def test_make_settings_validates() -> None:
+    assert make_settings({"port": 4731, "verbose": "debug"}).verbose == "DEBUG"
+    with pytest.raises(ConfigError):
+        make_settings({"port": -3})
+
+
+def test_shipped_default_config_loads() -> None:
+    path = REPO / "config" / "gearmand.yaml"
+    if not path.exists():
+        pytest.skip("config/gearmand.yaml not written yet")
+    parse_args(["--config", str(path)])
+
+
+# ---------------------------------------------------------------------------- the gearmand command
+
+
+def run_gearmand(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gearman_gateway.cli.gearmand", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize("args", [("--bogus",), ("-p", "notaport")])
+def test_cli_bad_arguments_exit_2_with_one_line(args: tuple[str, ...]) -> None:
+    result = run_gearmand(*args)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.strip()
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_cli_help() -> None:
+    result = run_gearmand("--help")
+    assert result.returncode == 0
+    for option in ("--config", "--port", "--queue-type"):
+        assert option in result.stdout
+
+
+def test_cli_version() -> None:
+    result = run_gearmand("-V")
+    assert result.returncode == 0
+    assert result.stdout.startswith("gearmand ")
+    assert SERVER_VERSION in result.stdout
+
+
+def test_cli_check_args() -> None:
+    result = run_gearmand("--check-args", "-p", "4731", "-r", "http", "-q", "builtin", "--verbose", "info")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
