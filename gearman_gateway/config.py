@@ -187,7 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("-b", "--backlog", type=_nonnegative, help="listen backlog (default 32)")
     g.add_argument(
-        "-r", "--protocol", action="append", dest="protocols", metavar="NAME",
+        "-r",
+        "--protocol",
+        action="append",
+        dest="protocols",
+        metavar="NAME",
         help="enable another protocol frontend (e.g. http); repeatable",
     )
     g.add_argument("--http-port", type=int, dest="http_port", help="HTTP frontend port (default 8080)")
@@ -198,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
         "-l", "--log-file", dest="log_file", metavar="FILE", help="log file, or 'stderr' (default) or 'none'"
     )
     g.add_argument(
-        "--verbose", metavar="LEVEL", type=str.upper,
+        "--verbose",
+        metavar="LEVEL",
+        type=str.upper,
         help="log level: " + ", ".join(LEVEL_ORDER) + " (default NOTICE)",
     )
     g.add_argument("-v", action="count", dest="more_verbose", help="one level more verbose; repeatable")
@@ -209,15 +215,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--coredump", action="store_true", help="accepted for compatibility; ignored")
     g = p.add_argument_group("scheduling")
     g.add_argument(
-        "-q", "--queue-type", dest="queue_type", metavar="NAME",
+        "-q",
+        "--queue-type",
+        dest="queue_type",
+        metavar="NAME",
         help="job store: builtin/memory (default)",
     )
     g.add_argument(
-        "-j", "--job-retries", type=int, dest="job_retries",
+        "-j",
+        "--job-retries",
+        type=int,
+        dest="job_retries",
         help="attempts before a job whose worker dies or times out is failed (0 or -1: unlimited)",
     )
     g.add_argument(
-        "-w", "--worker-wakeup", type=_wakeup, dest="worker_wakeup", metavar="N",
+        "-w",
+        "--worker-wakeup",
+        type=_wakeup,
+        dest="worker_wakeup",
+        metavar="N",
         help="NOOPs per wake-up: auto (one per runnable job, default), 0 (every sleeper) or N",
     )
     g.add_argument("--job-handle-prefix", dest="job_handle_prefix", metavar="PREFIX", help="default H:<hostname>")
@@ -230,18 +246,47 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--keepalive-interval", type=int, dest="keepalive_interval", metavar="SECONDS")
     g.add_argument("--keepalive-count", type=int, dest="keepalive_count", metavar="N")
     g = p.add_argument_group("limits")
-    g.add_argument("--max-packet-size", type=_nonnegative, dest="max_packet_size", metavar="BYTES",
-                   help="largest packet body accepted (default 64 MiB)")
-    g.add_argument("--max-admin-line", type=_nonnegative, dest="max_admin_line", metavar="BYTES",
-                   help="longest admin command line (default 8192)")
-    g.add_argument("--max-connections", type=_nonnegative, dest="max_connections", metavar="N",
-                   help="refuse connections beyond N (default 0: unlimited)")
-    g.add_argument("--max-output-buffer", type=_nonnegative, dest="max_output_buffer", metavar="BYTES",
-                   help="close a peer that stops reading once this much is queued for it (default 256 MiB)")
-    g.add_argument("--allow-remote-shutdown", action="store_true", dest="allow_remote_shutdown",
-                   help="accept the admin `shutdown` command from non-loopback peers")
-    g.add_argument("--graceful-timeout", type=float, dest="graceful_timeout", metavar="SECONDS",
-                   help="longest wait for running jobs on a graceful shutdown (default 30)")
+    g.add_argument(
+        "--max-packet-size",
+        type=_nonnegative,
+        dest="max_packet_size",
+        metavar="BYTES",
+        help="largest packet body accepted (default 64 MiB)",
+    )
+    g.add_argument(
+        "--max-admin-line",
+        type=_nonnegative,
+        dest="max_admin_line",
+        metavar="BYTES",
+        help="longest admin command line (default 8192)",
+    )
+    g.add_argument(
+        "--max-connections",
+        type=_nonnegative,
+        dest="max_connections",
+        metavar="N",
+        help="refuse connections beyond N (default 0: unlimited)",
+    )
+    g.add_argument(
+        "--max-output-buffer",
+        type=_nonnegative,
+        dest="max_output_buffer",
+        metavar="BYTES",
+        help="close a peer that stops reading once this much is queued for it (default 256 MiB)",
+    )
+    g.add_argument(
+        "--allow-remote-shutdown",
+        action="store_true",
+        dest="allow_remote_shutdown",
+        help="accept the admin `shutdown` command from non-loopback peers",
+    )
+    g.add_argument(
+        "--graceful-timeout",
+        type=float,
+        dest="graceful_timeout",
+        metavar="SECONDS",
+        help="longest wait for running jobs on a graceful shutdown (default 30)",
+    )
     return p
 
 
@@ -290,7 +335,9 @@ def _validate(s: Settings) -> None:
 
     for name in ("port", "http_port"):
         value = getattr(s, name)
-        check(isinstance(value, int) and 0 <= value <= 65535, f"{name.replace('_', '-')} must be 0-65535, not {value!r}")
+        check(
+            isinstance(value, int) and 0 <= value <= 65535, f"{name.replace('_', '-')} must be 0-65535, not {value!r}"
+        )
     if isinstance(s.listen, str):
         s.listen = [s.listen]
     check(isinstance(s.listen, list), "listen must be a list of addresses")

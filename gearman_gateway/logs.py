@@ -39,4 +39,3 @@ def reopen(handler: logging.Handler | None) -> None:
             handler.stream = handler._open()
         finally:
             handler.release()
-

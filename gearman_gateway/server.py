@@ -1,12 +1,12 @@
 """The embeddable server: scheduler + enabled frontends on one Twisted reactor.
 
-    from gearman_gateway.config import make_settings
-    from gearman_gateway.server import Server
-    server = Server(make_settings({"port": 0, "listen": ["127.0.0.1"]}))
-    server.start()                      # binds now; raises if a port is taken
-    host, port = server.addresses()["binary"][0]
-    ...                                 # run the reactor as your program does
-    server.stop()                       # a Deferred; or server.shutdown(graceful=True)
+from gearman_gateway.config import make_settings
+from gearman_gateway.server import Server
+server = Server(make_settings({"port": 0, "listen": ["127.0.0.1"]}))
+server.start()                      # binds now; raises if a port is taken
+host, port = server.addresses()["binary"][0]
+...                                 # run the reactor as your program does
+server.stop()                       # a Deferred; or server.shutdown(graceful=True)
 """
 
 from __future__ import annotations
@@ -118,7 +118,8 @@ class Server:
     def _graceful_timeout(self) -> None:
         log.warning(
             "graceful shutdown: %d jobs still running after %ss; stopping anyway",
-            self.scheduler.running_jobs, self.settings.graceful_timeout,
+            self.scheduler.running_jobs,
+            self.settings.graceful_timeout,
         )
         self._stop_reactor()
 

@@ -59,9 +59,7 @@ def available() -> dict[str, str]:
 def load(name: str) -> Frontend:
     target = available().get(name.lower())
     if target is None:
-        raise UnknownFrontend(
-            f"unknown protocol {name!r} (available: {', '.join(sorted(available()))})"
-        )
+        raise UnknownFrontend(f"unknown protocol {name!r} (available: {', '.join(sorted(available()))})")
     module_name, _, attribute = target.partition(":")
     module = __import__(module_name, fromlist=[attribute])
     return getattr(module, attribute)

@@ -21,9 +21,7 @@ class BinaryFrontend:
 
         settings = context.settings
         factory = BinaryFactory(context)
-        endpoints = settings.endpoints.get(self.name) or tcp_endpoints(
-            settings.listen, settings.port, settings.backlog
-        )
+        endpoints = settings.endpoints.get(self.name) or tcp_endpoints(settings.listen, settings.port, settings.backlog)
         return [ListeningService(context.reactor, e, factory, "gearman binary+admin") for e in endpoints]
 
 

@@ -18,7 +18,17 @@ from twisted.internet.protocol import Factory, Protocol
 from zope.interface import implementer
 
 from gearman_gateway.scheduler import MAX_HANDLE_SIZE, Job, Priority, SchedulerError, Worker
-from protocols.binary.codec import FATAL, NO_JOB, NOOP, TEXT, WRONG_MAGIC, Decoder, encode, error_packet, header
+from protocols.binary.codec import (
+    FATAL,
+    NO_JOB,
+    NOOP,
+    TEXT,
+    WRONG_MAGIC,
+    Decoder,
+    encode,
+    error_packet,
+    header,
+)
 from protocols.binary.codec import split_admin_words as _split_words
 from protocols.binary.packets import MAX_TYPE, REQ, Packet
 
@@ -217,8 +227,14 @@ class BinaryConnection(Protocol):
     # -- client packets
 
     def _submit(
-        self, function: bytes, unique: bytes, data: bytes, priority: int, background: bool,
-        when: int = 0, reducer: bytes | None = None,
+        self,
+        function: bytes,
+        unique: bytes,
+        data: bytes,
+        priority: int,
+        background: bool,
+        when: int = 0,
+        reducer: bytes | None = None,
     ) -> None:
         try:
             self.scheduler.submit(function, data, unique, priority, background, when, reducer, self)
@@ -267,8 +283,12 @@ class BinaryConnection(Protocol):
         else:
             self.send(
                 encode(
-                    Packet.STATUS_RES, handle, b"1", b"1" if job.running else b"0",
-                    b"%d" % job.numerator, b"%d" % job.denominator,
+                    Packet.STATUS_RES,
+                    handle,
+                    b"1",
+                    b"1" if job.running else b"0",
+                    b"%d" % job.numerator,
+                    b"%d" % job.denominator,
                 )
             )
 
@@ -280,8 +300,13 @@ class BinaryConnection(Protocol):
         else:
             self.send(
                 encode(
-                    Packet.STATUS_RES_UNIQUE, unique, b"1", b"1" if job.running else b"0",
-                    b"%d" % job.numerator, b"%d" % job.denominator, b"%d" % len(job.listeners),
+                    Packet.STATUS_RES_UNIQUE,
+                    unique,
+                    b"1",
+                    b"1" if job.running else b"0",
+                    b"%d" % job.numerator,
+                    b"%d" % job.denominator,
+                    b"%d" % len(job.listeners),
                 )
             )
 
@@ -382,9 +407,7 @@ class BinaryConnection(Protocol):
         elif job.reducer is None:
             self._assign(Packet.JOB_ASSIGN_UNIQ, (job.handle, job.function.name, job.unique), job.data)
         else:
-            self._assign(
-                Packet.JOB_ASSIGN_ALL, (job.handle, job.function.name, job.unique, job.reducer), job.data
-            )
+            self._assign(Packet.JOB_ASSIGN_ALL, (job.handle, job.function.name, job.unique, job.reducer), job.data)
 
     def _assign(self, ptype: int, fields: tuple[bytes, ...], data: bytes) -> None:
         if len(data) < _JOIN_LIMIT:
@@ -412,9 +435,7 @@ class BinaryConnection(Protocol):
     def _work_status(self, args: list[bytes]) -> None:
         numerator = atoi(args[1]) & 0xFFFFFFFF
         denominator = atoi(args[2]) & 0xFFFFFFFF
-        self._work_result(
-            args[0], lambda: self.scheduler.work_status(self._worker(), args[0], numerator, denominator)
-        )
+        self._work_result(args[0], lambda: self.scheduler.work_status(self._worker(), args[0], numerator, denominator))
 
     def _work_complete(self, args: list[bytes]) -> None:
         self._work_result(args[0], lambda: self.scheduler.work_complete(self._worker(), args[0], args[1]))

@@ -34,7 +34,8 @@ def test_foreground_job_every_result_packet_in_order(server) -> None:
         assert w.expect(Packet.ERROR) == [b"JOB_NOT_FOUND", b"Job does not exist on server"]
         w.send(Packet.WORK_EXCEPTION, handle, b"x")
         assert w.expect(Packet.ERROR) == [
-            b"JOB_NOT_FOUND", b"An exception was received for a job that does not exist",
+            b"JOB_NOT_FOUND",
+            b"An exception was received for a job that does not exist",
         ]
 
 
@@ -80,13 +81,15 @@ def test_status_by_handle_and_by_unique(server) -> None:
         client.expect(Packet.WORK_STATUS)
         assert other.call(Packet.GET_STATUS, handle) == (Packet.STATUS_RES, [handle, b"1", b"1", b"7", b"9"])
         assert other.call(Packet.GET_STATUS_UNIQUE, b"uniq-1") == (
-            Packet.STATUS_RES_UNIQUE, [b"uniq-1", b"1", b"1", b"7", b"9", b"1"],
+            Packet.STATUS_RES_UNIQUE,
+            [b"uniq-1", b"1", b"1", b"7", b"9", b"1"],
         )
         w.send(Packet.WORK_COMPLETE, handle, b"")
         client.expect(Packet.WORK_COMPLETE)
         assert other.call(Packet.GET_STATUS, handle) == (Packet.STATUS_RES, [handle, b"0", b"0", b"0", b"0"])
         assert other.call(Packet.GET_STATUS_UNIQUE, b"nope") == (
-            Packet.STATUS_RES_UNIQUE, [b"nope", b"0", b"0", b"0", b"0", b"0"],
+            Packet.STATUS_RES_UNIQUE,
+            [b"nope", b"0", b"0", b"0", b"0", b"0"],
         )
 
 
@@ -95,7 +98,8 @@ def test_echo_option_and_client_id(server) -> None:
         assert c.call(Packet.ECHO_REQ, b"a\x00b\xff") == (Packet.ECHO_RES, [b"a\x00b\xff"])
         assert c.call(Packet.OPTION_REQ, b"EXCEPTIONS") == (Packet.OPTION_RES, [b"EXCEPTIONS"])
         assert c.call(Packet.OPTION_REQ, b"bogus") == (
-            Packet.ERROR, [b"UNKNOWN_OPTION", b"Server does not recognize given option"],
+            Packet.ERROR,
+            [b"UNKNOWN_OPTION", b"Server does not recognize given option"],
         )
         c.send(Packet.SET_CLIENT_ID, b"my worker 1")
         c.send(Packet.CAN_DO, b"fa")
@@ -114,8 +118,16 @@ def test_text_and_binary_mix_on_one_connection(server) -> None:
 
 def test_not_expected_packets_keep_the_connection(server) -> None:
     with Raw(server.port) as c:
-        for ptype in (5, Packet.NOOP, Packet.JOB_CREATED, Packet.NO_JOB, Packet.ALL_YOURS, Packet.ECHO_RES,
-                      Packet.STATUS_RES, Packet.JOB_ASSIGN_ALL):
+        for ptype in (
+            5,
+            Packet.NOOP,
+            Packet.JOB_CREATED,
+            Packet.NO_JOB,
+            Packet.ALL_YOURS,
+            Packet.ECHO_RES,
+            Packet.STATUS_RES,
+            Packet.JOB_ASSIGN_ALL,
+        ):
             assert c.call(ptype) == (Packet.ERROR, [b"INVALID_COMMAND", b"Command not expected"]), ptype
         c.send(Packet.SUBMIT_JOB_SCHED, b"f", b"", b"1", b"2", b"3", b"4", b"5", b"data")
         assert c.expect(Packet.ERROR) == [b"INVALID_COMMAND", b"Command not expected"]

@@ -70,7 +70,8 @@ def test_daemon_mode_pid_file_and_log_file(tmp_path: Path) -> None:
     log_file = tmp_path / "gearmand.log"
     result = subprocess.run(
         [OUR_GEARMAND, "-d", "-L", "127.0.0.1", "-p", str(port), "-P", str(pid_file), "-l", str(log_file)],
-        capture_output=True, timeout=20,
+        capture_output=True,
+        timeout=20,
     )
     assert result.returncode == 0, result.stderr
     pid = int(pid_file.read_text())
@@ -92,7 +93,9 @@ def test_daemon_reports_a_taken_port_to_the_shell(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         result = subprocess.run(
             [OUR_GEARMAND, "-d", "-L", "127.0.0.1", "-p", str(port), "-l", str(tmp_path / "log")],
-            capture_output=True, text=True, timeout=20,
+            capture_output=True,
+            text=True,
+            timeout=20,
         )
         assert result.returncode == 1
         assert "cannot start" in result.stderr and str(port) in result.stderr

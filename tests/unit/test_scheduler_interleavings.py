@@ -45,9 +45,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         if not self.connected[client]:
             return
         when = int(self.clock.seconds()) + delay if (background and delay) else 0
-        job = self.sched.submit(
-            function, data, unique, priority, background, when, None, self.clients[client]
-        )
+        job = self.sched.submit(function, data, unique, priority, background, when, None, self.clients[client])
         if job.background or background:
             self.must_finish.add(job.handle)
 
@@ -145,7 +143,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         missing = self.must_finish - set(self.finished)
         assert not missing, missing
         self.nothing_finished_twice()
-        for index, listener in enumerate(self.clients):
+        for listener in self.clients:
             self.sched.detach(listener)
         assert_clean(self.sched)
 
