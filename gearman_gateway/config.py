@@ -9,12 +9,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import socket
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+import protocols
 from gearman_gateway.version import SERVER_VERSION
 
 #: gearmand's verbosity names, mapped onto Python logging levels (NOTICE sits between INFO and WARNING).
@@ -166,6 +170,23 @@ def _wakeup(text: str) -> int | None:
     return _nonnegative(text)
 
 
+def _port(text: str) -> int:
+    """A number or a service name from /etc/services, as gearmand accepts."""
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return socket.getservbyname(text, "tcp")
+        except OSError:
+            raise ValueError(text) from None
+
+
+# argparse names the type in its message: "invalid non-negative integer value: '-1'"
+_nonnegative.__name__ = "non-negative integer"
+_wakeup.__name__ = "'auto' or non-negative integer"
+_port.__name__ = "port number or service name"
+
+
 def build_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS  # noqa: N806 - only options given on the command line override the YAML
     p = _Parser(
@@ -181,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--config", metavar="FILE", dest="config", help="YAML configuration file")
     g.add_argument("--check-args", action="store_true", dest="check_args", help="validate options and exit")
     g = p.add_argument_group("listening")
-    g.add_argument("-p", "--port", type=int, help="binary and admin port (default 4730)")
+    g.add_argument("-p", "--port", type=_port, help="binary and admin port (default 4730)")
     g.add_argument(
         "-L", "--listen", action="append", metavar="ADDRESS", help="address to listen on; repeatable (default all IPv4)"
     )
@@ -194,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="enable another protocol frontend (e.g. http); repeatable",
     )
-    g.add_argument("--http-port", type=int, dest="http_port", help="HTTP frontend port (default 8080)")
+    g.add_argument("--http-port", type=_port, dest="http_port", help="HTTP frontend port (default 8080)")
     g = p.add_argument_group("process")
     g.add_argument("-d", "--daemon", action="store_true", help="detach into the background")
     g.add_argument("-P", "--pid-file", dest="pid_file", metavar="FILE", help="write the process id here")
@@ -308,7 +329,9 @@ def parse_args(argv: list[str]) -> Settings:
     values.update(given)
     if protocols:
         frontends = list(values.get("frontends", ["binary"]))
-        frontends += [p.lower() for p in protocols if p.lower() not in frontends]
+        for name in protocols:
+            if name.lower() not in frontends:
+                frontends.append(name.lower())
         values["frontends"] = frontends
     settings = make_settings(values)
     if more_verbose:
@@ -323,9 +346,38 @@ def make_settings(values: dict[str, Any]) -> Settings:
     for name in values:
         if name not in fields:
             raise ConfigError(f"unknown setting {name!r}")
+    hints = typing.get_type_hints(Settings)
+    for name, value in values.items():
+        _check_type(name, value, hints[name])
     settings = Settings(**values)
     _validate(settings)
     return settings
+
+
+def _check_type(name: str, value: Any, hint: Any) -> None:
+    """YAML gives any type: refuse what the field cannot hold (a quoted 'no' is not False)."""
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for kind in allowed:
+        origin = typing.get_origin(kind) or kind
+        if kind is type(None) and value is None:
+            return
+        if origin is bool and isinstance(value, bool):
+            return
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if origin is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return
+        if origin is str and isinstance(value, str):
+            return
+        if origin is list and isinstance(value, list | str):
+            return
+        if origin is dict and isinstance(value, dict):
+            return
+    if name == "worker_wakeup" and isinstance(value, str):
+        return  # "auto", checked below
+    names = " or ".join(getattr(typing.get_origin(k) or k, "__name__", str(k)) for k in allowed)
+    names = names.replace("NoneType", "null").replace("str", "text").replace("int", "whole number")
+    raise ConfigError(f"{name} must be {names}, not {value!r}")
 
 
 def _validate(s: Settings) -> None:
@@ -363,4 +415,7 @@ def _validate(s: Settings) -> None:
         check(0 < len(s.job_handle_prefix.encode()) <= 52, "job-handle-prefix must be 1 to 52 bytes")
     check(isinstance(s.frontends, list) and bool(s.frontends), "frontends must be a non-empty list")
     s.frontends = [str(f).lower() for f in s.frontends]
+    known = protocols.available()
+    for name in s.frontends:
+        check(name in known, f"unknown protocol {name!r} (available: {', '.join(sorted(known))})")
     check(isinstance(s.endpoints, dict), "endpoints must map frontend names to lists of endpoint strings")

@@ -214,7 +214,10 @@ class BinaryConnection(Protocol):
 
     def _fatal(self, code: bytes, text: bytes) -> None:
         log.info("closing connection from %s: %s %s", self.peer, code.decode(), text.decode(errors="replace"))
-        self.send(error_packet(code, text))
+        if code == b"LINE_TOO_LONG":  # the peer speaks text: answer in text
+            self.send(b"ERR LINE_TOO_LONG " + text.replace(b" ", b"+") + b"\r\n")
+        else:
+            self.send(error_packet(code, text))
         self.flush()
         self.transport.loseConnection()
 

@@ -34,6 +34,9 @@ from .conftest import RunningServer
 
 TIMEOUT = 10.0  # seconds for any single awaited event
 
+# gear 0.16 calls Condition.notifyAll() from its threads; that noise is not about the server.
+pytestmark = pytest.mark.filterwarnings("ignore:notifyAll\\(\\) is deprecated:DeprecationWarning")
+
 WORK_TYPES = {
     constants.WORK_DATA,
     constants.WORK_WARNING,

@@ -15,6 +15,8 @@ import random
 import socket
 import struct
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -26,6 +28,7 @@ RES = b"\0RES"
 HEADER = struct.Struct(">4sII")
 
 CAN_DO = 1
+PRE_SLEEP = 4
 NOOP = 6
 SUBMIT_JOB = 7
 JOB_CREATED = 8
@@ -40,7 +43,6 @@ ECHO_RES = 17
 SUBMIT_JOB_BG = 18
 ERROR = 19
 STATUS_RES = 20
-PRE_SLEEP = 4
 CAN_DO_TIMEOUT = 23
 ALL_YOURS = 24
 SUBMIT_JOB_SCHED = 35
@@ -50,6 +52,27 @@ IO_TIMEOUT = 5.0
 
 def pkt(ptype: int, body: bytes = b"", magic: bytes = REQ) -> bytes:
     return HEADER.pack(magic, ptype, len(body)) + body
+
+
+@contextmanager
+def case(label: str) -> Iterator[None]:
+    """Name the case in any failure of a loop over several malformed inputs."""
+    try:
+        yield
+    except AssertionError as exc:
+        raise AssertionError(f"[{label}] {exc}") from exc
+    except pytest.fail.Exception as exc:
+        pytest.fail(f"[{label}] {exc}")
+
+
+def first_error_code(data: bytes) -> str | None:
+    """The code of the ERROR packet at the start of data, or None if data does not start with one."""
+    if len(data) < HEADER.size:
+        return None
+    magic, ptype, size = HEADER.unpack_from(data)
+    if (magic, ptype) != (RES, ERROR):
+        return None
+    return parse_error(data[HEADER.size : HEADER.size + size])[0]
 
 
 def parse_error(body: bytes) -> tuple[str, str]:
@@ -213,41 +236,29 @@ def test_sanity_helpers(server) -> None:
 # framing errors that close the connection
 
 
-@pytest.mark.parametrize("magic", [b"\0XYZ", b"\0req", b"\0REX", b"\0\0\0\0"])
-def test_bad_magic_closes_connection(server, magic: bytes) -> None:
-    with Conn(server.port) as conn:
-        conn.send_tolerant(pkt(ECHO_REQ, b"ping", magic=magic))
-        data = conn.read_until_closed()
-    if OURS:
-        assert len(data) >= HEADER.size, data
-        magic_out, ptype, size = HEADER.unpack_from(data)
-        assert (magic_out, ptype) == (RES, ERROR), data
-        code, _ = parse_error(data[HEADER.size : HEADER.size + size])
-        assert code == "INVALID_MAGIC"
-    assert_alive(server)
+def test_bad_magic_closes_connection(server) -> None:
+    for magic in (b"\0XYZ", b"\0req", b"\0REX", b"\0\0\0\0"):
+        with case(f"magic {magic!r}"):
+            with Conn(server.port) as conn:
+                conn.send_tolerant(pkt(ECHO_REQ, b"ping", magic=magic))
+                data = conn.read_until_closed()
+            if OURS:
+                assert first_error_code(data) == "INVALID_MAGIC", data
+            assert_alive(server)
 
 
-@pytest.mark.parametrize(
-    "ptype",
-    [
-        0,
-        43,
-        1000,
-        # gearmand 1.1.20 crashes on this one (signal, exit status 1); it must not take ours down.
-        pytest.param(0xFFFFFFFF, marks=ours_only),
-    ],
-)
-def test_unknown_packet_type_closes_connection(server, ptype: int) -> None:
-    with Conn(server.port) as conn:
-        conn.send_tolerant(pkt(ptype, b"body"))
-        data = conn.read_until_closed()
+def test_unknown_packet_type_closes_connection(server) -> None:
+    types = [0, 43, 1000]
     if OURS:
-        assert len(data) >= HEADER.size, data
-        magic_out, out_type, size = HEADER.unpack_from(data)
-        assert (magic_out, out_type) == (RES, ERROR), data
-        code, _ = parse_error(data[HEADER.size : HEADER.size + size])
-        assert code == "INVALID_COMMAND"
-    assert_alive(server)
+        types.append(0xFFFFFFFF)  # gearmand 1.1.20 crashes on this one (exit status 1 with a stack trace)
+    for ptype in types:
+        with case(f"type {ptype}"):
+            with Conn(server.port) as conn:
+                conn.send_tolerant(pkt(ptype, b"body"))
+                data = conn.read_until_closed()
+            if OURS:
+                assert first_error_code(data) == "INVALID_COMMAND", data
+            assert_alive(server)
 
 
 @ours_only
@@ -260,11 +271,7 @@ def test_declared_body_over_max_packet_size(gearmand) -> None:
     with Conn(server.port) as conn:
         conn.send(HEADER.pack(REQ, SUBMIT_JOB, 2048))
         data = conn.read_until_closed()
-    assert len(data) >= HEADER.size, data
-    magic_out, ptype, size = HEADER.unpack_from(data)
-    assert (magic_out, ptype) == (RES, ERROR), data
-    code, _ = parse_error(data[HEADER.size : HEADER.size + size])
-    assert code == "ARGUMENT_TOO_LARGE"
+    assert first_error_code(data) == "ARGUMENT_TOO_LARGE", data
     assert_alive(server)
 
 
@@ -287,9 +294,8 @@ def test_response_magic_gets_error_and_stays_open(server) -> None:
     assert_alive(server)
 
 
-@pytest.mark.parametrize(
-    ("ptype", "body"),
-    [
+def test_unexpected_packet_types_get_invalid_command(server) -> None:
+    cases = [
         (5, b""),
         (NOOP, b""),
         (NO_JOB, b""),
@@ -297,14 +303,14 @@ def test_response_magic_gets_error_and_stays_open(server) -> None:
         (ERROR, b"CODE\0text"),
         (ALL_YOURS, b""),
         (SUBMIT_JOB_SCHED, b"fn\0uniq\0" + b"1\0" * 5 + b"data"),
-    ],
-)
-def test_unexpected_packet_types_get_invalid_command(server, ptype: int, body: bytes) -> None:
-    with Conn(server.port) as conn:
-        conn.send(pkt(ptype, body))
-        assert conn.expect_error() == ("INVALID_COMMAND", "Command not expected")
-        conn.assert_echo()
-    assert_alive(server)
+    ]
+    for ptype, body in cases:
+        with case(f"type {ptype}"):
+            with Conn(server.port) as conn:
+                conn.send(pkt(ptype, body))
+                assert conn.expect_error() == ("INVALID_COMMAND", "Command not expected")
+                conn.assert_echo()
+            assert_alive(server)
 
 
 def test_unique_too_large(server) -> None:
@@ -319,14 +325,15 @@ def test_unique_too_large(server) -> None:
     assert_alive(server)
 
 
-@pytest.mark.parametrize("length", [64, 200])
-def test_work_fail_handle_too_large(server, length: int) -> None:
-    with Conn(server.port) as conn:
-        conn.send(pkt(WORK_FAIL, b"H" * length))
-        code, _ = conn.expect_error()
-        assert code == "ARGUMENT_TOO_LARGE"
-        conn.assert_echo()
-    assert_alive(server)
+def test_work_fail_handle_too_large(server) -> None:
+    for length in (64, 200):
+        with case(f"{length}-byte handle"):
+            with Conn(server.port) as conn:
+                conn.send(pkt(WORK_FAIL, b"H" * length))
+                code, _ = conn.expect_error()
+                assert code == "ARGUMENT_TOO_LARGE"
+                conn.assert_echo()
+            assert_alive(server)
 
 
 def test_get_status_handle_too_large(server) -> None:
@@ -350,24 +357,23 @@ def test_get_status_handle_too_large(server) -> None:
 
 
 @ours_only
-@pytest.mark.parametrize(
-    ("ptype", "body", "reply"),
-    [
+def test_missing_separators_parsed_within_declared_size(server) -> None:
+    """gearmand looks for the missing NULs in the next packet's bytes; ours stops at the declared size."""
+    cases = [
         (SUBMIT_JOB, b"fn", JOB_CREATED),
         (SUBMIT_JOB, b"fn\0uniq", JOB_CREATED),
         (SUBMIT_JOB_BG, b"fn", JOB_CREATED),
-        (CAN_DO_TIMEOUT, b"fn", None),
-    ],
-)
-def test_missing_separators_parsed_within_declared_size(server, ptype: int, body: bytes, reply) -> None:
-    """gearmand looks for the missing NULs in the next packet's bytes; ours stops at the declared size."""
-    with Conn(server.port) as conn:
-        conn.send(pkt(ptype, body) + pkt(ECHO_REQ, b"after"))
-        if reply is not None:
-            conn.expect(reply)
-        assert conn.expect(ECHO_RES) == b"after"
-        conn.assert_echo()
-    assert_alive(server)
+        (CAN_DO_TIMEOUT, b"fn", None),  # no reply expected
+    ]
+    for ptype, body, reply in cases:
+        with case(f"type {ptype} body {body!r}"):
+            with Conn(server.port) as conn:
+                conn.send(pkt(ptype, body) + pkt(ECHO_REQ, b"after"))
+                if reply is not None:
+                    conn.expect(reply)
+                assert conn.expect(ECHO_RES) == b"after"
+                conn.assert_echo()
+            assert_alive(server)
 
 
 # ---------------------------------------------------------------------------------------------------------

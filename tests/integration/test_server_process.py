@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -203,3 +204,12 @@ def test_listen_on_two_addresses(gearmand) -> None:
     with socket.create_connection(("127.0.0.2", port), timeout=5) as s:
         s.sendall(b"version\n")
         assert s.recv(100).startswith(b"OK ")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching user needs root")
+def test_user_switch_after_binding(gearmand) -> None:
+    server = gearmand("-u", "nobody")
+    assert server.admin("version").startswith("OK ")  # answered by the reactor, which runs after the switch
+    status = Path(f"/proc/{server.pid}/status").read_text()
+    uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+    assert int(uid_line.split()[1]) == pwd.getpwnam("nobody").pw_uid

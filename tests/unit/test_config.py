@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import protocols
 from gearman_gateway.config import (
     LEVEL_ORDER,
     ConfigError,
@@ -20,6 +21,16 @@ from gearman_gateway.config import (
 from gearman_gateway.version import SERVER_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def http_frontend_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Option parsing of `-r http` is tested whether or not the http frontend is installed yet."""
+    monkeypatch.setitem(protocols._BUILT_IN, "http", "protocols.http:FRONTEND")
+
+
+def test_unknown_protocol_is_a_config_error() -> None:
+    assert "unknown protocol 'nosuch'" in config_error(["-r", "nosuch"])
 
 
 def write(tmp_path: Path, text: str, name: str = "gearmand.yaml") -> str:
@@ -458,6 +469,6 @@ def test_cli_version() -> None:
 
 
 def test_cli_check_args() -> None:
-    result = run_gearmand("--check-args", "-p", "4731", "-r", "http", "-q", "builtin", "--verbose", "info")
+    result = run_gearmand("--check-args", "-p", "4731", "-r", "binary", "-q", "builtin", "--verbose", "info")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
