@@ -41,7 +41,7 @@ class Frontend(Protocol):
     def build(self, context: FrontendContext) -> list[IService]: ...
 
 
-_BUILT_IN = {"binary": "protocols.binary:FRONTEND"}
+_BUILT_IN = {"binary": "protocols.binary:FRONTEND", "http": "protocols.http:FRONTEND"}
 
 
 class UnknownFrontend(LookupError):

@@ -96,11 +96,11 @@ class RunningServer:
 ServerFactory = Callable[..., RunningServer]
 
 
-@pytest.fixture
-def gearmand(tmp_path: Path) -> Iterator[ServerFactory]:
-    """Factory: gearmand(*extra_args, port=None) starts a server on a free loopback port."""
+REAL_GEARMAND = "/usr/sbin/gearmand"  # Debian's gearman-job-server, the reference implementation
+
+
+def _factory(tmp_path: Path, binary: str) -> tuple[ServerFactory, list[RunningServer]]:
     started: list[RunningServer] = []
-    binary = os.environ.get("GG_TEST_SERVER", OUR_GEARMAND)
 
     def start(*extra: str, port: int | None = None, wait: bool = True) -> RunningServer:
         port = port or free_port()
@@ -118,6 +118,27 @@ def gearmand(tmp_path: Path) -> Iterator[ServerFactory]:
                 raise RuntimeError(f"{args} did not start:\n{server.log()}") from None
         return server
 
+    return start, started
+
+
+@pytest.fixture
+def gearmand(tmp_path: Path) -> Iterator[ServerFactory]:
+    """Factory: gearmand(*extra_args, port=None) starts our server on a free loopback port."""
+    start, started = _factory(tmp_path, os.environ.get("GG_TEST_SERVER", OUR_GEARMAND))
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def real_gearmand(tmp_path: Path) -> Iterator[ServerFactory]:
+    """Factory for Debian's C gearmand, for tests that compare or mix the two. Missing under CI=true
+    is a failure, never a skip."""
+    if not os.access(REAL_GEARMAND, os.X_OK):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{REAL_GEARMAND} is missing: scripts/setup --test installs gearman-job-server")
+        pytest.skip(f"{REAL_GEARMAND} is not installed")
+    start, started = _factory(tmp_path, REAL_GEARMAND)
     yield start
     for server in started:
         server.stop()
