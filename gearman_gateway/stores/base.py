@@ -1,0 +1,62 @@
+"""The durable-store interface (DESIGN.md seam 3) that every backend implements.
+
+Backends are plain blocking code: the server runs them on one thread of their own (never the reactor
+thread) and batches calls, so one ``add`` call carries every background job submitted during a reactor
+turn (group commit) and one ``remove`` call every job finished in it.
+
+Rows keep gearmand's columns (unique_key, function_name, priority, data, when_to_run) and add our own
+``job_id`` as the key (so jobs without a unique never overwrite each other, unlike gearmand's sqlite
+queue), the job ``handle`` (status by handle keeps working across a restart) and ``dead`` (a dead-letter
+row: the job failed for good and waits for an operator to requeue or delete it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (unreachable, locked, full, ...); the message says why."""
+
+
+@dataclass(slots=True)
+class StoredJob:
+    job_id: int
+    handle: bytes
+    function: bytes
+    unique: bytes
+    priority: int  # 0 high, 1 normal, 2 low (gearmand's numbers)
+    data: bytes
+    when: int = 0  # epoch seconds; 0 = run now
+    dead: bool = False
+    reason: str = ""  # why it is dead (empty for live jobs)
+
+
+class Store(Protocol):
+    name: str
+
+    def open(self) -> None:
+        """Connect and create the table if missing. Raises StoreError; called again to reconnect."""
+
+    def close(self) -> None:
+        """Release the connection; safe to call when not open."""
+
+    def add(self, jobs: list[StoredJob]) -> None:
+        """Insert these rows in ONE transaction: all are durable when it returns, or StoreError."""
+
+    def remove(self, job_ids: list[int]) -> None:
+        """Delete these rows (live or dead) in one transaction; unknown ids are ignored."""
+
+    def bury(self, job_ids: list[int], reason: str) -> None:
+        """Mark these rows dead (dead-letter list) with a reason, in one transaction."""
+
+    def revive(self, job_ids: list[int]) -> None:
+        """Mark these dead rows live again (an operator requeued them)."""
+
+    def load(self) -> list[StoredJob]:
+        """Every row, live and dead, in insertion order: the start-up replay."""
+
+    def import_gearmand(self, table: str) -> list[StoredJob]:
+        """Rows of a queue table in gearmand's own layout for this backend (job_id and handle are 0/b"";
+        the caller assigns them and adds the jobs to our table). The source table is left untouched."""
