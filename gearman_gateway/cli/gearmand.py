@@ -54,7 +54,9 @@ def run(settings: Settings) -> int:
         return 1
     _raise_fd_limit(settings.file_descriptors)
 
-    from twisted.internet import reactor
+    from gearman_gateway.reactor import install
+
+    reactor = install()
 
     from gearman_gateway.server import Server
 

@@ -63,7 +63,10 @@ class Decoder:
         buf = self._buf
         if buf:
             buf += data
-            src: bytes | bytearray = buf
+            if not self._first_complete(buf):
+                return []  # a large body still arriving: no copying until it is whole
+            src = bytes(buf)
+            buf.clear()
         else:
             src = data
         events: list[Event] = []
@@ -72,64 +75,70 @@ class Decoder:
         end_of_data = len(src)
         argc_by_type = ARG_COUNT_BY_TYPE
         expect = self._expect
-        with memoryview(src) as view:
-            while pos < end_of_data:
-                if src[pos]:
-                    newline = src.find(b"\n", pos, pos + self.max_line + 2)
-                    if newline < 0:
-                        if end_of_data - pos > self.max_line + 1:
-                            append(self._fatal(b"LINE_TOO_LONG", b"Admin command line too long"))
-                            break
-                        break
-                    line_end = newline - 1 if newline > pos and src[newline - 1] == 13 else newline
-                    if line_end - pos > self.max_line:
+        max_line = self.max_line
+        while pos < end_of_data:
+            if src[pos]:
+                newline = src.find(b"\n", pos, pos + max_line + 2)
+                if newline < 0:
+                    if end_of_data - pos > max_line + 1:
                         append(self._fatal(b"LINE_TOO_LONG", b"Admin command line too long"))
-                        break
-                    append((TEXT, [view[pos:line_end].tobytes()]))
-                    pos = newline + 1
-                    continue
-                if end_of_data - pos < HEADER_SIZE:
                     break
-                magic, ptype, size = _unpack_header(src, pos)
-                if magic != expect and magic != self._other:
-                    append(self._fatal(b"INVALID_MAGIC", b"Invalid magic in packet header"))
+                line_end = newline - 1 if newline > pos and src[newline - 1] == 13 else newline
+                if line_end - pos > max_line:
+                    append(self._fatal(b"LINE_TOO_LONG", b"Admin command line too long"))
                     break
-                if ptype == 0 or ptype >= MAX_TYPE:
-                    append(self._fatal(b"INVALID_COMMAND", b"Invalid command expected"))
-                    break
-                if size > self.max_packet_size:
-                    append(
-                        self._fatal(
-                            b"ARGUMENT_TOO_LARGE",
-                            b"Packet of %d bytes exceeds the limit of %d bytes" % (size, self.max_packet_size),
-                        )
+                append((TEXT, [src[pos:line_end]]))
+                pos = newline + 1
+                continue
+            if end_of_data - pos < HEADER_SIZE:
+                break
+            magic, ptype, size = _unpack_header(src, pos)
+            if magic != expect and magic != self._other:
+                append(self._fatal(b"INVALID_MAGIC", b"Invalid magic in packet header"))
+                break
+            if ptype == 0 or ptype >= MAX_TYPE:
+                append(self._fatal(b"INVALID_COMMAND", b"Invalid command expected"))
+                break
+            if size > self.max_packet_size:
+                append(
+                    self._fatal(
+                        b"ARGUMENT_TOO_LARGE",
+                        b"Packet of %d bytes exceeds the limit of %d bytes" % (size, self.max_packet_size),
                     )
-                    break
-                start = pos + HEADER_SIZE
-                end = start + size
-                if end > end_of_data:
-                    break
-                pos = end
-                if magic != expect:
-                    append((WRONG_MAGIC, [b"%d" % ptype]))
-                    continue
-                argc = argc_by_type[ptype]
-                if argc == 0:
-                    append((ptype, []))
-                elif argc == 1:
-                    append((ptype, [view[start:end].tobytes()]))
-                else:
-                    args = view[start:end].tobytes().split(b"\x00", argc - 1)
-                    if len(args) < argc:
-                        args.extend([b""] * (argc - len(args)))
-                    append((ptype, args))
-        if self.dead:
-            self._buf = bytearray()
-        elif src is buf:
-            del buf[:pos]
-        elif pos < end_of_data:
-            self._buf = bytearray(memoryview(src)[pos:])
+                )
+                break
+            start = pos + HEADER_SIZE
+            end = start + size
+            if end > end_of_data:
+                break
+            pos = end
+            if magic != expect:
+                append((WRONG_MAGIC, [b"%d" % ptype]))
+                continue
+            argc = argc_by_type[ptype]
+            if argc == 0:
+                append((ptype, []))
+            elif argc == 1:
+                append((ptype, [src[start:end]]))
+            else:
+                args = src[start:end].split(b"\x00", argc - 1)
+                if len(args) < argc:
+                    args.extend([b""] * (argc - len(args)))
+                append((ptype, args))
+        if not self.dead and pos < end_of_data:
+            buf += memoryview(src)[pos:]
         return events
+
+    def _first_complete(self, buf: bytearray) -> bool:
+        """Whether the buffer holds at least one whole packet or line (or an error to report)."""
+        if buf[0]:
+            return buf.find(b"\n") >= 0 or len(buf) > self.max_line + 1
+        if len(buf) < HEADER_SIZE:
+            return False
+        magic, ptype, size = _unpack_header(buf, 0)
+        if size > self.max_packet_size or (magic != REQ and magic != RES):
+            return True
+        return len(buf) >= HEADER_SIZE + size
 
     def _fatal(self, code: bytes, text: bytes) -> Event:
         self.dead = True
