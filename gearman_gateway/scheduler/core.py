@@ -19,11 +19,13 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any
 
-from gearman_gateway.scheduler.errors import ArgumentTooLarge, JobNotFound, QueueFull
+from gearman_gateway.scheduler.errors import ArgumentTooLarge, JobNotFound, QueueFull, StoreUnavailable
 from gearman_gateway.scheduler.function import Function
 from gearman_gateway.scheduler.job import Job, JobState, Priority
-from gearman_gateway.scheduler.listener import Clock, DelayedCall, JobListener, Waker
+from gearman_gateway.scheduler.listener import Clock, DelayedCall, DurableStore, JobListener, Waker
+from gearman_gateway.scheduler.retry import RetryPolicies
 from gearman_gateway.scheduler.worker import Ability, Worker, WorkerState
+from gearman_gateway.stores.base import StoredJob
 
 log = logging.getLogger("gearman_gateway.scheduler")
 
@@ -35,6 +37,8 @@ MAX_HANDLE_SIZE = 63
 _QUEUED = JobState.QUEUED
 _RUNNING = JobState.RUNNING
 _DONE = JobState.DONE
+_PENDING = JobState.PENDING
+_DEAD = JobState.DEAD
 
 
 def default_handle_prefix() -> bytes:
@@ -50,10 +54,13 @@ class Scheduler:
         job_retries: int = 0,
         worker_wakeup: int | None = None,
         max_unique_size: int = MAX_UNIQUE_SIZE,
+        store: DurableStore | None = None,
+        retry_policies: RetryPolicies | None = None,
     ) -> None:
         """``job_retries``: attempts before a job whose worker keeps failing is dropped (0 or less:
         unlimited, as gearmand 1.1). ``worker_wakeup``: None wakes as many sleepers as there are
-        runnable jobs; 0 wakes every sleeper (gearmand's default); N caps the NOOPs per wake-up."""
+        runnable jobs; 0 wakes every sleeper (gearmand's default); N caps the NOOPs per wake-up.
+        ``store``: where background jobs are made durable before they are acknowledged (None: nowhere)."""
         self.clock = clock
         self.handle_prefix = (handle_prefix if handle_prefix is not None else default_handle_prefix()) + b":"
         if len(self.handle_prefix) + 10 > MAX_HANDLE_SIZE:
@@ -73,6 +80,9 @@ class Scheduler:
         self.draining = False
         self._drained: Callable[[], None] | None = None
         self.running_jobs = 0
+        self.store = store
+        self.retry_policies = retry_policies or RetryPolicies()
+        self.dead_letters: dict[bytes, Job] = {}
 
     # ------------------------------------------------------------------ functions
 
@@ -139,6 +149,11 @@ class Scheduler:
             fn.by_unique[key] = job
         fn.total += 1
         fn.submitted += 1
+        if background and self.store is not None:
+            # acknowledged and runnable only once its row is committed: nothing acknowledged is lost
+            job.state = _PENDING
+            self._persist(job, listener)
+            return job
         if listener is not None:
             if not background:
                 self._attach(job, listener)
@@ -147,15 +162,92 @@ class Scheduler:
         return job
 
     def _join(self, job: Job, background: bool, listener: JobListener | None) -> Job:
-        if background:
-            # gearmand leaves the job foreground and loses it when its clients leave; a background
-            # submitter was promised it would run, so the job becomes background.
-            job.background = True
-        elif listener is not None:
+        if not background and listener is not None:
             self._attach(job, listener)
+        if job.acks is not None and (background or job.state == _PENDING):
+            if listener is not None:  # its commit is under way: acknowledged with it
+                job.acks.append(listener)
+            return job
+        if background and not job.background:
+            # gearmand leaves the job foreground and loses it when its clients leave; a background
+            # submitter was promised it would run, so the job becomes background (and durable).
+            job.background = True
+            if self.store is not None and not job.stored:
+                self._persist(job, listener)
+                return job
         if listener is not None:
             listener.job_created(job)
         return job
+
+    # ------------------------------------------------------------------ durability
+
+    def _persist(self, job: Job, listener: JobListener | None) -> None:
+        assert self.store is not None
+        job.acks = [listener] if listener is not None else []
+        self.store.add(self._row(job), lambda error: self._committed(job, error))
+
+    def _row(self, job: Job) -> StoredJob:
+        return StoredJob(job.seq, job.handle, job.function.name, job.unique, job.priority, job.data, int(job.when))
+
+    def _committed(self, job: Job, error: Exception | None) -> None:
+        acks, job.acks = job.acks or [], None
+        if error is None:
+            if job.state == _DONE:  # cancelled or dropped while the commit was under way
+                self._store_remove(job, force=True)
+            else:
+                job.stored = True
+            for listener in acks:
+                listener.job_created(job)
+            if job.state == _PENDING:
+                self._enqueue(job)
+            return
+        refusal = StoreUnavailable(f"Job could not be stored: {error}")
+        if job.state == _PENDING:  # never acknowledged: for its submitters it never existed
+            self._free(job)
+        else:  # a promotion to background failed: the job goes on for its foreground clients
+            job.background = False
+        for listener in acks:
+            listener.job_rejected(job, refusal)
+
+    def _store_remove(self, job: Job, force: bool = False) -> None:
+        if self.store is not None and (job.stored or force):
+            job.stored = False
+            self.store.remove(job.seq)
+
+    def restore(self, rows: Iterable[StoredJob]) -> int:
+        """Start-up replay: stored jobs become jobs again, with their handles, uniques, priorities and
+        run times. New handles and job ids continue after the highest replayed ones."""
+        count = 0
+        prefix = self.handle_prefix
+        for row in rows:
+            fn = self.function(row.function)
+            self._seq = max(self._seq, row.job_id)
+            handle = row.handle or self.handle_prefix + b"%d" % row.job_id
+            if handle.startswith(prefix) and handle[len(prefix) :].isdigit():
+                self._next_handle = max(self._next_handle, int(handle[len(prefix) :]) + 1)
+            if handle in self.jobs_by_handle or handle in self.dead_letters:
+                handle = self.handle_prefix + b"r%d" % row.job_id
+            if row.unique == b"-":
+                key: Any = (b"-", row.data) if row.data else None
+            else:
+                key = row.unique or None
+            if key is not None and key in fn.by_unique:
+                key = None  # two stored jobs with one unique (imported): keep both, coalesce with the first
+            priority = row.priority if row.priority in (0, 1, 2) else Priority.NORMAL
+            job = Job(handle, fn, row.unique, row.data, priority, True, row.when, None, key, row.job_id)
+            job.stored = True
+            if row.dead:
+                job.state = _DEAD
+                job.reason = row.reason
+                self.dead_letters[handle] = job
+            else:
+                self.jobs_by_handle[handle] = job
+                if key is not None:
+                    fn.by_unique[key] = job
+                fn.total += 1
+                self._enqueue(job)
+            count += 1
+        return count
 
     def _attach(self, job: Job, listener: JobListener) -> None:
         job.listeners.append(listener)
@@ -192,11 +284,11 @@ class Scheduler:
         job = self.jobs_by_handle.get(handle)
         if job is None:
             return False
-        if job.state == _QUEUED:
-            self._cancel_queued(job)
-        else:
+        if job.state == _RUNNING:
             job.cancelled = True
             self._notify_fail(job)
+        else:
+            self._cancel_queued(job)
         return True
 
     def _cancel_queued(self, job: Job) -> None:
@@ -381,17 +473,43 @@ class Scheduler:
     def work_fail(self, worker: Worker, handle: bytes) -> None:
         job = self._owned(worker, handle, "Job given in work result not found")
         self._release(job)
-        job.function.failed += 1
-        self._notify_fail(job)
-        self._free(job)
+        self._worker_failed(job, "WORK_FAIL", None)
 
     def work_exception(self, worker: Worker, handle: bytes, data: bytes) -> None:
         job = self._owned(worker, handle, "An exception was received for a job that does not exist")
         self._release(job)
+        reason = "WORK_EXCEPTION: " + data[:200].decode("utf-8", "replace")
+        self._worker_failed(job, reason, data)
+
+    def _worker_failed(self, job: Job, reason: str, exception: bytes | None) -> None:
+        """The worker failed the job: retry a background job as its function's policy says."""
         job.function.failed += 1
-        for listener in job.listeners:
-            listener.job_exception(job, data)
-        self._free(job)
+        if job.background and not job.cancelled:
+            policy = self.retry_policies.for_function(job.function.name)
+            if job.failures < policy.retries:
+                job.failures += 1
+                job.numerator = job.denominator = 0
+                delay = policy.delay(job.failures)
+                job.when = self.clock.seconds() + delay
+                log.info("job %r failed (%s); retry %d in %.1fs", job.handle, reason, job.failures, delay)
+                self._enqueue(job)
+                return
+        self._give_up(job, reason, exception)
+
+    def _give_up(self, job: Job, reason: str, exception: bytes | None = None) -> None:
+        """The job has failed for good: its clients hear it; a background job whose function's policy
+        says so goes to the dead-letter list, any other is dropped."""
+        if exception is not None:
+            listeners, job.listeners = job.listeners, []
+            for listener in listeners:
+                listener.job_exception(job, exception)
+                self._forget(listener, job)
+        else:
+            self._notify_fail(job)
+        if job.background and not job.cancelled and self.retry_policies.for_function(job.function.name).dead_letter:
+            self._bury(job, reason)
+        else:
+            self._free(job)
 
     def _notify_fail(self, job: Job) -> None:
         listeners, job.listeners = job.listeners, []
@@ -424,6 +542,8 @@ class Scheduler:
             self._wake(fn)
 
     def _unqueue(self, job: Job) -> None:
+        if job.state != _QUEUED:
+            return  # a pending job is in no queue yet
         fn = job.function
         queue = fn.queues[job.priority]
         if job in queue:
@@ -489,13 +609,12 @@ class Scheduler:
         if self.job_retries > 0 and job.retries >= self.job_retries:
             log.warning("dropped job %r after %d attempts", job.handle, job.retries)
             job.function.failed += 1
-            self._notify_fail(job)
-            self._free(job)
+            self._give_up(job, f"its worker went away {job.retries} times")
             return
         job.numerator = job.denominator = 0
         self._enqueue(job, front=True)
 
-    def _free(self, job: Job) -> None:
+    def _free(self, job: Job, keep_row: bool = False) -> None:
         if job.state == _DONE:
             return
         job.state = _DONE
@@ -510,6 +629,49 @@ class Scheduler:
         for listener in job.listeners:
             self._forget(listener, job)
         job.listeners = []
+        if not keep_row:
+            self._store_remove(job)
+
+    # ------------------------------------------------------------------ dead letters
+
+    def _bury(self, job: Job, reason: str) -> None:
+        self._free(job, keep_row=True)
+        job.state = _DEAD
+        job.reason = reason
+        self.dead_letters[job.handle] = job
+        if self.store is not None and job.stored:
+            self.store.bury(job.seq, reason)
+        log.warning("job %r moved to the dead-letter list: %s", job.handle, reason)
+
+    def requeue_dead(self, handle: bytes) -> bool:
+        """An operator gives a dead job another chance (with a fresh retry budget)."""
+        job = self.dead_letters.pop(handle, None)
+        if job is None:
+            return False
+        fn = self.function(job.function.name)
+        job.function = fn
+        job.failures = job.retries = 0
+        job.reason = ""
+        job.when = 0
+        self.jobs_by_handle[job.handle] = job
+        if job.key is not None:
+            if job.key in fn.by_unique:
+                job.key = None
+            else:
+                fn.by_unique[job.key] = job
+        fn.total += 1
+        if self.store is not None and job.stored:
+            self.store.revive(job.seq)
+        self._enqueue(job)
+        return True
+
+    def delete_dead(self, handle: bytes) -> bool:
+        job = self.dead_letters.pop(handle, None)
+        if job is None:
+            return False
+        job.state = _DONE
+        self._store_remove(job)
+        return True
 
     # ------------------------------------------------------------------ shutdown
 

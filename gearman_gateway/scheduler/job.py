@@ -23,6 +23,8 @@ class JobState(IntEnum):
     QUEUED = 0  # waiting in a priority queue, or in the epoch heap until its time
     RUNNING = 1  # held by a worker
     DONE = 2  # finished, failed or dropped; nothing should refer to it any more
+    PENDING = 3  # a background job whose store commit is under way: not runnable, not acknowledged
+    DEAD = 4  # failed for good and kept in the dead-letter list for an operator
 
 
 class Job:
@@ -47,7 +49,10 @@ class Job:
         "retries",
         "timer",
         "cancelled",
-        "store_ref",
+        "stored",
+        "acks",
+        "failures",
+        "reason",
     )
 
     def __init__(
@@ -81,7 +86,15 @@ class Job:
         self.retries = 0
         self.timer: Any = None
         self.cancelled = False
-        self.store_ref: Any = None  # what a durable store needs to delete this job's row
+        self.stored = False  # its row is committed in the durable store (deleted when the job ends)
+        self.acks: list[JobListener] | None = None  # submitters waiting for the store commit
+        self.failures = 0  # WORK_FAIL/WORK_EXCEPTION answers so far (the retry policy counts them)
+        self.reason = ""  # why a dead-letter job died
+
+    @property
+    def job_id(self) -> int:
+        """The durable store's key: unique across restarts (replay continues the sequence)."""
+        return self.seq
 
     @property
     def function_name(self) -> bytes:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from gearman_gateway.scheduler.errors import SchedulerError
     from gearman_gateway.scheduler.job import Job
+    from gearman_gateway.stores.base import StoredJob
 
 
 class JobListener(Protocol):
@@ -23,6 +26,10 @@ class JobListener(Protocol):
     def job_complete(self, job: Job, data: bytes) -> None: ...
     def job_fail(self, job: Job) -> None: ...
     def job_exception(self, job: Job, data: bytes) -> None: ...
+    def job_rejected(self, job: Job, error: SchedulerError) -> None:
+        """The submit was refused after all (the durable store could not take the job): no
+        job_created came or will come for it."""
+        ...
 
 
 class Waker(Protocol):
@@ -41,3 +48,13 @@ class Clock(Protocol):
 
     def seconds(self) -> float: ...
     def callLater(self, delay: float, callable: Any, *args: Any) -> DelayedCall: ...  # noqa: N802
+
+
+class DurableStore(Protocol):
+    """Where background jobs become durable (``gearman_gateway.stores.runner.StoreRunner``). Calls are
+    batched and written off the reactor thread; ``add`` answers through its callback."""
+
+    def add(self, row: StoredJob, callback: Callable[[Exception | None], None]) -> None: ...
+    def remove(self, job_id: int) -> None: ...
+    def bury(self, job_id: int, reason: str) -> None: ...
+    def revive(self, job_id: int) -> None: ...

@@ -19,6 +19,7 @@ from twisted.internet.protocol import Factory, Protocol
 from zope.interface import implementer
 
 from gearman_gateway.scheduler import MAX_HANDLE_SIZE, Job, Priority, SchedulerError, Worker
+from gearman_gateway.turns import end_of_turn
 from protocols.binary.codec import (
     FATAL,
     NO_JOB,
@@ -67,21 +68,17 @@ def atoi(text: bytes) -> int:
 
 class WriteBatch:
     """Replies for every connection, gathered during a reactor turn and written once per connection at
-    its end (after the poll's events with our reactor, else on the next turn via callLater(0))."""
+    its end."""
 
     __slots__ = ("dirty", "_schedule")
 
     def __init__(self, reactor: object) -> None:
         self.dirty: list[BinaryConnection] = []
-        after_poll = getattr(reactor, "call_after_poll", None)
-        if after_poll is not None:
-            self._schedule = lambda: after_poll(self.flush)
-        else:
-            self._schedule = lambda: reactor.callLater(0, self.flush)  # type: ignore[attr-defined]
+        self._at_end_of_turn = end_of_turn(reactor)
 
     def mark(self, connection: BinaryConnection) -> None:
         if not self.dirty:
-            self._schedule()
+            self._at_end_of_turn(self.flush)
         self.dirty.append(connection)
 
     def flush(self) -> None:
@@ -368,6 +365,9 @@ class BinaryConnection(Protocol):
         else:
             self.send(header(ptype, len(handle) + 1 + len(data)) + handle + b"\x00")
             self.send(data)
+
+    def job_rejected(self, job: Job, error: SchedulerError) -> None:
+        self.send(error_packet(error.code.encode(), error.text.encode()))
 
     def job_data(self, job: Job, data: bytes) -> None:
         self._send_with_payload(Packet.WORK_DATA, job.handle, data)

@@ -44,6 +44,9 @@ class Listener:
     def job_exception(self, job: Job, data: bytes) -> None:
         self.events.append(("exception", job.handle, data))
 
+    def job_rejected(self, job: Job, error: Exception) -> None:
+        self.events.append(("rejected", job.handle))
+
     def kinds(self) -> list[str]:
         return [e[0] for e in self.events]
 

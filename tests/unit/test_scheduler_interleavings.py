@@ -13,7 +13,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from twisted.internet.task import Clock
 
 from gearman_gateway.scheduler import JobState, Scheduler, WorkerState
+from gearman_gateway.stores.base import StoreError
 from tests.unit.test_scheduler import Listener, Waker, assert_clean
+from tests.unit.test_scheduler_store import FakeStore
 
 FUNCTIONS = [b"a", b"b", b"c"]
 
@@ -28,7 +30,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.connected = [True, True, True]
         self.workers: list = []  # (worker, waker) still connected
         self.finished: dict[bytes, int] = {}  # handle -> times completed or failed by a worker
-        self.must_finish: set[bytes] = set()  # background jobs, and foreground ones whose client stays
+        self.submits: list[tuple[int, bytes, bool]] = []  # (client, handle, background)
 
     # -- clients
 
@@ -46,8 +48,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             return
         when = int(self.clock.seconds()) + delay if (background and delay) else 0
         job = self.sched.submit(function, data, unique, priority, background, when, None, self.clients[client])
-        if job.background or background:
-            self.must_finish.add(job.handle)
+        self.submits.append((client, job.handle, background))
 
     @rule(client=st.integers(0, 2))
     def client_leaves(self, client):
@@ -112,6 +113,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             places = sum(job in q for q in fn.queues)
             places += sum(entry[2] is job for entry in self.sched._future)
             places += sum(job.handle in w.jobs for w, _ in self.workers)
+            places += job.state == JobState.PENDING  # waiting for its store commit
             assert places == 1, (job, places)
 
     @invariant()
@@ -124,14 +126,19 @@ class SchedulerMachine(RuleBasedStateMachine):
     def nothing_finished_twice(self):
         assert all(count == 1 for count in self.finished.values())
 
+    def must_finish(self) -> set[bytes]:
+        """Acknowledged background jobs, and acknowledged foreground ones whose client stayed."""
+        handles = set()
+        for client, handle, background in self.submits:
+            acknowledged = ("created", handle) in self.clients[client].events
+            if acknowledged and (background or self.connected[client]):
+                handles.add(handle)
+        return handles
+
     def teardown(self):
+        self.before_teardown()
         for worker, _ in self.workers:
             self.sched.remove_worker(worker)
-        for index, listener in enumerate(self.clients):
-            if self.connected[index]:
-                for event in listener.events:
-                    if event[0] == "created":
-                        self.must_finish.add(event[1])
         self.clock.advance(10)
         worker = self.sched.add_worker(Waker())
         for name in FUNCTIONS:
@@ -140,13 +147,40 @@ class SchedulerMachine(RuleBasedStateMachine):
             self.finished[job.handle] = self.finished.get(job.handle, 0) + 1
             self.sched.work_complete(worker, job.handle, b"r")
         self.sched.remove_worker(worker)
-        missing = self.must_finish - set(self.finished)
+        missing = self.must_finish() - set(self.finished)
         assert not missing, missing
         self.nothing_finished_twice()
         for listener in self.clients:
             self.sched.detach(listener)
         assert_clean(self.sched)
 
+    def before_teardown(self) -> None:
+        pass
+
+
+class SchedulerWithStoreMachine(SchedulerMachine):
+    """The same, with background jobs going through a store whose commits come late or fail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store = FakeStore()
+        self.sched.store = self.store
+
+    @rule(fail=st.booleans())
+    def commit(self, fail):
+        self.store.commit(StoreError("down") if fail else None)
+
+    @invariant()
+    def rows_match_live_background_jobs(self):
+        stored = {job.job_id for job in self.sched.jobs_by_handle.values() if job.stored}
+        assert stored <= set(self.store.rows)
+
+    def before_teardown(self) -> None:
+        self.store.commit()
+
 
 TestSchedulerInterleavings = SchedulerMachine.TestCase
 TestSchedulerInterleavings.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+TestSchedulerWithStoreInterleavings = SchedulerWithStoreMachine.TestCase
+TestSchedulerWithStoreInterleavings.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)

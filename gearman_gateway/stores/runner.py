@@ -1,0 +1,231 @@
+"""The reactor's side of a durable store: group commit on a thread of its own, and reconnection.
+
+Everything the scheduler asks during one reactor turn (jobs to add, rows to delete, bury or revive) is
+collected and handed to the store's thread as one batch; while a batch is being written the next one
+grows, so under load a transaction carries many jobs. Only one batch is in flight, so operations reach
+the database in the order they were asked.
+
+When the store fails, the batch's new jobs are refused (their clients get an ERROR, never a false
+JOB_CREATED), the store is marked down (admin `show store`, logs, metrics), new background submissions
+are refused at once, and a reconnect loop with exponential back-off runs until the store answers again.
+Deletes, buries and revives of a failed batch are kept and written after the reconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from gearman_gateway.stores.base import Store, StoredJob, StoreError
+from gearman_gateway.turns import end_of_turn
+
+log = logging.getLogger("gearman_gateway.store")
+
+AddCallback = Callable[[StoreError | None], None]
+
+#: Reconnect back-off: the first retry after RETRY_MIN seconds, doubling up to RETRY_MAX.
+RETRY_MIN = 0.05
+RETRY_MAX = 5.0
+
+
+@dataclass
+class _Batch:
+    adds: list[tuple[StoredJob, AddCallback]] = field(default_factory=list)
+    removes: list[int] = field(default_factory=list)
+    buries: list[tuple[int, str]] = field(default_factory=list)
+    revives: list[int] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.adds or self.removes or self.buries or self.revives)
+
+
+class StoreRunner:
+    def __init__(self, backend: Store, reactor: Any) -> None:
+        self.backend = backend
+        self.reactor = reactor
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"store-{backend.name}")
+        self._at_end_of_turn = end_of_turn(reactor)
+        self._pending = _Batch()
+        self._scheduled = False
+        self._in_flight = False
+        self.available = False
+        self.last_error = ""
+        self.down_since: float | None = None
+        self._retry_delay = RETRY_MIN
+        self._reconnecting = False
+        self._closed = False
+        # figures for admin and metrics
+        self.commits = 0
+        self.rows_added = 0
+        self.rows_removed = 0
+        self.last_commit_seconds = 0.0
+        self.commit_seconds_total = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    # -- start-up (before the reactor runs: plain blocking calls)
+
+    def open(self) -> None:
+        self.backend.open()
+        self.available = True
+
+    def load(self) -> list[StoredJob]:
+        return self.backend.load()
+
+    # -- the scheduler's calls
+
+    def add(self, row: StoredJob, callback: AddCallback) -> None:
+        """Make ``row`` durable; ``callback(None)`` once committed, ``callback(error)`` if not."""
+        if not self.available:
+            callback(StoreError(self.last_error or f"{self.name} store is unavailable"))
+            return
+        self._pending.adds.append((row, callback))
+        self._schedule()
+
+    def remove(self, job_id: int) -> None:
+        self._pending.removes.append(job_id)
+        self._schedule()
+
+    def bury(self, job_id: int, reason: str) -> None:
+        self._pending.buries.append((job_id, reason))
+        self._schedule()
+
+    def revive(self, job_id: int) -> None:
+        self._pending.revives.append(job_id)
+        self._schedule()
+
+    # -- batching
+
+    def _schedule(self) -> None:
+        if not self._scheduled and not self._in_flight and self.available:
+            self._scheduled = True
+            self._at_end_of_turn(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._in_flight or not self._pending or not self.available:
+            return
+        batch, self._pending = self._pending, _Batch()
+        self._in_flight = True
+        started = time.monotonic()
+        future = self._thread.submit(self._write, batch)
+        future.add_done_callback(lambda f: self.reactor.callFromThread(self._written, batch, f, started))
+
+    def _write(self, batch: _Batch) -> None:
+        """On the store's thread: one transaction per kind of change."""
+        backend = self.backend
+        if batch.adds:
+            backend.add([row for row, _ in batch.adds])
+        if batch.removes:
+            backend.remove(batch.removes)
+        for job_id, reason in batch.buries:
+            backend.bury([job_id], reason)
+        if batch.revives:
+            backend.revive(batch.revives)
+
+    def _written(self, batch: _Batch, future: Future, started: float) -> None:
+        self._in_flight = False
+        error = future.exception()
+        if error is None:
+            elapsed = time.monotonic() - started
+            self.commits += 1
+            self.last_commit_seconds = elapsed
+            self.commit_seconds_total += elapsed
+            self.rows_added += len(batch.adds)
+            self.rows_removed += len(batch.removes)
+            for _, callback in batch.adds:
+                callback(None)
+        else:
+            store_error = error if isinstance(error, StoreError) else StoreError(f"{self.name} store: {error}")
+            self._went_down(store_error)
+            # changes to rows that exist are kept for after the reconnect; the refused jobs' rows are
+            # deleted then too, in case the transaction did commit before the error was seen
+            self._pending.removes[:0] = batch.removes + [row.job_id for row, _ in batch.adds]
+            self._pending.buries[:0] = batch.buries
+            self._pending.revives[:0] = batch.revives
+            for _, callback in batch.adds:
+                callback(store_error)
+        if self._pending:
+            self._schedule()
+
+    # -- outage and recovery
+
+    def _went_down(self, error: StoreError) -> None:
+        self.last_error = str(error)
+        if self.available:
+            self.available = False
+            self.down_since = time.time()
+            log.error("%s store unavailable: %s; background jobs are refused until it is back", self.name, error)
+            self._retry_delay = RETRY_MIN
+        for row, callback in self._pending.adds:
+            self._pending.removes.append(row.job_id)
+            callback(error)
+        self._pending.adds = []
+        self._reconnect_later()
+
+    def _reconnect_later(self) -> None:
+        if self._reconnecting or self._closed:
+            return
+        self._reconnecting = True
+        self.reactor.callLater(self._retry_delay, self._reconnect)
+        self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
+
+    def _reconnect(self) -> None:
+        def attempt() -> None:
+            self.backend.close()
+            self.backend.open()
+
+        future = self._thread.submit(attempt)
+        future.add_done_callback(lambda f: self.reactor.callFromThread(self._reconnected, f))
+
+    def _reconnected(self, future: Future) -> None:
+        self._reconnecting = False
+        error = future.exception()
+        if error is not None:
+            self.last_error = str(error)
+            self._reconnect_later()
+            return
+        down_for = time.time() - (self.down_since or time.time())
+        log.warning("%s store is back after %.1fs", self.name, down_for)
+        self.available = True
+        self.down_since = None
+        self.last_error = ""
+        self._retry_delay = RETRY_MIN
+        self._schedule()
+
+    # -- shutdown
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is pending (completed jobs' deletes above all) and stop the thread."""
+        self._closed = True
+        batch, self._pending = self._pending, _Batch()
+        if batch and self.available:
+            for _, callback in batch.adds:
+                callback(StoreError("server is shutting down"))
+            batch.removes += [row.job_id for row, _ in batch.adds]
+            batch.adds = []
+            try:
+                self._thread.submit(self._write, batch).result(timeout)
+            except Exception as error:  # the store is going away with us; say what was not written
+                log.error("%s store: last changes not written at shutdown: %s", self.name, error)
+        self._thread.submit(self.backend.close)
+        self._thread.shutdown(wait=True)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "state": "up" if self.available else "down",
+            "down_since": self.down_since,
+            "last_error": self.last_error,
+            "commits": self.commits,
+            "rows_added": self.rows_added,
+            "rows_removed": self.rows_removed,
+            "last_commit_seconds": self.last_commit_seconds,
+            "pending": len(self._pending.adds) + len(self._pending.removes),
+        }

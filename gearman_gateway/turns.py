@@ -1,0 +1,19 @@
+"""Running something once at the end of the current reactor turn (after this poll's events).
+
+Both the write batching of the binary frontend and the store's group commit use it: many events in one
+turn become one send per connection, and one transaction per store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def end_of_turn(reactor: Any) -> Callable[[Callable[[], None]], None]:
+    """A function that schedules a callback for the end of the turn. With our ``GatewayReactor`` that
+    is right after the poll's events; on any other reactor, ``callLater(0)`` (the start of the next)."""
+    after_poll = getattr(reactor, "call_after_poll", None)
+    if after_poll is not None:
+        return after_poll
+    return lambda callback: reactor.callLater(0, callback)
