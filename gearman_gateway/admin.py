@@ -43,6 +43,7 @@ class AdminControls:
     shutdown: Callable[[bool], None]  # graceful?
     verbose_level: Callable[[], str]
     allow_remote_shutdown: bool = False
+    store_status: Callable[[], dict[str, Any]] | None = None  # the durable store's health, if any
 
 
 class Admin:
@@ -63,6 +64,8 @@ class Admin:
             b"create": self._create,
             b"drop": self._drop,
             b"shutdown": self._shutdown,
+            b"requeue": self._requeue_dead,
+            b"delete": self._delete_dead,
         }
 
     def execute(self, words: list[bytes], peer_is_local: bool) -> bytes:
@@ -110,7 +113,38 @@ class Admin:
             return b"".join(lines) + LIST_END
         if what == [b"unique", b"jobs"]:
             return b"".join(job.unique + b"\n" for job in self.scheduler.iter_jobs()) + LIST_END
+        if what == [b"dead", b"jobs"]:
+            lines = [
+                b"%s\t%s\t%d\t%s\n" % (job.handle, job.function.name, job.failures, job.reason.encode())
+                for job in list(self.scheduler.dead_letters.values())
+            ]
+            return b"".join(lines) + LIST_END
+        if what == [b"store"]:
+            status = self.store_status()
+            lines = [b"%s\t%s\n" % (key.encode(), str(value).encode()) for key, value in status.items()]
+            return b"".join(lines) + LIST_END
         return b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"
+
+    def store_status(self) -> dict[str, Any]:
+        if self.controls.store_status is None:
+            return {"backend": "memory", "state": "up", "durable": False}
+        return self.controls.store_status()
+
+    def _dead_letter_action(self, words: list[bytes], action: Callable[[bytes], bool]) -> bytes:
+        """`requeue dead HANDLE|all`, `delete dead HANDLE|all` (beyond gearmand: its failed jobs vanish)."""
+        if len(words) != 3 or words[1].lower() != b"dead":
+            return _err_args(words[0].lower())
+        handles = list(self.scheduler.dead_letters) if words[2].lower() == b"all" else [words[2]]
+        done = [handle for handle in handles if action(handle)]
+        if not done and words[2].lower() != b"all":
+            return b"ERR UNKNOWN_JOB\r\n"
+        return b"OK %d\r\n" % len(done)
+
+    def _requeue_dead(self, words: list[bytes], local: bool) -> bytes:
+        return self._dead_letter_action(words, self.scheduler.requeue_dead)
+
+    def _delete_dead(self, words: list[bytes], local: bool) -> bytes:
+        return self._dead_letter_action(words, self.scheduler.delete_dead)
 
     # -- one-line commands
 
@@ -183,4 +217,19 @@ class Admin:
                     "functions": [n.decode("utf-8", "replace") for n in names],
                 }
             )
-        return {"version": SERVER_VERSION, "functions": functions, "connections": workers}
+        dead = [
+            {
+                "handle": job.handle.decode("utf-8", "replace"),
+                "function": job.function.name.decode("utf-8", "replace"),
+                "failures": job.failures,
+                "reason": job.reason,
+            }
+            for job in list(self.scheduler.dead_letters.values())
+        ]
+        return {
+            "version": SERVER_VERSION,
+            "functions": functions,
+            "connections": workers,
+            "store": self.store_status(),
+            "dead_letters": dead,
+        }

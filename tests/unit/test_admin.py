@@ -541,9 +541,39 @@ def test_snapshot_structure(h: Harness) -> None:
             {"fd": 7, "ip": "127.0.0.1", "id": "w-1", "functions": ["rev", "rev"]},
             {"fd": 8, "ip": "::1", "id": "-", "functions": []},
         ],
+        "store": {"backend": "memory", "state": "up", "durable": False},
+        "dead_letters": [],
     }
     json.dumps(snap)  # plain values only, ready for the HTTP JSON endpoints
 
 
 def test_snapshot_empty(h: Harness) -> None:
-    assert h.admin.snapshot() == {"version": SERVER_VERSION, "functions": [], "connections": []}
+    assert h.admin.snapshot() == {
+        "version": SERVER_VERSION,
+        "functions": [],
+        "connections": [],
+        "store": {"backend": "memory", "state": "up", "durable": False},
+        "dead_letters": [],
+    }
+
+
+def test_dead_letter_commands(h: Harness) -> None:
+    from gearman_gateway.scheduler.retry import RetryPolicies, RetryPolicy
+
+    s = h.admin.scheduler
+    s.retry_policies = RetryPolicies(default=RetryPolicy(dead_letter=True))
+    job = s.submit(b"df", b"x", background=True)
+    worker = s.add_worker(type("W", (), {"wake": lambda self: None})())
+    s.can_do(worker, b"df")
+    s.grab(worker)
+    s.work_exception(worker, job.handle, b"bad")
+    assert h.admin.execute([b"show", b"dead", b"jobs"], True) == job.handle + b"\tdf\t0\tWORK_EXCEPTION: bad\n.\n"
+    assert h.admin.execute([b"requeue", b"dead", b"nope"], True) == b"ERR UNKNOWN_JOB\r\n"
+    assert h.admin.execute([b"requeue", b"dead", job.handle], True) == b"OK 1\r\n"
+    assert s.job(job.handle) is job
+    s.grab(worker)
+    s.work_fail(worker, job.handle)
+    assert h.admin.execute([b"delete", b"dead", b"all"], True) == b"OK 1\r\n"
+    assert h.admin.execute([b"show", b"dead", b"jobs"], True) == b".\n"
+    assert h.admin.execute([b"requeue"], True).startswith(b"ERR INVALID_ARGUMENTS")
+    assert h.admin.execute([b"show", b"store"], True) == b"backend\tmemory\nstate\tup\ndurable\tFalse\n.\n"
