@@ -1,0 +1,313 @@
+"""Gearman clients with the classic API of the C, PHP and Perl libraries: ``Client`` and ``AsyncClient``.
+
+    client = Client()                       # localhost:4730; or Client("h1,h2:4731")
+    print(client.do("reverse", "Hello World!"))
+
+Both speak to any Gearman server and share one sans-IO session (``clientlib.client_session``): only
+waiting differs, on a selector for ``Client`` and on the event loop for ``AsyncClient``. With several
+servers a job goes to the server its unique key hashes to and fails over to the next one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from gearman_gateway.clientlib.aio import AsyncTransport
+from gearman_gateway.clientlib.blocking import BlockingTransport
+from gearman_gateway.clientlib.client_session import CALLBACKS, ClientSession, Priority, Task, TaskState, to_bytes
+from gearman_gateway.clientlib.errors import (
+    GearmanConnectionError,
+    GearmanError,
+    GearmanTimeout,
+    JobException,
+    JobFailed,
+    ServerError,
+)
+from gearman_gateway.clientlib.links import DEFAULT_HOST, DEFAULT_PORT, Address, Backoff, parse_servers
+from gearman_gateway.clientlib.transport import CONNECT_TIMEOUT, Steps, T, Wait
+
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "GearmanConnectionError",
+    "GearmanError",
+    "GearmanTimeout",
+    "JobException",
+    "JobFailed",
+    "JobStatus",
+    "Priority",
+    "ServerError",
+    "Task",
+    "TaskState",
+]
+
+Data = str | bytes
+Callback = Callable[[Task], object]
+
+
+class JobStatus(NamedTuple):
+    """What GET_STATUS tells about a job handle (as ``job_status`` returns it in PHP)."""
+
+    known: bool
+    running: bool
+    numerator: int
+    denominator: int
+
+
+# What the waiting methods give back: the value itself (Client) or an awaitable of it (AsyncClient).
+R = TypeVar("R")  # do*(): the result
+H = TypeVar("H")  # do_*background(): the handle
+S = TypeVar("S")  # job_status(): a JobStatus
+N = TypeVar("N")  # run_tasks(): None
+
+
+class _ClientAPI(Generic[R, H, S, N]):
+    """Everything of the classic client API that does not wait: servers, options, tasks, callbacks."""
+
+    def __init__(
+        self,
+        servers: str | Iterable[str] | None = None,
+        *,
+        timeout: float | None = None,
+        exceptions: bool = False,
+        client_id: str | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        backoff: Backoff | None = None,
+    ) -> None:
+        """``timeout``: seconds any do*() or run_tasks() may take (None waits for ever). ``exceptions``:
+        ask servers to pass on WORK_EXCEPTION data (else a worker's exception reaches us as a failure)."""
+        self._session = ClientSession(
+            exceptions=exceptions, client_id=to_bytes(client_id) if client_id else None, backoff=backoff
+        )
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        if servers:
+            self.add_servers(servers)
+
+    # -- servers and options
+
+    def add_server(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+        self._session.add_server(Address(host or DEFAULT_HOST, int(port or DEFAULT_PORT)))
+
+    def add_servers(self, servers: str | Iterable[str]) -> None:
+        """``"h1,h2:4731"``: each server with an optional port (4730 when left out)."""
+        for address in parse_servers(servers):
+            self._session.add_server(address)
+
+    @property
+    def servers(self) -> list[Address]:
+        return [link.address for link in self._session.links]
+
+    def set_timeout(self, seconds: float | None) -> None:
+        """Seconds (not milliseconds as in C and PHP) any do*() or run_tasks() may take; None: no limit."""
+        self.timeout = seconds
+
+    # -- callbacks, as in the classic API: each is called with the task
+
+    def set_workload_fn(self, fn: Callback) -> None:
+        """Called just before a task is sent; a str or bytes it returns becomes the workload."""
+        self._session.callbacks["workload"] = fn
+
+    def set_created_fn(self, fn: Callback) -> None:
+        self._session.callbacks["created"] = fn
+
+    def set_data_fn(self, fn: Callback) -> None:
+        self._session.callbacks["data"] = fn
+
+    def set_warning_fn(self, fn: Callback) -> None:
+        self._session.callbacks["warning"] = fn
+
+    def set_status_fn(self, fn: Callback) -> None:
+        """Called on WORK_STATUS, and with the answer of an add_task_status() query."""
+        self._session.callbacks["status"] = fn
+
+    def set_complete_fn(self, fn: Callback) -> None:
+        self._session.callbacks["complete"] = fn
+
+    def set_exception_fn(self, fn: Callback) -> None:
+        """Called on WORK_EXCEPTION (needs ``exceptions=True``); the fail callback follows."""
+        self._session.callbacks["exception"] = fn
+
+    def set_fail_fn(self, fn: Callback) -> None:
+        """Called when a job failed: WORK_FAIL, an exception, a server error, or no server reachable."""
+        self._session.callbacks["fail"] = fn
+
+    def clear_fn(self) -> None:
+        for name in CALLBACKS:
+            self._session.callbacks.pop(name, None)
+
+    # -- tasks: added now, submitted together by run_tasks()
+
+    def _add(self, function: Data, workload: Data, unique: Data | None, priority: Priority, bg: bool, ctx: Any) -> Task:
+        task = self._session.new_job(function, workload, unique, priority, bg, ctx)
+        self._session.added.append(task)
+        return task
+
+    def add_task(self, function: Data, workload: Data = b"", unique: Data | None = None, context: Any = None) -> Task:
+        return self._add(function, workload, unique, Priority.NORMAL, False, context)
+
+    def add_task_high(
+        self, function: Data, workload: Data = b"", unique: Data | None = None, context: Any = None
+    ) -> Task:
+        return self._add(function, workload, unique, Priority.HIGH, False, context)
+
+    def add_task_low(
+        self, function: Data, workload: Data = b"", unique: Data | None = None, context: Any = None
+    ) -> Task:
+        return self._add(function, workload, unique, Priority.LOW, False, context)
+
+    def add_task_background(
+        self, function: Data, workload: Data = b"", unique: Data | None = None, context: Any = None
+    ) -> Task:
+        return self._add(function, workload, unique, Priority.NORMAL, True, context)
+
+    def add_task_high_background(
+        self, function: Data, workload: Data = b"", unique: Data | None = None, context: Any = None
+    ) -> Task:
+        return self._add(function, workload, unique, Priority.HIGH, True, context)
+
+    def add_task_low_background(
+        self, function: Data, workload: Data = b"", unique: Data | None = None, context: Any = None
+    ) -> Task:
+        return self._add(function, workload, unique, Priority.LOW, True, context)
+
+    def add_task_status(self, handle: Data, context: Any = None) -> Task:
+        """A status query for a job handle; its answer goes to the status callback (``task.known`` ...)."""
+        task = self._session.new_status(handle, context)
+        self._session.added.append(task)
+        return task
+
+    # -- methods that wait: written once as steps, run by the subclass's transport (_drive)
+
+    def run_tasks(self) -> N:
+        """Submit every added task and wait until all are done (callbacks run meanwhile).
+
+        On timeout raises GearmanTimeout; the unfinished tasks stay under way, and a later run_tasks()
+        goes on waiting for them."""
+        return self._drive(self._run_tasks_steps())
+
+    def job_status(self, handle: Data) -> S:
+        """(known, running, numerator, denominator) of a job, asked of the server that created it
+        (of each server in turn, for a handle this client did not submit)."""
+        task = self._session.new_status(handle)
+        task.use_callbacks = False
+        return self._drive(self._one_steps(task, _status))
+
+    def do(self, function: Data, workload: Data = b"", unique: Data | None = None) -> R:
+        """Run a job and return its result; raises JobFailed, JobException, GearmanTimeout, ..."""
+        return self._drive(self._one_steps(self._one(function, workload, unique, Priority.NORMAL, False), _result))
+
+    def do_high(self, function: Data, workload: Data = b"", unique: Data | None = None) -> R:
+        return self._drive(self._one_steps(self._one(function, workload, unique, Priority.HIGH, False), _result))
+
+    def do_low(self, function: Data, workload: Data = b"", unique: Data | None = None) -> R:
+        return self._drive(self._one_steps(self._one(function, workload, unique, Priority.LOW, False), _result))
+
+    def do_background(self, function: Data, workload: Data = b"", unique: Data | None = None) -> H:
+        """Queue a job and return its handle as soon as the server has it."""
+        return self._drive(self._one_steps(self._one(function, workload, unique, Priority.NORMAL, True), _handle))
+
+    def do_high_background(self, function: Data, workload: Data = b"", unique: Data | None = None) -> H:
+        return self._drive(self._one_steps(self._one(function, workload, unique, Priority.HIGH, True), _handle))
+
+    def do_low_background(self, function: Data, workload: Data = b"", unique: Data | None = None) -> H:
+        return self._drive(self._one_steps(self._one(function, workload, unique, Priority.LOW, True), _handle))
+
+    def _drive(self, steps: Steps[Any]) -> Any:
+        raise NotImplementedError
+
+    def _one(self, function: Data, workload: Data, unique: Data | None, priority: Priority, bg: bool) -> Task:
+        task = self._session.new_job(function, workload, unique, priority, bg)
+        task.use_callbacks = False  # as in the C library, do*() do not run the task callbacks
+        return task
+
+    def _run_tasks_steps(self) -> Steps[None]:
+        tasks, self._session.added = self._session.added, []
+        deadline = self._start(tasks)
+        finished = yield Wait(lambda: not self._session.active, deadline)
+        self._after_wait(finished, [])
+
+    def _one_steps(self, task: Task, outcome: Callable[[Task], T]) -> Steps[T]:
+        deadline = self._start([task])
+        finished = yield Wait(lambda: task.done, deadline)
+        self._after_wait(finished, [task])
+        return outcome(task)
+
+    def _start(self, tasks: list[Task]) -> float | None:
+        """Submit; return the deadline for the wait."""
+        if not self._session.links:
+            self.add_server()
+        for task in tasks:
+            self._session.submit(task)
+        return None if self.timeout is None else time.monotonic() + self.timeout
+
+    def _after_wait(self, finished: bool, give_up: list[Task]) -> None:
+        """Re-raise a callback's exception; on timeout cancel ``give_up`` and raise GearmanTimeout."""
+        error = self._session.take_callback_error()
+        if not finished:
+            for task in give_up:
+                self._session.cancel(task)
+        if error is not None:
+            raise error
+        if not finished:
+            raise GearmanTimeout(f"not finished after {self.timeout} s")
+
+
+def _result(task: Task) -> bytes:
+    task.raise_for_state()
+    return task.result or b""
+
+
+def _handle(task: Task) -> str:
+    task.raise_for_state()
+    return task.handle or ""
+
+
+def _status(task: Task) -> JobStatus:
+    task.raise_for_state()
+    return JobStatus(task.known, task.running, task.numerator, task.denominator)
+
+
+class Client(_ClientAPI[bytes, str, JobStatus, None]):
+    """Blocking client. Connections open when first needed and stay open; ``close()`` ends them."""
+
+    def __init__(self, servers: str | Iterable[str] | None = None, **options: Any) -> None:
+        super().__init__(servers, **options)
+        self._transport = BlockingTransport(self._session, self.connect_timeout)
+
+    def _drive(self, steps: Steps[Any]) -> Any:
+        return self._transport.drive(steps)
+
+    def close(self) -> None:
+        """Close the connections; unfinished tasks are abandoned. The client can be used again."""
+        self._transport.close()
+        self._transport = BlockingTransport(self._session, self.connect_timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient(_ClientAPI[Awaitable[bytes], Awaitable[str], Awaitable[JobStatus], Awaitable[None]]):
+    """asyncio client: ``await client.do(...)``, ``await client.run_tasks()``; otherwise as Client."""
+
+    def __init__(self, servers: str | Iterable[str] | None = None, **options: Any) -> None:
+        super().__init__(servers, **options)
+        self._transport = AsyncTransport(self._session, self.connect_timeout)
+
+    def _drive(self, steps: Steps[Any]) -> Any:
+        return self._transport.drive(steps)
+
+    async def close(self) -> None:
+        await self._transport.close()
+        self._transport = AsyncTransport(self._session, self.connect_timeout)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,138 @@
+"""The asyncio transport, for ``AsyncClient`` and ``AsyncWorker``: the same session, asyncio sockets.
+
+Each connected link is an ``asyncio.Protocol`` that hands its bytes to the session; ``run`` waits on an
+event that every arrival, loss or connect sets, so the session is consulted exactly when something
+happened (or a reconnect is due), never on a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+
+from gearman_gateway.clientlib.links import Link
+from gearman_gateway.clientlib.session import Session
+from gearman_gateway.clientlib.transport import CONNECT_TIMEOUT, DONE, EXPIRED, Steps, T, Wait, decide
+
+
+class _LinkProtocol(asyncio.Protocol):
+    def __init__(self, owner: AsyncTransport, link: Link) -> None:
+        self.owner = owner
+        self.link = link
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.owner.session.data_received(self.link, data):
+            self.owner.drop(self.link, ConnectionError("corrupt packet stream"))
+        self.owner.changed()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.owner.drop(self.link, exc)
+
+
+class AsyncTransport:
+    def __init__(self, session: Session, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        self.session = session
+        self.connect_timeout = connect_timeout
+        self._protocols: dict[Link, _LinkProtocol] = {}
+        self._connecting: set[asyncio.Task[None]] = set()
+        self._event: asyncio.Event | None = None
+        self.interrupted = False
+        session.flush_hook = self.flush
+
+    def changed(self) -> None:
+        if self._event is not None:
+            self._event.set()
+
+    def interrupt(self) -> None:
+        """Make the current (or next) run() return False; call it from the event loop's thread."""
+        self.interrupted = True
+        self.changed()
+
+    async def run(self, until: Callable[[], bool], deadline: float | None = None) -> bool:
+        """Serve the session until ``until()`` holds (True) or ``deadline`` passes (False)."""
+        if self._event is None:
+            self._event = asyncio.Event()
+        event = self._event
+        while True:
+            for link in self.session.links_to_connect():
+                task = asyncio.ensure_future(self._connect(link))
+                self._connecting.add(task)
+                task.add_done_callback(self._connecting.discard)
+            self.flush()
+            wait = decide(self.session, until, deadline)
+            if wait == DONE:
+                return True
+            if wait == EXPIRED:
+                return False
+            if self.interrupted:
+                self.interrupted = False
+                return False
+            event.clear()
+            try:
+                await asyncio.wait_for(event.wait(), wait)  # type: ignore[arg-type]
+            except TimeoutError:
+                pass
+
+    async def drive(self, steps: Steps[T]) -> T:
+        """Run an API method's steps to their end: run() for each Wait, await anything else."""
+        reply: object = None
+        error: Exception | None = None
+        while True:
+            try:
+                request = steps.throw(error) if error is not None else steps.send(reply)
+            except StopIteration as stop:
+                return stop.value
+            error = None
+            try:
+                if isinstance(request, Wait):
+                    reply = await self.run(request.until, request.deadline)
+                else:
+                    reply = await request
+            except Exception as caught:  # handed to the steps, as a synchronous call would raise there
+                error = caught
+
+    def flush(self) -> None:
+        for link, data in list(self.session.outputs()):
+            protocol = self._protocols.get(link)
+            if protocol is not None and protocol.transport is not None:
+                protocol.transport.write(data)
+
+    def drop(self, link: Link, error: BaseException | None) -> None:
+        protocol = self._protocols.pop(link, None)
+        if protocol is None:
+            return
+        if protocol.transport is not None:
+            protocol.transport.abort()
+        self.session.connection_lost(link, error)
+        self.changed()
+
+    async def close(self) -> None:
+        for task in list(self._connecting):
+            task.cancel()
+        protocols, self._protocols = self._protocols, {}
+        for protocol in protocols.values():
+            if protocol.transport is not None:
+                protocol.transport.close()
+        self.session.closed()
+
+    async def _connect(self, link: Link) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(lambda: _LinkProtocol(self, link), link.address.host, link.address.port),
+                self.connect_timeout,
+            )
+        except (OSError, TimeoutError) as error:
+            self.session.connect_failed(link, error)
+        else:
+            self._protocols[link] = protocol
+            self.session.connection_made(link)
+        self.changed()

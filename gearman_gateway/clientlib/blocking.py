@@ -1,0 +1,125 @@
+"""The blocking transport: plain sockets and a selector, for ``Client`` and ``Worker``.
+
+It never polls: between events it sleeps in ``select`` until a socket is readable, a reconnect is due,
+the caller's deadline passes, or another thread calls ``interrupt()``.
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+from collections.abc import Callable
+
+from gearman_gateway.clientlib.links import Link
+from gearman_gateway.clientlib.session import Session
+from gearman_gateway.clientlib.transport import CONNECT_TIMEOUT, DONE, EXPIRED, READ_SIZE, Steps, T, Wait, decide
+
+
+class BlockingTransport:
+    def __init__(self, session: Session, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        self.session = session
+        self.connect_timeout = connect_timeout
+        self._selector = selectors.DefaultSelector()
+        self._sockets: dict[Link, socket.socket] = {}
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self.interrupted = False
+        session.flush_hook = self.flush
+
+    def run(self, until: Callable[[], bool], deadline: float | None = None) -> bool:
+        """Serve the session until ``until()`` holds (True) or ``deadline`` passes or interrupt() (False)."""
+        while True:
+            for link in self.session.links_to_connect():
+                self._connect(link)
+            self.flush()
+            wait = decide(self.session, until, deadline)
+            if wait == DONE:
+                return True
+            if wait == EXPIRED:
+                return False
+            if self.interrupted:
+                self.interrupted = False
+                return False
+            for key, _ in self._selector.select(wait):  # type: ignore[arg-type]
+                if key.data is None:
+                    self._drain_wakeups()
+                else:
+                    self._read(key.data, key.fileobj)  # type: ignore[arg-type]
+
+    def drive(self, steps: Steps[T]) -> T:
+        """Run an API method's steps to their end, blocking in run() for each Wait."""
+        reply: object = None
+        while True:
+            try:
+                request = steps.send(reply)
+            except StopIteration as stop:
+                return stop.value
+            if not isinstance(request, Wait):
+                steps.close()
+                raise TypeError(f"{request!r} needs an event loop: use the Async* classes for coroutines")
+            reply = self.run(request.until, request.deadline)
+
+    def interrupt(self) -> None:
+        """Make the current (or next) run() return False; safe from another thread or a signal handler."""
+        self.interrupted = True
+        try:
+            self._wake_w.send(b"\x00")
+        except OSError:
+            pass
+
+    def flush(self) -> None:
+        for link, data in list(self.session.outputs()):
+            sock = self._sockets.get(link)
+            if sock is None:
+                continue
+            try:
+                sock.sendall(data)
+            except OSError as error:
+                self._drop(link, error)
+
+    def close(self) -> None:
+        for sock in self._sockets.values():
+            sock.close()
+        self._sockets.clear()
+        self.session.closed()
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _connect(self, link: Link) -> None:
+        try:
+            sock = socket.create_connection((link.address.host, link.address.port), timeout=self.connect_timeout)
+        except OSError as error:
+            self.session.connect_failed(link, error)
+            return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(None)  # reads happen only when select says so; writes may block on a full buffer
+        self._sockets[link] = sock
+        self._selector.register(sock, selectors.EVENT_READ, link)
+        self.session.connection_made(link)
+
+    def _read(self, link: Link, sock: socket.socket) -> None:
+        try:
+            data = sock.recv(READ_SIZE)
+        except OSError as error:
+            self._drop(link, error)
+            return
+        if not data:
+            self._drop(link, None)
+        elif not self.session.data_received(link, data):
+            self._drop(link, ConnectionError("corrupt packet stream"))
+
+    def _drop(self, link: Link, error: BaseException | None) -> None:
+        sock = self._sockets.pop(link, None)
+        if sock is not None:
+            self._selector.unregister(sock)
+            sock.close()
+        self.session.connection_lost(link, error)
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass

@@ -1,0 +1,190 @@
+"""Gearman workers with the classic API of the C, PHP and Perl libraries: ``Worker`` and ``AsyncWorker``.
+
+    worker = Worker()                                  # localhost:4730; or Worker("h1,h2:4731")
+    worker.add_function("reverse", lambda job: job.workload[::-1])
+    worker.work_forever()
+
+A worker holds a connection to every server, takes jobs from each (one at a time), sleeps with PRE_SLEEP
+until a server's NOOP wakes it, and reconnects with back-off to a server that went away. The callback gets
+the ``Job``; what it returns (bytes or str) is the result; it fails the job by raising (WORK_EXCEPTION;
+``WorkFail`` for a plain WORK_FAIL) or by returning ``WORK_FAIL``. Both classes share one sans-IO
+session (``clientlib.worker_session``); ``AsyncWorker`` also accepts ``async def`` callbacks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Generic, TypeVar
+
+from gearman_gateway.clientlib.aio import AsyncTransport
+from gearman_gateway.clientlib.blocking import BlockingTransport
+from gearman_gateway.clientlib.client_session import to_bytes
+from gearman_gateway.clientlib.errors import WORK_FAIL, GearmanError, WorkFail
+from gearman_gateway.clientlib.links import DEFAULT_HOST, DEFAULT_PORT, Address, Backoff, parse_servers
+from gearman_gateway.clientlib.transport import CONNECT_TIMEOUT, Steps, Wait
+from gearman_gateway.clientlib.worker_session import Job, WorkerSession
+
+__all__ = ["WORK_FAIL", "AsyncWorker", "Job", "WorkFail", "Worker"]
+
+B = TypeVar("B")  # what work() gives back: bool, or an awaitable of it
+N = TypeVar("N")  # what work_forever() gives back: None, or an awaitable of it
+
+
+class _WorkerAPI(Generic[B, N]):
+    """The classic worker API; the waiting methods are steps run by the subclass's transport."""
+
+    #: Whether a callback may return an awaitable (only an event loop can wait for it).
+    awaits_callbacks = False
+
+    def __init__(
+        self,
+        servers: str | Iterable[str] | None = None,
+        *,
+        client_id: str | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        backoff: Backoff | None = None,
+    ) -> None:
+        """``client_id`` is what the server's ``workers`` list shows; ``backoff`` paces reconnects."""
+        self._session = WorkerSession(client_id=to_bytes(client_id) if client_id else None, backoff=backoff)
+        self.connect_timeout = connect_timeout
+        self._stopping = False
+        if servers:
+            self.add_servers(servers)
+
+    def add_server(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+        self._session.add_server(Address(host or DEFAULT_HOST, int(port or DEFAULT_PORT)))
+
+    def add_servers(self, servers: str | Iterable[str]) -> None:
+        """``"h1,h2:4731"``: each server with an optional port (4730 when left out)."""
+        for address in parse_servers(servers):
+            self._session.add_server(address)
+
+    @property
+    def servers(self) -> list[Address]:
+        return [link.address for link in self._session.links]
+
+    def add_function(self, name: str | bytes, callback: Callable[[Job], Any], timeout: float | None = None) -> None:
+        """Serve ``name`` with ``callback(job)``. ``timeout``: seconds the server lets one job run before
+        giving it to another worker (CAN_DO_TIMEOUT); None for no limit."""
+        self._session.add_function(name, callback, timeout)
+
+    def unregister_function(self, name: str | bytes) -> None:
+        self._session.remove_function(name)
+
+    def set_client_id(self, client_id: str) -> None:
+        self._session.set_client_id(to_bytes(client_id))
+
+    def work(self, timeout: float | None = None) -> B:
+        """Wait for one job and run it. True when a job ran; False when ``timeout`` seconds passed
+        or stop() was called first."""
+        return self._drive(self._work_steps(timeout))
+
+    def stop(self) -> None:
+        """Make a running work_forever() (or work()) return soon; callable from another thread."""
+        self._stopping = True
+        self._transport.interrupt()
+
+    def _drive(self, steps: Steps[Any]) -> Any:
+        raise NotImplementedError
+
+    _transport: BlockingTransport | AsyncTransport
+
+    def _work_steps(self, timeout: float | None) -> Steps[bool]:
+        session = self._session
+        if not session.links:
+            self.add_server()
+        if not session.functions:
+            raise GearmanError("no functions registered: call add_function() first")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if not (yield Wait(session.has_job, deadline)):
+                return False
+            job = session.take_job()
+            if job is None:
+                continue
+            if job.connection_lost:
+                session.abandon(job)  # its server is gone and has re-queued it
+                continue
+            function = session.functions.get(job._function)
+            try:
+                if function is None:
+                    raise WorkFail(f"{job.function_name} is no longer registered")
+                outcome = function.callback(job)
+                if inspect.isawaitable(outcome):
+                    if not self.awaits_callbacks:
+                        _close(outcome)
+                        raise TypeError("an async callback needs AsyncWorker")
+                    outcome = yield outcome
+            except Exception as error:  # the job fails; the worker goes on
+                session.fail(job, error)
+            else:
+                session.finish(job, outcome)
+            return True
+
+    def _forever_steps(self) -> Steps[None]:
+        try:
+            while not self._stopping:
+                yield from self._work_steps(None)
+        finally:
+            self._stopping = False
+
+
+def _close(awaitable: Awaitable[Any]) -> None:
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()
+
+
+class Worker(_WorkerAPI[bool, None]):
+    """Blocking worker: one job at a time, in the calling thread."""
+
+    def __init__(self, servers: str | Iterable[str] | None = None, **options: Any) -> None:
+        super().__init__(servers, **options)
+        self._transport = BlockingTransport(self._session, self.connect_timeout)
+
+    def _drive(self, steps: Steps[Any]) -> Any:
+        return self._transport.drive(steps)
+
+    def work_forever(self) -> None:
+        """Run jobs until stop() is called."""
+        self._drive(self._forever_steps())
+
+    def close(self) -> None:
+        """Close the connections (the servers re-queue a job still running)."""
+        self._transport.close()
+        self._transport = BlockingTransport(self._session, self.connect_timeout)
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncWorker(_WorkerAPI[Awaitable[bool], Awaitable[None]]):
+    """asyncio worker: ``await worker.work()``; callbacks may be plain functions or coroutines."""
+
+    awaits_callbacks = True
+
+    def __init__(self, servers: str | Iterable[str] | None = None, **options: Any) -> None:
+        super().__init__(servers, **options)
+        self._transport = AsyncTransport(self._session, self.connect_timeout)
+
+    def _drive(self, steps: Steps[Any]) -> Any:
+        return self._transport.drive(steps)
+
+    async def work_forever(self) -> None:
+        """Run jobs until stop() is called or the task is cancelled."""
+        await self._drive(self._forever_steps())
+
+    async def close(self) -> None:
+        await self._transport.close()
+        self._transport = AsyncTransport(self._session, self.connect_timeout)
+
+    async def __aenter__(self) -> AsyncWorker:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
