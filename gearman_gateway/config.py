@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import socket
 import types
 import typing
@@ -19,6 +20,7 @@ from typing import Any
 import yaml
 
 import protocols
+from gearman_gateway import stores
 from gearman_gateway.version import SERVER_VERSION
 
 #: gearmand's verbosity names, mapped onto Python logging levels (NOTICE sits between INFO and WARNING).
@@ -34,7 +36,13 @@ LEVELS: dict[str, int] = {
 }
 LEVEL_ORDER = ["FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG"]
 
-QUEUE_TYPES = {"builtin": "memory", "memory": "memory", "none": "memory"}
+
+def default_data_dir() -> str:
+    """/var/lib/gearman-gateway for root, else the user's state directory (XDG)."""
+    if os.geteuid() == 0:
+        return "/var/lib/gearman-gateway"
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "gearman-gateway")
 
 
 class ConfigError(ValueError):
@@ -50,6 +58,12 @@ class Settings:
     endpoints: dict[str, list[str]] = field(default_factory=dict)  # frontend -> Twisted endpoint strings
     frontends: list[str] = field(default_factory=lambda: ["binary"])
     http_port: int = 8080
+    # http frontend (protocols/http, docs/http.md)
+    http_request_timeout: float = 30.0  # seconds a request waits for a worker to take its job (504); 0: forever
+    http_max_body_size: int = 64 * 1024 * 1024  # larger request bodies get 413
+    http_prefix: str = "/_gearman/"  # our JSON, metrics and dashboard live here; gearmand reads it as a function
+    http_token: str | None = None  # bearer token required under http_prefix; None: open
+    http_keepalive_timeout: float = 60.0  # idle keep-alive connections are closed after this; 0: never
     # process
     daemon: bool = False
     pid_file: str | None = None
@@ -58,8 +72,14 @@ class Settings:
     user: str | None = None
     threads: int = 4  # accepted for gearmand compatibility; one reactor thread does all the work
     file_descriptors: int = 0  # RLIMIT_NOFILE to ask for; 0 keeps the system's
+    # durable queue (gearman_gateway/stores, docs/persistence.md)
+    queue_type: str = "sqlite"  # memory, sqlite, postgres, mysql, redis (gearmand's names too)
+    data_dir: str = field(default_factory=lambda: default_data_dir())  # where the sqlite file lives
+    queue_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> its options
+    import_gearmand_queue: bool = False  # on start, copy in the jobs of a queue table gearmand wrote
+    gearmand_table: str | None = None  # that table (redis: key prefix); default gearmand's own default
+    retries: dict[str, Any] = field(default_factory=dict)  # retry policies for failed background jobs
     # scheduling
-    queue_type: str = "memory"
     job_retries: int = 0
     worker_wakeup: int | None = None  # None: as many sleepers as runnable jobs; 0: all (gearmand)
     job_handle_prefix: str | None = None
@@ -94,6 +114,11 @@ _YAML_KEYS: dict[str, str] = {
     "endpoints": "endpoints",
     "frontends": "frontends",
     "http.port": "http_port",
+    "http.request_timeout": "http_request_timeout",
+    "http.max_body_size": "http_max_body_size",
+    "http.prefix": "http_prefix",
+    "http.token": "http_token",
+    "http.keepalive_timeout": "http_keepalive_timeout",
     "daemon": "daemon",
     "pid_file": "pid_file",
     "log_file": "log_file",
@@ -102,6 +127,14 @@ _YAML_KEYS: dict[str, str] = {
     "threads": "threads",
     "file_descriptors": "file_descriptors",
     "queue.type": "queue_type",
+    "queue.data_dir": "data_dir",
+    "queue.import_gearmand": "import_gearmand_queue",
+    "queue.gearmand_table": "gearmand_table",
+    "queue.sqlite": "queue_options.sqlite",
+    "queue.postgres": "queue_options.postgres",
+    "queue.mysql": "queue_options.mysql",
+    "queue.redis": "queue_options.redis",
+    "retries": "retries",
     "job_retries": "job_retries",
     "worker_wakeup": "worker_wakeup",
     "job_handle_prefix": "job_handle_prefix",
@@ -121,11 +154,15 @@ _YAML_KEYS: dict[str, str] = {
 }
 
 
+# YAML keys whose value is a mapping taken whole
+_DICT_KEYS = ("endpoints", "retries", "queue.sqlite", "queue.postgres", "queue.mysql", "queue.redis")
+
+
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
         path = f"{prefix}{key}"
-        if isinstance(value, dict) and path not in ("endpoints",):
+        if isinstance(value, dict) and path not in _DICT_KEYS:
             flat.update(_flatten(value, path + "."))
         else:
             flat[path] = value
@@ -148,7 +185,13 @@ def load_yaml(path: str) -> dict[str, Any]:
     for key, value in _flatten(data).items():
         if key not in _YAML_KEYS:
             raise ConfigError(f"config file {path}: unknown key {key!r}")
-        values[_YAML_KEYS[key]] = value
+        target = _YAML_KEYS[key]
+        if target.startswith("queue_options."):
+            if value is not None and not isinstance(value, dict):
+                raise ConfigError(f"config file {path}: {key} must be a mapping of options")
+            values.setdefault("queue_options", {})[target.partition(".")[2]] = value or {}
+        else:
+            values[target] = value
     return values
 
 
@@ -215,7 +258,41 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="enable another protocol frontend (e.g. http); repeatable",
     )
+    g = p.add_argument_group("http frontend (-r http)")
     g.add_argument("--http-port", type=_port, dest="http_port", help="HTTP frontend port (default 8080)")
+    g.add_argument(
+        "--http-request-timeout",
+        type=float,
+        dest="http_request_timeout",
+        metavar="SECONDS",
+        help="answer 504 when no worker takes a request's job within this time (default 30; 0: wait forever)",
+    )
+    g.add_argument(
+        "--http-max-body-size",
+        type=_nonnegative,
+        dest="http_max_body_size",
+        metavar="BYTES",
+        help="largest request body; larger ones get 413 (default 64 MiB)",
+    )
+    g.add_argument(
+        "--http-prefix",
+        dest="http_prefix",
+        metavar="PATH",
+        help="path of the JSON API, metrics and dashboard (default /_gearman/)",
+    )
+    g.add_argument(
+        "--http-token",
+        dest="http_token",
+        metavar="TOKEN",
+        help="bearer token required under --http-prefix (default: none; prefer the config file)",
+    )
+    g.add_argument(
+        "--http-keepalive-timeout",
+        type=float,
+        dest="http_keepalive_timeout",
+        metavar="SECONDS",
+        help="close idle keep-alive connections after this (default 60; 0: never)",
+    )
     g = p.add_argument_group("process")
     g.add_argument("-d", "--daemon", action="store_true", help="detach into the background")
     g.add_argument("-P", "--pid-file", dest="pid_file", metavar="FILE", help="write the process id here")
@@ -240,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--queue-type",
         dest="queue_type",
         metavar="NAME",
-        help="job store: builtin/memory (default)",
+        help="durable queue: sqlite (default), postgres, mysql, redis, or builtin/memory (nothing kept); "
+        "gearmand's names libsqlite3, libpq, postgresql are accepted",
     )
     g.add_argument(
         "-j",
@@ -261,6 +339,38 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--exceptions", action="store_true", help="turn on the exceptions option for every client")
     g.add_argument("-R", "--round-robin", action="store_true", dest="round_robin", help="accepted; always fair")
     g.add_argument("--hashtable-buckets", type=_nonnegative, dest="hashtable_buckets", help="accepted; ignored")
+    g = p.add_argument_group("durable queue (see docs/persistence.md)")
+    g.add_argument("--data-dir", dest="data_dir", metavar="DIR", help="where the sqlite queue file lives")
+    for option, backend, key, kind in _QUEUE_OPTIONS:
+        g.add_argument(option, dest=f"q:{backend}:{key}", type=kind, metavar=key.upper())
+    for option in _GEARMAND_TABLE_OPTIONS:
+        g.add_argument(option, dest=f"t:{option}", metavar="TABLE", help=argparse.SUPPRESS)
+    g.add_argument(
+        "--import-gearmand-queue",
+        action="store_true",
+        dest="import_gearmand_queue",
+        help="on start, copy in the jobs of gearmand's queue table (same backend); run once when switching",
+    )
+    g.add_argument(
+        "--fail-retries",
+        type=_nonnegative,
+        dest="r:retries",
+        metavar="N",
+        help="run a background job a worker failed (WORK_FAIL/EXCEPTION) up to N more times (default 0)",
+    )
+    g.add_argument(
+        "--fail-backoff",
+        type=float,
+        dest="r:backoff",
+        metavar="SECONDS",
+        help="wait before the first such retry, doubling after (default 1)",
+    )
+    g.add_argument(
+        "--dead-letter",
+        action="store_true",
+        dest="r:dead_letter",
+        help="keep background jobs that failed for good in the dead-letter list (admin `show dead jobs`)",
+    )
     g = p.add_argument_group("keepalive")
     g.add_argument("--keepalive", action="store_true", help="TCP keepalive on accepted connections")
     g.add_argument("--keepalive-idle", type=int, dest="keepalive_idle", metavar="SECONDS")
@@ -311,6 +421,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: gearmand's queue options: (option, backend, our option name, type); gearmand's table and prefix
+#: options name the table that --import-gearmand-queue reads.
+_QUEUE_OPTIONS = [
+    ("--libsqlite3-db", "sqlite", "path", str),
+    ("--libpq-conninfo", "postgres", "conninfo", str),
+    ("--mysql-host", "mysql", "host", str),
+    ("--mysql-port", "mysql", "port", int),
+    ("--mysql-user", "mysql", "user", str),
+    ("--mysql-password", "mysql", "password", str),
+    ("--mysql-db", "mysql", "db", str),
+    ("--redis-server", "redis", "host", str),
+    ("--redis-port", "redis", "port", int),
+    ("--redis-password", "redis", "password", str),
+]
+_GEARMAND_TABLE_OPTIONS = ["--libsqlite3-table", "--libpq-table", "--mysql-table", "--redis-prefix"]
+
+
 def parse_args(argv: list[str]) -> Settings:
     """Settings for a command line; raises ConfigError with one readable sentence."""
     parser = build_parser()
@@ -322,6 +449,13 @@ def parse_args(argv: list[str]) -> Settings:
     values: dict[str, Any] = {}
     if "config" in given:
         values.update(load_yaml(given.pop("config")))
+    for name in [key for key in given if key.startswith("q:")]:
+        _, backend, option = name.split(":")
+        values.setdefault("queue_options", {}).setdefault(backend, {})[option] = given.pop(name)
+    for name in [key for key in given if key.startswith("t:")]:
+        values["gearmand_table"] = given.pop(name)
+    for name in [key for key in given if key.startswith("r:")]:
+        values.setdefault("retries", {}).setdefault("default", {})[name[2:]] = given.pop(name)
     more_verbose = given.pop("more_verbose", 0)
     protocols = given.pop("protocols", None)
     for name in ("syslog", "coredump"):
@@ -380,6 +514,40 @@ def _check_type(name: str, value: Any, hint: Any) -> None:
     raise ConfigError(f"{name} must be {names}, not {value!r}")
 
 
+_POLICY_FIELDS = {"retries": int, "backoff": float, "factor": float, "max_backoff": float, "dead_letter": bool}
+
+
+def _validate_retries(retries: dict[str, Any]) -> None:
+    """retries: {default: POLICY, functions: {NAME: POLICY}}; a POLICY sets any of _POLICY_FIELDS."""
+    unknown = sorted(set(retries) - {"default", "functions"})
+    if unknown:
+        raise ConfigError(f"retries: unknown key {unknown[0]!r} (use default and functions)")
+    policies = [("retries.default", retries.get("default") or {})]
+    functions = retries.get("functions") or {}
+    if not isinstance(functions, dict):
+        raise ConfigError("retries.functions must map function names to policies")
+    policies += [(f"retries.functions.{name}", policy or {}) for name, policy in functions.items()]
+    for where, policy in policies:
+        if not isinstance(policy, dict):
+            raise ConfigError(f"{where} must be a mapping")
+        for key, value in policy.items():
+            kind = _POLICY_FIELDS.get(key)
+            if kind is None:
+                raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(_POLICY_FIELDS)})")
+            ok = (
+                isinstance(value, bool)
+                if kind is bool
+                else (
+                    isinstance(value, int | float)
+                    and not isinstance(value, bool)
+                    and value >= 0
+                    and (kind is float or isinstance(value, int))
+                )
+            )
+            if not ok:
+                raise ConfigError(f"{where}.{key} must be {'true or false' if kind is bool else 'a number >= 0'}")
+
+
 def _validate(s: Settings) -> None:
     def check(ok: bool, message: str) -> None:
         if not ok:
@@ -395,12 +563,17 @@ def _validate(s: Settings) -> None:
     check(isinstance(s.listen, list), "listen must be a list of addresses")
     s.verbose = str(s.verbose).upper()
     check(s.verbose in LEVELS, f"unknown verbose level {s.verbose!r} (use one of {', '.join(LEVEL_ORDER)})")
-    queue = str(s.queue_type).lower()
-    check(
-        queue in QUEUE_TYPES,
-        f"unknown queue type {s.queue_type!r} (available: {', '.join(sorted(QUEUE_TYPES))})",
-    )
-    s.queue_type = QUEUE_TYPES[queue]
+    try:
+        s.queue_type = stores.backend_name(str(s.queue_type))
+    except ValueError as error:
+        raise ConfigError(str(error).replace("Unknown queue", "unknown queue type")) from None
+    for backend, options in s.queue_options.items():
+        check(backend in stores.OPTIONS, f"queue options for unknown backend {backend!r}")
+        check(isinstance(options, dict), f"queue.{backend} must be a mapping of options")
+        unknown = sorted(set(options) - set(stores.OPTIONS[backend]))
+        known = ", ".join(stores.OPTIONS[backend])
+        check(not unknown, f"unknown {backend} queue option {', '.join(unknown)} (known: {known})")
+    _validate_retries(s.retries)
     if isinstance(s.worker_wakeup, str):
         check(s.worker_wakeup.lower() == "auto", "worker_wakeup must be auto or a number")
         s.worker_wakeup = None
@@ -411,6 +584,21 @@ def _validate(s: Settings) -> None:
     check(isinstance(s.max_packet_size, int) and s.max_packet_size >= 1024, "max-packet-size must be >= 1024")
     check(s.max_admin_line >= 64, "max-admin-line must be >= 64")
     check(s.graceful_timeout >= 0, "graceful-timeout must be >= 0")
+    check(s.http_request_timeout >= 0, "http-request-timeout must be >= 0")
+    check(s.http_keepalive_timeout >= 0, "http-keepalive-timeout must be >= 0")
+    check(s.http_max_body_size >= 0, "http-max-body-size must be a whole number >= 0")
+    check(
+        s.http_prefix.startswith("/") and s.http_prefix.endswith("/") and len(s.http_prefix) > 2,
+        f"http-prefix must start and end with '/' and name something, not {s.http_prefix!r}",
+    )
+    check(
+        s.http_prefix.isascii() and s.http_prefix.isprintable() and " " not in s.http_prefix,
+        f"http-prefix must be printable ASCII without spaces, not {s.http_prefix!r}",
+    )
+    check(
+        s.http_token is None or (s.http_token != "" and s.http_token.isascii() and s.http_token.isprintable()),
+        "http-token must be printable ASCII text",
+    )
     if s.job_handle_prefix is not None:
         check(0 < len(s.job_handle_prefix.encode()) <= 52, "job-handle-prefix must be 1 to 52 bytes")
     check(isinstance(s.frontends, list) and bool(s.frontends), "frontends must be a non-empty list")

@@ -22,6 +22,7 @@ import protocols
 from gearman_gateway.admin import Admin, AdminControls
 from gearman_gateway.config import LEVEL_ORDER, LEVELS, Settings
 from gearman_gateway.connections import ConnectionRegistry
+from gearman_gateway.durability import build_store, import_gearmand_rows, retry_policies
 from gearman_gateway.scheduler import Scheduler
 from protocols.listening import ListeningService
 
@@ -40,11 +41,14 @@ class Server:
         self.settings = settings
         self.reactor = reactor
         prefix = settings.job_handle_prefix.encode() if settings.job_handle_prefix else None
+        self.store = build_store(settings, reactor)
         self.scheduler = Scheduler(
             reactor,
             handle_prefix=prefix,
             job_retries=settings.job_retries,
             worker_wakeup=settings.worker_wakeup,
+            store=self.store,
+            retry_policies=retry_policies(settings),
         )
         self.connections = ConnectionRegistry(settings.max_connections)
         self.admin = Admin(
@@ -54,6 +58,7 @@ class Server:
                 shutdown=lambda graceful: reactor.callLater(0, self.shutdown, graceful),
                 verbose_level=self._verbose_level,
                 allow_remote_shutdown=settings.allow_remote_shutdown,
+                store_status=self.store.describe if self.store is not None else None,
             ),
         )
         self.service = MultiService()
@@ -76,8 +81,23 @@ class Server:
         return "FATAL"
 
     def start(self) -> None:
-        """Bind every frontend's ports (raises on failure) and start serving."""
+        """Open the store and replay its jobs, then bind every frontend's ports and serve.
+        Raises (StoreError, OSError, ...) when any of it fails: a server never runs half-started."""
+        if self.store is not None:
+            self._replay()
+            self.reactor.addSystemEventTrigger("after", "shutdown", self.store.close)
         self.service.startService()
+
+    def _replay(self) -> None:
+        store = self.store
+        assert store is not None
+        store.open()
+        rows = store.load()
+        if self.settings.import_gearmand_queue:
+            rows += import_gearmand_rows(store.backend, self.settings, rows)
+        replayed = self.scheduler.restore(rows)
+        dead = len(self.scheduler.dead_letters)
+        log.log(NOTICE, "%s store: replayed %d jobs (%d in the dead-letter list)", store.name, replayed - dead, dead)
 
     def addresses(self) -> dict[str, list[tuple[str, int]]]:
         """Bound (host, port) per frontend: with port 0 this is how an embedder learns the port."""

@@ -60,6 +60,22 @@ def run(settings: Settings) -> int:
 
     from gearman_gateway.server import Server
 
+    server: Server | None = None
+
+    def on_signal(signum: int, frame: object) -> None:
+        if server is None:
+            raise SystemExit(1)
+        if signum == signal.SIGUSR1:
+            reactor.callFromThread(server.shutdown, True)
+        elif signum == signal.SIGHUP:
+            reactor.callFromThread(logs.reopen, handler)
+        else:
+            reactor.callFromThread(server.shutdown, False)
+
+    # before anything listens, so a signal that arrives as soon as the port answers is handled
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     try:
         server = Server(settings, reactor)
         server.start()
@@ -68,7 +84,7 @@ def run(settings: Settings) -> int:
         if settings.pid_file:
             with open(settings.pid_file, "w") as pid_file:
                 pid_file.write(f"{os.getpid()}\n")
-    except Exception as error:  # bind failures, bad frontends, permissions: say why and stop
+    except Exception as error:  # bind failures, store unreachable, permissions: say why and stop
         message = f"gearmand: cannot start: {error}"
         log.critical(message)
         daemon.report(message)
@@ -76,18 +92,6 @@ def run(settings: Settings) -> int:
             print(message, file=sys.stderr)
         return 1
     daemon.report(None)
-
-    def on_signal(signum: int, frame: object) -> None:
-        if signum == signal.SIGUSR1:
-            reactor.callFromThread(server.shutdown, True)
-        elif signum == signal.SIGHUP:
-            reactor.callFromThread(logs.reopen, handler)
-        else:
-            reactor.callFromThread(server.shutdown, False)
-
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP):
-        signal.signal(signum, on_signal)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     log.log(NOTICE, "gearmand (gearman-gateway) started, pid %d", os.getpid())
     reactor.run(installSignalHandlers=False)
     if settings.pid_file:

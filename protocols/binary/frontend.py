@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -66,11 +67,20 @@ def atoi(text: bytes) -> int:
         return 0
 
 
+class _Slot:
+    """The place of an acknowledgement that comes later (after the store's commit)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+
+
 class WriteBatch:
     """Replies for every connection, gathered during a reactor turn and written once per connection at
     its end."""
 
-    __slots__ = ("dirty", "_schedule")
+    __slots__ = ("dirty", "_at_end_of_turn")
 
     def __init__(self, reactor: object) -> None:
         self.dirty: list[BinaryConnection] = []
@@ -105,6 +115,10 @@ class BinaryConnection(Protocol):
         self._open = False
         self._paused_bytes = -1  # bytes written since the transport asked us to pause; -1: not paused
         self._socket: socket.socket | None = None  # the raw socket, for direct sends (plain TCP only)
+        self._held: list[bytes | _Slot] = []  # output waiting behind a deferred acknowledgement
+        self._deferred: deque[_Slot] = deque()  # deferred acknowledgements, oldest first
+        self._in_submit = False
+        self._acked_now = False
         self.fd = -1
         self.peer = "?"
         self.peer_is_local = False
@@ -162,6 +176,12 @@ class BinaryConnection(Protocol):
     # -- output, batched per read, bounded when the peer stops reading
 
     def send(self, data: bytes) -> None:
+        if self._held:
+            self._held.append(data)  # behind an acknowledgement still waiting for the store
+            return
+        self._output(data)
+
+    def _output(self, data: bytes) -> None:
         if not self._open:
             return
         if self._paused_bytes >= 0:
@@ -267,10 +287,20 @@ class BinaryConnection(Protocol):
         when: int = 0,
         reducer: bytes | None = None,
     ) -> None:
+        self._acked_now = False
+        self._in_submit = True
         try:
             self.scheduler.submit(function, data, unique, priority, background, when, reducer, self)
+            if not self._acked_now:
+                # acknowledged after the store commits: keep its place, so every reply and result
+                # after it (this job's and others') still reaches the client in request order
+                slot = _Slot()
+                self._held.append(slot)
+                self._deferred.append(slot)
         except SchedulerError as error:
             self.send(error_packet(error.code.encode(), error.text.encode()))
+        finally:
+            self._in_submit = False
 
     def _submit_job(self, args: list[bytes]) -> None:
         self._submit(args[0], args[1], args[2], Priority.NORMAL, False)
@@ -357,7 +387,28 @@ class BinaryConnection(Protocol):
     # -- JobListener: results for the jobs this connection submitted
 
     def job_created(self, job: Job) -> None:
-        self.send(encode(Packet.JOB_CREATED, job.handle))
+        self._acknowledge(encode(Packet.JOB_CREATED, job.handle))
+
+    def _acknowledge(self, packet: bytes) -> None:
+        if self._in_submit:
+            self._acked_now = True
+            self.send(packet)
+            return
+        # a deferred acknowledgement: they arrive in the order they were deferred (the store's order)
+        if not self._deferred:
+            return  # the connection was reset meanwhile
+        self._deferred.popleft().data = packet
+        held = self._held
+        index = 0
+        while index < len(held):
+            item = held[index]
+            if isinstance(item, _Slot):
+                if item.data is None:
+                    break
+                item = item.data
+            self._output(item)
+            index += 1
+        del held[:index]
 
     def _send_with_payload(self, ptype: int, handle: bytes, data: bytes) -> None:
         if len(data) < _JOIN_LIMIT:
@@ -367,7 +418,7 @@ class BinaryConnection(Protocol):
             self.send(data)
 
     def job_rejected(self, job: Job, error: SchedulerError) -> None:
-        self.send(error_packet(error.code.encode(), error.text.encode()))
+        self._acknowledge(error_packet(error.code.encode(), error.text.encode()))
 
     def job_data(self, job: Job, data: bytes) -> None:
         self._send_with_payload(Packet.WORK_DATA, job.handle, data)

@@ -105,7 +105,15 @@ def _factory(tmp_path: Path, binary: str) -> tuple[ServerFactory, list[RunningSe
     def start(*extra: str, port: int | None = None, wait: bool = True) -> RunningServer:
         port = port or free_port()
         log_path = tmp_path / f"gearmand-{port}-{len(started)}.log"
-        args = [binary, "-L", "127.0.0.1", "-p", str(port), "-l", "stderr", *extra]
+        own = (
+            []
+            if binary == REAL_GEARMAND or "GG_TEST_SERVER" in os.environ
+            else [
+                "--data-dir",
+                str(tmp_path / f"data-{port}"),  # a private queue file; a test may pass its own
+            ]
+        )
+        args = [binary, "-L", "127.0.0.1", "-p", str(port), "-l", "stderr", *own, *extra]
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         server = RunningServer(proc, port, args, log_path)

@@ -63,7 +63,8 @@ def test_defaults() -> None:
     assert s.log_file == "stderr"
     assert s.verbose in LEVEL_ORDER
     assert s.user is None
-    assert s.queue_type == "memory"
+    assert s.queue_type == "sqlite"  # durable by default (gearmand: builtin)
+    assert s.data_dir and s.queue_options == {} and s.retries == {}
     assert s.job_retries == 0
     assert s.worker_wakeup is None
     assert s.job_handle_prefix is None
@@ -113,8 +114,14 @@ def test_log_file(value: str) -> None:
 
 @pytest.mark.parametrize(
     ("given", "level"),
-    [("info", "INFO"), ("Debug", "DEBUG"), ("ERROR", "ERROR"), ("notice", "NOTICE"), ("fatal", "FATAL"),
-     ("warning", "WARNING")],
+    [
+        ("info", "INFO"),
+        ("Debug", "DEBUG"),
+        ("ERROR", "ERROR"),
+        ("notice", "NOTICE"),
+        ("fatal", "FATAL"),
+        ("warning", "WARNING"),
+    ],
 )
 def test_verbose_level_is_case_insensitive(given: str, level: str) -> None:
     assert parse_args(["--verbose", given]).verbose == level
@@ -172,16 +179,12 @@ def test_job_handle_prefix() -> None:
 
 def test_keepalive_and_its_values() -> None:
     assert parse_args(["--keepalive"]).keepalive is True
-    s = parse_args(
-        ["--keepalive", "--keepalive-idle", "60", "--keepalive-interval", "10", "--keepalive-count", "5"]
-    )
+    s = parse_args(["--keepalive", "--keepalive-idle", "60", "--keepalive-interval", "10", "--keepalive-count", "5"])
     assert (s.keepalive, s.keepalive_idle, s.keepalive_interval, s.keepalive_count) == (True, 60, 10, 5)
 
 
 def test_backlog_round_robin_and_accepted_tuning_options() -> None:
-    s = parse_args(
-        ["-b", "128", "-R", "--hashtable-buckets", "4096", "-f", "10000", "--syslog", "--coredump"]
-    )
+    s = parse_args(["-b", "128", "-R", "--hashtable-buckets", "4096", "-f", "10000", "--syslog", "--coredump"])
     assert s.backlog == 128
     assert s.round_robin is True
     assert s.hashtable_buckets == 4096
@@ -472,3 +475,48 @@ def test_cli_check_args() -> None:
     result = run_gearmand("--check-args", "-p", "4731", "-r", "binary", "-q", "builtin", "--verbose", "info")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+
+
+def test_queue_options_gearmand_style() -> None:
+    s = parse_args(["-q", "libsqlite3", "--libsqlite3-db", "/tmp/q.db", "--libsqlite3-table", "gq"])
+    assert (s.queue_type, s.queue_options, s.gearmand_table) == ("sqlite", {"sqlite": {"path": "/tmp/q.db"}}, "gq")
+    s = parse_args(["-q", "libpq", "--libpq-conninfo", "host=h port=5"])
+    assert (s.queue_type, s.queue_options) == ("postgres", {"postgres": {"conninfo": "host=h port=5"}})
+    s = parse_args(
+        [
+            "-q",
+            "MySQL",
+            "--mysql-host",
+            "db",
+            "--mysql-port",
+            "3307",
+            "--mysql-user",
+            "u",
+            "--mysql-password",
+            "p",
+            "--mysql-db",
+            "gm",
+        ]
+    )
+    assert s.queue_options == {"mysql": {"host": "db", "port": 3307, "user": "u", "password": "p", "db": "gm"}}
+    s = parse_args(["-q", "redis", "--redis-server", "r", "--redis-port", "6380", "--import-gearmand-queue"])
+    assert s.queue_options == {"redis": {"host": "r", "port": 6380}} and s.import_gearmand_queue
+    assert parse_args(["-q", "builtin"]).queue_type == "memory"
+    assert "unknown queue type" in config_error(["-q", "tokyo"])
+
+
+def test_retry_policy_options_and_yaml(tmp_path: Path) -> None:
+    s = parse_args(["--fail-retries", "3", "--fail-backoff", "0.5", "--dead-letter"])
+    assert s.retries == {"default": {"retries": 3, "backoff": 0.5, "dead_letter": True}}
+    path = write(
+        tmp_path,
+        "retries:\n  default: {retries: 1}\n  functions:\n    resize: {retries: 5, dead_letter: true}\n"
+        "queue:\n  type: postgres\n  postgres: {conninfo: 'dbname=q'}\n",
+    )
+    s = parse_args(["--config", path])
+    assert s.retries["functions"]["resize"] == {"retries": 5, "dead_letter": True}
+    assert s.queue_options == {"postgres": {"conninfo": "dbname=q"}}
+    bad = write(tmp_path, "retries:\n  default: {tries: 1}\n", "bad.yaml")
+    assert "unknown key 'tries'" in config_error(["--config", bad])
+    bad = write(tmp_path, "queue:\n  sqlite: {file: x}\n", "bad2.yaml")
+    assert "unknown sqlite queue option file" in config_error(["--config", bad])
