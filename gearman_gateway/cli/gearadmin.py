@@ -20,14 +20,18 @@ COMMANDS = [
     ("getpid", "getpid"),
     ("show_jobs", "show jobs"),
     ("show_unique_jobs", "show unique jobs"),
+    ("show_dead_jobs", "show dead jobs"),
+    ("show_store", "show store"),
     ("shutdown", "shutdown"),
 ]
 WITH_ARGUMENT = [
     ("cancel_job", "cancel job"),
     ("create_function", "create function"),
     ("drop_function", "drop function"),
+    ("requeue_dead_job", "requeue dead"),
+    ("delete_dead_job", "delete dead"),
 ]
-LIST_COMMANDS = {"status", "prioritystatus", "workers", "show jobs", "show unique jobs"}
+LIST_COMMANDS = {"status", "prioritystatus", "workers", "show jobs", "show unique jobs", "show dead jobs", "show store"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cancel-job", metavar="HANDLE", help="remove a job")
     p.add_argument("--create-function", metavar="NAME", help="create a function")
     p.add_argument("--drop-function", metavar="NAME", help="drop a function nobody serves")
+    p.add_argument("--show-dead-jobs", action="store_true", help="background jobs that failed for good")
+    p.add_argument("--show-store", action="store_true", help="the durable queue's state")
+    p.add_argument("--requeue-dead-job", metavar="HANDLE", help="run a dead job again ('all' for every one)")
+    p.add_argument("--delete-dead-job", metavar="HANDLE", help="forget a dead job ('all' for every one)")
     p.add_argument("--shutdown", action="store_true", help="stop the server (loopback only by default)")
     return p
 
@@ -81,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         with socket.create_connection((args.host, int(args.port)), timeout=args.timeout) as sock:
             for command in commands:
                 sock.sendall(command.encode() + b"\r\n")
-                reply = read_reply(sock, command.split(" ")[0] if " " not in command else command)
+                reply = read_reply(sock, command)
                 text = reply.decode("utf-8", "replace")
                 if text.startswith("OK\r\n") or text == "OK\n":
                     print("OK")
