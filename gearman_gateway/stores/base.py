@@ -54,6 +54,9 @@ class Store(Protocol):
     def revive(self, job_ids: list[int]) -> None:
         """Mark these dead rows live again (an operator requeued them)."""
 
+    # Optional: ``write(adds, removes, buries, revives)`` applies a whole group commit in ONE transaction;
+    # the runner uses it when a backend has it (the SQL ones), else the calls above one by one.
+
     def load(self) -> list[StoredJob]:
         """Every row, live and dead, in insertion order: the start-up replay."""
 

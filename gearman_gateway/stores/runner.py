@@ -118,8 +118,13 @@ class StoreRunner:
         future.add_done_callback(lambda f: self.reactor.callFromThread(self._written, batch, f, started))
 
     def _write(self, batch: _Batch) -> None:
-        """On the store's thread: one transaction per kind of change."""
+        """On the store's thread: one transaction for the whole batch where the backend can (SQL), else
+        one per kind of change."""
         backend = self.backend
+        write_all = getattr(backend, "write", None)
+        if write_all is not None:
+            write_all([row for row, _ in batch.adds], batch.removes, batch.buries, batch.revives)
+            return
         if batch.adds:
             backend.add([row for row, _ in batch.adds])
         if batch.removes:

@@ -117,9 +117,25 @@ class SqlStore:
     def add(self, jobs: list[StoredJob]) -> None:
         if not jobs:
             return
-        rows = [(j.job_id, j.handle, j.unique, j.function, j.priority, j.data, j.when, j.dead, j.reason) for j in jobs]
         with self._transaction(f"add of {len(jobs)} jobs") as cur:
-            cur.executemany(self._insert, rows)
+            self._insert_rows(cur, jobs)
+
+    def _insert_rows(self, cur: Any, jobs: list[StoredJob]) -> None:
+        rows = [(j.job_id, j.handle, j.unique, j.function, j.priority, j.data, j.when, j.dead, j.reason) for j in jobs]
+        cur.executemany(self._insert, rows)
+
+    def write(
+        self, adds: list[StoredJob], removes: list[int], buries: list[tuple[int, str]], revives: list[int]
+    ) -> None:
+        """A whole group commit in ONE transaction (one fsync): new rows, deletes, buries, revives."""
+        what = f"batch of {len(adds)} adds and {len(removes)} removes"
+        with self._transaction(what) as cur:
+            if adds:
+                self._insert_rows(cur, adds)
+            self._each_chunk(cur, f"DELETE FROM {self.table}", (), removes)
+            for job_id, reason in buries:
+                self._each_chunk(cur, self._set_dead(), (True, reason), [job_id])
+            self._each_chunk(cur, self._set_dead(), (False, ""), revives)
 
     def remove(self, job_ids: list[int]) -> None:
         self._by_ids(f"remove of {len(job_ids)} jobs", f"DELETE FROM {self.table}", (), job_ids)
@@ -207,10 +223,13 @@ class SqlStore:
         if not job_ids:
             return
         with self._transaction(what) as cur:
-            for start in range(0, len(job_ids), IDS_PER_STATEMENT):
-                chunk = job_ids[start : start + IDS_PER_STATEMENT]
-                marks = ", ".join([self.param] * len(chunk))
-                cur.execute(f"{statement} WHERE job_id IN ({marks})", (*params, *chunk))
+            self._each_chunk(cur, statement, params, job_ids)
+
+    def _each_chunk(self, cur: Any, statement: str, params: Sequence[Any], job_ids: list[int]) -> None:
+        for start in range(0, len(job_ids), IDS_PER_STATEMENT):
+            chunk = job_ids[start : start + IDS_PER_STATEMENT]
+            marks = ", ".join([self.param] * len(chunk))
+            cur.execute(f"{statement} WHERE job_id IN ({marks})", (*params, *chunk))
 
     def _set_dead(self) -> str:
         return f"UPDATE {self.table} SET dead = {self.param}, reason = {self.param}"
