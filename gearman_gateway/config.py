@@ -480,6 +480,7 @@ def make_settings(values: dict[str, Any]) -> Settings:
     for name in values:
         if name not in fields:
             raise ConfigError(f"unknown setting {name!r}")
+    values = {name: value for name, value in values.items() if value is not None}  # null: the default
     hints = typing.get_type_hints(Settings)
     for name, value in values.items():
         _check_type(name, value, hints[name])
