@@ -1,0 +1,99 @@
+"""No single point of failure: two servers, one killed mid-run with SIGKILL, then restarted.
+
+The client hashes each job's unique key to a server and fails over to the other when its server dies;
+the worker holds both connections, keeps taking jobs from the survivor, and reconnects (with back-off)
+to the restarted server on its old port.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from gearman_gateway import Client
+from gearman_gateway.clientlib.links import Backoff
+from gearman_gateway.worker import Job
+
+from .conftest import ServerFactory, free_port
+from .test_client_library import TIMEOUT, WorkerThread, running_workers
+
+#: Quick reconnects, so that the restarted server gets its worker back well within the test's timeout.
+FAST = Backoff(initial=0.05, maximum=0.3)
+
+
+@pytest.fixture
+def workers() -> Iterator[Callable[..., WorkerThread]]:
+    with running_workers() as start:
+        yield start
+
+
+def test_two_servers_one_killed_mid_run_then_restarted(
+    gearmand: ServerFactory, workers: Callable[..., WorkerThread]
+) -> None:
+    a, b = gearmand(), gearmand()
+    fn = f"survive-{uuid.uuid4().hex[:6]}"
+    kill_now, killed = threading.Event(), threading.Event()
+    served: list[tuple[str, str]] = []  # (server, workload) per job the worker ran
+    lock = threading.Lock()
+
+    def work(job: Job) -> bytes:
+        with lock:
+            served.append((str(job.server), job.workload.decode()))
+            count = len(served)
+        if count == 5:
+            kill_now.set()  # a job is in our hands and most others are still queued on both servers
+            killed.wait(TIMEOUT)
+        return b"done " + job.workload
+
+    workers(f"{a.address},{b.address}", {fn: work}, backoff=FAST)
+    client = Client(f"{a.address},{b.address}", timeout=TIMEOUT, backoff=FAST)
+    tasks = [client.add_task(fn, f"job-{i}", unique=f"key-{i}") for i in range(40)]
+    first_server = {}
+    client.set_created_fn(lambda task: first_server.setdefault(task.unique, str(task.server)))
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            client.run_tasks()
+        except BaseException as error:
+            failure.append(error)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    assert kill_now.wait(TIMEOUT), "the worker never reached its fifth job"
+    assert a.stop(signal.SIGKILL) == -signal.SIGKILL
+    killed.set()
+    runner.join(TIMEOUT * 2)
+    assert not runner.is_alive() and not failure, failure
+
+    assert [t.result for t in tasks] == [f"done job-{i}".encode() for i in range(40)]
+    on_a = [t for t in tasks if first_server[t.unique] == a.address]
+    assert on_a and len(on_a) < 40, "the unique keys should spread the jobs over both servers"
+    assert all(str(t.server) == b.address for t in on_a if t.handle and str(t.server) != a.address)
+    moved = [t for t in on_a if str(t.server) == b.address]
+    assert moved, "jobs of the killed server should have been resubmitted to the other one"
+
+    # the killed server comes back on its port: the worker reconnects and takes its jobs again
+    a2 = gearmand(port=a.port)
+    only_a = Client(a2.address, timeout=TIMEOUT)
+    with lock:
+        served.clear()
+    assert only_a.do(fn, "after restart") == b"done after restart"
+    assert served == [(a.address, "after restart")]
+    assert any(line.split()[-1:] == [fn] for line in a2.admin("workers").splitlines())
+
+
+def test_client_skips_a_dead_server_from_the_start(
+    gearmand: ServerFactory, workers: Callable[..., WorkerThread]
+) -> None:
+    alive = gearmand()
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there
+    fn = f"skip-{uuid.uuid4().hex[:6]}"
+    workers(f"{dead},{alive.address}", {fn: lambda job: job.workload.upper()}, backoff=FAST)
+    client = Client(f"{dead},{alive.address}", timeout=TIMEOUT)
+    results = [client.do(fn, f"x{i}", unique=f"u{i}") for i in range(10)]  # half of them hash to the dead one
+    assert results == [f"X{i}".encode() for i in range(10)]

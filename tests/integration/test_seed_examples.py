@@ -1,0 +1,98 @@
+"""The tutorial examples in examples/ work as written: run as scripts, against a real server.
+
+- reverse: "Hello World!" -> "!dlroW olleH" (the client and worker of every Gearman tutorial), and the
+  concurrent task API version of it;
+- resize: a Pillow worker fed with `gearman -f resize < large.jpg > thumb.jpg`, by the C tool and ours.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from .conftest import BIN_DIR, RunningServer, ServerFactory
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+TIMEOUT = 20.0
+C_GEARMAN = "/usr/bin/gearman"
+
+
+@pytest.fixture(params=["ours", "gearmand"])
+def any_server(request: pytest.FixtureRequest) -> RunningServer:
+    factory: ServerFactory = request.getfixturevalue("gearmand" if request.param == "ours" else "real_gearmand")
+    return factory()
+
+
+def script_env(server: RunningServer) -> dict[str, str]:
+    return {**os.environ, "GEARMAN_SERVER": server.address}
+
+
+@pytest.fixture
+def example_worker() -> Iterator[Callable[[str, RunningServer], subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(script: str, server: RunningServer) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, str(EXAMPLES / script)], env=script_env(server))
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(TIMEOUT)
+
+
+def run_example(script: str, server: RunningServer) -> str:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / script)], env=script_env(server), capture_output=True, timeout=TIMEOUT
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode()
+
+
+def test_reverse_hello_world(any_server: RunningServer, example_worker: Callable[..., object]) -> None:
+    example_worker("reverse_worker.py", any_server)
+    assert run_example("reverse_client.py", any_server) == "!dlroW olleH\n"
+    lines = run_example("reverse_tasks.py", any_server).splitlines()
+    assert sorted(lines) == sorted(["!dlroW olleH", "!hgiH olleH", "!woL olleH"])  # no order promised
+
+
+def large_jpeg(path: Path) -> None:
+    """A 1600x1200 photo-like JPEG (gradients plus noise, so it does not compress to nothing)."""
+    width, height = 1600, 1200
+    gradient = Image.linear_gradient("L").resize((width, height))
+    noise = Image.effect_noise((width, height), 64)
+    image = Image.merge("RGB", (gradient, noise, gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+    image.save(path, format="JPEG", quality=95)
+
+
+@pytest.mark.parametrize("tool", [C_GEARMAN, str(BIN_DIR / "gearman")], ids=["c-gearman", "our-gearman"])
+def test_image_thumbnail_worker(
+    gearmand: ServerFactory, example_worker: Callable[..., object], tmp_path: Path, tool: str
+) -> None:
+    if not os.access(tool, os.X_OK):
+        pytest.skip(f"{tool} is not installed")
+    server = gearmand()
+    example_worker("resize_worker.py", server)
+    large, thumb = tmp_path / "large.jpg", tmp_path / "thumb.jpg"
+    large_jpeg(large)
+    command = f"{tool} -h {server.host} -p {server.port} -f resize < {large} > {thumb}"
+    env = {k: v for k, v in os.environ.items() if k != "GEARMAN_SERVER"}
+    result = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr.decode()
+
+    data = thumb.read_bytes()
+    assert data[:3] == b"\xff\xd8\xff"  # a JPEG
+    with Image.open(io.BytesIO(data)) as image:
+        image.verify()
+    with Image.open(thumb) as image:
+        assert image.format == "JPEG" and image.size == (200, 150)
+    assert len(data) * 10 < large.stat().st_size, (len(data), large.stat().st_size)
