@@ -14,9 +14,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from gearman_gateway.clientlib.aio import AsyncTransport
-from gearman_gateway.clientlib.blocking import BlockingTransport
-from gearman_gateway.clientlib.client_session import CALLBACKS, ClientSession, Priority, Task, TaskState, to_bytes
+from gearman_gateway.clientlib.api import AsyncEndpoint, BlockingEndpoint, Endpoint
+from gearman_gateway.clientlib.client_session import CALLBACKS, ClientSession, Priority, Task, TaskState
 from gearman_gateway.clientlib.errors import (
     GearmanConnectionError,
     GearmanError,
@@ -25,7 +24,8 @@ from gearman_gateway.clientlib.errors import (
     JobFailed,
     ServerError,
 )
-from gearman_gateway.clientlib.links import DEFAULT_HOST, DEFAULT_PORT, Address, Backoff, parse_servers
+from gearman_gateway.clientlib.fields import to_bytes
+from gearman_gateway.clientlib.links import Backoff
 from gearman_gateway.clientlib.transport import CONNECT_TIMEOUT, Steps, T, Wait
 
 __all__ = [
@@ -56,6 +56,36 @@ class JobStatus(NamedTuple):
     denominator: int
 
 
+def _callback_setter(event: str, doc: str) -> Callable[[_ClientAPI[Any, Any, Any, Any], Callback], None]:
+    def set_fn(self: _ClientAPI[Any, Any, Any, Any], fn: Callback) -> None:
+        self._session.callbacks[event] = fn
+
+    set_fn.__name__ = set_fn.__qualname__ = f"set_{event}_fn"
+    set_fn.__doc__ = doc
+    return set_fn
+
+
+def _task_adder(priority: Priority, background: bool) -> Callable[..., Task]:
+    def add_task(
+        self: _ClientAPI[Any, Any, Any, Any],
+        function: Data,
+        workload: Data = b"",
+        unique: Data | None = None,
+        context: Any = None,
+    ) -> Task:
+        task = self._session.new_job(function, workload, unique, priority, background, context)
+        self._session.added.append(task)
+        return task
+
+    kind = {Priority.HIGH: "_high", Priority.LOW: "_low"}.get(priority, "")
+    add_task.__name__ = add_task.__qualname__ = f"add_task{kind}{'_background' if background else ''}"
+    add_task.__doc__ = (
+        f"Add a {'background' if background else 'foreground'} {priority.name} priority job for run_tasks(); "
+        "``unique`` defaults to a UUID, ``context`` is yours (``task.context``)."
+    )
+    return add_task
+
+
 # What the waiting methods give back: the value itself (Client) or an awaitable of it (AsyncClient).
 R = TypeVar("R")  # do*(): the result
 H = TypeVar("H")  # do_*background(): the handle
@@ -63,8 +93,8 @@ S = TypeVar("S")  # job_status(): a JobStatus
 N = TypeVar("N")  # run_tasks(): None
 
 
-class _ClientAPI(Generic[R, H, S, N]):
-    """Everything of the classic client API that does not wait: servers, options, tasks, callbacks."""
+class _ClientAPI(Endpoint, Generic[R, H, S, N]):
+    """The classic client API; the waiting methods are steps run by the subclass's transport."""
 
     def __init__(
         self,
@@ -78,27 +108,12 @@ class _ClientAPI(Generic[R, H, S, N]):
     ) -> None:
         """``timeout``: seconds any do*() or run_tasks() may take (None waits for ever). ``exceptions``:
         ask servers to pass on WORK_EXCEPTION data (else a worker's exception reaches us as a failure)."""
-        self._session = ClientSession(
+        session = ClientSession(
             exceptions=exceptions, client_id=to_bytes(client_id) if client_id else None, backoff=backoff
         )
+        self._session: ClientSession = session
         self.timeout = timeout
-        self.connect_timeout = connect_timeout
-        if servers:
-            self.add_servers(servers)
-
-    # -- servers and options
-
-    def add_server(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
-        self._session.add_server(Address(host or DEFAULT_HOST, int(port or DEFAULT_PORT)))
-
-    def add_servers(self, servers: str | Iterable[str]) -> None:
-        """``"h1,h2:4731"``: each server with an optional port (4730 when left out)."""
-        for address in parse_servers(servers):
-            self._session.add_server(address)
-
-    @property
-    def servers(self) -> list[Address]:
-        return [link.address for link in self._session.links]
+        super().__init__(session, servers, connect_timeout)
 
     def set_timeout(self, seconds: float | None) -> None:
         """Seconds (not milliseconds as in C and PHP) any do*() or run_tasks() may take; None: no limit."""
@@ -106,72 +121,36 @@ class _ClientAPI(Generic[R, H, S, N]):
 
     # -- callbacks, as in the classic API: each is called with the task
 
-    def set_workload_fn(self, fn: Callback) -> None:
-        """Called just before a task is sent; a str or bytes it returns becomes the workload."""
-        self._session.callbacks["workload"] = fn
-
-    def set_created_fn(self, fn: Callback) -> None:
-        self._session.callbacks["created"] = fn
-
-    def set_data_fn(self, fn: Callback) -> None:
-        self._session.callbacks["data"] = fn
-
-    def set_warning_fn(self, fn: Callback) -> None:
-        self._session.callbacks["warning"] = fn
-
-    def set_status_fn(self, fn: Callback) -> None:
-        """Called on WORK_STATUS, and with the answer of an add_task_status() query."""
-        self._session.callbacks["status"] = fn
-
-    def set_complete_fn(self, fn: Callback) -> None:
-        self._session.callbacks["complete"] = fn
-
-    def set_exception_fn(self, fn: Callback) -> None:
-        """Called on WORK_EXCEPTION (needs ``exceptions=True``); the fail callback follows."""
-        self._session.callbacks["exception"] = fn
-
-    def set_fail_fn(self, fn: Callback) -> None:
-        """Called when a job failed: WORK_FAIL, an exception, a server error, or no server reachable."""
-        self._session.callbacks["fail"] = fn
+    set_workload_fn = _callback_setter(
+        "workload", "Called before a task is sent; str or bytes returned is its workload."
+    )
+    set_created_fn = _callback_setter("created", "Called when the server took the job (``task.handle`` is set).")
+    set_data_fn = _callback_setter("data", "Called on each WORK_DATA (``task.data`` is the chunk).")
+    set_warning_fn = _callback_setter("warning", "Called on each WORK_WARNING (``task.data`` is the warning).")
+    set_status_fn = _callback_setter(
+        "status", "Called on WORK_STATUS (``task.numerator``/``denominator``) and with a status query's answer."
+    )
+    set_complete_fn = _callback_setter("complete", "Called when the job completed (``task.data`` is the result).")
+    set_exception_fn = _callback_setter(
+        "exception", "Called on WORK_EXCEPTION (needs ``exceptions=True``); the fail callback follows."
+    )
+    set_fail_fn = _callback_setter(
+        "fail", "Called when a job failed: WORK_FAIL, an exception, a server error, or no server reachable."
+    )
 
     def clear_fn(self) -> None:
+        """Remove every callback."""
         for name in CALLBACKS:
             self._session.callbacks.pop(name, None)
 
     # -- tasks: added now, submitted together by run_tasks()
 
-    def _add(self, function: Data, workload: Data, unique: Data | None, priority: Priority, bg: bool, ctx: Any) -> Task:
-        task = self._session.new_job(function, workload, unique, priority, bg, ctx)
-        self._session.added.append(task)
-        return task
-
-    def add_task(self, function: Data, workload: Data = b"", unique: Data | None = None, context: Any = None) -> Task:
-        return self._add(function, workload, unique, Priority.NORMAL, False, context)
-
-    def add_task_high(
-        self, function: Data, workload: Data = b"", unique: Data | None = None, context: Any = None
-    ) -> Task:
-        return self._add(function, workload, unique, Priority.HIGH, False, context)
-
-    def add_task_low(
-        self, function: Data, workload: Data = b"", unique: Data | None = None, context: Any = None
-    ) -> Task:
-        return self._add(function, workload, unique, Priority.LOW, False, context)
-
-    def add_task_background(
-        self, function: Data, workload: Data = b"", unique: Data | None = None, context: Any = None
-    ) -> Task:
-        return self._add(function, workload, unique, Priority.NORMAL, True, context)
-
-    def add_task_high_background(
-        self, function: Data, workload: Data = b"", unique: Data | None = None, context: Any = None
-    ) -> Task:
-        return self._add(function, workload, unique, Priority.HIGH, True, context)
-
-    def add_task_low_background(
-        self, function: Data, workload: Data = b"", unique: Data | None = None, context: Any = None
-    ) -> Task:
-        return self._add(function, workload, unique, Priority.LOW, True, context)
+    add_task = _task_adder(Priority.NORMAL, False)
+    add_task_high = _task_adder(Priority.HIGH, False)
+    add_task_low = _task_adder(Priority.LOW, False)
+    add_task_background = _task_adder(Priority.NORMAL, True)
+    add_task_high_background = _task_adder(Priority.HIGH, True)
+    add_task_low_background = _task_adder(Priority.LOW, True)
 
     def add_task_status(self, handle: Data, context: Any = None) -> Task:
         """A status query for a job handle; its answer goes to the status callback (``task.known`` ...)."""
@@ -214,9 +193,6 @@ class _ClientAPI(Generic[R, H, S, N]):
 
     def do_low_background(self, function: Data, workload: Data = b"", unique: Data | None = None) -> H:
         return self._drive(self._one_steps(self._one(function, workload, unique, Priority.LOW, True), _handle))
-
-    def _drive(self, steps: Steps[Any]) -> Any:
-        raise NotImplementedError
 
     def _one(self, function: Data, workload: Data, unique: Data | None, priority: Priority, bg: bool) -> Task:
         task = self._session.new_job(function, workload, unique, priority, bg)
@@ -270,44 +246,11 @@ def _status(task: Task) -> JobStatus:
     return JobStatus(task.known, task.running, task.numerator, task.denominator)
 
 
-class Client(_ClientAPI[bytes, str, JobStatus, None]):
-    """Blocking client. Connections open when first needed and stay open; ``close()`` ends them."""
-
-    def __init__(self, servers: str | Iterable[str] | None = None, **options: Any) -> None:
-        super().__init__(servers, **options)
-        self._transport = BlockingTransport(self._session, self.connect_timeout)
-
-    def _drive(self, steps: Steps[Any]) -> Any:
-        return self._transport.drive(steps)
-
-    def close(self) -> None:
-        """Close the connections; unfinished tasks are abandoned. The client can be used again."""
-        self._transport.close()
-        self._transport = BlockingTransport(self._session, self.connect_timeout)
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+class Client(_ClientAPI[bytes, str, JobStatus, None], BlockingEndpoint):
+    """Blocking client. Connections open when first needed and stay open until ``close()``.
+    One Client per thread: it is not safe to share between threads."""
 
 
-class AsyncClient(_ClientAPI[Awaitable[bytes], Awaitable[str], Awaitable[JobStatus], Awaitable[None]]):
-    """asyncio client: ``await client.do(...)``, ``await client.run_tasks()``; otherwise as Client."""
-
-    def __init__(self, servers: str | Iterable[str] | None = None, **options: Any) -> None:
-        super().__init__(servers, **options)
-        self._transport = AsyncTransport(self._session, self.connect_timeout)
-
-    def _drive(self, steps: Steps[Any]) -> Any:
-        return self._transport.drive(steps)
-
-    async def close(self) -> None:
-        await self._transport.close()
-        self._transport = AsyncTransport(self._session, self.connect_timeout)
-
-    async def __aenter__(self) -> AsyncClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+class AsyncClient(_ClientAPI[Awaitable[bytes], Awaitable[str], Awaitable[JobStatus], Awaitable[None]], AsyncEndpoint):
+    """asyncio client: ``await client.do(...)``, ``await client.run_tasks()``; otherwise as Client.
+    Several coroutines may await the same AsyncClient at once."""

@@ -18,11 +18,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, TypeVar
 
-from gearman_gateway.clientlib.aio import AsyncTransport
-from gearman_gateway.clientlib.blocking import BlockingTransport
-from gearman_gateway.clientlib.client_session import to_bytes
+from gearman_gateway.clientlib.api import AsyncEndpoint, BlockingEndpoint, Endpoint
 from gearman_gateway.clientlib.errors import WORK_FAIL, GearmanError, WorkFail
-from gearman_gateway.clientlib.links import DEFAULT_HOST, DEFAULT_PORT, Address, Backoff, parse_servers
+from gearman_gateway.clientlib.fields import to_bytes
+from gearman_gateway.clientlib.links import Backoff
 from gearman_gateway.clientlib.transport import CONNECT_TIMEOUT, Steps, Wait
 from gearman_gateway.clientlib.worker_session import Job, WorkerSession
 
@@ -32,7 +31,7 @@ B = TypeVar("B")  # what work() gives back: bool, or an awaitable of it
 N = TypeVar("N")  # what work_forever() gives back: None, or an awaitable of it
 
 
-class _WorkerAPI(Generic[B, N]):
+class _WorkerAPI(Endpoint, Generic[B, N]):
     """The classic worker API; the waiting methods are steps run by the subclass's transport."""
 
     #: Whether a callback may return an awaitable (only an event loop can wait for it).
@@ -47,23 +46,10 @@ class _WorkerAPI(Generic[B, N]):
         backoff: Backoff | None = None,
     ) -> None:
         """``client_id`` is what the server's ``workers`` list shows; ``backoff`` paces reconnects."""
-        self._session = WorkerSession(client_id=to_bytes(client_id) if client_id else None, backoff=backoff)
-        self.connect_timeout = connect_timeout
+        session = WorkerSession(client_id=to_bytes(client_id) if client_id else None, backoff=backoff)
+        self._session: WorkerSession = session
         self._stopping = False
-        if servers:
-            self.add_servers(servers)
-
-    def add_server(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
-        self._session.add_server(Address(host or DEFAULT_HOST, int(port or DEFAULT_PORT)))
-
-    def add_servers(self, servers: str | Iterable[str]) -> None:
-        """``"h1,h2:4731"``: each server with an optional port (4730 when left out)."""
-        for address in parse_servers(servers):
-            self._session.add_server(address)
-
-    @property
-    def servers(self) -> list[Address]:
-        return [link.address for link in self._session.links]
+        super().__init__(session, servers, connect_timeout)
 
     def add_function(self, name: str | bytes, callback: Callable[[Job], Any], timeout: float | None = None) -> None:
         """Serve ``name`` with ``callback(job)``. ``timeout``: seconds the server lets one job run before
@@ -85,11 +71,6 @@ class _WorkerAPI(Generic[B, N]):
         """Make a running work_forever() (or work()) return soon; callable from another thread."""
         self._stopping = True
         self._transport.interrupt()
-
-    def _drive(self, steps: Steps[Any]) -> Any:
-        raise NotImplementedError
-
-    _transport: BlockingTransport | AsyncTransport
 
     def _work_steps(self, timeout: float | None) -> Steps[bool]:
         session = self._session
@@ -137,54 +118,19 @@ def _close(awaitable: Awaitable[Any]) -> None:
         close()
 
 
-class Worker(_WorkerAPI[bool, None]):
+class Worker(_WorkerAPI[bool, None], BlockingEndpoint):
     """Blocking worker: one job at a time, in the calling thread."""
-
-    def __init__(self, servers: str | Iterable[str] | None = None, **options: Any) -> None:
-        super().__init__(servers, **options)
-        self._transport = BlockingTransport(self._session, self.connect_timeout)
-
-    def _drive(self, steps: Steps[Any]) -> Any:
-        return self._transport.drive(steps)
 
     def work_forever(self) -> None:
         """Run jobs until stop() is called."""
         self._drive(self._forever_steps())
 
-    def close(self) -> None:
-        """Close the connections (the servers re-queue a job still running)."""
-        self._transport.close()
-        self._transport = BlockingTransport(self._session, self.connect_timeout)
 
-    def __enter__(self) -> Worker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class AsyncWorker(_WorkerAPI[Awaitable[bool], Awaitable[None]]):
+class AsyncWorker(_WorkerAPI[Awaitable[bool], Awaitable[None]], AsyncEndpoint):
     """asyncio worker: ``await worker.work()``; callbacks may be plain functions or coroutines."""
 
     awaits_callbacks = True
 
-    def __init__(self, servers: str | Iterable[str] | None = None, **options: Any) -> None:
-        super().__init__(servers, **options)
-        self._transport = AsyncTransport(self._session, self.connect_timeout)
-
-    def _drive(self, steps: Steps[Any]) -> Any:
-        return self._transport.drive(steps)
-
     async def work_forever(self) -> None:
         """Run jobs until stop() is called or the task is cancelled."""
         await self._drive(self._forever_steps())
-
-    async def close(self) -> None:
-        await self._transport.close()
-        self._transport = AsyncTransport(self._session, self.connect_timeout)
-
-    async def __aenter__(self) -> AsyncWorker:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()

@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -101,6 +101,30 @@ def atoi(text: str) -> int:
     return sign * int(digits[:end]) if end else 0
 
 
+#: Flags without a value: the Args attribute each sets, and to what.
+SWITCHES: dict[str, tuple[str, object]] = {
+    "-b": ("background", True),
+    "-d": ("daemon", True),
+    "-I": ("priority", "high"),
+    "-L": ("priority", "low"),
+    "-n": ("per_line", True),
+    "-P": ("prefix", True),
+    "-s": ("no_input", True),
+    "-S": ("ssl", True),
+    "-v": ("verbose", True),
+    "-w": ("worker", True),
+}
+#: Flags with a value: the Args attribute and how the C tool reads the value.
+VALUES: dict[str, tuple[str, Callable[[str], object]]] = {
+    "-c": ("count", atoi),
+    "-h": ("host", str),
+    "-i": ("pid_file", str),
+    "-p": ("port", lambda value: atoi(value) or 4730),
+    "-t": ("timeout_ms", atoi),
+    "-u": ("unique", str),
+}
+
+
 def parse_args(argv: list[str]) -> tuple[Args, bool]:
     """Options as the C tool reads them; returns (args, help wanted)."""
     try:
@@ -110,45 +134,18 @@ def parse_args(argv: list[str]) -> tuple[Args, bool]:
     args = Args(arguments=rest)
     wants_help = False
     for flag, value in options:
-        match flag:
-            case "-b":
-                args.background = True
-            case "-c":
-                args.count = atoi(value)
-            case "-d":
-                args.daemon = True
-            case "-f":
-                args.functions.append(value)
-            case "-h":
-                args.host = value
-            case "-H":
-                wants_help = True
-            case "-i":
-                args.pid_file = value
-            case "-I":
-                args.priority = "high"
-            case "-L":
-                args.priority = "low"
-            case "-n":
-                args.per_line = True
-            case "-N":
-                args.per_line = args.strip_newline = True
-            case "-p":
-                args.port = atoi(value) or 4730
-            case "-P":
-                args.prefix = True
-            case "-s":
-                args.no_input = True
-            case "-S":
-                args.ssl = True
-            case "-t":
-                args.timeout_ms = atoi(value)
-            case "-u":
-                args.unique = value
-            case "-v":
-                args.verbose = True
-            case "-w":
-                args.worker = True
+        if flag in SWITCHES:
+            attribute, setting = SWITCHES[flag]
+            setattr(args, attribute, setting)
+        elif flag in VALUES:
+            attribute, convert = VALUES[flag]
+            setattr(args, attribute, convert(value))
+        elif flag == "-f":
+            args.functions.append(value)
+        elif flag == "-N":
+            args.per_line = args.strip_newline = True
+        elif flag == "-H":
+            wants_help = True
     if not wants_help and not args.functions:
         raise UsageError("No Functions were provided")
     return args, wants_help

@@ -11,25 +11,3 @@ Layers, each one idea, so that the blocking and the asyncio APIs share every pro
 
 The binary packets themselves are parsed and built by ``protocols.binary.codec``, as in the server.
 """
-
-from gearman_gateway.clientlib.errors import (
-    WORK_FAIL,
-    GearmanConnectionError,
-    GearmanError,
-    GearmanTimeout,
-    JobException,
-    JobFailed,
-    ServerError,
-    WorkFail,
-)
-
-__all__ = [
-    "WORK_FAIL",
-    "GearmanConnectionError",
-    "GearmanError",
-    "GearmanTimeout",
-    "JobException",
-    "JobFailed",
-    "ServerError",
-    "WorkFail",
-]

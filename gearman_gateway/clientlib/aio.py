@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from gearman_gateway.clientlib.links import Link
 from gearman_gateway.clientlib.session import Session
-from gearman_gateway.clientlib.transport import CONNECT_TIMEOUT, DONE, EXPIRED, Steps, T, Wait, decide
+from gearman_gateway.clientlib.transport import CONNECT_TIMEOUT, Steps, T, TransportBase, Wait
 
 
 class _LinkProtocol(asyncio.Protocol):
@@ -37,47 +37,29 @@ class _LinkProtocol(asyncio.Protocol):
         self.owner.drop(self.link, exc)
 
 
-class AsyncTransport:
+class AsyncTransport(TransportBase):
     def __init__(self, session: Session, connect_timeout: float = CONNECT_TIMEOUT) -> None:
-        self.session = session
-        self.connect_timeout = connect_timeout
+        super().__init__(session, connect_timeout)
         self._protocols: dict[Link, _LinkProtocol] = {}
         self._connecting: set[asyncio.Task[None]] = set()
         self._event: asyncio.Event | None = None
-        self.interrupted = False
-        session.flush_hook = self.flush
 
     def changed(self) -> None:
         if self._event is not None:
             self._event.set()
 
-    def interrupt(self) -> None:
-        """Make the current (or next) run() return False; call it from the event loop's thread."""
-        self.interrupted = True
-        self.changed()
-
     async def run(self, until: Callable[[], bool], deadline: float | None = None) -> bool:
-        """Serve the session until ``until()`` holds (True) or ``deadline`` passes (False)."""
+        """Serve the session until ``until()`` holds (True) or ``deadline`` passes or interrupt() (False)."""
         if self._event is None:
             self._event = asyncio.Event()
         event = self._event
         while True:
-            for link in self.session.links_to_connect():
-                task = asyncio.ensure_future(self._connect(link))
-                self._connecting.add(task)
-                task.add_done_callback(self._connecting.discard)
-            self.flush()
-            wait = decide(self.session, until, deadline)
-            if wait == DONE:
-                return True
-            if wait == EXPIRED:
-                return False
-            if self.interrupted:
-                self.interrupted = False
-                return False
+            wait = self.step(until, deadline)
+            if isinstance(wait, bool):
+                return wait
             event.clear()
             try:
-                await asyncio.wait_for(event.wait(), wait)  # type: ignore[arg-type]
+                await asyncio.wait_for(event.wait(), wait)
             except TimeoutError:
                 pass
 
@@ -98,6 +80,11 @@ class AsyncTransport:
                     reply = await request
             except Exception as caught:  # handed to the steps, as a synchronous call would raise there
                 error = caught
+
+    def interrupt(self) -> None:
+        """Make the current (or next) run() return False; call it from the event loop's thread."""
+        self.interrupted = True
+        self.changed()
 
     def flush(self) -> None:
         for link, data in list(self.session.outputs()):
@@ -122,6 +109,11 @@ class AsyncTransport:
             if protocol.transport is not None:
                 protocol.transport.close()
         self.session.closed()
+
+    def begin_connect(self, link: Link) -> None:
+        task = asyncio.ensure_future(self._connect(link))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
 
     async def _connect(self, link: Link) -> None:
         loop = asyncio.get_running_loop()

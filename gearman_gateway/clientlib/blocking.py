@@ -12,36 +12,25 @@ from collections.abc import Callable
 
 from gearman_gateway.clientlib.links import Link
 from gearman_gateway.clientlib.session import Session
-from gearman_gateway.clientlib.transport import CONNECT_TIMEOUT, DONE, EXPIRED, READ_SIZE, Steps, T, Wait, decide
+from gearman_gateway.clientlib.transport import CONNECT_TIMEOUT, READ_SIZE, Steps, T, TransportBase, Wait
 
 
-class BlockingTransport:
+class BlockingTransport(TransportBase):
     def __init__(self, session: Session, connect_timeout: float = CONNECT_TIMEOUT) -> None:
-        self.session = session
-        self.connect_timeout = connect_timeout
+        super().__init__(session, connect_timeout)
         self._selector = selectors.DefaultSelector()
         self._sockets: dict[Link, socket.socket] = {}
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        self.interrupted = False
-        session.flush_hook = self.flush
 
     def run(self, until: Callable[[], bool], deadline: float | None = None) -> bool:
         """Serve the session until ``until()`` holds (True) or ``deadline`` passes or interrupt() (False)."""
         while True:
-            for link in self.session.links_to_connect():
-                self._connect(link)
-            self.flush()
-            wait = decide(self.session, until, deadline)
-            if wait == DONE:
-                return True
-            if wait == EXPIRED:
-                return False
-            if self.interrupted:
-                self.interrupted = False
-                return False
-            for key, _ in self._selector.select(wait):  # type: ignore[arg-type]
+            wait = self.step(until, deadline)
+            if isinstance(wait, bool):
+                return wait
+            for key, _ in self._selector.select(wait):
                 if key.data is None:
                     self._drain_wakeups()
                 else:
@@ -87,7 +76,8 @@ class BlockingTransport:
         self._wake_r.close()
         self._wake_w.close()
 
-    def _connect(self, link: Link) -> None:
+    def begin_connect(self, link: Link) -> None:
+        """Connect now (the only blocking wait besides select, bounded by connect_timeout)."""
         try:
             sock = socket.create_connection((link.address.host, link.address.port), timeout=self.connect_timeout)
         except OSError as error:

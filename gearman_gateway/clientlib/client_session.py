@@ -25,6 +25,7 @@ from gearman_gateway.clientlib.errors import (
     JobFailed,
     ServerError,
 )
+from gearman_gateway.clientlib.fields import JobFields, text, to_bytes
 from gearman_gateway.clientlib.links import Address, Backoff, Link
 from gearman_gateway.clientlib.session import Session, log
 from protocols.binary.packets import Packet
@@ -69,20 +70,7 @@ class TaskKind(enum.Enum):
 CALLBACKS = ("workload", "created", "data", "warning", "status", "complete", "exception", "fail")
 
 
-def to_bytes(value: str | bytes | bytearray | memoryview, what: str = "value") -> bytes:
-    """Names and payloads: str is sent as UTF-8, bytes as they are."""
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    raise TypeError(f"{what} must be str or bytes, not {type(value).__name__}")
-
-
-def _text(value: bytes) -> str:
-    return value.decode("utf-8", "surrogateescape")
-
-
-class Task:
+class Task(JobFields):
     """A job as the client sees it, or a status query: what was asked and every answer so far.
 
     Callbacks get the task; ``data`` is the payload of the event being reported (a data chunk, a warning,
@@ -128,22 +116,6 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<Task {self.kind.value} {self.function!r} {self.state.value} handle={self.handle}>"
-
-    @property
-    def function(self) -> str:
-        return _text(self._function)
-
-    @property
-    def function_name(self) -> str:
-        return self.function
-
-    @property
-    def unique(self) -> str:
-        return _text(self._unique)
-
-    @property
-    def handle(self) -> str | None:
-        return self._handle.decode("ascii", "replace") if self._handle else None
 
     @property
     def failed(self) -> bool:
@@ -365,8 +337,8 @@ class ClientSession(Session):
         self._finish(task, TaskState.COMPLETE)
 
     def _error(self, link: ClientLink, task: Task, args: list[bytes]) -> None:
-        code, text = (_text(a) for a in args)
-        self._finish(task, TaskState.ERROR, ServerError(code, text))
+        code, message = (text(a) for a in args)
+        self._finish(task, TaskState.ERROR, ServerError(code, message))
 
     def _ignore(self, link: ClientLink, task: Task, args: list[bytes]) -> None:
         return None

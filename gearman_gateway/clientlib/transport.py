@@ -1,8 +1,8 @@
-"""What the blocking and asyncio transports share: when to stop waiting, and the API's "steps".
+"""What the blocking and asyncio transports share: the loop's decisions, and the API's "steps".
 
-Both transports run the same loop: connect the links the session wants, write its output, then
-``decide``: stop (the caller's condition holds, or its deadline passed) or wait for input, at most until
-the next link is due for a reconnect attempt.
+Both transports run the same loop (``TransportBase.step``): connect the links the session wants, write
+its output, then stop (the caller's condition holds, its deadline passed) or wait for input, at most
+until the next link is due for a reconnect attempt.
 
 Every waiting API method (``do``, ``run_tasks``, ``work`` ...) is written once, as a generator of steps:
 it yields ``Wait(until, deadline)`` and gets back whether ``until()`` came true in time; an asyncio
@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from gearman_gateway.clientlib.links import Link
 from gearman_gateway.clientlib.session import Session
 
 #: Seconds a TCP connect may take before the server counts as down (a dead host does not refuse).
@@ -24,20 +25,38 @@ CONNECT_TIMEOUT = 5.0
 #: Bytes asked of the kernel per read; results of several MiB arrive in a few reads.
 READ_SIZE = 1 << 20
 
-#: decide() says: the condition holds / the deadline passed.
-DONE = "done"
-EXPIRED = "expired"
 
+class TransportBase:
+    """The transport loop's decisions; subclasses supply connecting, writing and waiting."""
 
-def decide(session: Session, until: Callable[[], bool], deadline: float | None) -> float | str | None:
-    """DONE, EXPIRED, or how long to wait for input (None: until something happens)."""
-    if until():
-        return DONE
-    now = time.monotonic()
-    if deadline is not None and now >= deadline:
-        return EXPIRED
-    limits = [t for t in (session.next_wakeup(), deadline) if t is not None]
-    return max(0.0, min(limits) - now) if limits else None
+    def __init__(self, session: Session, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        self.session = session
+        self.connect_timeout = connect_timeout
+        self.interrupted = False
+        session.flush_hook = self.flush
+
+    def step(self, until: Callable[[], bool], deadline: float | None) -> bool | float | None:
+        """Start the connects the session wants and write its output; then True (``until()`` holds),
+        False (deadline passed, or interrupted) or how long to wait for input (None: until something)."""
+        for link in self.session.links_to_connect():
+            self.begin_connect(link)
+        self.flush()
+        if until():
+            return True
+        if self.interrupted:
+            self.interrupted = False
+            return False
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            return False
+        limits = [t for t in (self.session.next_wakeup(), deadline) if t is not None]
+        return max(0.0, min(limits) - now) if limits else None
+
+    def begin_connect(self, link: Link) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        raise NotImplementedError
 
 
 @dataclass

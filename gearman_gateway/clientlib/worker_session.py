@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gearman_gateway.clientlib.client_session import to_bytes
 from gearman_gateway.clientlib.errors import WORK_FAIL, WorkFail
+from gearman_gateway.clientlib.fields import JobFields, to_bytes
 from gearman_gateway.clientlib.links import Address, Backoff, Link
 from gearman_gateway.clientlib.session import Session
 from protocols.binary.packets import Packet
@@ -51,7 +51,7 @@ class Function:
         return Packet.CAN_DO_TIMEOUT, (self.name, b"%d" % max(1, round(self.timeout * 1000)))
 
 
-class Job:
+class Job(JobFields):
     """A job assigned to this worker; its ``send_*`` methods report to the server that assigned it."""
 
     def __init__(
@@ -69,18 +69,6 @@ class Job:
 
     def __repr__(self) -> str:
         return f"<Job {self.function_name!r} {self.handle} from {self.server}>"
-
-    @property
-    def handle(self) -> str:
-        return self._handle.decode("ascii", "replace")
-
-    @property
-    def function_name(self) -> str:
-        return self._function.decode("utf-8", "surrogateescape")
-
-    @property
-    def unique(self) -> str:
-        return self._unique.decode("utf-8", "surrogateescape")
 
     @property
     def connection_lost(self) -> bool:
