@@ -110,6 +110,7 @@ class _WorkerAPI(Endpoint, Generic[B, N]):
                 yield from self._work_steps(None)
         finally:
             self._stopping = False
+            self._transport.interrupted = False  # a stop() that came during the last job is used up
 
 
 def _close(awaitable: Awaitable[Any]) -> None:

@@ -43,6 +43,7 @@ class AsyncTransport(TransportBase):
         self._protocols: dict[Link, _LinkProtocol] = {}
         self._connecting: set[asyncio.Task[None]] = set()
         self._event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def changed(self) -> None:
         if self._event is not None:
@@ -50,8 +51,10 @@ class AsyncTransport(TransportBase):
 
     async def run(self, until: Callable[[], bool], deadline: float | None = None) -> bool:
         """Serve the session until ``until()`` holds (True) or ``deadline`` passes or interrupt() (False)."""
-        if self._event is None:
-            self._event = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        if self._event is None or self._loop is not loop:
+            self._event = asyncio.Event()  # bound to the loop it is first awaited in
+            self._loop = loop
         event = self._event
         while True:
             wait = self.step(until, deadline)
@@ -82,9 +85,19 @@ class AsyncTransport(TransportBase):
                 error = caught
 
     def interrupt(self) -> None:
-        """Make the current (or next) run() return False; call it from the event loop's thread."""
+        """Make the current (or next) run() return False; safe from another thread too."""
         self.interrupted = True
-        self.changed()
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self.changed()
+        else:
+            loop.call_soon_threadsafe(self.changed)
 
     def flush(self) -> None:
         for link, data in list(self.session.outputs()):

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import random
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from gearman_gateway import AsyncClient, AsyncWorker, Client, Worker
 from gearman_gateway.client import GearmanTimeout, JobException, JobFailed, JobStatus, TaskState
 from gearman_gateway.worker import WORK_FAIL, Job, WorkFail
 
-from .conftest import RunningServer, ServerFactory
+from .conftest import OUR_GEARMAND, REAL_GEARMAND, RunningServer, ServerFactory, _factory
 
 TIMEOUT = 10.0
 
@@ -74,10 +75,48 @@ def workers() -> Iterator[Callable[..., WorkerThread]]:
         yield start
 
 
+@contextmanager
+def shared_server(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server for a whole module, started by the same factory as the `gearmand` / `real_gearmand`
+    fixtures (a free port, its own log). Tests that share it use their own function names."""
+    if kind == "ours":
+        binary = os.environ.get("GG_TEST_SERVER", OUR_GEARMAND)
+    else:
+        binary = REAL_GEARMAND
+        if not os.access(binary, os.X_OK):
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"{binary} is missing: scripts/setup --test installs gearman-job-server")
+            pytest.skip(f"{binary} is not installed")
+    start, started = _factory(tmp_path_factory.mktemp(f"shared-{kind}"), binary)
+    try:
+        yield start()
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def module_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, RunningServer]]:
+    """Our server and gearmand, each started once for the module (when a test first asks)."""
+    with ExitStack() as stack:
+        yield _LazyServers(stack, tmp_path_factory)
+
+
+class _LazyServers(dict[str, RunningServer]):
+    def __init__(self, stack: ExitStack, tmp_path_factory: pytest.TempPathFactory) -> None:
+        super().__init__()
+        self.stack = stack
+        self.tmp_path_factory = tmp_path_factory
+
+    def __missing__(self, kind: str) -> RunningServer:
+        self[kind] = self.stack.enter_context(shared_server(kind, self.tmp_path_factory))
+        return self[kind]
+
+
 @pytest.fixture(params=["ours", "gearmand"])
-def any_server(request: pytest.FixtureRequest) -> RunningServer:
-    factory: ServerFactory = request.getfixturevalue("gearmand" if request.param == "ours" else "real_gearmand")
-    return factory()
+def any_server(request: pytest.FixtureRequest, module_servers: dict[str, RunningServer]) -> RunningServer:
+    """Each test runs twice: on our server and on Debian's gearmand 1.1.20."""
+    return module_servers[request.param]
 
 
 def name(prefix: str) -> str:
@@ -91,7 +130,8 @@ def reverse(job: Job) -> bytes:
 def test_do_variants_and_payloads(any_server: RunningServer, workers: Callable[..., WorkerThread]) -> None:
     fn = name("reverse")
     workers(any_server.address, {fn: reverse})
-    client = Client(any_server.address, timeout=TIMEOUT)
+    client = Client(timeout=TIMEOUT)
+    client.add_server(any_server.host, any_server.port)
     assert client.do(fn, "Hello World!") == b"!dlroW olleH"
     assert client.do_high(fn, b"high") == b"hgih"
     assert client.do_low(fn, "low") == b"wol"
@@ -150,6 +190,8 @@ def test_tasks_and_every_callback(any_server: RunningServer, workers: Callable[.
     events.clear()
     workers(any_server.address, {fn: chatty})
     fg = [client.add_task(fn, "n"), client.add_task_high(fn, "h"), client.add_task_low(fn, "l")]
+    client.set_workload_fn(lambda task: task.workload if task.workload else task.context)
+    lazy = client.add_task(fn, context=b"supplied late")  # the workload callback provides its workload
     status = client.add_task_status(bg.handle or "", context="mine")
     client.run_tasks()
     assert all(t.state is TaskState.COMPLETE and t.result == b"done:" + t.workload for t in fg)
@@ -166,6 +208,7 @@ def test_tasks_and_every_callback(any_server: RunningServer, workers: Callable[.
         ]
         assert task.chunks == [b"part-1", b"part\x002"] and (task.numerator, task.denominator) == (2, 2)
         assert task.handle and task.function == fn
+    assert lazy.result == b"done:supplied late"
     assert status.done and status.known and not status.running and status.context == "mine"
     assert ("status", "", b"") in events  # the status query's answer went to the status callback
 
@@ -186,11 +229,14 @@ def test_failures_and_exceptions(any_server: RunningServer, workers: Callable[..
             job.send_data(b"partial")
             job.send_fail()
             return b"ignored"
+        if job.workload == b"custom":
+            job.send_exception(b"custom exception data")
+            return None
         raise ValueError("bad input: " + job.workload.decode())
 
     workers(any_server.address, {fn: fail})
     plain = Client(any_server.address, timeout=TIMEOUT)
-    for workload in ("marker", "raise-fail", "explicit", "boom"):
+    for workload in ("marker", "raise-fail", "explicit", "boom", "custom"):
         with pytest.raises(JobFailed) as caught:
             plain.do(fn, workload)
         assert not isinstance(caught.value, JobException)  # without the option an exception is a failure
@@ -199,6 +245,9 @@ def test_failures_and_exceptions(any_server: RunningServer, workers: Callable[..
     with pytest.raises(JobException) as caught:
         with_option.do(fn, "boom")
     assert caught.value.data == b"ValueError: bad input: boom"
+    with pytest.raises(JobException) as caught:
+        with_option.do(fn, "custom")
+    assert caught.value.data == b"custom exception data"
 
     events: list[str] = []
     with_option.set_exception_fn(lambda t: events.append("exception:" + t.data.decode()))
@@ -238,6 +287,34 @@ def test_job_fields_unique_keys_and_coalescing(any_server: RunningServer, worker
     by_unique = {unique: (function, handle, workload) for function, unique, handle, workload in jobs}
     assert by_unique["given-key"] == (fn, given.handle, b"a")
     assert by_unique["shared"] == (fn, first.handle, b"c")  # the first submitter's workload
+
+
+def test_function_timeout_hands_a_stuck_job_to_another_worker(
+    gearmand: ServerFactory, workers: Callable[..., WorkerThread]
+) -> None:
+    server = gearmand()  # ours: gearmand 1.1.20 raises any CAN_DO_TIMEOUT below 1 s to 1 s
+    fn = name("stuck")
+    release = threading.Event()
+    ran: list[str] = []
+
+    def stuck(job: Job) -> bytes:
+        ran.append("stuck")
+        workers(server.address, {fn: lambda job: ran.append("rescuer") or b"rescued"})
+        release.wait(TIMEOUT)
+        return b"too late"
+
+    slow = Worker(server.address)
+    slow.add_function(fn, stuck, timeout=0.2)
+    thread = threading.Thread(target=slow.work, args=(TIMEOUT,), daemon=True)
+    thread.start()
+    try:
+        client = Client(server.address, timeout=TIMEOUT)
+        assert client.do(fn, "x") == b"rescued"  # re-queued 0.2 s after the stuck worker took it
+        assert ran == ["stuck", "rescuer"]
+    finally:
+        release.set()
+        thread.join(TIMEOUT)
+        slow.close()
 
 
 def test_timeout_then_client_still_usable(any_server: RunningServer, workers: Callable[..., WorkerThread]) -> None:

@@ -23,7 +23,8 @@ from gearman_gateway import Client
 from gearman_gateway.client import JobFailed, Task
 from gearman_gateway.worker import WORK_FAIL, Job
 
-from .conftest import RunningServer, ServerFactory
+from . import test_client_library as lib
+from .conftest import RunningServer
 from .test_client_library import TIMEOUT, WorkerThread, running_workers
 from .test_gear_clients import GearEnv
 
@@ -36,10 +37,8 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(params=["ours", "gearmand"])
-def any_server(request: pytest.FixtureRequest) -> RunningServer:
-    factory: ServerFactory = request.getfixturevalue("gearmand" if request.param == "ours" else "real_gearmand")
-    return factory()
+module_servers = lib.module_servers  # our server and gearmand, once for the module
+any_server = lib.any_server  # each test that takes it runs on both
 
 
 @pytest.fixture
@@ -135,9 +134,9 @@ def test_the_c_client_with_our_worker(any_server: RunningServer, workers: Callab
 
 
 def test_gear_client_with_our_worker_and_our_client_with_a_gear_worker(
-    gearmand: ServerFactory, workers: Callable[..., WorkerThread]
+    module_servers: dict[str, RunningServer], workers: Callable[..., WorkerThread]
 ) -> None:
-    server = gearmand()
+    server = module_servers["ours"]
     env = GearEnv(server, "mixed")
     try:
         ours = fname("ours")

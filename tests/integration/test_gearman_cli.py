@@ -22,12 +22,20 @@ from gearman_gateway import Client
 from gearman_gateway.client import JobFailed, Task
 from gearman_gateway.worker import WORK_FAIL, Job
 
+from . import test_client_library as lib
 from .conftest import BIN_DIR, RunningServer, free_port
 from .test_client_library import TIMEOUT, WorkerThread, running_workers
+
+module_servers = lib.module_servers  # one server for the module (see test_client_library)
 
 OUR_GEARMAN = str(BIN_DIR / "gearman")
 C_GEARMAN = "/usr/bin/gearman"
 ENV = {k: v for k, v in os.environ.items() if k != "GEARMAN_SERVER"}
+
+
+@pytest.fixture
+def server(module_servers: dict[str, RunningServer]) -> RunningServer:
+    return module_servers["ours"]
 
 
 @pytest.fixture

@@ -18,17 +18,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .conftest import BIN_DIR, RunningServer, ServerFactory
+from . import test_client_library as lib
+from .conftest import BIN_DIR, RunningServer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TIMEOUT = 20.0
 C_GEARMAN = "/usr/bin/gearman"
 
 
-@pytest.fixture(params=["ours", "gearmand"])
-def any_server(request: pytest.FixtureRequest) -> RunningServer:
-    factory: ServerFactory = request.getfixturevalue("gearmand" if request.param == "ours" else "real_gearmand")
-    return factory()
+module_servers = lib.module_servers  # our server and gearmand, once for the module
+any_server = lib.any_server  # each test that takes it runs on both
 
 
 def script_env(server: RunningServer) -> dict[str, str]:
@@ -74,8 +73,10 @@ def large_jpeg(path: Path) -> None:
     image.save(path, format="JPEG", quality=95)
 
 
-def test_image_thumbnail_worker(gearmand: ServerFactory, example_worker: Callable[..., object], tmp_path: Path) -> None:
-    server = gearmand()
+def test_image_thumbnail_worker(
+    module_servers: dict[str, RunningServer], example_worker: Callable[..., object], tmp_path: Path
+) -> None:
+    server = module_servers["ours"]
     example_worker("resize_worker.py", server)
     large = tmp_path / "large.jpg"
     large_jpeg(large)
