@@ -1,1 +1,36 @@
-"""http frontend: not built yet (see the project's issues)."""
+"""The HTTP frontend (``gearmand -r http``, port 8080): gearmand's HTTP job submission on h11, plus a
+JSON API, Prometheus metrics and a live dashboard under a reserved prefix. See docs/http.md.
+
+Modules, one idea each: ``mapping`` (HTTP request <-> job rules), ``session`` (one h11 connection and the
+job its request waits for, sans-IO), ``api`` / ``metrics`` / ``dashboard`` (the prefix endpoints), and
+``frontend`` (the thin Twisted adapter).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from protocols.listening import ListeningService, tcp_endpoints
+
+if TYPE_CHECKING:
+    from twisted.application.service import IService
+
+    from protocols import FrontendContext
+
+
+class HttpFrontend:
+    name = "http"
+    default_port = 8080
+
+    def build(self, context: FrontendContext) -> list[IService]:
+        from protocols.http.frontend import HttpFactory
+
+        settings = context.settings
+        factory = HttpFactory(context)
+        endpoints = settings.endpoints.get(self.name) or tcp_endpoints(
+            settings.listen, settings.http_port, settings.backlog
+        )
+        return [ListeningService(context.reactor, e, factory, "http") for e in endpoints]
+
+
+FRONTEND = HttpFrontend()

@@ -1,0 +1,127 @@
+"""Our endpoints under the reserved prefix (default ``/_gearman/``): JSON, metrics, the dashboard.
+
+Sans-IO like the rest of the package: ``handle`` turns a request into an ``Answer``. The data comes from
+``Admin.snapshot`` (the same numbers as the admin text commands) and from the scheduler.
+
+========================  ===================================================================
+``GET <prefix>``          the live dashboard (HTML)
+``GET <prefix>status``    functions: queued per priority, running, workers, job counters (JSON)
+``GET <prefix>workers``   every connection, as admin ``workers`` lists them (JSON)
+``GET <prefix>jobs/H``    status of job handle H, percent-encoded if need be (JSON; 404 when unknown)
+``GET <prefix>metrics``   Prometheus text format
+========================  ===================================================================
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote_to_bytes
+
+from gearman_gateway.scheduler import Priority
+from protocols.http import dashboard, mapping, metrics
+from protocols.http.mapping import Answer, ApiRequest
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from protocols import FrontendContext
+
+JSON = b"application/json"
+_NO_STORE = (b"Cache-Control", b"no-store")
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")
+
+
+def json_answer(data: Any, status: int = HTTPStatus.OK) -> Answer:
+    body = json.dumps(data, separators=(",", ":")).encode()
+    return Answer(status, [(b"Content-Type", JSON), _NO_STORE], body)
+
+
+class HttpApi:
+    def __init__(self, context: FrontendContext, stats: metrics.HttpStats | None = None) -> None:
+        settings = context.settings
+        self.context = context
+        self.prefix = settings.http_prefix.encode()
+        self.token = settings.http_token.encode() if settings.http_token else None
+        self.stats = stats if stats is not None else metrics.HttpStats()
+        self._routes: dict[bytes, Callable[[], Answer]] = {
+            b"": self._dashboard,
+            b"status": self._status,
+            b"workers": self._workers,
+            b"metrics": self._metrics,
+        }
+
+    def handle(self, method: bytes, request: ApiRequest, headers: Iterable[tuple[bytes, bytes]]) -> Answer:
+        if method not in mapping.API_METHODS:
+            return mapping.error(HTTPStatus.METHOD_NOT_ALLOWED, "", [(b"Allow", mapping.ALLOW_API)])
+        if self.token is not None and not self._authorized(headers, request.query):
+            answer = json_answer({"error": "a bearer token is required"}, HTTPStatus.UNAUTHORIZED)
+            answer.headers.append((b"WWW-Authenticate", b'Bearer realm="gearman"'))
+            return answer
+        path = request.path
+        if path.startswith(b"jobs/"):
+            return self._job(unquote_to_bytes(path[5:]))
+        handler = self._routes.get(path)
+        if handler is None:
+            return json_answer({"error": "not found"}, HTTPStatus.NOT_FOUND)
+        return handler()
+
+    def _authorized(self, headers: Iterable[tuple[bytes, bytes]], query: bytes) -> bool:
+        assert self.token is not None
+        offered = b""
+        for name, value in headers:
+            if name == b"authorization":
+                scheme, _, credentials = value.partition(b" ")
+                if scheme.lower() == b"bearer":
+                    offered = credentials.strip()
+        if not offered and query:
+            offered = (parse_qs(query).get(b"access_token") or [b""])[0]
+        return hmac.compare_digest(offered, self.token)
+
+    # -- endpoints
+
+    def _dashboard(self) -> Answer:
+        headers = [
+            (b"Content-Type", b"text/html; charset=utf-8"),
+            _NO_STORE,
+            (b"Content-Security-Policy", b"default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'"),
+        ]
+        return Answer(HTTPStatus.OK, headers, dashboard.PAGE)
+
+    def _status(self) -> Answer:
+        snapshot = self.context.admin.snapshot()
+        return json_answer({"version": snapshot["version"], "functions": snapshot["functions"]})
+
+    def _workers(self) -> Answer:
+        return json_answer({"workers": self.context.admin.snapshot()["connections"]})
+
+    def _metrics(self) -> Answer:
+        context = self.context
+        body = metrics.render(context.scheduler, context.connections, self.stats)
+        return Answer(HTTPStatus.OK, [(b"Content-Type", metrics.CONTENT_TYPE), _NO_STORE], body)
+
+    def _job(self, handle: bytes) -> Answer:
+        """GET_STATUS as JSON. Unknown means finished or never existed, as in the binary protocol."""
+        job = self.context.scheduler.job(handle)
+        if job is None:
+            return json_answer({"handle": _text(handle), "known": False}, HTTPStatus.NOT_FOUND)
+        return json_answer(
+            {
+                "handle": _text(job.handle),
+                "known": True,
+                "running": job.running,
+                "numerator": job.numerator,
+                "denominator": job.denominator,
+                "function": _text(job.function.name),
+                "unique": _text(job.unique),
+                "priority": Priority(job.priority).name.lower(),
+                "background": job.background,
+                "waiting_clients": len(job.listeners),
+                "retries": job.retries,
+            }
+        )

@@ -1,0 +1,116 @@
+"""``/_gearman/metrics``: the server's counters in Prometheus' text exposition format (version 0.0.4).
+
+Everything is read from the scheduler and the connection registry at scrape time; the only state kept
+here is the HTTP frontend's own response counter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from gearman_gateway.version import SERVER_VERSION
+
+if TYPE_CHECKING:
+    from gearman_gateway.connections import ConnectionRegistry
+    from gearman_gateway.scheduler import Function, Scheduler
+
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+_PRIORITY_NAMES = ("high", "normal", "low")
+
+
+class HttpStats:
+    """Responses sent by the HTTP frontend, per status code."""
+
+    __slots__ = ("responses",)
+
+    def __init__(self) -> None:
+        self.responses: dict[int, int] = {}
+
+    def count(self, status: int) -> None:
+        responses = self.responses
+        responses[status] = responses.get(status, 0) + 1
+
+
+def label(value: bytes | str) -> str:
+    """A label value: UTF-8 text, undecodable bytes as ``\\xNN`` (so distinct names stay distinct), then
+    the format's escapes for backslash, double quote and newline."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "backslashreplace")
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _family(name: str, kind: str, help_text: str, samples: Iterable[tuple[str, int | float]]) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    lines.extend(f"{name}{labels} {value}" for labels, value in samples)
+    return lines
+
+
+def _per_function(functions: list[Function], value: str) -> list[tuple[str, int]]:
+    return [(f'{{function="{label(fn.name)}"}}', getattr(fn, value)) for fn in functions]
+
+
+def render(scheduler: Scheduler, connections: ConnectionRegistry, stats: HttpStats) -> bytes:
+    functions = list(scheduler.functions.values())
+    queued = [
+        (f'{{function="{label(fn.name)}",priority="{_PRIORITY_NAMES[p]}"}}', fn.queued(p))
+        for fn in functions
+        for p in (0, 1, 2)
+    ]
+    lines = [
+        *_family("gearman_info", "gauge", "Server version.", [(f'{{version="{label(SERVER_VERSION)}"}}', 1)]),
+        *_family(
+            "gearman_jobs_submitted_total",
+            "counter",
+            "Jobs created per function (a submit that joins an existing job with the same unique is not counted).",
+            _per_function(functions, "submitted"),
+        ),
+        *_family(
+            "gearman_jobs_completed_total",
+            "counter",
+            "Jobs that ended with WORK_COMPLETE, per function.",
+            _per_function(functions, "completed"),
+        ),
+        *_family(
+            "gearman_jobs_failed_total",
+            "counter",
+            "Jobs that ended with WORK_FAIL or WORK_EXCEPTION, or were dropped after --job-retries attempts.",
+            _per_function(functions, "failed"),
+        ),
+        *_family(
+            "gearman_jobs_queued",
+            "gauge",
+            "Jobs waiting for a worker, per function and priority (epoch jobs not yet due included).",
+            queued,
+        ),
+        *_family(
+            "gearman_jobs_running", "gauge", "Jobs held by a worker, per function.", _per_function(functions, "running")
+        ),
+        *_family(
+            "gearman_function_workers",
+            "gauge",
+            "Worker registrations per function (the admin status column: CAN_DO twice counts twice).",
+            _per_function(functions, "registrations"),
+        ),
+        *_family("gearman_workers", "gauge", "Connections that registered as workers.", [("", len(scheduler.workers))]),
+        *_family("gearman_connections", "gauge", "Open connections, every protocol.", [("", len(connections))]),
+        *_family(
+            "gearman_connections_accepted_total", "counter", "Connections accepted.", [("", connections.accepted_total)]
+        ),
+        *_family(
+            "gearman_connections_refused_total",
+            "counter",
+            "Connections refused because --max-connections were open.",
+            [("", connections.refused_total)],
+        ),
+        *_family(
+            "gearman_http_responses_total",
+            "counter",
+            "Responses sent by the HTTP frontend, per status code.",
+            [(f'{{code="{code}"}}', count) for code, count in sorted(stats.responses.items())],
+        ),
+        # Store latency: the in-memory queue has no store to wait for, so no gearman_store_* series is
+        # exported; the durable stores (issue 3) are where a commit-latency histogram belongs.
+        "# gearman_store_commit_latency_seconds: not exported, the job queue is in memory (no store)",
+    ]
+    return ("\n".join(lines) + "\n").encode()

@@ -1,0 +1,466 @@
+"""One HTTP connection, sans-IO: an h11 ``Connection`` plus the job each request waits for.
+
+Bytes come in through ``receive_data``; bytes go out through the ``Transport`` the owner hands in (the
+Twisted adapter in ``frontend.py``, a list in the unit tests). Time comes from the reactor in
+``context.reactor`` (``twisted.internet.task.Clock`` in tests). Nothing here reads a socket.
+
+Requests on a keep-alive connection are answered one at a time, in order: h11 holds pipelined requests
+back (``PAUSED``) until the current response is complete. Every buffer is bounded: request heads by
+``MAX_HEAD_SIZE``, bodies by ``http_max_body_size`` (413), unread pipelined bytes by ``MAX_PIPELINED``
+(the socket stops being read), non-streamed results by ``max_output_buffer`` (502).
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Protocol
+
+import h11
+
+from gearman_gateway.scheduler import ArgumentTooLarge, Job, JobState, SchedulerError
+from protocols.http import mapping
+from protocols.http.mapping import Answer, ApiRequest, JobRequest
+
+if TYPE_CHECKING:
+    from protocols import FrontendContext
+    from protocols.http.api import HttpApi
+
+log = logging.getLogger("gearman_gateway.http")
+
+#: Largest request line plus headers. h11's own default; browsers and curl stay far below it.
+MAX_HEAD_SIZE = 16 * 1024
+#: Unparsed bytes kept while a response is pending (pipelined requests); beyond it we stop reading the
+#: socket until the response is done, so a client cannot make us buffer without bound.
+MAX_PIPELINED = 256 * 1024
+
+
+class Transport(Protocol):
+    """What a session needs from the connection it runs on."""
+
+    def write(self, data: bytes) -> None: ...
+    def close(self) -> None: ...  # after what was written has gone out
+    def abort(self) -> None: ...  # at once: the response cannot be finished correctly
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+
+
+class HttpSession:
+    def __init__(self, context: FrontendContext, api: HttpApi, transport: Transport) -> None:
+        self.context = context
+        self.settings = context.settings
+        self.scheduler = context.scheduler
+        self.clock: Any = context.reactor
+        self.api = api
+        self.transport = transport
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+        self.closed = False
+        self._route: mapping.Routed | None = None  # the request being read
+        self._method = b""
+        self._version = b"1.1"
+        self._headers: Any = ()
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self.waiting: HttpJob | None = None  # the job whose outcome the current response waits for
+        self._busy = False  # a request is complete and its response not yet finished
+        self._processing = False
+        self._reading_paused = False
+        self._idle_timer: Any = None
+        self._arm_idle()
+
+    # -- input
+
+    def receive_data(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            self.conn.receive_data(data)
+        except RuntimeError:  # data after the peer's EOF: nothing to do with it
+            return
+        if not self._busy:
+            self._arm_idle()
+            self._process()
+        if self._busy and not self._reading_paused and len(self.conn.trailing_data[0]) > MAX_PIPELINED:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def connection_lost(self) -> None:
+        """The peer went away: a job nobody else waits for is dropped (if no worker has it yet)."""
+        self.closed = True
+        self._cancel_idle()
+        listener, self.waiting = self.waiting, None
+        if listener is not None:
+            listener.cancel_timer()
+            self.scheduler.detach(listener)
+
+    def _process(self) -> None:
+        """Handle every complete event h11 has, until a response is pending or more bytes are needed."""
+        if self._processing:
+            return
+        self._processing = True
+        try:
+            while not self.closed and not self._busy:
+                try:
+                    event = self.conn.next_event()
+                except h11.RemoteProtocolError as problem:
+                    self._bad_request(problem)
+                    return
+                kind = type(event)
+                if kind is h11.Data:
+                    self._request_body(event.data)  # type: ignore[union-attr]
+                elif kind is h11.Request:
+                    self._request_head(event)  # type: ignore[arg-type]
+                elif kind is h11.EndOfMessage:
+                    self._request_complete()
+                elif kind is h11.ConnectionClosed:
+                    self._close()
+                else:  # NEED_DATA, PAUSED
+                    return
+        finally:
+            self._processing = False
+
+    def _request_head(self, request: h11.Request) -> None:
+        self._method = request.method
+        self._version = request.http_version
+        self._headers = request.headers
+        self._body = []
+        self._body_size = 0
+        self._route = mapping.route(
+            request.method, request.target, request.http_version, request.headers, self.api.prefix
+        )
+        length = _content_length(request.headers)
+        if length is not None and length > self.settings.http_max_body_size:
+            self._too_large()
+            return
+        if self.conn.they_are_waiting_for_100_continue:
+            self._send(h11.InformationalResponse(status_code=100, headers=[]))
+
+    def _request_body(self, data: bytes) -> None:
+        self._body_size += len(data)
+        if self._body_size > self.settings.http_max_body_size:
+            self._too_large()
+            return
+        if type(self._route) is JobRequest and self._route.with_body:
+            self._body.append(bytes(data))
+
+    def _request_complete(self) -> None:
+        self._busy = True
+        routed, self._route = self._route, None
+        body = b"".join(self._body) if len(self._body) != 1 else self._body[0]
+        self._body = []
+        if type(routed) is JobRequest:
+            self._submit(routed, body)
+        elif type(routed) is ApiRequest:
+            self.respond(self.api.handle(self._method, routed, self._headers))
+        else:
+            assert type(routed) is Answer
+            self.respond(routed)
+
+    def _bad_request(self, problem: h11.RemoteProtocolError) -> None:
+        log.info("bad HTTP request: %s", problem)
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            status = problem.error_status_hint
+            self._busy = True
+            self.respond(mapping.error(status, str(problem), [(b"Connection", b"close")]))
+        self._close()
+
+    def _too_large(self) -> None:
+        limit = self.settings.http_max_body_size
+        self._busy = True
+        self._route = None
+        self._body = []
+        answer = mapping.error(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request body over {limit} bytes", [(b"Connection", b"close")]
+        )
+        self.respond(answer)
+        self._close()
+
+    # -- jobs
+
+    def _submit(self, request: JobRequest, workload: bytes) -> None:
+        listener = self.waiting = HttpJob(self, request)
+        try:
+            self.scheduler.submit(
+                request.function, workload, request.unique, request.priority, request.background, 0, None, listener
+            )
+        except SchedulerError as problem:
+            self.refuse(listener, problem)
+
+    def refuse(self, listener: HttpJob, problem: SchedulerError) -> None:
+        """The scheduler (or the durable store, later) would not take the job: 400 for a unique that is too
+        long, 503 for a full queue or an unavailable store; the body is gearmand's error code and text."""
+        if listener is not self.waiting:
+            return
+        status = HTTPStatus.BAD_REQUEST if isinstance(problem, ArgumentTooLarge) else HTTPStatus.SERVICE_UNAVAILABLE
+        self.respond(mapping.error(status, f"{problem.code} {problem.text}", [(b"X-Gearman-Command", b"ERROR")]))
+
+    def job_timed_out(self, listener: HttpJob) -> None:
+        """No worker took the job in time: 504, and the job is dropped unless someone else waits for it."""
+        if listener is not self.waiting:
+            return
+        self.waiting = None
+        self.scheduler.detach(listener)
+        if listener.started:  # the stream is under way; cutting it short is the only honest ending
+            log.info("closing a streamed response: its job was requeued and no worker took it again")
+            self.closed = True
+            self.transport.abort()
+            return
+        timeout = self.settings.http_request_timeout
+        headers = [(b"X-Gearman-Job-Handle", listener.handle)]
+        self.respond(mapping.error(HTTPStatus.GATEWAY_TIMEOUT, f"no worker took the job within {timeout:g} s", headers))
+
+    # -- output
+
+    def respond(self, answer: Answer) -> None:
+        """Send a whole response and finish the exchange."""
+        headers = answer.headers
+        names = {name for name, _ in headers}
+        if b"Content-Length" not in names:
+            headers = [*headers, (b"Content-Length", b"%d" % len(answer.body))]
+        if b"Server" not in names:
+            headers.append((b"Server", mapping.SERVER))
+        self.api.stats.count(answer.status)
+        events: list[Any] = [
+            h11.Response(status_code=answer.status, headers=headers, reason=mapping.reason(answer.status))
+        ]
+        if answer.body and self._method != b"HEAD":
+            events.append(h11.Data(data=answer.body))
+        events.append(h11.EndOfMessage())
+        self._send(*events)
+        self._finish()
+
+    def start_stream(self, headers: mapping.Headers) -> None:
+        self.api.stats.count(HTTPStatus.OK)
+        self._send(h11.Response(status_code=200, headers=headers, reason=b"OK"))
+
+    def stream_data(self, data: bytes) -> None:
+        if data:
+            self._send(h11.Data(data=data))
+
+    def end_stream(self, data: bytes, trailers: mapping.Headers) -> None:
+        events: list[Any] = []
+        if data:
+            events.append(h11.Data(data=data))
+        events.append(h11.EndOfMessage(headers=trailers if self.chunked else []))
+        self._send(*events)
+        self._finish()
+
+    @property
+    def chunked(self) -> bool:
+        return self._version == b"1.1"
+
+    def _send(self, *events: Any) -> None:
+        if self.closed:
+            return
+        out = []
+        for event in events:
+            data = self.conn.send(event)
+            if data:
+                out.append(data)
+        if out:
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+
+    def _finish(self) -> None:
+        """The response is complete: start the next cycle, or close when HTTP says so."""
+        self.waiting = None
+        self._busy = False
+        if self.closed:
+            return
+        conn = self.conn
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+            if self._reading_paused:
+                self._reading_paused = False
+                self.transport.resume_reading()
+            self._arm_idle()
+            if conn.trailing_data[0] and not self._processing:
+                # never parse the next request inside a scheduler callback (a coalesced submit could join
+                # the job that is finishing right now): wait for the reactor's next turn
+                self.clock.callLater(0, self._process)
+        else:  # HTTP/1.0, Connection: close, or an error answered before the request's end
+            self._close()
+
+    def _close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._cancel_idle()
+            self.transport.close()
+
+    # -- idle keep-alive connections
+
+    def _arm_idle(self) -> None:
+        timeout = self.settings.http_keepalive_timeout
+        if not timeout:
+            return
+        timer = self._idle_timer
+        if timer is not None and timer.active():
+            timer.reset(timeout)
+        else:
+            self._idle_timer = self.clock.callLater(timeout, self._idle)
+
+    def _cancel_idle(self) -> None:
+        timer, self._idle_timer = self._idle_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _idle(self) -> None:
+        """Nothing came for a whole period. While a response is pending this is not idleness: the
+        timer is armed again when the response is done."""
+        self._idle_timer = None
+        if not self._busy:
+            log.debug("closing an idle HTTP connection")
+            self._close()
+
+
+def _content_length(headers: Any) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value)  # h11 has checked it is a number
+    return None
+
+
+class HttpJob:
+    """The ``JobListener`` of one request: turns the job's events into the response."""
+
+    __slots__ = (
+        "session",
+        "request",
+        "handle",
+        "job",
+        "parts",
+        "size",
+        "started",
+        "timer",
+        "seen_running",
+        "formatter",
+    )
+
+    def __init__(self, session: HttpSession, request: JobRequest) -> None:
+        self.session = session
+        self.request = request
+        self.handle = b""
+        self.job: Job | None = None
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.started = False
+        self.timer: Any = None
+        self.seen_running = False
+        self.formatter = mapping.FORMATTERS.get(request.stream)
+
+    def job_created(self, job: Job) -> None:
+        self.handle = job.handle
+        if self.request.background:
+            if self.session.waiting is self:
+                self.session.respond(Answer(200, mapping.job_headers(job.handle, b"JOB_CREATED", 0)))
+            return
+        self.job = job
+        self._arm_timer()
+
+    def job_rejected(self, job: Job, problem: SchedulerError) -> None:
+        """A durable store refused the job after all: answered like a refused submit."""
+        self.cancel_timer()
+        self.session.refuse(self, problem)
+
+    # -- the request timeout: only while no worker holds the job
+
+    def _arm_timer(self) -> None:
+        timeout = self.session.settings.http_request_timeout
+        if timeout:
+            self.timer = self.session.clock.callLater(timeout, self._check)
+
+    def _check(self) -> None:
+        """Every timeout period: a job still queued, that was not running at the last check either, has
+        waited a whole period for a worker. A running job is waited for however long it takes."""
+        self.timer = None
+        job = self.job
+        if job is None or job.state == JobState.DONE:
+            return
+        if job.state == JobState.RUNNING or self.seen_running:
+            self.seen_running = job.state == JobState.RUNNING
+            self._arm_timer()
+            return
+        self.session.job_timed_out(self)
+
+    def cancel_timer(self) -> None:
+        timer, self.timer = self.timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    # -- the job's events
+
+    def _start(self) -> None:
+        self.started = True
+        formatter = self.formatter
+        assert formatter is not None
+        headers = [(b"X-Gearman-Job-Handle", self.handle)]
+        if formatter.content_type is not None:
+            headers += [(b"Content-Type", formatter.content_type), (b"Cache-Control", b"no-cache")]
+        if formatter.trailers and self.session.chunked:
+            headers.append((b"Trailer", b"X-Gearman-Command"))
+        headers.append((b"Server", mapping.SERVER))
+        self.session.start_stream(headers)
+
+    def job_data(self, job: Job, data: bytes) -> None:
+        if self.formatter is not None:
+            if not self.started:
+                self._start()
+            self.session.stream_data(self.formatter.data(data))
+            return
+        self.size += len(data)
+        if self.size > self.session.settings.max_output_buffer:
+            self._result_too_large()
+            return
+        self.parts.append(data)
+
+    def job_warning(self, job: Job, data: bytes) -> None:
+        """Not part of the result: only an event stream shows warnings (gearmand 1.1.20 sent the first
+        warning as the whole response and dropped the result)."""
+        if self.formatter is not None:
+            if not self.started:
+                self._start()
+            self.session.stream_data(self.formatter.warning(data))
+
+    def job_status(self, job: Job, numerator: int, denominator: int) -> None:
+        """Progress: streamed when asked for; otherwise ignored (gearmand 1.1.20 ended the response)."""
+        if self.formatter is not None:
+            if not self.started:
+                self._start()
+            self.session.stream_data(self.formatter.status(numerator, denominator))
+
+    def job_complete(self, job: Job, data: bytes) -> None:
+        if self.parts:
+            data = b"".join([*self.parts, data])
+            self.parts = []
+        self._end(b"WORK_COMPLETE", data)
+
+    def job_fail(self, job: Job) -> None:
+        self._end(b"WORK_FAIL", b"")
+
+    def job_exception(self, job: Job, data: bytes) -> None:
+        """Clients without the exceptions option get WORK_FAIL (gearmand: HTTP connections never have it,
+        unless ``--exceptions`` turns it on for everyone)."""
+        if self.session.settings.exceptions:
+            self._end(b"WORK_EXCEPTION", data)
+        else:
+            self._end(b"WORK_FAIL", b"")
+
+    def _end(self, command: bytes, data: bytes) -> None:
+        self.cancel_timer()
+        session = self.session
+        if session.waiting is not self:
+            return
+        if self.formatter is None:
+            session.respond(Answer(200, mapping.job_headers(self.handle, command, len(data)), data))
+            return
+        if not self.started:
+            self._start()
+        trailers = [(b"X-Gearman-Command", command)] if self.formatter.trailers else []
+        session.end_stream(self.formatter.end(command, data), trailers)
+
+    def _result_too_large(self) -> None:
+        self.parts = []
+        session = self.session
+        session.scheduler.detach(self)
+        self.cancel_timer()
+        limit = session.settings.max_output_buffer
+        session.respond(mapping.error(HTTPStatus.BAD_GATEWAY, f"the job's result is over {limit} bytes"))
