@@ -145,6 +145,8 @@ class ClientLink(Link):
         self.awaiting: deque[Task | None] = deque()
         #: Foreground jobs created on this connection, by handle (several when submits coalesced).
         self.running: dict[bytes, list[Task]] = {}
+        #: For coalesced handles: how many copies of non-final events have been handed out.
+        self.turns: dict[bytes, int] = {}
 
     def take_tasks(self) -> list[Task]:
         """Every task that was riding on this link, which it can no longer serve."""
@@ -155,6 +157,7 @@ class ClientLink(Link):
         self.unsent.clear()
         self.awaiting.clear()
         self.running.clear()
+        self.turns.clear()
         return tasks
 
 
@@ -204,12 +207,6 @@ class ClientSession(Session):
         task.state = TaskState.QUEUED
         self.active[task] = None
         self._route(task)
-
-    def submit_added(self) -> list[Task]:
-        tasks, self.added = self.added, []
-        for task in tasks:
-            self.submit(task)
-        return tasks
 
     def cancel(self, task: Task) -> None:
         """Stop waiting for ``task`` (its caller gave up); replies still due are matched and dropped."""
@@ -351,9 +348,15 @@ class ClientSession(Session):
             tasks = link.running.get(handle)
         if not tasks:
             return
-        final = ptype in (Packet.WORK_COMPLETE, Packet.WORK_FAIL, Packet.WORK_EXCEPTION)
-        if final:
-            del link.running[handle]
+        if ptype in (Packet.WORK_COMPLETE, Packet.WORK_FAIL, Packet.WORK_EXCEPTION):
+            del link.running[handle]  # the job is over for every task on it; later copies find nothing
+            link.turns.pop(handle, None)
+        elif len(tasks) > 1:
+            # Submits coalesced on one connection are attached once each, and servers send every event
+            # once per attachment (gearmand does): give each copy to the next task, so each gets one.
+            turn = link.turns.get(handle, 0)
+            link.turns[handle] = turn + 1
+            tasks = [tasks[turn % len(tasks)]]
         for task in list(tasks):
             if ptype == Packet.WORK_DATA:
                 task.data = args[1]

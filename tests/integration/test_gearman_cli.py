@@ -6,6 +6,7 @@ absolute path: ours shadows it on PATH); worker mode is driven by our Client and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import queue
@@ -290,3 +291,15 @@ def test_progress_bar_when_stderr_is_a_terminal(server: RunningServer, workers: 
     assert stdout == b"25% Complete\n50% Complete\n75% Complete\n100% Complete\nresult"
     assert b"[" + b"#" * 30 + b"] 100%" in terminal and b"]  25%" in terminal
     assert terminal.endswith(b"\r\x1b[K")  # the bar is cleared before the result
+
+
+def test_detached_worker(server: RunningServer, tmp_path: Path) -> None:
+    fn, pid_file = fname("daemon"), tmp_path / "daemon.pid"
+    argv = [OUR_GEARMAN, "-d", "-w", "-c", "1", "-i", str(pid_file), "-h", server.host, "-p", str(server.port)]
+    result = subprocess.run([*argv, "-f", fn, "--", "tr", "a-z", "A-Z"], capture_output=True, timeout=TIMEOUT, env=ENV)
+    try:
+        assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")  # back at once: it detached
+        assert Client(server.address, timeout=TIMEOUT).do(fn, "detached") == b"DETACHED"
+    finally:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)  # still there if the job never ran

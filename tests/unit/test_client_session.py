@@ -175,8 +175,14 @@ def test_coalesced_submits_share_a_handle_and_all_finish() -> None:
     connect_all(session)
     reply(session, 0, Packet.JOB_CREATED, b"H:x:6")
     reply(session, 0, Packet.JOB_CREATED, b"H:x:6")
+    for _ in range(2):  # servers send each event once per attached submit, so twice on this connection
+        reply(session, 0, Packet.WORK_DATA, b"H:x:6", b"chunk")
+    for _ in range(2):
+        reply(session, 0, Packet.WORK_STATUS, b"H:x:6", b"1", b"2")
     reply(session, 0, Packet.WORK_COMPLETE, b"H:x:6", b"shared")
     assert a.result == b.result == b"shared" and a.done and b.done
+    assert a.chunks == b.chunks == [b"chunk"] and a.numerator == b.numerator == 1
+    reply(session, 0, Packet.WORK_COMPLETE, b"H:x:6", b"shared")  # the second copy finds nothing to do
 
 
 def test_server_is_chosen_by_hashing_the_unique() -> None:
