@@ -102,6 +102,9 @@ class _WorkerAPI(Endpoint, Generic[B, N]):
                 session.fail(job, error)
             else:
                 session.finish(job, outcome)
+            finally:
+                if not job.finished:  # interrupted (Ctrl-C, a cancelled task): fail it rather than hold it
+                    session.fail(job, WorkFail("interrupted"))
             return True
 
     def _forever_steps(self) -> Steps[None]:

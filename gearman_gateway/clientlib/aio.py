@@ -83,6 +83,9 @@ class AsyncTransport(TransportBase):
                     reply = await request
             except Exception as caught:  # handed to the steps, as a synchronous call would raise there
                 error = caught
+            except BaseException:  # cancelled: let the steps clean up (a worker fails its job) first
+                steps.close()
+                raise
 
     def interrupt(self) -> None:
         """Make the current (or next) run() return False; safe from another thread too."""

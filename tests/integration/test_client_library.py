@@ -401,3 +401,34 @@ def test_async_client_with_blocking_worker_and_coroutines_in_a_blocking_worker(
         client.do(bad, "z")  # a blocking Worker cannot wait for a coroutine: the job fails, the worker goes on
     assert b"needs AsyncWorker" in caught.value.data
     assert client.do(fn, "still serving") == hashlib.sha256(b"still serving").hexdigest().encode()
+
+
+def test_cancelled_async_worker_fails_its_job_and_can_work_again(module_servers: dict[str, RunningServer]) -> None:
+    server = module_servers["ours"]
+    fn = name("cancel")
+
+    async def main() -> None:
+        began = asyncio.Event()
+
+        async def hang(job: Job) -> bytes:
+            if job.workload == b"hang":
+                began.set()
+                await asyncio.sleep(3600)
+            return b"ok"
+
+        worker = AsyncWorker(server.address)
+        worker.add_function(fn, hang)
+        async with AsyncClient(server.address, timeout=TIMEOUT) as client:
+            serving = asyncio.create_task(worker.work_forever())
+            stuck = asyncio.create_task(client.do(fn, "hang"))
+            await asyncio.wait_for(began.wait(), TIMEOUT)
+            serving.cancel()
+            with pytest.raises(JobFailed):
+                await stuck  # the cancelled worker failed the job instead of holding it for ever
+            serving = asyncio.create_task(worker.work_forever())
+            assert await client.do(fn, "fine") == b"ok"
+            worker.stop()
+            await asyncio.wait_for(serving, TIMEOUT)
+        await worker.close()
+
+    asyncio.run(main())
