@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
 
+if TYPE_CHECKING:
+    from protocols import FrontendContext
+
 log = logging.getLogger("gearman_gateway.server")
+
+
+def listening_services(
+    context: FrontendContext, name: str, port: int, factory: Factory, label: str
+) -> list[ListeningService]:
+    """A frontend's listeners: its endpoint strings from the config, else TCP on each listen address."""
+    settings = context.settings
+    endpoints = settings.endpoints.get(name) or tcp_endpoints(settings.listen, port, settings.backlog)
+    return [ListeningService(context.reactor, endpoint, factory, label) for endpoint in endpoints]
 
 
 def tcp_endpoints(addresses: list[str], port: int, backlog: int) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from protocols.listening import ListeningService, tcp_endpoints
+from protocols.listening import listening_services
 
 if TYPE_CHECKING:
     from twisted.application.service import IService
@@ -19,10 +19,9 @@ class BinaryFrontend:
     def build(self, context: FrontendContext) -> list[IService]:
         from protocols.binary.frontend import BinaryFactory
 
-        settings = context.settings
-        factory = BinaryFactory(context)
-        endpoints = settings.endpoints.get(self.name) or tcp_endpoints(settings.listen, settings.port, settings.backlog)
-        return [ListeningService(context.reactor, e, factory, "gearman binary+admin") for e in endpoints]
+        return listening_services(
+            context, self.name, context.settings.port, BinaryFactory(context), "gearman binary+admin"
+        )
 
 
 FRONTEND = BinaryFrontend()

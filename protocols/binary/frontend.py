@@ -9,15 +9,11 @@ end of that read.
 from __future__ import annotations
 
 import logging
-import socket
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from twisted.internet import tcp
-from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Factory, Protocol
-from zope.interface import implementer
+from twisted.internet.protocol import Factory
 
 from gearman_gateway.scheduler import MAX_HANDLE_SIZE, Job, Priority, SchedulerError, Worker
 from gearman_gateway.turns import end_of_turn
@@ -34,6 +30,7 @@ from protocols.binary.codec import (
 )
 from protocols.binary.codec import split_admin_words as _split_words
 from protocols.binary.packets import MAX_TYPE, REQ, Packet
+from protocols.connection import FrontendConnection
 
 if TYPE_CHECKING:
     from protocols import FrontendContext
@@ -51,8 +48,6 @@ _UNKNOWN_OPTION = error_packet(b"UNKNOWN_OPTION", b"Server does not recognize gi
 MAX_CLIENT_ID = 127
 #: A result larger than this is written as header + body pieces instead of one joined copy.
 _JOIN_LIMIT = 65536
-#: Pieces sent with one sendmsg(); more are joined first (the kernel's IOV_MAX is 1024).
-_SENDMSG_MAX = 64
 
 
 def atoi(text: bytes) -> int:
@@ -97,11 +92,11 @@ class WriteBatch:
             connection.flush()
 
 
-@implementer(IPushProducer)
-class BinaryConnection(Protocol):
+class BinaryConnection(FrontendConnection):
     """A client, a worker, an admin session, or all three: gearmand allows any mix on one socket."""
 
     def __init__(self, factory: BinaryFactory) -> None:
+        super().__init__(factory.context)
         self.factory = factory
         context = factory.context
         settings = context.settings
@@ -112,60 +107,22 @@ class BinaryConnection(Protocol):
         self.exceptions = settings.exceptions
         self._batch = factory.batch
         self._out: list[bytes] = []
-        self._open = False
-        self._paused_bytes = -1  # bytes written since the transport asked us to pause; -1: not paused
-        self._socket: socket.socket | None = None  # the raw socket, for direct sends (plain TCP only)
         self._held: list[bytes | _Slot] = []  # output waiting behind a deferred acknowledgement
         self._deferred: deque[_Slot] = deque()  # deferred acknowledgements, oldest first
         self._in_submit = False
         self._acked_now = False
-        self.fd = -1
-        self.peer = "?"
-        self.peer_is_local = False
 
     # -- connection lifecycle
 
-    def connectionMade(self) -> None:  # noqa: N802
-        transport = self.transport
-        handle = transport.getHandle()
-        self.fd = handle.fileno()
-        peer = transport.getPeer()
-        self.peer = getattr(peer, "host", "?")
-        self.peer_is_local = self.peer.startswith("127.") or self.peer in ("::1", "localhost")
-        connections = self.factory.context.connections
-        if not connections.admit(self):
-            log.warning("refusing connection from %s: %d connections open (limit)", self.peer, len(connections))
-            transport.abortConnection()
-            return
-        self._open = True
-        if isinstance(transport, tcp.Server):
-            self._socket = transport.socket
-        settings = self.factory.context.settings
-        transport.setTcpNoDelay(True)
-        if settings.keepalive:
-            transport.setTcpKeepAlive(True)
-            for option, value in (
-                ("TCP_KEEPIDLE", settings.keepalive_idle),
-                ("TCP_KEEPINTVL", settings.keepalive_interval),
-                ("TCP_KEEPCNT", settings.keepalive_count),
-            ):
-                if value > 0 and hasattr(socket, option):
-                    handle.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
-        transport.registerProducer(self, True)
-
-    def connectionLost(self, reason: object = None) -> None:  # noqa: N802
-        if not self._open:
-            return
-        self._open = False
+    def ended(self) -> None:
         self._out = []
-        self.factory.context.connections.remove(self)
         if self.worker is not None:
             self.scheduler.remove_worker(self.worker)
             self.worker = None
         self.scheduler.detach(self)
 
     def close(self) -> None:
-        if self._open:
+        if self.open:
             self.flush()
             self.transport.loseConnection()
 
@@ -182,70 +139,18 @@ class BinaryConnection(Protocol):
         self._output(data)
 
     def _output(self, data: bytes) -> None:
-        if not self._open:
+        if not self.open or not self.count_output(len(data)):
             return
-        if self._paused_bytes >= 0:
-            self._paused_bytes += len(data)
-            if self._paused_bytes > self.factory.context.settings.max_output_buffer:
-                log.warning("closing %s: it stopped reading and its output passed the limit", self.peer)
-                self._open = False
-                self.transport.abortConnection()
-                self.connectionLost()
-                return
         if not self._out:
             self._batch.mark(self)
         self._out.append(data)
 
     def flush(self) -> None:
-        """Send what is queued: straight to the socket when Twisted holds nothing unsent for it
-        (saving two epoll updates and a reactor turn per reply), the rest through Twisted."""
         out = self._out
-        if not out:
-            return
-        self._out = []
-        if not self._open:
-            return
-        transport = self.transport
-        sock = self._socket
-        if sock is not None and not transport.dataBuffer and not transport._tempDataBuffer:
-            try:
-                if len(out) == 1:
-                    sent = sock.send(out[0])
-                elif len(out) <= _SENDMSG_MAX:
-                    sent = sock.sendmsg(out)
-                else:
-                    out = [b"".join(out)]
-                    sent = sock.send(out[0])
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                sent = 0  # Twisted's own write will meet the error and close the connection properly
-            if sent:
-                index = 0
-                while index < len(out) and sent >= len(out[index]):
-                    sent -= len(out[index])
-                    index += 1
-                if index == len(out):
-                    return
-                out = out[index:]
-                if sent:
-                    out[0] = out[0][sent:]
-        transport.writeSequence(out)
-
-    def pauseProducing(self) -> None:  # noqa: N802
-        """The peer's socket buffer is full: stop reading its requests until it drains."""
-        if self._paused_bytes < 0:
-            self._paused_bytes = 0
-            self.transport.stopReading()
-
-    def resumeProducing(self) -> None:  # noqa: N802
-        if self._paused_bytes >= 0:
-            self._paused_bytes = -1
-            if self._open:
-                self.transport.startReading()
-
-    def stopProducing(self) -> None:  # noqa: N802
-        pass
+        if out:
+            self._out = []
+            if self.open:
+                self.send_pieces(out)
 
     # -- input
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from protocols.listening import ListeningService, tcp_endpoints
+from protocols.listening import listening_services
 
 if TYPE_CHECKING:
     from twisted.application.service import IService
@@ -25,12 +25,7 @@ class HttpFrontend:
     def build(self, context: FrontendContext) -> list[IService]:
         from protocols.http.frontend import HttpFactory
 
-        settings = context.settings
-        factory = HttpFactory(context)
-        endpoints = settings.endpoints.get(self.name) or tcp_endpoints(
-            settings.listen, settings.http_port, settings.backlog
-        )
-        return [ListeningService(context.reactor, e, factory, "http") for e in endpoints]
+        return listening_services(context, self.name, context.settings.http_port, HttpFactory(context), "http")
 
 
 FRONTEND = HttpFrontend()

@@ -1,0 +1,158 @@
+"""What every frontend's Twisted connection shares: admission against the connection limit, socket
+options, sending straight to the socket, and bounded output for peers that stop reading.
+
+A frontend subclasses ``FrontendConnection`` and fills in ``started``, ``ended``, ``describe`` and, if
+it pauses reading for reasons of its own, ``wants_reading``.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import TYPE_CHECKING
+
+from twisted.internet import tcp
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Protocol
+from zope.interface import implementer
+
+if TYPE_CHECKING:
+    from protocols import FrontendContext
+
+log = logging.getLogger("gearman_gateway.connection")
+
+#: Pieces sent with one sendmsg(); more are joined first (the kernel's IOV_MAX is 1024).
+SENDMSG_MAX = 64
+
+_KEEPALIVE_OPTIONS = ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT")
+
+
+@implementer(IPushProducer)
+class FrontendConnection(Protocol):
+    """One accepted socket. ``open`` is true from admission until the connection is lost."""
+
+    label = "connection"
+
+    def __init__(self, context: FrontendContext) -> None:
+        self.context = context
+        self.open = False
+        self.fd = -1
+        self.peer = "?"
+        self.peer_is_local = False
+        self._socket: socket.socket | None = None  # the raw socket, for direct sends (plain TCP only)
+        self._paused_bytes = -1  # output since the socket's buffer filled up; -1: not paused
+
+    # -- lifecycle
+
+    def connectionMade(self) -> None:  # noqa: N802
+        transport = self.transport
+        handle = transport.getHandle()
+        self.fd = handle.fileno()
+        self.peer = getattr(transport.getPeer(), "host", "?")
+        self.peer_is_local = self.peer.startswith("127.") or self.peer in ("::1", "localhost")
+        connections = self.context.connections
+        if not connections.admit(self):
+            log.warning("refusing %s from %s: %d connections open (limit)", self.label, self.peer, len(connections))
+            transport.abortConnection()
+            return
+        self.open = True
+        if isinstance(transport, tcp.Server):
+            self._socket = transport.socket
+        transport.setTcpNoDelay(True)
+        settings = self.context.settings
+        if settings.keepalive:  # finds peers that died silently (their lost NOOPs made gearmand's jobs stick)
+            transport.setTcpKeepAlive(True)
+            values = (settings.keepalive_idle, settings.keepalive_interval, settings.keepalive_count)
+            for option, value in zip(_KEEPALIVE_OPTIONS, values, strict=True):
+                if value > 0 and hasattr(socket, option):
+                    handle.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+        transport.registerProducer(self, True)
+        self.started()
+
+    def connectionLost(self, reason: object = None) -> None:  # noqa: N802
+        if not self.open:
+            return
+        self.open = False
+        self.context.connections.remove(self)
+        self.ended()
+
+    def started(self) -> None:
+        """The connection was admitted."""
+
+    def ended(self) -> None:
+        """The connection is gone (called once, only for admitted connections)."""
+
+    def describe(self) -> tuple[int, str, bytes, list[bytes]]:
+        return self.fd, self.peer, b"-", []
+
+    def close(self) -> None:
+        """Close after what is queued has gone out (shutdown calls this on every connection)."""
+        self.transport.loseConnection()
+
+    # -- output
+
+    def count_output(self, size: int) -> bool:
+        """Account for output while the peer is not reading; False when it passed the limit and the
+        connection was closed (a peer that stops reading cannot make the server buffer without bound)."""
+        if self._paused_bytes < 0:
+            return True
+        self._paused_bytes += size
+        if self._paused_bytes <= self.context.settings.max_output_buffer:
+            return True
+        log.warning("closing %s from %s: it stopped reading and its output passed the limit", self.label, self.peer)
+        self.transport.abortConnection()
+        self.connectionLost()
+        return False
+
+    def send_pieces(self, out: list[bytes]) -> None:
+        """Write ``out`` in order: straight to the socket when Twisted holds nothing unsent for it
+        (saving two epoll updates and a reactor turn per reply), whatever is left through Twisted."""
+        transport = self.transport
+        sock = self._socket
+        if sock is not None and not transport.dataBuffer and not transport._tempDataBuffer:
+            try:
+                if len(out) == 1:
+                    sent = sock.send(out[0])
+                elif len(out) <= SENDMSG_MAX:
+                    sent = sock.sendmsg(out)
+                else:
+                    out = [b"".join(out)]
+                    sent = sock.send(out[0])
+            except OSError:  # full (EAGAIN) or broken: Twisted's own write handles both properly
+                sent = 0
+            if sent:
+                index = 0
+                while index < len(out) and sent >= len(out[index]):
+                    sent -= len(out[index])
+                    index += 1
+                if index == len(out):
+                    return
+                out = out[index:]
+                if sent:
+                    out[0] = out[0][sent:]
+        transport.writeSequence(out)
+
+    # -- IPushProducer: the socket's send buffer filled up, or drained
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        """Stop reading the peer's requests until it reads our replies."""
+        if self._paused_bytes < 0:
+            self._paused_bytes = 0
+            self.transport.stopReading()
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        if self._paused_bytes >= 0:
+            self._paused_bytes = -1
+            if self.open and self.wants_reading():
+                self.transport.startReading()
+
+    def stopProducing(self) -> None:  # noqa: N802
+        pass
+
+    def wants_reading(self) -> bool:
+        """Whether reading may resume once output drains (a subclass may hold requests back)."""
+        return True
+
+    @property
+    def output_paused(self) -> bool:
+        return self._paused_bytes >= 0
