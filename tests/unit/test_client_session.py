@@ -50,6 +50,22 @@ def job(session: ClientSession, data: bytes = b"payload", unique: str | None = "
     return session.new_job("fn", data, unique, kw.get("priority", Priority.NORMAL), kw.get("bg", False))  # type: ignore[arg-type]
 
 
+def running(*tasks: Task, session: ClientSession) -> None:
+    """Submit ``tasks`` and connect, so their requests are on the wire."""
+    for task in tasks:
+        session.submit(task)
+    connect_all(session)
+
+
+def one_task(servers: int = 1, **kw: object) -> tuple[ClientSession, Task, list[tuple[str, str, bytes]]]:
+    """A session with a recorder, and one submitted, connected task."""
+    session, _ = make(servers)
+    events = recorder(session)
+    task = job(session, **kw)  # type: ignore[arg-type]
+    running(task, session=session)
+    return session, task, events
+
+
 def reply(session: ClientSession, index: int, ptype: int, *args: bytes) -> None:
     assert session.data_received(session.links[index], encode(ptype, *args))
 
@@ -76,11 +92,7 @@ def test_submit_packets_go_out_once_connected(priority: Priority, background: bo
 
 
 def test_foreground_events_reach_callbacks_in_order() -> None:
-    session, _ = make()
-    events = recorder(session)
-    task = job(session)
-    session.submit(task)
-    connect_all(session)
+    session, task, events = one_task()
     reply(session, 0, Packet.JOB_CREATED, b"H:x:1")
     assert task.handle == "H:x:1" and task.state is TaskState.CREATED and not task.done
     reply(session, 0, Packet.WORK_DATA, b"H:x:1", b"chunk\x001")
@@ -101,11 +113,7 @@ def test_foreground_events_reach_callbacks_in_order() -> None:
 
 
 def test_background_task_is_done_at_job_created() -> None:
-    session, _ = make()
-    events = recorder(session)
-    task = job(session, bg=True)
-    session.submit(task)
-    connect_all(session)
+    session, task, events = one_task(bg=True)
     reply(session, 0, Packet.JOB_CREATED, b"H:x:9")
     assert task.done and task.state is TaskState.CREATED and task.handle == "H:x:9"
     assert [e[0] for e in events] == ["created"]
@@ -113,11 +121,7 @@ def test_background_task_is_done_at_job_created() -> None:
 
 
 def test_fail_with_gearmands_trailing_nul_ends_the_task() -> None:
-    session, _ = make()
-    events = recorder(session)
-    task = job(session)
-    session.submit(task)
-    connect_all(session)
+    session, task, events = one_task()
     reply(session, 0, Packet.JOB_CREATED, b"H:x:2")
     reply(session, 0, Packet.WORK_FAIL, b"H:x:2\x00")  # gearmand 1.1's WORK_FAIL for an exception
     assert task.state is TaskState.FAILED and task.done
@@ -146,9 +150,7 @@ def test_exception_option_and_exception_then_fail_callbacks() -> None:
 def test_replies_are_matched_to_requests_in_order() -> None:
     session, _ = make()
     first, second = job(session, unique="a"), job(session, unique="b")
-    session.submit(first)
-    session.submit(second)
-    connect_all(session)
+    running(first, second, session=session)
     reply(session, 0, Packet.ERROR, b"QUEUE_ERROR", b"Job queue is full")
     reply(session, 0, Packet.JOB_CREATED, b"H:x:4")
     assert first.state is TaskState.ERROR and isinstance(first.error, ServerError)
@@ -157,10 +159,7 @@ def test_replies_are_matched_to_requests_in_order() -> None:
 
 
 def test_input_split_at_every_byte_is_parsed_the_same() -> None:
-    session, _ = make()
-    task = job(session)
-    session.submit(task)
-    connect_all(session)
+    session, task, _ = one_task()
     stream = encode(Packet.JOB_CREATED, b"H:x:5") + encode(Packet.WORK_COMPLETE, b"H:x:5", b"\x00" * 3 + b"end")
     for i in range(len(stream)):
         assert session.data_received(session.links[0], stream[i : i + 1])
@@ -170,9 +169,7 @@ def test_input_split_at_every_byte_is_parsed_the_same() -> None:
 def test_coalesced_submits_share_a_handle_and_all_finish() -> None:
     session, _ = make()
     a, b = job(session, b"one", unique="same"), job(session, b"two", unique="same")
-    session.submit(a)
-    session.submit(b)
-    connect_all(session)
+    running(a, b, session=session)
     reply(session, 0, Packet.JOB_CREATED, b"H:x:6")
     reply(session, 0, Packet.JOB_CREATED, b"H:x:6")
     for _ in range(2):  # servers send each event once per attached submit, so twice on this connection
@@ -215,11 +212,7 @@ def test_connect_failure_moves_the_task_to_the_next_server() -> None:
 
 
 def test_lost_connection_resubmits_a_running_job_elsewhere_with_the_same_unique() -> None:
-    session, _ = make(2)
-    events = recorder(session)
-    task = job(session, unique="keep-me")
-    session.submit(task)
-    connect_all(session)
+    session, task, events = one_task(2, unique="keep-me")
     dead = task._link
     assert dead is not None
     reply(session, dead.index, Packet.JOB_CREATED, b"H:dead:1")
@@ -262,10 +255,7 @@ def test_a_resting_server_is_retried_when_it_is_the_only_one_left() -> None:
 
 
 def test_status_query_asks_the_origin_server_or_each_in_turn() -> None:
-    session, _ = make(2)
-    task = job(session, bg=True, unique="k")
-    session.submit(task)
-    connect_all(session)
+    session, task, _ = one_task(2, bg=True, unique="k")
     origin = task._link
     assert origin is not None
     reply(session, origin.index, Packet.JOB_CREATED, b"H:o:1")
@@ -289,11 +279,7 @@ def test_status_query_asks_the_origin_server_or_each_in_turn() -> None:
 
 
 def test_cancelled_task_ignores_late_replies() -> None:
-    session, _ = make()
-    events = recorder(session)
-    task = job(session)
-    session.submit(task)
-    connect_all(session)
+    session, task, events = one_task()
     session.cancel(task)
     reply(session, 0, Packet.JOB_CREATED, b"H:x:7")
     reply(session, 0, Packet.WORK_COMPLETE, b"H:x:7", b"late")
@@ -308,8 +294,7 @@ def test_callback_errors_are_kept_for_the_caller() -> None:
     session, _ = make()
     session.callbacks["created"] = lambda task: 1 / 0
     task = job(session)
-    session.submit(task)
-    connect_all(session)
+    running(task, session=session)
     reply(session, 0, Packet.JOB_CREATED, b"H:x:9")
     reply(session, 0, Packet.WORK_COMPLETE, b"H:x:9", b"fine")
     assert task.result == b"fine"  # the session went on
@@ -321,8 +306,7 @@ def test_workload_callback_supplies_the_workload() -> None:
     session, _ = make()
     session.callbacks["workload"] = lambda task: task.context * 2
     task = session.new_job("fn", b"", "u", Priority.NORMAL, False, context=b"ab")
-    session.submit(task)
-    connect_all(session)
+    running(task, session=session)
     assert sent(session)[0] == [(Packet.SUBMIT_JOB, [b"fn", b"u", b"abab"])]
 
 

@@ -42,6 +42,15 @@ def connect_all(session: WorkerSession) -> None:
         session.connection_made(link)
 
 
+def serving(servers: int = 1) -> tuple[WorkerSession, Clock]:
+    """A session serving "fn", connected to every server, its registration and first grab already read."""
+    session, clock = make(servers)
+    session.add_function("fn", lambda job: b"")
+    connect_all(session)
+    sent(session)
+    return session, clock
+
+
 def feed(session: WorkerSession, index: int, ptype: int, *args: bytes) -> None:
     assert session.data_received(session.links[index], encode(ptype, *args))
 
@@ -69,10 +78,7 @@ def test_registration_then_one_grab() -> None:
 
 
 def test_no_job_means_pre_sleep_and_silence_until_noop() -> None:
-    session, _ = make()
-    session.add_function("fn", lambda job: b"")
-    connect_all(session)
-    sent(session)
+    session, _ = serving()
     feed(session, 0, P.NO_JOB)
     assert types(session) == {0: [P.PRE_SLEEP]}
     feed(session, 0, P.NO_JOB)  # a stray NO_JOB does not start a poll loop
@@ -117,10 +123,7 @@ def test_assigned_job_and_its_methods() -> None:
     ],
 )
 def test_return_values(outcome: object, packet: tuple[int, list[bytes]]) -> None:
-    session, _ = make()
-    session.add_function("fn", lambda job: b"")
-    connect_all(session)
-    sent(session)
+    session, _ = serving()
     session.finish(assign(session, 0), outcome)
     assert sent(session)[0][0] == packet
 
@@ -133,19 +136,13 @@ def test_return_values(outcome: object, packet: tuple[int, list[bytes]]) -> None
     ],
 )
 def test_raised_errors(error: Exception, packet: tuple[int, list[bytes]]) -> None:
-    session, _ = make()
-    session.add_function("fn", lambda job: b"")
-    connect_all(session)
-    sent(session)
+    session, _ = serving()
     session.fail(assign(session, 0), error)
     assert sent(session)[0][0] == packet
 
 
 def test_a_job_finished_by_the_callback_ignores_its_return_value() -> None:
-    session, _ = make()
-    session.add_function("fn", lambda job: b"")
-    connect_all(session)
-    sent(session)
+    session, _ = serving()
     job = assign(session, 0)
     job.send_complete(b"early")
     session.finish(job, b"ignored")
@@ -175,18 +172,14 @@ def test_one_grab_at_a_time_across_servers_and_turns_after_a_job() -> None:
 
 
 def test_unrequested_assignment_is_ignored() -> None:
-    session, _ = make()
-    session.add_function("fn", lambda job: b"")
-    connect_all(session)
+    session, _ = serving()
     feed(session, 0, P.NO_JOB)
     feed(session, 0, P.JOB_ASSIGN_UNIQ, b"H:9", b"fn", b"", b"x")
     assert session.take_job() is None
 
 
 def test_assign_all_and_plain_assign() -> None:
-    session, _ = make()
-    session.add_function("fn", lambda job: b"")
-    connect_all(session)
+    session, _ = serving()
     feed(session, 0, P.JOB_ASSIGN_ALL, b"H:2", b"fn", b"u", b"reducer", b"data")
     job = session.take_job()
     assert job is not None and (job.unique, job.workload) == ("u", b"data")
@@ -197,9 +190,7 @@ def test_assign_all_and_plain_assign() -> None:
 
 
 def test_add_function_while_sleeping_registers_and_grabs_again() -> None:
-    session, _ = make()
-    session.add_function("fn", lambda job: b"")
-    connect_all(session)
+    session, _ = serving()
     feed(session, 0, P.NO_JOB)
     sent(session)
     session.add_function("other", lambda job: b"")
@@ -209,10 +200,7 @@ def test_add_function_while_sleeping_registers_and_grabs_again() -> None:
 
 
 def test_lost_server_mid_job_drops_results_and_reconnects_with_backoff() -> None:
-    session, clock = make(2)
-    session.add_function("fn", lambda job: b"")
-    connect_all(session)
-    sent(session)
+    session, clock = serving(2)
     job = assign(session, 0)
     session.connection_lost(session.links[0], ConnectionResetError())
     assert job.connection_lost and session.links[0].state is LinkState.DOWN
@@ -244,9 +232,7 @@ def test_backoff_doubles_up_to_the_maximum_and_resets_on_connect() -> None:
 
 
 def test_ready_job_of_a_lost_server_is_never_handed_out() -> None:
-    session, _ = make()
-    session.add_function("fn", lambda job: b"")
-    connect_all(session)
+    session, _ = serving()
     feed(session, 0, P.JOB_ASSIGN_UNIQ, b"H:1", b"fn", b"", b"x")
     session.connection_lost(session.links[0], None)
     assert session.take_job() is None and session.current is None
