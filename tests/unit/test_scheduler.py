@@ -45,7 +45,7 @@ class Listener:
         self.events.append(("exception", job.handle, data))
 
     def job_rejected(self, job: Job, error: Exception) -> None:
-        self.events.append(("rejected", job.handle))
+        self.events.append(("rejected", job.handle, getattr(error, "code", "")))
 
     def kinds(self) -> list[str]:
         return [e[0] for e in self.events]
@@ -57,13 +57,6 @@ class Waker:
 
     def wake(self) -> None:
         self.noops += 1
-
-
-@pytest.fixture
-def clock() -> Clock:
-    c = Clock()
-    c.advance(1_000_000)
-    return c
 
 
 @pytest.fixture

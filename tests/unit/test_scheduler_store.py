@@ -45,13 +45,6 @@ class FakeStore:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    c = Clock()
-    c.advance(1_000_000)
-    return c
-
-
-@pytest.fixture
 def store() -> FakeStore:
     return FakeStore()
 
@@ -61,9 +54,7 @@ def make(clock: Clock, store: FakeStore, **policy) -> Scheduler:
     return Scheduler(clock, handle_prefix=b"H:s", store=store, retry_policies=policies)
 
 
-class RejectingListener(Listener):
-    def job_rejected(self, job, error) -> None:
-        self.events.append(("rejected", job.handle, error.code))
+RejectingListener = Listener  # records job_rejected as ("rejected", handle, error code)
 
 
 def test_background_job_is_acknowledged_and_runnable_only_after_commit(clock, store) -> None:
