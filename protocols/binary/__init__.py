@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from protocols.listening import listening_services
-
 if TYPE_CHECKING:
     from twisted.application.service import IService
 
@@ -18,6 +16,7 @@ class BinaryFrontend:
 
     def build(self, context: FrontendContext) -> list[IService]:
         from protocols.binary.frontend import BinaryFactory
+        from protocols.listening import listening_services
 
         return listening_services(
             context, self.name, context.settings.port, BinaryFactory(context), "gearman binary+admin"

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from protocols.listening import listening_services
-
 if TYPE_CHECKING:
     from twisted.application.service import IService
 
@@ -24,6 +22,7 @@ class HttpFrontend:
 
     def build(self, context: FrontendContext) -> list[IService]:
         from protocols.http.frontend import HttpFactory
+        from protocols.listening import listening_services
 
         return listening_services(context, self.name, context.settings.http_port, HttpFactory(context), "http")
 
