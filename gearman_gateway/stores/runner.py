@@ -232,5 +232,6 @@ class StoreRunner:
             "rows_added": self.rows_added,
             "rows_removed": self.rows_removed,
             "last_commit_seconds": self.last_commit_seconds,
+            "commit_seconds_total": self.commit_seconds_total,
             "pending": len(self._pending.adds) + len(self._pending.removes),
         }

@@ -50,7 +50,30 @@ def _per_function(functions: list[Function], value: str) -> list[tuple[str, int]
     return [(f'{{function="{label(fn.name)}"}}', getattr(fn, value)) for fn in functions]
 
 
-def render(scheduler: Scheduler, connections: ConnectionRegistry, stats: HttpStats) -> bytes:
+def _store_families(store: dict) -> list[str]:
+    """The durable store's health and commit latency (admin `show store`); nothing for the memory queue."""
+    if "commits" not in store:
+        return []
+    backend = f'{{backend="{label(str(store.get("backend", "")))}"}}'
+    return [
+        *_family("gearman_store_up", "gauge", "1 while the durable store answers, 0 during an outage.",
+                 [(backend, int(store.get("state") == "up"))]),
+        *_family("gearman_store_rows_added_total", "counter", "Jobs committed to the store.",
+                 [(backend, store.get("rows_added", 0))]),
+        *_family("gearman_store_rows_removed_total", "counter", "Finished jobs deleted from the store.",
+                 [(backend, store.get("rows_removed", 0))]),
+        "# HELP gearman_store_commit_latency_seconds Time from handing a batch to the store to its commit.",
+        "# TYPE gearman_store_commit_latency_seconds summary",
+        f"gearman_store_commit_latency_seconds_sum{backend} {store.get('commit_seconds_total', 0.0)}",
+        f"gearman_store_commit_latency_seconds_count{backend} {store.get('commits', 0)}",
+        *_family("gearman_store_last_commit_seconds", "gauge", "Latency of the latest commit.",
+                 [(backend, store.get("last_commit_seconds", 0.0))]),
+    ]  # fmt: skip
+
+
+def render(
+    scheduler: Scheduler, connections: ConnectionRegistry, stats: HttpStats, store: dict | None = None
+) -> bytes:
     functions = list(scheduler.functions.values())
     queued = [
         (f'{{function="{label(fn.name)}",priority="{_PRIORITY_NAMES[p]}"}}', fn.queued(p))
@@ -109,8 +132,12 @@ def render(scheduler: Scheduler, connections: ConnectionRegistry, stats: HttpSta
             "Responses sent by the HTTP frontend, per status code.",
             [(f'{{code="{code}"}}', count) for code, count in sorted(stats.responses.items())],
         ),
-        # Store latency: the in-memory queue has no store to wait for, so no gearman_store_* series is
-        # exported; the durable stores (issue 3) are where a commit-latency histogram belongs.
-        "# gearman_store_commit_latency_seconds: not exported, the job queue is in memory (no store)",
+        *_store_families(store or {}),
+        *_family(
+            "gearman_dead_letter_jobs",
+            "gauge",
+            "Background jobs that failed for good and wait in the dead-letter list.",
+            [("", len(scheduler.dead_letters))],
+        ),
     ]
     return ("\n".join(lines) + "\n").encode()

@@ -62,3 +62,19 @@ def test_odd_function_names_stay_distinct_and_parseable() -> None:
     found = samples(metrics.render(scheduler, ConnectionRegistry(), metrics.HttpStats()))
     labels = {dict(key[1])["function"] for key in found if key[0] == "gearman_jobs_submitted_total"}
     assert labels == {'say "hi"', "back\\slash", "new\nline", "\\xff\\xfe", "é"}
+
+
+def test_store_health_and_commit_latency_are_exported() -> None:
+    scheduler = Scheduler(Clock(), handle_prefix=b"H:t")
+    store = {
+        "backend": "sqlite", "state": "down", "commits": 4, "rows_added": 10, "rows_removed": 7,
+        "commit_seconds_total": 0.02, "last_commit_seconds": 0.004,
+    }  # fmt: skip
+    found = samples(metrics.render(scheduler, ConnectionRegistry(), metrics.HttpStats(), store))
+    backend = (("backend", "sqlite"),)
+    assert found[("gearman_store_up", backend)] == 0
+    assert found[("gearman_store_rows_added_total", backend)] == 10
+    assert found[("gearman_store_rows_removed_total", backend)] == 7
+    assert found[("gearman_store_commit_latency_seconds_count", backend)] == 4
+    assert found[("gearman_store_commit_latency_seconds_sum", backend)] == 0.02
+    assert found[("gearman_dead_letter_jobs", ())] == 0
