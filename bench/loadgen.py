@@ -295,6 +295,7 @@ class Part:
             self.flush(conn)
 
     def client_events(self, conn: Conn, events: list) -> None:
+        """Count replies, then refill the client's window once for the whole read."""
         for ptype, args in events:
             if self.echo:  # any reply closes the round trip
                 now = time.monotonic()
@@ -302,16 +303,12 @@ class Part:
                 self.local_done += 1
                 self.t_last = now
                 conn.outstanding -= 1
-                self.pump(conn)
             elif ptype == JOB_CREATED:
                 self.created += 1
-                self.t_created = time.monotonic()
                 if self.bg:
                     conn.outstanding -= 1
                     if self.spec.workers == 0:  # queue: acknowledged is done
                         self.local_done += 1
-                        self.t_last = self.t_created
-                    self.pump(conn)
             elif ptype == WORK_COMPLETE or ptype == WORK_FAIL:
                 now = time.monotonic()
                 if ptype == WORK_FAIL:
@@ -321,9 +318,13 @@ class Part:
                 self.local_done += 1
                 self.t_last = now
                 conn.outstanding -= 1
-                self.pump(conn)
             elif ptype == ERROR:
                 self.error(args)
+        if self.bg:
+            self.t_created = time.monotonic()
+            if self.spec.workers == 0:
+                self.t_last = self.t_created
+        self.pump(conn)
 
     def worker_events(self, conn: Conn, events: list) -> None:
         out = conn.out
