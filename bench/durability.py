@@ -85,10 +85,12 @@ def _own_postgres(root: Path) -> Iterator[str]:
     data = root / "pgdata"
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
-    subprocess.run(
+    initdb = subprocess.run(
         [bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
-        check=True, capture_output=True, **user,
+        check=False, capture_output=True, text=True, **user,
     )  # fmt: skip
+    if initdb.returncode != 0:
+        raise RuntimeError(f"initdb failed: {initdb.stderr.strip()[-500:]}")
     port = free_port()
     with open(root / "postgres.log", "wb") as log:
         proc = subprocess.Popen(
