@@ -46,6 +46,10 @@ def as_bytes(value: bytes | str | memoryview | None) -> bytes:
     return bytes(value)
 
 
+#: Rows per multi-row INSERT: 9 parameters each stays far below every driver's parameter limit.
+ROWS_PER_INSERT = 200
+
+
 class SqlStore:
     """The Store protocol on a DB-API 2 connection; one transaction per call."""
 
@@ -71,7 +75,9 @@ class SqlStore:
         self._conn: Any = None
         cols = ", ".join(COLUMNS)
         marks = ", ".join([self.param] * len(COLUMNS))
-        self._insert = f"INSERT INTO {table} ({cols}) VALUES ({marks})"
+        self._insert_head = f"INSERT INTO {table} ({cols}) VALUES "
+        self._row_marks = f"({marks})"
+        self._inserts: dict[int, str] = {}  # rows per statement -> statement
         self._select = f"SELECT {cols} FROM {table} ORDER BY job_id"
 
     # -- what a backend provides
@@ -121,8 +127,20 @@ class SqlStore:
             self._insert_rows(cur, jobs)
 
     def _insert_rows(self, cur: Any, jobs: list[StoredJob]) -> None:
-        rows = [(j.job_id, j.handle, j.unique, j.function, j.priority, j.data, j.when, j.dead, j.reason) for j in jobs]
-        cur.executemany(self._insert, rows)
+        """Multi-row INSERTs of up to ROWS_PER_INSERT rows: one statement per chunk instead of one per row,
+        which also means one release of Python's GIL per chunk (per-row releases make the store thread
+        and the reactor thread fight over it)."""
+        for start in range(0, len(jobs), ROWS_PER_INSERT):
+            chunk = jobs[start : start + ROWS_PER_INSERT]
+            statement = self._inserts.get(len(chunk))
+            if statement is None:
+                statement = self._inserts[len(chunk)] = self._insert_head + ", ".join([self._row_marks] * len(chunk))
+            params = [
+                value
+                for j in chunk
+                for value in (j.job_id, j.handle, j.unique, j.function, j.priority, j.data, j.when, j.dead, j.reason)
+            ]
+            cur.execute(statement, params)
 
     def write(
         self, adds: list[StoredJob], removes: list[int], buries: list[tuple[int, str]], revives: list[int]
