@@ -30,7 +30,7 @@ def build_store(settings: Settings, reactor: Any) -> StoreRunner | None:
         return None
     options = store_options(settings)
     if settings.queue_type == "sqlite":
-        os.makedirs(os.path.dirname(os.path.abspath(options["path"])), exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(options["path"])), mode=0o750, exist_ok=True)
     return StoreRunner(create_store(settings.queue_type, **options), reactor)
 
 

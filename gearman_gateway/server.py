@@ -72,6 +72,7 @@ class Server:
                 service.setServiceParent(self.service)
         self.on_stopped: list[Callable[[], None]] = []
         self._stopping = False
+        self._draining = False
 
     def _verbose_level(self) -> str:
         level = logging.getLogger("gearman_gateway").getEffectiveLevel()
@@ -80,13 +81,17 @@ class Server:
                 return name
         return "FATAL"
 
-    def start(self) -> None:
-        """Open the store and replay its jobs, then bind every frontend's ports and serve.
-        Raises (StoreError, OSError, ...) when any of it fails: a server never runs half-started."""
+    def start(self, after_binding: Callable[[], None] | None = None) -> None:
+        """Bind every frontend's ports, call ``after_binding`` (gearmand drops root there), then open the
+        store and replay its jobs. Nothing is accepted before the reactor runs, so replay still comes
+        before the first client. Raises (StoreError, OSError, ...) when any of it fails: a server never
+        runs half-started."""
+        self.service.startService()
+        if after_binding is not None:
+            after_binding()
         if self.store is not None:
             self._replay()
             self.reactor.addSystemEventTrigger("after", "shutdown", self.store.close)
-        self.service.startService()
 
     def _replay(self) -> None:
         store = self.store
@@ -113,15 +118,18 @@ class Server:
         return result
 
     def shutdown(self, graceful: bool = False) -> None:
-        """Stop the process: at once, or after running jobs finish (bounded by graceful_timeout)."""
+        """Stop the process: at once, or after running jobs finish (bounded by graceful_timeout). An
+        immediate stop (SIGTERM, admin `shutdown`) also cuts a graceful one short."""
         if self._stopping:
             return
         if not graceful:
             log.log(NOTICE, "shutting down")
             self._stop_reactor()
             return
+        if self._draining:
+            return
         log.log(NOTICE, "graceful shutdown: no new connections or jobs; waiting for running jobs")
-        self._stopping = True
+        self._draining = True
         for services in self.frontends.values():
             for service in services:
                 service.stopService()
@@ -144,7 +152,9 @@ class Server:
         self._stop_reactor()
 
     def _stop_reactor(self) -> None:
-        """Close every connection, letting queued replies go out, then stop the reactor."""
+        """Close every connection, letting queued replies go out, then stop the reactor (once)."""
+        if self._stopping:
+            return
         self._stopping = True
         for services in self.frontends.values():
             for service in services:

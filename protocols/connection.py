@@ -49,7 +49,8 @@ class FrontendConnection(Protocol):
         handle = transport.getHandle()
         self.fd = handle.fileno()
         self.peer = getattr(transport.getPeer(), "host", "?")
-        self.peer_is_local = self.peer.startswith("127.") or self.peer in ("::1", "localhost")
+        peer = self.peer.removeprefix("::ffff:")  # IPv4 peers of a listener on "::"
+        self.peer_is_local = peer.startswith("127.") or peer in ("::1", "localhost")
         connections = self.context.connections
         if not connections.admit(self):
             log.warning("refusing %s from %s: %d connections open (limit)", self.label, self.peer, len(connections))

@@ -29,7 +29,8 @@ class Daemon:
         os.setsid()
         if os.fork() > 0:
             os._exit(0)
-        os.chdir("/")
+        # the working directory is kept, as gearmand keeps it: relative paths (--data-dir, -P, -l,
+        # --libsqlite3-db) mean what they meant on the command line
         self._write_fd = write_fd
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)

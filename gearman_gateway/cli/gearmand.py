@@ -12,6 +12,7 @@ import sys
 from gearman_gateway import logs
 from gearman_gateway.cli.daemon import Daemon
 from gearman_gateway.config import LEVELS, ConfigError, Settings, parse_args
+from gearman_gateway.durability import store_options
 
 log = logging.getLogger("gearman_gateway.server")
 NOTICE = LEVELS["NOTICE"]
@@ -28,8 +29,17 @@ def _raise_fd_limit(wanted: int) -> None:
             log.warning("could not raise the file descriptor limit to %d: %s", target, error)
 
 
-def _switch_user(name: str) -> None:
+def _switch_user(name: str, settings: Settings) -> None:
+    """Drop root after binding. The sqlite queue's directory and files become the user's first, so the
+    store can write (and reconnect) as that user."""
     entry = pwd.getpwnam(name)
+    if settings.queue_type == "sqlite":
+        path = store_options(settings)["path"]
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        for target in [directory] + [path + suffix for suffix in ("", "-wal", "-shm")]:
+            if os.path.exists(target):
+                os.chown(target, entry.pw_uid, entry.pw_gid)
     os.setgroups([])
     os.setgid(entry.pw_gid)
     os.setuid(entry.pw_uid)
@@ -78,9 +88,8 @@ def run(settings: Settings) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     try:
         server = Server(settings, reactor)
-        server.start()
-        if settings.user:
-            _switch_user(settings.user)
+        user = settings.user
+        server.start(after_binding=(lambda: _switch_user(user, settings)) if user else None)
         if settings.pid_file:
             with open(settings.pid_file, "w") as pid_file:
                 pid_file.write(f"{os.getpid()}\n")

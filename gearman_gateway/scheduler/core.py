@@ -31,6 +31,9 @@ log = logging.getLogger("gearman_gateway.scheduler")
 
 #: gearmand accepts uniques of up to 64 bytes and answers ARGUMENT_TOO_LARGE beyond.
 MAX_UNIQUE_SIZE = 64
+#: Longest CAN_DO_TIMEOUT honoured (about 24 days); larger values are clamped, never an error.
+MAX_TIMEOUT_MS = 2**31
+
 #: Job handles live in a 64-byte buffer in gearmand and its clients (63 characters and a NUL).
 MAX_HANDLE_SIZE = 63
 
@@ -196,6 +199,8 @@ class Scheduler:
                 self._store_remove(job, force=True)
             else:
                 job.stored = True
+                if job.state == _DEAD:  # it failed for good while its row was being written
+                    self.store.bury(job.seq, job.reason)
             for listener in acks:
                 listener.job_created(job)
             if job.state == _PENDING:
@@ -287,6 +292,10 @@ class Scheduler:
         if job.state == _RUNNING:
             job.cancelled = True
             self._notify_fail(job)
+            fn = job.function
+            if job.key is not None and fn.by_unique.get(job.key) is job:
+                del fn.by_unique[job.key]  # a new submit with its unique is a new job, not this dying one
+            job.key = None
         else:
             self._cancel_queued(job)
         return True
@@ -312,13 +321,14 @@ class Scheduler:
 
     def can_do(self, worker: Worker, name: bytes, timeout_ms: int = 0) -> None:
         fn = self.function(name)
+        timeout_ms = min(max(0, timeout_ms), MAX_TIMEOUT_MS)
         ability = worker.abilities.get(fn)
         if ability is None:
-            worker.abilities[fn] = Ability(max(0, timeout_ms))
+            worker.abilities[fn] = Ability(timeout_ms)
             fn.workers[worker] = None
         else:
             ability.count += 1
-            ability.timeout_ms = max(0, timeout_ms)
+            ability.timeout_ms = timeout_ms
         fn.registrations += 1
         if worker.state == WorkerState.SLEEPING:
             fn.sleepers[worker] = None

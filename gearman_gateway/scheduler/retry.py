@@ -18,7 +18,10 @@ class RetryPolicy:
     dead_letter: bool = False  # after the last try: keep it in the dead-letter list (else drop it)
 
     def delay(self, failure_number: int) -> float:
-        return min(self.backoff * self.factor ** max(0, failure_number - 1), self.max_backoff)
+        try:
+            return min(self.backoff * self.factor ** max(0, failure_number - 1), self.max_backoff)
+        except OverflowError:  # a long run of failures: the cap applies
+            return self.max_backoff
 
 
 @dataclass

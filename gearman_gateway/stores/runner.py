@@ -27,6 +27,9 @@ log = logging.getLogger("gearman_gateway.store")
 
 AddCallback = Callable[[StoreError | None], None]
 
+#: Shortest time between the starts of two commits: batches that would be tiny are given this long to grow.
+MIN_COMMIT_INTERVAL = 0.005
+
 #: Reconnect back-off: the first retry after RETRY_MIN seconds, doubling up to RETRY_MAX.
 RETRY_MIN = 0.05
 RETRY_MAX = 5.0
@@ -34,13 +37,28 @@ RETRY_MAX = 5.0
 
 @dataclass
 class _Batch:
+    """New rows, and the last state asked for each existing row (remove, bury or revive): a row buried
+    and revived in one batch must end revived, whatever order the backend applies kinds of change in."""
+
     adds: list[tuple[StoredJob, AddCallback]] = field(default_factory=list)
-    removes: list[int] = field(default_factory=list)
-    buries: list[tuple[int, str]] = field(default_factory=list)
-    revives: list[int] = field(default_factory=list)
+    marks: dict[int, tuple[str, str]] = field(default_factory=dict)  # job id -> (what, reason)
 
     def __bool__(self) -> bool:
-        return bool(self.adds or self.removes or self.buries or self.revives)
+        return bool(self.adds or self.marks)
+
+    def mark(self, job_id: int, what: str, reason: str = "") -> None:
+        self.marks.pop(job_id, None)  # re-insert: dict order is the order of last requests
+        self.marks[job_id] = (what, reason)
+
+    def earlier(self, older: dict[int, tuple[str, str]]) -> None:
+        """Put the marks of an older, failed batch before this one's (newer marks win)."""
+        self.marks = {**older, **self.marks}
+
+    def ids(self, what: str) -> list[int]:
+        return [job_id for job_id, (kind, _) in self.marks.items() if kind == what]
+
+    def buries(self) -> list[tuple[int, str]]:
+        return [(job_id, reason) for job_id, (kind, reason) in self.marks.items() if kind == "bury"]
 
 
 class StoreRunner:
@@ -58,6 +76,7 @@ class StoreRunner:
         self._retry_delay = RETRY_MIN
         self._reconnecting = False
         self._closed = False
+        self._last_commit_start = 0.0
         # figures for admin and metrics
         self.commits = 0
         self.rows_added = 0
@@ -89,15 +108,15 @@ class StoreRunner:
         self._schedule()
 
     def remove(self, job_id: int) -> None:
-        self._pending.removes.append(job_id)
+        self._pending.mark(job_id, "remove")
         self._schedule()
 
     def bury(self, job_id: int, reason: str) -> None:
-        self._pending.buries.append((job_id, reason))
+        self._pending.mark(job_id, "bury", reason)
         self._schedule()
 
     def revive(self, job_id: int) -> None:
-        self._pending.revives.append(job_id)
+        self._pending.mark(job_id, "revive")
         self._schedule()
 
     # -- batching
@@ -105,7 +124,13 @@ class StoreRunner:
     def _schedule(self) -> None:
         if not self._scheduled and not self._in_flight and self.available:
             self._scheduled = True
-            self._at_end_of_turn(self._flush)
+            wait = self._last_commit_start + MIN_COMMIT_INTERVAL - time.monotonic()
+            if wait > 0:
+                # under load, let the batch grow a little: fewer, larger transactions cost far less
+                # (each one is a round of thread hand-offs and a commit) for at most this much latency
+                self.reactor.callLater(wait, self._flush)
+            else:
+                self._at_end_of_turn(self._flush)
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -113,7 +138,7 @@ class StoreRunner:
             return
         batch, self._pending = self._pending, _Batch()
         self._in_flight = True
-        started = time.monotonic()
+        started = self._last_commit_start = time.monotonic()
         future = self._thread.submit(self._write, batch)
         future.add_done_callback(lambda f: self.reactor.callFromThread(self._written, batch, f, started))
 
@@ -121,18 +146,20 @@ class StoreRunner:
         """On the store's thread: one transaction for the whole batch where the backend can (SQL), else
         one per kind of change."""
         backend = self.backend
+        adds = [row for row, _ in batch.adds]
+        removes, buries, revives = batch.ids("remove"), batch.buries(), batch.ids("revive")
         write_all = getattr(backend, "write", None)
         if write_all is not None:
-            write_all([row for row, _ in batch.adds], batch.removes, batch.buries, batch.revives)
+            write_all(adds, removes, buries, revives)
             return
-        if batch.adds:
-            backend.add([row for row, _ in batch.adds])
-        if batch.removes:
-            backend.remove(batch.removes)
-        for job_id, reason in batch.buries:
+        if adds:
+            backend.add(adds)
+        if removes:
+            backend.remove(removes)
+        for job_id, reason in buries:
             backend.bury([job_id], reason)
-        if batch.revives:
-            backend.revive(batch.revives)
+        if revives:
+            backend.revive(revives)
 
     def _written(self, batch: _Batch, future: Future, started: float) -> None:
         self._in_flight = False
@@ -143,21 +170,31 @@ class StoreRunner:
             self.last_commit_seconds = elapsed
             self.commit_seconds_total += elapsed
             self.rows_added += len(batch.adds)
-            self.rows_removed += len(batch.removes)
-            for _, callback in batch.adds:
-                callback(None)
+            self.rows_removed += len(batch.ids("remove"))
+            if self.down_since is not None:
+                log.warning("%s store is back after %.1fs", self.name, time.time() - self.down_since)
+                self.down_since = None
+                self.last_error = ""
+            self._retry_delay = RETRY_MIN  # only a real commit proves the store works again
+            self._answer(batch.adds, None)
         else:
             store_error = error if isinstance(error, StoreError) else StoreError(f"{self.name} store: {error}")
             self._went_down(store_error)
             # changes to rows that exist are kept for after the reconnect; the refused jobs' rows are
             # deleted then too, in case the transaction did commit before the error was seen
-            self._pending.removes[:0] = batch.removes + [row.job_id for row, _ in batch.adds]
-            self._pending.buries[:0] = batch.buries
-            self._pending.revives[:0] = batch.revives
-            for _, callback in batch.adds:
-                callback(store_error)
+            for row, _ in batch.adds:
+                batch.mark(row.job_id, "remove")
+            self._pending.earlier(batch.marks)
+            self._answer(batch.adds, store_error)
         if self._pending:
             self._schedule()
+
+    def _answer(self, adds: list[tuple[StoredJob, AddCallback]], error: StoreError | None) -> None:
+        for _, callback in adds:
+            try:
+                callback(error)
+            except Exception:  # one submitter's failure must not leave the others unanswered
+                log.exception("answering a submit after the store's commit failed")
 
     # -- outage and recovery
 
@@ -165,13 +202,13 @@ class StoreRunner:
         self.last_error = str(error)
         if self.available:
             self.available = False
-            self.down_since = time.time()
-            log.error("%s store unavailable: %s; background jobs are refused until it is back", self.name, error)
-            self._retry_delay = RETRY_MIN
-        for row, callback in self._pending.adds:
-            self._pending.removes.append(row.job_id)
-            callback(error)
-        self._pending.adds = []
+            if self.down_since is None:
+                self.down_since = time.time()
+                log.error("%s store unavailable: %s; background jobs are refused until it is back", self.name, error)
+        adds, self._pending.adds = self._pending.adds, []
+        for row, _ in adds:
+            self._pending.mark(row.job_id, "remove")
+        self._answer(adds, error)
         self._reconnect_later()
 
     def _reconnect_later(self) -> None:
@@ -196,12 +233,8 @@ class StoreRunner:
             self.last_error = str(error)
             self._reconnect_later()
             return
-        down_for = time.time() - (self.down_since or time.time())
-        log.warning("%s store is back after %.1fs", self.name, down_for)
+        log.info("%s store: reconnected; the next commit shows whether it is back", self.name)
         self.available = True
-        self.down_since = None
-        self.last_error = ""
-        self._retry_delay = RETRY_MIN
         self._schedule()
 
     # -- shutdown
@@ -211,10 +244,10 @@ class StoreRunner:
         self._closed = True
         batch, self._pending = self._pending, _Batch()
         if batch and self.available:
-            for _, callback in batch.adds:
-                callback(StoreError("server is shutting down"))
-            batch.removes += [row.job_id for row, _ in batch.adds]
-            batch.adds = []
+            adds, batch.adds = batch.adds, []
+            for row, _ in adds:
+                batch.mark(row.job_id, "remove")
+            self._answer(adds, StoreError("server is shutting down"))
             try:
                 self._thread.submit(self._write, batch).result(timeout)
             except Exception as error:  # the store is going away with us; say what was not written
@@ -233,5 +266,5 @@ class StoreRunner:
             "rows_removed": self.rows_removed,
             "last_commit_seconds": self.last_commit_seconds,
             "commit_seconds_total": self.commit_seconds_total,
-            "pending": len(self._pending.adds) + len(self._pending.removes),
+            "pending": len(self._pending.adds) + len(self._pending.marks),
         }

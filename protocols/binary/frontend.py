@@ -46,6 +46,9 @@ _UNKNOWN_OPTION = error_packet(b"UNKNOWN_OPTION", b"Server does not recognize gi
 
 #: SET_CLIENT_ID keeps at most this many bytes, as gearmand does.
 MAX_CLIENT_ID = 127
+#: Output held behind deferred acknowledgements beyond which the connection's requests are not read
+#: until the store catches up.
+HELD_OUTPUT_LIMIT = 1 << 20
 #: A result larger than this is written as header + body pieces instead of one joined copy.
 _JOIN_LIMIT = 65536
 
@@ -89,7 +92,11 @@ class WriteBatch:
     def flush(self) -> None:
         dirty, self.dirty = self.dirty, []
         for connection in dirty:
-            connection.flush()
+            try:
+                connection.flush()
+            except Exception:  # one broken connection must not strand the others' replies
+                log.exception("writing to %s failed", connection.peer)
+                connection._out = []
 
 
 class BinaryConnection(FrontendConnection):
@@ -108,7 +115,9 @@ class BinaryConnection(FrontendConnection):
         self._batch = factory.batch
         self._out: list[bytes] = []
         self._held: list[bytes | _Slot] = []  # output waiting behind a deferred acknowledgement
-        self._deferred: deque[_Slot] = deque()  # deferred acknowledgements, oldest first
+        self._held_bytes = 0
+        self._held_paused = False
+        self._deferred: dict[Job, deque[_Slot]] = {}  # per job, its deferred acknowledgements, oldest first
         self._in_submit = False
         self._acked_now = False
 
@@ -135,8 +144,15 @@ class BinaryConnection(FrontendConnection):
     def send(self, data: bytes) -> None:
         if self._held:
             self._held.append(data)  # behind an acknowledgement still waiting for the store
+            self._held_bytes += len(data)
+            if self._held_bytes > HELD_OUTPUT_LIMIT and not self._held_paused:
+                self._held_paused = True
+                self.transport.stopReading()  # until the store catches up: bounded, not buffered
             return
         self._output(data)
+
+    def wants_reading(self) -> bool:
+        return not self._held_paused
 
     def _output(self, data: bytes) -> None:
         if not self.open or not self.count_output(len(data)):
@@ -168,9 +184,9 @@ class BinaryConnection(FrontendConnection):
     def _fatal(self, code: bytes, text: bytes) -> None:
         log.info("closing connection from %s: %s %s", self.peer, code.decode(), text.decode(errors="replace"))
         if code == b"LINE_TOO_LONG":  # the peer speaks text: answer in text
-            self.send(b"ERR LINE_TOO_LONG " + text.replace(b" ", b"+") + b"\r\n")
+            self._output(b"ERR LINE_TOO_LONG " + text.replace(b" ", b"+") + b"\r\n")
         else:
-            self.send(error_packet(code, text))
+            self._output(error_packet(code, text))  # not held behind acknowledgements: we are closing
         self.flush()
         self.transport.loseConnection()
 
@@ -195,13 +211,13 @@ class BinaryConnection(FrontendConnection):
         self._acked_now = False
         self._in_submit = True
         try:
-            self.scheduler.submit(function, data, unique, priority, background, when, reducer, self)
+            job = self.scheduler.submit(function, data, unique, priority, background, when, reducer, self)
             if not self._acked_now:
                 # acknowledged after the store commits: keep its place, so every reply and result
                 # after it (this job's and others') still reaches the client in request order
                 slot = _Slot()
                 self._held.append(slot)
-                self._deferred.append(slot)
+                self._deferred.setdefault(job, deque()).append(slot)
         except SchedulerError as error:
             self.send(error_packet(error.code.encode(), error.text.encode()))
         finally:
@@ -292,17 +308,21 @@ class BinaryConnection(FrontendConnection):
     # -- JobListener: results for the jobs this connection submitted
 
     def job_created(self, job: Job) -> None:
-        self._acknowledge(encode(Packet.JOB_CREATED, job.handle))
+        self._acknowledge(job, encode(Packet.JOB_CREATED, job.handle))
 
-    def _acknowledge(self, packet: bytes) -> None:
+    def _acknowledge(self, job: Job, packet: bytes) -> None:
         if self._in_submit:
             self._acked_now = True
             self.send(packet)
             return
-        # a deferred acknowledgement: they arrive in the order they were deferred (the store's order)
-        if not self._deferred:
+        # a deferred acknowledgement fills the place its submit was given (the oldest one of this job's:
+        # a submit that joined an earlier, still uncommitted job is answered when that job commits)
+        slots = self._deferred.get(job)
+        if not slots:
             return  # the connection was reset meanwhile
-        self._deferred.popleft().data = packet
+        slots.popleft().data = packet
+        if not slots:
+            del self._deferred[job]
         held = self._held
         index = 0
         while index < len(held):
@@ -311,9 +331,17 @@ class BinaryConnection(FrontendConnection):
                 if item.data is None:
                     break
                 item = item.data
+            else:
+                self._held_bytes -= len(item)
             self._output(item)
             index += 1
         del held[:index]
+        if not held:
+            self._held_bytes = 0
+        if self._held_paused and self._held_bytes <= HELD_OUTPUT_LIMIT:
+            self._held_paused = False
+            if self.open and not self.output_paused:
+                self.transport.startReading()
 
     def _send_with_payload(self, ptype: int, handle: bytes, data: bytes) -> None:
         if len(data) < _JOIN_LIMIT:
@@ -323,7 +351,7 @@ class BinaryConnection(FrontendConnection):
             self.send(data)
 
     def job_rejected(self, job: Job, error: SchedulerError) -> None:
-        self._acknowledge(error_packet(error.code.encode(), error.text.encode()))
+        self._acknowledge(job, error_packet(error.code.encode(), error.text.encode()))
 
     def job_data(self, job: Job, data: bytes) -> None:
         self._send_with_payload(Packet.WORK_DATA, job.handle, data)

@@ -30,16 +30,20 @@ def free_port() -> int:
 
 
 def wait_listening(port: int, proc: subprocess.Popen, timeout: float = START_TIMEOUT) -> None:
-    """Block until something accepts on 127.0.0.1:port, or fail if the process died."""
+    """Block until the server on 127.0.0.1:port answers, or fail if the process died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before listening")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+            # a port binds before the server serves (our replay runs in between): wait for an answer
+            with socket.create_connection(("127.0.0.1", port), timeout=timeout) as probe:
+                probe.sendall(b"version\n")
+                if probe.recv(100).startswith(b"OK"):
+                    return
         except OSError:
-            time.sleep(0.02)
+            pass
+        time.sleep(0.02)
     raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
 
 

@@ -263,9 +263,9 @@ def test_database_outage_gives_errors_not_false_acknowledgements(request, tmp_pa
         assert client.expect(Packet.WORK_COMPLETE) == [handle, b"fine"]
     database.start()
     _wait_store(server, "up")
-    assert "store is back" in server.log()
     ptype, args = _submit_bg(server.port, b"after")
     assert ptype == Packet.JOB_CREATED
+    assert "store is back" in server.log()
     acknowledged = [b"before", b"after"]
     assert sorted(data for _, data in drain(server.port)) == sorted(acknowledged)
 
@@ -322,3 +322,53 @@ def test_retries_and_dead_letters_survive_a_restart(tmp_path, gearmand) -> None:
     assert server.admin("requeue dead all") == "OK 1\r\n"
     assert [data for _, data in drain(server.port)] == [b"flaky"]
     assert server.admin("show dead jobs") == ".\n"
+
+
+def test_pipelined_acknowledgements_keep_request_order_with_joins(tmp_path, gearmand) -> None:
+    """A submit that joins a job whose commit is pending is answered in its own place."""
+    from protocols.binary.codec import encode_request
+
+    server = gearmand()
+    with Raw(server.port) as first, Raw(server.port) as second:
+        first.send(Packet.SUBMIT_JOB_BG, b"ord", b"a", b"1")
+        second.send_raw(
+            encode_request(Packet.SUBMIT_JOB_BG, b"ord", b"b", b"2")
+            + encode_request(Packet.SUBMIT_JOB_BG, b"ord", b"a", b"3")
+            + encode_request(Packet.ECHO_REQ, b"after")
+        )
+        handle_a = first.expect(Packet.JOB_CREATED)[0]
+        handle_b = second.expect(Packet.JOB_CREATED)[0]
+        assert handle_b != handle_a
+        assert second.expect(Packet.JOB_CREATED)[0] == handle_a
+        assert second.expect(Packet.ECHO_RES) == [b"after"]
+        first.send_raw(
+            encode_request(Packet.SUBMIT_JOB_BG, b"ord", b"c", b"4")
+            + encode_request(Packet.SUBMIT_JOB_BG, b"ord", b"d", b"5")
+            + encode_request(Packet.SUBMIT_JOB_BG, b"ord", b"c", b"6")
+        )
+        c1, d, c2 = (first.expect(Packet.JOB_CREATED)[0] for _ in range(3))
+        assert c1 == c2 != d
+
+
+def test_dead_letter_failing_again_in_one_commit_stays_dead(tmp_path, gearmand) -> None:
+    durable = Durable(gearmand, tmp_path, {"type": "sqlite"}, "--dead-letter")
+    server = durable.start()
+    assert _submit_bg(server.port, b"poison")[0] == Packet.JOB_CREATED
+    with worker(server.port, b"durable") as w:
+        w.send(Packet.GRAB_JOB)
+        handle = w.expect(Packet.JOB_ASSIGN)[0]
+        w.send(Packet.WORK_FAIL, handle)
+        assert w.call(Packet.ECHO_REQ, b"sync") == (Packet.ECHO_RES, [b"sync"])
+        # requeue and fail again within one group commit: revive then bury must end buried
+        w.send_raw(b"requeue dead " + handle + b"\n")
+        w.send(Packet.GRAB_JOB)
+        w.send(Packet.WORK_FAIL, handle)
+        assert w.sock.recv(100).startswith(b"OK")
+    deadline = time.monotonic() + 5
+    while handle.decode() not in server.admin("show dead jobs"):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert server.stop(signal.SIGTERM) == 0
+    server = durable.start()
+    assert handle.decode() in server.admin("show dead jobs")
+    assert "durable\t0\t0\t0" in server.admin("status")

@@ -293,3 +293,20 @@ def test_drop_function_with_queued_jobs_leaves_nothing_dangling(server) -> None:
         with worker(server.port, b"dropme") as w:
             w.send(Packet.GRAB_JOB)
             w.expect(Packet.NO_JOB)
+
+
+@ours_only
+def test_cancelled_running_job_is_not_joined_by_new_submits(server) -> None:
+    with Raw(server.port) as first, Raw(server.port) as again, worker(server.port, b"cj") as w:
+        handle = submit(first, b"cj", b"x", unique=b"U")
+        w.send(Packet.GRAB_JOB)
+        w.expect(Packet.JOB_ASSIGN)
+        assert server.admin(f"cancel job {handle.decode()}") == "OK\r\n"
+        assert first.expect(Packet.WORK_FAIL) == [handle]
+        fresh = submit(again, b"cj", b"y", unique=b"U")
+        assert fresh != handle  # a new job, not the cancelled one
+        w.send(Packet.WORK_COMPLETE, handle, b"discarded")
+        w.send(Packet.GRAB_JOB)
+        assert w.expect(Packet.JOB_ASSIGN)[:1] == [fresh]
+        w.send(Packet.WORK_COMPLETE, fresh, b"done")
+        assert again.expect(Packet.WORK_COMPLETE) == [fresh, b"done"]

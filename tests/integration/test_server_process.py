@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -209,8 +211,25 @@ def test_listen_on_two_addresses(gearmand) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching user needs root")
 def test_user_switch_after_binding(gearmand) -> None:
-    server = gearmand("-u", "nobody")
+    data = Path(tempfile.mkdtemp(prefix="gg-user-"))
+    data.chmod(0o755)  # like /var/lib: the user may pass through; the server makes queue/ its own
+    server = gearmand("-u", "nobody", "--data-dir", str(data / "queue"))
     assert server.admin("version").startswith("OK ")  # answered by the reactor, which runs after the switch
     status = Path(f"/proc/{server.pid}/status").read_text()
     uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
     assert int(uid_line.split()[1]) == pwd.getpwnam("nobody").pw_uid
+    with Raw(server.port) as client:  # the durable queue is writable as that user
+        assert submit(client, b"asuser", b"x", ptype=Packet.SUBMIT_JOB_BG)
+    assert (data / "queue" / "queue.sqlite3").stat().st_uid == pwd.getpwnam("nobody").pw_uid
+    server.stop()
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def test_sigterm_cuts_a_graceful_shutdown_short(server) -> None:
+    with Raw(server.port) as client, worker(server.port, b"long") as w:
+        submit(client, b"long", b"x")
+        w.send(Packet.GRAB_JOB)
+        w.expect(Packet.JOB_ASSIGN)
+        assert server.admin("shutdown graceful") == "OK\r\n"
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(10) == 0
