@@ -29,22 +29,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_listening(port: int, proc: subprocess.Popen, timeout: float = START_TIMEOUT) -> None:
-    """Block until the server on 127.0.0.1:port answers, or fail if the process died."""
+def wait_listening(port: int, proc: subprocess.Popen, timeout: float = START_TIMEOUT, probe: bytes = b"") -> None:
+    """Block until something accepts on 127.0.0.1:port (and, given a ``probe``, answers it with "OK"),
+    or fail if the process died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before listening")
         try:
-            # a port binds before the server serves (our replay runs in between): wait for an answer
-            with socket.create_connection(("127.0.0.1", port), timeout=timeout) as probe:
-                probe.sendall(b"version\n")
-                if probe.recv(100).startswith(b"OK"):
+            with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+                if not probe:
+                    return
+                conn.sendall(probe)
+                if conn.recv(100).startswith(b"OK"):
                     return
         except OSError:
             pass
         time.sleep(0.02)
     raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
+
+
+def wait_serving(port: int, proc: subprocess.Popen, timeout: float = START_TIMEOUT) -> None:
+    """Until the Gearman port answers `version`: it binds before the server serves (our replay of the
+    durable queue runs in between)."""
+    wait_listening(port, proc, timeout, probe=b"version\n")
 
 
 def admin_command(port: int, command: str, timeout: float = 5.0) -> str:
@@ -124,7 +132,7 @@ def _factory(tmp_path: Path, binary: str) -> tuple[ServerFactory, list[RunningSe
         started.append(server)
         if wait:
             try:
-                wait_listening(port, proc)
+                wait_serving(port, proc)
             except Exception:
                 server.stop(signal.SIGKILL)
                 raise RuntimeError(f"{args} did not start:\n{server.log()}") from None
