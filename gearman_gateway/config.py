@@ -308,7 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-v", action="count", dest="more_verbose", help="one level more verbose; repeatable")
     g.add_argument("-u", "--user", help="switch to this user after binding the ports")
     g.add_argument("-t", "--threads", type=_nonnegative, help="accepted for compatibility; ignored")
-    g.add_argument("-f", "--file-descriptors", type=_nonnegative, dest="file_descriptors", help="RLIMIT_NOFILE")
+    g.add_argument(
+        "-f",
+        "--file-descriptors",
+        type=_nonnegative,
+        dest="file_descriptors",
+        metavar="N",
+        help="open files to allow (RLIMIT_NOFILE; default: raise to the hard limit)",
+    )
     g.add_argument("--syslog", action="store_true", help="accepted for compatibility; ignored")
     g.add_argument("--coredump", action="store_true", help="accepted for compatibility; ignored")
     g = p.add_argument_group("scheduling")
@@ -340,11 +347,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-R", "--round-robin", action="store_true", dest="round_robin", help="accepted; always fair")
     g.add_argument("--hashtable-buckets", type=_nonnegative, dest="hashtable_buckets", help="accepted; ignored")
     g = p.add_argument_group("durable queue (see docs/persistence.md)")
-    g.add_argument("--data-dir", dest="data_dir", metavar="DIR", help="where the sqlite queue file lives")
-    for option, backend, key, kind in _QUEUE_OPTIONS:
-        g.add_argument(option, dest=f"q:{backend}:{key}", type=kind, metavar=key.upper())
+    g.add_argument(
+        "--data-dir",
+        dest="data_dir",
+        metavar="DIR",
+        help="where the sqlite queue file lives (default /var/lib/gearman-gateway as root, else "
+        "~/.local/state/gearman-gateway)",
+    )
+    for option, backend, key, kind, text in _QUEUE_OPTIONS:
+        g.add_argument(option, dest=f"q:{backend}:{key}", type=kind, metavar=key.upper(), help=text)
     for option in _GEARMAND_TABLE_OPTIONS:
-        g.add_argument(option, dest=f"t:{option}", metavar="TABLE", help=argparse.SUPPRESS)
+        g.add_argument(
+            option, dest=f"t:{option}", metavar="TABLE", help="gearmand's own table (prefix), read by the import"
+        )
     g.add_argument(
         "--import-gearmand-queue",
         action="store_true",
@@ -424,16 +439,16 @@ def build_parser() -> argparse.ArgumentParser:
 #: gearmand's queue options: (option, backend, our option name, type); gearmand's table and prefix
 #: options name the table that --import-gearmand-queue reads.
 _QUEUE_OPTIONS = [
-    ("--libsqlite3-db", "sqlite", "path", str),
-    ("--libpq-conninfo", "postgres", "conninfo", str),
-    ("--mysql-host", "mysql", "host", str),
-    ("--mysql-port", "mysql", "port", int),
-    ("--mysql-user", "mysql", "user", str),
-    ("--mysql-password", "mysql", "password", str),
-    ("--mysql-db", "mysql", "db", str),
-    ("--redis-server", "redis", "host", str),
-    ("--redis-port", "redis", "port", int),
-    ("--redis-password", "redis", "password", str),
+    ("--libsqlite3-db", "sqlite", "path", str, "sqlite: the database file (default DATA_DIR/queue.sqlite3)"),
+    ("--libpq-conninfo", "postgres", "conninfo", str, "postgres: libpq connection string"),
+    ("--mysql-host", "mysql", "host", str, "mysql: server host (default localhost)"),
+    ("--mysql-port", "mysql", "port", int, "mysql: server port (default 3306)"),
+    ("--mysql-user", "mysql", "user", str, "mysql: user"),
+    ("--mysql-password", "mysql", "password", str, "mysql: password"),
+    ("--mysql-db", "mysql", "db", str, "mysql: database"),
+    ("--redis-server", "redis", "host", str, "redis: server host (default 127.0.0.1)"),
+    ("--redis-port", "redis", "port", int, "redis: server port (default 6379)"),
+    ("--redis-password", "redis", "password", str, "redis: password"),
 ]
 _GEARMAND_TABLE_OPTIONS = ["--libsqlite3-table", "--libpq-table", "--mysql-table", "--redis-prefix"]
 
