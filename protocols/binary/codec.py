@@ -61,6 +61,20 @@ class Decoder:
         if self.dead:
             return []
         buf = self._buf
+        if not buf and len(data) >= HEADER_SIZE and not data[0]:
+            # the common case, one whole request per read: no loop, no slicing bookkeeping
+            magic, ptype, size = _unpack_header(data, 0)
+            if size + HEADER_SIZE == len(data) and magic == self._expect and 0 < ptype < MAX_TYPE:
+                if size <= self.max_packet_size:
+                    argc = ARG_COUNT_BY_TYPE[ptype]
+                    if argc == 0:
+                        return [(ptype, [])]
+                    if argc == 1:
+                        return [(ptype, [data[HEADER_SIZE:]])]
+                    args = data[HEADER_SIZE:].split(b"\x00", argc - 1)
+                    if len(args) < argc:
+                        args.extend([b""] * (argc - len(args)))
+                    return [(ptype, args)]
         if buf:
             buf += data
             if not self._first_complete(buf):
