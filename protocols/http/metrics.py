@@ -71,9 +71,7 @@ def _store_families(store: dict) -> list[str]:
     ]  # fmt: skip
 
 
-def render(
-    scheduler: Scheduler, connections: ConnectionRegistry, stats: HttpStats, store: dict | None = None
-) -> bytes:
+def render(scheduler: Scheduler, connections: ConnectionRegistry, stats: HttpStats, store: dict | None = None) -> bytes:
     functions = list(scheduler.functions.values())
     queued = [
         (f'{{function="{label(fn.name)}",priority="{_PRIORITY_NAMES[p]}"}}', fn.queued(p))
