@@ -58,7 +58,7 @@ class Raw:
         return self.recv()
 
     def admin(self, line: str) -> bytes:
-        self.sock.sendall(line.encode() + b"\n")
+        self.sock.sendall(line.encode() + b"\r\n")  # as gearadmin sends it (gearmand cuts LF-only names)
         buf = b""
         while not (buf.startswith((b"OK", b"ERR")) and buf.endswith(b"\n")) and not (
             buf == b".\n" or buf.endswith(b"\n.\n")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from protocols.binary.packets import Packet
+from protocols.binary.packets import ARG_COUNT, Packet
 from tests.integration.rawclient import Raw, submit, worker
 
 OURS = "GG_TEST_SERVER" not in os.environ
@@ -128,7 +128,8 @@ def test_not_expected_packets_keep_the_connection(server) -> None:
             Packet.STATUS_RES,
             Packet.JOB_ASSIGN_ALL,
         ):
-            assert c.call(ptype) == (Packet.ERROR, [b"INVALID_COMMAND", b"Command not expected"]), ptype
+            args = [b""] * ARG_COUNT[ptype]  # well-formed (gearmand's parser waits for missing separators)
+            assert c.call(ptype, *args) == (Packet.ERROR, [b"INVALID_COMMAND", b"Command not expected"]), ptype
         c.send(Packet.SUBMIT_JOB_SCHED, b"f", b"", b"1", b"2", b"3", b"4", b"5", b"data")
         assert c.expect(Packet.ERROR) == [b"INVALID_COMMAND", b"Command not expected"]
         assert c.call(Packet.ECHO_REQ, b"alive") == (Packet.ECHO_RES, [b"alive"])
