@@ -22,8 +22,12 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 LOADGEN = BENCH / "loadgen.py"
 GLOAD_C = REPO.parent / "shared" / "bench" / "gload.c"
+#: OpenStack gear's pure-Python server as ../shared/bench runs it (``gear_server.py PORT [--nodelay]``).
+GEAR_SERVER = REPO.parent / "shared" / "bench" / "servers" / "gear_server.py"
 OUR_GEARMAND = str(Path(sys.executable).parent / "gearmand")
 DEBIAN_GEARMAND = "/usr/sbin/gearmand"
+#: Perl Gearman::Server, Debian's package gearman-server (the C one is /usr/sbin/gearmand, gearman-job-server).
+PERL_GEARMAND = "/usr/bin/gearmand"
 HOST = "127.0.0.1"
 FD_LIMIT = 20_000
 GENERATORS = ("auto", "gload", "loadgen")
@@ -63,13 +67,28 @@ def _limits(cpus: Sequence[int] | None) -> Callable[[], None]:
 
 
 class Server:
-    """A Gearman server process started by us on a free loopback port, stopped by its PID."""
+    """A Gearman server process started by us on a free loopback port, stopped by its PID.
 
-    def __init__(self, label: str, argv: Sequence[str], workdir: Path, cpus: Sequence[int] | None = None) -> None:
+    ``uniq``: its workers must use GRAB_JOB_UNIQ (gear knows no GRAB_JOB), so the generators get ``-u``.
+    ``idle_batch``: idle connections to open at once in all, for a server with a tiny listen backlog (gear
+    listens with backlog 1: more SYNs at once are dropped and retried seconds later)."""
+
+    def __init__(
+        self,
+        label: str,
+        argv: Sequence[str],
+        workdir: Path,
+        cpus: Sequence[int] | None = None,
+        *,
+        uniq: bool = False,
+        idle_batch: int | None = None,
+    ) -> None:
         self.label = label
         self.argv_template = list(argv)
         self.workdir = workdir
         self.cpus = cpus
+        self.uniq = uniq
+        self.idle_batch = idle_batch
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"{label}.log"
@@ -170,10 +189,15 @@ def generator_argv(
     options: Sequence[str] | None = None,
 ) -> list[str]:
     """The command that runs ``scenario`` against ``server`` with the chosen generator; ``options`` replace the
-    scenario's standard counts."""
+    scenario's standard counts. The server's own needs (``uniq``, ``idle_batch``) are added for either generator."""
     common = ["-p", str(server.port), "-P", str(server.pid), "-t", str(tlimit), "-l", server.label, "-s", scenario]
     args = list(SCENARIO_ARGS[scenario] if options is None else options)
-    if generator == "gload" and scenario not in LOADGEN_ONLY:
+    use_gload = generator == "gload" and scenario not in LOADGEN_ONLY
+    if server.uniq:
+        args.append("-u")  # the same flag in gload and loadgen.py
+    if server.idle_batch and "-i" in args:  # loadgen's -B is per process, gload's for its one thread
+        args += ["-B", str(server.idle_batch if use_gload else max(1, server.idle_batch // procs))]
+    if use_gload:
         assert gload
         return [gload, "-h", HOST, *common, *args]
     return [sys.executable, str(LOADGEN), "-H", HOST, *common, "-j", str(procs), *args]

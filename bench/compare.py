@@ -6,6 +6,16 @@ Debian's: /usr/sbin/gearmand, installed with apt-get when missing), runs every s
 ``--rounds`` rounds with one load generator, and prints the medians, ours/gearmand and the goal of each figure.
 Every process it starts is stopped by its PID at the end.
 
+``--others gear perl`` adds the two servers issue 6 also names ("every figure at least 2x OpenStack gear and
+the Perl server"), interleaved with the others in every round, and a second table: each throughput figure
+and KiB RSS per idle connection of each of them, ours/theirs and the goal (ours >= 2x; RSS ours <= 0.5x).
+``gear`` is OpenStack gear's pure-Python server, run as ../shared/bench/servers/gear_server.py PORT --nodelay
+with this Python (which must have the PyPI package ``gear``: use the project's .venv/bin/python); its workers
+use GRAB_JOB_UNIQ (``-u`` for either generator; loadgen.py's ping sends GRAB_JOB whatever -u says, so gear's
+ping runs with gload only). ``perl`` is Gearman::Server, /usr/bin/gearmand from Debian's gearman-server
+(installed with apt-get when missing). A run that hits ``--tlimit`` (gear's idle scenario is slow) keeps its
+rate over what completed and is marked "(timeout)" in that table.
+
 Generators (``--generator``): ``gload`` is the neutral C one in ../shared/bench (built with gcc), ``loadgen``
 is bench/loadgen.py (Python, several processes), ``auto`` takes gload when it builds, ``both`` runs every
 scenario with each and adds a table of how far loadgen's figures are from gload's. The ``queue`` scenario
@@ -16,6 +26,7 @@ started servers, so that RSS growth is not hidden by memory that earlier runs fr
     python3 bench/compare.py --rounds 5 --scenarios fg bg --markdown
     python3 bench/compare.py --generator both --scenarios fg tasks bg
     python3 bench/compare.py --pin 0:1 --generator both --procs 1   # server on CPU 0, generator on CPU 1
+    .venv/bin/python bench/compare.py --scenarios ping fg tasks bg large idle --others gear perl
 """
 
 from __future__ import annotations
@@ -32,8 +43,10 @@ from typing import Any
 
 from benchlib import (
     DEBIAN_GEARMAND,
+    GEAR_SERVER,
     LOADGEN_ONLY,
     OUR_GEARMAND,
+    PERL_GEARMAND,
     SCENARIO_ARGS,
     Server,
     fmt,
@@ -70,25 +83,80 @@ FIGURES: list[tuple[str, str, str, str]] = [
 #: by earlier runs to reuse (on a warm server 5,000 idle connections can cost no RSS at all).
 FRESH = {"idle", "queue"}
 DEFAULT_SCENARIOS = ["fg", "tasks", "bg", "large", "idle", "queue"]
+#: --others: the other servers issue 6 compares with, and what each is.
+OTHERS = {
+    "gear": "OpenStack gear's pure-Python server (../shared/bench/servers/gear_server.py --nodelay)",
+    "perl": f"Perl Gearman::Server ({PERL_GEARMAND}, Debian's gearman-server)",
+}
+#: (scenario, key, what, goal) of the --others table: goal on ours/theirs, issue 6's "at least 2x" (RSS: half).
+OTHER_FIGURES: list[tuple[str, str, str, str]] = [
+    ("ping", "jobs_per_s", "round trips/s", ">=2.0"),
+    ("fg", "jobs_per_s", "jobs/s", ">=2.0"),
+    ("tasks", "jobs_per_s", "jobs/s", ">=2.0"),
+    ("bg", "jobs_per_s", "jobs/s end to end", ">=2.0"),
+    ("large", "MB_per_s", "MB/s", ">=2.0"),
+    ("idle", "jobs_per_s", "jobs/s", ">=2.0"),
+    ("idle", "rss_per_idle_conn_kb", "KiB RSS per idle connection", "<=0.5"),
+]
+#: Idle connections opened at once against gear, which listens with backlog 1 (gload's default, 2, works).
+GEAR_IDLE_BATCH = 2
+#: loadgen.py scenarios that ignore -u: its ping always sends GRAB_JOB, which gear never answers, so a server
+#: that needs GRAB_JOB_UNIQ runs them with gload only.
+LOADGEN_IGNORES_UNIQ = {"ping"}
 
 
-def ensure_debian_gearmand(install: bool) -> None:
-    """Install gearman-job-server when /usr/sbin/gearmand is missing; stop its packaged service if running."""
-    if not os.access(DEBIAN_GEARMAND, os.X_OK):
+def ensure_debian_package(binary: str, package: str, install: bool) -> None:
+    """Install ``package`` when ``binary`` is missing; stop its packaged service if it runs (it would share the
+    CPUs with the measured servers)."""
+    if not os.access(binary, os.X_OK):
         if not install:
-            raise SystemExit(f"{DEBIAN_GEARMAND} is missing (apt-get install gearman-job-server)")
+            raise SystemExit(f"{binary} is missing (apt-get install {package})")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        cmd = ["apt-get", "install", "-y", "--no-install-recommends", "gearman-job-server"]
-        print("# installing Debian's gearman-job-server", file=sys.stderr)
+        cmd = ["apt-get", "install", "-y", "--no-install-recommends", package]
+        print(f"# installing Debian's {package}", file=sys.stderr)
         if subprocess.run(cmd, env=env, check=False).returncode != 0:
             subprocess.run(["apt-get", "update"], env=env, check=False)
             subprocess.run(cmd, env=env, check=True)
     service = shutil.which("service")
     if service:
-        status = subprocess.run([service, "gearman-job-server", "status"], capture_output=True, check=False)
-        if status.returncode == 0:  # the packaged daemon would share the CPUs with the measured servers
-            print("# stopping the packaged gearman-job-server service", file=sys.stderr)
-            subprocess.run([service, "gearman-job-server", "stop"], capture_output=True, check=False)
+        status = subprocess.run([service, package, "status"], capture_output=True, check=False)
+        # gearman-server's init script exits 0 silently when disabled in /etc/default (then nothing runs)
+        if status.returncode == 0 and status.stdout.strip():
+            print(f"# stopping the packaged {package} service", file=sys.stderr)
+            subprocess.run([service, package, "stop"], capture_output=True, check=False)
+
+
+def ensure_debian_gearmand(install: bool) -> None:
+    """The reference C gearmand, /usr/sbin/gearmand from gearman-job-server."""
+    ensure_debian_package(DEBIAN_GEARMAND, "gearman-job-server", install)
+
+
+def ensure_gear() -> None:
+    """gear_server.py runs with this Python: fail now, not at the first scenario, if it cannot import gear."""
+    if not GEAR_SERVER.exists():
+        raise SystemExit(f"--others gear: {GEAR_SERVER} is missing")
+    if subprocess.run([sys.executable, "-c", "import gear"], capture_output=True, check=False).returncode != 0:
+        raise SystemExit(f"--others gear: {sys.executable} cannot import gear (run with .venv/bin/python)")
+
+
+def ensure_others(names: list[str], install: bool) -> None:
+    """Check (and install) the --others servers before anything starts."""
+    if "gear" in names:
+        ensure_gear()
+    if "perl" in names:
+        ensure_debian_package(PERL_GEARMAND, "gearman-server", install)
+
+
+def other_servers(names: list[str], workdir: Path, cpus: list[int] | None) -> list[Server]:
+    """The --others servers, in the order given (each once)."""
+    servers = []
+    for name in dict.fromkeys(names):
+        if name == "gear":
+            argv = [sys.executable, str(GEAR_SERVER), "{PORT}", "--nodelay"]
+            servers.append(Server("gear", argv, workdir, cpus, uniq=True, idle_batch=GEAR_IDLE_BATCH))
+        elif name == "perl":
+            servers.append(Server("perl", [PERL_GEARMAND, "-L", "127.0.0.1", "-p", "{PORT}"], workdir, cpus))
+    return servers
 
 
 def parse_cpus(text: str) -> list[int]:
@@ -100,7 +168,8 @@ def short(row: dict[str, Any]) -> str:
         return f"ERROR {row['error']}"
     keys = ("jobs_per_s", "submit_per_s", "MB_per_s", "p99_ms", "rss_per_idle_conn_kb", "rss_per_queued_job_b")
     figures = " ".join(f"{k}={row[k]}" for k in keys if k in row)
-    return f"{figures} gen_cpu_s={row.get('gen_cpu_s')} server_cpu_s={row.get('server_cpu_s')}"
+    timeout = " TIMEOUT" if row.get("timeout") else ""
+    return f"{figures} gen_cpu_s={row.get('gen_cpu_s')} server_cpu_s={row.get('server_cpu_s')}{timeout}"
 
 
 def run_all(args: argparse.Namespace, servers: list[Server], generators: list[tuple[str, str | None]]) -> list[dict]:
@@ -121,6 +190,9 @@ def run_all(args: argparse.Namespace, servers: list[Server], generators: list[tu
         for rnd in range(args.rounds):
             for server in servers:
                 for gen, gload in gens:
+                    if gen == "loadgen" and server.uniq and scenario in LOADGEN_IGNORES_UNIQ:
+                        print(f"{scenario:6} r{rnd + 1} {server.label:9} {gen:8} skipped: it sends GRAB_JOB")
+                        continue
                     if fresh:
                         server.start()
                     elif not server.alive:
@@ -175,6 +247,40 @@ def ratio_table(rows: list[dict], gen: str, labels: tuple[str, str], markdown: b
     return table(header, out, markdown)
 
 
+def others_table(rows: list[dict], gen: str, others: list[Server], markdown: bool) -> str:
+    """Issue 6's "every figure at least 2x gear and the Perl server": each other server's medians, ours/theirs,
+    the goal and whether it is met. A rate with a run that hit --tlimit is marked "(timeout)": it is over the
+    jobs that completed (RSS per idle connection is measured before the timed part)."""
+
+    def cell(sel: list[dict], label: str, key: str, rate: bool) -> tuple[float | None, str]:
+        mine = [r for r in sel if r["label"] == label]
+        value = median(mine, key)
+        timeout = " (timeout)" if rate and value is not None and any(r.get("timeout") for r in mine) else ""
+        return value, fmt(value) + timeout
+
+    out = []
+    for scenario, key, what, goal in OTHER_FIGURES:
+        sel = [r for r in rows if r["scenario"] == scenario and r["generator"] == gen and "error" not in r]
+        if not sel:
+            continue
+        rate = goal.startswith(">=")
+        o, ours_cell = cell(sel, "ours", key, rate)
+        for server in others:
+            label = server.label
+            t, their_cell = cell(sel, label, key, rate)
+            if gen == "loadgen" and server.uniq and scenario in LOADGEN_IGNORES_UNIQ:
+                their_cell = "gload only (loadgen sends GRAB_JOB)"
+            ratio = o / t if o is not None and t else None
+            limit = float(goal[2:])
+            met = "-" if ratio is None else "yes" if (ratio >= limit if goal[:2] == ">=" else ratio <= limit) else "no"
+            shown = f"ours {goal[:2]} {limit:g}x"
+            out.append(
+                [scenario, what, label, their_cell, ours_cell, f"{ratio:.2f}" if ratio is not None else "-", shown, met]
+            )
+    header = ["scenario", "figure (median)", "server", "theirs", "ours", "ours/theirs", "goal", "met"]
+    return table(header, out, markdown)
+
+
 def generator_table(rows: list[dict], labels: tuple[str, str], markdown: bool) -> str:
     """loadgen.py's medians next to gload's for the same server, and each generator's CPU per job."""
     out = []
@@ -214,7 +320,19 @@ def main() -> int:
     ap.add_argument("--ours", default=OUR_GEARMAND, help=f"our gearmand script (default {OUR_GEARMAND})")
     ap.add_argument("--queue-type", default="memory", help="our -q (default memory, as gearmand keeps none)")
     ap.add_argument("--gearmand", default=DEBIAN_GEARMAND, help="the reference server binary")
-    ap.add_argument("--no-install", action="store_true", help="do not apt-get install gearman-job-server")
+    ap.add_argument(
+        "--others",
+        nargs="+",
+        default=[],
+        choices=list(OTHERS),
+        metavar="NAME",
+        help="also run these servers in every round and print ours/theirs against issue 6's 2x goal: "
+        + "; ".join(f"{k}: {v}" for k, v in OTHERS.items())
+        + " (default: none)",
+    )
+    ap.add_argument(
+        "--no-install", action="store_true", help="do not apt-get install gearman-job-server (nor gearman-server)"
+    )
     ap.add_argument("--pin", default="", help="SERVER_CPUS:GENERATOR_CPUS, e.g. 0:1 (default: no pinning)")
     ap.add_argument("--markdown", action="store_true", help="print the tables in Markdown")
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "gearman-gateway-compare.jsonl")
@@ -222,6 +340,7 @@ def main() -> int:
 
     if args.gearmand == DEBIAN_GEARMAND:
         ensure_debian_gearmand(not args.no_install)
+    ensure_others(args.others, not args.no_install)
     if args.generator == "both":
         generators = [pick_generator("gload"), ("loadgen", None)]
     else:
@@ -237,6 +356,7 @@ def main() -> int:
             workdir,
             server_cpus,
         ),
+        *other_servers(args.others, workdir, server_cpus),
     ]  # fmt: skip
     print(f"# machine: {machine()}; gearman-gateway {revision()}")
     print(f"# load before: {loadavg()}; generator(s): {', '.join(g for g, _ in generators)}; rounds {args.rounds}")
@@ -250,9 +370,13 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"# load after: {loadavg()}; raw rows in {args.out}\n")
     labels = ("gearmand", "ours")
+    others = servers[2:]
     for gen, _ in generators:
         print(f"## with {gen}\n" if len(generators) > 1 else "")
         print(ratio_table(rows, gen, labels, args.markdown) + "\n")
+        if others:
+            print(f"## ours against {', '.join(s.label for s in others)} (issue 6: at least 2x)\n")
+            print(others_table(rows, gen, others, args.markdown) + "\n")
     if len(generators) > 1:
         print("## loadgen.py against gload, same servers\n")
         print(generator_table(rows, labels, args.markdown))

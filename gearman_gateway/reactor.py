@@ -4,7 +4,9 @@
    (three wrapper calls per socket event that only attach a log prefix).
 2. Callbacks registered with ``call_after_poll`` run once after each batch of poll events, before the
    next poll: the binary frontend flushes every connection's replies there, one send per connection per
-   reactor turn, however many reads produced them.
+   reactor turn, however many reads produced them; the scheduler answers held grabs and wakes workers
+   there just before (``first``). ``call_after_next_poll`` waits one turn more, without blocking in the
+   poll: a lone acknowledgement waits there for its job's result.
 
 Embedders may use any reactor: without ``call_after_poll`` the frontend falls back to ``callLater(0)``.
 Install before anything imports ``twisted.internet.reactor``.
@@ -25,12 +27,23 @@ class GatewayReactor(EPollReactor):
     def __init__(self) -> None:
         super().__init__()
         self._after_poll: list[Callable[[], None]] = []
+        self._after_poll_first: list[Callable[[], None]] = []
+        self._after_next_poll: list[Callable[[], None]] = []
 
-    def call_after_poll(self, callback: Callable[[], None]) -> None:
-        self._after_poll.append(callback)
+    def call_after_poll(self, callback: Callable[[], None], first: bool = False) -> None:
+        """``first``: before the callbacks registered without it (the scheduler's end of turn, which
+        produces replies, runs before the write flush that sends them)."""
+        (self._after_poll_first if first else self._after_poll).append(callback)
+
+    def call_after_next_poll(self, callback: Callable[[], None]) -> None:
+        """After the events of the poll that follows the current one (which will not block)."""
+        self._after_next_poll.append(callback)
 
     def doPoll(self, timeout: float | None) -> None:  # noqa: N802
-        if self._after_poll:
+        if self._after_next_poll:
+            self._after_poll.extend(self._after_next_poll)
+            del self._after_next_poll[:]
+        if self._after_poll or self._after_poll_first:
             timeout = 0  # callbacks are waiting (registered outside a poll): run them first
         else:
             timeout = -1 if timeout is None else timeout
@@ -49,10 +62,11 @@ class GatewayReactor(EPollReactor):
                     dispatch(selectable, fd, event)
                 except Exception:
                     log.exception("unhandled error on %r", selectable)
+        first = self._after_poll_first
         after = self._after_poll
-        while after:
-            callbacks = after[:]
-            del after[:]
+        while first or after:
+            callbacks = first[:] if first else after[:]
+            del (first if first else after)[:]
             for callback in callbacks:
                 try:
                     callback()

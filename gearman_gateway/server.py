@@ -24,6 +24,7 @@ from gearman_gateway.config import LEVEL_ORDER, LEVELS, Settings
 from gearman_gateway.connections import ConnectionRegistry
 from gearman_gateway.durability import build_store, import_gearmand_rows, retry_policies
 from gearman_gateway.scheduler import Scheduler
+from gearman_gateway.turns import end_of_turn
 from protocols.listening import ListeningService
 
 log = logging.getLogger("gearman_gateway.server")
@@ -49,6 +50,7 @@ class Server:
             worker_wakeup=settings.worker_wakeup,
             store=self.store,
             retry_policies=retry_policies(settings),
+            turn_end=end_of_turn(reactor, first=True),
         )
         self.connections = ConnectionRegistry(settings.max_connections)
         self.admin = Admin(

@@ -10,10 +10,22 @@ from collections.abc import Callable
 from typing import Any
 
 
-def end_of_turn(reactor: Any) -> Callable[[Callable[[], None]], None]:
+def end_of_turn(reactor: Any, first: bool = False) -> Callable[[Callable[[], None]], None]:
     """A function that schedules a callback for the end of the turn. With our ``GatewayReactor`` that
-    is right after the poll's events; on any other reactor, ``callLater(0)`` (the start of the next)."""
+    is right after the poll's events (``first``: before the others); on any other reactor,
+    ``callLater(0)`` (the start of the next, in the order they were scheduled)."""
     after_poll = getattr(reactor, "call_after_poll", None)
     if after_poll is not None:
+        if first:
+            return lambda callback: after_poll(callback, first=True)
         return after_poll
+    return lambda callback: reactor.callLater(0, callback)
+
+
+def end_of_next_turn(reactor: Any) -> Callable[[Callable[[], None]], None]:
+    """Like ``end_of_turn``, one turn later (the poll in between does not block). On another reactor,
+    ``callLater(0)``."""
+    after_next_poll = getattr(reactor, "call_after_next_poll", None)
+    if after_next_poll is not None:
+        return after_next_poll
     return lambda callback: reactor.callLater(0, callback)

@@ -10,6 +10,7 @@ import signal
 import sys
 
 from gearman_gateway import logs
+from gearman_gateway.allocator import tune_for_large_payloads
 from gearman_gateway.cli.daemon import Daemon
 from gearman_gateway.config import LEVELS, ConfigError, Settings, parse_args
 from gearman_gateway.durability import store_options
@@ -63,6 +64,7 @@ def run(settings: Settings) -> int:
         print(message, file=sys.stderr)
         return 1
     _raise_fd_limit(settings.file_descriptors)
+    tune_for_large_payloads()
 
     from gearman_gateway.reactor import install
 

@@ -59,11 +59,15 @@ class Scheduler:
         max_unique_size: int = MAX_UNIQUE_SIZE,
         store: DurableStore | None = None,
         retry_policies: RetryPolicies | None = None,
+        turn_end: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         """``job_retries``: attempts before a job whose worker keeps failing is dropped (0 or less:
         unlimited, as gearmand 1.1). ``worker_wakeup``: None wakes as many sleepers as there are
         runnable jobs; 0 wakes every sleeper (gearmand's default); N caps the NOOPs per wake-up.
-        ``store``: where background jobs are made durable before they are acknowledged (None: nowhere)."""
+        ``store``: where background jobs are made durable before they are acknowledged (None: nowhere).
+        ``turn_end``: schedules a callback for the end of the current batch of I/O events (the server's
+        reactor turn). With it, wake-ups wait for the end of the turn, when it is known which new jobs
+        workers already grabbed, and a grab that finds nothing may be held until then (``grab``)."""
         self.clock = clock
         self.handle_prefix = (handle_prefix if handle_prefix is not None else default_handle_prefix()) + b":"
         if len(self.handle_prefix) + 10 > MAX_HANDLE_SIZE:
@@ -86,6 +90,10 @@ class Scheduler:
         self.store = store
         self.retry_policies = retry_policies or RetryPolicies()
         self.dead_letters: dict[bytes, Job] = {}
+        self._turn_end = turn_end
+        self._turn_end_armed = False
+        self._holding: dict[Worker, None] = {}  # workers whose empty grab is answered at the end of the turn
+        self._wake_due: dict[Function, None] = {}  # functions whose new jobs want sleepers woken
 
     # ------------------------------------------------------------------ functions
 
@@ -316,10 +324,14 @@ class Scheduler:
         """The connection closed: unregister everything and requeue what it was running."""
         if worker not in self.workers:
             return
+        if worker.holding:
+            self._unhold(worker)  # nobody is left to answer
         self.reset_abilities(worker)
         self.workers.discard(worker)
 
     def can_do(self, worker: Worker, name: bytes, timeout_ms: int = 0) -> None:
+        if worker.holding:
+            self._answer_hold(worker, None)
         fn = self.function(name)
         timeout_ms = min(max(0, timeout_ms), MAX_TIMEOUT_MS)
         ability = worker.abilities.get(fn)
@@ -338,11 +350,15 @@ class Scheduler:
             fn.noop_pending.add(worker)
 
     def cant_do(self, worker: Worker, name: bytes) -> None:
+        if worker.holding:
+            self._answer_hold(worker, None)
         fn = self.functions.get(name)
         if fn is not None and fn in worker.abilities:
             self._unregister(worker, fn)
 
     def reset_abilities(self, worker: Worker) -> None:
+        if worker.holding:
+            self._answer_hold(worker, None)
         for fn in list(worker.abilities):
             self._unregister(worker, fn)
 
@@ -358,9 +374,17 @@ class Scheduler:
         if was_pending:
             self._wake(fn)
 
-    def grab(self, worker: Worker) -> Job | None:
+    def grab(self, worker: Worker, hold: bool = False) -> Job | None:
         """The next job for this worker: highest priority first across all its functions (gearmand 2.0's
-        global priority), oldest first within a priority; epoch jobs only once due."""
+        global priority), oldest first within a priority; epoch jobs only once due.
+
+        ``hold``: when nothing is runnable and the scheduler has a ``turn_end``, the grab is held instead
+        of answered: ``worker.holding`` becomes true, None is returned, and ``worker.waker.grabbed(job)``
+        answers it exactly once, with the first job that arrives for the worker before the end of the
+        turn, or None then. A worker that would have heard NO_JOB, slept, been woken and grabbed again
+        gets its job without those four packets. Any other call for the worker first answers None."""
+        if worker.holding:
+            self._answer_hold(worker, None)
         if worker.state != WorkerState.AWAKE:
             self._set_awake(worker)
         if self.draining:
@@ -377,18 +401,53 @@ class Scheduler:
             if best is not None:
                 break
         else:
+            if hold and self._turn_end is not None and abilities:
+                worker.holding = True
+                self._holding[worker] = None
+                for fn in abilities:
+                    fn.holders[worker] = None
+                self._arm_turn_end()
             return None
-        fn = best.function
-        del fn.queues[best.priority][best]
-        best.state = _RUNNING
-        best.worker = worker
-        worker.jobs[best.handle] = best
+        del best.function.queues[best.priority][best]
+        self._start(best, worker)
+        return best
+
+    def _start(self, job: Job, worker: Worker) -> None:
+        """``job``, out of its queue, runs on ``worker`` now."""
+        job.state = _RUNNING
+        job.worker = worker
+        worker.jobs[job.handle] = job
+        fn = job.function
         fn.running += 1
         self.running_jobs += 1
-        timeout_ms = abilities[fn].timeout_ms
+        timeout_ms = worker.abilities[fn].timeout_ms
         if timeout_ms:
-            best.timer = self.clock.callLater(timeout_ms / 1000.0, self._timed_out, best, worker)
-        return best
+            job.timer = self.clock.callLater(timeout_ms / 1000.0, self._timed_out, job, worker)
+
+    def _unhold(self, worker: Worker) -> None:
+        worker.holding = False
+        self._holding.pop(worker, None)
+        for fn in worker.abilities:
+            fn.holders.pop(worker, None)
+
+    def _answer_hold(self, worker: Worker, job: Job | None) -> None:
+        self._unhold(worker)
+        worker.waker.grabbed(job)
+
+    def _arm_turn_end(self) -> None:
+        if not self._turn_end_armed:
+            self._turn_end_armed = True
+            self._turn_end(self._end_turn)  # type: ignore[misc]
+
+    def _end_turn(self) -> None:
+        """Held grabs that got nothing hear NO_JOB; sleepers are woken for the jobs nobody grabbed."""
+        self._turn_end_armed = False
+        while self._holding:
+            self._answer_hold(next(iter(self._holding)), None)
+        due, self._wake_due = self._wake_due, {}
+        for fn in due:
+            if fn.sleepers and fn.runnable():
+                self._wake(fn)
 
     def _set_awake(self, worker: Worker) -> None:
         """A worker that grabs is awake. If it had been sent a NOOP, that NOOP may now be spent on
@@ -406,6 +465,8 @@ class Scheduler:
 
     def pre_sleep(self, worker: Worker) -> None:
         """PRE_SLEEP: answer with a NOOP at once if work is waiting, else sleep until woken."""
+        if worker.holding:
+            self._answer_hold(worker, None)
         if not self.draining and any(fn.runnable() for fn in worker.abilities):
             if worker.state == WorkerState.SLEEPING:
                 for fn in worker.abilities:
@@ -544,12 +605,22 @@ class Scheduler:
             fn.future_counts[job.priority] += 1
             self._arm_epoch_timer()
             return
+        if fn.holders and not self.draining:  # a worker's grab is waiting for just this
+            worker = next(iter(fn.holders))
+            self._unhold(worker)
+            self._start(job, worker)
+            worker.waker.grabbed(job)
+            return
         queue = fn.queues[job.priority]
         queue[job] = None
         if front:
             queue.move_to_end(job, last=False)
         if fn.sleepers:
-            self._wake(fn)
+            if self._turn_end is None:
+                self._wake(fn)
+            else:
+                self._wake_due[fn] = None
+                self._arm_turn_end()
 
     def _unqueue(self, job: Job) -> None:
         if job.state != _QUEUED:

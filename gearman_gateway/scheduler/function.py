@@ -26,6 +26,7 @@ class Function:
         "registrations",
         "sleepers",
         "noop_pending",
+        "holders",
         "maxqueue",
         "submitted",
         "completed",
@@ -43,6 +44,7 @@ class Function:
         self.registrations = 0  # a worker that sent CAN_DO twice counts twice, as in gearmand
         self.sleepers: dict[Worker, None] = {}  # asleep and not yet sent a NOOP; oldest first
         self.noop_pending: set[Worker] = set()  # sent a NOOP, have not grabbed since
+        self.holders: dict[Worker, None] = {}  # grabbing, held until a job comes or the turn ends
         self.maxqueue = [0, 0, 0]  # per priority; 0 = unlimited
         self.submitted = 0
         self.completed = 0

@@ -33,9 +33,11 @@ class JobListener(Protocol):
 
 
 class Waker(Protocol):
-    """The worker side of a connection: the scheduler calls ``wake`` to send it a NOOP."""
+    """The worker side of a connection: the scheduler calls ``wake`` to send it a NOOP, and ``grabbed``
+    to answer a grab it held (``Scheduler.grab(worker, hold=True)``): with the job, or None for NO_JOB."""
 
     def wake(self) -> None: ...
+    def grabbed(self, job: Job | None) -> None: ...
 
 
 class DelayedCall(Protocol):

@@ -30,13 +30,14 @@ class Ability:
 class Worker:
     """Created by ``Scheduler.add_worker``; the frontend calls scheduler methods with it."""
 
-    __slots__ = ("waker", "abilities", "jobs", "state", "__weakref__")
+    __slots__ = ("waker", "abilities", "jobs", "state", "holding", "__weakref__")
 
     def __init__(self, waker: Waker) -> None:
         self.waker = waker
         self.abilities: dict[Function, Ability] = {}  # registration order
         self.jobs: dict[bytes, Job] = {}  # handle -> job this worker runs
         self.state = WorkerState.AWAKE
+        self.holding = False  # its grab found nothing and waits for the end of the turn (Scheduler.grab)
 
     def function_names(self) -> list[bytes]:
         """Registered names, newest first and repeated per registration, as gearmand's `workers` shows."""

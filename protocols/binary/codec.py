@@ -21,6 +21,14 @@ DEFAULT_MAX_PACKET_SIZE = 64 * 1024 * 1024
 #: Longest admin text line. gearmand allows 8 words of any length; names rarely exceed a few hundred bytes.
 DEFAULT_MAX_LINE = 8192
 
+#: A packet with a body at least this large is gathered as the list of reads that carry it and joined
+#: once, straight into its payload, when it is whole: one copy of a large payload instead of four
+#: (append to a buffer, freeze it, slice the body, split the arguments).
+LARGE_BODY = 65536
+
+#: How far into a large body its leading arguments (handle, function, unique: short) are looked for.
+_LARGE_PREFIX_SCAN = 4096
+
 #: Event types beyond the packet numbers.
 TEXT = Packet.TEXT  # args: [line without its "\n" or "\r\n"]
 WRONG_MAGIC = -1  # a well-formed packet with the other side's magic; args: [type as decimal bytes]
@@ -36,7 +44,17 @@ Event = tuple[int, list[bytes]]
 class Decoder:
     """Turns a byte stream into events. One per connection; ``expect`` is the magic this side receives."""
 
-    __slots__ = ("_buf", "_expect", "_other", "max_packet_size", "max_line", "dead")
+    __slots__ = (
+        "_buf",
+        "_expect",
+        "_other",
+        "max_packet_size",
+        "max_line",
+        "dead",
+        "_large",
+        "_large_have",
+        "_large_need",
+    )
 
     def __init__(
         self,
@@ -50,18 +68,41 @@ class Decoder:
         self.max_packet_size = max_packet_size
         self.max_line = max_line
         self.dead = False
+        self._large: list[bytes | memoryview] | None = None  # the reads of an incomplete large packet
+        self._large_have = 0
+        self._large_need = 0
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete packet or line."""
-        return len(self._buf)
+        return len(self._buf) + self._large_have
+
+    @property
+    def wanted(self) -> int:
+        """Bytes still missing from the large packet being received (0: none is): a reader may ask for
+        that much in one read."""
+        return self._large_need - self._large_have if self._large is not None else 0
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Parse every complete packet and line in ``data`` (plus what was left over) in one pass."""
         if self.dead:
             return []
+        if type(data) is not bytes:
+            data = bytes(data)  # kept beyond this call: must not change under us (a reused read buffer)
+        events: list[Event] = []
+        if self._large is not None:
+            need = self._large_need - self._large_have
+            if len(data) < need:
+                self._large.append(data)
+                self._large_have += len(data)
+                return events
+            self._large.append(data if len(data) == need else memoryview(data)[:need])
+            events.append(self._large_packet())
+            if len(data) == need:
+                return events
+            data = data[need:]
         buf = self._buf
-        if not buf and len(data) >= HEADER_SIZE and not data[0]:
+        if not buf and not events and len(data) >= HEADER_SIZE and not data[0]:
             # the common case, one whole request per read: no loop, no slicing bookkeeping
             magic, ptype, size = _unpack_header(data, 0)
             if size + HEADER_SIZE == len(data) and magic == self._expect and 0 < ptype < MAX_TYPE:
@@ -78,12 +119,14 @@ class Decoder:
         if buf:
             buf += data
             if not self._first_complete(buf):
-                return []  # a large body still arriving: no copying until it is whole
+                if self._is_large(buf, 0):  # a large packet whose header came in pieces
+                    self._start_large(bytes(buf), 0)
+                    buf.clear()
+                return events
             src = bytes(buf)
             buf.clear()
         else:
             src = data
-        events: list[Event] = []
         append = events.append
         pos = 0
         end_of_data = len(src)
@@ -140,8 +183,54 @@ class Decoder:
                     args.extend([b""] * (argc - len(args)))
                 append((ptype, args))
         if not self.dead and pos < end_of_data:
-            buf += memoryview(src)[pos:]
+            self._keep(src, pos)
         return events
+
+    def _keep(self, src: bytes, pos: int) -> None:
+        """Keep the incomplete tail of ``src`` from ``pos``: a large packet as its reads, the rest copied."""
+        if self._is_large(src, pos):
+            self._start_large(src, pos)
+        else:
+            self._buf += memoryview(src)[pos:]
+
+    def _is_large(self, src: bytes | bytearray, pos: int) -> bool:
+        """Whether a well-formed header at ``pos`` announces a large body."""
+        if len(src) - pos < HEADER_SIZE or src[pos]:
+            return False
+        magic, ptype, size = _unpack_header(src, pos)
+        return (magic == REQ or magic == RES) and 0 < ptype < MAX_TYPE and LARGE_BODY <= size <= self.max_packet_size
+
+    def _start_large(self, src: bytes, pos: int) -> None:
+        self._large = [memoryview(src)[pos:] if pos else src]
+        self._large_have = len(src) - pos
+        self._large_need = HEADER_SIZE + _unpack_header(src, pos)[2]
+
+    def _large_packet(self) -> Event:
+        """The large packet whose reads are all in: its leading arguments from the first read, the payload
+        joined from all of them in one copy."""
+        chunks = self._large
+        assert chunks is not None
+        self._large = None
+        self._large_have = 0
+        first = chunks[0]
+        magic, ptype, size = _unpack_header(first, 0)
+        if magic != self._expect:
+            return (WRONG_MAGIC, [b"%d" % ptype])
+        argc = ARG_COUNT_BY_TYPE[ptype]
+        if argc == 0:
+            return (ptype, [])
+        head = bytes(memoryview(first)[HEADER_SIZE : HEADER_SIZE + _LARGE_PREFIX_SCAN])
+        fields = head.split(b"\x00", argc - 1)
+        if len(fields) == argc:  # every separator lies within the scanned head: the usual case
+            args = fields[:-1]
+            start = HEADER_SIZE + len(head) - len(fields[-1])
+            args.append(b"".join([memoryview(first)[start:], *chunks[1:]]))
+            return (ptype, args)
+        whole = b"".join(chunks)[HEADER_SIZE:]  # separators far into the body: rare, so the simple way
+        args = whole.split(b"\x00", argc - 1)
+        if len(args) < argc:
+            args.extend([b""] * (argc - len(args)))
+        return (ptype, args)
 
     def _first_complete(self, buf: bytearray) -> bool:
         """Whether the buffer holds at least one whole packet or line (or an error to report)."""

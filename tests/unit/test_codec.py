@@ -7,6 +7,7 @@ chooses, and the events that come out must be exactly the packets and lines that
 from __future__ import annotations
 
 import struct
+from unittest.mock import patch
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -74,10 +75,14 @@ def args_for(ptype: int) -> st.SearchStrategy[list[bytes]]:
 
 # An admin line: does not start with NUL, holds no "\n", does not end in "\r" (one "\r" before "\n" is
 # part of the terminator); it may contain NULs and TABs after its first byte.
-admin_line = st.tuples(
-    st.binary(min_size=1, max_size=1).filter(lambda b: b not in (b"\x00", b"\n")),
-    st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")),
-).map(lambda t: t[0] + t[1]).filter(lambda b: not b.endswith(b"\r"))
+admin_line = (
+    st.tuples(
+        st.binary(min_size=1, max_size=1).filter(lambda b: b not in (b"\x00", b"\n")),
+        st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")),
+    )
+    .map(lambda t: t[0] + t[1])
+    .filter(lambda b: not b.endswith(b"\r"))
+)
 admin_line = st.one_of(st.just(b""), admin_line)
 
 
@@ -204,9 +209,7 @@ def test_every_type_fed_one_byte_at_a_time(magic: bytes) -> None:
 @st.composite
 def mixed_items(draw: st.DrawFn, magic: bytes) -> list[tuple[bytes, tuple[int, list[bytes]]]]:
     """(wire bytes, expected event) pairs: admin lines, own-magic packets, other-magic packets."""
-    line_item = st.tuples(admin_line, st.sampled_from([b"\n", b"\r\n"])).map(
-        lambda t: (t[0] + t[1], (TEXT, [t[0]]))
-    )
+    line_item = st.tuples(admin_line, st.sampled_from([b"\n", b"\r\n"])).map(lambda t: (t[0] + t[1], (TEXT, [t[0]])))
     packet_item = st.sampled_from(ALL_TYPES).flatmap(
         lambda ptype: args_for(ptype).map(lambda args: (encode(ptype, *args, magic=magic), (ptype, args)))
     )
@@ -441,6 +444,95 @@ def test_empty_input_is_harmless() -> None:
     assert decoder.receive_data(b"\x00RE") == []
     assert decoder.receive_data(b"") == []
     assert decoder.buffered == 3
+
+
+# ---------------------------------------------------------------------------- large packets
+# A body of LARGE_BODY bytes or more is gathered as the reads that carry it and joined once. The same
+# properties are checked with the threshold (and the scan for leading arguments) lowered, so that the
+# hypothesis streams above take that path for most of their packets.
+
+
+@pytest.mark.parametrize(("threshold", "scan"), [(1, 1), (4, 2), (8, 4096), (16, 3)])
+@MAGICS
+@HYPOTHESIS
+@given(data=st.data())
+def test_large_path_mixed_streams_any_chunking(threshold: int, scan: int, magic: bytes, data: st.DataObject) -> None:
+    items = data.draw(mixed_items(magic))
+    stream = b"".join(wire for wire, _ in items)
+    cuts = data.draw(cut_points(len(stream)))
+    with patch.object(codec, "LARGE_BODY", threshold), patch.object(codec, "_LARGE_PREFIX_SCAN", scan):
+        decoder = Decoder(expect=magic)
+        assert feed(decoder, stream, cuts) == [event for _, event in items]
+        assert decoder.buffered == 0 and decoder.wanted == 0
+        assert not decoder.dead
+
+
+@pytest.mark.parametrize(("threshold", "scan"), [(1, 1), (8, 4096)])
+@MAGICS
+@HYPOTHESIS
+@given(data=st.data())
+def test_large_path_every_packet_type(threshold: int, scan: int, magic: bytes, data: st.DataObject) -> None:
+    packets = data.draw(packets_of_every_type())
+    stream = b"".join(encode(ptype, *args, magic=magic) for ptype, args in packets)
+    cuts = data.draw(cut_points(len(stream)))
+    with patch.object(codec, "LARGE_BODY", threshold), patch.object(codec, "_LARGE_PREFIX_SCAN", scan):
+        assert feed(Decoder(expect=magic), stream, cuts) == packets
+
+
+def test_a_megabyte_payload_in_64k_reads_with_packets_around_it() -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB, NULs included
+    stream = (
+        encode_request(Packet.ECHO_REQ, b"before")
+        + encode_request(Packet.SUBMIT_JOB, b"resize", b"u-1", payload)
+        + encode_request(Packet.WORK_COMPLETE, b"H:x:1", payload[:70000])
+        + b"status\n"
+    )
+    decoder = Decoder()
+    events = []
+    wanted = []
+    for start in range(0, len(stream), 65536):
+        events += decoder.receive_data(stream[start : start + 65536])
+        wanted.append(decoder.wanted)
+    assert events == [
+        (Packet.ECHO_REQ, [b"before"]),
+        (Packet.SUBMIT_JOB, [b"resize", b"u-1", payload]),
+        (Packet.WORK_COMPLETE, [b"H:x:1", payload[:70000]]),
+        (TEXT, [b"status"]),
+    ]
+    assert wanted[0] == len(payload) + 12 + len(b"resize\x00u-1\x00") - (65536 - 18)
+    assert all(type(arg) is bytes for _, args in events for arg in args)
+    assert decoder.buffered == 0 and decoder.wanted == 0
+
+
+def test_large_payload_from_a_reused_read_buffer_is_copied_once_read() -> None:
+    payload = b"p" * 200_000
+    stream = encode_request(Packet.SUBMIT_JOB, b"f", b"", payload)
+    reused = bytearray(100_000)
+    decoder = Decoder()
+    events = []
+    for start in range(0, len(stream), 100_000):
+        piece = stream[start : start + 100_000]
+        reused[: len(piece)] = piece
+        events += decoder.receive_data(memoryview(reused)[: len(piece)])
+        reused[:] = b"\xff" * len(reused)  # the reader reuses its buffer for the next read
+    assert events == [(Packet.SUBMIT_JOB, [b"f", b"", payload])]
+
+
+def test_large_packet_errors_are_found_before_its_body_arrives() -> None:
+    bad_type = raw_header(REQ, 99, 1 << 20) + b"x" * 100
+    assert Decoder().receive_data(bad_type) == [(FATAL, [b"INVALID_COMMAND", b"Invalid command expected"])]
+    decoder = Decoder(max_packet_size=1 << 20)
+    assert decoder.receive_data(raw_header(REQ, Packet.SUBMIT_JOB, (1 << 20) + 1)[:7]) == []
+    events = decoder.receive_data(raw_header(REQ, Packet.SUBMIT_JOB, (1 << 20) + 1)[7:] + b"x")
+    assert events[0][0] == FATAL and events[0][1][0] == b"ARGUMENT_TOO_LARGE"
+
+
+def test_large_packet_of_the_other_magic_is_skipped_whole() -> None:
+    decoder = Decoder(expect=REQ)
+    body = b"\x00" * 100_000
+    stream = encode(Packet.WORK_DATA, b"H:x:1", body, magic=RES) + encode_request(Packet.ECHO_REQ, b"next")
+    events = feed(decoder, stream, [5, 12, 13, 70_000])
+    assert events == [(WRONG_MAGIC, [b"28"]), (Packet.ECHO_REQ, [b"next"])]
 
 
 # ---------------------------------------------------------------------------- admin words

@@ -16,21 +16,27 @@ from gearman_gateway.scheduler import JobState, Scheduler, WorkerState
 from gearman_gateway.stores.base import StoreError
 from tests.unit.test_scheduler import Listener, Waker, assert_clean
 from tests.unit.test_scheduler_store import FakeStore
+from tests.unit.test_scheduler_turns import HoldingWaker, Turns
 
 FUNCTIONS = [b"a", b"b", b"c"]
 
 
 class SchedulerMachine(RuleBasedStateMachine):
+    waker_class: type = Waker
+
     def __init__(self) -> None:
         super().__init__()
         self.clock = Clock()
         self.clock.advance(1000)
-        self.sched = Scheduler(self.clock, handle_prefix=b"H:m")
+        self.sched = self.make_scheduler()
         self.clients = [Listener() for _ in range(3)]
         self.connected = [True, True, True]
         self.workers: list = []  # (worker, waker) still connected
         self.finished: dict[bytes, int] = {}  # handle -> times completed or failed by a worker
         self.submits: list[tuple[int, bytes, bool]] = []  # (client, handle, background)
+
+    def make_scheduler(self) -> Scheduler:
+        return Scheduler(self.clock, handle_prefix=b"H:m")
 
     # -- clients
 
@@ -60,7 +66,7 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     @rule(functions=st.sets(st.sampled_from(FUNCTIONS), min_size=1))
     def worker_connects(self, functions):
-        waker = Waker()
+        waker = self.waker_class()
         worker = self.sched.add_worker(waker)
         for name in sorted(functions):
             self.sched.can_do(worker, name)
@@ -140,7 +146,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         for worker, _ in self.workers:
             self.sched.remove_worker(worker)
         self.clock.advance(10)
-        worker = self.sched.add_worker(Waker())
+        worker = self.sched.add_worker(self.waker_class())
         for name in FUNCTIONS:
             self.sched.can_do(worker, name)
         while (job := self.sched.grab(worker)) is not None:
@@ -179,8 +185,85 @@ class SchedulerWithStoreMachine(SchedulerMachine):
         self.store.commit()
 
 
+class SchedulerWithTurnsMachine(SchedulerMachine):
+    """The same with reactor turns, as the server runs it: wake-ups at the end of a turn, and grabs held
+    until then. The invariants about sleepers hold at the end of every turn."""
+
+    waker_class = HoldingWaker
+
+    def make_scheduler(self) -> Scheduler:
+        self.turns = Turns()
+        return Scheduler(self.clock, handle_prefix=b"H:m", turn_end=self.turns)
+
+    @precondition(lambda self: self.workers)
+    @rule(index=st.integers(0, 100))
+    def grab_held(self, index):
+        worker, waker = self.workers[index % len(self.workers)]
+        before = len(waker.answers) + worker.holding  # a pending hold is answered first (NO_JOB)
+        job = self.sched.grab(worker, hold=True)
+        if job is not None:
+            assert job.worker is worker and not worker.holding
+        assert len(waker.answers) == before  # and the new one is not answered by its own grab
+
+    @rule()
+    def end_turn(self):
+        self.turns.end()
+        assert not self.sched._holding
+
+    @precondition(lambda self: self.workers)
+    @rule(index=st.integers(0, 100))
+    def pre_sleep(self, index):
+        worker, _ = self.workers[index % len(self.workers)]
+        if worker.state == WorkerState.AWAKE and not worker.holding:
+            self.sched.pre_sleep(worker)
+
+    @invariant()
+    def no_runnable_job_waits_for_an_unwoken_sleeper(self):
+        if not self.turns.pending:
+            super().no_runnable_job_waits_for_an_unwoken_sleeper()
+
+    @invariant()
+    def a_holder_never_waits_beside_a_runnable_job(self):
+        for worker, _ in self.workers:
+            if worker.holding:
+                assert not any(fn.runnable() for fn in worker.abilities), worker
+                assert all(worker in fn.holders for fn in worker.abilities)
+
+    @invariant()
+    def every_hold_is_answered_once(self):
+        for worker, waker in self.workers:
+            assert worker.holding == (worker in self.sched._holding)
+            for job in waker.answers:
+                assert job is None or job.worker in (worker, None)
+
+    def before_teardown(self) -> None:
+        self.turns.end()
+
+
+class SchedulerWithStoreAndTurnsMachine(SchedulerWithTurnsMachine):
+    """Turns and late or failing store commits together: a commit can hand its job to a held grab."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store = FakeStore()
+        self.sched.store = self.store
+
+    commit = SchedulerWithStoreMachine.commit
+    rows_match_live_background_jobs = SchedulerWithStoreMachine.rows_match_live_background_jobs
+
+    def before_teardown(self) -> None:
+        self.store.commit()
+        self.turns.end()
+
+
 TestSchedulerInterleavings = SchedulerMachine.TestCase
 TestSchedulerInterleavings.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 
 TestSchedulerWithStoreInterleavings = SchedulerWithStoreMachine.TestCase
 TestSchedulerWithStoreInterleavings.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+TestSchedulerWithTurnsInterleavings = SchedulerWithTurnsMachine.TestCase
+TestSchedulerWithTurnsInterleavings.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+TestSchedulerWithStoreAndTurnsInterleavings = SchedulerWithStoreAndTurnsMachine.TestCase
+TestSchedulerWithStoreAndTurnsInterleavings.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
