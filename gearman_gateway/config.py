@@ -35,6 +35,8 @@ LEVELS: dict[str, int] = {
     "DEBUG": logging.DEBUG,
 }
 LEVEL_ORDER = ["FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG"]
+#: Event loops gearmand can run on (gearman_gateway/reactor.py).
+REACTORS = ("epoll", "asyncio", "uvloop")
 
 
 def default_data_dir() -> str:
@@ -72,6 +74,7 @@ class Settings:
     user: str | None = None
     threads: int = 4  # accepted for gearmand compatibility; one reactor thread does all the work
     file_descriptors: int = 0  # RLIMIT_NOFILE to ask for; 0 keeps the system's
+    reactor: str = "epoll"  # epoll (ours, the fastest: docs/performance.md), asyncio, uvloop
     # durable queue (gearman_gateway/stores, docs/persistence.md)
     queue_type: str = "sqlite"  # memory, sqlite, postgres, mysql, redis (gearmand's names too)
     data_dir: str = field(default_factory=lambda: default_data_dir())  # where the sqlite file lives
@@ -126,6 +129,7 @@ _YAML_KEYS: dict[str, str] = {
     "user": "user",
     "threads": "threads",
     "file_descriptors": "file_descriptors",
+    "reactor": "reactor",
     "queue.type": "queue_type",
     "queue.data_dir": "data_dir",
     "queue.import_gearmand": "import_gearmand_queue",
@@ -315,6 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="file_descriptors",
         metavar="N",
         help="open files to allow (RLIMIT_NOFILE; default: raise to the hard limit)",
+    )
+    g.add_argument(
+        "--reactor",
+        type=str.lower,
+        metavar="NAME",
+        help="event loop: " + ", ".join(REACTORS) + " (default epoll, the fastest; asyncio and uvloop run "
+        "Twisted on an asyncio loop; uvloop must be installed)",
     )
     g.add_argument("--syslog", action="store_true", help="accepted for compatibility; ignored")
     g.add_argument("--coredump", action="store_true", help="accepted for compatibility; ignored")
@@ -577,6 +588,8 @@ def _validate(s: Settings) -> None:
     if isinstance(s.listen, str):
         s.listen = [s.listen]
     check(isinstance(s.listen, list), "listen must be a list of addresses")
+    s.reactor = str(s.reactor).lower()
+    check(s.reactor in REACTORS, f"unknown reactor {s.reactor!r} (use one of {', '.join(REACTORS)})")
     s.verbose = str(s.verbose).upper()
     check(s.verbose in LEVELS, f"unknown verbose level {s.verbose!r} (use one of {', '.join(LEVEL_ORDER)})")
     try:

@@ -1,7 +1,8 @@
 """The reactor `gearmand` runs on: Twisted's epoll reactor with two hot-path changes.
 
 1. Poll results are dispatched straight to ``_doReadOrWrite`` instead of through ``log.callWithLogger``
-   (three wrapper calls per socket event that only attach a log prefix).
+   (three wrapper calls per socket event that only attach a log prefix), and a plain "readable" event,
+   the usual one, straight to ``doRead``.
 2. Callbacks registered with ``call_after_poll`` run once after each batch of poll events, before the
    next poll: the binary frontend flushes every connection's replies there, one send per connection per
    reactor turn, however many reads produced them; the scheduler answers held grabs and wakes workers
@@ -16,9 +17,14 @@ from __future__ import annotations
 
 import errno
 import logging
+import select
 from collections.abc import Callable
+from typing import Any
 
 from twisted.internet.epollreactor import EPollReactor
+from twisted.internet.posixbase import _NO_FILEDESC
+
+_READABLE = select.EPOLLIN
 
 log = logging.getLogger("gearman_gateway.reactor")
 
@@ -57,11 +63,21 @@ class GatewayReactor(EPollReactor):
         dispatch = self._doReadOrWrite
         for fd, event in events:
             selectable = selectables.get(fd)
-            if selectable is not None:
+            if selectable is None:
+                continue
+            if event == _READABLE:  # what _doReadOrWrite would do for it, without its general case
                 try:
-                    dispatch(selectable, fd, event)
-                except Exception:
-                    log.exception("unhandled error on %r", selectable)
+                    why = selectable.doRead() if selectable.fileno() != -1 else _NO_FILEDESC
+                except BaseException as error:  # as Twisted: the application's error drops the connection
+                    log.exception("unhandled error reading %r", selectable)
+                    why = error
+                if why:
+                    self._disconnectSelectable(selectable, why, True)
+                continue
+            try:
+                dispatch(selectable, fd, event)
+            except Exception:
+                log.exception("unhandled error on %r", selectable)
         first = self._after_poll_first
         after = self._after_poll
         while first or after:
@@ -76,9 +92,32 @@ class GatewayReactor(EPollReactor):
     doIteration = doPoll
 
 
-def install() -> GatewayReactor:
-    reactor = GatewayReactor()
-    from twisted.internet.main import installReactor
+def install(kind: str = "epoll") -> Any:
+    """Install the reactor named by ``--reactor``: ours (``epoll``), or Twisted's asyncio reactor on the
+    standard asyncio loop or on uvloop (measured slower: docs/performance.md; the binary frontend's end of
+    turn becomes ``callLater(0)`` there). Raises RuntimeError when uvloop is asked for but missing."""
+    if kind == "epoll":
+        reactor = GatewayReactor()
+        from twisted.internet.main import installReactor
 
-    installReactor(reactor)
-    return reactor
+        installReactor(reactor)
+        return reactor
+    import asyncio
+
+    if kind == "uvloop":
+        try:
+            import uvloop  # type: ignore[import-not-found]
+        except ImportError:
+            raise RuntimeError("--reactor uvloop: uvloop is not installed (pip install uvloop)") from None
+        loop = uvloop.new_event_loop()
+    elif kind == "asyncio":
+        loop = asyncio.new_event_loop()
+    else:
+        raise RuntimeError(f"unknown reactor {kind!r}")
+    asyncio.set_event_loop(loop)
+    from twisted.internet import asyncioreactor
+
+    asyncioreactor.install(loop)
+    from twisted.internet import reactor as installed
+
+    return installed

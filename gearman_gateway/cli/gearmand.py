@@ -68,7 +68,13 @@ def run(settings: Settings) -> int:
 
     from gearman_gateway.reactor import install
 
-    reactor = install()
+    try:
+        reactor = install(settings.reactor)
+    except RuntimeError as error:
+        message = f"gearmand: cannot start: {error}"
+        daemon.report(message)
+        print(message, file=sys.stderr)
+        return 1
 
     from gearman_gateway.server import Server
 

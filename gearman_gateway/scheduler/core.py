@@ -42,6 +42,9 @@ _RUNNING = JobState.RUNNING
 _DONE = JobState.DONE
 _PENDING = JobState.PENDING
 _DEAD = JobState.DEAD
+_AWAKE = WorkerState.AWAKE
+_SLEEPING = WorkerState.SLEEPING
+_NOOP_SENT = WorkerState.NOOP_SENT
 
 
 def default_handle_prefix() -> bytes:
@@ -342,11 +345,11 @@ class Scheduler:
             ability.count += 1
             ability.timeout_ms = timeout_ms
         fn.registrations += 1
-        if worker.state == WorkerState.SLEEPING:
+        if worker.state == _SLEEPING:
             fn.sleepers[worker] = None
             if fn.runnable():
                 self._wake_worker(worker)
-        elif worker.state == WorkerState.NOOP_SENT:
+        elif worker.state == _NOOP_SENT:
             fn.noop_pending.add(worker)
 
     def cant_do(self, worker: Worker, name: bytes) -> None:
@@ -385,12 +388,19 @@ class Scheduler:
         gets its job without those four packets. Any other call for the worker first answers None."""
         if worker.holding:
             self._answer_hold(worker, None)
-        if worker.state != WorkerState.AWAKE:
+        if worker.state != _AWAKE:
             self._set_awake(worker)
         if self.draining:
             return None
         best: Job | None = None
         abilities = worker.abilities
+        if len(abilities) == 1:  # the usual worker: the first job of its function's best queue
+            for fn in abilities:
+                for queue in fn.queues:
+                    if queue:
+                        best = queue.popitem(last=False)[0]
+                        self._start(best, worker)
+                        return best
         for priority in (0, 1, 2):
             for fn in abilities:
                 queue = fn.queues[priority]
@@ -452,8 +462,8 @@ class Scheduler:
     def _set_awake(self, worker: Worker) -> None:
         """A worker that grabs is awake. If it had been sent a NOOP, that NOOP may now be spent on
         another function's job: wake someone else for whatever is still waiting."""
-        was_pending = worker.state == WorkerState.NOOP_SENT
-        worker.state = WorkerState.AWAKE
+        was_pending = worker.state == _NOOP_SENT
+        worker.state = _AWAKE
         for fn in worker.abilities:
             fn.sleepers.pop(worker, None)
             if was_pending:
@@ -468,20 +478,20 @@ class Scheduler:
         if worker.holding:
             self._answer_hold(worker, None)
         if not self.draining and any(fn.runnable() for fn in worker.abilities):
-            if worker.state == WorkerState.SLEEPING:
+            if worker.state == _SLEEPING:
                 for fn in worker.abilities:
                     fn.sleepers.pop(worker, None)
             self._send_noop(worker)
             return
-        if worker.state == WorkerState.NOOP_SENT:
+        if worker.state == _NOOP_SENT:
             for fn in worker.abilities:
                 fn.noop_pending.discard(worker)
-        worker.state = WorkerState.SLEEPING
+        worker.state = _SLEEPING
         for fn in worker.abilities:
             fn.sleepers[worker] = None
 
     def _send_noop(self, worker: Worker) -> None:
-        worker.state = WorkerState.NOOP_SENT
+        worker.state = _NOOP_SENT
         for fn in worker.abilities:
             fn.noop_pending.add(worker)
         worker.waker.wake()
@@ -534,7 +544,9 @@ class Scheduler:
             listener.job_status(job, numerator, denominator)
 
     def work_complete(self, worker: Worker, handle: bytes, data: bytes) -> None:
-        job = self._owned(worker, handle, "Job given in work result not found")
+        job = worker.jobs.get(handle)  # _owned, inline: the most frequent result
+        if job is None:
+            raise JobNotFound("Job given in work result not found")
         self._release(job)
         job.function.completed += 1
         for listener in job.listeners:

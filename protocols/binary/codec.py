@@ -53,7 +53,7 @@ class Decoder:
         "dead",
         "_large",
         "_large_have",
-        "_large_need",
+        "wanted",
     )
 
     def __init__(
@@ -70,18 +70,14 @@ class Decoder:
         self.dead = False
         self._large: list[bytes | memoryview] | None = None  # the reads of an incomplete large packet
         self._large_have = 0
-        self._large_need = 0
+        #: Bytes still missing from the large packet being received (0: none is): a reader may ask for
+        #: that much in one read.
+        self.wanted = 0
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete packet or line."""
         return len(self._buf) + self._large_have
-
-    @property
-    def wanted(self) -> int:
-        """Bytes still missing from the large packet being received (0: none is): a reader may ask for
-        that much in one read."""
-        return self._large_need - self._large_have if self._large is not None else 0
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Parse every complete packet and line in ``data`` (plus what was left over) in one pass."""
@@ -91,10 +87,11 @@ class Decoder:
             data = bytes(data)  # kept beyond this call: must not change under us (a reused read buffer)
         events: list[Event] = []
         if self._large is not None:
-            need = self._large_need - self._large_have
+            need = self.wanted
             if len(data) < need:
                 self._large.append(data)
                 self._large_have += len(data)
+                self.wanted = need - len(data)
                 return events
             self._large.append(data if len(data) == need else memoryview(data)[:need])
             events.append(self._large_packet())
@@ -203,7 +200,7 @@ class Decoder:
     def _start_large(self, src: bytes, pos: int) -> None:
         self._large = [memoryview(src)[pos:] if pos else src]
         self._large_have = len(src) - pos
-        self._large_need = HEADER_SIZE + _unpack_header(src, pos)[2]
+        self.wanted = HEADER_SIZE + _unpack_header(src, pos)[2] - self._large_have
 
     def _large_packet(self) -> Event:
         """The large packet whose reads are all in: its leading arguments from the first read, the payload
@@ -212,6 +209,7 @@ class Decoder:
         assert chunks is not None
         self._large = None
         self._large_have = 0
+        self.wanted = 0
         first = chunks[0]
         magic, ptype, size = _unpack_header(first, 0)
         if magic != self._expect:

@@ -9,6 +9,7 @@ end of that read.
 from __future__ import annotations
 
 import logging
+import struct
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -29,7 +30,7 @@ from protocols.binary.codec import (
     header,
 )
 from protocols.binary.codec import split_admin_words as _split_words
-from protocols.binary.packets import MAX_TYPE, REQ, Packet
+from protocols.binary.packets import MAX_TYPE, REQ, RES, Packet
 from protocols.connection import FrontendConnection
 
 if TYPE_CHECKING:
@@ -59,6 +60,14 @@ LARGE_READ = 1 << 20
 #: job's WORK_COMPLETE is usually there too. The polls in between do not block, so the wait is a few
 #: microseconds on an idle server and a couple of busy turns (~0.1 ms) under load.
 ACK_WAIT_TURNS = 2
+
+
+#: Hot-path packet numbers and priority as plain ints (an IntEnum costs a lookup and a conversion per use).
+_JOB_CREATED = int(Packet.JOB_CREATED)
+_JOB_ASSIGN = int(Packet.JOB_ASSIGN)
+_WORK_COMPLETE = int(Packet.WORK_COMPLETE)
+_NORMAL = int(Priority.NORMAL)
+_pack_header = struct.Struct(">4sII").pack
 
 
 def atoi(text: bytes) -> int:
@@ -103,6 +112,8 @@ class WriteBatch:
     def flush(self) -> None:
         dirty, self.dirty = self.dirty, []
         for connection in dirty:
+            if not connection._out:
+                continue  # flushed meanwhile (closing)
             if not connection.urgent and connection.waited < ACK_WAIT_TURNS and connection.open:
                 connection.waited += 1
                 if not self.dirty:
@@ -171,13 +182,20 @@ class BinaryConnection(FrontendConnection):
                 self._held_paused = True
                 self.transport.stopReading()  # until the store catches up: bounded, not buffered
             return
-        self._output(data)
+        # _output(data), inlined: this runs for nearly every reply
+        if not self.open or (self._paused_bytes >= 0 and not self.count_output(len(data))):
+            return
+        self.urgent = True
+        out = self._out
+        if not out:
+            self._batch.mark(self)
+        out.append(data)
 
     def wants_reading(self) -> bool:
         return not self._held_paused
 
     def _output(self, data: bytes, urgent: bool = True) -> None:
-        if not self.open or not self.count_output(len(data)):
+        if not self.open or (self._paused_bytes >= 0 and not self.count_output(len(data))):
             return
         if urgent:
             self.urgent = True
@@ -257,10 +275,10 @@ class BinaryConnection(FrontendConnection):
             self._in_submit = False
 
     def _submit_job(self, args: list[bytes]) -> None:
-        self._submit(args[0], args[1], args[2], Priority.NORMAL, False)
+        self._submit(args[0], args[1], args[2], _NORMAL, False)
 
     def _submit_job_bg(self, args: list[bytes]) -> None:
-        self._submit(args[0], args[1], args[2], Priority.NORMAL, True)
+        self._submit(args[0], args[1], args[2], _NORMAL, True)
 
     def _submit_job_high(self, args: list[bytes]) -> None:
         self._submit(args[0], args[1], args[2], Priority.HIGH, False)
@@ -341,7 +359,8 @@ class BinaryConnection(FrontendConnection):
     # -- JobListener: results for the jobs this connection submitted
 
     def job_created(self, job: Job) -> None:
-        self._acknowledge(job, encode(Packet.JOB_CREATED, job.handle))
+        handle = job.handle
+        self._acknowledge(job, _pack_header(RES, _JOB_CREATED, len(handle)) + handle)
 
     def _acknowledge(self, job: Job, packet: bytes) -> None:
         if self._in_submit:
@@ -387,7 +406,7 @@ class BinaryConnection(FrontendConnection):
 
     def _send_with_payload(self, ptype: int, handle: bytes, data: bytes) -> None:
         if len(data) < _JOIN_LIMIT:
-            self.send(encode(ptype, handle, data))
+            self.send(_pack_header(RES, ptype, len(handle) + 1 + len(data)) + handle + b"\x00" + data)
         else:
             self.send(header(ptype, len(handle) + 1 + len(data)) + handle + b"\x00")
             self.send(data)
@@ -405,7 +424,7 @@ class BinaryConnection(FrontendConnection):
         self.send(encode(Packet.WORK_STATUS, job.handle, b"%d" % numerator, b"%d" % denominator))
 
     def job_complete(self, job: Job, data: bytes) -> None:
-        self._send_with_payload(Packet.WORK_COMPLETE, job.handle, data)
+        self._send_with_payload(_WORK_COMPLETE, job.handle, data)
 
     def job_fail(self, job: Job) -> None:
         self.send(encode(Packet.WORK_FAIL, job.handle))
@@ -470,7 +489,7 @@ class BinaryConnection(FrontendConnection):
             self.send(NO_JOB)
 
     def _grab_job(self, args: list[bytes]) -> None:
-        self._grab_with(Packet.JOB_ASSIGN)
+        self._grab_with(_JOB_ASSIGN)
 
     def _grab_job_uniq(self, args: list[bytes]) -> None:
         self._grab_with(Packet.JOB_ASSIGN_UNIQ)
@@ -482,7 +501,7 @@ class BinaryConnection(FrontendConnection):
     def _assignment(kind: int, job: Job) -> tuple[bytes, ...]:
         """JOB_ASSIGN, JOB_ASSIGN_UNIQ or (for a reduce job) JOB_ASSIGN_ALL; a large payload as its own
         piece, not copied into the packet."""
-        if kind == Packet.JOB_ASSIGN:
+        if kind == _JOB_ASSIGN:
             fields: tuple[bytes, ...] = (job.handle, job.function.name)
         elif kind == Packet.JOB_ASSIGN_UNIQ or job.reducer is None:
             kind = Packet.JOB_ASSIGN_UNIQ
@@ -516,7 +535,14 @@ class BinaryConnection(FrontendConnection):
         self._work_result(self.scheduler.work_status, args[0], numerator, denominator)
 
     def _work_complete(self, args: list[bytes]) -> None:
-        self._work_result(self.scheduler.work_complete, args[0], args[1])
+        handle = args[0]  # _work_result, unrolled for the most frequent result
+        if len(handle) > MAX_HANDLE_SIZE:
+            self.send(_HANDLE_TOO_LARGE)
+            return
+        try:
+            self.scheduler.work_complete(self.worker or self._worker(), handle, args[1])
+        except SchedulerError as error:
+            self.send(error_packet(error.code.encode(), error.text.encode()))
 
     def _work_fail(self, args: list[bytes]) -> None:
         self._work_result(self.scheduler.work_fail, args[0])

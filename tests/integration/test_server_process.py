@@ -233,3 +233,42 @@ def test_sigterm_cuts_a_graceful_shutdown_short(server) -> None:
         assert server.admin("shutdown graceful") == "OK\r\n"
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(10) == 0
+
+
+@pytest.mark.parametrize("reactor", ["asyncio", "epoll"])
+def test_every_reactor_serves_jobs_in_order(gearmand, reactor: str) -> None:
+    server = gearmand("--reactor", reactor, "-q", "memory")
+    with Raw(server.port) as client, worker(server.port, b"r") as w:
+        w.send(Packet.GRAB_JOB)
+        w.expect(Packet.NO_JOB)
+        w.send(Packet.PRE_SLEEP)
+        handles = [submit(client, b"r", b"%d" % i) for i in range(3)]
+        w.expect(Packet.NOOP)
+        for expected in handles:
+            w.send(Packet.GRAB_JOB)
+            handle, _, data = w.expect(Packet.JOB_ASSIGN)
+            assert handle == expected
+            w.send(Packet.WORK_COMPLETE, handle, data[::-1])
+            assert client.expect(Packet.WORK_COMPLETE) == [handle, data[::-1]]
+
+
+def test_uvloop_reactor_serves_or_says_it_is_missing(gearmand, tmp_path: Path) -> None:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        result = subprocess.run(
+            [OUR_GEARMAND, "-L", "127.0.0.1", "-p", str(free_port()), "--reactor", "uvloop", "-q", "memory"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert result.returncode == 1
+        assert "uvloop is not installed (pip install uvloop)" in result.stderr
+        return
+    server = gearmand("--reactor", "uvloop", "-q", "memory")
+    with Raw(server.port) as client, worker(server.port, b"u") as w:
+        handle = submit(client, b"u", b"x")
+        w.send(Packet.GRAB_JOB)
+        assert w.expect(Packet.JOB_ASSIGN)[0] == handle
+        w.send(Packet.WORK_COMPLETE, handle, b"y")
+        assert client.expect(Packet.WORK_COMPLETE) == [handle, b"y"]
