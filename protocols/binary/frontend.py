@@ -142,10 +142,10 @@ class BinaryConnection(FrontendConnection):
         self.exceptions = settings.exceptions
         self._batch = factory.batch
         self._out: list[bytes] = []
-        self._held: list[bytes | _Slot] = []  # output waiting behind a deferred acknowledgement
+        self._held: list[bytes | _Slot] | None = None  # output waiting behind a late reply (made on demand)
         self._held_bytes = 0
         self._held_paused = False
-        self._deferred: dict[Job, deque[_Slot]] = {}  # per job, its deferred acknowledgements, oldest first
+        self._deferred: dict[Job, deque[_Slot]] | None = None  # per job, its late acknowledgements, oldest first
         self._in_submit = False
         self._acked_now = False
         self._large_reads = False  # the transport reads more than READ_SIZE at once
@@ -266,8 +266,9 @@ class BinaryConnection(FrontendConnection):
             if not self._acked_now:
                 # acknowledged after the store commits: keep its place, so every reply and result
                 # after it (this job's and others') still reaches the client in request order
-                slot = _Slot()
-                self._held.append(slot)
+                slot = self._keep_place()
+                if self._deferred is None:
+                    self._deferred = {}
                 self._deferred.setdefault(job, deque()).append(slot)
         except SchedulerError as error:
             self.send(error_packet(error.code.encode(), error.text.encode()))
@@ -372,7 +373,7 @@ class BinaryConnection(FrontendConnection):
             return
         # a deferred acknowledgement fills the place its submit was given (the oldest one of this job's:
         # a submit that joined an earlier, still uncommitted job is answered when that job commits)
-        slots = self._deferred.get(job)
+        slots = self._deferred.get(job) if self._deferred else None
         if not slots:
             return  # the connection was reset meanwhile
         slot = slots.popleft()
@@ -380,10 +381,20 @@ class BinaryConnection(FrontendConnection):
             del self._deferred[job]
         self._fill(slot, (packet,))
 
+    def _keep_place(self) -> _Slot:
+        """A place in the output for a reply that comes later; what is sent meanwhile waits behind it."""
+        slot = _Slot()
+        if self._held:
+            self._held.append(slot)
+        else:
+            self._held = [slot]
+        return slot
+
     def _fill(self, slot: _Slot, pieces: tuple[bytes, ...]) -> None:
         """A late reply takes its place; everything up to the next unfilled place goes out."""
         slot.data = pieces
         held = self._held
+        assert held is not None  # the slot is in it
         index = 0
         while index < len(held):
             item = held[index]
@@ -482,9 +493,8 @@ class BinaryConnection(FrontendConnection):
             for piece in self._assignment(kind, job):
                 self.send(piece)
         elif worker.holding:
-            slot = self._grab_slot = _Slot()
+            self._grab_slot = self._keep_place()
             self._grab_kind = kind
-            self._held.append(slot)
         else:
             self.send(NO_JOB)
 
