@@ -266,7 +266,10 @@ class Scheduler:
         return count
 
     def _attach(self, job: Job, listener: JobListener) -> None:
-        job.listeners.append(listener)
+        if job.listeners:
+            job.listeners.append(listener)  # type: ignore[union-attr]
+        else:
+            job.listeners = [listener]  # most jobs never get one: no empty list each
         jobs = self._listener_jobs.get(listener)
         if jobs is None:
             self._listener_jobs[listener] = {job}
@@ -583,7 +586,7 @@ class Scheduler:
         """The job has failed for good: its clients hear it; a background job whose function's policy
         says so goes to the dead-letter list, any other is dropped."""
         if exception is not None:
-            listeners, job.listeners = job.listeners, []
+            listeners, job.listeners = job.listeners, ()
             for listener in listeners:
                 listener.job_exception(job, exception)
                 self._forget(listener, job)
@@ -595,7 +598,7 @@ class Scheduler:
             self._free(job)
 
     def _notify_fail(self, job: Job) -> None:
-        listeners, job.listeners = job.listeners, []
+        listeners, job.listeners = job.listeners, ()
         for listener in listeners:
             listener.job_fail(job)
             self._forget(listener, job)
@@ -721,7 +724,7 @@ class Scheduler:
             del fn.by_unique[job.key]
         for listener in job.listeners:
             self._forget(listener, job)
-        job.listeners = []
+        job.listeners = ()
         if not keep_row:
             self._store_remove(job)
 

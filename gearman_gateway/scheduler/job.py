@@ -79,7 +79,7 @@ class Job:
         self.key = key
         self.seq = seq
         self.state = JobState.QUEUED
-        self.listeners: list[JobListener] = []
+        self.listeners: list[JobListener] | tuple[()] = ()  # a list once a foreground client attaches
         self.worker: Worker | None = None
         self.numerator = 0
         self.denominator = 0

@@ -20,10 +20,12 @@ from tests.integration.conftest import RunningServer
 LOADGEN = Path(__file__).resolve().parents[2] / "bench" / "loadgen.py"
 FG = ("-s", "fg", "-n", "2000", "-c", "8", "-w", "8", "-b", "64")
 PING = ("-s", "ping", "-n", "4000", "-c", "8")
-#: fg jobs/s over ping round trips/s of the same server when this test was written: 0.17 to 0.32.
+#: fg jobs/s over ping round trips/s of the same server when this test was written: 0.17 to 0.32 (loadgen.py
+#: with one process limits fg more than ping); 0.18 to 0.24 at 33ab74d.
 FG_PER_PING = 0.2
-#: Our fg jobs/s over gearmand's in this small run when this test was written: 0.54 to 0.76.
-FG_VS_GEARMAND = 0.5
+#: Our fg jobs/s over gearmand's in this small run: 0.54 to 0.76 when this test was written, 1.2 to 1.5 since
+#: held grabs and acknowledgements that travel with their results (33ab74d).
+FG_VS_GEARMAND = 1.0
 #: How much worse than those ratios fails the test.
 GROSS = 10.0
 
