@@ -7,7 +7,8 @@ server, a fake clock in unit tests).
 Invariants kept here (the unit tests check them):
 - every job is in exactly one place: a priority queue, the epoch heap, or a worker's ``jobs``;
 - a job leaves ``jobs_by_handle`` the moment it is done, and nothing keeps a reference to it afterwards;
-- no runnable job waits while a worker able to run it sleeps without a NOOP on its way (gearmand #343).
+- no runnable job waits while a worker able to run it sleeps without a NOOP on its way (gearmand #343),
+  checked at the end of every reactor turn when wake-ups wait for it (``turn_end``).
 """
 
 from __future__ import annotations
@@ -388,7 +389,9 @@ class Scheduler:
         of answered: ``worker.holding`` becomes true, None is returned, and ``worker.waker.grabbed(job)``
         answers it exactly once, with the first job that arrives for the worker before the end of the
         turn, or None then. A worker that would have heard NO_JOB, slept, been woken and grabbed again
-        gets its job without those four packets. Any other call for the worker first answers None."""
+        gets its job without those four packets. Any call that changes the worker's registration or
+        sleep state (grab, pre_sleep, can_do, cant_do, reset_abilities) first answers it with None;
+        work results and the connection's own submits do not."""
         if worker.holding:
             self._answer_hold(worker, None)
         if worker.state != _AWAKE:
@@ -453,14 +456,28 @@ class Scheduler:
             self._turn_end(self._end_turn)  # type: ignore[misc]
 
     def _end_turn(self) -> None:
-        """Held grabs that got nothing hear NO_JOB; sleepers are woken for the jobs nobody grabbed."""
+        """Held grabs that got nothing hear NO_JOB; sleepers are woken for the jobs nobody grabbed. One
+        frontend's failure must not leave the other holders or sleepers waiting."""
         self._turn_end_armed = False
-        while self._holding:
-            self._answer_hold(next(iter(self._holding)), None)
+        holding, self._holding = self._holding, {}
         due, self._wake_due = self._wake_due, {}
+        for worker in holding:
+            if worker.holding:
+                try:
+                    self._answer_hold(worker, None)
+                except Exception:
+                    log.exception("answering the held grab of %r failed", worker.waker)
         for fn in due:
             if fn.sleepers and fn.runnable():
-                self._wake(fn)
+                try:
+                    self._wake(fn)
+                except Exception:
+                    log.exception("waking workers of %r failed", fn)
+
+    def end_hold(self, worker: Worker) -> None:
+        """Answer the worker's held grab now, with nothing (its connection is about to close)."""
+        if worker.holding:
+            self._answer_hold(worker, None)
 
     def _set_awake(self, worker: Worker) -> None:
         """A worker that grabs is awake. If it had been sent a NOOP, that NOOP may now be spent on

@@ -237,8 +237,8 @@ class Decoder:
         if len(buf) < HEADER_SIZE:
             return False
         magic, ptype, size = _unpack_header(buf, 0)
-        if size > self.max_packet_size or (magic != REQ and magic != RES):
-            return True
+        if size > self.max_packet_size or (magic != REQ and magic != RES) or not 0 < ptype < MAX_TYPE:
+            return True  # an error to report now, not after a body that will never be read
         return len(buf) >= HEADER_SIZE + size
 
     def _fatal(self, code: bytes, text: bytes) -> Event:

@@ -2,8 +2,10 @@
 
 It feeds bytes to the sans-IO ``Decoder``, dispatches each event to a handler named after its packet,
 and is itself the connection's ``JobListener`` (client side) and ``Waker`` (worker side). Replies produced
-while a read is being handled, for this or any other connection, are gathered and written once at the
-end of that read.
+during a reactor turn, for this or any other connection, are gathered and written once per connection at
+the end of the turn (a lone foreground acknowledgement may wait for its result: ``WriteBatch``). A reply
+that comes later (an acknowledgement after the store's commit, the answer to a held grab) keeps its place
+in the connection's output: what follows waits behind it (``_Slot``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory
+from zope.interface import implementer
 
 from gearman_gateway.scheduler import MAX_HANDLE_SIZE, Job, Priority, SchedulerError, Worker
 from gearman_gateway.turns import end_of_next_turn, end_of_turn
@@ -47,8 +51,8 @@ _UNKNOWN_OPTION = error_packet(b"UNKNOWN_OPTION", b"Server does not recognize gi
 
 #: SET_CLIENT_ID keeps at most this many bytes, as gearmand does.
 MAX_CLIENT_ID = 127
-#: Output held behind deferred acknowledgements beyond which the connection's requests are not read
-#: until the store catches up.
+#: Output held behind late replies (store acknowledgements, held grabs) beyond which the connection's
+#: requests are not read until they come.
 HELD_OUTPUT_LIMIT = 1 << 20
 #: A result larger than this is written as header + body pieces instead of one joined copy.
 _JOIN_LIMIT = 65536
@@ -127,6 +131,7 @@ class WriteBatch:
                 connection._out = []
 
 
+@implementer(IHalfCloseableProtocol)
 class BinaryConnection(FrontendConnection):
     """A client, a worker, an admin session, or all three: gearmand allows any mix on one socket."""
 
@@ -152,7 +157,7 @@ class BinaryConnection(FrontendConnection):
         self.urgent = False  # output is queued that must leave at the end of this turn
         self.waited = 0  # turns the queued output has waited (WriteBatch)
         self._grab_slot: _Slot | None = None  # the place of a held grab's answer
-        self._grab_kind = Packet.JOB_ASSIGN
+        self._grab_kind = _JOB_ASSIGN
 
     # -- connection lifecycle
 
@@ -168,6 +173,24 @@ class BinaryConnection(FrontendConnection):
             self.flush()
             self.transport.loseConnection()
 
+    def readConnectionLost(self) -> None:  # noqa: N802
+        """The peer sent its last byte (a half-close): it can run no more jobs, and gets what is queued for
+        it (an acknowledgement may be waiting for its result) before the connection closes, as gearmand
+        closes it."""
+        self._drop_worker()
+        self.close()
+
+    def writeConnectionLost(self) -> None:  # noqa: N802
+        self.transport.loseConnection()
+
+    def _drop_worker(self) -> None:
+        """No more jobs for a connection that is closing: its held grab hears NO_JOB (in its place, before
+        anything sent later), its running jobs go back to their queues."""
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            self.scheduler.end_hold(worker)
+            self.scheduler.remove_worker(worker)
+
     def describe(self) -> tuple[int, str, bytes, list[bytes]]:
         names = self.worker.function_names() if self.worker is not None else []
         return self.fd, self.peer, self.client_id, names
@@ -176,7 +199,7 @@ class BinaryConnection(FrontendConnection):
 
     def send(self, data: bytes) -> None:
         if self._held:
-            self._held.append(data)  # behind an acknowledgement still waiting for the store
+            self._held.append(data)  # behind a late reply (a store acknowledgement, a held grab)
             self._held_bytes += len(data)
             if self._held_bytes > HELD_OUTPUT_LIMIT and not self._held_paused:
                 self._held_paused = True
@@ -209,7 +232,7 @@ class BinaryConnection(FrontendConnection):
         self.waited = 0
         if out:
             self._out = []
-            if self.open:
+            if self.open and not self.transport.disconnecting:  # nothing after a close's last write
                 self.send_pieces(out)
 
     # -- input
@@ -234,6 +257,7 @@ class BinaryConnection(FrontendConnection):
 
     def _fatal(self, code: bytes, text: bytes) -> None:
         log.info("closing connection from %s: %s %s", self.peer, code.decode(), text.decode(errors="replace"))
+        self._drop_worker()
         if code == b"LINE_TOO_LONG":  # the peer speaks text: answer in text
             self._output(b"ERR LINE_TOO_LONG " + text.replace(b" ", b"+") + b"\r\n")
         else:
@@ -361,15 +385,16 @@ class BinaryConnection(FrontendConnection):
 
     def job_created(self, job: Job) -> None:
         handle = job.handle
-        self._acknowledge(job, _pack_header(RES, _JOB_CREATED, len(handle)) + handle)
+        # a foreground job's result follows: its acknowledgement may wait for it (WriteBatch)
+        self._acknowledge(job, _pack_header(RES, _JOB_CREATED, len(handle)) + handle, urgent=job.background)
 
-    def _acknowledge(self, job: Job, packet: bytes) -> None:
+    def _acknowledge(self, job: Job, packet: bytes, urgent: bool = True) -> None:
         if self._in_submit:
             self._acked_now = True
             if self._held:
                 self.send(packet)
-            else:  # a foreground job's result follows: the acknowledgement may wait for it (WriteBatch)
-                self._output(packet, urgent=job.background)
+            else:
+                self._output(packet, urgent)
             return
         # a deferred acknowledgement fills the place its submit was given (the oldest one of this job's:
         # a submit that joined an earlier, still uncommitted job is answered when that job commits)
@@ -461,8 +486,8 @@ class BinaryConnection(FrontendConnection):
     def grabbed(self, job: Job | None) -> None:
         """The answer to the grab the scheduler held (see ``_grab_with``)."""
         slot, self._grab_slot = self._grab_slot, None
-        if slot is None:
-            return
+        if slot is None:  # never expected; but a job handed over must reach its worker
+            slot = self._keep_place()
         if job is None:
             self._fill(slot, (NO_JOB,))
         else:

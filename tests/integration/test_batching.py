@@ -5,6 +5,7 @@ read, and an acknowledgement waiting for its job's result is never held back for
 from __future__ import annotations
 
 import os
+import socket
 import time
 
 import pytest
@@ -50,10 +51,18 @@ def test_every_acknowledgement_comes_before_its_result(server) -> None:
     count = 200
     with Raw(server.port) as client, worker(server.port, b"order") as w:
         client.send_raw(b"".join(encode_request(Packet.SUBMIT_JOB, b"order", b"", b"%d" % i) for i in range(count)))
-        for _ in range(count):
+        done_by_worker = 0
+        while done_by_worker < count:  # the standard worker cycle: the submits may not all be in yet
             w.send(Packet.GRAB_JOB)
-            handle, _name, data = w.expect(Packet.JOB_ASSIGN)
+            ptype, args = w.recv()
+            if ptype == Packet.NO_JOB:
+                w.send(Packet.PRE_SLEEP)
+                w.expect(Packet.NOOP, timeout=5)
+                continue
+            assert ptype == Packet.JOB_ASSIGN, ptype
+            handle, _name, data = args
             w.send(Packet.WORK_COMPLETE, handle, data)
+            done_by_worker += 1
         created: set[bytes] = set()
         done = 0
         while done < count:
@@ -75,3 +84,28 @@ def test_sleeping_worker_is_woken_for_a_job_nobody_grabbed(server) -> None:
         w.expect(Packet.NOOP, timeout=2)
         w.send(Packet.GRAB_JOB)
         assert w.expect(Packet.JOB_ASSIGN)[0] == handle
+
+
+@ours_only  # gearmand 1.1.20 closes at once, without the NO_JOB or an ERROR
+def test_a_held_grab_is_answered_before_the_error_that_closes_its_connection(server) -> None:
+    with worker(server.port, b"dying") as w:
+        w.send(Packet.ECHO_REQ, b"sync")
+        w.expect(Packet.ECHO_RES)
+        w.send_raw(encode_request(Packet.GRAB_JOB) + b"\x00BAD" + b"\x00" * 8)
+        w.expect(Packet.NO_JOB)
+        assert w.expect(Packet.ERROR)[0] == b"INVALID_MAGIC"
+        with pytest.raises(EOFError):
+            w.recv(timeout=5)
+
+
+@ours_only
+def test_a_client_that_half_closes_still_gets_its_acknowledgement(server) -> None:
+    for _ in range(5):
+        with Raw(server.port) as client:
+            client.send(Packet.SUBMIT_JOB, b"half_closed", b"", b"x")
+            client.sock.shutdown(socket.SHUT_WR)
+            client.expect(Packet.JOB_CREATED, timeout=5)
+            with pytest.raises(EOFError):
+                client.recv(timeout=5)
+    with Raw(server.port) as admin:  # the abandoned jobs were dropped with their connections
+        assert b"half_closed\t0\t0\t0" in admin.admin("status")

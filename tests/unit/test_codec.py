@@ -521,6 +521,14 @@ def test_large_payload_from_a_reused_read_buffer_is_copied_once_read() -> None:
 def test_large_packet_errors_are_found_before_its_body_arrives() -> None:
     bad_type = raw_header(REQ, 99, 1 << 20) + b"x" * 100
     assert Decoder().receive_data(bad_type) == [(FATAL, [b"INVALID_COMMAND", b"Invalid command expected"])]
+    split = Decoder()  # the same header in two reads
+    assert split.receive_data(bad_type[:5]) == []
+    assert split.receive_data(bad_type[5:20]) == [(FATAL, [b"INVALID_COMMAND", b"Invalid command expected"])]
+    zero = Decoder()
+    assert zero.receive_data(raw_header(REQ, 0, 500)[:9]) == []
+    assert zero.receive_data(raw_header(REQ, 0, 500)[9:]) == [
+        (FATAL, [b"INVALID_COMMAND", b"Invalid command expected"])
+    ]
     decoder = Decoder(max_packet_size=1 << 20)
     assert decoder.receive_data(raw_header(REQ, Packet.SUBMIT_JOB, (1 << 20) + 1)[:7]) == []
     events = decoder.receive_data(raw_header(REQ, Packet.SUBMIT_JOB, (1 << 20) + 1)[7:] + b"x")

@@ -133,11 +133,15 @@ class SchedulerMachine(RuleBasedStateMachine):
         assert all(count == 1 for count in self.finished.values())
 
     def must_finish(self) -> set[bytes]:
-        """Acknowledged background jobs, and acknowledged foreground ones whose client stayed."""
+        """Acknowledged background jobs, and acknowledged foreground ones whose client stayed. A background
+        submit that was refused (its promotion of a foreground job failed to commit) promised nothing, even
+        when the same client's foreground submit of that job was acknowledged."""
         handles = set()
         for client, handle, background in self.submits:
-            acknowledged = ("created", handle) in self.clients[client].events
-            if acknowledged and (background or self.connected[client]):
+            events = self.clients[client].events
+            acknowledged = ("created", handle) in events
+            refused = any(event[0] == "rejected" and event[1] == handle for event in events)
+            if acknowledged and ((background and not refused) or self.connected[client]):
                 handles.add(handle)
         return handles
 
