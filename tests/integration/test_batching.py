@@ -15,7 +15,10 @@ from protocols.binary.packets import Packet
 from tests.integration.rawclient import Raw, submit, worker
 
 OURS = "GG_TEST_SERVER" not in os.environ
-ours_only = pytest.mark.skipif(not OURS, reason="gearmand answers every empty grab with NO_JOB at once")
+
+
+def ours_only(reason: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not OURS, reason=reason)
 
 
 def test_replies_behind_a_held_grab_keep_their_order(server) -> None:
@@ -25,7 +28,7 @@ def test_replies_behind_a_held_grab_keep_their_order(server) -> None:
         assert w.expect(Packet.ECHO_RES) == [b"after"]
 
 
-@ours_only
+@ours_only("gearmand answers every empty grab with NO_JOB at once")
 def test_a_job_submitted_in_the_same_read_answers_the_grab(server) -> None:
     with Raw(server.port) as both:  # a worker and a client on one connection, as gearmand allows
         both.send(Packet.CAN_DO, b"same")
@@ -86,7 +89,7 @@ def test_sleeping_worker_is_woken_for_a_job_nobody_grabbed(server) -> None:
         assert w.expect(Packet.JOB_ASSIGN)[0] == handle
 
 
-@ours_only  # gearmand 1.1.20 closes at once, without the NO_JOB or an ERROR
+@ours_only("gearmand 1.1.20 closes at once, without the NO_JOB or an ERROR")
 def test_a_held_grab_is_answered_before_the_error_that_closes_its_connection(server) -> None:
     with worker(server.port, b"dying") as w:
         w.send(Packet.ECHO_REQ, b"sync")
@@ -98,7 +101,7 @@ def test_a_held_grab_is_answered_before_the_error_that_closes_its_connection(ser
             w.recv(timeout=5)
 
 
-@ours_only
+@ours_only("gearmand 1.1.20 closes a half-closed connection without answering")
 def test_a_client_that_half_closes_still_gets_its_acknowledgement(server) -> None:
     for _ in range(5):
         with Raw(server.port) as client:
