@@ -337,8 +337,7 @@ class Scheduler:
         self.workers.discard(worker)
 
     def can_do(self, worker: Worker, name: bytes, timeout_ms: int = 0) -> None:
-        if worker.holding:
-            self._answer_hold(worker, None)
+        self.end_hold(worker)
         fn = self.function(name)
         timeout_ms = min(max(0, timeout_ms), MAX_TIMEOUT_MS)
         ability = worker.abilities.get(fn)
@@ -357,15 +356,13 @@ class Scheduler:
             fn.noop_pending.add(worker)
 
     def cant_do(self, worker: Worker, name: bytes) -> None:
-        if worker.holding:
-            self._answer_hold(worker, None)
+        self.end_hold(worker)
         fn = self.functions.get(name)
         if fn is not None and fn in worker.abilities:
             self._unregister(worker, fn)
 
     def reset_abilities(self, worker: Worker) -> None:
-        if worker.holding:
-            self._answer_hold(worker, None)
+        self.end_hold(worker)
         for fn in list(worker.abilities):
             self._unregister(worker, fn)
 
@@ -405,18 +402,19 @@ class Scheduler:
                 for queue in fn.queues:
                     if queue:
                         best = queue.popitem(last=False)[0]
-                        self._start(best, worker)
-                        return best
-        for priority in (0, 1, 2):
-            for fn in abilities:
-                queue = fn.queues[priority]
-                if queue:
-                    head = next(iter(queue))
-                    if best is None or head.seq < best.seq:
-                        best = head
-            if best is not None:
-                break
+                        break
         else:
+            for priority in (0, 1, 2):
+                for fn in abilities:
+                    queue = fn.queues[priority]
+                    if queue:
+                        head = next(iter(queue))
+                        if best is None or head.seq < best.seq:
+                            best = head
+                if best is not None:
+                    del best.function.queues[priority][best]
+                    break
+        if best is None:
             if hold and self._turn_end is not None and abilities:
                 worker.holding = True
                 self._holding[worker] = None
@@ -424,7 +422,6 @@ class Scheduler:
                     fn.holders[worker] = None
                 self._arm_turn_end()
             return None
-        del best.function.queues[best.priority][best]
         self._start(best, worker)
         return best
 
@@ -475,7 +472,8 @@ class Scheduler:
                     log.exception("waking workers of %r failed", fn)
 
     def end_hold(self, worker: Worker) -> None:
-        """Answer the worker's held grab now, with nothing (its connection is about to close)."""
+        """Answer the worker's held grab now, with nothing: before a request that changes its state is
+        handled, or when its connection is about to close."""
         if worker.holding:
             self._answer_hold(worker, None)
 
@@ -495,8 +493,7 @@ class Scheduler:
 
     def pre_sleep(self, worker: Worker) -> None:
         """PRE_SLEEP: answer with a NOOP at once if work is waiting, else sleep until woken."""
-        if worker.holding:
-            self._answer_hold(worker, None)
+        self.end_hold(worker)
         if not self.draining and any(fn.runnable() for fn in worker.abilities):
             if worker.state == _SLEEPING:
                 for fn in worker.abilities:

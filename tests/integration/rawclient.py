@@ -16,7 +16,10 @@ class Raw:
         self.pending: list[tuple[int, list[bytes]]] = []
 
     def send(self, ptype: int, *args: bytes) -> None:
-        self.sock.sendall(encode_request(ptype, *args))
+        try:
+            self.sock.sendall(encode_request(ptype, *args))
+        except (BrokenPipeError, ConnectionResetError) as error:  # closed by the server, as recv reports it
+            raise EOFError(str(error)) from None
 
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
