@@ -113,7 +113,10 @@ class FrontendConnection(Protocol):
         if sock is not None and not transport.dataBuffer and not transport._tempDataBuffer:
             try:
                 if len(out) == 1:
-                    sent = sock.send(out[0])
+                    data = out[0]
+                    sent = sock.send(data)
+                    if sent == len(data):  # the usual case: all of it went
+                        return
                 elif len(out) <= SENDMSG_MAX:
                     sent = sock.sendmsg(out)
                 else:

@@ -10,7 +10,7 @@ import signal
 import sys
 
 from gearman_gateway import logs
-from gearman_gateway.allocator import tune_for_large_payloads
+from gearman_gateway.allocator import settle_collector, tune_for_large_payloads
 from gearman_gateway.cli.daemon import Daemon
 from gearman_gateway.config import LEVELS, ConfigError, Settings, parse_args
 from gearman_gateway.durability import store_options
@@ -110,6 +110,7 @@ def run(settings: Settings) -> int:
         return 1
     daemon.report(None)
     log.log(NOTICE, "gearmand (gearman-gateway) started, pid %d", os.getpid())
+    settle_collector()
     reactor.run(installSignalHandlers=False)
     if settings.pid_file:
         try:

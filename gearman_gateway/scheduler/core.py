@@ -143,7 +143,7 @@ class Scheduler:
         called before any other event of the job; a foreground listener then gets all of its events."""
         if len(unique) > self.max_unique_size:
             raise ArgumentTooLarge("Unique value too large")
-        fn = self.function(function)
+        fn = self.functions.get(function) or self.function(function)
         if unique == b"-":
             key: Any = (b"-", data) if data else None
         else:
@@ -564,8 +564,15 @@ class Scheduler:
         job = worker.jobs.get(handle)  # _owned, inline: the most frequent result
         if job is None:
             raise JobNotFound("Job given in work result not found")
-        self._release(job)
-        job.function.completed += 1
+        fn = job.function
+        if job.timer is None and not self.draining:  # _release, inline for the usual case
+            del worker.jobs[handle]
+            job.worker = None
+            fn.running -= 1
+            self.running_jobs -= 1
+        else:
+            self._release(job)
+        fn.completed += 1
         for listener in job.listeners:
             listener.job_complete(job, data)
         self._free(job)
@@ -736,10 +743,16 @@ class Scheduler:
         fn.total -= 1
         if job.key is not None and fn.by_unique.get(job.key) is job:
             del fn.by_unique[job.key]
-        for listener in job.listeners:
-            self._forget(listener, job)
-        job.listeners = ()
-        if not keep_row:
+        if job.listeners:
+            listener_jobs = self._listener_jobs
+            for listener in job.listeners:  # _forget, inline
+                jobs = listener_jobs.get(listener)
+                if jobs is not None:
+                    jobs.discard(job)
+                    if not jobs:
+                        del listener_jobs[listener]
+            job.listeners = ()
+        if not keep_row and self.store is not None:
             self._store_remove(job)
 
     # ------------------------------------------------------------------ dead letters

@@ -385,8 +385,19 @@ class BinaryConnection(FrontendConnection):
 
     def job_created(self, job: Job) -> None:
         handle = job.handle
-        # a foreground job's result follows: its acknowledgement may wait for it (WriteBatch)
-        self._acknowledge(job, _pack_header(RES, _JOB_CREATED, len(handle)) + handle, urgent=job.background)
+        packet = _pack_header(RES, _JOB_CREATED, len(handle)) + handle
+        if self._in_submit and not self._held and self.open and self._paused_bytes < 0:
+            # _acknowledge and _output, inlined for the usual case: answered within its own submit
+            self._acked_now = True
+            if job.background:
+                self.urgent = True
+            # else a foreground job's result follows: its acknowledgement may wait for it (WriteBatch)
+            out = self._out
+            if not out:
+                self._batch.mark(self)
+            out.append(packet)
+            return
+        self._acknowledge(job, packet, urgent=job.background)
 
     def _acknowledge(self, job: Job, packet: bytes, urgent: bool = True) -> None:
         if self._in_submit:
@@ -515,6 +526,11 @@ class BinaryConnection(FrontendConnection):
         worker = self.worker or self._worker()
         job = self.scheduler.grab(worker, True)
         if job is not None:
+            data = job.data
+            if kind == _JOB_ASSIGN and len(data) < _JOIN_LIMIT:  # _assignment's usual case, inlined
+                body = b"\x00".join((job.handle, job.function.name, data))
+                self.send(_pack_header(RES, _JOB_ASSIGN, len(body)) + body)
+                return
             for piece in self._assignment(kind, job):
                 self.send(piece)
         elif worker.holding:
