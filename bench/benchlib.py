@@ -148,6 +148,30 @@ class Server:
             return "(no log)"
 
 
+# -- Debian packages the benchmarks need
+
+
+def ensure_debian_package(binary: str, package: str, install: bool) -> None:
+    """Install ``package`` when ``binary`` is missing; stop its packaged service if it runs (it would share the
+    CPUs with the measured servers)."""
+    if not os.access(binary, os.X_OK):
+        if not install:
+            raise SystemExit(f"{binary} is missing (apt-get install {package})")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        cmd = ["apt-get", "install", "-y", "--no-install-recommends", package]
+        print(f"# installing Debian's {package}", file=sys.stderr)
+        if subprocess.run(cmd, env=env, check=False).returncode != 0:
+            subprocess.run(["apt-get", "update"], env=env, check=False)
+            subprocess.run(cmd, env=env, check=True)
+    service = shutil.which("service")
+    if service:
+        status = subprocess.run([service, package, "status"], capture_output=True, check=False)
+        # gearman-server's init script exits 0 silently when disabled in /etc/default (then nothing runs)
+        if status.returncode == 0 and status.stdout.strip():
+            print(f"# stopping the packaged {package} service", file=sys.stderr)
+            subprocess.run([service, package, "stop"], capture_output=True, check=False)
+
+
 # -- load generators
 
 

@@ -32,7 +32,6 @@ started servers, so that RSS growth is not hidden by memory that earlier runs fr
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from benchlib import (
     PERL_GEARMAND,
     SCENARIO_ARGS,
     Server,
+    ensure_debian_package,
     fmt,
     generator_argv,
     loadavg,
@@ -103,27 +103,6 @@ GEAR_IDLE_BATCH = 2
 #: loadgen.py scenarios that ignore -u: its ping always sends GRAB_JOB, which gear never answers, so a server
 #: that needs GRAB_JOB_UNIQ runs them with gload only.
 LOADGEN_IGNORES_UNIQ = {"ping"}
-
-
-def ensure_debian_package(binary: str, package: str, install: bool) -> None:
-    """Install ``package`` when ``binary`` is missing; stop its packaged service if it runs (it would share the
-    CPUs with the measured servers)."""
-    if not os.access(binary, os.X_OK):
-        if not install:
-            raise SystemExit(f"{binary} is missing (apt-get install {package})")
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        cmd = ["apt-get", "install", "-y", "--no-install-recommends", package]
-        print(f"# installing Debian's {package}", file=sys.stderr)
-        if subprocess.run(cmd, env=env, check=False).returncode != 0:
-            subprocess.run(["apt-get", "update"], env=env, check=False)
-            subprocess.run(cmd, env=env, check=True)
-    service = shutil.which("service")
-    if service:
-        status = subprocess.run([service, package, "status"], capture_output=True, check=False)
-        # gearman-server's init script exits 0 silently when disabled in /etc/default (then nothing runs)
-        if status.returncode == 0 and status.stdout.strip():
-            print(f"# stopping the packaged {package} service", file=sys.stderr)
-            subprocess.run([service, package, "stop"], capture_output=True, check=False)
 
 
 def ensure_debian_gearmand(install: bool) -> None:
