@@ -27,6 +27,9 @@ class JobState(IntEnum):
     DEAD = 4  # failed for good and kept in the dead-letter list for an operator
 
 
+_QUEUED = JobState.QUEUED  # a module global: an enum member's class lookup costs more, once per job
+
+
 class Job:
     """One unit of work. ``key`` is its coalescing key within its function (None: never coalesced)."""
 
@@ -78,7 +81,7 @@ class Job:
         self.reducer = reducer
         self.key = key
         self.seq = seq
-        self.state = JobState.QUEUED
+        self.state = _QUEUED
         self.listeners: list[JobListener] | tuple[()] = ()  # a list once a foreground client attaches
         self.worker: Worker | None = None
         self.numerator = 0

@@ -124,8 +124,13 @@ class WriteBatch:
                     self._at_end_of_next_turn(self.flush)
                 self.dirty.append(connection)
                 continue
-            try:
-                connection.flush()
+            try:  # connection.flush(), inlined: it runs for every connection with replies, every turn
+                out = connection._out
+                connection._out = []
+                connection.urgent = False
+                connection.waited = 0
+                if connection.open and not connection.transport.disconnecting:
+                    connection.send_pieces(out)
             except Exception:  # one broken connection must not strand the others' replies
                 log.exception("writing to %s failed", connection.peer)
                 connection._out = []
@@ -471,7 +476,11 @@ class BinaryConnection(FrontendConnection):
         self.send(encode(Packet.WORK_STATUS, job.handle, b"%d" % numerator, b"%d" % denominator))
 
     def job_complete(self, job: Job, data: bytes) -> None:
-        self._send_with_payload(_WORK_COMPLETE, job.handle, data)
+        if len(data) < _JOIN_LIMIT:  # _send_with_payload, inlined for the most frequent result
+            handle = job.handle
+            self.send(_pack_header(RES, _WORK_COMPLETE, len(handle) + 1 + len(data)) + handle + b"\x00" + data)
+        else:
+            self._send_with_payload(_WORK_COMPLETE, job.handle, data)
 
     def job_fail(self, job: Job) -> None:
         self.send(encode(Packet.WORK_FAIL, job.handle))
@@ -519,7 +528,7 @@ class BinaryConnection(FrontendConnection):
     def _pre_sleep(self, args: list[bytes]) -> None:
         self.scheduler.pre_sleep(self._worker())
 
-    def _grab_with(self, kind: int) -> None:
+    def _grab_with(self, args: list[bytes], kind: int = _JOB_ASSIGN) -> None:
         """GRAB_JOB and its variants. When nothing is queued the scheduler may hold the grab until the end
         of the reactor turn: a job submitted meanwhile goes straight to this worker. Its place in the
         output is kept, so replies to later requests still follow it."""
@@ -539,14 +548,13 @@ class BinaryConnection(FrontendConnection):
         else:
             self.send(NO_JOB)
 
-    def _grab_job(self, args: list[bytes]) -> None:
-        self._grab_with(_JOB_ASSIGN)
+    _grab_job = _grab_with  # GRAB_JOB's handler, without a call in between
 
     def _grab_job_uniq(self, args: list[bytes]) -> None:
-        self._grab_with(Packet.JOB_ASSIGN_UNIQ)
+        self._grab_with(args, Packet.JOB_ASSIGN_UNIQ)
 
     def _grab_job_all(self, args: list[bytes]) -> None:
-        self._grab_with(Packet.JOB_ASSIGN_ALL)
+        self._grab_with(args, Packet.JOB_ASSIGN_ALL)
 
     @staticmethod
     def _assignment(kind: int, job: Job) -> tuple[bytes, ...]:
