@@ -1,0 +1,100 @@
+"""gearmand's reactor (gearman_gateway/reactor.py) on real sockets: its lean turns still run timed calls and
+calls from other threads, survive a failing callback, stop when asked, and its TCP connections deliver
+every byte and the peer's close to their protocol."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+
+import pytest
+from twisted.internet import protocol
+from twisted.internet.error import ConnectionDone
+
+from gearman_gateway.reactor import GatewayReactor, _Server
+
+
+@pytest.fixture
+def reactor() -> GatewayReactor:
+    reactor = GatewayReactor()
+    reactor.callLater(10, reactor.stop)  # a test that hangs fails instead of blocking the suite
+    return reactor
+
+
+def run(reactor: GatewayReactor) -> None:
+    reactor.run(installSignalHandlers=False)
+
+
+def test_timed_calls_and_calls_from_threads_run(reactor: GatewayReactor) -> None:
+    seen: set[str] = set()
+
+    def note(what: str) -> None:
+        seen.add(what)
+        if seen == {"timed", "thread"}:
+            reactor.stop()
+
+    reactor.callLater(0.01, note, "timed")
+    reactor.callWhenRunning(threading.Thread(target=reactor.callFromThread, args=(note, "thread")).start)
+    run(reactor)
+    assert seen == {"timed", "thread"}
+
+
+def test_a_failing_after_poll_callback_is_logged_and_the_loop_goes_on(
+    reactor: GatewayReactor, caplog: pytest.LogCaptureFixture
+) -> None:
+    ran: list[str] = []
+
+    def failing() -> None:
+        raise RuntimeError("boom")
+
+    def later() -> None:
+        ran.append("later")
+        reactor.stop()
+
+    reactor.callWhenRunning(reactor.call_after_poll, failing)
+    reactor.callLater(0.05, later)
+    with caplog.at_level(logging.ERROR, logger="gearman_gateway.reactor"):
+        run(reactor)
+    assert ran == ["later"]
+    assert any("boom" in (record.exc_text or "") or record.exc_info for record in caplog.records)
+
+
+class Collect(protocol.Protocol):
+    """Keeps what it receives; at the close, reports it and stops the reactor."""
+
+    def __init__(self, done: list[tuple[bytes, object]]) -> None:
+        self.data = b""
+        self.done = done
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        self.data += data
+
+    def connectionLost(self, reason: object = None) -> None:  # noqa: N802
+        self.done.append((self.data, reason))
+        self.transport.reactor.stop()  # type: ignore[union-attr]
+
+
+def test_tcp_connections_deliver_every_byte_and_the_close(reactor: GatewayReactor) -> None:
+    done: list[tuple[bytes, object]] = []
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(lambda: Collect(done)), interface="127.0.0.1")
+    payload = bytes(range(256)) * 4096  # 1 MiB: many reads
+
+    def client() -> None:
+        with socket.create_connection(("127.0.0.1", port.getHost().port)) as sock:
+            sock.sendall(payload)
+
+    reactor.callWhenRunning(threading.Thread(target=client).start)
+    run(reactor)
+    port.stopListening()
+    data, reason = done[0]
+    assert data == payload
+    assert reason.check(ConnectionDone)  # type: ignore[attr-defined]
+
+
+def test_listen_tcp_uses_the_lean_transport(reactor: GatewayReactor) -> None:
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(protocol.Protocol), interface="127.0.0.1")
+    try:
+        assert port.transport is _Server
+    finally:
+        port.stopListening()
