@@ -130,7 +130,29 @@ class Decoder:
         argc_by_type = ARG_COUNT_BY_TYPE
         expect = self._expect
         max_line = self.max_line
+        max_size = self.max_packet_size
+        max_type = MAX_TYPE
         while pos < end_of_data:
+            if not src[pos] and end_of_data - pos >= HEADER_SIZE:
+                # a binary packet: the usual one first (right magic, known type, size in bounds)
+                magic, ptype, size = _unpack_header(src, pos)
+                if magic == expect and 0 < ptype < max_type and size <= max_size:
+                    start = pos + HEADER_SIZE
+                    end = start + size
+                    if end > end_of_data:
+                        break
+                    pos = end
+                    argc = argc_by_type[ptype]
+                    if argc == 0:
+                        append((ptype, []))
+                    elif argc == 1:
+                        append((ptype, [src[start:end]]))
+                    else:
+                        args = src[start:end].split(b"\x00", argc - 1)
+                        if len(args) < argc:
+                            args.extend([b""] * (argc - len(args)))
+                        append((ptype, args))
+                    continue
             if src[pos]:
                 newline = src.find(b"\n", pos, pos + max_line + 2)
                 if newline < 0:
@@ -153,32 +175,19 @@ class Decoder:
             if ptype == 0 or ptype >= MAX_TYPE:
                 append(self._fatal(b"INVALID_COMMAND", b"Invalid command expected"))
                 break
-            if size > self.max_packet_size:
+            if size > max_size:
                 append(
                     self._fatal(
                         b"ARGUMENT_TOO_LARGE",
-                        b"Packet of %d bytes exceeds the limit of %d bytes" % (size, self.max_packet_size),
+                        b"Packet of %d bytes exceeds the limit of %d bytes" % (size, max_size),
                     )
                 )
                 break
-            start = pos + HEADER_SIZE
-            end = start + size
+            end = pos + HEADER_SIZE + size
             if end > end_of_data:
                 break
-            pos = end
-            if magic != expect:
-                append((WRONG_MAGIC, [b"%d" % ptype]))
-                continue
-            argc = argc_by_type[ptype]
-            if argc == 0:
-                append((ptype, []))
-            elif argc == 1:
-                append((ptype, [src[start:end]]))
-            else:
-                args = src[start:end].split(b"\x00", argc - 1)
-                if len(args) < argc:
-                    args.extend([b""] * (argc - len(args)))
-                append((ptype, args))
+            pos = end  # well formed, with the other side's magic (the usual packet was taken above)
+            append((WRONG_MAGIC, [b"%d" % ptype]))
         if not self.dead and pos < end_of_data:
             self._keep(src, pos)
         return events
