@@ -66,7 +66,8 @@ class GatewayReactor(EPollReactor):
 
     def mainLoop(self) -> None:  # noqa: N802
         """Twisted's loop, with ``runUntilCurrent`` and ``timeout`` only in turns that need them. As in
-        Twisted's, an exception that escapes a turn is logged and the loop goes on."""
+        Twisted's, anything raised out of a turn is logged and the loop goes on (stopping is
+        ``reactor.stop``'s job, which runs the shutdown triggers)."""
         while self._started:
             try:
                 while self._started:
@@ -76,7 +77,7 @@ class GatewayReactor(EPollReactor):
                     else:
                         timeout = None
                     self.doIteration(timeout if self.running else 0)
-            except Exception:
+            except BaseException:  # as Twisted's loop: even SystemExit is logged, and the loop goes on
                 log.exception("unexpected error in the main loop")
 
     def call_after_poll(self, callback: Callable[[], None], first: bool = False) -> None:
@@ -129,7 +130,7 @@ class GatewayReactor(EPollReactor):
             for callback in callbacks:
                 try:
                     callback()
-                except Exception:
+                except BaseException:  # the rest of this turn's callbacks (the write flush) still run
                     log.exception("unhandled error in %r", callback)
 
     doIteration = doPoll

@@ -119,6 +119,8 @@ class FrontendConnection(Protocol):
                         return
                 elif len(out) <= SENDMSG_MAX:
                     sent = sock.sendmsg(out)
+                    if sent == sum(map(len, out)):  # all of it went: no piece-by-piece accounting
+                        return
                 else:
                     out = [b"".join(out)]
                     sent = sock.send(out[0])

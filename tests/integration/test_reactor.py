@@ -98,3 +98,26 @@ def test_listen_tcp_uses_the_lean_transport(reactor: GatewayReactor) -> None:
         assert port.transport is _Server
     finally:
         port.stopListening()
+
+
+def test_anything_raised_by_an_after_poll_callback_is_logged_and_the_turn_goes_on(
+    reactor: GatewayReactor, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Even SystemExit: the callbacks after it in the same turn (the write flush) still run, and ``run``
+    ends through ``stop`` with the shutdown triggers."""
+    events: list[str] = []
+
+    def leaving() -> None:
+        raise SystemExit(3)
+
+    def register() -> None:
+        reactor.call_after_poll(leaving)
+        reactor.call_after_poll(lambda: events.append("after"))
+
+    reactor.addSystemEventTrigger("before", "shutdown", events.append, "shutdown")
+    reactor.callWhenRunning(register)
+    reactor.callLater(0.05, reactor.stop)
+    with caplog.at_level(logging.ERROR, logger="gearman_gateway.reactor"):
+        run(reactor)
+    assert events == ["after", "shutdown"]
+    assert any("unhandled error" in record.getMessage() for record in caplog.records)
