@@ -143,7 +143,7 @@ class Scheduler:
         called before any other event of the job; a foreground listener then gets all of its events."""
         if len(unique) > self.max_unique_size:
             raise ArgumentTooLarge("Unique value too large")
-        fn = self.functions.get(function) or self.function(function)
+        fn = self.function(function)
         if unique == b"-":
             key: Any = (b"-", data) if data else None
         else:

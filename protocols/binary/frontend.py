@@ -124,13 +124,8 @@ class WriteBatch:
                     self._at_end_of_next_turn(self.flush)
                 self.dirty.append(connection)
                 continue
-            try:  # connection.flush(), inlined: it runs for every connection with replies, every turn
-                out = connection._out
-                connection._out = []
-                connection.urgent = False
-                connection.waited = 0
-                if connection.open and not connection.transport.disconnecting:
-                    connection.send_pieces(out)
+            try:
+                connection.flush()
             except Exception:  # one broken connection must not strand the others' replies
                 log.exception("writing to %s failed", connection.peer)
                 connection._out = []
@@ -476,11 +471,7 @@ class BinaryConnection(FrontendConnection):
         self.send(encode(Packet.WORK_STATUS, job.handle, b"%d" % numerator, b"%d" % denominator))
 
     def job_complete(self, job: Job, data: bytes) -> None:
-        if len(data) < _JOIN_LIMIT:  # _send_with_payload, inlined for the most frequent result
-            handle = job.handle
-            self.send(_pack_header(RES, _WORK_COMPLETE, len(handle) + 1 + len(data)) + handle + b"\x00" + data)
-        else:
-            self._send_with_payload(_WORK_COMPLETE, job.handle, data)
+        self._send_with_payload(_WORK_COMPLETE, job.handle, data)
 
     def job_fail(self, job: Job) -> None:
         self.send(encode(Packet.WORK_FAIL, job.handle))
@@ -535,11 +526,6 @@ class BinaryConnection(FrontendConnection):
         worker = self.worker or self._worker()
         job = self.scheduler.grab(worker, True)
         if job is not None:
-            data = job.data
-            if kind == _JOB_ASSIGN and len(data) < _JOIN_LIMIT:  # _assignment's usual case, inlined
-                body = b"\x00".join((job.handle, job.function.name, data))
-                self.send(_pack_header(RES, _JOB_ASSIGN, len(body)) + body)
-                return
             for piece in self._assignment(kind, job):
                 self.send(piece)
         elif worker.holding:
@@ -560,14 +546,17 @@ class BinaryConnection(FrontendConnection):
     def _assignment(kind: int, job: Job) -> tuple[bytes, ...]:
         """JOB_ASSIGN, JOB_ASSIGN_UNIQ or (for a reduce job) JOB_ASSIGN_ALL; a large payload as its own
         piece, not copied into the packet."""
+        data = job.data
         if kind == _JOB_ASSIGN:
+            if len(data) < _JOIN_LIMIT:  # the usual assignment: one packet, without encode's *args
+                body = b"\x00".join((job.handle, job.function.name, data))
+                return (_pack_header(RES, _JOB_ASSIGN, len(body)) + body,)
             fields: tuple[bytes, ...] = (job.handle, job.function.name)
         elif kind == Packet.JOB_ASSIGN_UNIQ or job.reducer is None:
             kind = Packet.JOB_ASSIGN_UNIQ
             fields = (job.handle, job.function.name, job.unique)
         else:
             fields = (job.handle, job.function.name, job.unique, job.reducer)
-        data = job.data
         if len(data) < _JOIN_LIMIT:
             return (encode(kind, *fields, data),)
         prefix = b"\x00".join(fields) + b"\x00"
