@@ -6,7 +6,10 @@
 2. Turns in which no timed call is pending and nothing was queued from another thread (most turns of a
    busy server) skip Twisted's timed-call bookkeeping, and a TCP server connection's read goes to its
    protocol without the ``_dataReceived`` step: fewer Python calls per turn and per read.
-3. Callbacks registered with ``call_after_poll`` run once after each batch of poll events, before the
+3. A TCP server connection keeps only what serving needs: Twisted's log prefix, repr, peer host name, write
+   list and bound ``fileno`` are made when first used or not kept at all (about 400 bytes less per idle
+   connection; thousands of idle workers are the usual Gearman deployment).
+4. Callbacks registered with ``call_after_poll`` run once after each batch of poll events, before the
    next poll: the binary frontend flushes every connection's replies there, one send per connection per
    reactor turn, however many reads produced them; the scheduler answers held grabs and wakes workers
    there just before (``first``). ``call_after_next_poll`` waits one turn more, without blocking in the
@@ -21,10 +24,11 @@ from __future__ import annotations
 import errno
 import logging
 import select
+import sys
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import main, tcp
+from twisted.internet import address, main, tcp
 from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.posixbase import _NO_FILEDESC
 
@@ -34,10 +38,98 @@ _WOULD_BLOCK = (errno.EAGAIN, errno.EWOULDBLOCK)
 log = logging.getLogger("gearman_gateway.reactor")
 
 
+class _MadeWhenRead:
+    """An attribute most connections never read: made from the connection when first read, then kept as an
+    ordinary attribute (assigning it works as usual)."""
+
+    __slots__ = ("make", "name")
+
+    def __init__(self, make: Callable[[Any], object]) -> None:
+        self.make = make
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, connection: object, owner: type | None = None) -> object:
+        if connection is None:
+            return self
+        value = connection.__dict__[self.name] = self.make(connection)
+        return value
+
+
 class _Server(tcp.Server):
-    """Twisted's server connection with ``doRead`` and ``_dataReceived`` in one."""
+    """Twisted's server connection, lighter per connection, with ``doRead`` and ``_dataReceived`` in one."""
+
+    _tempDataLen = 0
+    # Twisted's write list: only connections whose socket was ever full write through Twisted (send_pieces)
+    _tempDataBuffer = _MadeWhenRead(lambda connection: [])
+    # the peer's (host, port, ...): its host is kept, the rest asked of the socket if ever needed
+    client = _MadeWhenRead(lambda connection: connection._peer_address())
+    logstr = _MadeWhenRead(lambda connection: connection._log_prefix())
+    repstr = _MadeWhenRead(lambda connection: connection._describe())
+    sessionno = _MadeWhenRead(lambda connection: connection._fd)
+
+    def __init__(
+        self,
+        sock: Any,
+        protocol: Any,
+        client: tuple[Any, ...],
+        server: Any,
+        sessionno: int,
+        reactor: Any,
+    ) -> None:
+        """What ``tcp.Server.__init__`` keeps, less the strings it formats for every connection and the peer's
+        port; peers that share an address share its string."""
+        self.reactor = reactor
+        self.socket = sock
+        sock.setblocking(False)
+        self._fd = sock.fileno()
+        self.protocol = protocol
+        if len(client) != 2:
+            self._addressType = address.IPv6Address
+        self.hostname = sys.intern(client[0]) if type(client[0]) is str else client[0]
+        self.server = server
+        self.startReading()
+        self.connected = 1
+
+    @property
+    def peer_host(self) -> str:
+        """The peer's host, without making the address object ``getPeer`` returns."""
+        return self.hostname
+
+    def _peer_address(self) -> tuple[Any, ...]:
+        try:
+            rest = self.socket.getpeername()[1:]
+        except (AttributeError, OSError):  # closed meanwhile
+            rest = (0, 0, 0)[: 3 if self._addressType is address.IPv6Address else 1]
+        return (self.hostname, *rest)
+
+    def _log_prefix(self) -> str:
+        protocol = getattr(self, "protocol", None)  # gone after the close
+        return f"{self._getLogPrefix(protocol)},{self._fd},{self.hostname}"
+
+    def _describe(self) -> str:
+        protocol = getattr(self, "protocol", None)
+        return f"<{type(protocol).__name__} fd {self._fd} on {getattr(self.server, '_realPortNumber', '?')}>"
+
+    def fileno(self) -> int:
+        """The socket's descriptor; -1 once it is closed (one int shared with the reactor's tables)."""
+        return self._fd
+
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802
+        if "socket" in self.__dict__:
+            # Twisted's connectionLost unregisters through, then deletes, an instance attribute ``fileno``
+            self.fileno = self.socket.fileno  # type: ignore[method-assign]
+        super().connectionLost(reason)
+
+    def _closeSocket(self, orderly: bool) -> None:  # noqa: N802
+        self._fd = -1
+        super()._closeSocket(orderly)
 
     def doRead(self) -> object:  # noqa: N802
+        if self._fd < 0:
+            return _NO_FILEDESC
         try:
             data = self.socket.recv(self.bufferSize)
         except OSError as error:
@@ -111,7 +203,10 @@ class GatewayReactor(EPollReactor):
                 continue
             if event == _READABLE:  # what _doReadOrWrite would do for it, without its general case
                 try:
-                    why = selectable.doRead() if selectable.fileno() != -1 else _NO_FILEDESC
+                    if type(selectable) is _Server:
+                        why = selectable.doRead()  # which checks its descriptor itself
+                    else:
+                        why = selectable.doRead() if selectable.fileno() != -1 else _NO_FILEDESC
                 except BaseException as error:  # as Twisted: the application's error drops the connection
                     log.exception("unhandled error reading %r", selectable)
                     why = error

@@ -47,8 +47,10 @@ class FrontendConnection(Protocol):
     def connectionMade(self) -> None:  # noqa: N802
         transport = self.transport
         handle = transport.getHandle()
-        self.fd = handle.fileno()
-        self.peer = getattr(transport.getPeer(), "host", "?")
+        fileno = getattr(transport, "fileno", None)  # the reactor's own int for it, where there is one
+        self.fd = fileno() if fileno is not None else handle.fileno()
+        # gearmand's reactor's transport has the host at hand (one string for all peers on one address)
+        self.peer = getattr(transport, "peer_host", None) or getattr(transport.getPeer(), "host", "?")
         peer = self.peer.removeprefix("::ffff:")  # IPv4 peers of a listener on "::"
         self.peer_is_local = peer.startswith("127.") or peer in ("::1", "localhost")
         connections = self.context.connections
@@ -110,7 +112,7 @@ class FrontendConnection(Protocol):
         (saving two epoll updates and a reactor turn per reply), whatever is left through Twisted."""
         transport = self.transport
         sock = self._socket
-        if sock is not None and not transport.dataBuffer and not transport._tempDataBuffer:
+        if sock is not None and not transport.dataBuffer and not transport._tempDataLen:
             try:
                 if len(out) == 1:
                     data = out[0]

@@ -25,7 +25,7 @@ from gearman_gateway.scheduler.function import Function
 from gearman_gateway.scheduler.job import Job, JobState, Priority
 from gearman_gateway.scheduler.listener import Clock, DelayedCall, DurableStore, JobListener, Waker
 from gearman_gateway.scheduler.retry import RetryPolicies
-from gearman_gateway.scheduler.worker import Ability, Worker, WorkerState
+from gearman_gateway.scheduler.worker import ONCE, Ability, Worker, WorkerState
 from gearman_gateway.stores.base import StoredJob
 
 log = logging.getLogger("gearman_gateway.scheduler")
@@ -81,7 +81,7 @@ class Scheduler:
         self.max_unique_size = max_unique_size
         self.functions: dict[bytes, Function] = {}
         self.jobs_by_handle: dict[bytes, Job] = {}
-        self.workers: set[Worker] = set()
+        self.worker_count = 0  # connections that registered as workers (a count: no per-worker entry)
         self._listener_jobs: dict[JobListener, set[Job]] = {}
         self._next_handle = 1
         self._seq = 0
@@ -324,17 +324,18 @@ class Scheduler:
 
     def add_worker(self, waker: Waker) -> Worker:
         worker = Worker(waker)
-        self.workers.add(worker)
+        self.worker_count += 1
         return worker
 
     def remove_worker(self, worker: Worker) -> None:
         """The connection closed: unregister everything and requeue what it was running."""
-        if worker not in self.workers:
+        if not worker.registered:
             return
         if worker.holding:
             self._unhold(worker)  # nobody is left to answer
         self.reset_abilities(worker)
-        self.workers.discard(worker)
+        worker.registered = False
+        self.worker_count -= 1
 
     def can_do(self, worker: Worker, name: bytes, timeout_ms: int = 0) -> None:
         self.end_hold(worker)
@@ -342,11 +343,10 @@ class Scheduler:
         timeout_ms = min(max(0, timeout_ms), MAX_TIMEOUT_MS)
         ability = worker.abilities.get(fn)
         if ability is None:
-            worker.abilities[fn] = Ability(timeout_ms)
+            worker.abilities[fn] = Ability(1, timeout_ms) if timeout_ms else ONCE
             fn.workers[worker] = None
         else:
-            ability.count += 1
-            ability.timeout_ms = timeout_ms
+            worker.abilities[fn] = Ability(ability.count + 1, timeout_ms)
         fn.registrations += 1
         if worker.state == _SLEEPING:
             fn.sleepers[worker] = None

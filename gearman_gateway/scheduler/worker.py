@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from gearman_gateway.scheduler.function import Function
@@ -17,20 +17,22 @@ class WorkerState(IntEnum):
     NOOP_SENT = 2  # woken, has not grabbed yet
 
 
-class Ability:
-    """One registered function: how many times CAN_DO named it, and its CAN_DO_TIMEOUT in ms (0: none)."""
+class Ability(NamedTuple):
+    """One registered function: how many times CAN_DO named it, and its CAN_DO_TIMEOUT in ms (0: none).
+    A tuple, so that the usual registration (once, no timeout) is one shared value, not an object per worker."""
 
-    __slots__ = ("count", "timeout_ms")
+    count: int
+    timeout_ms: int
 
-    def __init__(self, timeout_ms: int) -> None:
-        self.count = 1
-        self.timeout_ms = timeout_ms
+
+#: What a plain CAN_DO registers.
+ONCE = Ability(1, 0)
 
 
 class Worker:
     """Created by ``Scheduler.add_worker``; the frontend calls scheduler methods with it."""
 
-    __slots__ = ("waker", "abilities", "jobs", "state", "holding", "__weakref__")
+    __slots__ = ("waker", "abilities", "jobs", "state", "holding", "registered", "__weakref__")
 
     def __init__(self, waker: Waker) -> None:
         self.waker = waker
@@ -38,6 +40,7 @@ class Worker:
         self.jobs: dict[bytes, Job] = {}  # handle -> job this worker runs
         self.state = WorkerState.AWAKE
         self.holding = False  # its grab found nothing and waits for the end of the turn (Scheduler.grab)
+        self.registered = True  # until Scheduler.remove_worker
 
     def function_names(self) -> list[bytes]:
         """Registered names, newest first and repeated per registration, as gearmand's `workers` shows."""

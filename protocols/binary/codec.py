@@ -62,7 +62,7 @@ class Decoder:
         max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
         max_line: int = DEFAULT_MAX_LINE,
     ) -> None:
-        self._buf = bytearray()
+        self._buf: bytearray | None = None  # an incomplete packet or line (made when there is one)
         self._expect = expect
         self._other = RES if expect == REQ else REQ
         self.max_packet_size = max_packet_size
@@ -77,7 +77,7 @@ class Decoder:
     @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete packet or line."""
-        return len(self._buf) + self._large_have
+        return (len(self._buf) if self._buf else 0) + self._large_have
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Parse every complete packet and line in ``data`` (plus what was left over) in one pass."""
@@ -118,10 +118,10 @@ class Decoder:
             if not self._first_complete(buf):
                 if self._is_large(buf, 0):  # a large packet whose header came in pieces
                     self._start_large(bytes(buf), 0)
-                    buf.clear()
+                    self._buf = None
                 return events
             src = bytes(buf)
-            buf.clear()
+            self._buf = None
         else:
             src = data
         append = events.append
@@ -196,8 +196,8 @@ class Decoder:
         """Keep the incomplete tail of ``src`` from ``pos``: a large packet as its reads, the rest copied."""
         if self._is_large(src, pos):
             self._start_large(src, pos)
-        else:
-            self._buf += memoryview(src)[pos:]
+        else:  # the buffer was consumed into ``src``: this is all that is left over
+            self._buf = bytearray(memoryview(src)[pos:])
 
     def _is_large(self, src: bytes | bytearray, pos: int) -> bool:
         """Whether a well-formed header at ``pos`` announces a large body."""

@@ -445,6 +445,7 @@ class BinaryConnection(FrontendConnection):
             index += 1
         del held[:index]
         if not held:
+            self._held = None  # an idle worker's answered grab leaves nothing behind
             self._held_bytes = 0
         if self._held_paused and self._held_bytes <= HELD_OUTPUT_LIMIT:
             self._held_paused = False

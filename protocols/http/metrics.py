@@ -113,7 +113,7 @@ def render(scheduler: Scheduler, connections: ConnectionRegistry, stats: HttpSta
             "Worker registrations per function (the admin status column: CAN_DO twice counts twice).",
             _per_function(functions, "registrations"),
         ),
-        *_family("gearman_workers", "gauge", "Connections that registered as workers.", [("", len(scheduler.workers))]),
+        *_family("gearman_workers", "gauge", "Connections that registered as workers.", [("", scheduler.worker_count)]),
         *_family("gearman_connections", "gauge", "Open connections, every protocol.", [("", len(connections))]),
         *_family(
             "gearman_connections_accepted_total", "counter", "Connections accepted.", [("", connections.accepted_total)]

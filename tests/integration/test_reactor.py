@@ -121,3 +121,64 @@ def test_anything_raised_by_an_after_poll_callback_is_logged_and_the_turn_goes_o
         run(reactor)
     assert events == ["after", "shutdown"]
     assert any("unhandled error" in record.getMessage() for record in caplog.records)
+
+
+class Inspect(protocol.Protocol):
+    """Records what its lean transport holds at connection time, then writes ``payload`` through Twisted's
+    own buffered write (more than the socket takes at once) and closes."""
+
+    def __init__(self, payload: bytes, seen: dict[str, object]) -> None:
+        self.payload = payload
+        self.seen = seen
+
+    def connectionMade(self) -> None:  # noqa: N802
+        transport = self.transport
+        self.seen["kept"] = set(vars(transport))
+        self.seen.setdefault("hosts", []).append(transport.peer_host)  # type: ignore[union-attr]
+        self.seen["repr"] = repr(transport)
+        self.seen["prefix"] = transport.logPrefix()  # type: ignore[union-attr]
+        self.seen["peer"] = transport.getPeer()  # type: ignore[union-attr]
+        self.seen["fileno"] = transport.fileno()  # type: ignore[union-attr]
+        self.seen["client port"] = self.transport.socket.getpeername()[1]  # type: ignore[union-attr]
+        transport.write(self.payload)  # type: ignore[union-attr]
+        transport.loseConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: object = None) -> None:  # noqa: N802
+        self.seen["fileno after"] = self.transport.fileno()  # type: ignore[union-attr]
+        self.seen["closed"] = self.seen.get("closed", 0) + 1  # type: ignore[operator]
+        if self.seen["closed"] == 2:
+            self.transport.reactor.stop()  # type: ignore[union-attr]
+
+
+def test_the_lean_transport_makes_what_it_does_not_keep_when_asked(reactor: GatewayReactor) -> None:
+    """No log prefix, repr, peer address, write list or bound fileno is kept per connection, yet each works
+    when used; every byte of a buffered write arrives, the descriptor reads -1 after the close, and two peers
+    on one address share its string."""
+    payload = bytes(range(256)) * 32768  # 8 MiB: more than the socket buffers, so Twisted's write list is used
+    seen: dict[str, object] = {}
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(lambda: Inspect(payload, seen)), interface="127.0.0.1")
+    received: list[bytes] = []
+
+    def client() -> None:
+        for _ in range(2):
+            with socket.create_connection(("127.0.0.1", port.getHost().port)) as sock:
+                chunks = []
+                while chunk := sock.recv(1 << 20):
+                    chunks.append(chunk)
+                received.append(b"".join(chunks))
+
+    reading = threading.Thread(target=client)
+    reactor.callWhenRunning(reading.start)
+    run(reactor)
+    port.stopListening()
+    reading.join(10)
+    assert received == [payload, payload]
+    assert not {"logstr", "repstr", "client", "_tempDataBuffer", "fileno", "sessionno"} & seen["kept"]  # type: ignore[operator]
+    assert "Inspect" in seen["repr"]  # type: ignore[operator]
+    assert "127.0.0.1" in seen["prefix"]  # type: ignore[operator]
+    assert seen["peer"].host == "127.0.0.1"  # type: ignore[attr-defined]
+    assert seen["peer"].port == seen["client port"]  # type: ignore[attr-defined]
+    assert seen["fileno"] > 2  # type: ignore[operator]
+    assert seen["fileno after"] == -1
+    first, second = seen["hosts"]  # type: ignore[misc]
+    assert first is second
