@@ -25,7 +25,7 @@ from gearman_gateway.scheduler.function import Function
 from gearman_gateway.scheduler.job import Job, JobState, Priority
 from gearman_gateway.scheduler.listener import Clock, DelayedCall, DurableStore, JobListener, Waker
 from gearman_gateway.scheduler.retry import RetryPolicies
-from gearman_gateway.scheduler.worker import ONCE, Ability, Worker, WorkerState
+from gearman_gateway.scheduler.worker import NO_JOBS, ONCE, Ability, Worker, WorkerState
 from gearman_gateway.stores.base import StoredJob
 
 log = logging.getLogger("gearman_gateway.scheduler")
@@ -429,7 +429,10 @@ class Scheduler:
         """``job``, out of its queue, runs on ``worker`` now."""
         job.state = _RUNNING
         job.worker = worker
-        worker.jobs[job.handle] = job
+        jobs = worker.jobs
+        if jobs is NO_JOBS:
+            jobs = worker.jobs = {}
+        jobs[job.handle] = job
         fn = job.function
         fn.running += 1
         self.running_jobs += 1

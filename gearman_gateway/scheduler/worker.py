@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum
+from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -28,6 +30,9 @@ class Ability(NamedTuple):
 #: What a plain CAN_DO registers.
 ONCE = Ability(1, 0)
 
+#: The jobs of a worker that never ran one (most idle workers): shared, and read-only so that it stays empty.
+NO_JOBS: Mapping[bytes, Job] = MappingProxyType({})
+
 
 class Worker:
     """Created by ``Scheduler.add_worker``; the frontend calls scheduler methods with it."""
@@ -37,7 +42,7 @@ class Worker:
     def __init__(self, waker: Waker) -> None:
         self.waker = waker
         self.abilities: dict[Function, Ability] = {}  # registration order
-        self.jobs: dict[bytes, Job] = {}  # handle -> job this worker runs
+        self.jobs: dict[bytes, Job] = NO_JOBS  # type: ignore[assignment]  # handle -> job it runs (made by its first)
         self.state = WorkerState.AWAKE
         self.holding = False  # its grab found nothing and waits for the end of the turn (Scheduler.grab)
         self.registered = True  # until Scheduler.remove_worker

@@ -65,6 +65,8 @@ LARGE_READ = 1 << 20
 #: microseconds on an idle server and a couple of busy turns (~0.1 ms) under load.
 ACK_WAIT_TURNS = 2
 
+_NOTHING_OUT: tuple[()] = ()
+
 
 #: Hot-path packet numbers and priority as plain ints (an IntEnum costs a lookup and a conversion per use).
 _JOB_CREATED = int(Packet.JOB_CREATED)
@@ -128,7 +130,7 @@ class WriteBatch:
                 connection.flush()
             except Exception:  # one broken connection must not strand the others' replies
                 log.exception("writing to %s failed", connection.peer)
-                connection._out = []
+                connection._out = _NOTHING_OUT
 
 
 @implementer(IHalfCloseableProtocol)
@@ -146,7 +148,8 @@ class BinaryConnection(FrontendConnection):
         self.client_id = b"-"
         self.exceptions = settings.exceptions
         self._batch = factory.batch
-        self._out: list[bytes] = []
+        # replies of this turn; between turns the shared empty tuple (a list is made when there is output)
+        self._out: list[bytes] | tuple[()] = _NOTHING_OUT
         self._held: list[bytes | _Slot] | None = None  # output waiting behind a late reply (made on demand)
         self._held_bytes = 0
         self._held_paused = False
@@ -162,7 +165,7 @@ class BinaryConnection(FrontendConnection):
     # -- connection lifecycle
 
     def ended(self) -> None:
-        self._out = []
+        self._out = _NOTHING_OUT
         if self.worker is not None:
             self.scheduler.remove_worker(self.worker)
             self.worker = None
@@ -211,6 +214,7 @@ class BinaryConnection(FrontendConnection):
         self.urgent = True
         out = self._out
         if not out:
+            out = self._out = []
             self._batch.mark(self)
         out.append(data)
 
@@ -222,16 +226,18 @@ class BinaryConnection(FrontendConnection):
             return
         if urgent:
             self.urgent = True
-        if not self._out:
+        out = self._out
+        if not out:
+            out = self._out = []
             self._batch.mark(self)
-        self._out.append(data)
+        out.append(data)
 
     def flush(self) -> None:
         out = self._out
         self.urgent = False
         self.waited = 0
         if out:
-            self._out = []
+            self._out = _NOTHING_OUT
             if self.open and not self.transport.disconnecting:  # nothing after a close's last write
                 self.send_pieces(out)
 
@@ -394,6 +400,7 @@ class BinaryConnection(FrontendConnection):
             # else a foreground job's result follows: its acknowledgement may wait for it (WriteBatch)
             out = self._out
             if not out:
+                out = self._out = []
                 self._batch.mark(self)
             out.append(packet)
             return
