@@ -68,7 +68,7 @@ class _Server(tcp.Server):
     client = _MadeWhenRead(lambda connection: connection._peer_address())
     logstr = _MadeWhenRead(lambda connection: connection._log_prefix())
     repstr = _MadeWhenRead(lambda connection: connection._describe())
-    sessionno = _MadeWhenRead(lambda connection: connection._fd)
+    sessionno = _MadeWhenRead(lambda connection: connection._fd)  # only in log lines: the descriptor will do
 
     def __init__(
         self,
@@ -119,6 +119,9 @@ class _Server(tcp.Server):
 
     def connectionLost(self, reason: Any) -> None:  # noqa: N802
         if "socket" in self.__dict__:
+            # what is made when read must be made while the socket and protocol still exist: anyone may ask
+            # for the peer's address or the repr after the close
+            self.client, self.logstr, self.repstr  # noqa: B018
             # Twisted's connectionLost unregisters through, then deletes, an instance attribute ``fileno``
             self.fileno = self.socket.fileno  # type: ignore[method-assign]
         super().connectionLost(reason)

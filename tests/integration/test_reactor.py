@@ -124,8 +124,9 @@ def test_anything_raised_by_an_after_poll_callback_is_logged_and_the_turn_goes_o
 
 
 class Inspect(protocol.Protocol):
-    """Records what its lean transport holds at connection time, then writes ``payload`` through Twisted's
-    own buffered write (more than the socket takes at once) and closes."""
+    """Records what its lean transport holds at connection time (the second connection asks nothing until it
+    is closed), then writes ``payload`` through Twisted's own buffered write (more than the socket takes at
+    once) and closes."""
 
     def __init__(self, payload: bytes, seen: dict[str, object]) -> None:
         self.payload = payload
@@ -135,16 +136,24 @@ class Inspect(protocol.Protocol):
         transport = self.transport
         self.seen["kept"] = set(vars(transport))
         self.seen.setdefault("hosts", []).append(transport.peer_host)  # type: ignore[union-attr]
+        self.seen.setdefault("ports", []).append(transport.socket.getpeername()[1])  # type: ignore[union-attr]
+        if len(self.seen["hosts"]) == 2:  # type: ignore[arg-type]
+            transport.write(self.payload)  # type: ignore[union-attr]
+            transport.loseConnection()  # type: ignore[union-attr]
+            return  # the second connection leaves the rest to be asked for after its close
         self.seen["repr"] = repr(transport)
         self.seen["prefix"] = transport.logPrefix()  # type: ignore[union-attr]
         self.seen["peer"] = transport.getPeer()  # type: ignore[union-attr]
         self.seen["fileno"] = transport.fileno()  # type: ignore[union-attr]
-        self.seen["client port"] = self.transport.socket.getpeername()[1]  # type: ignore[union-attr]
         transport.write(self.payload)  # type: ignore[union-attr]
         transport.loseConnection()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: object = None) -> None:  # noqa: N802
-        self.seen["fileno after"] = self.transport.fileno()  # type: ignore[union-attr]
+        transport = self.transport
+        self.seen["fileno after"] = transport.fileno()  # type: ignore[union-attr]
+        # asked for the first time after the close: made while the socket still was there
+        self.seen.setdefault("peers after", []).append(transport.getPeer())  # type: ignore[union-attr]
+        self.seen.setdefault("reprs after", []).append(repr(transport))
         self.seen["closed"] = self.seen.get("closed", 0) + 1  # type: ignore[operator]
         if self.seen["closed"] == 2:
             self.transport.reactor.stop()  # type: ignore[union-attr]
@@ -152,8 +161,8 @@ class Inspect(protocol.Protocol):
 
 def test_the_lean_transport_makes_what_it_does_not_keep_when_asked(reactor: GatewayReactor) -> None:
     """No log prefix, repr, peer address, write list or bound fileno is kept per connection, yet each works
-    when used; every byte of a buffered write arrives, the descriptor reads -1 after the close, and two peers
-    on one address share its string."""
+    when used, even first after the close (the peer's port, the repr); every byte of a buffered write arrives,
+    the descriptor reads -1 after the close, and two peers on one address share its string."""
     payload = bytes(range(256)) * 32768  # 8 MiB: more than the socket buffers, so Twisted's write list is used
     seen: dict[str, object] = {}
     port = reactor.listenTCP(0, protocol.Factory.forProtocol(lambda: Inspect(payload, seen)), interface="127.0.0.1")
@@ -177,7 +186,9 @@ def test_the_lean_transport_makes_what_it_does_not_keep_when_asked(reactor: Gate
     assert "Inspect" in seen["repr"]  # type: ignore[operator]
     assert "127.0.0.1" in seen["prefix"]  # type: ignore[operator]
     assert seen["peer"].host == "127.0.0.1"  # type: ignore[attr-defined]
-    assert seen["peer"].port == seen["client port"]  # type: ignore[attr-defined]
+    assert seen["peer"].port == seen["ports"][0]  # type: ignore[attr-defined,index]
+    assert [peer.port for peer in seen["peers after"]] == seen["ports"]  # type: ignore[attr-defined]
+    assert all("Inspect" in text for text in seen["reprs after"])  # type: ignore[attr-defined]
     assert seen["fileno"] > 2  # type: ignore[operator]
     assert seen["fileno after"] == -1
     first, second = seen["hosts"]  # type: ignore[misc]
