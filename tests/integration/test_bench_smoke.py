@@ -4,7 +4,9 @@ measured when the test was written (see docs/performance.md for the real figures
 
 - fg jobs/s of our server against the GRAB_JOB -> NO_JOB round-trip rate of the same server (the loopback and
   reactor floor: an fg job needs a few such round trips);
-- fg jobs/s of our server against Debian's gearmand doing the same fg run (where it is installed).
+- fg jobs/s of our server against Debian's gearmand doing the same fg run (where it is installed);
+- RSS per idle worker connection: within issue 6's ceiling, and below gearmand's in the same run (a memory
+  figure repeats closely, so this one needs no tenfold margin).
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ FG_PER_PING = 0.2
 FG_VS_GEARMAND = 1.0
 #: How much worse than those ratios fails the test.
 GROSS = 10.0
+#: 800 idle workers (CAN_DO another function, GRAB_JOB, PRE_SLEEP): within a default limit of 1,024 descriptors.
+IDLE = ("-s", "idle", "-i", "800", "-n", "200", "-c", "4", "-w", "4", "-b", "64")
+#: Issue 6's ceiling for RSS per idle connection, KiB. Ours measured 1.1–1.2 at 5,000 connections (0.8 at
+#: 1,000) since 246554c, 2.0–2.1 before; gearmand 10.7.
+IDLE_RSS_LIMIT_KB = 4.0
 
 
 def loadgen(server: RunningServer, *options: str) -> dict[str, Any]:
@@ -63,3 +70,12 @@ def test_fg_is_not_grossly_slower_than_gearmand(gearmand, real_gearmand) -> None
     ratio = max(rates["ours"]) / max(rates["gearmand"])
     print(f"fg jobs/s {rates}, ours/gearmand {ratio:.2f} (written at ~{FG_VS_GEARMAND})")
     assert ratio >= FG_VS_GEARMAND / GROSS, f"fg jobs/s is {ratio:.3f} of gearmand's: a gross regression"
+
+
+def test_idle_connections_cost_little_memory_next_to_gearmand(gearmand, real_gearmand) -> None:
+    """Freshly started servers, so that the growth is not hidden by memory freed earlier."""
+    ours = loadgen(gearmand("-q", "memory"), *IDLE)["rss_per_idle_conn_kb"]
+    theirs = loadgen(real_gearmand(), *IDLE)["rss_per_idle_conn_kb"]
+    print(f"RSS per idle connection: ours {ours} KiB, gearmand {theirs} KiB")
+    assert ours <= IDLE_RSS_LIMIT_KB, f"{ours} KiB of RSS per idle connection: over the {IDLE_RSS_LIMIT_KB} KiB ceiling"
+    assert ours < theirs, f"{ours} KiB per idle connection, gearmand {theirs}: more than the C server"
