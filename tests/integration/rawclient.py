@@ -10,8 +10,11 @@ from protocols.binary.packets import RES, Packet
 
 class Raw:
     def __init__(self, port: int, timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except ConnectionResetError as error:  # accepted and dropped (a refusal) before connect() returned
+            raise EOFError(str(error)) from None
         self.decoder = Decoder(expect=RES, max_packet_size=1 << 30)
         self.pending: list[tuple[int, list[bytes]]] = []
 
