@@ -25,7 +25,7 @@ from gearman_gateway.scheduler.function import Function
 from gearman_gateway.scheduler.job import Job, JobState, Priority
 from gearman_gateway.scheduler.listener import Clock, DelayedCall, DurableStore, JobListener, Waker
 from gearman_gateway.scheduler.retry import RetryPolicies
-from gearman_gateway.scheduler.worker import NO_JOBS, ONCE, Ability, Worker, WorkerState
+from gearman_gateway.scheduler.worker import NO_JOBS, ONCE, Ability, RegistrationTables, Worker, WorkerState
 from gearman_gateway.stores.base import StoredJob
 
 log = logging.getLogger("gearman_gateway.scheduler")
@@ -82,6 +82,7 @@ class Scheduler:
         self.functions: dict[bytes, Function] = {}
         self.jobs_by_handle: dict[bytes, Job] = {}
         self.worker_count = 0  # connections that registered as workers (a count: no per-worker entry)
+        self.registrations = RegistrationTables()
         self._listener_jobs: dict[JobListener, set[Job]] = {}
         self._next_handle = 1
         self._seq = 0
@@ -343,10 +344,10 @@ class Scheduler:
         timeout_ms = min(max(0, timeout_ms), MAX_TIMEOUT_MS)
         ability = worker.abilities.get(fn)
         if ability is None:
-            worker.abilities[fn] = Ability(1, timeout_ms) if timeout_ms else ONCE
+            self.registrations.set(worker, fn, Ability(1, timeout_ms) if timeout_ms else ONCE)
             fn.workers[worker] = None
         else:
-            worker.abilities[fn] = Ability(ability.count + 1, timeout_ms)
+            self.registrations.set(worker, fn, Ability(ability.count + 1, timeout_ms))
         fn.registrations += 1
         if worker.state == _SLEEPING:
             fn.sleepers[worker] = None
@@ -367,7 +368,7 @@ class Scheduler:
             self._unregister(worker, fn)
 
     def _unregister(self, worker: Worker, fn: Function) -> None:
-        ability = worker.abilities.pop(fn)
+        ability = self.registrations.remove(worker, fn)
         fn.registrations -= ability.count
         del fn.workers[worker]
         fn.sleepers.pop(worker, None)

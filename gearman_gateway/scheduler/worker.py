@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import IntEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from gearman_gateway.scheduler.function import Function
@@ -33,6 +33,75 @@ ONCE = Ability(1, 0)
 #: The jobs of a worker that never ran one (most idle workers): shared, and read-only so that it stays empty.
 NO_JOBS: Mapping[bytes, Job] = MappingProxyType({})
 
+#: The registration table of a worker that registered nothing: shared (``RegistrationTables`` never changes
+#: a table this small in place).
+NO_ABILITIES: dict[Function, Ability] = {}
+
+#: Workers with at most this many functions share one table per distinct registration; a longer table is the
+#: worker's own and changes in place (copying it on every CAN_DO would cost time growing with its square).
+SHARED_TABLE_MAX = 16
+
+
+class RegistrationTables:
+    """Workers' registration tables (``Worker.abilities``), shared between workers that registered the same
+    functions the same way: a pool of identical workers, the usual deployment, holds one table instead of
+    one each (224 bytes per idle worker). What keeps sharing safe: a table of at most ``SHARED_TABLE_MAX``
+    entries is never changed in place; a change builds the new table and takes the shared one equal to it."""
+
+    __slots__ = ("_shared",)
+
+    def __init__(self) -> None:
+        # (function, ability) pairs in registration order -> [the table, how many workers hold it]
+        self._shared: dict[tuple[tuple[Function, Ability], ...], list[Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._shared)
+
+    def set(self, worker: Worker, fn: Function, ability: Ability) -> None:
+        table = worker.abilities
+        if len(table) > SHARED_TABLE_MAX:
+            table[fn] = ability
+            return
+        changed = dict(table)
+        changed[fn] = ability
+        self._leave(table)
+        worker.abilities = self._share(changed)
+
+    def remove(self, worker: Worker, fn: Function) -> Ability:
+        table = worker.abilities
+        if len(table) > SHARED_TABLE_MAX:
+            ability = table.pop(fn)
+            if len(table) <= SHARED_TABLE_MAX:
+                worker.abilities = self._share(table)  # small now: from here on shared, never changed
+            return ability
+        changed = dict(table)
+        ability = changed.pop(fn)
+        self._leave(table)
+        worker.abilities = self._share(changed)
+        return ability
+
+    def _share(self, table: dict[Function, Ability]) -> dict[Function, Ability]:
+        if not table:
+            return NO_ABILITIES
+        if len(table) > SHARED_TABLE_MAX:
+            return table
+        key = tuple(table.items())
+        entry = self._shared.get(key)
+        if entry is None:
+            entry = self._shared[key] = [table, 0]
+        entry[1] += 1
+        return entry[0]
+
+    def _leave(self, table: dict[Function, Ability]) -> None:
+        if not table:
+            return
+        key = tuple(table.items())
+        entry = self._shared.get(key)
+        if entry is not None and entry[0] is table:
+            entry[1] -= 1
+            if not entry[1]:
+                del self._shared[key]
+
 
 class Worker:
     """Created by ``Scheduler.add_worker``; the frontend calls scheduler methods with it."""
@@ -41,7 +110,8 @@ class Worker:
 
     def __init__(self, waker: Waker) -> None:
         self.waker = waker
-        self.abilities: dict[Function, Ability] = {}  # registration order
+        # registration order; shared with workers that registered the same way (RegistrationTables)
+        self.abilities: dict[Function, Ability] = NO_ABILITIES
         self.jobs: dict[bytes, Job] = NO_JOBS  # type: ignore[assignment]  # handle -> job it runs (made by its first)
         self.state = WorkerState.AWAKE
         self.holding = False  # its grab found nothing and waits for the end of the turn (Scheduler.grab)

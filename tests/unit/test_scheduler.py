@@ -399,3 +399,50 @@ def test_status_lookups(sched: Scheduler) -> None:
     assert sched.job(job.handle) is job
     assert sched.job_by_unique(b"uu") is job
     assert sched.job_by_unique(b"nope") is None
+
+
+def test_workers_registered_alike_share_one_table_and_changes_stay_their_own(sched: Scheduler) -> None:
+    """A pool of identical workers holds one registration table; CAN_DO, CANT_DO and a disconnect of one
+    worker leave the others' registrations as they were, and a table nobody holds is forgotten."""
+    pool = [sched.add_worker(Waker()) for _ in range(3)]
+    for worker in pool:
+        sched.can_do(worker, b"resize")
+        sched.can_do(worker, b"thumb", 500)
+    first, second, third = pool
+    assert first.abilities is second.abilities is third.abilities
+    assert len(sched.registrations) == 1
+    sched.can_do(first, b"resize")  # registered twice now: another table
+    sched.cant_do(second, b"thumb")
+    assert [f.name for f in third.abilities] == [b"resize", b"thumb"]
+    assert third.abilities[sched.functions[b"thumb"]].timeout_ms == 500
+    assert first.function_names() == [b"thumb", b"resize", b"resize"]
+    assert second.function_names() == [b"resize"]
+    assert sched.functions[b"resize"].registrations == 4
+    sched.remove_worker(third)
+    assert third.abilities == {}
+    assert len(sched.registrations) == 2  # first's and second's; the pool's is gone with its last worker
+    fourth = sched.add_worker(Waker())
+    sched.can_do(fourth, b"resize")
+    assert fourth.abilities is second.abilities
+
+
+def test_a_worker_with_many_functions_keeps_its_own_table(sched: Scheduler) -> None:
+    """Past SHARED_TABLE_MAX functions a table changes in place (no copy per CAN_DO), and shrinking back
+    makes it shared again; registration order holds throughout."""
+    from gearman_gateway.scheduler.worker import SHARED_TABLE_MAX
+
+    worker, other = sched.add_worker(Waker()), sched.add_worker(Waker())
+    names = [b"f%d" % i for i in range(SHARED_TABLE_MAX + 5)]
+    for name in names:
+        sched.can_do(worker, name)
+    for name in names[:3]:
+        sched.can_do(other, name)
+    table = worker.abilities
+    sched.can_do(worker, b"one more")
+    assert worker.abilities is table
+    for name in [b"one more", *names[3:]]:
+        sched.cant_do(worker, name)
+    assert worker.abilities is other.abilities
+    assert worker.function_names() == [b"f2", b"f1", b"f0"]
+    job = sched.submit(b"f1", b"x")
+    assert sched.grab(worker) is job

@@ -79,6 +79,15 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.sched.remove_worker(worker)
 
     @precondition(lambda self: self.workers)
+    @rule(index=st.integers(0, 100), name=st.sampled_from(FUNCTIONS), register=st.booleans())
+    def worker_changes_registration(self, index, name, register):
+        worker, _ = self.workers[index % len(self.workers)]
+        if register:
+            self.sched.can_do(worker, name)
+        else:
+            self.sched.cant_do(worker, name)
+
+    @precondition(lambda self: self.workers)
     @rule(index=st.integers(0, 100))
     def grab(self, index):
         worker, _ = self.workers[index % len(self.workers)]
@@ -111,6 +120,21 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.clock.advance(seconds)
 
     # -- invariants
+
+    @invariant()
+    def registrations_agree(self):
+        """Each worker's (possibly shared) table says what the functions' own records say."""
+        counts = {name: 0 for name in FUNCTIONS}
+        for worker, _ in self.workers:
+            for name in FUNCTIONS:
+                fn = self.sched.functions.get(name)
+                if fn is not None:
+                    assert (fn in worker.abilities) == (worker in fn.workers), (worker, name)
+            for fn, ability in worker.abilities.items():
+                counts[fn.name] += ability.count
+        for name, count in counts.items():
+            fn = self.sched.functions.get(name)
+            assert (fn.registrations if fn is not None else 0) == count, name
 
     @invariant()
     def each_job_in_exactly_one_place(self):
