@@ -32,8 +32,8 @@ FG_VS_GEARMAND = 1.0
 GROSS = 10.0
 #: 800 idle workers (CAN_DO another function, GRAB_JOB, PRE_SLEEP): within a default limit of 1,024 descriptors.
 IDLE = ("-s", "idle", "-i", "800", "-n", "200", "-c", "4", "-w", "4", "-b", "64")
-#: Issue 6's ceiling for RSS per idle connection, KiB. Ours measured 1.1–1.2 at 5,000 connections (0.8 at
-#: 1,000) since 246554c, 2.0–2.1 before; gearmand 10.7.
+#: Issue 6's ceiling for RSS per idle connection, KiB. Ours measured at 5,000 connections: 0.9–1.0 since
+#: 56fb373, 1.1–1.2 since 246554c, 2.0–2.1 before; gearmand 10.7.
 IDLE_RSS_LIMIT_KB = 4.0
 
 
