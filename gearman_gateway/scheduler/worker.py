@@ -42,6 +42,18 @@ NO_ABILITIES: dict[Function, Ability] = {}
 SHARED_TABLE_MAX = 16
 
 
+class RepeatedRegistrations(dict["Function", Ability]):
+    """The table of a worker that registered some function more than once. gearmand keeps one entry per
+    CAN_DO and lists them newest first in ``workers`` (CAN_DO resize, thumb, resize shows ``resize thumb
+    resize``); this table keeps that sequence beside the usual one entry per function. Rare, so never shared."""
+
+    __slots__ = ("sequence",)
+
+    def __init__(self, table: Mapping[Function, Ability], sequence: list[Function]) -> None:
+        super().__init__(table)
+        self.sequence = sequence  # every registration, oldest first
+
+
 class RegistrationTables:
     """Workers' registration tables (``Worker.abilities``), shared between workers that registered the same
     functions the same way: a pool of identical workers, the usual deployment, holds one table instead of
@@ -59,6 +71,16 @@ class RegistrationTables:
 
     def set(self, worker: Worker, fn: Function, ability: Ability) -> None:
         table = worker.abilities
+        if type(table) is RepeatedRegistrations:  # the worker's own: changed in place, as a long table
+            table[fn] = ability
+            table.sequence.append(fn)
+            return
+        if fn in table:  # a second registration of a function: from now on the sequence is kept
+            repeated = RepeatedRegistrations(table, [*table, fn])
+            repeated[fn] = ability
+            self._leave(table)
+            worker.abilities = repeated
+            return
         if len(table) > SHARED_TABLE_MAX:
             table[fn] = ability
             return
@@ -68,7 +90,16 @@ class RegistrationTables:
         worker.abilities = self._share(changed)
 
     def remove(self, worker: Worker, fn: Function) -> Ability:
+        """Every registration of ``fn`` (CANT_DO drops them all, as gearmand does)."""
         table = worker.abilities
+        if type(table) is RepeatedRegistrations:
+            ability = table.pop(fn)
+            sequence = [other for other in table.sequence if other is not fn]
+            if len(sequence) > len(table):  # some function is still registered more than once
+                table.sequence = sequence
+            else:  # one registration each again: a plain table, in the same order, shared if small
+                worker.abilities = self._share(dict(table))
+            return ability
         if len(table) > SHARED_TABLE_MAX:
             ability = table.pop(fn)
             if len(table) <= SHARED_TABLE_MAX:
@@ -93,7 +124,7 @@ class RegistrationTables:
         return entry[0]
 
     def _leave(self, table: dict[Function, Ability]) -> None:
-        if not table:
+        if not table or type(table) is not dict:  # empty, or a worker's own RepeatedRegistrations
             return
         key = tuple(table.items())
         entry = self._shared.get(key)
@@ -119,7 +150,7 @@ class Worker:
 
     def function_names(self) -> list[bytes]:
         """Registered names, newest first and repeated per registration, as gearmand's `workers` shows."""
-        names: list[bytes] = []
-        for function, ability in reversed(self.abilities.items()):
-            names.extend([function.name] * ability.count)
-        return names
+        table = self.abilities
+        if type(table) is RepeatedRegistrations:
+            return [function.name for function in reversed(table.sequence)]
+        return [function.name for function in reversed(table)]

@@ -108,6 +108,37 @@ def test_echo_option_and_client_id(server) -> None:
         assert any(line.endswith(" my worker 1 : fb fa") for line in workers.splitlines()), workers
 
 
+def test_workers_lists_every_registration_newest_first_as_gearmand(server) -> None:
+    """gearmand keeps one entry per CAN_DO: a function registered again after another one is listed twice, in
+    its places; CANT_DO drops every entry of its name, and `status` counts registrations."""
+
+    def registered(c: Raw) -> str:
+        line = next(line for line in c.admin("workers").decode().splitlines() if " repeat-test :" in line)
+        return line.split(" : ", 1)[1] if " : " in line else ""
+
+    def status_workers(c: Raw, name: str) -> int:
+        lines = c.admin("status").decode().splitlines()
+        return int(next(line for line in lines if line.startswith(name + "\t")).split("\t")[3])
+
+    with Raw(server.port) as c:
+        c.send(Packet.SET_CLIENT_ID, b"repeat-test")
+        for name in (b"resize", b"thumb", b"resize"):
+            c.send(Packet.CAN_DO, name)
+        assert registered(c) == "resize thumb resize"
+        assert status_workers(c, "resize") == 2
+        c.send(Packet.CAN_DO_TIMEOUT, b"crop", b"5000")
+        c.send(Packet.CAN_DO, b"thumb")
+        assert registered(c) == "thumb crop resize thumb resize"
+        c.send(Packet.CANT_DO, b"thumb")
+        assert registered(c) == "crop resize resize"
+        c.send(Packet.CANT_DO, b"resize")
+        c.send(Packet.CAN_DO, b"resize")
+        assert registered(c) == "resize crop"
+        assert status_workers(c, "resize") == 1
+        c.send(Packet.RESET_ABILITIES)
+        assert registered(c) == ""
+
+
 def test_text_and_binary_mix_on_one_connection(server) -> None:
     with Raw(server.port) as c:
         c.send_raw(b"version\r\n")

@@ -415,15 +415,45 @@ def test_workers_registered_alike_share_one_table_and_changes_stay_their_own(sch
     sched.cant_do(second, b"thumb")
     assert [f.name for f in third.abilities] == [b"resize", b"thumb"]
     assert third.abilities[sched.functions[b"thumb"]].timeout_ms == 500
-    assert first.function_names() == [b"thumb", b"resize", b"resize"]
+    assert first.function_names() == [b"resize", b"thumb", b"resize"]  # one entry per CAN_DO, as gearmand
     assert second.function_names() == [b"resize"]
     assert sched.functions[b"resize"].registrations == 4
     sched.remove_worker(third)
     assert third.abilities == {}
-    assert len(sched.registrations) == 2  # first's and second's; the pool's is gone with its last worker
+    # second's; the pool's is gone with its last worker, and first's repeated registrations are its own
+    assert len(sched.registrations) == 1
     fourth = sched.add_worker(Waker())
     sched.can_do(fourth, b"resize")
     assert fourth.abilities is second.abilities
+    sched.cant_do(first, b"resize")  # one registration each again: shared again
+    assert first.function_names() == [b"thumb"]
+    assert len(sched.registrations) == 2
+
+
+def test_repeated_registrations_keep_their_sequence_until_no_repeat_is_left(sched: Scheduler) -> None:
+    """gearmand lists one entry per CAN_DO, newest first; CANT_DO drops every entry of a name, and a worker back
+    to one registration per function shares the plain table of its peers again. The newest timeout applies."""
+    from gearman_gateway.scheduler.worker import RepeatedRegistrations
+
+    worker, peer = sched.add_worker(Waker()), sched.add_worker(Waker())
+    for name in (b"a", b"b", b"a", b"c"):
+        sched.can_do(worker, name, 1000 if name == b"c" else 0)
+    sched.can_do(worker, b"b", 2000)
+    assert worker.function_names() == [b"b", b"c", b"a", b"b", b"a"]
+    assert type(worker.abilities) is RepeatedRegistrations
+    assert [f.name for f in worker.abilities] == [b"a", b"b", b"c"]
+    assert worker.abilities[sched.functions[b"b"]].timeout_ms == 2000
+    assert sched.functions[b"a"].registrations == 2 and sched.functions[b"b"].registrations == 2
+    sched.cant_do(worker, b"a")
+    assert worker.function_names() == [b"b", b"c", b"b"]
+    sched.cant_do(worker, b"b")
+    assert worker.function_names() == [b"c"]
+    sched.can_do(peer, b"c", 1000)
+    assert worker.abilities is peer.abilities
+    job = sched.submit(b"c", b"x", background=True)
+    assert sched.grab(worker) is job and job.timer is not None
+    sched.reset_abilities(worker)
+    assert worker.function_names() == [] and job.state is JobState.QUEUED
 
 
 def test_a_worker_with_many_functions_keeps_its_own_table(sched: Scheduler) -> None:

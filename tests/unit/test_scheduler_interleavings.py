@@ -32,6 +32,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.clients = [Listener() for _ in range(3)]
         self.connected = [True, True, True]
         self.workers: list = []  # (worker, waker) still connected
+        self.sequences: dict = {}  # worker -> every registration of it, oldest first (gearmand's entries)
         self.finished: dict[bytes, int] = {}  # handle -> times completed or failed by a worker
         self.submits: list[tuple[int, bytes, bool]] = []  # (client, handle, background)
 
@@ -71,12 +72,14 @@ class SchedulerMachine(RuleBasedStateMachine):
         for name in sorted(functions):
             self.sched.can_do(worker, name)
         self.workers.append((worker, waker))
+        self.sequences[worker] = sorted(functions)
 
     @precondition(lambda self: self.workers)
     @rule(index=st.integers(0, 100))
     def worker_disconnects(self, index):
         worker, _ = self.workers.pop(index % len(self.workers))
         self.sched.remove_worker(worker)
+        del self.sequences[worker]
 
     @precondition(lambda self: self.workers)
     @rule(index=st.integers(0, 100), name=st.sampled_from(FUNCTIONS), register=st.booleans())
@@ -84,8 +87,10 @@ class SchedulerMachine(RuleBasedStateMachine):
         worker, _ = self.workers[index % len(self.workers)]
         if register:
             self.sched.can_do(worker, name)
+            self.sequences[worker].append(name)
         else:
             self.sched.cant_do(worker, name)
+            self.sequences[worker] = [other for other in self.sequences[worker] if other != name]
 
     @precondition(lambda self: self.workers)
     @rule(index=st.integers(0, 100))
@@ -132,6 +137,7 @@ class SchedulerMachine(RuleBasedStateMachine):
                     assert (fn in worker.abilities) == (worker in fn.workers), (worker, name)
             for fn, ability in worker.abilities.items():
                 counts[fn.name] += ability.count
+            assert worker.function_names() == self.sequences[worker][::-1]  # `workers`, as gearmand lists it
         for name, count in counts.items():
             fn = self.sched.functions.get(name)
             assert (fn.registrations if fn is not None else 0) == count, name
@@ -261,8 +267,8 @@ class SchedulerWithTurnsMachine(SchedulerMachine):
     def every_hold_is_answered_once(self):
         for worker, waker in self.workers:
             assert worker.holding == (worker in self.sched._holding)
-            for job in waker.answers:
-                assert job is None or job.worker in (worker, None)
+            # the job answered went to this worker (a CANT_DO or a timeout may move it on afterwards)
+            assert all(job is None or owner is worker for job, owner in zip(waker.answers, waker.owners, strict=True))
 
     def before_teardown(self) -> None:
         self.turns.end()

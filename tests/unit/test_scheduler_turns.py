@@ -35,12 +35,14 @@ class HoldingWaker:
     def __init__(self) -> None:
         self.noops = 0
         self.answers: list[Job | None] = []
+        self.owners: list[object] = []  # each answer's job's worker when it was answered (it may move later)
 
     def wake(self) -> None:
         self.noops += 1
 
     def grabbed(self, job: Job | None) -> None:
         self.answers.append(job)
+        self.owners.append(job.worker if job is not None else None)
 
 
 @pytest.fixture
