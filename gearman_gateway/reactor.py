@@ -7,8 +7,11 @@
    busy server) skip Twisted's timed-call bookkeeping, and a TCP server connection's read goes to its
    protocol without the ``_dataReceived`` step: fewer Python calls per turn and per read.
 3. A TCP server connection keeps only what serving needs: Twisted's log prefix, repr, peer host name, write
-   list and bound ``fileno`` are made when first used or not kept at all (about 400 bytes less per idle
-   connection; thousands of idle workers are the usual Gearman deployment).
+   list and bound ``fileno`` are made when first used or not kept at all, and a connection that comes to
+   need more (it closes, its writes back up, it reads large packets) becomes a ``_GrownServer`` first, so
+   that idle connections never pay for what other connections once needed (about 480 bytes less per idle
+   connection than Twisted's in a long-running server; thousands of idle workers are the usual Gearman
+   deployment).
 4. Callbacks registered with ``call_after_poll`` run once after each batch of poll events, before the
    next poll: the binary frontend flushes every connection's replies there, one send per connection per
    reactor turn, however many reads produced them; the scheduler answers held grabs and wakes workers
@@ -54,12 +57,36 @@ class _MadeWhenRead:
     def __get__(self, connection: object, owner: type | None = None) -> object:
         if connection is None:
             return self
-        value = connection.__dict__[self.name] = self.make(connection)
+        value = self.make(connection)
+        setattr(connection, self.name, value)  # through the connection's __setattr__ (see _Server)
         return value
 
 
+#: What every connection sets; anything else makes it a ``_GrownServer`` (``_addressType``: IPv6 peers).
+_LEAN_ATTRIBUTES = frozenset(
+    (
+        "reactor",
+        "socket",
+        "_fd",
+        "protocol",
+        "hostname",
+        "server",
+        "connected",
+        "producer",
+        "streamingProducer",
+        "_addressType",
+    )
+)
+
+
 class _Server(tcp.Server):
-    """Twisted's server connection, lighter per connection, with ``doRead`` and ``_dataReceived`` in one."""
+    """Twisted's server connection, lighter per connection, with ``doRead`` and ``_dataReceived`` in one.
+
+    CPython (3.11) gives every instance room for each attribute name any instance of its class ever set:
+    one connection that closed or buffered a write would make every later connection pay for the ten-odd
+    attributes Twisted sets then. So a connection about to set one of those first becomes a
+    ``_GrownServer``, which keeps its own list of names; the connections of this class keep only
+    ``_LEAN_ATTRIBUTES``."""
 
     _tempDataLen = 0
     # Twisted's write list: only connections whose socket was ever full write through Twisted (send_pieces)
@@ -113,6 +140,14 @@ class _Server(tcp.Server):
         protocol = getattr(self, "protocol", None)
         return f"<{type(protocol).__name__} fd {self._fd} on {getattr(self.server, '_realPortNumber', '?')}>"
 
+    def __setattr__(self, name: str, value: object) -> None:
+        if name not in _LEAN_ATTRIBUTES and type(self) is _Server:
+            object.__setattr__(self, "__class__", _GrownServer)
+            # the class change leaves a dict that still shares the lean class's table of names, which a new
+            # name would join: a copy of its own instead
+            object.__setattr__(self, "__dict__", {**self.__dict__})
+        object.__setattr__(self, name, value)
+
     def fileno(self) -> int:
         """The socket's descriptor; -1 once it is closed (one int shared with the reactor's tables)."""
         return self._fd
@@ -141,6 +176,10 @@ class _Server(tcp.Server):
             return main.CONNECTION_DONE
         self.protocol.dataReceived(data)
         return None
+
+
+class _GrownServer(_Server):
+    """A connection that needed more than ``_LEAN_ATTRIBUTES`` (closing, buffered writes, large reads)."""
 
 
 class _Port(tcp.Port):
@@ -206,7 +245,7 @@ class GatewayReactor(EPollReactor):
                 continue
             if event == _READABLE:  # what _doReadOrWrite would do for it, without its general case
                 try:
-                    if type(selectable) is _Server:
+                    if type(selectable) is _Server or type(selectable) is _GrownServer:
                         why = selectable.doRead()  # which checks its descriptor itself
                     else:
                         why = selectable.doRead() if selectable.fileno() != -1 else _NO_FILEDESC

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
+import sys
 import threading
+from pathlib import Path
+from typing import Any
 
 import pytest
 from twisted.internet import protocol
 from twisted.internet.error import ConnectionDone
 
-from gearman_gateway.reactor import GatewayReactor, _Server
+from gearman_gateway.reactor import GatewayReactor, _GrownServer, _Server
 
 
 @pytest.fixture
@@ -135,6 +139,7 @@ class Inspect(protocol.Protocol):
     def connectionMade(self) -> None:  # noqa: N802
         transport = self.transport
         self.seen["kept"] = set(vars(transport))
+        self.seen.setdefault("classes", []).append(type(transport))
         self.seen.setdefault("hosts", []).append(transport.peer_host)  # type: ignore[union-attr]
         self.seen.setdefault("ports", []).append(transport.socket.getpeername()[1])  # type: ignore[union-attr]
         if len(self.seen["hosts"]) == 2:  # type: ignore[arg-type]
@@ -154,6 +159,7 @@ class Inspect(protocol.Protocol):
         # asked for the first time after the close: made while the socket still was there
         self.seen.setdefault("peers after", []).append(transport.getPeer())  # type: ignore[union-attr]
         self.seen.setdefault("reprs after", []).append(repr(transport))
+        self.seen.setdefault("classes after", []).append(type(transport))
         self.seen["closed"] = self.seen.get("closed", 0) + 1  # type: ignore[operator]
         if self.seen["closed"] == 2:
             self.transport.reactor.stop()  # type: ignore[union-attr]
@@ -193,3 +199,80 @@ def test_the_lean_transport_makes_what_it_does_not_keep_when_asked(reactor: Gate
     assert seen["fileno after"] == -1
     first, second = seen["hosts"]  # type: ignore[misc]
     assert first is second
+    # lean while open; what closing sets (and the write buffers) made them _GrownServers first
+    assert seen["classes"] == [_Server, _Server] and seen["classes after"] == [_GrownServer, _GrownServer]
+
+
+class Grow(protocol.Protocol):
+    """Does what makes Twisted set attributes a lean connection does not keep, when its peer asks."""
+
+    def __init__(self, made: list[object]) -> None:
+        self.made = made
+
+    def connectionMade(self) -> None:  # noqa: N802
+        self.made.append(self.transport)
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        transport: Any = self.transport
+        if data == b"close":
+            transport.loseConnection()
+        elif data == b"write":
+            transport.write(b"x" * (8 << 20))  # more than the socket takes: Twisted's buffers
+        elif data == b"large":
+            transport.bufferSize = 1 << 20  # as the binary frontend does for a large packet
+
+
+#: Run in a fresh interpreter: what the transports of 200 idle connections cost, after the first few
+#: connections closed, buffered a write and read large packets ("grow"), or with none of that before.
+_LATER_CONNECTIONS_COST = """
+import socket, sys, time, tracemalloc
+from twisted.internet import protocol
+from gearman_gateway.reactor import GatewayReactor, _GrownServer, _Server
+from tests.integration.test_reactor import Grow
+reactor = GatewayReactor()
+made = []
+port = reactor.listenTCP(0, protocol.Factory.forProtocol(lambda: Grow(made)), interface="127.0.0.1")
+address = ("127.0.0.1", port.getHost().port)
+def pump(until):
+    deadline = time.monotonic() + 10
+    while not until() and time.monotonic() < deadline:
+        reactor.iterate(0.01)
+    assert until()
+if sys.argv[1] == "grow":
+    for request in (b"close", b"write", b"large"):
+        with socket.create_connection(address) as peer:
+            pump(lambda: made)
+            peer.sendall(request)
+            pump(lambda: type(made[-1]) is _GrownServer)
+        made.clear()
+tracemalloc.start()
+before = tracemalloc.take_snapshot()
+socks = []
+for _ in range(200):
+    socks.append(socket.create_connection(address))
+    pump(lambda: len(made) == len(socks))
+after = tracemalloc.take_snapshot()
+assert all(type(transport) is _Server for transport in made)
+print(sum(stat.size_diff for stat in after.compare_to(before, "filename") if "tcp.py" in str(stat.traceback)) / 200)
+"""
+
+
+def test_connections_that_grew_leave_later_ones_as_lean_as_the_first() -> None:
+    """CPython (3.11) sizes every instance of a class for all the attribute names its instances ever set. A
+    connection that closes, buffers a write or reads large packets becomes a _GrownServer before setting
+    what a lean one does not keep, so connections accepted afterwards cost what they would have otherwise
+    (without it, about 90 bytes more each in a server whose first connections closed)."""
+
+    def cost(mode: str) -> float:
+        run = subprocess.run(
+            [sys.executable, "-c", _LATER_CONNECTIONS_COST, mode],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=Path(__file__).parents[2],
+        )
+        assert run.returncode == 0, run.stderr
+        return float(run.stdout)
+
+    fresh, grown = cost("fresh"), cost("grow")
+    assert grown <= fresh + 8, (fresh, grown)
