@@ -38,11 +38,25 @@ class FrontendConnection(Protocol):
         self.open = False
         self.fd = -1
         self.peer = "?"
-        self.peer_is_local = False
         self._socket: socket.socket | None = None  # the raw socket, for direct sends (plain TCP only)
         self._paused_bytes = -1  # output since the socket's buffer filled up; -1: not paused
 
     # -- lifecycle
+
+    def makeConnection(self, transport: object) -> None:  # noqa: N802
+        """Twisted's, less the ``connected`` flag it keeps per connection (``open`` says more)."""
+        self.transport = transport
+        self.connectionMade()
+
+    @property
+    def connected(self) -> int:
+        return int(self.open)
+
+    @property
+    def peer_is_local(self) -> bool:
+        """Asked only by admin commands that only local peers may run: worked out then, not kept."""
+        peer = self.peer.removeprefix("::ffff:")  # IPv4 peers of a listener on "::"
+        return peer.startswith("127.") or peer in ("::1", "localhost")
 
     def connectionMade(self) -> None:  # noqa: N802
         transport = self.transport
@@ -51,8 +65,6 @@ class FrontendConnection(Protocol):
         self.fd = fileno() if fileno is not None else handle.fileno()
         # gearmand's reactor's transport has the host at hand (one string for all peers on one address)
         self.peer = getattr(transport, "peer_host", None) or getattr(transport.getPeer(), "host", "?")
-        peer = self.peer.removeprefix("::ffff:")  # IPv4 peers of a listener on "::"
-        self.peer_is_local = peer.startswith("127.") or peer in ("::1", "localhost")
         connections = self.context.connections
         if not connections.admit(self):
             log.warning("refusing %s from %s: %d connections open (limit)", self.label, self.peer, len(connections))

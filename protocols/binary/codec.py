@@ -47,12 +47,10 @@ class Decoder:
     __slots__ = (
         "_buf",
         "_expect",
-        "_other",
         "max_packet_size",
         "max_line",
         "dead",
         "_large",
-        "_large_have",
         "wanted",
     )
 
@@ -64,12 +62,10 @@ class Decoder:
     ) -> None:
         self._buf: bytearray | None = None  # an incomplete packet or line (made when there is one)
         self._expect = expect
-        self._other = RES if expect == REQ else REQ
         self.max_packet_size = max_packet_size
         self.max_line = max_line
         self.dead = False
         self._large: list[bytes | memoryview] | None = None  # the reads of an incomplete large packet
-        self._large_have = 0
         #: Bytes still missing from the large packet being received (0: none is): a reader may ask for
         #: that much in one read.
         self.wanted = 0
@@ -77,7 +73,7 @@ class Decoder:
     @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete packet or line."""
-        return (len(self._buf) if self._buf else 0) + self._large_have
+        return (len(self._buf) if self._buf else 0) + (sum(map(len, self._large)) if self._large else 0)
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Parse every complete packet and line in ``data`` (plus what was left over) in one pass."""
@@ -90,7 +86,6 @@ class Decoder:
             need = self.wanted
             if len(data) < need:
                 self._large.append(data)
-                self._large_have += len(data)
                 self.wanted = need - len(data)
                 return events
             self._large.append(data if len(data) == need else memoryview(data)[:need])
@@ -169,7 +164,7 @@ class Decoder:
             if end_of_data - pos < HEADER_SIZE:
                 break
             magic, ptype, size = _unpack_header(src, pos)
-            if magic != expect and magic != self._other:
+            if magic != REQ and magic != RES:
                 append(self._fatal(b"INVALID_MAGIC", b"Invalid magic in packet header"))
                 break
             if ptype == 0 or ptype >= MAX_TYPE:
@@ -208,8 +203,7 @@ class Decoder:
 
     def _start_large(self, src: bytes, pos: int) -> None:
         self._large = [memoryview(src)[pos:] if pos else src]
-        self._large_have = len(src) - pos
-        self.wanted = HEADER_SIZE + _unpack_header(src, pos)[2] - self._large_have
+        self.wanted = HEADER_SIZE + _unpack_header(src, pos)[2] - (len(src) - pos)
 
     def _large_packet(self) -> Event:
         """The large packet whose reads are all in: its leading arguments from the first read, the payload
@@ -217,7 +211,6 @@ class Decoder:
         chunks = self._large
         assert chunks is not None
         self._large = None
-        self._large_have = 0
         self.wanted = 0
         first = chunks[0]
         magic, ptype, size = _unpack_header(first, 0)

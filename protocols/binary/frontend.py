@@ -98,6 +98,16 @@ class _Slot:
         self.data: tuple[bytes, ...] | None = None
 
 
+class _GrabSlot(_Slot):
+    """The place of a held grab's answer, and which assignment packet the grab asked for."""
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: int) -> None:
+        super().__init__()
+        self.kind = kind
+
+
 class WriteBatch:
     """Replies for every connection, gathered during a reactor turn and written once per connection at
     its end. A connection whose output is only foreground acknowledgements (JOB_CREATED) waits up to
@@ -139,7 +149,6 @@ class BinaryConnection(FrontendConnection):
 
     def __init__(self, factory: BinaryFactory) -> None:
         super().__init__(factory.context)
-        self.factory = factory
         context = factory.context
         settings = context.settings
         self.scheduler = context.scheduler
@@ -159,8 +168,7 @@ class BinaryConnection(FrontendConnection):
         self._large_reads = False  # the transport reads more than READ_SIZE at once
         self.urgent = False  # output is queued that must leave at the end of this turn
         self.waited = 0  # turns the queued output has waited (WriteBatch)
-        self._grab_slot: _Slot | None = None  # the place of a held grab's answer
-        self._grab_kind = _JOB_ASSIGN
+        self._grab_slot: _GrabSlot | None = None  # the place of a held grab's answer
 
     # -- connection lifecycle
 
@@ -272,7 +280,7 @@ class BinaryConnection(FrontendConnection):
         self.transport.loseConnection()
 
     def _admin(self, args: list[bytes]) -> None:
-        self.send(self.factory.context.admin.execute(_split_words(args[0]), self.peer_is_local))
+        self.send(self.context.admin.execute(_split_words(args[0]), self.peer_is_local))
 
     def _not_expected(self, args: list[bytes]) -> None:
         self.send(_NOT_EXPECTED)
@@ -424,9 +432,10 @@ class BinaryConnection(FrontendConnection):
             del self._deferred[job]
         self._fill(slot, (packet,))
 
-    def _keep_place(self) -> _Slot:
+    def _keep_place(self, slot: _Slot | None = None) -> _Slot:
         """A place in the output for a reply that comes later; what is sent meanwhile waits behind it."""
-        slot = _Slot()
+        if slot is None:
+            slot = _Slot()
         if self._held:
             self._held.append(slot)
         else:
@@ -506,11 +515,12 @@ class BinaryConnection(FrontendConnection):
         """The answer to the grab the scheduler held (see ``_grab_with``)."""
         slot, self._grab_slot = self._grab_slot, None
         if slot is None:  # never expected; but a job handed over must reach its worker
-            slot = self._keep_place()
+            slot = _GrabSlot(_JOB_ASSIGN)
+            self._keep_place(slot)
         if job is None:
             self._fill(slot, (NO_JOB,))
         else:
-            self._fill(slot, self._assignment(self._grab_kind, job))
+            self._fill(slot, self._assignment(slot.kind, job))
 
     def _can_do(self, args: list[bytes]) -> None:
         self.scheduler.can_do(self._worker(), args[0])
@@ -537,8 +547,8 @@ class BinaryConnection(FrontendConnection):
             for piece in self._assignment(kind, job):
                 self.send(piece)
         elif worker.holding:
-            self._grab_slot = self._keep_place()
-            self._grab_kind = kind
+            self._grab_slot = _GrabSlot(kind)
+            self._keep_place(self._grab_slot)
         else:
             self.send(NO_JOB)
 

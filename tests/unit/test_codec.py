@@ -428,6 +428,9 @@ def test_eight_mib_payload_in_a_thousand_chunks() -> None:
         got = decoder.receive_data(stream[start : start + step])
         calls_with_events += bool(got)
         events.extend(got)
+        if not events:  # the large packet's reads so far, all kept
+            assert decoder.buffered == min(start + step, len(stream))
+            assert decoder.wanted == len(stream) - len(encode_request(Packet.ECHO_REQ, b"next")) - decoder.buffered
     assert len(range(0, len(stream), step)) == 1000
     assert len(events) == 2
     ptype, (fn, unique, data) = events[0]
