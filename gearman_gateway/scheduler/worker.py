@@ -137,7 +137,7 @@ class RegistrationTables:
 class Worker:
     """Created by ``Scheduler.add_worker``; the frontend calls scheduler methods with it."""
 
-    __slots__ = ("waker", "abilities", "jobs", "state", "holding", "registered", "__weakref__")
+    __slots__ = ("waker", "abilities", "jobs", "state", "holding", "registered")
 
     def __init__(self, waker: Waker) -> None:
         self.waker = waker
