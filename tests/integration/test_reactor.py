@@ -4,6 +4,7 @@ every byte and the peer's close to their protocol."""
 
 from __future__ import annotations
 
+import _socket
 import logging
 import socket
 import subprocess
@@ -140,6 +141,7 @@ class Inspect(protocol.Protocol):
         transport = self.transport
         self.seen["kept"] = set(vars(transport))
         self.seen.setdefault("classes", []).append(type(transport))
+        self.seen["socket class"] = type(transport.socket)  # type: ignore[union-attr]
         self.seen.setdefault("hosts", []).append(transport.peer_host)  # type: ignore[union-attr]
         self.seen.setdefault("ports", []).append(transport.socket.getpeername()[1])  # type: ignore[union-attr]
         if len(self.seen["hosts"]) == 2:  # type: ignore[arg-type]
@@ -166,9 +168,10 @@ class Inspect(protocol.Protocol):
 
 
 def test_the_lean_transport_makes_what_it_does_not_keep_when_asked(reactor: GatewayReactor) -> None:
-    """No log prefix, repr, peer address, write list or bound fileno is kept per connection, yet each works
-    when used, even first after the close (the peer's port, the repr); every byte of a buffered write arrives,
-    the descriptor reads -1 after the close, and two peers on one address share its string."""
+    """No log prefix, repr, peer address, write list or bound fileno is kept per connection (and its socket is
+    the bare C one), yet each works when used, even first after the close (the peer's port, the repr); every
+    byte of a buffered write arrives, the descriptor reads -1 after the close, and two peers on one address
+    share its string."""
     payload = bytes(range(256)) * 32768  # 8 MiB: more than the socket buffers, so Twisted's write list is used
     seen: dict[str, object] = {}
     port = reactor.listenTCP(0, protocol.Factory.forProtocol(lambda: Inspect(payload, seen)), interface="127.0.0.1")
@@ -201,6 +204,7 @@ def test_the_lean_transport_makes_what_it_does_not_keep_when_asked(reactor: Gate
     assert first is second
     # lean while open; what closing sets (and the write buffers) made them _GrownServers first
     assert seen["classes"] == [_Server, _Server] and seen["classes after"] == [_GrownServer, _GrownServer]
+    assert seen["socket class"] is _socket.socket  # the C socket: 48 bytes, against socket.socket's 88
 
 
 class Grow(protocol.Protocol):
