@@ -73,7 +73,6 @@ _LEAN_ATTRIBUTES = frozenset(
         "protocol",
         "hostname",
         "server",
-        "connected",
         "producer",
         "streamingProducer",
         "_addressType",
@@ -91,6 +90,7 @@ class _Server(tcp.Server):
     ``_LEAN_ATTRIBUTES``."""
 
     _tempDataLen = 0
+    connected = 1  # until Twisted's connectionLost sets 0 (on the _GrownServer the connection is by then)
     # Twisted's write list: only connections whose socket was ever full write through Twisted (send_pieces)
     _tempDataBuffer = _MadeWhenRead(lambda connection: [])
     # the peer's (host, port, ...): its host is kept, the rest asked of the socket if ever needed
@@ -120,7 +120,6 @@ class _Server(tcp.Server):
         self.hostname = sys.intern(client[0]) if type(client[0]) is str else client[0]
         self.server = server
         self.startReading()
-        self.connected = 1
 
     @property
     def peer_host(self) -> str:

@@ -117,7 +117,7 @@ class Scheduler:
             fn = next((f for f in self.functions.values() if f.name.lower() == lowered), None)
         if fn is None:
             return False, "function not found"
-        if fn.workers or fn.running:
+        if fn.registrations or fn.running:
             return False, "there are still connected workers or executing clients"
         for job in [job for job in self.jobs_by_handle.values() if job.function is fn]:
             self._cancel_queued(job)
@@ -330,12 +330,12 @@ class Scheduler:
 
     def remove_worker(self, worker: Worker) -> None:
         """The connection closed: unregister everything and requeue what it was running."""
-        if not worker.registered:
+        if worker.state == WorkerState.GONE:
             return
         if worker.holding:
             self._unhold(worker)  # nobody is left to answer
         self.reset_abilities(worker)
-        worker.registered = False
+        worker.state = WorkerState.GONE
         self.worker_count -= 1
 
     def can_do(self, worker: Worker, name: bytes, timeout_ms: int = 0) -> None:
@@ -345,7 +345,6 @@ class Scheduler:
         ability = worker.abilities.get(fn)
         if ability is None:
             self.registrations.set(worker, fn, Ability(1, timeout_ms) if timeout_ms else ONCE)
-            fn.workers[worker] = None
         else:
             self.registrations.set(worker, fn, Ability(ability.count + 1, timeout_ms))
         fn.registrations += 1
@@ -370,7 +369,6 @@ class Scheduler:
     def _unregister(self, worker: Worker, fn: Function) -> None:
         ability = self.registrations.remove(worker, fn)
         fn.registrations -= ability.count
-        del fn.workers[worker]
         fn.sleepers.pop(worker, None)
         was_pending = worker in fn.noop_pending
         fn.noop_pending.discard(worker)

@@ -40,8 +40,9 @@ class Function:
         self.by_unique: dict[Any, Job] = {}
         self.total = 0  # jobs in memory: queued (due or not) and running
         self.running = 0
-        self.workers: dict[Worker, None] = {}  # registered workers, in registration order
-        self.registrations = 0  # a worker that sent CAN_DO twice counts twice, as in gearmand
+        # registrations of workers (a worker that sent CAN_DO twice counts twice, as in gearmand); the workers
+        # themselves are not listed here: each worker's own table says what it registered
+        self.registrations = 0
         self.sleepers: dict[Worker, None] = {}  # asleep and not yet sent a NOOP; oldest first
         self.noop_pending: set[Worker] = set()  # sent a NOOP, have not grabbed since
         self.holders: dict[Worker, None] = {}  # grabbing, held until a job comes or the turn ends
@@ -59,7 +60,7 @@ class Function:
         return len(self.queues[priority]) + self.future_counts[priority]
 
     def is_idle(self) -> bool:
-        return not self.total and not self.workers
+        return not self.total and not self.registrations
 
     def __repr__(self) -> str:
         return f"<Function {self.name!r} total={self.total} running={self.running}>"

@@ -17,6 +17,7 @@ class WorkerState(IntEnum):
     AWAKE = 0  # grabbing; will hear NO_JOB before it sleeps
     SLEEPING = 1  # sent PRE_SLEEP, waits for a NOOP
     NOOP_SENT = 2  # woken, has not grabbed yet
+    GONE = 3  # removed (Scheduler.remove_worker): its connection closed
 
 
 class Ability(NamedTuple):
@@ -137,7 +138,7 @@ class RegistrationTables:
 class Worker:
     """Created by ``Scheduler.add_worker``; the frontend calls scheduler methods with it."""
 
-    __slots__ = ("waker", "abilities", "jobs", "state", "holding", "registered")
+    __slots__ = ("waker", "abilities", "jobs", "state", "holding")
 
     def __init__(self, waker: Waker) -> None:
         self.waker = waker
@@ -146,7 +147,6 @@ class Worker:
         self.jobs: dict[bytes, Job] = NO_JOBS  # type: ignore[assignment]  # handle -> job it runs (made by its first)
         self.state = WorkerState.AWAKE
         self.holding = False  # its grab found nothing and waits for the end of the turn (Scheduler.grab)
-        self.registered = True  # until Scheduler.remove_worker
 
     def function_names(self) -> list[bytes]:
         """Registered names, newest first and repeated per registration, as gearmand's `workers` shows."""

@@ -49,7 +49,6 @@ class Decoder:
         "_expect",
         "max_packet_size",
         "max_line",
-        "dead",
         "_large",
         "wanted",
     )
@@ -64,11 +63,15 @@ class Decoder:
         self._expect = expect
         self.max_packet_size = max_packet_size
         self.max_line = max_line
-        self.dead = False
         self._large: list[bytes | memoryview] | None = None  # the reads of an incomplete large packet
         #: Bytes still missing from the large packet being received (0: none is): a reader may ask for
         #: that much in one read.
         self.wanted = 0
+
+    @property
+    def dead(self) -> bool:
+        """After a fatal error: the stream cannot be parsed any further (the magic expected is forgotten)."""
+        return self._expect is None
 
     @property
     def buffered(self) -> int:
@@ -77,7 +80,7 @@ class Decoder:
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Parse every complete packet and line in ``data`` (plus what was left over) in one pass."""
-        if self.dead:
+        if self._expect is None:  # dead
             return []
         if type(data) is not bytes:
             data = bytes(data)  # kept beyond this call: must not change under us (a reused read buffer)
@@ -183,7 +186,7 @@ class Decoder:
                 break
             pos = end  # well formed, with the other side's magic (the usual packet was taken above)
             append((WRONG_MAGIC, [b"%d" % ptype]))
-        if not self.dead and pos < end_of_data:
+        if self._expect is not None and pos < end_of_data:
             self._keep(src, pos)
         return events
 
@@ -244,7 +247,7 @@ class Decoder:
         return len(buf) >= HEADER_SIZE + size
 
     def _fatal(self, code: bytes, text: bytes) -> Event:
-        self.dead = True
+        self._expect = None  # type: ignore[assignment]
         return (FATAL, [code, text])
 
 

@@ -67,6 +67,10 @@ ACK_WAIT_TURNS = 2
 
 _NOTHING_OUT: tuple[()] = ()
 
+#: ``BinaryConnection._submitting`` within a submit, and once that submit was acknowledged within it.
+_SUBMITTING = 1
+_ACKED_NOW = 2
+
 
 #: Hot-path packet numbers and priority as plain ints (an IntEnum costs a lookup and a conversion per use).
 _JOB_CREATED = int(Packet.JOB_CREATED)
@@ -147,6 +151,25 @@ class WriteBatch:
 class BinaryConnection(FrontendConnection):
     """A client, a worker, an admin session, or all three: gearmand allows any mix on one socket."""
 
+    __slots__ = (
+        "scheduler",
+        "decoder",
+        "worker",
+        "client_id",
+        "exceptions",
+        "_batch",
+        "_out",
+        "_held",
+        "_held_bytes",
+        "_held_paused",
+        "_deferred",
+        "_submitting",
+        "_large_reads",
+        "urgent",
+        "waited",
+        "_grab_slot",
+    )
+
     def __init__(self, factory: BinaryFactory) -> None:
         super().__init__(factory.context)
         context = factory.context
@@ -163,8 +186,7 @@ class BinaryConnection(FrontendConnection):
         self._held_bytes = 0
         self._held_paused = False
         self._deferred: dict[Job, deque[_Slot]] | None = None  # per job, its late acknowledgements, oldest first
-        self._in_submit = False
-        self._acked_now = False
+        self._submitting = 0  # _SUBMITTING within a submit, _ACKED_NOW once it was acknowledged within it
         self._large_reads = False  # the transport reads more than READ_SIZE at once
         self.urgent = False  # output is queued that must leave at the end of this turn
         self.waited = 0  # turns the queued output has waited (WriteBatch)
@@ -297,11 +319,10 @@ class BinaryConnection(FrontendConnection):
         when: int = 0,
         reducer: bytes | None = None,
     ) -> None:
-        self._acked_now = False
-        self._in_submit = True
+        self._submitting = _SUBMITTING
         try:
             job = self.scheduler.submit(function, data, unique, priority, background, when, reducer, self)
-            if not self._acked_now:
+            if self._submitting != _ACKED_NOW:
                 # acknowledged after the store commits: keep its place, so every reply and result
                 # after it (this job's and others') still reaches the client in request order
                 slot = self._keep_place()
@@ -311,7 +332,7 @@ class BinaryConnection(FrontendConnection):
         except SchedulerError as error:
             self.send(error_packet(error.code.encode(), error.text.encode()))
         finally:
-            self._in_submit = False
+            self._submitting = 0
 
     def _submit_job(self, args: list[bytes]) -> None:
         self._submit(args[0], args[1], args[2], _NORMAL, False)
@@ -400,9 +421,9 @@ class BinaryConnection(FrontendConnection):
     def job_created(self, job: Job) -> None:
         handle = job.handle
         packet = _pack_header(RES, _JOB_CREATED, len(handle)) + handle
-        if self._in_submit and not self._held and self.open and self._paused_bytes < 0:
+        if self._submitting and not self._held and self.open and self._paused_bytes < 0:
             # _acknowledge and _output, inlined for the usual case: answered within its own submit
-            self._acked_now = True
+            self._submitting = _ACKED_NOW
             if job.background:
                 self.urgent = True
             # else a foreground job's result follows: its acknowledgement may wait for it (WriteBatch)
@@ -415,8 +436,8 @@ class BinaryConnection(FrontendConnection):
         self._acknowledge(job, packet, urgent=job.background)
 
     def _acknowledge(self, job: Job, packet: bytes, urgent: bool = True) -> None:
-        if self._in_submit:
-            self._acked_now = True
+        if self._submitting:
+            self._submitting = _ACKED_NOW
             if self._held:
                 self.send(packet)
             else:

@@ -128,13 +128,13 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     @invariant()
     def registrations_agree(self):
-        """Each worker's (possibly shared) table says what the functions' own records say."""
+        """Each worker's (possibly shared) table says what the functions' own records say, and what the
+        worker registered."""
         counts = {name: 0 for name in FUNCTIONS}
         for worker, _ in self.workers:
-            for name in FUNCTIONS:
-                fn = self.sched.functions.get(name)
-                if fn is not None:
-                    assert (fn in worker.abilities) == (worker in fn.workers), (worker, name)
+            assert {fn.name for fn in worker.abilities} == set(self.sequences[worker])
+            for fn in worker.abilities:
+                assert self.sched.functions.get(fn.name) is fn  # never a function record that was dropped
             for fn, ability in worker.abilities.items():
                 counts[fn.name] += ability.count
             assert worker.function_names() == self.sequences[worker][::-1]  # `workers`, as gearmand lists it
