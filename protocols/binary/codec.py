@@ -40,6 +40,9 @@ _unpack_header = _HEADER.unpack_from
 
 Event = tuple[int, list[bytes]]
 
+#: A dead decoder's buffer: empty, so that nothing counts it as buffered bytes, and never appended to.
+_DEAD = bytearray()
+
 
 class Decoder:
     """Turns a byte stream into events. One per connection; ``expect`` is the magic this side receives."""
@@ -51,6 +54,8 @@ class Decoder:
         "max_line",
         "_large",
         "wanted",
+        "shared",
+        "pending",
     )
 
     def __init__(
@@ -67,11 +72,28 @@ class Decoder:
         #: Bytes still missing from the large packet being received (0: none is): a reader may ask for
         #: that much in one read.
         self.wanted = 0
+        #: Set by a reader that feeds many streams to this decoder while they send whole packets, and moves
+        #: a stream's leftover (``pending``) to a decoder of its own (``detach``) after each ``receive_data``.
+        self.shared = False
+        #: Whether this decoder holds state of its stream: part of a packet or line, or its death. One that
+        #: does not can serve any stream next (``detach``). Kept, not worked out: it is read after every read.
+        self.pending = False
 
     @property
     def dead(self) -> bool:
-        """After a fatal error: the stream cannot be parsed any further (the magic expected is forgotten)."""
-        return self._expect is None
+        """After a fatal error: the stream cannot be parsed any further."""
+        return self._buf is _DEAD
+
+    def detach(self) -> Decoder:
+        """A new decoder that carries on this one's stream (its partial packet or line, or its death); this
+        one is left as new. Many streams can share one decoder while they send whole packets, and only a
+        stream that left part of one behind takes a decoder of its own (thousands of idle workers)."""
+        other = Decoder(self._expect, self.max_packet_size, self.max_line)
+        other._buf, other._large, other.wanted, other.pending = self._buf, self._large, self.wanted, self.pending
+        self._buf = self._large = None
+        self.wanted = 0
+        self.pending = False
+        return other
 
     @property
     def buffered(self) -> int:
@@ -80,7 +102,7 @@ class Decoder:
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Parse every complete packet and line in ``data`` (plus what was left over) in one pass."""
-        if self._expect is None:  # dead
+        if self._buf is _DEAD:
             return []
         if type(data) is not bytes:
             data = bytes(data)  # kept beyond this call: must not change under us (a reused read buffer)
@@ -120,6 +142,7 @@ class Decoder:
                 return events
             src = bytes(buf)
             self._buf = None
+            self.pending = False  # until what is left over is kept
         else:
             src = data
         append = events.append
@@ -186,12 +209,13 @@ class Decoder:
                 break
             pos = end  # well formed, with the other side's magic (the usual packet was taken above)
             append((WRONG_MAGIC, [b"%d" % ptype]))
-        if self._expect is not None and pos < end_of_data:
+        if self._buf is not _DEAD and pos < end_of_data:
             self._keep(src, pos)
         return events
 
     def _keep(self, src: bytes, pos: int) -> None:
         """Keep the incomplete tail of ``src`` from ``pos``: a large packet as its reads, the rest copied."""
+        self.pending = True
         if self._is_large(src, pos):
             self._start_large(src, pos)
         else:  # the buffer was consumed into ``src``: this is all that is left over
@@ -205,6 +229,7 @@ class Decoder:
         return (magic == REQ or magic == RES) and 0 < ptype < MAX_TYPE and LARGE_BODY <= size <= self.max_packet_size
 
     def _start_large(self, src: bytes, pos: int) -> None:
+        self.pending = True
         self._large = [memoryview(src)[pos:] if pos else src]
         self.wanted = HEADER_SIZE + _unpack_header(src, pos)[2] - (len(src) - pos)
 
@@ -214,6 +239,7 @@ class Decoder:
         chunks = self._large
         assert chunks is not None
         self._large = None
+        self.pending = False  # until what follows it in the last read is kept
         self.wanted = 0
         first = chunks[0]
         magic, ptype, size = _unpack_header(first, 0)
@@ -247,7 +273,8 @@ class Decoder:
         return len(buf) >= HEADER_SIZE + size
 
     def _fatal(self, code: bytes, text: bytes) -> Event:
-        self._expect = None  # type: ignore[assignment]
+        self._buf = _DEAD
+        self.pending = True
         return (FATAL, [code, text])
 
 

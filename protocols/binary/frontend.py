@@ -175,7 +175,8 @@ class BinaryConnection(FrontendConnection):
         context = factory.context
         settings = context.settings
         self.scheduler = context.scheduler
-        self.decoder = Decoder(REQ, settings.max_packet_size, settings.max_admin_line)
+        # the factory's, shared while this connection sends whole packets; its own from the first partial one
+        self.decoder: Decoder = factory.decoder
         self.worker: Worker | None = None
         self.client_id = b"-"
         self.exceptions = settings.exceptions
@@ -276,7 +277,12 @@ class BinaryConnection(FrontendConnection):
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         handlers = _HANDLERS
         decoder = self.decoder
-        for ptype, args in decoder.receive_data(data):
+        events = decoder.receive_data(data)
+        if decoder.shared and decoder.pending:
+            # part of a packet (or the stream's death) was left behind: it stays with this connection, and
+            # the shared decoder is as new for the next one (nothing else reads in between)
+            decoder = self.decoder = decoder.detach()
+        for ptype, args in events:
             if ptype >= 0:
                 handlers[ptype](self, args)
             elif ptype == WRONG_MAGIC:
@@ -662,6 +668,11 @@ class BinaryFactory(Factory):
     def __init__(self, context: FrontendContext) -> None:
         self.context = context
         self.batch = WriteBatch(context.reactor)
+        settings = context.settings
+        # every connection's while it sends whole packets: an idle worker's then keeps none of its own (80 B),
+        # and the decoder stays one type (CPython's attribute caches in the hot path see only one)
+        self.decoder = Decoder(REQ, settings.max_packet_size, settings.max_admin_line)
+        self.decoder.shared = True
 
     def buildProtocol(self, addr: object) -> BinaryConnection:  # noqa: N802
         return BinaryConnection(self)

@@ -139,6 +139,30 @@ def test_workers_lists_every_registration_newest_first_as_gearmand(server) -> No
         assert registered(c) == ""
 
 
+def test_connections_interleaving_partial_packets_and_a_fatal_one_do_not_disturb_each_other(server) -> None:
+    """Connections share one decoder while they send whole packets; one that leaves part of a packet behind,
+    or sends garbage, keeps that to itself (the server decodes every connection's stream on its own)."""
+    from protocols.binary.codec import encode_request
+
+    with Raw(server.port) as a, Raw(server.port) as b, Raw(server.port) as bad, Raw(server.port) as c:
+        first, second = encode_request(Packet.ECHO_REQ, b"from a" * 100), encode_request(Packet.ECHO_REQ, b"b")
+        a.send_raw(first[:7])  # a header cut short
+        b.send_raw(second[:15])  # a header and part of a body
+        assert c.call(Packet.ECHO_REQ, b"whole") == (Packet.ECHO_RES, [b"whole"])
+        bad.send_raw(b"\x00XXX" + bytes(8))  # a fatal error for this stream only
+        try:
+            answer = bad.recv()[0]
+        except EOFError:  # gearmand closes without a word
+            answer = None
+        assert answer == Packet.ERROR or not OURS
+        a.send_raw(first[7:300])
+        b.send_raw(second[15:])
+        assert b.recv() == (Packet.ECHO_RES, [b"b"])
+        a.send_raw(first[300:])
+        assert a.recv() == (Packet.ECHO_RES, [b"from a" * 100])
+        assert c.call(Packet.ECHO_REQ, b"still") == (Packet.ECHO_RES, [b"still"])
+
+
 def test_text_and_binary_mix_on_one_connection(server) -> None:
     with Raw(server.port) as c:
         c.send_raw(b"version\r\n")

@@ -46,11 +46,13 @@ def raw_header(magic: bytes, ptype: int, size: int) -> bytes:
 
 
 def feed(decoder: Decoder, stream: bytes, cuts: list[int]) -> list:
-    """Feed ``stream`` split at ``cuts`` (any order, duplicates give empty chunks); collect the events."""
+    """Feed ``stream`` split at ``cuts`` (any order, duplicates give empty chunks); collect the events. After
+    each chunk, ``pending`` says whether the decoder keeps anything of the stream."""
     events = []
     start = 0
     for cut in sorted(cuts) + [len(stream)]:
         events.extend(decoder.receive_data(stream[start:cut]))
+        assert decoder.pending == (decoder.buffered > 0 or decoder.dead), (start, cut)
         start = cut
     return events
 
@@ -177,7 +179,43 @@ def test_round_trip_every_packet_type_any_chunking(magic: bytes, data: st.DataOb
     events = feed(decoder, stream, cuts)
     assert events == packets
     assert decoder.buffered == 0
-    assert not decoder.dead
+    assert not decoder.dead and not decoder.pending
+
+
+@MAGICS
+@HYPOTHESIS
+@given(data=st.data())
+def test_two_streams_through_one_shared_decoder_detaching_what_each_leaves(magic: bytes, data: st.DataObject) -> None:
+    """As the binary frontend uses it: one decoder serves every stream whose last chunk ended on a packet
+    boundary; a stream that left part of a packet (or its death) behind takes it along with ``detach`` and
+    goes on with its own decoder, and the shared one is as new for the next stream."""
+    streams, cuts, expected = [], [], []
+    for _ in range(2):
+        packets = data.draw(packets_of_every_type())
+        stream = b"".join(encode(ptype, *args, magic=magic) for ptype, args in packets)
+        if data.draw(st.booleans()):  # this one dies half-way: garbage where a header should be
+            stream += b"\x00XXX" + bytes(8) + b"then whatever"
+            packets = [*packets, (FATAL, [b"INVALID_MAGIC", b"Invalid magic in packet header"])]
+        streams.append(stream)
+        cuts.append(sorted(data.draw(cut_points(len(stream)))) + [len(stream)])
+        expected.append(packets)
+    shared = Decoder(expect=magic)
+    shared.shared = True
+    own: list[Decoder | None] = [None, None]
+    got: list[list] = [[], []]
+    starts = [0, 0]
+    while any(cuts):
+        which = data.draw(st.sampled_from([i for i in (0, 1) if cuts[i]]))
+        cut = cuts[which].pop(0)
+        decoder = own[which] or shared
+        got[which].extend(decoder.receive_data(streams[which][starts[which] : cut]))
+        starts[which] = cut
+        if decoder.shared and decoder.pending:
+            own[which] = shared.detach()
+            assert not shared.pending and not shared.dead and shared.buffered == 0
+            assert not own[which].shared  # type: ignore[union-attr]
+    assert got == expected
+    assert not shared.dead
 
 
 @MAGICS
