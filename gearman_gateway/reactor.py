@@ -219,8 +219,9 @@ class _Descriptors(dict[int, None]):
 class GatewayReactor(EPollReactor):
     def __init__(self) -> None:
         super().__init__()
-        self._reads = _Descriptors()  # type: ignore[assignment]
-        self._writes = _Descriptors()  # type: ignore[assignment]
+        # what Twisted registered already (its waker) carries over
+        self._reads = _Descriptors.fromkeys(self._reads)  # type: ignore[assignment]
+        self._writes = _Descriptors.fromkeys(self._writes)  # type: ignore[assignment]
         self._after_poll: list[Callable[[], None]] = []
         self._after_poll_first: list[Callable[[], None]] = []
         self._after_next_poll: list[Callable[[], None]] = []

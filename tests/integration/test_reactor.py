@@ -97,6 +97,16 @@ def test_tcp_connections_deliver_every_byte_and_the_close(reactor: GatewayReacto
     assert reason.check(ConnectionDone)  # type: ignore[attr-defined]
 
 
+def test_the_reactors_own_waker_is_among_its_readers(reactor: GatewayReactor) -> None:
+    """The descriptor tables replaced at start keep what Twisted had registered (its waker), so it can be
+    removed and added again as on any epoll reactor."""
+    assert reactor.waker in reactor.getReaders()
+    reactor.removeReader(reactor.waker)
+    assert reactor.waker not in reactor.getReaders()
+    reactor.addReader(reactor.waker)
+    assert reactor.waker in reactor.getReaders()
+
+
 def test_listen_tcp_uses_the_lean_transport(reactor: GatewayReactor) -> None:
     port = reactor.listenTCP(0, protocol.Factory.forProtocol(protocol.Protocol), interface="127.0.0.1")
     try:
