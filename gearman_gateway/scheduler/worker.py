@@ -125,8 +125,8 @@ class RegistrationTables:
         return entry[0]
 
     def _leave(self, table: dict[Function, Ability]) -> None:
-        if not table or type(table) is not dict:  # empty, or a worker's own RepeatedRegistrations
-            return
+        if not table or type(table) is not dict or len(table) > SHARED_TABLE_MAX:
+            return  # empty, or a worker's own table (RepeatedRegistrations, or a long one): never shared
         key = tuple(table.items())
         entry = self._shared.get(key)
         if entry is not None and entry[0] is table:
