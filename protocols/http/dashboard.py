@@ -2,7 +2,8 @@
 
 Kept as a Python string so it ships inside the package with no data-file configuration. The page finds
 the API next to itself (it is served at the prefix root) and passes ``?access_token=`` on as a bearer
-token when the server has one. Function names are inserted with ``textContent``, never as HTML.
+token when the server has one; its own requests carry no ``Referer``, so that URL goes nowhere else.
+Function names are inserted with ``textContent``, never as HTML.
 """
 
 PAGE = b"""<!doctype html>
@@ -10,6 +11,7 @@ PAGE = b"""<!doctype html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">  <!-- the page's URL may hold ?access_token= -->
 <title>gearman-gateway</title>
 <link rel="icon" href="data:,">  <!-- no /favicon.ico request: that path is a function name -->
 <style>

@@ -3,8 +3,10 @@
 gearmand -r http's rules (gearman-reference.md §4), with the fixes §4.3 recommends. Pure functions and
 small value objects: no sockets, no h11 state, no scheduler. ``session.py`` drives them.
 
-- The function name is the request target with every leading ``/`` removed, verbatim: no percent-decoding
-  and no query parsing (``GET /hrev?x=1`` submits to ``hrev?x=1``), as gearmand does.
+- The function name is the request path with every leading ``/`` removed, verbatim: no percent-decoding,
+  as gearmand does. Unlike gearmand, the query string is cut off first and never part of the name
+  (gearmand submits ``GET /hrev?x=1`` to ``hrev?x=1``): a dashboard link with ``?access_token=`` must not
+  become a job whose function name, shown by ``status`` and the metrics, holds the secret.
 - ``POST`` and ``PUT`` submit their body as the workload; ``GET`` and ``HEAD`` submit an empty workload.
 - ``X-Gearman-Unique`` (default ``-``: coalesce identical bodies), ``X-Gearman-Background: true`` and
   ``X-Gearman-Priority: high|low`` choose how; values are matched case-insensitively and, unlike gearmand,
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -89,19 +92,30 @@ def error(status: int, text: str = "", headers: Headers | None = None) -> Answer
     return Answer(status, extra, body)
 
 
+#: h11 quotes the offending bytes in its messages (``illegal request line: bytearray(b'GET /?access_token=...')``).
+_QUOTED_BYTES = re.compile(r"[\s:]*(?:bytearray\(|(?<!\w)b['\"]).*", re.DOTALL)
+
+
+def problem_text(message: str) -> str:
+    """What a 400 body and the log say about a malformed request: h11's text up to the bytes it quotes.
+    Those are the client's own request (it may hold a token or a password), and a Python repr."""
+    return _QUOTED_BYTES.sub("", message) or "malformed request"
+
+
 def route(
     method: bytes, target: bytes, http_version: bytes, headers: Iterable[tuple[bytes, bytes]], prefix: bytes
 ) -> Routed:
     """What to do with a request, from its head alone. ``headers`` as h11 gives them (names lower-case)."""
     if http_version not in HTTP_VERSIONS:
         return error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "only HTTP/1.0 and HTTP/1.1 are supported")
+    target, _, query = target.partition(b"?")
     name = target.lstrip(b"/")
     path = b"/" + name
     if path.startswith(prefix):
-        rest, _, query = path[len(prefix) :].partition(b"?")
-        return ApiRequest(rest, query)
+        return ApiRequest(path[len(prefix) :], query)
     if path == prefix[:-1] or (not name and method in API_METHODS):
-        return Answer(HTTPStatus.FOUND, [(b"Location", prefix)])
+        # the query goes along: it may carry the dashboard's ?access_token=
+        return Answer(HTTPStatus.FOUND, [(b"Location", prefix + b"?" + query if query else prefix)])
     if method not in JOB_METHODS:
         return error(HTTPStatus.METHOD_NOT_ALLOWED, "", [(b"Allow", ALLOW_JOB)])
     if not name:

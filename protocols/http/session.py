@@ -157,11 +157,12 @@ class HttpSession:
             self.respond(routed)
 
     def _bad_request(self, problem: h11.RemoteProtocolError) -> None:
-        log.info("bad HTTP request: %s", problem)
+        text = mapping.problem_text(str(problem))
+        log.info("bad HTTP request: %s", text)
         if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             status = problem.error_status_hint
             self._busy = True
-            self.respond(mapping.error(status, str(problem), [(b"Connection", b"close")]))
+            self.respond(mapping.error(status, text, [(b"Connection", b"close")]))
         self._close()
 
     def _too_large(self) -> None:

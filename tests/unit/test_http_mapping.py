@@ -26,9 +26,13 @@ def test_post_submits_to_the_path_with_gearmand_defaults() -> None:
 @pytest.mark.parametrize(
     ("target", "function"),
     [
-        (b"/hrev?x=1", b"hrev?x=1"),  # no query parsing (gearmand)
         (b"//a/b", b"a/b"),  # every leading slash stripped, the rest verbatim
         (b"/a%20b", b"a%20b"),  # no percent-decoding
+        (b"/a%3Fb", b"a%3Fb"),  # not even of an encoded "?"
+        # the query string is never part of the name (gearmand: "hrev?x=1")
+        (b"/hrev?x=1", b"hrev"),
+        (b"/hrev?", b"hrev"),
+        (b"//a/b?access_token=SECRET&y=?", b"a/b"),
     ],
 )
 def test_function_name_is_the_path_verbatim(target: bytes, function: bytes) -> None:
@@ -83,18 +87,58 @@ def test_reserved_prefix_is_the_api_with_its_query() -> None:
     assert route(b"POST", b"/_gearman/") == ApiRequest(b"", b"")  # the API answers 405 itself
 
 
-@pytest.mark.parametrize(("method", "target"), [(b"GET", b"/"), (b"HEAD", b"/"), (b"GET", b"/_gearman")])
+@pytest.mark.parametrize(
+    ("method", "target"), [(b"GET", b"/"), (b"HEAD", b"/"), (b"GET", b"/_gearman"), (b"GET", b"/?"), (b"GET", b"//")]
+)
 def test_root_and_bare_prefix_lead_to_the_dashboard(method: bytes, target: bytes) -> None:
     routed = route(method, target)
     assert routed == Answer(302, [(b"Location", PREFIX)])
 
 
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [
+        (b"GET", b"/?access_token=SECRET"),
+        (b"HEAD", b"/?access_token=SECRET"),
+        (b"GET", b"/_gearman?access_token=SECRET"),
+    ],
+)
+def test_the_dashboard_redirects_keep_the_token(method: bytes, target: bytes) -> None:
+    """The dashboard's token link, with or without the prefix's slash: never a job named after the query."""
+    routed = route(method, target)
+    assert routed == Answer(302, [(b"Location", b"/_gearman/?access_token=SECRET")])
+
+
+def test_the_prefix_root_with_a_token_is_the_dashboard() -> None:
+    assert route(b"GET", b"/_gearman/?access_token=SECRET") == ApiRequest(b"", b"access_token=SECRET")
+    assert route(b"GET", b"/_gearman/status?access_token=SECRET") == ApiRequest(b"status", b"access_token=SECRET")
+
+
 @pytest.mark.parametrize("method", [b"POST", b"PUT"])
-def test_no_function_name_is_404_as_gearmand(method: bytes) -> None:
-    routed = route(method, b"/")
+@pytest.mark.parametrize("target", [b"/", b"/?access_token=SECRET"])
+def test_no_function_name_is_404_as_gearmand(method: bytes, target: bytes) -> None:
+    routed = route(method, target)
     assert isinstance(routed, Answer)
     assert routed.status == 404
     assert routed.body == b""
+
+
+@pytest.mark.parametrize(
+    ("message", "text"),
+    [
+        ("illegal request line: bytearray(b'GET /?access_token=SECRET HTTP/1.1 x')", "illegal request line"),
+        ("illegal header line: bytearray(b'Authorization : Bearer SECRET')", "illegal header line"),
+        ("malformed chunk footer: bytearray(b'XY') (expected b'\\r\\n')", "malformed chunk footer"),
+        ("Illegal header value b'SECRET\\x00'", "Illegal header value"),
+        ('Illegal header name b"SECRET"', "Illegal header name"),
+        ("b'SECRET'", "malformed request"),
+        ("Missing mandatory Host: header", "Missing mandatory Host: header"),
+        ("bad Content-Length", "bad Content-Length"),
+    ],
+)
+def test_problem_text_drops_the_quoted_request(message: str, text: str) -> None:
+    """h11 quotes the client's bytes as Python reprs; a 400 body and the log show neither."""
+    assert mapping.problem_text(message) == text
 
 
 @pytest.mark.parametrize("method", [b"DELETE", b"TRACE", b"OPTIONS", b"PATCH", b"post"])

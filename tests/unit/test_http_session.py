@@ -416,6 +416,28 @@ def test_malformed_requests_get_400_and_the_connection_closes(h: Harness, data: 
     assert transport.closed
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GET /?access_token=SECRET HTTP/1.1 junk\r\nHost: t\r\n\r\n",
+        b"GET /?access_token=SECRET\x7f HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /f HTTP/1.1\r\nHost: t\r\nAuthorization : Bearer SECRET\r\n\r\n",
+        b"POST /f HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nSECRET\r\n",
+        b"POST /f HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1\r\naSECRET\r\n",
+    ],
+)
+def test_a_400_shows_neither_the_request_nor_a_repr(h: Harness, data: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    session, transport, client = h.session()
+    with caplog.at_level("DEBUG", logger="gearman_gateway"):
+        session.receive_data(data)
+    response, body, _ = client.one(transport.take())
+    assert response.status_code == 400
+    assert body.startswith((b"illegal ", b"malformed ")), body
+    for shown in (body.decode(), caplog.text):
+        assert "SECRET" not in shown and "b'" not in shown and "bytearray(" not in shown, shown
+    assert not h.scheduler.functions
+
+
 def test_an_endless_head_is_refused(h: Harness) -> None:
     session, transport, _ = h.session()
     session.receive_data(b"GET /f HTTP/1.1\r\nHost: t\r\n")
@@ -606,6 +628,34 @@ def test_bearer_token() -> None:
         assert response.status_code == status, (headers, target)
         if status == 401:
             assert header(response, "WWW-Authenticate") == 'Bearer realm="gearman"'
+
+
+def test_token_links_reach_the_dashboard_never_a_job() -> None:
+    h = Harness(http_token="s3cret")
+    session, transport, client = h.session()
+    for method in ("GET", "HEAD"):
+        for target in ("/?access_token=s3cret", "/_gearman?access_token=s3cret"):
+            session.receive_data(client.request(method, target))
+            response, _, _ = client.one(transport.take())
+            assert (response.status_code, header(response, "Location")) == (302, "/_gearman/?access_token=s3cret")
+        for target, kind in [
+            ("/_gearman/?access_token=s3cret", "text/html"),
+            ("/_gearman/status?access_token=s3cret", "application/json"),
+        ]:
+            session.receive_data(client.request(method, target))
+            response, _, _ = client.one(transport.take())
+            assert response.status_code == 200 and header(response, "Content-Type").startswith(kind)
+    assert not h.scheduler.functions
+
+
+def test_a_query_string_is_not_part_of_the_function(h: Harness) -> None:
+    worker = h.worker(b"f")
+    session, transport, client = h.post("/f?access_token=s3cret", b"in")
+    job = h.grab(worker)
+    assert (job.function.name, job.data) == (b"f", b"in")
+    h.scheduler.work_complete(worker, job.handle, b"out")
+    assert client.one(transport.take())[1] == b"out"
+    assert list(h.scheduler.functions) == [b"f"]
 
 
 def test_dashboard_page(h: Harness) -> None:
