@@ -95,8 +95,9 @@ class Server:
         if self.store is not None:
             try:
                 self._replay()
-            except BaseException:
-                self.store.close()  # gives up what the store holds (the sqlite file's lock) before failing
+            except BaseException:  # never half-started: stop listening, give the queue file up
+                self.service.stopService()
+                self.store.close()
                 raise
             self.reactor.addSystemEventTrigger("after", "shutdown", self.store.close)
 

@@ -216,10 +216,11 @@ def server():
 
 first = server()
 first.start()
+second = server()
 try:
-    server().start()
+    second.start()
 except StoreError as error:
-    print("refused:", error)
+    print("refused:", error, "listening:", second.addresses())
 
 def after_stop(_):
     third = server()
@@ -240,5 +241,6 @@ def test_two_embedded_servers_on_port_0_cannot_share_a_data_dir(tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     refused, started = result.stdout.splitlines()
     assert str(data / "queue-0.sqlite3") in refused and "in use by this process" in refused, refused
+    assert refused.endswith("listening: {'binary': []}")  # never half-started
     assert started.startswith("third started on ")
     assert os.listdir(data) == []  # every stop was clean and the queue empty
