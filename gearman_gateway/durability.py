@@ -5,33 +5,79 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gearman_gateway.config import Settings
 from gearman_gateway.scheduler.retry import RetryPolicies, RetryPolicy
-from gearman_gateway.stores import GEARMAND_TABLES, Store, StoredJob, create_store
+from gearman_gateway.stores import GEARMAND_TABLES, Store, StoredJob, StoreError, create_store
 from gearman_gateway.stores.runner import StoreRunner
+
+if TYPE_CHECKING:
+    from gearman_gateway.stores.sqlite_file import QueueFile
 
 log = logging.getLogger("gearman_gateway.store")
 
-SQLITE_FILE = "queue.sqlite3"
+#: The default sqlite file, named after the binary port: servers on different ports never share a queue.
+#: Port 0 gives ``queue-0.sqlite3``: the port bound then changes at every start, so a file named after it
+#: would never be read again (its jobs would wait for whichever later server got that port).
+SQLITE_FILE = "queue-{port}.sqlite3"
+#: The one default file of earlier versions, shared by every server on the host; the server on gearmand's
+#: port takes it over at its first start.
+LEGACY_SQLITE_FILE = "queue.sqlite3"
+GEARMAND_PORT = 4730
+
+
+def default_sqlite_path(settings: Settings) -> str:
+    return os.path.join(settings.data_dir, SQLITE_FILE.format(port=settings.port))
 
 
 def store_options(settings: Settings) -> dict[str, Any]:
-    """The chosen backend's options; the sqlite file defaults to one in the data directory."""
+    """The chosen backend's options; the sqlite file defaults to one per port in the data directory."""
     options = dict(settings.queue_options.get(settings.queue_type) or {})
     if settings.queue_type == "sqlite" and not options.get("path"):
-        options["path"] = os.path.join(settings.data_dir, SQLITE_FILE)
+        options["path"] = default_sqlite_path(settings)
     return options
+
+
+def sqlite_queue_file(settings: Settings) -> QueueFile:
+    """The sqlite file's lock and life: the default file is ours (an empty one is removed at a clean stop)
+    and takes over the earlier versions' file on gearmand's port; a file the user names is only locked."""
+    from gearman_gateway.stores.sqlite_file import QueueFile  # only a server on sqlite loads its modules
+
+    path = store_options(settings)["path"]
+    if (settings.queue_options.get("sqlite") or {}).get("path"):
+        return QueueFile(path)
+    return QueueFile(
+        path,
+        option="--data-dir DIR",
+        ours=True,
+        legacy=os.path.join(settings.data_dir, LEGACY_SQLITE_FILE),
+        take_over_legacy=settings.port == GEARMAND_PORT,
+    )
+
+
+def make_queue_directory(settings: Settings) -> None:
+    """The sqlite file's directory (the data directory unless --libsqlite3-db names a file elsewhere), or
+    a StoreError that names it and the option that chose it."""
+    queue_file = sqlite_queue_file(settings)
+    directory = os.path.dirname(os.path.abspath(queue_file.path))
+    try:
+        os.makedirs(directory, mode=0o750, exist_ok=True)
+    except OSError as error:
+        what = "the data directory" if queue_file.ours else "the directory of the queue file"
+        why = "a file is in the way" if isinstance(error, FileExistsError) else error.strerror or str(error)
+        raise StoreError(f"cannot make {what} {directory} ({why}): choose another with {queue_file.option}") from None
 
 
 def build_store(settings: Settings, reactor: Any) -> StoreRunner | None:
     if settings.queue_type == "memory":
         return None
     options = store_options(settings)
+    backend = create_store(settings.queue_type, **options)
     if settings.queue_type == "sqlite":
-        os.makedirs(os.path.dirname(os.path.abspath(options["path"])), mode=0o750, exist_ok=True)
-    return StoreRunner(create_store(settings.queue_type, **options), reactor)
+        make_queue_directory(settings)
+        backend.file = sqlite_queue_file(settings)  # type: ignore[attr-defined]
+    return StoreRunner(backend, reactor)
 
 
 def import_gearmand_rows(backend: Store, settings: Settings, existing: list[StoredJob]) -> list[StoredJob]:

@@ -2,7 +2,8 @@
 
 from gearman_gateway.config import make_settings
 from gearman_gateway.server import Server
-server = Server(make_settings({"port": 0, "listen": ["127.0.0.1"]}))
+server = Server(make_settings({"port": 0, "listen": ["127.0.0.1"], "queue_type": "memory"}))
+                                    # or "data_dir": a directory of your own, to keep background jobs
 server.start()                      # binds now; raises if a port is taken
 host, port = server.addresses()["binary"][0]
 ...                                 # run the reactor as your program does
@@ -92,7 +93,12 @@ class Server:
         if after_binding is not None:
             after_binding()
         if self.store is not None:
-            self._replay()
+            try:
+                self._replay()
+            except BaseException:  # never half-started: stop listening, give the queue file up
+                self.service.stopService()
+                self.store.close()
+                raise
             self.reactor.addSystemEventTrigger("after", "shutdown", self.store.close)
 
     def _replay(self) -> None:
@@ -114,9 +120,18 @@ class Server:
         }
 
     def stop(self) -> defer.Deferred:
-        """Stop listening and drop every connection at once (SIGTERM)."""
+        """Stop listening, drop every connection at once (SIGTERM) and close the store, so that another
+        server may open its queue (the sqlite file's lock goes with it)."""
         self._stopping = True
         result = defer.maybeDeferred(self.service.stopService)
+        store = self.store
+        if store is not None:
+
+            def close_store(outcome: Any) -> Any:
+                store.close()
+                return outcome
+
+            result.addBoth(close_store)
         return result
 
     def shutdown(self, graceful: bool = False) -> None:

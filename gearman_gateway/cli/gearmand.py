@@ -13,7 +13,7 @@ from gearman_gateway import logs
 from gearman_gateway.allocator import settle_collector, tune_for_large_payloads
 from gearman_gateway.cli.daemon import Daemon
 from gearman_gateway.config import LEVELS, ConfigError, Settings, parse_args
-from gearman_gateway.durability import store_options
+from gearman_gateway.durability import sqlite_queue_file
 
 log = logging.getLogger("gearman_gateway.server")
 NOTICE = LEVELS["NOTICE"]
@@ -31,14 +31,15 @@ def _raise_fd_limit(wanted: int) -> None:
 
 
 def _switch_user(name: str, settings: Settings) -> None:
-    """Drop root after binding. The sqlite queue's directory and files become the user's first, so the
-    store can write (and reconnect) as that user."""
+    """Drop root after binding. The sqlite queue's directory and files (the database, its -wal and -shm,
+    the lock file, and an earlier version's file it takes over) become the user's first, so the store can
+    lock, write, reconnect and remove an empty file as that user."""
     entry = pwd.getpwnam(name)
     if settings.queue_type == "sqlite":
-        path = store_options(settings)["path"]
-        directory = os.path.dirname(os.path.abspath(path))
+        queue_file = sqlite_queue_file(settings)
+        directory = os.path.dirname(os.path.abspath(queue_file.path))
         os.makedirs(directory, exist_ok=True)
-        for target in [directory] + [path + suffix for suffix in ("", "-wal", "-shm")]:
+        for target in [directory, *queue_file.files()]:
             if os.path.exists(target):
                 os.chown(target, entry.pw_uid, entry.pw_gid)
     os.setgroups([])

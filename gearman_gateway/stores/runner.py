@@ -9,6 +9,12 @@ When the store fails, the batch's new jobs are refused (their clients get an ERR
 JOB_CREATED), the store is marked down (admin `show store`, logs, metrics), new background submissions
 are refused at once, and a reconnect loop with exponential back-off runs until the store answers again.
 Deletes, buries and revives of a failed batch are kept and written after the reconnect.
+
+A failed batch never deletes the rows of its new jobs afterwards: nothing in a row says who wrote it (two
+servers on one host hand out the same handles and ids), so a row with one of those ids may be another
+writer's acknowledged job — the very row that made the insert fail. A failure before the commit leaves
+nothing behind anyway; only a connection lost during the COMMIT itself (a network database) leaves the
+outcome unknown, and then a row that did get in is replayed at the next start: at least once, never lost.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ class _Batch:
 
     adds: list[tuple[StoredJob, AddCallback]] = field(default_factory=list)
     marks: dict[int, tuple[str, str]] = field(default_factory=dict)  # job id -> (what, reason)
+    #: The adds are committed although a later step failed (a backend without one-transaction ``write``).
+    added: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.adds or self.marks)
@@ -134,7 +142,7 @@ class StoreRunner:
 
     def _flush(self) -> None:
         self._scheduled = False
-        if self._in_flight or not self._pending or not self.available:
+        if self._in_flight or not self._pending or not self.available or self._closed:
             return
         batch, self._pending = self._pending, _Batch()
         self._in_flight = True
@@ -154,6 +162,7 @@ class StoreRunner:
             return
         if adds:
             backend.add(adds)
+            batch.added = True  # read on the reactor thread once the future is done
         if removes:
             backend.remove(removes)
         for job_id, reason in buries:
@@ -180,12 +189,14 @@ class StoreRunner:
         else:
             store_error = error if isinstance(error, StoreError) else StoreError(f"{self.name} store: {error}")
             self._went_down(store_error)
-            # changes to rows that exist are kept for after the reconnect; the refused jobs' rows are
-            # deleted then too, in case the transaction did commit before the error was seen
-            for row, _ in batch.adds:
-                batch.mark(row.job_id, "remove")
+            # changes to rows that exist are kept for after the reconnect; the refused jobs' ids are not
+            # touched (see the module's docstring)
             self._pending.earlier(batch.marks)
-            self._answer(batch.adds, store_error)
+            if batch.added:  # in the store: acknowledge them, only the changes are retried
+                self.rows_added += len(batch.adds)
+                self._answer(batch.adds, None)
+            else:
+                self._answer(batch.adds, store_error)
         if self._pending:
             self._schedule()
 
@@ -205,9 +216,7 @@ class StoreRunner:
             if self.down_since is None:
                 self.down_since = time.time()
                 log.error("%s store unavailable: %s; background jobs are refused until it is back", self.name, error)
-        adds, self._pending.adds = self._pending.adds, []
-        for row, _ in adds:
-            self._pending.mark(row.job_id, "remove")
+        adds, self._pending.adds = self._pending.adds, []  # never sent to the store: nothing to undo
         self._answer(adds, error)
         self._reconnect_later()
 
@@ -219,15 +228,15 @@ class StoreRunner:
         self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
 
     def _reconnect(self) -> None:
-        def attempt() -> None:
-            self.backend.close()
-            self.backend.open()
-
-        future = self._thread.submit(attempt)
+        # open() drops the old connection itself; close() would also give up what the store holds for
+        # the process's life (the sqlite file's lock)
+        future = self._thread.submit(self.backend.open)
         future.add_done_callback(lambda f: self.reactor.callFromThread(self._reconnected, f))
 
     def _reconnected(self, future: Future) -> None:
         self._reconnecting = False
+        if self._closed:
+            return
         error = future.exception()
         if error is not None:
             self.last_error = str(error)
@@ -240,18 +249,21 @@ class StoreRunner:
     # -- shutdown
 
     def close(self, timeout: float = 10.0) -> None:
-        """Write what is pending (completed jobs' deletes above all) and stop the thread."""
+        """Write what is pending (completed jobs' deletes above all) and stop the thread. Once: later
+        submissions are refused."""
+        if self._closed:
+            return
         self._closed = True
         batch, self._pending = self._pending, _Batch()
         if batch and self.available:
-            adds, batch.adds = batch.adds, []
-            for row, _ in adds:
-                batch.mark(row.job_id, "remove")
+            adds, batch.adds = batch.adds, []  # never sent to the store: nothing to undo
             self._answer(adds, StoreError("server is shutting down"))
             try:
                 self._thread.submit(self._write, batch).result(timeout)
             except Exception as error:  # the store is going away with us; say what was not written
                 log.error("%s store: last changes not written at shutdown: %s", self.name, error)
+        self.available = False
+        self.last_error = "the store is closed"
         self._thread.submit(self.backend.close)
         self._thread.shutdown(wait=True)
 

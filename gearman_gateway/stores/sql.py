@@ -93,7 +93,7 @@ class SqlStore:
 
     def open(self) -> None:
         """(Re)connect, create our table if missing and check that an existing one has our layout."""
-        self.close()
+        self._disconnect()
         try:
             self._conn = self._connect()
         except self.driver_errors as exc:
@@ -109,10 +109,14 @@ class SqlStore:
                     f"a table written by gearmand is read by the import option, not used as our queue"
                 )
         except StoreError:
-            self.close()
+            self._disconnect()
             raise
 
     def close(self) -> None:
+        """The end of the store's use (a reconnect is ``open`` again, which drops the old connection)."""
+        self._disconnect()
+
+    def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             try:

@@ -7,6 +7,9 @@ open replays the WAL. That is what ``synchronous=NORMAL`` gives. It does not fsy
 a power cut can still lose the last transactions. ``synchronous=FULL`` (our default) also fsyncs the WAL on every
 COMMIT, so an acknowledged batch survives those as well. With one transaction per batch (group commit) that is
 one fsync per batch, 0.2 ms on the test machine. ``normal`` is an option for those who accept the risk.
+
+One server per file: the first ``open`` locks the file for the process until ``close`` (see sqlite_file);
+a reconnect is ``open`` again and keeps the lock.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from gearman_gateway.stores.base import StoreError
 from gearman_gateway.stores.sql import DEFAULT_TABLE, SqlStore
+from gearman_gateway.stores.sqlite_file import QueueFile
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,19 @@ class SqliteStore(SqlStore):
         #: Seconds a write waits for another process's lock before it fails ("database is locked").
         self.busy_timeout = busy_timeout
         super().__init__(table, self.path)
+        #: The file's lock and life; the server replaces it for the default file (durability.build_store).
+        self.file = QueueFile(self.path)
+
+    def open(self) -> None:
+        try:
+            self.file.claim(self.table)
+        except StoreError as error:
+            raise StoreError(f"{self.where}: {error}") from None
+        super().open()
+
+    def close(self) -> None:
+        super().close()
+        self.file.release(self.table)
 
     def _connect(self) -> Any:
         # Used from the store thread only, which is not the thread that created the object.

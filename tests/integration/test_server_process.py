@@ -219,8 +219,11 @@ def test_user_switch_after_binding(gearmand) -> None:
     assert int(uid_line.split()[1]) == pwd.getpwnam("nobody").pw_uid
     with Raw(server.port) as client:  # the durable queue is writable as that user
         assert submit(client, b"asuser", b"x", ptype=Packet.SUBMIT_JOB_BG)
-    assert (data / "queue" / "queue.sqlite3").stat().st_uid == pwd.getpwnam("nobody").pw_uid
+    queue = data / "queue" / f"queue-{server.port}.sqlite3"
+    for made in (queue, Path(f"{queue}.lock")):  # the lock is taken as that user, after the switch
+        assert made.stat().st_uid == pwd.getpwnam("nobody").pw_uid
     server.stop()
+    assert queue.exists() and not Path(f"{queue}.lock").exists()  # the job is kept; the lock goes
     shutil.rmtree(data, ignore_errors=True)
 
 
