@@ -1,7 +1,9 @@
-"""Settings from defaults, a YAML file (``--config``) and gearmand-compatible command-line options.
+"""Settings from defaults, a YAML file (``--config``), gearmand's own config file (``--config-file``) and
+gearmand-compatible command-line options.
 
-Precedence: built-in defaults < YAML file < command line. Every problem becomes a ``ConfigError`` with
-one clear sentence; ``gearmand`` prints it on one line and exits with status 2.
+Precedence: built-in defaults < YAML file < ``--config-file`` < command line. Every problem becomes a
+``ConfigError`` with one clear sentence that names the setting as the user wrote it (``http.port`` in YAML,
+``--http-port`` on the command line); ``gearmand`` prints it on one line and exits with status 2.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ import argparse
 import dataclasses
 import logging
 import os
+import re
 import socket
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,17 @@ LEVELS: dict[str, int] = {
 LEVEL_ORDER = ["FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG"]
 #: Event loops gearmand can run on (gearman_gateway/reactor.py).
 REACTORS = ("epoll", "asyncio", "uvloop")
+#: gearmand reads this file of options when it exists (its --config-file default); a missing one is no error.
+DEFAULT_CONFIG_FILE = "/etc/gearmand.conf"
+#: gearmand's TLS options: accepted, but refused until TLS lands (issue 18) rather than serving plaintext.
+TLS_OPTIONS = {
+    "ssl": "--ssl",
+    "ssl_ca_file": "--ssl-ca-file",
+    "ssl_certificate": "--ssl-certificate",
+    "ssl_key": "--ssl-key",
+}
+#: gearmand options that change nothing here, with why (the help and docs/compatibility.md say the same).
+IGNORED_OPTIONS = ("syslog", "coredump", "store_queue_on_shutdown")
 
 
 def default_data_dir() -> str:
@@ -134,10 +149,6 @@ _YAML_KEYS: dict[str, str] = {
     "queue.data_dir": "data_dir",
     "queue.import_gearmand": "import_gearmand_queue",
     "queue.gearmand_table": "gearmand_table",
-    "queue.sqlite": "queue_options.sqlite",
-    "queue.postgres": "queue_options.postgres",
-    "queue.mysql": "queue_options.mysql",
-    "queue.redis": "queue_options.redis",
     "retries": "retries",
     "job_retries": "job_retries",
     "worker_wakeup": "worker_wakeup",
@@ -156,10 +167,17 @@ _YAML_KEYS: dict[str, str] = {
     "admin.allow_remote_shutdown": "allow_remote_shutdown",
     "shutdown.graceful_timeout": "graceful_timeout",
 }
-
+#: each durable backend's options: ``queue.<backend>`` (a mapping, checked against stores.OPTIONS)
+_YAML_KEYS.update({f"queue.{backend}": f"queue_options.{backend}" for backend in stores.OPTIONS if backend != "memory"})
+#: a field's name as the YAML file spells it, for messages
+_YAML_NAMES = {target: key for key, target in _YAML_KEYS.items()}
 
 # YAML keys whose value is a mapping taken whole
-_DICT_KEYS = ("endpoints", "retries", "queue.sqlite", "queue.postgres", "queue.mysql", "queue.redis")
+_DICT_KEYS = (
+    "endpoints",
+    "retries",
+    *(key for key, target in _YAML_KEYS.items() if target.startswith("queue_options.")),
+)
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -176,13 +194,13 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def load_yaml(path: str) -> dict[str, Any]:
     """Settings fields from a YAML file; unknown keys are an error, not silently ignored."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_bytes()  # yaml decodes it (UTF-8/16 with a BOM) and says where it is not text
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        raise ConfigError(f"config file {path}{_yaml_problem(error)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of keys")
     values: dict[str, Any] = {}
@@ -197,6 +215,19 @@ def load_yaml(path: str) -> dict[str, Any]:
         else:
             values[target] = value
     return values
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """Where and what, on one line: ", line 3, column 7: mapping values are not allowed here"."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or getattr(error, "reason", None)
+    if isinstance(error, yaml.reader.ReaderError):  # not text: it has a byte position, not a line
+        return f" is not valid YAML: byte {error.position}: {error.reason}"
+    if mark is None or not problem:
+        return f" is not valid YAML: {' '.join(str(error).split())}"
+    where = f", line {mark.line + 1}, column {mark.column + 1}"
+    context = getattr(error, "context", None)
+    return f"{where}: {problem}" + (f" ({context})" if context else "")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -234,20 +265,32 @@ _wakeup.__name__ = "'auto' or non-negative integer"
 _port.__name__ = "port number or service name"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(for_file: bool = False) -> argparse.ArgumentParser:
+    """gearmand's command line; ``for_file``: the options a --config-file may hold (not help, version,
+    --check-args or another --config-file, as in gearmand)."""
     S = argparse.SUPPRESS  # noqa: N806 - only options given on the command line override the YAML
     p = _Parser(
         prog="gearmand",
         add_help=False,
         argument_default=S,
         description="Gearman job server (gearman-gateway), compatible with gearmand 1.1.",
-        epilog="Options not given fall back to --config FILE (YAML), then to the defaults shown.",
+        epilog="Options not given fall back to --config-file (gearmand's options), then to --config FILE (YAML), "
+        "then to the defaults shown.",
     )
     g = p.add_argument_group("general")
-    g.add_argument("-h", "--help", action="help", help="show this help and exit")
-    g.add_argument("-V", "--version", action="version", version=f"gearmand {SERVER_VERSION}")
+    if not for_file:
+        g.add_argument("-h", "--help", action="help", help="show this help and exit")
+        g.add_argument("-V", "--version", action="version", version=f"gearmand {SERVER_VERSION}")
+        g.add_argument(
+            "--config-file",
+            metavar="FILE",
+            dest="config_file",
+            help=f"gearmand's config file: options as on the command line (--port=4730 or --port 4730), "
+            f"separated by spaces or newlines; # starts a comment; the command line wins (default "
+            f"{DEFAULT_CONFIG_FILE}, read if it exists; '' reads none)",
+        )
+        g.add_argument("--check-args", action="store_true", dest="check_args", help="validate options and exit")
     g.add_argument("--config", metavar="FILE", dest="config", help="YAML configuration file")
-    g.add_argument("--check-args", action="store_true", dest="check_args", help="validate options and exit")
     g = p.add_argument_group("listening")
     g.add_argument("-p", "--port", type=_port, help="binary and admin port (default 4730)")
     g.add_argument(
@@ -262,6 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="enable another protocol frontend (e.g. http); repeatable",
     )
+    g = p.add_argument_group("TLS (not yet supported, issue 18: given any of these, the server refuses to start)")
+    g.add_argument("--ssl", action="store_true", help="TLS on the binary port")
+    g.add_argument("--ssl-ca-file", dest="ssl_ca_file", metavar="FILE", help="CA certificates to verify clients with")
+    g.add_argument("--ssl-certificate", dest="ssl_certificate", metavar="FILE", help="the server's certificate")
+    g.add_argument("--ssl-key", dest="ssl_key", metavar="FILE", help="the key of --ssl-certificate")
     g = p.add_argument_group("http frontend (-r http)")
     g.add_argument("--http-port", type=_port, dest="http_port", help="HTTP frontend port (default 8080)")
     g.add_argument(
@@ -327,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="event loop: " + ", ".join(REACTORS) + " (default epoll, the fastest; asyncio and uvloop run "
         "Twisted on an asyncio loop; uvloop must be installed)",
     )
-    g.add_argument("--syslog", action="store_true", help="accepted for compatibility; ignored")
+    g.add_argument("--syslog", action="store_true", help="accepted for compatibility; ignored (logs go to -l)")
     g.add_argument("--coredump", action="store_true", help="accepted for compatibility; ignored")
     g = p.add_argument_group("scheduling")
     g.add_argument(
@@ -335,8 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--queue-type",
         dest="queue_type",
         metavar="NAME",
-        help="durable queue: sqlite (default), postgres, mysql, redis, or builtin/memory (nothing kept); "
-        "gearmand's names libsqlite3, libpq, postgresql are accepted",
+        help="durable queue: sqlite (default), postgres, mysql, redis, memcached (may evict jobs), or "
+        "builtin/memory (nothing kept); gearmand's names libsqlite3, Postgres, MySQL, libmemcached are accepted",
     )
     g.add_argument(
         "-j",
@@ -371,6 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument(
             option, dest=f"t:{option}", metavar="TABLE", help="gearmand's own table (prefix), read by the import"
         )
+    g.add_argument(
+        "--store-queue-on-shutdown",
+        action="store_true",
+        dest="store_queue_on_shutdown",
+        help="accepted for compatibility; ignored: every background job is stored before it is acknowledged",
+    )
     g.add_argument(
         "--import-gearmand-queue",
         action="store_true",
@@ -460,48 +514,127 @@ _QUEUE_OPTIONS = [
     ("--redis-server", "redis", "host", str, "redis: server host (default 127.0.0.1)"),
     ("--redis-port", "redis", "port", int, "redis: server port (default 6379)"),
     ("--redis-password", "redis", "password", str, "redis: password"),
+    (
+        "--libmemcached-servers",
+        "memcached",
+        "servers",
+        str,
+        "memcached: servers, host[:port] separated by commas (default 127.0.0.1:11211); memcached may evict jobs",
+    ),
 ]
-_GEARMAND_TABLE_OPTIONS = ["--libsqlite3-table", "--libpq-table", "--mysql-table", "--redis-prefix"]
+_GEARMAND_TABLE_OPTIONS = [
+    "--libsqlite3-table",
+    "--libpq-table",
+    "--mysql-table",
+    "--redis-prefix",
+    "--libmemcached-prefix",
+]
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> dict[str, Any]:
+    try:
+        return vars(parser.parse_args(argv))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _flag(field_name: str) -> str:
+    """The long option of a Settings field (every field with one is spelled this way)."""
+    return "--" + field_name.replace("_", "-")
+
+
+#: How the retry options of the command line appear in the YAML paths that _validate_retries names.
+_RETRY_FLAGS = {"retries": "--fail-retries", "backoff": "--fail-backoff", "dead_letter": "--dead-letter"}
+
+
+def read_config_file(path: str, required: bool = True) -> dict[str, Any]:
+    """gearmand's --config-file: the options it holds, parsed like a command line (gearmand 1.1.20 splits the
+    file at spaces and line ends and parses the words as arguments). A ``#`` word starts a comment to the end
+    of its line. Unlike gearmand, a stray word (``port=4730``, which gearmand silently ignores) is an error.
+    A missing file is an error only if ``required`` (gearmand ignores a missing default file)."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8", "surrogateescape")  # as Python decodes argv
+    except FileNotFoundError:
+        if not required:
+            return {}
+        raise ConfigError(f"cannot read --config-file {path}: No such file or directory") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read --config-file {path}: {error.strerror}") from None
+    words: list[str] = []
+    for line in text.splitlines():
+        for word in line.split():
+            if word.startswith("#"):
+                break
+            words.append(word)
+    try:
+        return _parse(build_parser(for_file=True), words)
+    except ConfigError as error:
+        raise ConfigError(f"--config-file {path}: {error}{_dashes_hint(words)}") from None
+
+
+def _dashes_hint(words: list[str]) -> str:
+    """An option written without its dashes (``port=4730``, as other daemons' config files have it)."""
+    for word in words:
+        if re.fullmatch(r"[a-z][a-z0-9-]*=.*", word):
+            return f" (options keep their dashes: --{word})"
+    return ""
 
 
 def parse_args(argv: list[str]) -> Settings:
     """Settings for a command line; raises ConfigError with one readable sentence."""
-    parser = build_parser()
-    try:
-        namespace = parser.parse_args(argv)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    given = vars(namespace)
+    given = _parse(build_parser(), argv)
+    explicit = "config_file" in given
+    config_file = given.pop("config_file", DEFAULT_CONFIG_FILE)
+    if config_file:
+        # the command line wins, option by option (a repeatable option given there replaces the file's)
+        given = {**read_config_file(config_file, required=explicit), **given}
+    tls = [flag for dest, flag in TLS_OPTIONS.items() if given.pop(dest, None) is not None]
+    if tls:
+        raise ConfigError(
+            f"TLS is not yet supported (issue 18): {', '.join(tls)} given; the server does not start rather "
+            "than serve without TLS"
+        )
     values: dict[str, Any] = {}
+    labels: dict[str, str] = {}
     if "config" in given:
         values.update(load_yaml(given.pop("config")))
+        labels.update({name: _YAML_NAMES.get(name, name) for name in values})
     for name in [key for key in given if key.startswith("q:")]:
         _, backend, option = name.split(":")
         values.setdefault("queue_options", {}).setdefault(backend, {})[option] = given.pop(name)
     for name in [key for key in given if key.startswith("t:")]:
         values["gearmand_table"] = given.pop(name)
+        labels["gearmand_table"] = name[2:]
     for name in [key for key in given if key.startswith("r:")]:
         values.setdefault("retries", {}).setdefault("default", {})[name[2:]] = given.pop(name)
+        labels[f"retries.default.{name[2:]}"] = _RETRY_FLAGS[name[2:]]
     more_verbose = given.pop("more_verbose", 0)
     protocols = given.pop("protocols", None)
-    for name in ("syslog", "coredump"):
+    for name in IGNORED_OPTIONS:
         given.pop(name, None)
     values.update(given)
+    labels.update({name: _flag(name) for name in given})
     if protocols:
         frontends = list(values.get("frontends", ["binary"]))
         for name in protocols:
             if name.lower() not in frontends:
                 frontends.append(name.lower())
         values["frontends"] = frontends
-    settings = make_settings(values)
+    settings = make_settings(values, labels)
     if more_verbose:
         index = min(LEVEL_ORDER.index(settings.verbose) + more_verbose, len(LEVEL_ORDER) - 1)
         settings.verbose = LEVEL_ORDER[index]
     return settings
 
 
-def make_settings(values: dict[str, Any]) -> Settings:
-    """A validated Settings from field values (from YAML or code embedding the server)."""
+def make_settings(values: dict[str, Any], labels: dict[str, str] | None = None) -> Settings:
+    """A validated Settings from field values (from YAML or code embedding the server). ``labels`` name
+    fields (and retry policy keys) as the user wrote them, for the messages; by default the field name."""
+    names = labels or {}
+
+    def label(key: str) -> str:
+        return names.get(key, key)
+
     fields = {f.name: f for f in dataclasses.fields(Settings)}
     for name in values:
         if name not in fields:
@@ -509,13 +642,18 @@ def make_settings(values: dict[str, Any]) -> Settings:
     values = {name: value for name, value in values.items() if value is not None}  # null: the default
     hints = typing.get_type_hints(Settings)
     for name, value in values.items():
-        _check_type(name, value, hints[name])
+        _check_type(name, label(name), value, hints[name])
     settings = Settings(**values)
-    _validate(settings)
+    _validate(settings, label)
     return settings
 
 
-def _check_type(name: str, value: Any, hint: Any) -> None:
+#: How a message names what a field may hold.
+_KIND_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "text", list: "a list",
+               dict: "a mapping", type(None): "null"}  # fmt: skip
+
+
+def _check_type(field_name: str, label: str, value: Any, hint: Any) -> None:
     """YAML gives any type: refuse what the field cannot hold (a quoted 'no' is not False)."""
     allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     for kind in allowed:
@@ -534,17 +672,25 @@ def _check_type(name: str, value: Any, hint: Any) -> None:
             return
         if origin is dict and isinstance(value, dict):
             return
-    if name == "worker_wakeup" and isinstance(value, str):
+    if field_name == "worker_wakeup" and isinstance(value, str):
         return  # "auto", checked below
-    names = " or ".join(getattr(typing.get_origin(k) or k, "__name__", str(k)) for k in allowed)
-    names = names.replace("NoneType", "null").replace("str", "text").replace("int", "whole number")
-    raise ConfigError(f"{name} must be {names}, not {value!r}")
+    names = " or ".join(_KIND_NAMES.get(typing.get_origin(k) or k, str(k)) for k in allowed)
+    raise ConfigError(f"{label} must be {names}, not {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """A value as the user wrote it in YAML or on the command line: 'text', 5, true, [1, 2]."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    return yaml.safe_dump(value, default_flow_style=True, width=1_000_000).strip().removesuffix("...").strip()
 
 
 _POLICY_FIELDS = {"retries": int, "backoff": float, "factor": float, "max_backoff": float, "dead_letter": bool}
 
 
-def _validate_retries(retries: dict[str, Any]) -> None:
+def _validate_retries(retries: dict[str, Any], label: Callable[[str], str]) -> None:
     """retries: {default: POLICY, functions: {NAME: POLICY}}; a POLICY sets any of _POLICY_FIELDS."""
     unknown = sorted(set(retries) - {"default", "functions"})
     if unknown:
@@ -572,67 +718,67 @@ def _validate_retries(retries: dict[str, Any]) -> None:
                 )
             )
             if not ok:
-                raise ConfigError(f"{where}.{key} must be {'true or false' if kind is bool else 'a number >= 0'}")
+                must = "true or false" if kind is bool else "a whole number >= 0" if kind is int else "a number >= 0"
+                raise ConfigError(f"{label(f'{where}.{key}')} must be {must}, not {_shown(value)}")
 
 
-def _validate(s: Settings) -> None:
+def _validate(s: Settings, label: Callable[[str], str] = str) -> None:
+    """Ranges and cross-checks; ``label`` names a field as the user wrote it."""
+
     def check(ok: bool, message: str) -> None:
         if not ok:
             raise ConfigError(message)
 
     for name in ("port", "http_port"):
         value = getattr(s, name)
-        check(
-            isinstance(value, int) and 0 <= value <= 65535, f"{name.replace('_', '-')} must be 0-65535, not {value!r}"
-        )
+        check(isinstance(value, int) and 0 <= value <= 65535, f"{label(name)} must be 0-65535, not {value!r}")
     if isinstance(s.listen, str):
         s.listen = [s.listen]
-    check(isinstance(s.listen, list), "listen must be a list of addresses")
+    check(isinstance(s.listen, list), f"{label('listen')} must be a list of addresses")
     s.reactor = str(s.reactor).lower()
-    check(s.reactor in REACTORS, f"unknown reactor {s.reactor!r} (use one of {', '.join(REACTORS)})")
+    check(
+        s.reactor in REACTORS, f"{label('reactor')}: unknown reactor {s.reactor!r} (use one of {', '.join(REACTORS)})"
+    )
     s.verbose = str(s.verbose).upper()
-    check(s.verbose in LEVELS, f"unknown verbose level {s.verbose!r} (use one of {', '.join(LEVEL_ORDER)})")
+    check(s.verbose in LEVELS, f"{label('verbose')}: unknown level {s.verbose!r} (use one of {', '.join(LEVEL_ORDER)})")
     try:
         s.queue_type = stores.backend_name(str(s.queue_type))
     except ValueError as error:
-        raise ConfigError(str(error).replace("Unknown queue", "unknown queue type")) from None
+        raise ConfigError(f"{label('queue_type')}: {error}".replace("Unknown queue", "unknown queue type")) from None
     for backend, options in s.queue_options.items():
         check(backend in stores.OPTIONS, f"queue options for unknown backend {backend!r}")
         check(isinstance(options, dict), f"queue.{backend} must be a mapping of options")
         unknown = sorted(set(options) - set(stores.OPTIONS[backend]))
         known = ", ".join(stores.OPTIONS[backend])
         check(not unknown, f"unknown {backend} queue option {', '.join(unknown)} (known: {known})")
-    _validate_retries(s.retries)
+    _validate_retries(s.retries, label)
     if isinstance(s.worker_wakeup, str):
-        check(s.worker_wakeup.lower() == "auto", "worker_wakeup must be auto or a number")
+        check(s.worker_wakeup.lower() == "auto", f"{label('worker_wakeup')} must be auto or a number")
         s.worker_wakeup = None
-    check(s.worker_wakeup is None or s.worker_wakeup >= 0, "worker-wakeup must be auto or >= 0")
-    check(isinstance(s.job_retries, int) and s.job_retries >= -1, "job-retries must be -1 (unlimited) or more")
+    check(s.worker_wakeup is None or s.worker_wakeup >= 0, f"{label('worker_wakeup')} must be auto or >= 0")
+    check(s.job_retries >= -1, f"{label('job_retries')} must be -1 (unlimited) or more")
     for name in ("backlog", "max_admin_line", "max_connections", "max_output_buffer", "threads"):
-        check(isinstance(getattr(s, name), int) and getattr(s, name) >= 0, f"{name} must be a whole number >= 0")
-    check(isinstance(s.max_packet_size, int) and s.max_packet_size >= 1024, "max-packet-size must be >= 1024")
-    check(s.max_admin_line >= 64, "max-admin-line must be >= 64")
-    check(s.graceful_timeout >= 0, "graceful-timeout must be >= 0")
-    check(s.http_request_timeout >= 0, "http-request-timeout must be >= 0")
-    check(s.http_keepalive_timeout >= 0, "http-keepalive-timeout must be >= 0")
-    check(s.http_max_body_size >= 0, "http-max-body-size must be a whole number >= 0")
+        check(getattr(s, name) >= 0, f"{label(name)} must be a whole number >= 0")
+    check(s.max_packet_size >= 1024, f"{label('max_packet_size')} must be >= 1024")
+    check(s.max_admin_line >= 64, f"{label('max_admin_line')} must be >= 64")
+    for name in ("graceful_timeout", "http_request_timeout", "http_keepalive_timeout", "http_max_body_size"):
+        check(getattr(s, name) >= 0, f"{label(name)} must be >= 0")
     check(
         s.http_prefix.startswith("/") and s.http_prefix.endswith("/") and len(s.http_prefix) > 2,
-        f"http-prefix must start and end with '/' and name something, not {s.http_prefix!r}",
+        f"{label('http_prefix')} must start and end with '/' and name something, not {s.http_prefix!r}",
     )
     check(
         s.http_prefix.isascii() and s.http_prefix.isprintable() and " " not in s.http_prefix,
-        f"http-prefix must be printable ASCII without spaces, not {s.http_prefix!r}",
+        f"{label('http_prefix')} must be printable ASCII without spaces, not {s.http_prefix!r}",
     )
     check(
         s.http_token is None or (s.http_token != "" and s.http_token.isascii() and s.http_token.isprintable()),
-        "http-token must be printable ASCII text",
+        f"{label('http_token')} must be printable ASCII text",
     )
     if s.job_handle_prefix is not None:
-        check(0 < len(s.job_handle_prefix.encode()) <= 52, "job-handle-prefix must be 1 to 52 bytes")
-    check(isinstance(s.frontends, list) and bool(s.frontends), "frontends must be a non-empty list")
+        check(0 < len(s.job_handle_prefix.encode()) <= 52, f"{label('job_handle_prefix')} must be 1 to 52 bytes")
+    check(isinstance(s.frontends, list) and bool(s.frontends), f"{label('frontends')} must be a non-empty list")
     s.frontends = [str(f).lower() for f in s.frontends]
     known = protocols.available()
     for name in s.frontends:
         check(name in known, f"unknown protocol {name!r} (available: {', '.join(sorted(known))})")
-    check(isinstance(s.endpoints, dict), "endpoints must map frontend names to lists of endpoint strings")

@@ -1,9 +1,9 @@
 """Fixtures for every test: private database servers (see tests/dbfixtures.py).
 
-``postgres_server``, ``mariadb_server`` and ``redis_server`` are shared by the whole session: use them when the
-test leaves its server running (give your tables, databases or key prefixes unique names). ``*_server_fn`` are
-a fresh server for one test, which it may stop, kill, pause or lock as it likes. A server that cannot start
-skips the test, or fails it under CI=true.
+``postgres_server``, ``mariadb_server``, ``redis_server`` and ``memcached_server`` are shared by the whole
+session: use them when the test leaves its server running (give your tables, databases or key prefixes unique
+names). ``*_server_fn`` are a fresh server for one test, which it may stop, kill, pause or lock as it likes. A
+server that cannot start skips the test, or fails it under CI=true.
 """
 
 from __future__ import annotations
@@ -64,6 +64,9 @@ mariadb_server, mariadb_server_fn = _server_fixtures(
 )
 redis_server, redis_server_fn = _server_fixtures(
     "redis", dbfixtures.start_redis, "A Redis server (append-only file, fsync per write): RedisServer"
+)
+memcached_server, memcached_server_fn = _server_fixtures(
+    "memcached", dbfixtures.start_memcached, "A memcached server (64 MB, nothing kept across restarts): MemcachedServer"
 )
 
 

@@ -1,15 +1,15 @@
-"""Private PostgreSQL, MariaDB and Redis servers for tests, started from the Debian packages' binaries.
+"""Private PostgreSQL, MariaDB, Redis and memcached servers for tests, started from the Debian packages' binaries.
 
 Each server runs as a process we start (in a session of its own, so that stopping it also stops its
 children), on a free loopback port, with its data in its own temp dir. A test can stop it gracefully, crash it
 (``stop("immediate")``, ``kill()``), freeze it (``pause()``) and start it again on the same port and data
-(``restart()``) without touching anything else: never the machine's shared servers on 5432/3306/6379.
+(``restart()``) without touching anything else: never the machine's shared servers on 5432/3306/6379/11211.
 
 The slow part of a database's first start, creating its data directory, is done once per session into a
 template that every instance copies (``cp -a``, ~0.1 s).
 
-``start_postgres(root)``, ``start_mariadb(root)`` and ``start_redis(root)`` raise DbUnavailable when a
-server cannot run here; ``unavailable(reason)`` turns that into a skip, or a failure under CI=true.
+``start_postgres(root)``, ``start_mariadb(root)``, ``start_redis(root)`` and ``start_memcached(root)`` raise
+DbUnavailable when a server cannot run here; ``unavailable(reason)`` turns that into a skip, or a failure under CI=true.
 """
 
 from __future__ import annotations
@@ -334,6 +334,48 @@ class RedisServer(DbServer):
             client.close()
 
 
+class MemcachedServer(DbServer):
+    """memcached keeps nothing across a restart: ``restart()`` and ``kill()`` give an empty cache, by design."""
+
+    kind = "memcached"
+    #: Cache size (MB): small, as each test's server is its own.
+    MEMORY_MB = 64
+
+    def __init__(self, directory: Path, port: int, options: tuple[str, ...] = ()) -> None:
+        super().__init__(directory, port)
+        self.options = options  # more memcached options, e.g. ("-M",) or ("-o", "no_lru_crawler")
+
+    @property
+    def servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def store_options(self, **extra: Any) -> dict[str, Any]:
+        return {"servers": self.servers, **extra}
+
+    def connect(self) -> Any:
+        from pymemcache.client.base import Client
+
+        # noreply off: a test sees memcached's answer to every write
+        return Client((self.host, self.port), connect_timeout=5, timeout=5, default_noreply=False)
+
+    def command(self) -> list[str]:
+        return [
+            _find("memcached", "/usr/bin/memcached"),
+            "--listen", self.host,
+            "--port", str(self.port),
+            "--udp-port", "0",
+            "--memory-limit", str(self.MEMORY_MB),
+            *(["--user", "root"] if IS_ROOT else []),  # memcached refuses to run as root without it
+            *self.options,
+        ]  # fmt: skip
+
+    def ping(self) -> None:
+        with socket.create_connection((self.host, self.port), timeout=5) as conn:
+            conn.sendall(b"version\r\n")
+            if not conn.recv(100).startswith(b"VERSION "):
+                raise DbUnavailable("memcached did not answer version")
+
+
 # -- templates and start functions
 
 
@@ -426,6 +468,16 @@ def start_redis(root: Path) -> RedisServer:
 
     template = _template(root, "redis", empty)
     return _start(lambda port: RedisServer(_instance_dir(root, "redis"), port), template)  # type: ignore[return-value]
+
+
+def start_memcached(root: Path, *options: str) -> MemcachedServer:
+    """A memcached server (64 MB, no UDP, no persistence, and these options) on a free port."""
+
+    def empty(path: Path) -> None:
+        path.mkdir()
+
+    template = _template(root, "memcached", empty)  # memcached has no data dir; the copy keeps _start uniform
+    return _start(lambda port: MemcachedServer(_instance_dir(root, "memcached"), port, options), template)  # type: ignore[return-value]
 
 
 @atexit.register

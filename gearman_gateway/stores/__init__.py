@@ -2,7 +2,7 @@
 
 ``create_store(kind, **options)`` builds one by name; gearmand's ``-q`` names are accepted as aliases. A
 backend's module (and its driver) is imported only when it is chosen, so a server on sqlite never loads
-psycopg, PyMySQL or redis-py.
+psycopg, PyMySQL, redis-py or pymemcache.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ BACKENDS: dict[str, str] = {
     "postgres": "gearman_gateway.stores.postgres:PostgresStore",
     "mysql": "gearman_gateway.stores.mysql:MysqlStore",
     "redis": "gearman_gateway.stores.redis:RedisStore",
+    "memcached": "gearman_gateway.stores.memcached:MemcachedStore",  # not durable: memcached evicts
 }
 
 #: gearmand's queue names (``-q``, case-insensitive) and other spellings -> our backend names.
@@ -32,14 +33,16 @@ ALIASES: dict[str, str] = {
     "libpq": "postgres",
     "postgresql": "postgres",
     "mariadb": "mysql",
+    "libmemcached": "memcached",
 }
 
-#: What import_gearmand reads by default: gearmand's default table (for redis: key prefix) per backend.
+#: What import_gearmand reads by default: gearmand's default table (redis, memcached: key prefix) per backend.
 GEARMAND_TABLES: dict[str, str] = {
     "sqlite": "gearman_queue",
     "postgres": "queue",
     "mysql": "gearman_queue",
     "redis": "_gear_",
+    "memcached": "gear_",
 }
 
 _TABLE = "table name (default gearman_gateway_queue); gearmand's own table is read only by import_gearmand"
@@ -82,6 +85,12 @@ OPTIONS: dict[str, dict[str, str]] = {
         "prefix": "key prefix (default gearman_gateway_queue:); gearmand's --redis-prefix is read only by import",
         "socket_timeout": "seconds to wait for the server's answer (default 10)",
         "connect_timeout": "seconds to connect (default 5)",
+    },
+    "memcached": {
+        "servers": "host[:port] list, comma-separated (gearmand --libmemcached-servers; default 127.0.0.1:11211)",
+        "prefix": "key prefix (default gearman_gateway_queue:); gearmand's --libmemcached-prefix is read by import",
+        "connect_timeout": "seconds to connect (default 5)",
+        "socket_timeout": "seconds to wait for the server's answer (default 10)",
     },
 }
 

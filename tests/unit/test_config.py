@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import protocols
+from gearman_gateway import config
 from gearman_gateway.config import (
     LEVEL_ORDER,
     ConfigError,
@@ -359,11 +362,28 @@ def test_unknown_yaml_key(tmp_path: Path, text: str, key: str) -> None:
     assert key in message
 
 
-@pytest.mark.parametrize("text", ["port: [1,\n", "a: b: c\n", "\t- x\n", "port: 4730\n  listen: x\n"])
-def test_invalid_yaml(tmp_path: Path, text: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "where", "problem"),
+    [
+        ("port: [1,\n", "line 2, column 1", "expected the node content"),
+        ("a: b: c\n", "line 1, column 5", "mapping values are not allowed here"),
+        ("\t- x\n", "line 1, column 1", "cannot start any token"),
+        ("port: 4730\n  listen: x\n", "line 2, column 9", "mapping values are not allowed here"),
+        ("port: 1\nname: 'open\n", "line 3, column 1", "found unexpected end of stream"),
+    ],
+)
+def test_invalid_yaml_names_the_file_line_and_column(tmp_path: Path, text: str, where: str, problem: str) -> None:
     path = write(tmp_path, text)
     message = config_error(["--config", path])
-    assert path in message
+    assert message.startswith(f"config file {path}, {where}: ") and problem in message
+
+
+def test_yaml_that_is_not_text_names_the_byte(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"port: 1\nname: caf\xe9\n")
+    assert config_error(["--config", str(path)]) == (
+        f"config file {path} is not valid YAML: byte 17: invalid continuation byte"
+    )
 
 
 def test_yaml_must_be_a_mapping(tmp_path: Path) -> None:
@@ -415,6 +435,53 @@ def test_bad_yaml_values(tmp_path: Path, text: str) -> None:
 )
 def test_wrongly_typed_yaml_values_are_config_errors(tmp_path: Path, text: str) -> None:
     config_error(["--config", write(tmp_path, text)])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("http:\n  port: '8080'\n", "http.port must be a whole number, not '8080'"),
+        ("http:\n  port: 70000\n", "http.port must be 0-65535, not 70000"),
+        ("http:\n  request_timeout: -1\n", "http.request_timeout must be >= 0"),
+        ("limits:\n  max_packet_size: 10\n", "limits.max_packet_size must be >= 1024"),
+        ("keepalive:\n  idle: often\n", "keepalive.idle must be a whole number, not 'often'"),
+        ("daemon: 'no'\n", "daemon must be true or false, not 'no'"),
+        ("worker_wakeup: [1]\n", "worker_wakeup must be a whole number or null, not [1]"),
+        ("queue:\n  type: tokyo\n", "queue.type: unknown queue type tokyo"),
+        ("verbose: LOUD\n", "verbose: unknown level 'LOUD'"),
+        ("retries:\n  default: {backoff: -1}\n", "retries.default.backoff must be a number >= 0, not -1"),
+        ("job_retries: -5\n", "job_retries must be -1 (unlimited) or more"),
+    ],
+)
+def test_yaml_errors_name_the_key_as_written(tmp_path: Path, text: str, message: str) -> None:
+    got = config_error(["--config", write(tmp_path, text)])
+    assert got.startswith(message), got
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--http-port", "70000"], "--http-port must be 0-65535, not 70000"),
+        (["--max-packet-size", "10"], "--max-packet-size must be >= 1024"),
+        (["--graceful-timeout", "-1"], "--graceful-timeout must be >= 0"),
+        (["--fail-backoff", "-1"], "--fail-backoff must be a number >= 0"),
+        (["-q", "tokyo"], "--queue-type: unknown queue type tokyo"),
+        (["--job-handle-prefix", ""], "--job-handle-prefix must be 1 to 52 bytes"),
+    ],
+)
+def test_command_line_errors_name_the_option(argv: list[str], message: str) -> None:
+    assert config_error(argv).startswith(message)
+
+
+def test_the_command_line_names_win_over_the_yaml_for_what_it_set(tmp_path: Path) -> None:
+    path = write(tmp_path, "http:\n  port: 8081\nlimits:\n  max_admin_line: 10\n")
+    assert config_error(["--config", path, "--max-admin-line", "12"]).startswith("--max-admin-line must be >= 64")
+    assert config_error(["--config", path, "-p", "1"]).startswith("limits.max_admin_line must be >= 64")
+
+
+def test_make_settings_names_fields_for_embedding_code() -> None:
+    with pytest.raises(ConfigError, match="^http_port must be 0-65535"):
+        make_settings({"http_port": 70000})
 
 
 def test_make_settings_rejects_unknown_fields() -> None:
@@ -518,3 +585,175 @@ def test_retry_policy_options_and_yaml(tmp_path: Path) -> None:
     assert "unknown key 'tries'" in config_error(["--config", bad])
     bad = write(tmp_path, "queue:\n  sqlite: {file: x}\n", "bad2.yaml")
     assert "unknown sqlite queue option file" in config_error(["--config", bad])
+
+
+def test_memcached_queue_options_gearmand_style_and_yaml(tmp_path: Path) -> None:
+    s = parse_args(["-q", "libmemcached", "--libmemcached-servers", "127.0.0.1:11211,10.0.0.2"])
+    assert (s.queue_type, s.queue_options) == ("memcached", {"memcached": {"servers": "127.0.0.1:11211,10.0.0.2"}})
+    assert parse_args(["-q", "memcached", "--libmemcached-prefix", "gq_"]).gearmand_table == "gq_"
+    path = write(tmp_path, "queue:\n  type: memcached\n  memcached: {servers: 'm:11212', prefix: 'mine:'}\n")
+    assert parse_args(["--config", path]).queue_options == {"memcached": {"servers": "m:11212", "prefix": "mine:"}}
+    bad = write(tmp_path, "queue:\n  memcached: {host: x}\n", "bad.yaml")
+    assert "unknown memcached queue option host" in config_error(["--config", bad])
+
+
+def test_store_queue_on_shutdown_is_accepted_and_changes_nothing() -> None:
+    """gearmand's sqlite queue writes nothing while running and everything at shutdown with it; ours writes
+    every background job before acknowledging it, so there is nothing left to store at shutdown."""
+    assert parse_args(["-q", "libsqlite3", "--store-queue-on-shutdown"]) == parse_args(["-q", "libsqlite3"])
+
+
+# ---------------------------------------------------------------------------- TLS options (issue 18)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--ssl"],
+        ["--ssl-ca-file", "ca.pem"],
+        ["--ssl-certificate=cert.pem", "--ssl-key", "key.pem"],
+        ["--ssl", "--check-args"],
+    ],
+)
+def test_tls_options_are_known_but_refused_until_tls_lands(argv: list[str]) -> None:
+    message = config_error(argv)
+    assert message.startswith("TLS is not yet supported (issue 18): --ssl")
+    assert "unrecognized" not in message
+
+
+def test_cli_tls_refusal_is_one_line_and_exit_2() -> None:
+    result = run_gearmand("--ssl", "-p", "0")
+    assert result.returncode == 2
+    assert result.stderr.startswith("gearmand: error: TLS is not yet supported (issue 18): --ssl given")
+    assert len(result.stderr.splitlines()) == 1 and result.stdout == ""
+
+
+# ---------------------------------------------------------------------------- --config-file (gearmand's)
+
+
+@pytest.fixture
+def no_default_config_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Where gearmand's default config file would be; it does not exist until a test writes it."""
+    path = tmp_path / "etc-gearmand.conf"
+    monkeypatch.setattr(config, "DEFAULT_CONFIG_FILE", str(path))
+    return path
+
+
+def test_config_file_holds_options_as_on_the_command_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "# gearmand options\n--port=4731 -L 127.0.0.1\n--verbose\nINFO   --job-retries 3  # trailing comment\n"
+        "-q libmemcached --libmemcached-servers=127.0.0.1:11300\n--keepalive\n",
+        "gearmand.conf",
+    )
+    s = parse_args(["--config-file", path])
+    assert (s.port, s.listen, s.verbose, s.job_retries, s.keepalive) == (4731, ["127.0.0.1"], "INFO", 3, True)
+    assert (s.queue_type, s.queue_options) == ("memcached", {"memcached": {"servers": "127.0.0.1:11300"}})
+
+
+def test_the_command_line_wins_over_the_config_file_option_by_option(tmp_path: Path) -> None:
+    path = write(tmp_path, "--port=4731 -L 127.0.0.2 -L 127.0.0.3 --backlog 7\n", "gearmand.conf")
+    s = parse_args([f"--config-file={path}", "-p", "4732", "-L", "127.0.0.1"])
+    assert (s.port, s.listen, s.backlog) == (4732, ["127.0.0.1"], 7)  # -L given: the file's list is replaced
+
+
+def test_config_file_sits_between_the_yaml_and_the_command_line(tmp_path: Path) -> None:
+    yaml_path = write(tmp_path, "port: 5000\nbacklog: 100\nverbose: WARNING\n")
+    conf = write(tmp_path, f"--config {yaml_path}\n--port 5001 --verbose DEBUG\n", "gearmand.conf")
+    s = parse_args(["--config-file", conf, "--verbose", "INFO"])
+    assert (s.port, s.backlog, s.verbose) == (5001, 100, "INFO")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("port=4731\n", "unrecognized arguments: port=4731 (options keep their dashes: --port=4731)"),
+        ("--bogus=1\n", "unrecognized arguments: --bogus=1"),
+        ("--port=abc\n", "argument -p/--port: invalid port number or service name value: 'abc'"),
+        ("--port=70000\n", "--port must be 0-65535, not 70000"),
+        ("--check-args\n", "unrecognized arguments: --check-args"),  # as in gearmand: command line only
+        ("--help\n", "unrecognized arguments: --help"),
+        ("--config-file=/etc/other.conf\n", "unrecognized arguments: --config-file=/etc/other.conf"),
+    ],
+)
+def test_config_file_mistakes_name_the_file(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text, "gearmand.conf")
+    got = config_error(["--config-file", path])
+    assert got.endswith(message), got
+    assert path in got or message.startswith("--port must")
+
+
+def test_a_config_file_given_must_exist_but_the_default_may_be_missing(
+    tmp_path: Path, no_default_config_file: Path
+) -> None:
+    assert config_error(["--config-file", str(tmp_path / "nope.conf")]) == (
+        f"cannot read --config-file {tmp_path / 'nope.conf'}: No such file or directory"
+    )
+    assert parse_args([]) == Settings()  # gearmand too ignores a missing /etc/gearmand.conf
+
+
+def test_the_default_config_file_is_read_when_it_exists(no_default_config_file: Path) -> None:
+    no_default_config_file.write_text("--port=4799\n")
+    assert parse_args([]).port == 4799
+    assert parse_args(["-p", "4800"]).port == 4800
+    assert parse_args(["--config-file="]).port == 4730  # '' reads no file
+    no_default_config_file.write_text("--ssl\n")
+    assert config_error(["--check-args"]).startswith("TLS is not yet supported")
+
+
+def test_cli_check_args_reads_the_config_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "--port=4731\nverbose=INFO\n", "gearmand.conf")
+    result = run_gearmand("--check-args", "--config-file", path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"gearmand: error: --config-file {path}: unrecognized arguments: verbose=INFO "
+        "(options keep their dashes: --verbose=INFO)\n"
+    )
+
+
+# ---------------------------------------------------------------------------- every option of gearmand 1.1.20
+
+#: A value for each option of gearmand 1.1.20's --help that takes one (found by reading its output).
+SAMPLE_VALUES = {
+    "backlog": "32", "file-descriptors": "1024", "job-retries": "0", "job-handle-prefix": "H:x",
+    "hashtable-buckets": "991", "keepalive-idle": "60", "keepalive-interval": "10", "keepalive-count": "5",
+    "log-file": "stderr", "listen": "127.0.0.1", "pid-file": "/tmp/gearmand.pid", "protocol": "http",
+    "queue-type": "builtin", "config-file": "", "threads": "4", "user": "nobody", "verbose": "INFO",
+    "worker-wakeup": "0", "http-port": "8080", "port": "4730", "ssl-ca-file": "ca.pem",
+    "ssl-certificate": "cert.pem", "ssl-key": "key.pem", "libmemcached-servers": "127.0.0.1:11211",
+    "libmemcached-prefix": "gear_", "libsqlite3-db": "/tmp/q.db", "libsqlite3-table": "gearman_queue",
+    "libpq-conninfo": "dbname=gearman", "libpq-table": "queue", "redis-server": "127.0.0.1", "redis-port": "6379",
+    "redis-password": "secret", "redis-prefix": "_gear_", "mysql-host": "localhost", "mysql-port": "3306",
+    "mysql-user": "gearman", "mysql-password": "secret", "mysql-db": "gearman", "mysql-table": "gearman_queue",
+}  # fmt: skip
+
+
+def gearmand_1_1_20_options() -> list[tuple[str, bool]]:
+    """(long option, takes a value) for every option Debian's gearmand lists in its --help."""
+    reference = "/usr/sbin/gearmand"
+    if not Path(reference).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reference} is missing: scripts/setup --test installs gearman-job-server")
+        pytest.skip(f"{reference} is not installed")
+    text = subprocess.run([reference, "--help"], capture_output=True, text=True, timeout=30).stdout
+    found = re.findall(r"^  (?:-\w \[ )?--([a-z0-9-]+)(?: \])?( arg)?", text, re.MULTILINE)
+    assert len(found) >= 49, text  # 1.1.20 lists 49
+    return [(name, bool(arg)) for name, arg in found]
+
+
+def test_every_option_of_gearmand_1_1_20_is_accepted() -> None:
+    tls = set(config.TLS_OPTIONS.values())
+    for name, takes_value in gearmand_1_1_20_options():
+        if name in ("help", "version"):
+            continue  # they print and exit: test_cli_help, test_cli_version
+        argv = [f"--{name}={SAMPLE_VALUES[name]}" if takes_value else f"--{name}"]
+        if f"--{name}" in tls:
+            assert config_error(argv).startswith("TLS is not yet supported"), name
+        else:
+            parse_args(argv)  # no ConfigError
+
+
+def test_our_help_lists_every_option_of_gearmand_1_1_20() -> None:
+    ours = run_gearmand("--help").stdout
+    missing = [name for name, _ in gearmand_1_1_20_options() if f"--{name}" not in ours]
+    assert not missing
