@@ -504,7 +504,7 @@ def build_parser(for_file: bool = False) -> argparse.ArgumentParser:
 #: gearmand's queue options: (option, backend, our option name, type); gearmand's table and prefix
 #: options name the table that --import-gearmand-queue reads.
 _QUEUE_OPTIONS = [
-    ("--libsqlite3-db", "sqlite", "path", str, "sqlite: the database file (default DATA_DIR/queue.sqlite3)"),
+    ("--libsqlite3-db", "sqlite", "path", str, "sqlite: the database file (default DATA_DIR/queue-PORT.sqlite3, one per port)"),
     ("--libpq-conninfo", "postgres", "conninfo", str, "postgres: libpq connection string"),
     ("--mysql-host", "mysql", "host", str, "mysql: server host (default localhost)"),
     ("--mysql-port", "mysql", "port", int, "mysql: server port (default 3306)"),
