@@ -179,3 +179,15 @@ def poison_handle(server: RunningServer) -> str:
     """The one job left in memory: the poison job (`show jobs` lists handles)."""
     (line,) = server.admin("show jobs").splitlines()[:-1]
     return line.split("\t")[0]
+
+
+def test_debian_gearmand_runs_the_50_too(real_gearmand, tmp_path) -> None:
+    """The reference: gearmand 1.1.20 requeues at the tail, so the 50 run (and the test's worker works)."""
+    server = real_gearmand()
+    worker = RestartedWorker(server, tmp_path)
+    try:
+        submit_background(server)
+        worker.run_until(lambda: len(worker.ran) == len(ORDINARY), time.monotonic() + TIMEOUT, max_deaths=10)
+        assert sorted(worker.ran) == sorted(ORDINARY) and worker.deaths == 1
+    finally:
+        worker.stop()

@@ -209,3 +209,23 @@ def test_draining_answers_a_claim_with_no_job_at_the_commit(sched, store, turns)
     sched.drain(lambda: None)
     store.commit()
     assert waker.answers == [None] and job.state == JobState.QUEUED and job.worker is None
+
+
+class DownStore(FakeStore):
+    """A store that is known to be down: it refuses at once, inside ``add`` (as StoreRunner does)."""
+
+    def add(self, row, callback) -> None:
+        callback(StoreError("store is unavailable"))
+
+
+def test_a_job_refused_at_once_leaves_no_trace_and_the_held_grab_goes_on_waiting(clock, turns) -> None:
+    sched = Scheduler(clock, handle_prefix=b"H:p", store=DownStore(), turn_end=turns)
+    worker, waker = worker_for(sched, b"f")
+    assert sched.grab(worker, hold=True) is None and worker.holding is True
+    client = Listener()
+    job = sched.submit(b"f", b"x", background=True, listener=client)
+    assert client.events == [("rejected", job.handle, "QUEUE_ERROR")]
+    assert worker.holding is True and not sched._claims and not any(job.function.queues)
+    turns.end()
+    assert waker.answers == [None]
+    assert_clean(sched)
