@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gearman_gateway.connections import ConnectionRegistry
-from gearman_gateway.scheduler import Scheduler
+from gearman_gateway.scheduler import Job, Scheduler
 from gearman_gateway.version import SERVER_VERSION
 
 OK = b"OK\r\n"
@@ -27,6 +27,23 @@ def _err_unknown(word: bytes) -> bytes:
 
 def _err_args(command: bytes) -> bytes:
     return b"ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+" + command + b"\r\n"
+
+
+def _value(value: Any) -> bytes:
+    """A `show store` value as people read it: never a Python repr (``None``, ``False``)."""
+    if value is None:
+        return b"-"
+    if isinstance(value, bool):
+        return b"yes" if value else b"no"
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode()
+
+
+def failed_attempts(job: Job) -> int:
+    """What `show dead jobs` counts: every attempt that failed, by WORK_FAIL/WORK_EXCEPTION or by a worker
+    lost (died or timed out) while running it."""
+    return job.failures + job.deaths
 
 
 def _parse_int(text: bytes) -> int | None:
@@ -115,13 +132,19 @@ class Admin:
             return b"".join(job.unique + b"\n" for job in self.scheduler.iter_jobs()) + LIST_END
         if what == [b"dead", b"jobs"]:
             lines = [
-                b"%s\t%s\t%d\t%s\n" % (job.handle, job.function.name, job.failures, job.reason.encode())
+                b"%s\t%s\t%d\t%s\n" % (job.handle, job.function.name, failed_attempts(job), job.reason.encode())
                 for job in list(self.scheduler.dead_letters.values())
+            ]
+            return b"".join(lines) + LIST_END
+        if what == [b"poison", b"jobs"]:
+            lines = [
+                b"%s\t%s\t%d\n" % (job.handle, job.function.name, job.deaths)
+                for job in list(self.scheduler.poison_jobs)
             ]
             return b"".join(lines) + LIST_END
         if what == [b"store"]:
             status = self.store_status()
-            lines = [b"%s\t%s\n" % (key.encode(), str(value).encode()) for key, value in status.items()]
+            lines = [b"%s\t%s\n" % (key.encode(), _value(value)) for key, value in status.items()]
             return b"".join(lines) + LIST_END
         return b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"
 
@@ -204,6 +227,7 @@ class Admin:
                     "submitted": fn.submitted,
                     "completed": fn.completed,
                     "failed": fn.failed,
+                    "worker_deaths": fn.deaths,
                 }
             )
         workers = []
@@ -221,10 +245,20 @@ class Admin:
             {
                 "handle": job.handle.decode("utf-8", "replace"),
                 "function": job.function.name.decode("utf-8", "replace"),
-                "failures": job.failures,
+                "failures": failed_attempts(job),
                 "reason": job.reason,
             }
             for job in list(self.scheduler.dead_letters.values())
+        ]
+        poison = [
+            {
+                "handle": job.handle.decode("utf-8", "replace"),
+                "function": job.function.name.decode("utf-8", "replace"),
+                "deaths": job.deaths,
+                "running": job.running,
+                "background": job.background,
+            }
+            for job in list(self.scheduler.poison_jobs)
         ]
         return {
             "version": SERVER_VERSION,
@@ -232,4 +266,5 @@ class Admin:
             "connections": workers,
             "store": self.store_status(),
             "dead_letters": dead,
+            "poison_jobs": poison,
         }

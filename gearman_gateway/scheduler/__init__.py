@@ -1,6 +1,12 @@
 """The scheduling core: no I/O, no wire formats (DESIGN.md seams 1 and 2)."""
 
-from gearman_gateway.scheduler.core import MAX_HANDLE_SIZE, MAX_UNIQUE_SIZE, Scheduler, default_handle_prefix
+from gearman_gateway.scheduler.core import (
+    MAX_HANDLE_SIZE,
+    MAX_UNIQUE_SIZE,
+    POISON_DEATHS,
+    Scheduler,
+    default_handle_prefix,
+)
 from gearman_gateway.scheduler.errors import (
     ArgumentTooLarge,
     JobNotFound,
@@ -17,6 +23,7 @@ from gearman_gateway.scheduler.worker import Worker, WorkerState
 __all__ = [
     "MAX_HANDLE_SIZE",
     "MAX_UNIQUE_SIZE",
+    "POISON_DEATHS",
     "ArgumentTooLarge",
     "Clock",
     "Function",

@@ -5,7 +5,12 @@ No I/O and no wire formats: frontends call it with bytes and Python values, and 
 server, a fake clock in unit tests).
 
 Invariants kept here (the unit tests check them):
-- every job is in exactly one place: a priority queue, the epoch heap, or a worker's ``jobs``;
+- every job is in exactly one place: a priority queue, the epoch heap, a worker's ``jobs``, or claimed by a
+  held grab (``_claims``); a background job whose store commit is under way (PENDING) already has its place
+  in its priority queue (or is claimed), so workers see jobs in priority and submission order whatever
+  the store; only a future epoch job waits for its commit outside any queue;
+- a grab whose best job is PENDING is held until that job's commit (it claims it), never answered with a
+  job that comes after it;
 - a job leaves ``jobs_by_handle`` the moment it is done, and nothing keeps a reference to it afterwards;
 - no runnable job waits while a worker able to run it sleeps without a NOOP on its way (gearmand #343),
   checked at the end of every reactor turn when wake-ups wait for it (``turn_end``).
@@ -17,7 +22,7 @@ import heapq
 import logging
 import socket
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
+from itertools import islice, takewhile
 from typing import Any
 
 from gearman_gateway.scheduler.errors import ArgumentTooLarge, JobNotFound, QueueFull, StoreUnavailable
@@ -25,6 +30,7 @@ from gearman_gateway.scheduler.function import Function
 from gearman_gateway.scheduler.job import Job, JobState, Priority
 from gearman_gateway.scheduler.listener import Clock, DelayedCall, DurableStore, JobListener, Waker
 from gearman_gateway.scheduler.retry import RetryPolicies
+from gearman_gateway.scheduler.text import printable
 from gearman_gateway.scheduler.worker import NO_JOBS, ONCE, Ability, RegistrationTables, Worker, WorkerState
 from gearman_gateway.stores.base import StoredJob
 
@@ -37,6 +43,11 @@ MAX_TIMEOUT_MS = 2**31
 
 #: Job handles live in a 64-byte buffer in gearmand and its clients (63 characters and a NUL).
 MAX_HANDLE_SIZE = 63
+
+#: A job whose worker died (or timed out) this many times is called poison: logged once, listed by admin
+#: `show poison jobs`, counted in the JSON status and the metrics. Two deaths can be bad luck (a deploy, an
+#: OOM kill of a busy worker); a third in a row rarely is.
+POISON_DEATHS = 3
 
 _QUEUED = JobState.QUEUED
 _RUNNING = JobState.RUNNING
@@ -98,6 +109,8 @@ class Scheduler:
         self._turn_end = turn_end
         self._turn_end_armed = False
         self._holding: dict[Worker, None] = {}  # workers whose empty grab is answered at the end of the turn
+        self._claims: dict[Job, Worker] = {}  # PENDING jobs a held grab waits for, answered at their commit
+        self.poison_jobs: dict[Job, None] = {}  # live jobs whose workers died POISON_DEATHS times or more
         self._wake_due: dict[Function, None] = {}  # functions whose new jobs want sleepers woken
 
     # ------------------------------------------------------------------ functions
@@ -166,8 +179,10 @@ class Scheduler:
         fn.total += 1
         fn.submitted += 1
         if background and self.store is not None:
-            # acknowledged and runnable only once its row is committed: nothing acknowledged is lost
+            # acknowledged and runnable only once its row is committed: nothing acknowledged is lost. It takes
+            # its place in its queue now (before the store can answer), so no later job overtakes it.
             job.state = _PENDING
+            self._place_pending(job)
             self._persist(job, listener)
             return job
         if listener is not None:
@@ -217,10 +232,11 @@ class Scheduler:
             for listener in acks:
                 listener.job_created(job)
             if job.state == _PENDING:
-                self._enqueue(job)
+                self._runnable_now(job)
             return
         refusal = StoreUnavailable(f"Job could not be stored: {error}")
         if job.state == _PENDING:  # never acknowledged: for its submitters it never existed
+            self._unqueue(job)
             self._free(job)
         else:  # a promotion to background failed: the job goes on for its foreground clients
             job.background = False
@@ -263,6 +279,7 @@ class Scheduler:
                 if key is not None:
                     fn.by_unique[key] = job
                 fn.total += 1
+                fn.submitted += 1  # a job this process takes on, as a submit: `completed` never exceeds it
                 self._enqueue(job)
             count += 1
         return count
@@ -284,7 +301,7 @@ class Scheduler:
         for job in self._listener_jobs.pop(listener, ()):
             job.listeners = [other for other in job.listeners if other is not listener]
             if not job.listeners and not job.background and job.state == _QUEUED:
-                log.debug("dropping abandoned job %r", job.handle)
+                log.debug("dropping abandoned job %s", printable(job.handle))
                 self._unqueue(job)
                 self._free(job)
 
@@ -329,12 +346,14 @@ class Scheduler:
         return worker
 
     def remove_worker(self, worker: Worker) -> None:
-        """The connection closed: unregister everything and requeue what it was running."""
+        """The connection closed: unregister everything and requeue what it was running, as lost (the job
+        may be what killed the worker: ``_requeue``)."""
         if worker.state == WorkerState.GONE:
             return
         if worker.holding:
             self._unhold(worker)  # nobody is left to answer
-        self.reset_abilities(worker)
+        for fn in list(worker.abilities):
+            self._unregister(worker, fn, lost=True)
         worker.state = WorkerState.GONE
         self.worker_count -= 1
 
@@ -366,14 +385,14 @@ class Scheduler:
         for fn in list(worker.abilities):
             self._unregister(worker, fn)
 
-    def _unregister(self, worker: Worker, fn: Function) -> None:
+    def _unregister(self, worker: Worker, fn: Function, lost: bool = False) -> None:
         ability = self.registrations.remove(worker, fn)
         fn.registrations -= ability.count
         fn.sleepers.pop(worker, None)
         was_pending = worker in fn.noop_pending
         fn.noop_pending.discard(worker)
         for job in [job for job in worker.jobs.values() if job.function is fn]:
-            self._requeue(job)
+            self._requeue(job, lost)
         if was_pending:
             self._wake(fn)
 
@@ -381,13 +400,19 @@ class Scheduler:
         """The next job for this worker: highest priority first across all its functions (gearmand 2.0's
         global priority), oldest first within a priority; epoch jobs only once due.
 
-        ``hold``: when nothing is runnable and the scheduler has a ``turn_end``, the grab is held instead
-        of answered: ``worker.holding`` becomes true, None is returned, and ``worker.waker.grabbed(job)``
-        answers it exactly once, with the first job that arrives for the worker before the end of the
-        turn, or None then. A worker that would have heard NO_JOB, slept, been woken and grabbed again
-        gets its job without those four packets. Any call that changes the worker's registration or
-        sleep state (grab, pre_sleep, can_do, cant_do, reset_abilities) first answers it with None;
-        work results and the connection's own submits do not."""
+        ``hold``: the grab may be answered later, through ``worker.waker.grabbed(job)``, exactly once; None
+        is returned and ``worker.holding`` is set:
+        - when nothing is queued and the scheduler has a ``turn_end``, to True: it is answered with the
+          first job that arrives for the worker before the end of the turn, or None then. A worker that
+          would have heard NO_JOB, slept, been woken and grabbed again gets its job without those four
+          packets;
+        - when the best job is PENDING (its store commit is under way), to that job, which it claims: it
+          is answered with it at its commit (milliseconds), as if the commit had come before the grab.
+          Were it refused or cancelled meanwhile, the grab takes the next job by the same rule.
+        Any call that changes the worker's registration or sleep state (grab, pre_sleep, can_do, cant_do,
+        reset_abilities) first answers it with None (a claimed job goes back to the head of its queue);
+        work results and the connection's own submits do not. Without ``hold`` a PENDING job is passed
+        over: the caller cannot wait, so it gets the best committed job."""
         if worker.holding:
             self._answer_hold(worker, None)
         if worker.state != _AWAKE:
@@ -415,14 +440,76 @@ class Scheduler:
                     break
         if best is None:
             if hold and self._turn_end is not None and abilities:
-                worker.holding = True
-                self._holding[worker] = None
-                for fn in abilities:
-                    fn.holders[worker] = None
-                self._arm_turn_end()
+                self._turn_hold(worker)
             return None
+        if best.state is _PENDING:
+            return self._grab_pending(worker, best, hold)
         self._start(best, worker)
         return best
+
+    def _turn_hold(self, worker: Worker) -> None:
+        """Hold the worker's grab until a job comes for it or the turn ends (nothing is queued for it)."""
+        worker.holding = True
+        self._holding[worker] = None
+        for fn in worker.abilities:
+            fn.holders[worker] = None
+        self._arm_turn_end()
+
+    def _grab_pending(self, worker: Worker, job: Job, hold: bool) -> Job | None:
+        """The grab's best job, just taken out of its queue, is PENDING: a held grab claims it; a grab
+        that cannot wait leaves it in its place and takes the best committed job, if any."""
+        fn = job.function
+        fn.pending -= 1
+        if hold:
+            self._claim(worker, job)
+            return None
+        self._place_pending(job, returning=True)
+        best = self._best_queued(worker, committed_only=True)
+        if best is None:
+            return None
+        del best.function.queues[best.priority][best]
+        self._start(best, worker)
+        return best
+
+    def _best_queued(self, worker: Worker, committed_only: bool = False) -> Job | None:
+        """The job ``grab`` would take (``committed_only``: PENDING ones passed over), left in its queue."""
+        best: Job | None = None
+        for priority in (0, 1, 2):
+            for fn in worker.abilities:
+                for job in fn.queues[priority]:
+                    if committed_only and job.state is _PENDING:
+                        continue
+                    if best is None or job.seq < best.seq:
+                        best = job
+                    break
+            if best is not None:
+                return best
+        return None
+
+    def _claim(self, worker: Worker, job: Job) -> None:
+        """The worker's held grab waits for this PENDING job (out of its queue) and gets it at its commit."""
+        worker.holding = job
+        self._claims[job] = worker
+
+    def _regrab(self, worker: Worker) -> None:
+        """The job a held grab claimed was refused or cancelled: the grab takes the next job instead, by
+        the same rule (or waits for the end of the turn, or hears NO_JOB)."""
+        worker.holding = False
+        job = None if self.draining else self._best_queued(worker)
+        if job is None:
+            if self._turn_end is not None and worker.abilities and not self.draining:
+                self._turn_hold(worker)
+            else:
+                worker.waker.grabbed(None)
+            return
+        fn = job.function
+        del fn.queues[job.priority][job]
+        if job.state is _PENDING:
+            fn.pending -= 1
+            self._claim(worker, job)
+            return
+        self._start(job, worker)
+        worker.waker.grabbed(job)
 
     def _start(self, job: Job, worker: Worker) -> None:
         """``job``, out of its queue, runs on ``worker`` now."""
@@ -440,10 +527,17 @@ class Scheduler:
             job.timer = self.clock.callLater(timeout_ms / 1000.0, self._timed_out, job, worker)
 
     def _unhold(self, worker: Worker) -> None:
+        """The worker's grab is no longer held (its answer, if any, is the caller's to give). A job it had
+        claimed goes back to the head of its queue, PENDING still."""
+        held = worker.holding
         worker.holding = False
-        self._holding.pop(worker, None)
-        for fn in worker.abilities:
-            fn.holders.pop(worker, None)
+        if held is True:
+            self._holding.pop(worker, None)
+            for fn in worker.abilities:
+                fn.holders.pop(worker, None)
+        elif held:
+            del self._claims[held]
+            self._place_pending(held, returning=True)
 
     def _answer_hold(self, worker: Worker, job: Job | None) -> None:
         self._unhold(worker)
@@ -461,17 +555,17 @@ class Scheduler:
         holding, self._holding = self._holding, {}
         due, self._wake_due = self._wake_due, {}
         for worker in holding:
-            if worker.holding:
+            if worker.holding is True:
                 try:
                     self._answer_hold(worker, None)
                 except Exception:
-                    log.exception("answering the held grab of %r failed", worker.waker)
+                    log.exception("answering the held grab of a worker failed")
         for fn in due:
             if fn.sleepers and fn.runnable():
                 try:
                     self._wake(fn)
                 except Exception:
-                    log.exception("waking workers of %r failed", fn)
+                    log.exception("waking workers of function %s failed", printable(fn.name))
 
     def end_hold(self, worker: Worker) -> None:
         """Answer the worker's held grab now, with nothing: before a request that changes its state is
@@ -593,14 +687,14 @@ class Scheduler:
     def _worker_failed(self, job: Job, reason: str, exception: bytes | None) -> None:
         """The worker failed the job: retry a background job as its function's policy says."""
         job.function.failed += 1
+        job.failures += 1  # every failure counts, the last one too (`show dead jobs`)
         if job.background and not job.cancelled:
             policy = self.retry_policies.for_function(job.function.name)
-            if job.failures < policy.retries:
-                job.failures += 1
+            if job.failures <= policy.retries:
                 job.numerator = job.denominator = 0
                 delay = policy.delay(job.failures)
                 job.when = self.clock.seconds() + delay
-                log.info("job %r failed (%s); retry %d in %.1fs", job.handle, reason, job.failures, delay)
+                log.info("job %s failed (%s); retry %d in %.1fs", printable(job.handle), reason, job.failures, delay)
                 self._enqueue(job)
                 return
         self._give_up(job, reason, exception)
@@ -660,9 +754,70 @@ class Scheduler:
                 self._wake_due[fn] = None
                 self._arm_turn_end()
 
+    def _place_pending(self, job: Job, returning: bool = False) -> None:
+        """A PENDING job takes its place in its priority queue, where grabs see it but wait for its commit
+        (``grab``), or a held grab that waits for any job claims it. It is not runnable yet: it wakes no
+        sleeper (``_runnable_now`` does, at its commit). A future epoch job waits for its commit outside
+        any queue and joins the epoch heap then. ``returning``: it was taken from the head of its queue
+        (claimed) and goes back there, behind any older job put back before it."""
+        if job.when and job.when > self.clock.seconds():
+            return
+        fn = job.function
+        if fn.holders and not self.draining:
+            worker = next(iter(fn.holders))
+            self._unhold(worker)
+            self._claim(worker, job)
+            return
+        queue = fn.queues[job.priority]
+        queue[job] = None
+        if returning:
+            older = list(takewhile(lambda other: other.seq < job.seq, queue))
+            queue.move_to_end(job, last=False)
+            for other in reversed(older):
+                queue.move_to_end(other, last=False)
+        fn.pending += 1
+
+    def _runnable_now(self, job: Job) -> None:
+        """A PENDING job's commit came: the grab that claimed it gets it, or it becomes runnable where it
+        stands in its queue and sleepers are woken for it."""
+        worker = self._claims.pop(job, None) if self._claims else None
+        if worker is not None:
+            worker.holding = False
+            if not self.draining:
+                self._start(job, worker)
+                worker.waker.grabbed(job)
+                return
+            self._enqueue(job, front=True)
+            worker.waker.grabbed(None)
+            return
+        fn = job.function
+        if job not in fn.queues[job.priority]:
+            self._enqueue(job)  # a future epoch job: to the epoch heap
+            return
+        job.state = _QUEUED
+        fn.pending -= 1
+        if fn.sleepers:
+            if self._turn_end is None:
+                self._wake(fn)
+            else:
+                self._wake_due[fn] = None
+                self._arm_turn_end()
+
     def _unqueue(self, job: Job) -> None:
-        if job.state != _QUEUED:
-            return  # a pending job is in no queue yet
+        state = job.state
+        if state == _PENDING:
+            fn = job.function
+            worker = self._claims.pop(job, None) if self._claims else None
+            if worker is not None:
+                self._regrab(worker)  # its held grab takes the next job
+            else:
+                queue = fn.queues[job.priority]
+                if job in queue:  # else a future epoch job: in no queue before its commit
+                    del queue[job]
+                    fn.pending -= 1
+            return
+        if state != _QUEUED:
+            return
         fn = job.function
         queue = fn.queues[job.priority]
         if job in queue:
@@ -715,23 +870,40 @@ class Scheduler:
     def _timed_out(self, job: Job, worker: Worker) -> None:
         job.timer = None
         if job.worker is worker and job.state == _RUNNING:
-            log.info("job %r timed out on its worker; requeueing", job.handle)
-            self._requeue(job)
+            log.info("job %s timed out on its worker; requeueing", printable(job.handle))
+            self._requeue(job, lost=True)
 
-    def _requeue(self, job: Job) -> None:
-        """The worker let go of a running job without finishing it (disconnect, CANT_DO, timeout)."""
+    def _requeue(self, job: Job, lost: bool = False) -> None:
+        """The worker let go of a running job without finishing it. ``lost``: the worker died (its
+        connection closed) or its CAN_DO_TIMEOUT expired. Such a job may be what kills its workers, so it
+        goes to the tail of its priority, behind every job that has not failed, as in gearmand: one poison
+        job never blocks its function. A job given back (CANT_DO, RESET_ABILITIES) did nothing wrong and
+        keeps its turn at the head."""
         self._release(job)
         job.retries += 1
+        fn = job.function
+        if lost:
+            job.deaths += 1
+            fn.deaths += 1
         if job.cancelled or (not job.listeners and not job.background):
             self._free(job)
             return
         if self.job_retries > 0 and job.retries >= self.job_retries:
-            log.warning("dropped job %r after %d attempts", job.handle, job.retries)
-            job.function.failed += 1
+            log.warning("dropped job %s after %d attempts", printable(job.handle), job.retries)
+            fn.failed += 1
             self._give_up(job, f"its worker went away {job.retries} times")
             return
+        if lost and job.deaths == POISON_DEATHS:
+            self.poison_jobs[job] = None
+            log.warning(
+                "job %s of function %s: its worker died or timed out %d times; it is retried for ever behind"
+                " the other jobs (set --job-retries, or a retry policy with a dead-letter list, to stop it)",
+                printable(job.handle),
+                printable(fn.name),
+                job.deaths,
+            )
         job.numerator = job.denominator = 0
-        self._enqueue(job, front=True)
+        self._enqueue(job, front=not lost)
 
     def _free(self, job: Job, keep_row: bool = False) -> None:
         if job.state == _DONE:
@@ -745,6 +917,8 @@ class Scheduler:
         fn.total -= 1
         if job.key is not None and fn.by_unique.get(job.key) is job:
             del fn.by_unique[job.key]
+        if job.deaths:
+            self.poison_jobs.pop(job, None)
         if job.listeners:
             listener_jobs = self._listener_jobs
             for listener in job.listeners:  # _forget, inline
@@ -766,7 +940,7 @@ class Scheduler:
         self.dead_letters[job.handle] = job
         if self.store is not None and job.stored:
             self.store.bury(job.seq, reason)
-        log.warning("job %r moved to the dead-letter list: %s", job.handle, reason)
+        log.warning("job %s moved to the dead-letter list: %s", printable(job.handle), reason)
 
     def requeue_dead(self, handle: bytes) -> bool:
         """An operator gives a dead job another chance (with a fresh retry budget)."""
@@ -775,7 +949,7 @@ class Scheduler:
             return False
         fn = self.function(job.function.name)
         job.function = fn
-        job.failures = job.retries = 0
+        job.failures = job.retries = job.deaths = 0
         job.reason = ""
         job.when = 0
         self.jobs_by_handle[job.handle] = job
@@ -785,6 +959,7 @@ class Scheduler:
             else:
                 fn.by_unique[job.key] = job
         fn.total += 1
+        fn.submitted += 1  # taken on again, with a fresh retry budget
         if self.store is not None and job.stored:
             self.store.revive(job.seq)
         self._enqueue(job)

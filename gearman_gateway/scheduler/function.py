@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from gearman_gateway.scheduler.text import printable
+
 if TYPE_CHECKING:
     from gearman_gateway.scheduler.job import Job
     from gearman_gateway.scheduler.worker import Worker
@@ -27,10 +29,12 @@ class Function:
         "sleepers",
         "noop_pending",
         "holders",
+        "pending",
         "maxqueue",
         "submitted",
         "completed",
         "failed",
+        "deaths",
     )
 
     def __init__(self, name: bytes) -> None:
@@ -46,21 +50,25 @@ class Function:
         self.sleepers: dict[Worker, None] = {}  # asleep and not yet sent a NOOP; oldest first
         self.noop_pending: set[Worker] = set()  # sent a NOOP, have not grabbed since
         self.holders: dict[Worker, None] = {}  # grabbing, held until a job comes or the turn ends
+        self.pending = 0  # PENDING jobs in the queues: in their place, but not runnable before their commit
         self.maxqueue = [0, 0, 0]  # per priority; 0 = unlimited
         self.submitted = 0
         self.completed = 0
         self.failed = 0
+        self.deaths = 0  # jobs requeued because their worker died or timed out while running them
 
     def runnable(self) -> int:
+        """Queued jobs a worker can run now (PENDING ones wait for their commit)."""
         q = self.queues
-        return len(q[0]) + len(q[1]) + len(q[2])
+        return len(q[0]) + len(q[1]) + len(q[2]) - self.pending
 
     def queued(self, priority: int) -> int:
-        """Queued (not running) jobs of one priority, future epoch jobs included (gearmand counts them)."""
+        """Queued (not running) jobs of one priority, future epoch jobs included (gearmand counts them), and
+        background jobs whose commit is under way (``status`` counts them too)."""
         return len(self.queues[priority]) + self.future_counts[priority]
 
     def is_idle(self) -> bool:
         return not self.total and not self.registrations
 
     def __repr__(self) -> str:
-        return f"<Function {self.name!r} total={self.total} running={self.running}>"
+        return f"<Function {printable(self.name)} total={self.total} running={self.running}>"

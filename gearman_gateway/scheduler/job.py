@@ -5,6 +5,8 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
+from gearman_gateway.scheduler.text import printable
+
 if TYPE_CHECKING:
     from gearman_gateway.scheduler.function import Function
     from gearman_gateway.scheduler.listener import JobListener
@@ -23,7 +25,7 @@ class JobState(IntEnum):
     QUEUED = 0  # waiting in a priority queue, or in the epoch heap until its time
     RUNNING = 1  # held by a worker
     DONE = 2  # finished, failed or dropped; nothing should refer to it any more
-    PENDING = 3  # a background job whose store commit is under way: not runnable, not acknowledged
+    PENDING = 3  # a background job whose store commit is under way: in its queue but not runnable, not acknowledged
     DEAD = 4  # failed for good and kept in the dead-letter list for an operator
 
 
@@ -55,6 +57,7 @@ class Job:
         "stored",
         "acks",
         "failures",
+        "deaths",
         "reason",
     )
 
@@ -92,6 +95,7 @@ class Job:
         self.stored = False  # its row is committed in the durable store (deleted when the job ends)
         self.acks: list[JobListener] | None = None  # submitters waiting for the store commit
         self.failures = 0  # WORK_FAIL/WORK_EXCEPTION answers so far (the retry policy counts them)
+        self.deaths = 0  # workers that died or timed out while running it (a poison job kills them all)
         self.reason = ""  # why a dead-letter job died
 
     @property
@@ -108,4 +112,4 @@ class Job:
         return self.state == JobState.RUNNING
 
     def __repr__(self) -> str:
-        return f"<Job {self.handle!r} {self.function.name!r} {JobState(self.state).name}>"
+        return f"<Job {printable(self.handle)} {printable(self.function.name)} {JobState(self.state).name}>"

@@ -146,7 +146,9 @@ class Worker:
         self.abilities: dict[Function, Ability] = NO_ABILITIES
         self.jobs: dict[bytes, Job] = NO_JOBS  # type: ignore[assignment]  # handle -> job it runs (made by its first)
         self.state = WorkerState.AWAKE
-        self.holding = False  # its grab found nothing and waits for the end of the turn (Scheduler.grab)
+        # its grab is held (Scheduler.grab): True until a job comes or the turn ends; a PENDING job it claimed,
+        # until that job's commit; False: no grab waits for an answer
+        self.holding: bool | Job = False
 
     def function_names(self) -> list[bytes]:
         """Registered names, newest first and repeated per registration, as gearmand's `workers` shows."""

@@ -5,7 +5,7 @@ Sans-IO like the rest of the package: ``handle`` turns a request into an ``Answe
 
 ========================  ===================================================================
 ``GET <prefix>``          the live dashboard (HTML)
-``GET <prefix>status``    functions: queued per priority, running, workers, job counters (JSON)
+``GET <prefix>status``    functions: queued per priority, running, workers, job counters; poison jobs (JSON)
 ``GET <prefix>workers``   every connection, as admin ``workers`` lists them (JSON)
 ``GET <prefix>jobs/H``    status of job handle H, percent-encoded if need be (JSON; 404 when unknown)
 ``GET <prefix>metrics``   Prometheus text format
@@ -95,7 +95,9 @@ class HttpApi:
 
     def _status(self) -> Answer:
         snapshot = self.context.admin.snapshot()
-        return json_answer({"version": snapshot["version"], "functions": snapshot["functions"]})
+        return json_answer(
+            {"version": snapshot["version"], "functions": snapshot["functions"], "poison_jobs": snapshot["poison_jobs"]}
+        )
 
     def _workers(self) -> Answer:
         return json_answer({"workers": self.context.admin.snapshot()["connections"]})
@@ -123,5 +125,6 @@ class HttpApi:
                 "background": job.background,
                 "waiting_clients": len(job.listeners),
                 "retries": job.retries,
+                "worker_deaths": job.deaths,
             }
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from gearman_gateway.scheduler import POISON_DEATHS
 from gearman_gateway.version import SERVER_VERSION
 
 if TYPE_CHECKING:
@@ -50,6 +51,14 @@ def _per_function(functions: list[Function], value: str) -> list[tuple[str, int]
     return [(f'{{function="{label(fn.name)}"}}', getattr(fn, value)) for fn in functions]
 
 
+def _poison_per_function(scheduler: Scheduler, functions: list[Function]) -> list[tuple[str, int]]:
+    counts = dict.fromkeys(functions, 0)
+    for job in scheduler.poison_jobs:
+        if job.function in counts:
+            counts[job.function] += 1
+    return [(f'{{function="{label(fn.name)}"}}', count) for fn, count in counts.items()]
+
+
 def _store_families(store: dict) -> list[str]:
     """The durable store's health and commit latency (admin `show store`); nothing for the memory queue."""
     if "commits" not in store:
@@ -83,7 +92,8 @@ def render(scheduler: Scheduler, connections: ConnectionRegistry, stats: HttpSta
         *_family(
             "gearman_jobs_submitted_total",
             "counter",
-            "Jobs created per function (a submit that joins an existing job with the same unique is not counted).",
+            "Jobs created per function (a submit that joins an existing job with the same unique is not counted;"
+            " jobs replayed from the durable store and dead letters requeued count).",
             _per_function(functions, "submitted"),
         ),
         *_family(
@@ -106,6 +116,19 @@ def render(scheduler: Scheduler, connections: ConnectionRegistry, stats: HttpSta
         ),
         *_family(
             "gearman_jobs_running", "gauge", "Jobs held by a worker, per function.", _per_function(functions, "running")
+        ),
+        *_family(
+            "gearman_job_worker_deaths_total",
+            "counter",
+            "Jobs requeued because their worker died (disconnected) or timed out while running them, per function.",
+            _per_function(functions, "deaths"),
+        ),
+        *_family(
+            "gearman_poison_jobs",
+            "gauge",
+            f"Jobs in memory whose workers died or timed out {POISON_DEATHS} times or more (admin `show poison jobs`),"
+            " per function.",
+            _poison_per_function(scheduler, functions),
         ),
         *_family(
             "gearman_function_workers",

@@ -608,11 +608,10 @@ def test_worker_killed_mid_job_is_retried(env: GearEnv, server: RunningServer, h
     assert retried.empty()
 
 
-@ours_only
-def test_requeued_job_goes_to_front(env: GearEnv) -> None:
-    # gearman-gateway specific: a job re-queued after its worker died goes to the FRONT of its priority
-    # list. gearmand 1.1.20 appends it to the tail, so it would come after "second" and "third".
-    fn = env.fn("front")
+def test_job_whose_worker_died_goes_to_the_tail(env: GearEnv) -> None:
+    # As in gearmand 1.1.20: a job re-queued after its worker died goes behind the jobs that never failed,
+    # so a job that kills its workers cannot block its function (issue 13, item 9).
+    fn = env.fn("tail")
     client = env.client()
     first = client.submit(fn, b"first", background=True)
     for data in (b"second", b"third"):
@@ -635,7 +634,7 @@ def test_requeued_job_goes_to_front(env: GearEnv) -> None:
         time.sleep(0.005)
 
     order = collect_order(env, [fn], 3)
-    assert [data for _, data in order] == [b"first", b"second", b"third"]
+    assert [data for _, data in order] == [b"second", b"third", b"first"]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ def test_job_status_for_a_background_job(web: HttpServer) -> None:
         "background": True,
         "waiting_clients": 0,
         "retries": 0,
+        "worker_deaths": 0,
     }
     with RawWorker(web.port, b"later") as worker:
         got, _ = worker.take()

@@ -52,7 +52,7 @@ def test_gearadmin_store_and_dead_letters(gearmand) -> None:
         w.expect(Packet.JOB_ASSIGN)
         w.send(Packet.WORK_FAIL, handle)
         assert w.call(Packet.ECHO_REQ, b"sync") == (Packet.ECHO_RES, [b"sync"])
-    assert f"{handle.decode()}\tdl\t0\tWORK_FAIL" in run(server, "--show-dead-jobs").stdout
+    assert f"{handle.decode()}\tdl\t1\tWORK_FAIL" in run(server, "--show-dead-jobs").stdout  # failed once
     assert run(server, "--requeue-dead-job", handle.decode()).stdout.strip() == "1"
     assert run(server, "--delete-dead-job", "all").stdout.strip() == "0"
     assert "dl\t1\t0\t0" in run(server, "--status").stdout

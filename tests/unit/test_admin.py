@@ -535,6 +535,7 @@ def test_snapshot_structure(h: Harness) -> None:
                 "submitted": 4,
                 "completed": 1,
                 "failed": 1,
+                "worker_deaths": 0,
             }
         ],
         "connections": [
@@ -543,6 +544,7 @@ def test_snapshot_structure(h: Harness) -> None:
         ],
         "store": {"backend": "memory", "state": "up", "durable": False},
         "dead_letters": [],
+        "poison_jobs": [],
     }
     json.dumps(snap)  # plain values only, ready for the HTTP JSON endpoints
 
@@ -554,6 +556,7 @@ def test_snapshot_empty(h: Harness) -> None:
         "connections": [],
         "store": {"backend": "memory", "state": "up", "durable": False},
         "dead_letters": [],
+        "poison_jobs": [],
     }
 
 
@@ -567,7 +570,7 @@ def test_dead_letter_commands(h: Harness) -> None:
     s.can_do(worker, b"df")
     s.grab(worker)
     s.work_exception(worker, job.handle, b"bad")
-    assert h.admin.execute([b"show", b"dead", b"jobs"], True) == job.handle + b"\tdf\t0\tWORK_EXCEPTION: bad\n.\n"
+    assert h.admin.execute([b"show", b"dead", b"jobs"], True) == job.handle + b"\tdf\t1\tWORK_EXCEPTION: bad\n.\n"
     assert h.admin.execute([b"requeue", b"dead", b"nope"], True) == b"ERR UNKNOWN_JOB\r\n"
     assert h.admin.execute([b"requeue", b"dead", job.handle], True) == b"OK 1\r\n"
     assert s.job(job.handle) is job
@@ -576,4 +579,4 @@ def test_dead_letter_commands(h: Harness) -> None:
     assert h.admin.execute([b"delete", b"dead", b"all"], True) == b"OK 1\r\n"
     assert h.admin.execute([b"show", b"dead", b"jobs"], True) == b".\n"
     assert h.admin.execute([b"requeue"], True).startswith(b"ERR INVALID_ARGUMENTS")
-    assert h.admin.execute([b"show", b"store"], True) == b"backend\tmemory\nstate\tup\ndurable\tFalse\n.\n"
+    assert h.admin.execute([b"show", b"store"], True) == b"backend\tmemory\nstate\tup\ndurable\tno\n.\n"

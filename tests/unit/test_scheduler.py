@@ -77,8 +77,10 @@ def assert_clean(sched: Scheduler) -> None:
     assert sched.jobs_by_handle == {}
     assert sched.listener_count() == 0
     assert sched.running_jobs == 0
+    assert not sched._claims and not sched.poison_jobs
     for fn in sched.functions.values():
         assert fn.total == 0 and fn.running == 0 and fn.runnable() == 0 and not fn.by_unique
+        assert fn.pending == 0 and not any(fn.queues)
 
 
 def test_foreground_round_trip_frees_the_job(sched: Scheduler) -> None:
@@ -187,7 +189,7 @@ def test_abandoned_foreground_job_is_dropped_but_running_one_finishes(sched: Sch
     assert_clean(sched)
 
 
-def test_worker_disconnect_requeues_at_the_front_and_wakes_another(sched: Scheduler) -> None:
+def test_worker_disconnect_requeues_and_wakes_another(sched: Scheduler) -> None:
     client = Listener()
     first = sched.submit(b"f", b"1", listener=client)
     second = sched.submit(b"f", b"2", listener=client)

@@ -1,8 +1,10 @@
 """Random interleavings of submit / grab / complete / fail / sleep / disconnect against the scheduler.
 
-After every step: each job sits in exactly one place and no runnable job waits while a capable worker
-sleeps without a NOOP on its way. At the end every background job, and every foreground job whose
-client stayed, has finished exactly once; nothing is left in memory.
+After every step: each job sits in exactly one place, jobs that never failed wait in submission order
+(a background job whose store commit is under way included), a grab takes the job the priority rule names
+(or waits for its commit) and no runnable job waits while a capable worker sleeps without a NOOP on its
+way. At the end every background job, and every foreground job whose client stayed, has finished exactly
+once; nothing is left in memory.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from twisted.internet.task import Clock
 
-from gearman_gateway.scheduler import JobState, Scheduler, WorkerState
+from gearman_gateway.scheduler import Job, JobState, Scheduler, WorkerState
+from gearman_gateway.scheduler.core import POISON_DEATHS
 from gearman_gateway.stores.base import StoreError
 from tests.unit.test_scheduler import Listener, Waker, assert_clean
 from tests.unit.test_scheduler_store import FakeStore
@@ -35,6 +38,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.sequences: dict = {}  # worker -> every registration of it, oldest first (gearmand's entries)
         self.finished: dict[bytes, int] = {}  # handle -> times completed or failed by a worker
         self.submits: list[tuple[int, bytes, bool]] = []  # (client, handle, background)
+        self.delayed: set[bytes] = set()  # epoch jobs: they join their queue when due, not in submission order
 
     def make_scheduler(self) -> Scheduler:
         return Scheduler(self.clock, handle_prefix=b"H:m")
@@ -56,6 +60,8 @@ class SchedulerMachine(RuleBasedStateMachine):
         when = int(self.clock.seconds()) + delay if (background and delay) else 0
         job = self.sched.submit(function, data, unique, priority, background, when, None, self.clients[client])
         self.submits.append((client, job.handle, background))
+        if when:
+            self.delayed.add(job.handle)
 
     @rule(client=st.integers(0, 2))
     def client_leaves(self, client):
@@ -142,6 +148,15 @@ class SchedulerMachine(RuleBasedStateMachine):
             fn = self.sched.functions.get(name)
             assert (fn.registrations if fn is not None else 0) == count, name
 
+    def expected_grab(self, worker) -> Job | None:
+        """The grab rule, independently: the highest priority across the worker's functions, then the oldest
+        of the queues' heads (a PENDING head included: the grab waits for it)."""
+        for priority in (0, 1, 2):
+            heads = [next(iter(fn.queues[priority])) for fn in worker.abilities if fn.queues[priority]]
+            if heads:
+                return min(heads, key=lambda job: job.seq)
+        return None
+
     @invariant()
     def each_job_in_exactly_one_place(self):
         for job in self.sched.jobs_by_handle.values():
@@ -149,8 +164,33 @@ class SchedulerMachine(RuleBasedStateMachine):
             places = sum(job in q for q in fn.queues)
             places += sum(entry[2] is job for entry in self.sched._future)
             places += sum(job.handle in w.jobs for w, _ in self.workers)
-            places += job.state == JobState.PENDING  # waiting for its store commit
+            places += job in self.sched._claims  # a held grab waits for its commit
+            if job.state == JobState.PENDING and job.when and not places:
+                places = 1  # a future epoch job waits for its commit outside any queue
             assert places == 1, (job, places)
+
+    @invariant()
+    def pending_jobs_are_counted(self):
+        for fn in self.sched.functions.values():
+            assert fn.pending == sum(job.state == JobState.PENDING for q in fn.queues for job in q), fn
+
+    @invariant()
+    def fresh_jobs_wait_in_submission_order(self):
+        """Jobs never requeued or retried stand in their queue in the order they were submitted, whether
+        their store commit came or not (it used to put a background job behind later foreground ones)."""
+        for fn in self.sched.functions.values():
+            for queue in fn.queues:
+                seqs = [
+                    job.seq
+                    for job in queue
+                    if job.retries == 0 and job.failures == 0 and job.handle not in self.delayed
+                ]
+                assert seqs == sorted(seqs), (fn, list(queue))
+
+    @invariant()
+    def poison_jobs_are_listed(self):
+        poison = {job for job in self.sched.jobs_by_handle.values() if job.deaths >= POISON_DEATHS}
+        assert set(self.sched.poison_jobs) == poison
 
     @invariant()
     def no_runnable_job_waits_for_an_unwoken_sleeper(self):
@@ -199,7 +239,10 @@ class SchedulerMachine(RuleBasedStateMachine):
 
 
 class SchedulerWithStoreMachine(SchedulerMachine):
-    """The same, with background jobs going through a store whose commits come late or fail."""
+    """The same, with background jobs going through a store whose commits come late or fail. A grab that
+    may wait and whose best job is PENDING claims it and is answered at its commit."""
+
+    waker_class = HoldingWaker
 
     def __init__(self) -> None:
         super().__init__()
@@ -209,6 +252,30 @@ class SchedulerWithStoreMachine(SchedulerMachine):
     @rule(fail=st.booleans())
     def commit(self, fail):
         self.store.commit(StoreError("down") if fail else None)
+
+    @precondition(lambda self: self.workers)
+    @rule(index=st.integers(0, 100))
+    def grab_held(self, index):
+        """A grab that may be held takes the job the rule names now, or claims it while it is PENDING, or
+        (with reactor turns, nothing queued) waits for the end of the turn."""
+        worker, waker = self.workers[index % len(self.workers)]
+        self.sched.end_hold(worker)  # what a grab does first: a claimed job goes back to its place
+        answers = len(waker.answers)
+        expected = self.expected_grab(worker)
+        job = self.sched.grab(worker, hold=True)
+        assert len(waker.answers) == answers  # never answered by its own grab
+        if expected is None:
+            assert job is None and worker.holding in (True, False)
+        elif expected.state == JobState.PENDING:
+            assert job is None and worker.holding is expected and self.sched._claims[expected] is worker
+        else:
+            assert job is expected and job.worker is worker and not worker.holding
+
+    @invariant()
+    def claims_belong_to_their_holders(self):
+        claimers = {worker: worker.holding for worker, _ in self.workers if isinstance(worker.holding, Job)}
+        assert {job: worker for worker, job in claimers.items()} == self.sched._claims
+        assert all(job.state == JobState.PENDING for job in self.sched._claims)
 
     @invariant()
     def rows_match_live_background_jobs(self):
@@ -233,7 +300,7 @@ class SchedulerWithTurnsMachine(SchedulerMachine):
     @rule(index=st.integers(0, 100))
     def grab_held(self, index):
         worker, waker = self.workers[index % len(self.workers)]
-        before = len(waker.answers) + worker.holding  # a pending hold is answered first (NO_JOB)
+        before = len(waker.answers) + bool(worker.holding)  # a pending hold is answered first (NO_JOB)
         job = self.sched.grab(worker, hold=True)
         if job is not None:
             assert job.worker is worker and not worker.holding
@@ -258,15 +325,19 @@ class SchedulerWithTurnsMachine(SchedulerMachine):
 
     @invariant()
     def a_holder_never_waits_beside_a_runnable_job(self):
+        """A grab held until the end of the turn has nothing queued for it, not even a PENDING job (that one
+        it would have claimed)."""
         for worker, _ in self.workers:
-            if worker.holding:
-                assert not any(fn.runnable() for fn in worker.abilities), worker
+            if worker.holding is True:
+                assert not any(any(fn.queues) for fn in worker.abilities), worker
                 assert all(worker in fn.holders for fn in worker.abilities)
+            else:
+                assert not any(worker in fn.holders for fn in self.sched.functions.values())
 
     @invariant()
     def every_hold_is_answered_once(self):
         for worker, waker in self.workers:
-            assert worker.holding == (worker in self.sched._holding)
+            assert (worker.holding is True) == (worker in self.sched._holding)
             # the job answered went to this worker (a CANT_DO or a timeout may move it on afterwards)
             assert all(job is None or owner is worker for job, owner in zip(waker.answers, waker.owners, strict=True))
 
@@ -284,6 +355,8 @@ class SchedulerWithStoreAndTurnsMachine(SchedulerWithTurnsMachine):
 
     commit = SchedulerWithStoreMachine.commit
     rows_match_live_background_jobs = SchedulerWithStoreMachine.rows_match_live_background_jobs
+    grab_claiming = SchedulerWithStoreMachine.grab_held
+    claims_belong_to_their_holders = SchedulerWithStoreMachine.claims_belong_to_their_holders
 
     def before_teardown(self) -> None:
         self.store.commit()
