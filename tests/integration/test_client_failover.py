@@ -7,6 +7,7 @@ to the restarted server on its old port.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 import uuid
@@ -14,8 +15,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from gearman_gateway import Client
-from gearman_gateway.client import Task
+from gearman_gateway import AsyncClient, Client
+from gearman_gateway.client import GearmanConnectionError, Task
 from gearman_gateway.clientlib.links import Backoff
 from gearman_gateway.worker import Job
 
@@ -114,3 +115,28 @@ def test_client_skips_a_dead_server_from_the_start(
     client = Client(f"{dead},{alive.address}", timeout=TIMEOUT)
     results = [client.do(fn, f"x{i}", unique=f"u{i}") for i in range(10)]  # half of them hash to the dead one
     assert results == [f"X{i}".encode() for i in range(10)]
+
+
+def test_client_skips_a_server_whose_name_no_lookup_takes(
+    gearmand: ServerFactory, workers: Callable[..., WorkerThread]
+) -> None:
+    """`a..b` (an empty label) is refused by Python's IDNA codec before any lookup: a UnicodeError, not an
+    OSError, which used to escape the blocking client and leave the asyncio one's link connecting for ever."""
+    alive = gearmand()
+    fn = f"badname-{uuid.uuid4().hex[:6]}"
+    workers(alive.address, {fn: lambda job: job.workload.upper()})
+    servers = f"a..b:4730,{alive.address}"
+    client = Client(servers, timeout=TIMEOUT)
+    assert [client.do(fn, f"x{i}", unique=f"u{i}") for i in range(6)] == [f"X{i}".encode() for i in range(6)]
+
+    async def run_async() -> list[bytes]:
+        async_client = AsyncClient(servers, timeout=TIMEOUT)
+        try:
+            return [await async_client.do(fn, f"y{i}", unique=f"u{i}") for i in range(6)]
+        finally:
+            await async_client.close()
+
+    assert asyncio.run(run_async()) == [f"Y{i}".encode() for i in range(6)]
+    unreachable = r"no server could be reached: a\.\.b:4730 \(bad host name: a\.\.b\)"
+    with pytest.raises(GearmanConnectionError, match=unreachable):
+        Client("a..b", timeout=TIMEOUT).do(fn, "nowhere")
