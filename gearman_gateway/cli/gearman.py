@@ -7,25 +7,31 @@ ends the options, GEARMAN_SERVER overrides -h/-p), built on this package's Clien
     gearman -f resize < large.jpg > thumb.jpg
     gearman -w -f wc -- wc -l              # worker: the command gets the workload on stdin
 
-Where the C tool misbehaves we do the sensible thing (see docs/client.md): failures to connect and
-timeouts exit 1 (the C tool exits 0), -n/-N handle lines of any length, -N strips only a newline, and a
-worker in -n mode sends each output line once (the C tool re-sends everything read so far).
+Where the C tool misbehaves we do the sensible thing (see docs/client.md): failures to connect,
+timeouts and jobs the server refuses exit 1 (the C tool exits 0), every error is one line on stderr,
+-n/-N handle lines of any length, -N strips only a newline, and a worker in -n mode sends each output
+line once (the C tool re-sends everything read so far).
 """
 
 from __future__ import annotations
 
 import getopt
+import io
+import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from types import FrameType
+from typing import BinaryIO, NoReturn
 
 from gearman_gateway.client import Client, Task, TaskState
 from gearman_gateway.clientlib.errors import WORK_FAIL, GearmanError, GearmanTimeout
+from gearman_gateway.clientlib.links import DEFAULT_HOST, DEFAULT_PORT, Address, parse_servers
 from gearman_gateway.worker import Job, Worker
 
 #: The C tool's getopt string; every flag means what it means there.
@@ -88,7 +94,20 @@ class Args:
 
 
 class UsageError(Exception):
-    pass
+    """A flag the C tool does not know, or no -f: the usage text follows, as in C."""
+
+
+class CliError(Exception):
+    """Anything else the user must fix or know: one line on stderr, exit status 1."""
+
+
+class Terminated(BaseException):
+    """SIGTERM (a second one, for a worker in the middle of a job): clean up and end."""
+
+
+class StdoutClosed(BaseException):
+    """A worker without a command lost its standard output: it stops without answering the job it
+    holds, so that the server gives the job to another worker."""
 
 
 def atoi(text: str) -> int:
@@ -114,12 +133,23 @@ SWITCHES: dict[str, tuple[str, object]] = {
     "-v": ("verbose", True),
     "-w": ("worker", True),
 }
+
+
+def port(text: str) -> int:
+    """-p as the C tool reads it (atoi; 0 is the default port), but a number that is no port is an
+    error here: the C tool silently wraps it (99999 is port 34463)."""
+    number = atoi(text)
+    if not 0 <= number < 65536:
+        raise CliError(f"-p {text}: port out of range (1-65535)")
+    return number or DEFAULT_PORT
+
+
 #: Flags with a value: the Args attribute and how the C tool reads the value.
 VALUES: dict[str, tuple[str, Callable[[str], object]]] = {
     "-c": ("count", atoi),
     "-h": ("host", str),
     "-i": ("pid_file", str),
-    "-p": ("port", lambda value: atoi(value) or 4730),
+    "-p": ("port", port),
     "-t": ("timeout_ms", atoi),
     "-u": ("unique", str),
 }
@@ -148,12 +178,39 @@ def parse_args(argv: list[str]) -> tuple[Args, bool]:
             wants_help = True
     if not wants_help and not args.functions:
         raise UsageError("No Functions were provided")
+    if "" in args.functions:
+        raise CliError("-f: a function name cannot be empty")
     return args, wants_help
 
 
-def servers(args: Args) -> str:
+def servers(args: Args) -> list[str]:
     """GEARMAN_SERVER (host:port,...) wins over -h/-p, as in the C tool."""
-    return os.environ.get("GEARMAN_SERVER") or f"{args.host}:{args.port}"
+    spec = os.environ.get("GEARMAN_SERVER")
+    if not spec:
+        return [str(Address(args.host or DEFAULT_HOST, args.port))]  # an IPv6 -h gets its brackets
+    try:
+        addresses = parse_servers(spec)
+    except ValueError as error:
+        raise CliError(f"GEARMAN_SERVER: {error}") from None
+    if not addresses:
+        raise CliError(f"GEARMAN_SERVER={spec!r} names no server")
+    return [str(address) for address in addresses]
+
+
+def encode(text: str) -> bytes:
+    """Names and messages as bytes: what came from argv or the wire as bytes goes back unchanged."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")
+
+
+def write_all(stream: BinaryIO, data: bytes) -> None:
+    """Write every byte: an unbuffered write may take only part (a pipe interrupted by a signal)."""
+    view = memoryview(data)
+    while view:
+        written = stream.write(view)
+        view = view[written if written is not None else 0 :]
 
 
 # -- client mode
@@ -174,13 +231,11 @@ class ClientOutput:
         self._clear_bar()
         if self.args.prefix:
             data = task._function + b": " + data
-        stream.write(data)
-        stream.flush()
+        write_all(stream, data)
 
     def created(self, task: Task) -> None:
         if self.args.verbose:
-            self.stdout.write(f"Task created: {task.handle}\n".encode())
-            self.stdout.flush()
+            write_all(self.stdout, f"Task created: {task.handle}\n".encode())
 
     def data(self, task: Task) -> None:
         self._write(self.stdout, task, task.data)
@@ -196,23 +251,21 @@ class ClientOutput:
 
     def fail(self, task: Task) -> None:
         self.failed = True
-        if task.state is TaskState.ERROR:
-            self._write(self.stderr, task, f"gearman: {task.error}\n".encode())
+        if task.state is TaskState.ERROR:  # refused by the server (ERROR packet), or no server reachable
+            self._write(self.stderr, task, encode(f"gearman: {task.error}\n"))
         else:
             self._write(self.stderr, task, b"Job failed\n")
 
     def _draw_bar(self, task: Task, percent: int) -> None:
         filled = BAR_WIDTH * max(0, min(percent, 100)) // 100
-        label = f"{task.function} " if self.args.prefix or len(self.args.functions) > 1 else ""
-        self.stderr.write(f"\r{label}[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {percent:3d}%".encode())
-        self.stderr.flush()
+        label = task._function + b" " if self.args.prefix or len(self.args.functions) > 1 else b""
+        write_all(self.stderr, b"\r" + label + f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {percent:3d}%".encode())
         self.bar_shown = True
 
     def _clear_bar(self) -> None:
         if self.bar_shown:
-            self.stderr.write(b"\r\x1b[K")
-            self.stderr.flush()
             self.bar_shown = False
+            write_all(self.stderr, b"\r\x1b[K")
 
 
 def workloads(args: Args, stdin: BinaryIO) -> Iterator[bytes]:
@@ -221,16 +274,21 @@ def workloads(args: Args, stdin: BinaryIO) -> Iterator[bytes]:
             yield os.fsencode(argument)
     elif args.no_input:
         yield b""
-    elif args.per_line:
-        for line in stdin:
-            yield line[:-1] if args.strip_newline and line.endswith(b"\n") else line
     else:
-        yield stdin.read()
+        try:
+            if args.per_line:
+                for line in stdin:
+                    yield line[:-1] if args.strip_newline and line.endswith(b"\n") else line
+            else:
+                yield stdin.read()
+        except OSError as error:  # e.g. `gearman -f fn < some/directory`
+            raise CliError(f"cannot read standard input: {error.strerror or error}") from None
 
 
 def run_client(args: Args, stdin: BinaryIO, stdout: BinaryIO, stderr: BinaryIO, bar: bool) -> int:
     timeout = args.timeout_ms / 1000 if args.timeout_ms >= 0 else None
     client = Client(servers(args), timeout=timeout)
+    unique = os.fsencode(args.unique) if args.unique is not None else None
     out = ClientOutput(args, stdout, stderr, bar)
     client.set_created_fn(out.created)
     client.set_data_fn(out.data)
@@ -244,11 +302,11 @@ def run_client(args: Args, stdin: BinaryIO, stdout: BinaryIO, stderr: BinaryIO, 
     try:
         for workload in workloads(args, stdin):
             for function in args.functions:
-                add(function, workload, args.unique)
+                add(os.fsencode(function), workload, unique)
             client.run_tasks()
     except GearmanTimeout:
         out._clear_bar()
-        stderr.write(f"gearman: timeout: no result within {args.timeout_ms} ms\n".encode())
+        write_all(stderr, f"gearman: timeout: no result within {args.timeout_ms} ms\n".encode())
         return 1
     finally:
         out._clear_bar()
@@ -262,21 +320,35 @@ def run_client(args: Args, stdin: BinaryIO, stdout: BinaryIO, stderr: BinaryIO, 
 class CommandRunner:
     """A worker callback running the given command per job: workload on stdin, stdout is the result."""
 
-    def __init__(self, args: Args, stdout: BinaryIO, stderr: BinaryIO) -> None:
+    def __init__(self, args: Args, stdout: BinaryIO, stderr: BinaryIO, disconnect: Callable[[], None]) -> None:
         self.args = args
         self.stdout = stdout
         self.stderr = stderr
+        #: Closes the worker's connections without a word, so that its servers re-queue what it holds.
+        self.disconnect = disconnect
+        #: A job is running (SIGTERM then waits for its end).
+        self.busy = False
 
     def __call__(self, job: Job) -> object:
+        self.busy = True
+        try:
+            return self._run(job)
+        finally:
+            self.busy = False
+
+    def _run(self, job: Job) -> object:
         if not self.args.arguments:
             # as the C tool: no command echoes the workload here and returns an empty result
-            self.stdout.write(job.workload)
-            self.stdout.flush()
+            try:
+                write_all(self.stdout, job.workload)
+            except BrokenPipeError:
+                self.disconnect()
+                raise StdoutClosed from None
             return b""
         try:
             proc = subprocess.Popen(self.args.arguments, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         except OSError as error:
-            self.stderr.write(f"gearman: {self.args.arguments[0]}: {error.strerror or error}\n".encode())
+            say(self.stderr, f"gearman: {self.args.arguments[0]}: {error.strerror or error}\n")
             return WORK_FAIL
         if self.args.per_line:
             return self._stream_lines(job, proc)
@@ -309,33 +381,114 @@ def _feed(pipe: BinaryIO, data: bytes) -> None:
             pass
 
 
-def run_worker(args: Args, stdout: BinaryIO, stderr: BinaryIO) -> int:
+class Termination:
+    """What SIGTERM and SIGINT do. A client ends at once. A worker ends at once when idle; on SIGTERM
+    it first finishes the job it is running (its result is not lost). Interrupted in a job (SIGINT, a
+    second SIGTERM), it drops its connections before anything can report the job failed, so that the
+    server gives the job to another worker."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.worker: Worker | None = None
+        self.runner: CommandRunner | None = None
+
+    def terminate(self, signum: int, frame: FrameType | None) -> None:
+        if self.worker is not None and self.runner is not None and self.runner.busy and not self.requested:
+            self.requested = True
+            self.worker.stop()  # work() returns when the job is done
+            return
+        self._drop()
+        raise Terminated
+
+    def interrupt(self, signum: int, frame: FrameType | None) -> None:
+        self._drop()
+        raise KeyboardInterrupt
+
+    def _drop(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+
+
+def run_worker(args: Args, stdout: BinaryIO, stderr: BinaryIO, termination: Termination) -> int:
     worker = Worker(servers(args))
-    runner = CommandRunner(args, stdout, stderr)
+    runner = CommandRunner(args, stdout, stderr, worker.close)
     for function in args.functions:
-        worker.add_function(function, runner)
+        worker.add_function(os.fsencode(function), runner)
+    termination.worker, termination.runner = worker, runner
     timeout = args.timeout_ms / 1000 if args.timeout_ms >= 0 else None
     remaining = args.count
     try:
         while True:
-            if not worker.work(timeout):
-                stderr.write(f"gearman: timeout: no job within {args.timeout_ms} ms\n".encode())
-                stderr.flush()
+            worked = worker.work(timeout)
+            if termination.requested:
+                raise Terminated
+            if not worked:
+                say(stderr, f"gearman: timeout: no job within {args.timeout_ms} ms\n")
             if remaining > 0:
                 remaining -= 1  # as in the C tool, a timeout counts as one of the -c jobs
                 if remaining == 0:
                     return 0
     finally:
+        termination.worker = None
         worker.close()
 
 
 # -- process
 
 
-def daemonize() -> None:
-    """Detach like the C tool's -d: fork, new session, standard streams on /dev/null."""
-    if os.fork():
+class PidFile:
+    """-i FILE: opened before anything else (a bad path is an error on the terminal, even with -d),
+    holding the pid of the process that serves, and removed when that process ends."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as error:
+            raise CliError(f"-i {path}: cannot write the pid file: {error.strerror or error}") from None
+
+    def write(self, pid: int) -> None:
+        try:
+            os.write(self._fd, b"%d\n" % pid)
+        except OSError as error:
+            self.remove()
+            raise CliError(f"-i {self.path}: cannot write the pid file: {error.strerror or error}") from None
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def remove(self) -> None:
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def daemonize(pid_file: PidFile | None, stderr: BinaryIO) -> None:
+    """Detach like the C tool's -d: fork, new session, standard streams on /dev/null. The parent
+    writes the daemon's pid before it returns to the shell, and the daemon waits for that, so that
+    the file is there when `gearman -d` returns and never outlives the daemon."""
+    ready_r, ready_w = os.pipe()
+    child = os.fork()
+    if child:
+        os.close(ready_r)
+        try:
+            if pid_file is not None:
+                pid_file.write(child)
+        except CliError as error:
+            os.kill(child, signal.SIGKILL)  # our own child, still waiting on the pipe
+            say(stderr, f"gearman: {error}\n")
+            os._exit(1)
         os._exit(0)
+    os.close(ready_w)
+    os.read(ready_r, 1)  # returns at end of file: the parent is done
+    os.close(ready_r)
+    if pid_file is not None:
+        pid_file.close()
     os.setsid()
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
@@ -343,44 +496,104 @@ def daemonize() -> None:
     os.close(null)
 
 
+def say(stream: BinaryIO | None, text: str) -> None:
+    """An error line on stderr; a closed stderr is no reason for a traceback."""
+    if stream is None:
+        return
+    try:
+        write_all(stream, encode(text))
+    except OSError:
+        pass
+
+
+class OneLineFormatter(logging.Formatter):
+    """The library's log records as `gearman: message`, never with a traceback."""
+
+    def formatException(self, ei: object) -> str:  # noqa: N802 - logging's name
+        return ""
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802 - logging's name
+        return ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\n", " ")
+
+
+def log_to(stream: BinaryIO, name: str) -> None:
+    text = open(stream.fileno(), "w", errors="replace", buffering=1, closefd=False)  # noqa: SIM115
+    handler = logging.StreamHandler(text)
+    handler.setFormatter(OneLineFormatter(f"{name}: %(message)s"))
+    logger = logging.getLogger("gearman_gateway")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+
+
+def std_stream(fd: int, mode: str) -> BinaryIO:
+    """Unbuffered access to a standard descriptor (a closed one reads as empty and swallows output)."""
+    try:
+        return open(fd, mode, buffering=0, closefd=False)  # noqa: SIM115 - lives as long as the process
+    except OSError:
+        return open(os.devnull, mode, buffering=0)  # noqa: SIM115
+
+
+def die_by(signum: int) -> NoReturn:
+    """End as a C tool killed by ``signum`` would, so that shells and scripts see the same status."""
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    os._exit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     name = os.path.basename(sys.argv[0]) or "gearman"
+    stdin, stdout, stderr = std_stream(0, "rb"), std_stream(1, "wb"), std_stream(2, "wb")
     try:
         args, wants_help = parse_args(argv)
     except UsageError as error:
-        sys.stderr.write(f"\n{name}\tError in usage({error}).\n\n" + USAGE.format(name=name))
+        say(stderr, f"\n{name}\tError in usage({error}).\n\n" + USAGE.format(name=name))
+        return 1
+    except CliError as error:
+        say(stderr, f"{name}: {error}\n")
         return 1
     if wants_help:
-        sys.stdout.write(USAGE.format(name=name))
+        say(stdout, USAGE.format(name=name))
         return 0
     if args.ssl:
-        sys.stderr.write(f"{name}: SSL (-S) is not supported by this client\n")
+        say(stderr, f"{name}: SSL (-S) is not supported by this client\n")
         return 1
-    if args.daemon:
-        daemonize()
-    if args.pid_file:
-        with open(args.pid_file, "w") as pid_file:
-            pid_file.write(f"{os.getpid()}\n")
-    stdout, stderr = sys.stdout.buffer, sys.stderr.buffer
+    termination = Termination()
+    signal.signal(signal.SIGTERM, termination.terminate)
+    signal.signal(signal.SIGINT, termination.interrupt)
+    pid_file: PidFile | None = None
+    died_by = 0
     try:
+        pid_file = PidFile(args.pid_file) if args.pid_file else None
+        if args.daemon:
+            daemonize(pid_file, stderr)
+        elif pid_file is not None:
+            pid_file.write(os.getpid())
+        log_to(stderr, name)
         if args.worker:
-            return run_worker(args, stdout, stderr)
-        bar = sys.stderr.isatty() and shutil.get_terminal_size().columns > BAR_WIDTH + 10
-        return run_client(args, sys.stdin.buffer, stdout, stderr, bar)
-    except GearmanError as error:
-        stderr.write(f"{name}: {error}\n".encode())
+            return run_worker(args, stdout, stderr, termination)
+        bar = os.isatty(2) and shutil.get_terminal_size().columns > BAR_WIDTH + 10
+        return run_client(args, io.BufferedReader(stdin), stdout, stderr, bar)  # type: ignore[arg-type]
+    except (CliError, GearmanError) as error:
+        say(stderr, f"{name}: {error}\n")
         return 1
+    except (BrokenPipeError, StdoutClosed):  # `gearman ... | head -c1`: quiet, as `yes | head -c1`
+        died_by = signal.SIGPIPE
+    except OSError as error:  # anything else the system refused: one line, never a traceback
+        say(stderr, f"{name}: {error.strerror or error}\n")
+        return 1
+    except Terminated:
+        died_by = signal.SIGTERM
     except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 1
+        died_by = signal.SIGINT
     finally:
-        if args.pid_file:
-            try:
-                os.unlink(args.pid_file)
-            except OSError:
-                pass
+        if pid_file is not None:
+            pid_file.remove()
+    die_by(died_by)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import asyncio
 import socket
 from collections.abc import Callable
 
-from gearman_gateway.clientlib.links import Link
+from gearman_gateway.clientlib.links import BadHostName, Link
 from gearman_gateway.clientlib.session import Session
 from gearman_gateway.clientlib.transport import CONNECT_TIMEOUT, Steps, T, TransportBase, Wait
 
@@ -140,6 +140,8 @@ class AsyncTransport(TransportBase):
             )
         except (OSError, TimeoutError) as error:
             self.session.connect_failed(link, error)
+        except UnicodeError:  # refused by the IDNA codec before any lookup (an empty or too long label)
+            self.session.connect_failed(link, BadHostName(link.address.host))
         else:
             self._protocols[link] = protocol
             self.session.connection_made(link)

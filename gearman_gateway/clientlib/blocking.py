@@ -10,7 +10,7 @@ import selectors
 import socket
 from collections.abc import Callable
 
-from gearman_gateway.clientlib.links import Link
+from gearman_gateway.clientlib.links import BadHostName, Link
 from gearman_gateway.clientlib.session import Session
 from gearman_gateway.clientlib.transport import CONNECT_TIMEOUT, READ_SIZE, Steps, T, TransportBase, Wait
 
@@ -82,6 +82,9 @@ class BlockingTransport(TransportBase):
             sock = socket.create_connection((link.address.host, link.address.port), timeout=self.connect_timeout)
         except OSError as error:
             self.session.connect_failed(link, error)
+            return
+        except UnicodeError:  # refused by the IDNA codec before any lookup (an empty or too long label)
+            self.session.connect_failed(link, BadHostName(link.address.host))
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(None)  # reads happen only when select says so; writes may block on a full buffer

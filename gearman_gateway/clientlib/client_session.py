@@ -239,8 +239,9 @@ class ClientSession(Session):
         candidates = [link for link in self._order(task) if link.index not in task._tried]
         if not candidates:
             tried = [self.links[i] for i in sorted(task._tried)]
-            reasons = ", ".join(f"{link.address} ({_reason(link.last_error)})" for link in tried)
-            error = GearmanConnectionError(f"no server could be reached: {reasons or 'none configured'}")
+            reasons = ", ".join(f"{link.address} ({_why(link)})" for link in tried)
+            what = "no server could run the job" if any(link.lost for link in tried) else "no server could be reached"
+            error = GearmanConnectionError(f"{what}: {reasons or 'none configured'}")
             self._finish(task, TaskState.ERROR, error)
             return
         link = next((c for c in candidates if c.usable(now)), candidates[0])
@@ -409,6 +410,12 @@ class ClientSession(Session):
     def take_callback_error(self) -> BaseException | None:
         error, self.callback_error = self.callback_error, None
         return error
+
+
+def _why(link: Link) -> str:
+    if link.lost:
+        return f"connection lost: {_reason(link.last_error) if link.last_error else 'closed by the server'}"
+    return _reason(link.last_error)
 
 
 def _reason(error: BaseException | None) -> str:

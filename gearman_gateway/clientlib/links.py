@@ -30,6 +30,13 @@ RECONNECT_MAX = 5.0
 RECONNECT_JITTER = 0.1
 
 
+class BadHostName(OSError):
+    """A host name no lookup can take (``socket`` refuses an empty or too long label outright)."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"bad host name: {host}")
+
+
 @dataclass(frozen=True)
 class Address:
     host: str
@@ -97,6 +104,8 @@ class Link:
         #: Goes up each time the link goes down: anything tied to an older connection (a worker's job) is stale.
         self.generation = 0
         self.last_error: BaseException | None = None
+        #: The last failure was the loss of an open connection (not a failed connect).
+        self.lost = False
         self._out = bytearray()
         self._decoder = Decoder(expect=RES, max_packet_size=MAX_PACKET_SIZE)
 
@@ -142,6 +151,7 @@ class Link:
 
     def failed(self, now: float, backoff: Backoff, error: BaseException | None) -> None:
         """Connection refused or lost: forget its bytes and wait before the next attempt."""
+        self.lost = self.state is LinkState.UP
         self.state = LinkState.DOWN
         self.generation += 1
         self.failures += 1

@@ -7,6 +7,7 @@ to the restarted server on its old port.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 import uuid
@@ -14,7 +15,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from gearman_gateway import Client
+from gearman_gateway import AsyncClient, Client
+from gearman_gateway.client import GearmanConnectionError, Task
 from gearman_gateway.clientlib.links import Backoff
 from gearman_gateway.worker import Job
 
@@ -36,24 +38,34 @@ def test_two_servers_one_killed_mid_run_then_restarted(
 ) -> None:
     a, b = gearmand(), gearmand()
     fn = f"survive-{uuid.uuid4().hex[:6]}"
-    kill_now, killed = threading.Event(), threading.Event()
+    jobs = 40
+    in_hand, killed, all_created = threading.Event(), threading.Event(), threading.Event()
+    held: list[str] = []  # the workload of the job the worker holds from `a` when `a` is killed
     served: list[tuple[str, str]] = []  # (server, workload) per job the worker ran
     lock = threading.Lock()
 
     def work(job: Job) -> bytes:
         with lock:
             served.append((str(job.server), job.workload.decode()))
-            count = len(served)
-        if count == 5:
-            kill_now.set()  # a job is in our hands and most others are still queued on both servers
+            first_from_a = str(job.server) == a.address and not held
+            if first_from_a:
+                held.append(job.workload.decode())
+        if first_from_a:
+            in_hand.set()  # a job of `a` is mid-run here: its result cannot reach `a` any more
             killed.wait(TIMEOUT)
         return b"done " + job.workload
 
     workers(f"{a.address},{b.address}", {fn: work}, backoff=FAST)
     client = Client(f"{a.address},{b.address}", timeout=TIMEOUT, backoff=FAST)
-    tasks = [client.add_task(fn, f"job-{i}", unique=f"key-{i}") for i in range(40)]
-    first_server = {}
-    client.set_created_fn(lambda task: first_server.setdefault(task.unique, str(task.server)))
+    tasks = [client.add_task(fn, f"job-{i}", unique=f"key-{i}") for i in range(jobs)]
+    first_server: dict[str, str] = {}
+
+    def created(task: Task) -> None:
+        first_server.setdefault(task.unique, str(task.server))
+        if len(first_server) == jobs:
+            all_created.set()
+
+    client.set_created_fn(created)
     failure: list[BaseException] = []
 
     def run() -> None:
@@ -64,18 +76,24 @@ def test_two_servers_one_killed_mid_run_then_restarted(
 
     runner = threading.Thread(target=run, daemon=True)
     runner.start()
-    assert kill_now.wait(TIMEOUT), "the worker never reached its fifth job"
+    # Kill `a` only once both servers acknowledged their jobs (JOB_CREATED came back: a server that has
+    # not even read its submits yet would lose them with the connection, not mid-run) and the worker
+    # holds one of `a`'s jobs.
+    assert all_created.wait(TIMEOUT), f"only {len(first_server)} of {jobs} jobs were created"
+    assert in_hand.wait(TIMEOUT), "the worker never got a job from the server to be killed"
     assert a.stop(signal.SIGKILL) == -signal.SIGKILL
     killed.set()
     runner.join(TIMEOUT * 2)
     assert not runner.is_alive() and not failure, failure
 
-    assert [t.result for t in tasks] == [f"done job-{i}".encode() for i in range(40)]
+    assert [t.result for t in tasks] == [f"done job-{i}".encode() for i in range(jobs)]
     on_a = [t for t in tasks if first_server[t.unique] == a.address]
-    assert on_a and len(on_a) < 40, "the unique keys should spread the jobs over both servers"
-    assert all(str(t.server) == b.address for t in on_a if t.handle and str(t.server) != a.address)
+    assert on_a and len(on_a) < jobs, "the unique keys should spread the jobs over both servers"
     moved = [t for t in on_a if str(t.server) == b.address]
-    assert moved, "jobs of the killed server should have been resubmitted to the other one"
+    assert [t.workload.decode() for t in moved if t.workload.decode() in held] == held, (
+        "the job that was mid-run on the killed server should have been resubmitted to the other one"
+    )
+    assert all(str(t.server) in (a.address, b.address) for t in tasks)
 
     # the killed server comes back on its port: the worker reconnects and takes its jobs again
     a2 = gearmand(port=a.port)
@@ -97,3 +115,28 @@ def test_client_skips_a_dead_server_from_the_start(
     client = Client(f"{dead},{alive.address}", timeout=TIMEOUT)
     results = [client.do(fn, f"x{i}", unique=f"u{i}") for i in range(10)]  # half of them hash to the dead one
     assert results == [f"X{i}".encode() for i in range(10)]
+
+
+def test_client_skips_a_server_whose_name_no_lookup_takes(
+    gearmand: ServerFactory, workers: Callable[..., WorkerThread]
+) -> None:
+    """`a..b` (an empty label) is refused by Python's IDNA codec before any lookup: a UnicodeError, not an
+    OSError, which used to escape the blocking client and leave the asyncio one's link connecting for ever."""
+    alive = gearmand()
+    fn = f"badname-{uuid.uuid4().hex[:6]}"
+    workers(alive.address, {fn: lambda job: job.workload.upper()})
+    servers = f"a..b:4730,{alive.address}"
+    client = Client(servers, timeout=TIMEOUT)
+    assert [client.do(fn, f"x{i}", unique=f"u{i}") for i in range(6)] == [f"X{i}".encode() for i in range(6)]
+
+    async def run_async() -> list[bytes]:
+        async_client = AsyncClient(servers, timeout=TIMEOUT)
+        try:
+            return [await async_client.do(fn, f"y{i}", unique=f"u{i}") for i in range(6)]
+        finally:
+            await async_client.close()
+
+    assert asyncio.run(run_async()) == [f"Y{i}".encode() for i in range(6)]
+    unreachable = r"no server could be reached: a\.\.b:4730 \(bad host name: a\.\.b\)"
+    with pytest.raises(GearmanConnectionError, match=unreachable):
+        Client("a..b", timeout=TIMEOUT).do(fn, "nowhere")

@@ -13,6 +13,7 @@ import queue
 import select
 import signal
 import subprocess
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from gearman_gateway.client import JobFailed, Task
 from gearman_gateway.worker import WORK_FAIL, Job
 
 from . import test_client_library as lib
-from .conftest import BIN_DIR, RunningServer, free_port
+from .conftest import BIN_DIR, RunningServer, ServerFactory, free_port
 from .test_client_library import TIMEOUT, WorkerThread, running_workers
 
 module_servers = lib.module_servers  # one server for the module (see test_client_library)
@@ -293,13 +294,238 @@ def test_progress_bar_when_stderr_is_a_terminal(server: RunningServer, workers: 
     assert terminal.endswith(b"\r\x1b[K")  # the bar is cleared before the result
 
 
+def wait_gone(pid: int) -> None:
+    """Until a process that is not our child (a daemon) has ended."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        assert select.select([pidfd], [], [], TIMEOUT)[0], f"process {pid} did not end"
+    finally:
+        os.close(pidfd)
+
+
 def test_detached_worker(server: RunningServer, tmp_path: Path) -> None:
     fn, pid_file = fname("daemon"), tmp_path / "daemon.pid"
     argv = [OUR_GEARMAN, "-d", "-w", "-c", "1", "-i", str(pid_file), "-h", server.host, "-p", str(server.port)]
     result = subprocess.run([*argv, "-f", fn, "--", "tr", "a-z", "A-Z"], capture_output=True, timeout=TIMEOUT, env=ENV)
+    pid = int(pid_file.read_text())  # written before `gearman -d` returned: the daemon's pid
     try:
         assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")  # back at once: it detached
         assert Client(server.address, timeout=TIMEOUT).do(fn, "detached") == b"DETACHED"
+        wait_gone(pid)  # -c 1: done after one job
+        assert not pid_file.exists()
     finally:
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
-            os.kill(int(pid_file.read_text()), signal.SIGKILL)  # still there if the job never ran
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # still there if the job never ran
+
+
+def test_detached_worker_removes_its_pid_file_on_sigterm(server: RunningServer, tmp_path: Path) -> None:
+    fn, pid_file = fname("daemon"), tmp_path / "daemon.pid"
+    argv = [OUR_GEARMAN, "-d", "-w", "-i", str(pid_file), "-h", server.host, "-p", str(server.port), "-f", fn]
+    result = subprocess.run(argv, capture_output=True, timeout=TIMEOUT, env=ENV)
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    pid = int(pid_file.read_text())
+    try:
+        assert Client(server.address, timeout=TIMEOUT).do(fn, "up?") == b""  # it serves (no command: echo)
+        os.kill(pid, signal.SIGTERM)
+        wait_gone(pid)
+        assert not pid_file.exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def fifo(path: Path) -> str:
+    os.mkfifo(path)
+    return str(path)
+
+
+def test_worker_finishes_its_job_on_sigterm_then_removes_its_pid_file(server: RunningServer, tmp_path: Path) -> None:
+    fn, pid_file = fname("term"), tmp_path / "worker.pid"
+    started, go = fifo(tmp_path / "started"), fifo(tmp_path / "go")
+    # the job's command says it started, then waits for the test's word and prints it
+    command = ["sh", "-c", f"cat >/dev/null; echo started > {started}; read word < {go}; echo $word"]
+    argv = [OUR_GEARMAN, "-w", "-i", str(pid_file), "-h", server.host, "-p", str(server.port), "-f", fn, "--"]
+    worker = subprocess.Popen([*argv, *command], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+    results: queue.Queue[bytes] = queue.Queue()
+    client = threading.Thread(target=lambda: results.put(Client(server.address, timeout=TIMEOUT).do(fn, "x")))
+    client.start()
+    try:
+        with open(started) as line:
+            assert line.read() == "started\n"
+        assert pid_file.read_text() == f"{worker.pid}\n"
+        worker.send_signal(signal.SIGTERM)
+        with open(go, "w") as word:
+            word.write("finished\n")
+        assert results.get(timeout=TIMEOUT) == b"finished\n"  # the job in hand was finished first
+        assert worker.wait(TIMEOUT) == -signal.SIGTERM  # then it ended as SIGTERM ends a C tool
+        assert not pid_file.exists()
+        assert worker.stderr is not None and worker.stderr.read() == b""
+    finally:
+        worker.kill()
+        worker.wait()
+        client.join(TIMEOUT)
+
+
+def test_interrupted_worker_gives_its_job_back(
+    server: RunningServer, tmp_path: Path, workers: Callable[..., WorkerThread]
+) -> None:
+    fn = fname("interrupted")
+    started, done = fifo(tmp_path / "started"), fifo(tmp_path / "done")
+    command = ["sh", "-c", f"cat >/dev/null; echo started > {started}; read word < {done}"]
+    argv = [OUR_GEARMAN, "-w", "-h", server.host, "-p", str(server.port), "-f", fn, "--", *command]
+    worker = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=ENV)
+    try:
+        Client(server.address, timeout=TIMEOUT).do_background(fn, "keep me")
+        with open(started) as line:
+            assert line.read() == "started\n"
+        worker.send_signal(signal.SIGINT)  # Ctrl-C in the middle of the job
+        assert worker.wait(TIMEOUT) == -signal.SIGINT
+    finally:
+        worker.kill()
+        worker.wait()
+        with open(done, "w"):
+            pass  # the command's `read` gets end of file: it ends too
+    # not failed: the server has it back, and the next worker runs it
+    assert f"{fn}\t1\t0\t0" in server.admin("status").splitlines()
+    seen: queue.Queue[bytes] = queue.Queue()
+    workers(server.address, {fn: lambda job: seen.put(job.workload) or b""})
+    assert seen.get(timeout=TIMEOUT) == b"keep me"
+
+
+# -- errors: one line on standard error and an exit status, never a traceback
+
+
+def cli(
+    *args: str | bytes, env: dict[str, str] | None = None, stdin: object = subprocess.DEVNULL, stdout: object = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [OUR_GEARMAN, *args],
+        stdin=stdin,
+        stdout=subprocess.PIPE if stdout is None else stdout,
+        stderr=subprocess.PIPE,
+        timeout=TIMEOUT,
+        env={**ENV, **(env or {})},
+    )
+
+
+def one_line(result: subprocess.CompletedProcess[bytes], status: int = 1) -> str:
+    """The error line of a run that must have failed with ``status`` and said so in one line."""
+    assert b"Traceback" not in result.stderr, result.stderr.decode()
+    assert (result.returncode, result.stdout) == (status, b""), result
+    assert result.stderr.endswith(b"\n") and result.stderr.count(b"\n") == 1, result.stderr
+    return result.stderr.decode()
+
+
+def test_bad_input_is_one_line_never_a_traceback(tmp_path: Path) -> None:
+    missing = tmp_path / "no such dir" / "gearman.pid"
+    refused = free_port()  # nothing listens there
+    cases: list[tuple[list[str], dict[str, str], str]] = [
+        (["-p", "99999"], {}, "gearman: -p 99999: port out of range (1-65535)"),
+        ([], {"GEARMAN_SERVER": "127.0.0.1:abc"}, "gearman: GEARMAN_SERVER: bad port in server '127.0.0.1:abc'"),
+        ([], {"GEARMAN_SERVER": "127.0.0.1:70000"}, "gearman: GEARMAN_SERVER: port out of range in server"),
+        ([], {"GEARMAN_SERVER": ","}, "gearman: GEARMAN_SERVER=',' names no server"),
+        (["-h", "a..b"], {}, "gearman: no server could be reached: a..b:4730 (bad host name: a..b)"),
+        (["-h", "x" * 64], {}, f"gearman: no server could be reached: {'x' * 64}:4730 (bad host name: "),
+        (
+            ["-h", "127.0.0.1", "-p", str(refused)],
+            {},
+            f"gearman: no server could be reached: 127.0.0.1:{refused} (Connection refused)",
+        ),
+        (["-i", str(missing)], {}, f"gearman: -i {missing}: cannot write the pid file: No such file or directory"),
+        (["-d", "-w", "-i", str(missing)], {}, f"gearman: -i {missing}: cannot write the pid file: No such file"),
+        (["-S"], {}, "gearman: SSL (-S) is not supported by this client"),
+    ]
+    for args, env, expected in cases:
+        assert one_line(cli(*args, "-f", "fn", "-s", env=env)).startswith(expected), (args, env)
+    assert one_line(cli("-f", "", "-s")) == "gearman: -f: a function name cannot be empty\n"
+    with open(tmp_path / "write-only", "wb") as write_only:  # a standard input that cannot be read
+        result = cli("-h", "127.0.0.1", "-p", str(refused), "-f", "fn", stdin=write_only)
+    assert one_line(result) == "gearman: cannot read standard input: Bad file descriptor\n"
+    assert not missing.parent.exists()
+
+
+def test_names_and_unique_keys_that_are_not_utf8(server: RunningServer, workers: Callable[..., WorkerThread]) -> None:
+    fn = fname("bytes").encode() + b"\xff"
+    seen: queue.Queue[tuple[bytes, bytes]] = queue.Queue()
+    workers(server.address, {fn: lambda job: seen.put((job._function, job._unique)) or b"ok"})  # type: ignore[dict-item]
+    result = cli("-h", server.host, "-p", str(server.port), b"-f", fn, b"-u", b"key\xfe", b"data")
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"ok", b"")
+    assert seen.get(timeout=TIMEOUT) == (fn, b"key\xfe")  # the bytes of argv, unchanged
+
+
+def test_server_gone_in_the_middle_of_a_job(gearmand: ServerFactory, workers: Callable[..., WorkerThread]) -> None:
+    server, fn = gearmand(), fname("gone")
+    running, release = threading.Event(), threading.Event()
+
+    def hold(job: Job) -> bytes:
+        running.set()
+        release.wait(TIMEOUT)
+        return b"too late"
+
+    workers(server.address, {fn: hold})
+    argv = [OUR_GEARMAN, "-h", server.host, "-p", str(server.port), "-f", fn, "-s"]
+    client = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    try:
+        assert running.wait(TIMEOUT)
+        server.stop(signal.SIGKILL)
+        stdout, stderr = client.communicate(timeout=TIMEOUT)
+    finally:
+        release.set()
+        client.kill()
+        client.wait()
+    line = one_line(subprocess.CompletedProcess(argv, client.returncode, stdout, stderr))
+    assert line.startswith(f"gearman: no server could run the job: {server.address} (connection lost: "), line
+
+
+def test_background_job_the_server_refuses(server: RunningServer) -> None:
+    """gearmand's C tool prints the ERROR and exits 0, so a script goes on as if the job were queued;
+    ours exits 1 with the server's text."""
+    fn = fname("full")
+    args = ["-h", server.host, "-p", str(server.port), "-b", "-f", fn]
+    assert cli(*args, "first").returncode == 0
+    assert server.admin(f"maxqueue {fn} 1").startswith("OK")
+    ours = cli(*args, "refused")
+    assert one_line(ours) == "gearman: QUEUE_ERROR: Job queue is full\n"
+    theirs = run(server, "-b", "-f", fn, "refused too", tool=C_GEARMAN)
+    assert theirs.returncode == 0 and b"QUEUE_ERROR:Job queue is full" in theirs.stderr
+    assert f"{fn}\t1\t0\t0" in server.admin("status").splitlines()  # neither was queued
+
+
+def closed_pipe() -> int:
+    """The write end of a pipe whose reader is already gone (`... | head -c0`, deterministic)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    return write_end
+
+
+def test_closed_standard_output_ends_quietly(server: RunningServer, workers: Callable[..., WorkerThread]) -> None:
+    fn = fname("big")
+    workers(server.address, {fn: lambda job: b"x" * 1_000_000})
+    stdout = closed_pipe()
+    try:
+        result = cli("-h", server.host, "-p", str(server.port), "-f", fn, "-s", stdout=stdout)
+    finally:
+        os.close(stdout)
+    assert (result.returncode, result.stderr) == (-signal.SIGPIPE, b"")  # as `yes | head -c1`: no message
+
+
+def test_worker_without_command_losing_its_output_gives_the_job_back(
+    server: RunningServer, workers: Callable[..., WorkerThread]
+) -> None:
+    fn = fname("echo-closed")
+    stdout = closed_pipe()
+    try:
+        argv = [OUR_GEARMAN, "-w", "-h", server.host, "-p", str(server.port), "-f", fn]
+        worker = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE, env=ENV)
+    finally:
+        os.close(stdout)
+    try:
+        Client(server.address, timeout=TIMEOUT).do_background(fn, "printed nowhere")
+        assert worker.wait(TIMEOUT) == -signal.SIGPIPE
+        assert worker.stderr is not None and worker.stderr.read() == b""
+    finally:
+        worker.kill()
+        worker.wait()
+    seen: queue.Queue[bytes] = queue.Queue()
+    workers(server.address, {fn: lambda job: seen.put(job.workload) or b""})
+    assert seen.get(timeout=TIMEOUT) == b"printed nowhere"  # not failed: run by the next worker
