@@ -92,19 +92,14 @@ class ProsodyServer(DbServer):
 
     # -- set-up
 
-    def prepare(self) -> None:
-        """Write the config and a self-signed certificate for ``localhost``; make the data dir."""
+    def prepare(self, cert_template: Path | None = None) -> None:
+        """Write the config, put a self-signed certificate for ``localhost`` in place (a copy of
+        ``cert_template``'s, else a new one), make the data dir."""
         self.data_dir.mkdir(exist_ok=True)
-        self.cert_dir.mkdir(exist_ok=True)
-        if not self.ca_file.exists():
-            _run(
-                [
-                    _find("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                    "-keyout", str(self.cert_dir / f"{DOMAIN}.key"), "-out", str(self.ca_file),
-                    "-days", "2", "-subj", f"/CN={DOMAIN}", "-addext", f"subjectAltName=DNS:{DOMAIN}",
-                ],
-                "openssl req (self-signed certificate)",
-            )  # fmt: skip
+        if cert_template is not None:
+            shutil.copytree(cert_template, self.cert_dir, dirs_exist_ok=True)
+        else:
+            make_certificate(self.cert_dir)
         self.config_path.write_text(self.config())
 
     def config(self) -> str:
@@ -188,6 +183,30 @@ Component "{ANON_MUC_DOMAIN}" "muc"
             return "(no prosody log)"
 
 
+def make_certificate(directory: Path) -> None:
+    """A self-signed key and certificate for ``localhost`` in ``directory``, where prosody looks for them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    _run(
+        [
+            _find("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+            "-keyout", str(directory / f"{DOMAIN}.key"), "-out", str(directory / f"{DOMAIN}.crt"),
+            "-days", "2", "-subj", f"/CN={DOMAIN}", "-addext", f"subjectAltName=DNS:{DOMAIN}",
+        ],
+        "openssl req (self-signed certificate)",
+    )  # fmt: skip
+
+
+def _cert_template(root: Path) -> Path:
+    """One certificate per session root, copied into each server (an RSA key takes up to a second to make)."""
+    path = root / "certs-template"
+    if not path.exists():
+        staging = root / "certs-template.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        make_certificate(staging)
+        staging.rename(path)
+    return path
+
+
 def start_prosody(
     root: Path,
     accounts: Mapping[str, str] = ACCOUNTS,
@@ -202,7 +221,7 @@ def start_prosody(
         directory = Path(tempfile.mkdtemp(prefix="prosody-", dir=root))
         server = ProsodyServer(directory, free_port(), c2s_rate=c2s_rate, extra_config=extra_config)
         try:
-            server.prepare()
+            server.prepare(_cert_template(root))
             for user, password in accounts.items():
                 server.register(user, password)
             return server.start()  # type: ignore[return-value]

@@ -40,7 +40,7 @@ def run(coro: Coroutine[Any, Any, Any], timeout: float = 60.0) -> Any:
         xmppfixture.close_loop(loop)
 
 
-def test_prosody_listens_on_loopback_only(prosody: ProsodyServer) -> None:
+def test_prosody_serves_on_a_private_loopback_port(prosody: ProsodyServer) -> None:
     assert prosody.running and prosody.host == "127.0.0.1"
     prosody.ping()  # a stream header is answered with <stream:features>
     with socket.socket() as s:  # the port is taken on loopback: nothing else could have it
@@ -157,3 +157,32 @@ def test_a_prosody_that_cannot_start_says_why(xmpp_root: Path) -> None:
     fixture turns into a skip, or a failure under CI=true."""
     with pytest.raises(DbUnavailable, match="prosody cannot start"):
         xmppfixture.start_prosody(xmpp_root, accounts={}, extra_config="this is not lua (")
+
+
+def test_bot_replies_of_the_largest_size_pass_through_prosody_intact(prosody: ProsodyServer) -> None:
+    """What the command layer sends for awkward results (base64 of binary, cut text, a control character
+    made safe) arrives as sent, at the default reply limit: no broken stanza, no stream lost."""
+    from protocols.xmpp import replies
+    from protocols.xmpp.commands import DEFAULT_MAX_REPLY
+
+    texts = [
+        replies.output(bytes(range(256)) * 40, DEFAULT_MAX_REPLY),  # base64, 13.7 KB
+        replies.output(("é" * 20000).encode(), DEFAULT_MAX_REPLY),  # cut at the limit, with its note
+        replies.xml_safe("a\x00b\x1bc"),
+    ]
+    assert all(len(text.encode()) <= DEFAULT_MAX_REPLY for text in texts)
+
+    async def scenario() -> None:
+        bot = await ChatUser(prosody, "bot").start()
+        alice = await ChatUser(prosody, "alice").start()
+        try:
+            for text in texts:
+                bot.send(alice.jid, text)
+                assert (await alice.receive()).body == text
+            bot.send(alice.jid, "still connected")
+            assert (await alice.receive()).body == "still connected"
+        finally:
+            await alice.stop()
+            await bot.stop()
+
+    run(scenario())
