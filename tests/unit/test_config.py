@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import protocols
 from gearman_gateway import config
 from gearman_gateway.config import (
     LEVEL_ORDER,
@@ -760,3 +761,73 @@ def test_our_help_lists_every_option_of_gearmand_1_1_20() -> None:
     ours = run_gearmand("--help").stdout
     missing = [name for name, _ in gearmand_1_1_20_options() if f"--{name}" not in ours]
     assert not missing
+
+
+# ---------------------------------------------------------------------------- frontend options (issue 14)
+
+
+def test_every_frontend_comes_through_the_entry_points() -> None:
+    from importlib.metadata import entry_points
+
+    declared = {ep.name: ep.value for ep in entry_points(group=protocols.ENTRY_POINT_GROUP)}
+    assert declared["binary"] == "protocols.binary:FRONTEND" and declared["http"] == "protocols.http:FRONTEND"
+    assert set(protocols.available()) >= {"binary", "http"}
+    assert not hasattr(protocols, "_BUILT_IN")  # no second, hand-kept list
+
+
+def test_settings_hold_every_installed_frontends_options() -> None:
+    s = Settings()
+    assert set(s.frontend_options) == set(protocols.available())
+    assert s.options("binary") == BinaryOptions() and s.options("http") == HttpOptions()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"http": {"port": 0, "prefix": "/x/"}},  # a block, as in YAML
+        {"http.port": 0, "http.prefix": "/x/"},  # frontend.option keys
+        {"http_port": 0, "http_prefix": "/x/"},  # the flat names Settings had before
+    ],
+)
+def test_make_settings_takes_frontend_options_in_every_spelling(values: dict[str, object]) -> None:
+    s = make_settings({**values, "listen": ["127.0.0.1"]})
+    assert (http(s).port, http(s).prefix, s.listen) == (0, "/x/", ["127.0.0.1"])
+
+
+def test_make_settings_keeps_the_binary_frontends_old_names() -> None:
+    s = make_settings({"port": 0, "max_packet_size": 2048, "max_admin_line": 100})
+    assert (binary(s).port, binary(s).max_packet_size, binary(s).max_admin_line) == (0, 2048, 100)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"http": {"port": 70000}}, "http.port must be 0-65535, not 70000"),
+        ({"http.max_body_size": -1}, "http.max_body_size must be >= 0"),
+        ({"http": {"bogus": 1}}, "unknown setting 'http.bogus'"),
+        ({"nosuch": {"port": 1}}, "unknown setting 'nosuch'"),
+        ({"port": "4730"}, "port must be a whole number, not '4730'"),
+        ({"max_admin_line": 10}, "max_admin_line must be >= 64"),
+    ],
+)
+def test_make_settings_names_frontend_options_as_given(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_settings(values)
+    assert str(caught.value).startswith(message), caught.value
+
+
+def test_the_reactor_is_chosen_from_the_frontends_unless_given() -> None:
+    s = parse_args([])
+    assert s.reactor is None and config.choose_reactor(s) == ("epoll", [])
+    s = parse_args(["--reactor", "twisted-epoll", "-r", "http"])
+    assert config.choose_reactor(s) == ("twisted-epoll", [])
+    assert "twisted-epoll" in config_error(["--reactor", "kqueue"])
+
+
+def test_help_groups_each_frontends_flags_under_its_title() -> None:
+    text = run_gearmand("--help").stdout
+    text = text[text.index("\n\n") :]  # the groups, after the usage lines
+    binary_group = text.index("binary protocol and admin commands")
+    http_group = text.index("http frontend (-r http):")
+    assert binary_group < text.index("-p PORT, --port PORT") < text.index("--max-admin-line BYTES") < http_group
+    assert http_group < text.index("--http-port PORT") < text.index("--http-keepalive-timeout SECONDS")
