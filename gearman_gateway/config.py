@@ -277,9 +277,6 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
-_nonnegative = nonnegative
-
-
 def _wakeup(text: str) -> int | None:
     if text.lower() == "auto":
         return None
@@ -320,7 +317,7 @@ def build_parser(for_file: bool = False) -> argparse.ArgumentParser:
     g.add_argument(
         "-L", "--listen", action="append", metavar="ADDRESS", help="address to listen on; repeatable (default all IPv4)"
     )
-    g.add_argument("-b", "--backlog", type=_nonnegative, help="listen backlog (default 32)")
+    g.add_argument("-b", "--backlog", type=nonnegative, help="listen backlog (default 32)")
     g.add_argument(
         "-r",
         "--protocol",
@@ -349,11 +346,11 @@ def build_parser(for_file: bool = False) -> argparse.ArgumentParser:
     )
     g.add_argument("-v", action="count", dest="more_verbose", help="one level more verbose; repeatable")
     g.add_argument("-u", "--user", help="switch to this user after binding the ports")
-    g.add_argument("-t", "--threads", type=_nonnegative, help="accepted for compatibility; ignored")
+    g.add_argument("-t", "--threads", type=nonnegative, help="accepted for compatibility; ignored")
     g.add_argument(
         "-f",
         "--file-descriptors",
-        type=_nonnegative,
+        type=nonnegative,
         dest="file_descriptors",
         metavar="N",
         help="open files to allow (RLIMIT_NOFILE; default: raise to the hard limit)",
@@ -395,7 +392,7 @@ def build_parser(for_file: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--job-handle-prefix", dest="job_handle_prefix", metavar="PREFIX", help="default H:<hostname>")
     g.add_argument("--exceptions", action="store_true", help="turn on the exceptions option for every client")
     g.add_argument("-R", "--round-robin", action="store_true", dest="round_robin", help="accepted; always fair")
-    g.add_argument("--hashtable-buckets", type=_nonnegative, dest="hashtable_buckets", help="accepted; ignored")
+    g.add_argument("--hashtable-buckets", type=nonnegative, dest="hashtable_buckets", help="accepted; ignored")
     g = p.add_argument_group("durable queue (see docs/persistence.md)")
     g.add_argument(
         "--data-dir",
@@ -424,7 +421,7 @@ def build_parser(for_file: bool = False) -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--fail-retries",
-        type=_nonnegative,
+        type=nonnegative,
         dest="r:retries",
         metavar="N",
         help="run a background job a worker failed (WORK_FAIL/EXCEPTION) up to N more times (default 0)",
@@ -450,14 +447,14 @@ def build_parser(for_file: bool = False) -> argparse.ArgumentParser:
     g = p.add_argument_group("limits")
     g.add_argument(
         "--max-connections",
-        type=_nonnegative,
+        type=nonnegative,
         dest="max_connections",
         metavar="N",
         help="refuse connections beyond N (default 0: unlimited)",
     )
     g.add_argument(
         "--max-output-buffer",
-        type=_nonnegative,
+        type=nonnegative,
         dest="max_output_buffer",
         metavar="BYTES",
         help="close a peer that stops reading once this much is queued for it (default 256 MiB)",
