@@ -61,6 +61,8 @@ class AdminControls:
     verbose_level: Callable[[], str]
     allow_remote_shutdown: bool = False
     store_status: Callable[[], dict[str, Any]] | None = None  # the durable store's health, if any
+    # every frontend: name, state, addresses ("host:port"), detail (Server.frontend_states)
+    frontend_states: Callable[[], list[dict[str, Any]]] | None = None
 
 
 class Admin:
@@ -142,6 +144,12 @@ class Admin:
                 for job in list(self.scheduler.poison_jobs)
             ]
             return b"".join(lines) + LIST_END
+        if what == [b"frontends"]:  # beyond gearmand: name TAB state TAB addresses, or what it connects to
+            lines = []
+            for frontend in self.frontend_states():
+                where = " ".join(frontend["addresses"]) or frontend["detail"]
+                lines.append(f"{frontend['name']}\t{frontend['state']}\t{where}\n".encode())
+            return b"".join(lines) + LIST_END
         if what == [b"store"]:
             status = self.store_status()
             lines = [b"%s\t%s\n" % (key.encode(), _value(value)) for key, value in status.items()]
@@ -152,6 +160,9 @@ class Admin:
         if self.controls.store_status is None:
             return {"backend": "memory", "state": "up", "durable": False}
         return self.controls.store_status()
+
+    def frontend_states(self) -> list[dict[str, Any]]:
+        return self.controls.frontend_states() if self.controls.frontend_states is not None else []
 
     def _dead_letter_action(self, words: list[bytes], action: Callable[[bytes], bool]) -> bytes:
         """`requeue dead HANDLE|all`, `delete dead HANDLE|all` (beyond gearmand: its failed jobs vanish)."""

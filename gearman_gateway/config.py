@@ -4,16 +4,20 @@ gearmand-compatible command-line options.
 Precedence: built-in defaults < YAML file < ``--config-file`` < command line. Every problem becomes a
 ``ConfigError`` with one clear sentence that names the setting as the user wrote it (``http.port`` in YAML,
 ``--http-port`` on the command line); ``gearmand`` prints it on one line and exits with status 2.
+
+This module holds the server-wide settings. Each frontend declares its own options (protocols/options.py):
+the command line, the YAML map, make_settings and the checks are assembled here from every frontend of
+the registry, and ``Settings.frontend_options`` holds one options object per installed frontend.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import os
 import re
-import socket
 import types
 import typing
 from collections.abc import Callable
@@ -26,6 +30,7 @@ import yaml
 import protocols
 from gearman_gateway import stores
 from gearman_gateway.version import SERVER_VERSION
+from protocols.options import Declared, OptionError, declared, nonnegative
 
 #: gearmand's verbosity names, mapped onto Python logging levels (NOTICE sits between INFO and WARNING).
 LEVELS: dict[str, int] = {
@@ -39,8 +44,12 @@ LEVELS: dict[str, int] = {
     "DEBUG": logging.DEBUG,
 }
 LEVEL_ORDER = ["FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG"]
-#: Event loops gearmand can run on (gearman_gateway/reactor.py).
-REACTORS = ("epoll", "asyncio", "uvloop")
+#: Event loops gearmand can run on (gearman_gateway/reactor.py), each with the kind of reactor it is: a
+#: frontend that needs one kind (``Frontend.reactor``) runs on any reactor of that kind.
+REACTOR_KINDS: dict[str, str] = {"epoll": "epoll", "twisted-epoll": "epoll", "asyncio": "asyncio", "uvloop": "asyncio"}
+REACTORS = tuple(REACTOR_KINDS)
+#: The reactor gearmand runs on unless told or an enabled frontend needs another kind.
+DEFAULT_REACTOR = "epoll"
 #: gearmand reads this file of options when it exists (its --config-file default); a missing one is no error.
 DEFAULT_CONFIG_FILE = "/etc/gearmand.conf"
 #: gearmand's TLS options: accepted, but refused until TLS lands (issue 18) rather than serving plaintext.
@@ -66,21 +75,20 @@ class ConfigError(ValueError):
     pass
 
 
+def default_frontend_options() -> dict[str, Any]:
+    """Every installed frontend's options with their defaults."""
+    return {name: frontend.options_type() for name, frontend in protocols.available().items()}
+
+
 @dataclass
 class Settings:
-    # listening
-    port: int = 4730
+    # listening (a frontend's own port is one of its options)
     listen: list[str] = field(default_factory=list)  # empty: all IPv4 interfaces
     backlog: int = 32
     endpoints: dict[str, list[str]] = field(default_factory=dict)  # frontend -> Twisted endpoint strings
     frontends: list[str] = field(default_factory=lambda: ["binary"])
-    http_port: int = 8080
-    # http frontend (protocols/http, docs/http.md)
-    http_request_timeout: float = 30.0  # seconds a request waits for a worker to take its job (504); 0: forever
-    http_max_body_size: int = 64 * 1024 * 1024  # larger request bodies get 413
-    http_prefix: str = "/_gearman/"  # our JSON, metrics and dashboard live here; gearmand reads it as a function
-    http_token: str | None = None  # bearer token required under http_prefix; None: open
-    http_keepalive_timeout: float = 60.0  # idle keep-alive connections are closed after this; 0: never
+    # frontend name -> its options (protocols/<name>/options.py), for every installed frontend
+    frontend_options: dict[str, Any] = field(default_factory=default_frontend_options)
     # process
     daemon: bool = False
     pid_file: str | None = None
@@ -89,7 +97,7 @@ class Settings:
     user: str | None = None
     threads: int = 4  # accepted for gearmand compatibility; one reactor thread does all the work
     file_descriptors: int = 0  # RLIMIT_NOFILE to ask for; 0 keeps the system's
-    reactor: str = "epoll"  # epoll (ours, the fastest: docs/performance.md), asyncio, uvloop
+    reactor: str | None = None  # REACTORS; None: epoll, or the kind an enabled frontend needs (choose_reactor)
     # durable queue (gearman_gateway/stores, docs/persistence.md)
     queue_type: str = "sqlite"  # memory, sqlite, postgres, mysql, redis (gearmand's names too)
     data_dir: str = field(default_factory=lambda: default_data_dir())  # where the sqlite file lives
@@ -109,9 +117,7 @@ class Settings:
     keepalive_idle: int = -1
     keepalive_interval: int = -1
     keepalive_count: int = -1
-    # limits
-    max_packet_size: int = 64 * 1024 * 1024
-    max_admin_line: int = 8192
+    # limits (the binary protocol's own are among its options)
     max_connections: int = 0  # 0: limited only by file descriptors
     max_output_buffer: int = 256 * 1024 * 1024
     # admin and shutdown
@@ -123,20 +129,18 @@ class Settings:
     def log_level(self) -> int:
         return LEVELS[self.verbose]
 
+    def options(self, frontend: str) -> Any:
+        """A frontend's options (``settings.options("http").port``)."""
+        return self.frontend_options[frontend]
 
-# YAML keys: nested groups map to flat Settings fields.
-_YAML_KEYS: dict[str, str] = {
-    "port": "port",
+
+# YAML keys of the server-wide settings: nested groups map to flat Settings fields. The frontends' keys are
+# added from their declarations (_yaml_keys).
+_SERVER_YAML_KEYS: dict[str, str] = {
     "listen": "listen",
     "backlog": "backlog",
     "endpoints": "endpoints",
     "frontends": "frontends",
-    "http.port": "http_port",
-    "http.request_timeout": "http_request_timeout",
-    "http.max_body_size": "http_max_body_size",
-    "http.prefix": "http_prefix",
-    "http.token": "http_token",
-    "http.keepalive_timeout": "http_keepalive_timeout",
     "daemon": "daemon",
     "pid_file": "pid_file",
     "log_file": "log_file",
@@ -160,32 +164,69 @@ _YAML_KEYS: dict[str, str] = {
     "keepalive.idle": "keepalive_idle",
     "keepalive.interval": "keepalive_interval",
     "keepalive.count": "keepalive_count",
-    "limits.max_packet_size": "max_packet_size",
-    "limits.max_admin_line": "max_admin_line",
     "limits.max_connections": "max_connections",
     "limits.max_output_buffer": "max_output_buffer",
     "admin.allow_remote_shutdown": "allow_remote_shutdown",
     "shutdown.graceful_timeout": "graceful_timeout",
 }
 #: each durable backend's options: ``queue.<backend>`` (a mapping, checked against stores.OPTIONS)
-_YAML_KEYS.update({f"queue.{backend}": f"queue_options.{backend}" for backend in stores.OPTIONS if backend != "memory"})
-#: a field's name as the YAML file spells it, for messages
-_YAML_NAMES = {target: key for key, target in _YAML_KEYS.items()}
-
-# YAML keys whose value is a mapping taken whole
-_DICT_KEYS = (
-    "endpoints",
-    "retries",
-    *(key for key, target in _YAML_KEYS.items() if target.startswith("queue_options.")),
+_SERVER_YAML_KEYS.update(
+    {f"queue.{backend}": f"queue_options.{backend}" for backend in stores.OPTIONS if backend != "memory"}
 )
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+@functools.cache
+def frontend_declarations() -> dict[str, Declared]:
+    """Every installed frontend's options by key (``http.port``), checked not to take a name the server or
+    another frontend uses."""
+    found: dict[str, Declared] = {}
+    taken = {**{key: "the server" for key in _SERVER_YAML_KEYS}, **{f: "the server" for f in _server_fields()}}
+    flags: dict[str, str] = {}
+    for name, frontend in protocols.available().items():
+        for item in declared(name, frontend.options_type):
+            for spelling in (item.yaml, item.alias):
+                if spelling in taken and taken[spelling] != name:
+                    raise ConfigError(f"the {name} frontend's option {spelling!r} is taken by {taken[spelling]}")
+                taken[spelling] = name
+            for flag in item.flags:
+                if flag in flags:
+                    raise ConfigError(f"the {name} frontend's flag {flag} is taken by the {flags[flag]} frontend")
+                flags[flag] = name
+            found[item.key] = item
+    return found
+
+
+def _server_fields() -> list[str]:
+    return [f.name for f in dataclasses.fields(Settings) if f.name != "frontend_options"]
+
+
+def _yaml_keys() -> dict[str, str]:
+    """YAML key -> key in make_settings' values (a Settings field, or ``frontend.option``)."""
+    return {**_SERVER_YAML_KEYS, **{item.yaml: key for key, item in frontend_declarations().items()}}
+
+
+def _yaml_names() -> dict[str, str]:
+    """A value's key -> the YAML key that sets it, for messages."""
+    return {target: key for key, target in _yaml_keys().items()}
+
+
+def _dict_keys() -> set[str]:
+    """YAML keys whose value is a mapping taken whole."""
+    whole = {"endpoints", "retries", *(k for k, t in _SERVER_YAML_KEYS.items() if t.startswith("queue_options."))}
+    whole.update(item.yaml for item in frontend_declarations().values() if _origin(item.hint) is dict)
+    return whole
+
+
+def _origin(hint: Any) -> Any:
+    return typing.get_origin(hint) or hint
+
+
+def _flatten(data: dict[str, Any], whole: set[str], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
         path = f"{prefix}{key}"
-        if isinstance(value, dict) and path not in _DICT_KEYS:
-            flat.update(_flatten(value, path + "."))
+        if isinstance(value, dict) and path not in whole:
+            flat.update(_flatten(value, whole, path + "."))
         else:
             flat[path] = value
     return flat
@@ -204,10 +245,11 @@ def load_yaml(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of keys")
     values: dict[str, Any] = {}
-    for key, value in _flatten(data).items():
-        if key not in _YAML_KEYS:
+    keys = _yaml_keys()
+    for key, value in _flatten(data, _dict_keys()).items():
+        if key not in keys:
             raise ConfigError(f"config file {path}: unknown key {key!r}")
-        target = _YAML_KEYS[key]
+        target = keys[key]
         if target.startswith("queue_options."):
             if value is not None and not isinstance(value, dict):
                 raise ConfigError(f"config file {path}: {key} must be a mapping of options")
@@ -235,34 +277,14 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
-def _nonnegative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
-
-
 def _wakeup(text: str) -> int | None:
     if text.lower() == "auto":
         return None
-    return _nonnegative(text)
+    return nonnegative(text)
 
 
-def _port(text: str) -> int:
-    """A number or a service name from /etc/services, as gearmand accepts."""
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return socket.getservbyname(text, "tcp")
-        except OSError:
-            raise ValueError(text) from None
-
-
-# argparse names the type in its message: "invalid non-negative integer value: '-1'"
-_nonnegative.__name__ = "non-negative integer"
+# argparse names the type in its message: "invalid 'auto' or non-negative integer value: '-1'"
 _wakeup.__name__ = "'auto' or non-negative integer"
-_port.__name__ = "port number or service name"
 
 
 def build_parser(for_file: bool = False) -> argparse.ArgumentParser:
@@ -291,60 +313,25 @@ def build_parser(for_file: bool = False) -> argparse.ArgumentParser:
         )
         g.add_argument("--check-args", action="store_true", dest="check_args", help="validate options and exit")
     g.add_argument("--config", metavar="FILE", dest="config", help="YAML configuration file")
-    g = p.add_argument_group("listening")
-    g.add_argument("-p", "--port", type=_port, help="binary and admin port (default 4730)")
+    g = p.add_argument_group("listening (every frontend; each has its own port below)")
     g.add_argument(
         "-L", "--listen", action="append", metavar="ADDRESS", help="address to listen on; repeatable (default all IPv4)"
     )
-    g.add_argument("-b", "--backlog", type=_nonnegative, help="listen backlog (default 32)")
+    g.add_argument("-b", "--backlog", type=nonnegative, help="listen backlog (default 32)")
     g.add_argument(
         "-r",
         "--protocol",
         action="append",
         dest="protocols",
         metavar="NAME",
-        help="enable another protocol frontend (e.g. http); repeatable",
+        help="enable another protocol frontend (installed: " + ", ".join(protocols.available()) + "); repeatable",
     )
     g = p.add_argument_group("TLS (not yet supported, issue 18: given any of these, the server refuses to start)")
     g.add_argument("--ssl", action="store_true", help="TLS on the binary port")
     g.add_argument("--ssl-ca-file", dest="ssl_ca_file", metavar="FILE", help="CA certificates to verify clients with")
     g.add_argument("--ssl-certificate", dest="ssl_certificate", metavar="FILE", help="the server's certificate")
     g.add_argument("--ssl-key", dest="ssl_key", metavar="FILE", help="the key of --ssl-certificate")
-    g = p.add_argument_group("http frontend (-r http)")
-    g.add_argument("--http-port", type=_port, dest="http_port", help="HTTP frontend port (default 8080)")
-    g.add_argument(
-        "--http-request-timeout",
-        type=float,
-        dest="http_request_timeout",
-        metavar="SECONDS",
-        help="answer 504 when no worker takes a request's job within this time (default 30; 0: wait forever)",
-    )
-    g.add_argument(
-        "--http-max-body-size",
-        type=_nonnegative,
-        dest="http_max_body_size",
-        metavar="BYTES",
-        help="largest request body; larger ones get 413 (default 64 MiB)",
-    )
-    g.add_argument(
-        "--http-prefix",
-        dest="http_prefix",
-        metavar="PATH",
-        help="path of the JSON API, metrics and dashboard (default /_gearman/)",
-    )
-    g.add_argument(
-        "--http-token",
-        dest="http_token",
-        metavar="TOKEN",
-        help="bearer token required under --http-prefix (default: none; prefer the config file)",
-    )
-    g.add_argument(
-        "--http-keepalive-timeout",
-        type=float,
-        dest="http_keepalive_timeout",
-        metavar="SECONDS",
-        help="close idle keep-alive connections after this (default 60; 0: never)",
-    )
+    _add_frontend_groups(p)
     g = p.add_argument_group("process")
     g.add_argument("-d", "--daemon", action="store_true", help="detach into the background")
     g.add_argument("-P", "--pid-file", dest="pid_file", metavar="FILE", help="write the process id here")
@@ -359,11 +346,11 @@ def build_parser(for_file: bool = False) -> argparse.ArgumentParser:
     )
     g.add_argument("-v", action="count", dest="more_verbose", help="one level more verbose; repeatable")
     g.add_argument("-u", "--user", help="switch to this user after binding the ports")
-    g.add_argument("-t", "--threads", type=_nonnegative, help="accepted for compatibility; ignored")
+    g.add_argument("-t", "--threads", type=nonnegative, help="accepted for compatibility; ignored")
     g.add_argument(
         "-f",
         "--file-descriptors",
-        type=_nonnegative,
+        type=nonnegative,
         dest="file_descriptors",
         metavar="N",
         help="open files to allow (RLIMIT_NOFILE; default: raise to the hard limit)",
@@ -372,8 +359,9 @@ def build_parser(for_file: bool = False) -> argparse.ArgumentParser:
         "--reactor",
         type=str.lower,
         metavar="NAME",
-        help="event loop: " + ", ".join(REACTORS) + " (default epoll, the fastest; asyncio and uvloop run "
-        "Twisted on an asyncio loop; uvloop must be installed)",
+        help="event loop: " + ", ".join(REACTORS) + " (default epoll, ours and the fastest, or asyncio when an "
+        "enabled frontend needs it; twisted-epoll is Twisted's own epoll reactor; asyncio and uvloop run Twisted "
+        "on an asyncio loop; uvloop must be installed)",
     )
     g.add_argument("--syslog", action="store_true", help="accepted for compatibility; ignored (logs go to -l)")
     g.add_argument("--coredump", action="store_true", help="accepted for compatibility; ignored")
@@ -404,7 +392,7 @@ def build_parser(for_file: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--job-handle-prefix", dest="job_handle_prefix", metavar="PREFIX", help="default H:<hostname>")
     g.add_argument("--exceptions", action="store_true", help="turn on the exceptions option for every client")
     g.add_argument("-R", "--round-robin", action="store_true", dest="round_robin", help="accepted; always fair")
-    g.add_argument("--hashtable-buckets", type=_nonnegative, dest="hashtable_buckets", help="accepted; ignored")
+    g.add_argument("--hashtable-buckets", type=nonnegative, dest="hashtable_buckets", help="accepted; ignored")
     g = p.add_argument_group("durable queue (see docs/persistence.md)")
     g.add_argument(
         "--data-dir",
@@ -433,7 +421,7 @@ def build_parser(for_file: bool = False) -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--fail-retries",
-        type=_nonnegative,
+        type=nonnegative,
         dest="r:retries",
         metavar="N",
         help="run a background job a worker failed (WORK_FAIL/EXCEPTION) up to N more times (default 0)",
@@ -458,29 +446,15 @@ def build_parser(for_file: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--keepalive-count", type=int, dest="keepalive_count", metavar="N")
     g = p.add_argument_group("limits")
     g.add_argument(
-        "--max-packet-size",
-        type=_nonnegative,
-        dest="max_packet_size",
-        metavar="BYTES",
-        help="largest packet body accepted (default 64 MiB)",
-    )
-    g.add_argument(
-        "--max-admin-line",
-        type=_nonnegative,
-        dest="max_admin_line",
-        metavar="BYTES",
-        help="longest admin command line (default 8192)",
-    )
-    g.add_argument(
         "--max-connections",
-        type=_nonnegative,
+        type=nonnegative,
         dest="max_connections",
         metavar="N",
         help="refuse connections beyond N (default 0: unlimited)",
     )
     g.add_argument(
         "--max-output-buffer",
-        type=_nonnegative,
+        type=nonnegative,
         dest="max_output_buffer",
         metavar="BYTES",
         help="close a peer that stops reading once this much is queued for it (default 256 MiB)",
@@ -501,10 +475,39 @@ def build_parser(for_file: bool = False) -> argparse.ArgumentParser:
     return p
 
 
+#: How an option's flag parses its text when the option does not say: by the field's type.
+_PARSE_BY_TYPE: dict[Any, Callable[[str], Any]] = {int: int, float: float, str: str}
+
+
+def _add_frontend_groups(parser: argparse.ArgumentParser) -> None:
+    """One group per installed frontend that has flags, under the frontend's title."""
+    by_frontend: dict[str, list[Declared]] = {}
+    for item in frontend_declarations().values():
+        if item.flags:
+            by_frontend.setdefault(item.frontend, []).append(item)
+    for name, items in by_frontend.items():
+        frontend = protocols.load(name)
+        group = parser.add_argument_group(frontend.title or f"{name} frontend (-r {name})")
+        for item in items:
+            kinds = [k for k in typing.get_args(item.hint) if k is not type(None)] or [item.hint]
+            if kinds == [bool]:
+                group.add_argument(*item.flags, action="store_true", dest=item.key, help=item.help)
+                continue
+            parse = item.parse or _PARSE_BY_TYPE.get(_origin(kinds[0]), str)
+            metavar = item.metavar or item.field.upper()
+            group.add_argument(*item.flags, type=parse, dest=item.key, metavar=metavar, help=item.help)
+
+
 #: gearmand's queue options: (option, backend, our option name, type); gearmand's table and prefix
 #: options name the table that --import-gearmand-queue reads.
 _QUEUE_OPTIONS = [
-    ("--libsqlite3-db", "sqlite", "path", str, "sqlite: the database file (default DATA_DIR/queue-PORT.sqlite3, one per port)"),
+    (
+        "--libsqlite3-db",
+        "sqlite",
+        "path",
+        str,
+        "sqlite: the database file (default DATA_DIR/queue-PORT.sqlite3, one per port)",
+    ),
     ("--libpq-conninfo", "postgres", "conninfo", str, "postgres: libpq connection string"),
     ("--mysql-host", "mysql", "host", str, "mysql: server host (default localhost)"),
     ("--mysql-port", "mysql", "port", int, "mysql: server port (default 3306)"),
@@ -598,7 +601,8 @@ def parse_args(argv: list[str]) -> Settings:
     labels: dict[str, str] = {}
     if "config" in given:
         values.update(load_yaml(given.pop("config")))
-        labels.update({name: _YAML_NAMES.get(name, name) for name in values})
+        names = _yaml_names()
+        labels.update({name: names.get(name, name) for name in values})
     for name in [key for key in given if key.startswith("q:")]:
         _, backend, option = name.split(":")
         values.setdefault("queue_options", {}).setdefault(backend, {})[option] = given.pop(name)
@@ -609,14 +613,15 @@ def parse_args(argv: list[str]) -> Settings:
         values.setdefault("retries", {}).setdefault("default", {})[name[2:]] = given.pop(name)
         labels[f"retries.default.{name[2:]}"] = _RETRY_FLAGS[name[2:]]
     more_verbose = given.pop("more_verbose", 0)
-    protocols = given.pop("protocols", None)
+    enabled = given.pop("protocols", None)
     for name in IGNORED_OPTIONS:
         given.pop(name, None)
     values.update(given)
-    labels.update({name: _flag(name) for name in given})
-    if protocols:
+    declarations = frontend_declarations()
+    labels.update({name: declarations[name].flag if name in declarations else _flag(name) for name in given})
+    if enabled:
         frontends = list(values.get("frontends", ["binary"]))
-        for name in protocols:
+        for name in enabled:
             if name.lower() not in frontends:
                 frontends.append(name.lower())
         values["frontends"] = frontends
@@ -628,24 +633,68 @@ def parse_args(argv: list[str]) -> Settings:
 
 
 def make_settings(values: dict[str, Any], labels: dict[str, str] | None = None) -> Settings:
-    """A validated Settings from field values (from YAML or code embedding the server). ``labels`` name
-    fields (and retry policy keys) as the user wrote them, for the messages; by default the field name."""
-    names = labels or {}
+    """A validated Settings from values (from YAML or code embedding the server): Settings fields, and
+    frontend options as a block per frontend (``{"http": {"port": 0}}``), as ``frontend.option`` keys or by
+    their flat names (``http_port``, ``port``). ``labels`` name values (and retry policy keys) as the user
+    wrote them, for the messages; by default as they are written in ``values``."""
+    names = dict(labels or {})
+    server, options = _split(values, names)
 
     def label(key: str) -> str:
         return names.get(key, key)
 
-    fields = {f.name: f for f in dataclasses.fields(Settings)}
-    for name in values:
-        if name not in fields:
-            raise ConfigError(f"unknown setting {name!r}")
-    values = {name: value for name, value in values.items() if value is not None}  # null: the default
     hints = typing.get_type_hints(Settings)
-    for name, value in values.items():
+    for name, value in server.items():
         _check_type(name, label(name), value, hints[name])
-    settings = Settings(**values)
+    frontend_options = {}
+    for name, frontend in protocols.available().items():
+        given = options.get(name, {})
+        option_hints = typing.get_type_hints(frontend.options_type)
+        for field_name, value in given.items():
+            _check_type(field_name, label(f"{name}.{field_name}"), value, option_hints[field_name])
+        frontend_options[name] = frontend.options_type(**given)
+    settings = Settings(**server, frontend_options=frontend_options)
     _validate(settings, label)
+    for name, frontend in protocols.available().items():
+        try:
+            frontend.validate(frontend_options[name], lambda field_name, name=name: label(f"{name}.{field_name}"))
+        except OptionError as error:
+            raise ConfigError(str(error)) from None
     return settings
+
+
+def _split(values: dict[str, Any], labels: dict[str, str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """(Settings fields, frontend -> option -> value), without nulls (null: the default). Labels are added
+    for the spellings that are not the key itself (a flat name, a frontend block)."""
+    fields = set(_server_fields())
+    declarations = frontend_declarations()
+    aliases = {item.alias: key for key, item in declarations.items()}
+    frontends = protocols.available()
+    server: dict[str, Any] = {}
+    options: dict[str, dict[str, Any]] = {}
+
+    def put(key: str, value: Any, written: str) -> None:
+        if key not in declarations:
+            raise ConfigError(f"unknown setting {written!r}")
+        labels.setdefault(key, written)
+        if value is not None:
+            item = declarations[key]
+            options.setdefault(item.frontend, {})[item.field] = value
+
+    for name, value in values.items():
+        if name in fields:
+            if value is not None:
+                server[name] = value
+        elif name in declarations:
+            put(name, value, name)
+        elif name in aliases:
+            put(aliases[name], value, name)
+        elif name in frontends and isinstance(value, dict):
+            for option_name, option_value in value.items():
+                put(f"{name}.{option_name}", option_value, f"{name}.{option_name}")
+        else:
+            raise ConfigError(f"unknown setting {name!r}")
+    return server, options
 
 
 #: How a message names what a field may hold.
@@ -729,16 +778,15 @@ def _validate(s: Settings, label: Callable[[str], str] = str) -> None:
         if not ok:
             raise ConfigError(message)
 
-    for name in ("port", "http_port"):
-        value = getattr(s, name)
-        check(isinstance(value, int) and 0 <= value <= 65535, f"{label(name)} must be 0-65535, not {value!r}")
     if isinstance(s.listen, str):
         s.listen = [s.listen]
     check(isinstance(s.listen, list), f"{label('listen')} must be a list of addresses")
-    s.reactor = str(s.reactor).lower()
-    check(
-        s.reactor in REACTORS, f"{label('reactor')}: unknown reactor {s.reactor!r} (use one of {', '.join(REACTORS)})"
-    )
+    if s.reactor is not None:
+        s.reactor = str(s.reactor).lower()
+        check(
+            s.reactor in REACTORS,
+            f"{label('reactor')}: unknown reactor {s.reactor!r} (use one of {', '.join(REACTORS)})",
+        )
     s.verbose = str(s.verbose).upper()
     check(s.verbose in LEVELS, f"{label('verbose')}: unknown level {s.verbose!r} (use one of {', '.join(LEVEL_ORDER)})")
     try:
@@ -757,28 +805,42 @@ def _validate(s: Settings, label: Callable[[str], str] = str) -> None:
         s.worker_wakeup = None
     check(s.worker_wakeup is None or s.worker_wakeup >= 0, f"{label('worker_wakeup')} must be auto or >= 0")
     check(s.job_retries >= -1, f"{label('job_retries')} must be -1 (unlimited) or more")
-    for name in ("backlog", "max_admin_line", "max_connections", "max_output_buffer", "threads"):
+    for name in ("backlog", "max_connections", "max_output_buffer", "threads"):
         check(getattr(s, name) >= 0, f"{label(name)} must be a whole number >= 0")
-    check(s.max_packet_size >= 1024, f"{label('max_packet_size')} must be >= 1024")
-    check(s.max_admin_line >= 64, f"{label('max_admin_line')} must be >= 64")
-    for name in ("graceful_timeout", "http_request_timeout", "http_keepalive_timeout", "http_max_body_size"):
-        check(getattr(s, name) >= 0, f"{label(name)} must be >= 0")
-    check(
-        s.http_prefix.startswith("/") and s.http_prefix.endswith("/") and len(s.http_prefix) > 2,
-        f"{label('http_prefix')} must start and end with '/' and name something, not {s.http_prefix!r}",
-    )
-    check(
-        s.http_prefix.isascii() and s.http_prefix.isprintable() and " " not in s.http_prefix,
-        f"{label('http_prefix')} must be printable ASCII without spaces, not {s.http_prefix!r}",
-    )
-    check(
-        s.http_token is None or (s.http_token != "" and s.http_token.isascii() and s.http_token.isprintable()),
-        f"{label('http_token')} must be printable ASCII text",
-    )
+    check(s.graceful_timeout >= 0, f"{label('graceful_timeout')} must be >= 0")
     if s.job_handle_prefix is not None:
         check(0 < len(s.job_handle_prefix.encode()) <= 52, f"{label('job_handle_prefix')} must be 1 to 52 bytes")
     check(isinstance(s.frontends, list) and bool(s.frontends), f"{label('frontends')} must be a non-empty list")
     s.frontends = [str(f).lower() for f in s.frontends]
     known = protocols.available()
     for name in s.frontends:
-        check(name in known, f"unknown protocol {name!r} (available: {', '.join(sorted(known))})")
+        check(name in known, protocols.unknown_message(name))
+    choose_reactor(s, label)
+
+
+def choose_reactor(s: Settings, label: Callable[[str], str] = str) -> tuple[str, list[str]]:
+    """The reactor to install, and the enabled frontends that chose it: the one given (it must be of the kind
+    every enabled frontend needs), else the kind's default (asyncio's for a frontend that needs asyncio), else
+    epoll. Read before the reactor is installed (cli/gearmand.py)."""
+    needs = {name: protocols.load(name).reactor for name in s.frontends}
+    needs = {name: kind for name, kind in needs.items() if kind is not None}
+    for name, kind in needs.items():
+        if kind not in REACTOR_KINDS.values():
+            raise ConfigError(f"the {name} frontend needs a {kind!r} reactor, which gearmand does not have")
+    kinds = sorted(set(needs.values()))
+    if len(kinds) > 1:
+        raise ConfigError(
+            "the enabled frontends need different reactors: "
+            + ", ".join(f"{name} needs {kind}" for name, kind in needs.items())
+        )
+    if not kinds:
+        return s.reactor or DEFAULT_REACTOR, []
+    kind = kinds[0]
+    if s.reactor is not None and REACTOR_KINDS[s.reactor] != kind:
+        fitting = [name for name, of in REACTOR_KINDS.items() if of == kind]
+        frontends = " and ".join(needs)
+        raise ConfigError(
+            f"{label('reactor')} {s.reactor} cannot run the {frontends} frontend, which needs an {kind} reactor "
+            f"(use {' or '.join(fitting)}, or leave the reactor unset)"
+        )
+    return s.reactor or kind, list(needs)

@@ -1,5 +1,5 @@
-"""From settings to the durability pieces: the store (behind its runner), the gearmand import, the
-retry policies for failed background jobs."""
+"""From settings to the durability pieces: the store (behind its runner) and the service that opens,
+replays and closes it, the gearmand import, the retry policies for failed background jobs."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from twisted.application.service import Service
+
 from gearman_gateway.config import Settings
 from gearman_gateway.scheduler.retry import RetryPolicies, RetryPolicy
 from gearman_gateway.stores import GEARMAND_TABLES, Store, StoredJob, StoreError, create_store
 from gearman_gateway.stores.runner import StoreRunner
 
 if TYPE_CHECKING:
+    from gearman_gateway.scheduler import Scheduler
     from gearman_gateway.stores.sqlite_file import QueueFile
 
 log = logging.getLogger("gearman_gateway.store")
@@ -27,8 +30,13 @@ LEGACY_SQLITE_FILE = "queue.sqlite3"
 GEARMAND_PORT = 4730
 
 
+def server_port(settings: Settings) -> int:
+    """The binary frontend's port (gearmand's -p), which tells servers on one host apart."""
+    return settings.options("binary").port
+
+
 def default_sqlite_path(settings: Settings) -> str:
-    return os.path.join(settings.data_dir, SQLITE_FILE.format(port=settings.port))
+    return os.path.join(settings.data_dir, SQLITE_FILE.format(port=server_port(settings)))
 
 
 def store_options(settings: Settings) -> dict[str, Any]:
@@ -52,7 +60,7 @@ def sqlite_queue_file(settings: Settings) -> QueueFile:
         option="--data-dir DIR",
         ours=True,
         legacy=os.path.join(settings.data_dir, LEGACY_SQLITE_FILE),
-        take_over_legacy=settings.port == GEARMAND_PORT,
+        take_over_legacy=server_port(settings) == GEARMAND_PORT,
     )
 
 
@@ -78,6 +86,35 @@ def build_store(settings: Settings, reactor: Any) -> StoreRunner | None:
         make_queue_directory(settings)
         backend.file = sqlite_queue_file(settings)  # type: ignore[attr-defined]
     return StoreRunner(backend, reactor)
+
+
+class StoreService(Service):
+    """The durable store's life in the server's services: opened and replayed into the scheduler when the
+    server starts (after the ports are bound and root is dropped, before the reactor runs, so replayed jobs
+    come before the first client), closed when it stops (pending deletes written, the queue file's lock
+    given up). Stopping comes after the connections have closed: the server stops its services in order."""
+
+    name = "store"
+
+    def __init__(self, runner: StoreRunner, scheduler: Scheduler, settings: Settings) -> None:
+        self.runner = runner
+        self.scheduler = scheduler
+        self.settings = settings
+
+    def startService(self) -> None:  # noqa: N802
+        runner = self.runner
+        runner.open()
+        rows = runner.load()
+        if self.settings.import_gearmand_queue:
+            rows += import_gearmand_rows(runner.backend, self.settings, rows)
+        replayed = self.scheduler.restore(rows)
+        dead = len(self.scheduler.dead_letters)
+        log.log(25, "%s store: replayed %d jobs (%d in the dead-letter list)", runner.name, replayed - dead, dead)
+        super().startService()
+
+    def stopService(self) -> None:  # noqa: N802
+        super().stopService()
+        self.runner.close()
 
 
 def import_gearmand_rows(backend: Store, settings: Settings, existing: list[StoredJob]) -> list[StoredJob]:

@@ -307,13 +307,20 @@ class GatewayReactor(EPollReactor):
 
 
 def install(kind: str = "epoll") -> Any:
-    """Install the reactor named by ``--reactor``: ours (``epoll``), or Twisted's asyncio reactor on the
-    standard asyncio loop or on uvloop (measured slower: docs/performance.md; the binary frontend's end of
-    turn becomes ``callLater(0)`` there). Raises RuntimeError when uvloop is asked for but missing."""
-    if kind == "epoll":
-        reactor = GatewayReactor()
-        from twisted.internet.main import installReactor
+    """Install the reactor named by ``--reactor``: ours (``epoll``); Twisted's own epoll reactor unchanged
+    (``twisted-epoll``: what the integration tests also run on, so that a Twisted upgrade that breaks ours is
+    told apart from one that breaks the server); or Twisted's asyncio reactor on the standard asyncio loop or
+    on uvloop (measured slower: docs/performance.md; the binary frontend's end of turn becomes
+    ``callLater(0)`` there, as on ``twisted-epoll``). Raises RuntimeError when uvloop is asked for but
+    missing."""
+    from twisted.internet.main import installReactor
 
+    if kind == "epoll":
+        reactor: Any = GatewayReactor()
+        installReactor(reactor)
+        return reactor
+    if kind == "twisted-epoll":
+        reactor = EPollReactor()
         installReactor(reactor)
         return reactor
     import asyncio

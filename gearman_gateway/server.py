@@ -1,4 +1,4 @@
-"""The embeddable server: scheduler + enabled frontends on one Twisted reactor.
+"""The embeddable server: scheduler + store + enabled frontends, as Twisted services on one reactor.
 
 from gearman_gateway.config import make_settings
 from gearman_gateway.server import Server
@@ -8,30 +8,80 @@ server.start()                      # binds now; raises if a port is taken
 host, port = server.addresses()["binary"][0]
 ...                                 # run the reactor as your program does
 server.stop()                       # a Deferred; or server.shutdown(graceful=True)
+
+The server is a ``MultiService`` whose children start in this order and stop in the reverse one, each after
+the one before has stopped: the store (opened and replayed), the connections (closed at the stop), then each
+frontend's services (listening, or connecting out). Starting binds first (``privilegedStartService``), then
+opens the store (``startService``); stopping is the services stopping, also when the reactor stops.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from twisted.application.service import MultiService
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet import defer
 
 import protocols
 from gearman_gateway.admin import Admin, AdminControls
 from gearman_gateway.config import LEVEL_ORDER, LEVELS, Settings
 from gearman_gateway.connections import ConnectionRegistry
-from gearman_gateway.durability import build_store, import_gearmand_rows, retry_policies
+from gearman_gateway.durability import StoreService, build_store, retry_policies
 from gearman_gateway.scheduler import Scheduler
 from gearman_gateway.turns import end_of_turn
+from protocols import ReportsState, ServiceState
 from protocols.listening import ListeningService
 
 log = logging.getLogger("gearman_gateway.server")
 NOTICE = LEVELS["NOTICE"]
 #: Longest wait at shutdown for connections to take their last replies.
 CLOSE_TIMEOUT = 2.0
+#: How often the wait for closing connections looks again (a connection's close has no event to wait on).
+CLOSE_POLL = 0.01
+
+
+class OrderedServices(MultiService):
+    """A MultiService that stops its children one after another, last started first, each once the one
+    before has stopped (Twisted's stops them all at once): listeners close before the connections are
+    dropped, and the store closes only after the connections' last effects (their lost jobs) are in."""
+
+    def stopService(self) -> defer.Deferred:  # noqa: N802
+        Service.stopService(self)
+        result: defer.Deferred = defer.succeed(None)
+        for service in reversed(list(self)):
+            result.addCallback(lambda _, service=service: service.stopService())
+            result.addErrback(lambda failure: log.error("stopping a service failed: %s", failure.getErrorMessage()))
+        return result
+
+
+class ConnectionsService(Service):
+    """Every accepted connection, as one service: stopping closes them all (their queued replies still go
+    out) and waits until they are gone, for at most CLOSE_TIMEOUT."""
+
+    name = "connections"
+
+    def __init__(self, connections: ConnectionRegistry, reactor: Any) -> None:
+        self.connections = connections
+        self.reactor = reactor
+
+    def stopService(self) -> defer.Deferred:  # noqa: N802
+        super().stopService()
+        for connection in self.connections:
+            connection.close()
+        done: defer.Deferred = defer.Deferred()
+        deadline = self.reactor.seconds() + CLOSE_TIMEOUT
+
+        def wait_closed() -> None:
+            if len(self.connections) and self.reactor.seconds() < deadline:
+                self.reactor.callLater(CLOSE_POLL, wait_closed)
+            else:
+                done.callback(None)
+
+        wait_closed()
+        return done
 
 
 class Server:
@@ -42,6 +92,8 @@ class Server:
             reactor = default_reactor
         self.settings = settings
         self.reactor = reactor
+        enabled = [protocols.load(name) for name in settings.frontends]
+        _check_reactor(enabled, reactor)
         prefix = settings.job_handle_prefix.encode() if settings.job_handle_prefix else None
         self.store = build_store(settings, reactor)
         self.scheduler = Scheduler(
@@ -62,19 +114,24 @@ class Server:
                 verbose_level=self._verbose_level,
                 allow_remote_shutdown=settings.allow_remote_shutdown,
                 store_status=self.store.describe if self.store is not None else None,
+                frontend_states=self.frontend_states,
             ),
         )
-        self.service = MultiService()
-        self.frontends: dict[str, list[ListeningService]] = {}
+        self.service = OrderedServices()
+        if self.store is not None:
+            StoreService(self.store, self.scheduler, settings).setServiceParent(self.service)
+        ConnectionsService(self.connections, reactor).setServiceParent(self.service)
+        self.frontends: dict[str, list[IService]] = {}
         context = protocols.FrontendContext(settings, self.scheduler, self.admin, self.connections, reactor)
-        for name in settings.frontends:
-            frontend = protocols.load(name)
-            services = frontend.build(context)
-            self.frontends[frontend.name] = services  # type: ignore[assignment]
+        for frontend in enabled:
+            own = dataclasses.replace(context, options=settings.options(frontend.name))
+            services = frontend.build(own)
+            self.frontends[frontend.name] = services
             for service in services:
                 service.setServiceParent(self.service)
-        self.on_stopped: list[Callable[[], None]] = []
         self._stopping = False
+        self._stopped: defer.Deferred | None = None
+        self._stop_waiters: list[defer.Deferred] = []
         self._draining = False
 
     def _verbose_level(self) -> str:
@@ -85,54 +142,70 @@ class Server:
         return "FATAL"
 
     def start(self, after_binding: Callable[[], None] | None = None) -> None:
-        """Bind every frontend's ports, call ``after_binding`` (gearmand drops root there), then open the
-        store and replay its jobs. Nothing is accepted before the reactor runs, so replay still comes
-        before the first client. Raises (StoreError, OSError, ...) when any of it fails: a server never
-        runs half-started."""
-        self.service.startService()
-        if after_binding is not None:
-            after_binding()
-        if self.store is not None:
-            try:
-                self._replay()
-            except BaseException:  # never half-started: stop listening, give the queue file up
-                self.service.stopService()
-                self.store.close()
-                raise
-            self.reactor.addSystemEventTrigger("after", "shutdown", self.store.close)
-
-    def _replay(self) -> None:
-        store = self.store
-        assert store is not None
-        store.open()
-        rows = store.load()
-        if self.settings.import_gearmand_queue:
-            rows += import_gearmand_rows(store.backend, self.settings, rows)
-        replayed = self.scheduler.restore(rows)
-        dead = len(self.scheduler.dead_letters)
-        log.log(NOTICE, "%s store: replayed %d jobs (%d in the dead-letter list)", store.name, replayed - dead, dead)
+        """Bind every frontend's ports (``privilegedStartService``), call ``after_binding`` (gearmand drops
+        root there), then open the store and replay its jobs and start the rest (``startService``). Nothing
+        is accepted before the reactor runs, so replay still comes before the first client. Raises
+        (StoreError, OSError, ...) when any of it fails: a server never runs half-started. Once started, the
+        server stops with the reactor if it has not stopped before."""
+        try:
+            self.service.privilegedStartService()
+            if after_binding is not None:
+                after_binding()
+            self.service.startService()
+        except BaseException:  # never half-started: stop listening, give the queue file up
+            self.stop()
+            if self.store is not None:
+                self.store.close()  # now, not after the listeners' close (which needs the reactor to run)
+            raise
+        self.reactor.addSystemEventTrigger("before", "shutdown", self.stop)
 
     def addresses(self) -> dict[str, list[tuple[str, int]]]:
-        """Bound (host, port) per frontend: with port 0 this is how an embedder learns the port."""
-        return {
-            name: [a for a in (s.address() for s in services) if a is not None]  # type: ignore[attr-defined]
-            for name, services in self.frontends.items()
-        }
+        """Bound (host, port) per frontend that listens (none while it is not listening); frontends that only
+        connect out are not in it. With port 0 this is how an embedder learns the port."""
+        found: dict[str, list[tuple[str, int]]] = {}
+        for name, services in self.frontends.items():
+            listeners = [service for service in services if isinstance(service, ListeningService)]
+            if listeners:
+                found[name] = [address for address in (s.address() for s in listeners) if address is not None]
+        return found
+
+    def frontend_states(self) -> list[dict[str, Any]]:
+        """Every enabled frontend, listening or not: its name, what it is doing (``listening``, ``connected``,
+        ``connecting``, ``stopped``...: several words when its services differ), where it listens
+        (``host:port`` strings) and any detail its services give (whom they connect to)."""
+        found = []
+        for name, services in self.frontends.items():
+            states = [_state_of(service) for service in services]
+            words = list(dict.fromkeys(state.state for state in states)) or ["stopped"]
+            found.append(
+                {
+                    "name": name,
+                    "state": ",".join(words),
+                    "addresses": [_host_port(state.address) for state in states if state.address is not None],
+                    "detail": "; ".join(state.detail for state in states if state.detail and state.address is None),
+                }
+            )
+        return found
 
     def stop(self) -> defer.Deferred:
-        """Stop listening, drop every connection at once (SIGTERM) and close the store, so that another
-        server may open its queue (the sqlite file's lock goes with it)."""
+        """Stop the services: listeners first, then every connection (at once, as SIGTERM does: queued
+        replies still go out), then the store (so that another server may open its queue: the sqlite file's
+        lock goes with it). Each caller gets a Deferred that fires once all of it is done."""
         self._stopping = True
-        result = defer.maybeDeferred(self.service.stopService)
-        store = self.store
-        if store is not None:
+        if self._stopped is None:
+            self._stopped = defer.maybeDeferred(self.service.stopService)
+            self._stopped.addBoth(self._wake_stop_waiters)
+        waiter: defer.Deferred = defer.Deferred()
+        if self._stop_waiters is None:  # already stopped
+            waiter.callback(None)
+        else:
+            self._stop_waiters.append(waiter)
+        return waiter
 
-            def close_store(outcome: Any) -> Any:
-                store.close()
-                return outcome
-
-            result.addBoth(close_store)
-        return result
+    def _wake_stop_waiters(self, outcome: Any) -> None:
+        waiters, self._stop_waiters = self._stop_waiters, None  # type: ignore[assignment]
+        for waiter in waiters:
+            waiter.callback(None)
 
     def shutdown(self, graceful: bool = False) -> None:
         """Stop the process: at once, or after running jobs finish (bounded by graceful_timeout). An
@@ -169,25 +242,32 @@ class Server:
         self._stop_reactor()
 
     def _stop_reactor(self) -> None:
-        """Close every connection, letting queued replies go out, then stop the reactor (once)."""
+        """Stop the services, then the reactor (once)."""
         if self._stopping:
             return
-        self._stopping = True
-        for services in self.frontends.values():
-            for service in services:
-                if service.running:
-                    service.stopService()
-        for connection in self.connections:
-            connection.close()
-        deadline = self.reactor.seconds() + CLOSE_TIMEOUT
+        self.stop().addBoth(lambda _: self.reactor.stop() if self.reactor.running else None)
 
-        def wait_closed() -> None:
-            if len(self.connections) and self.reactor.seconds() < deadline:
-                self.reactor.callLater(0.01, wait_closed)
-                return
-            for callback in self.on_stopped:
-                callback()
-            if self.reactor.running:
-                self.reactor.stop()
 
-        wait_closed()
+def _state_of(service: IService) -> ServiceState:
+    if isinstance(service, ReportsState):
+        return service.frontend_state()
+    return ServiceState("running" if service.running else "stopped")
+
+
+def _host_port(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _check_reactor(frontends: list[Any], reactor: Any) -> None:
+    """A frontend that needs Twisted's asyncio reactor cannot run on another one: say so before anything
+    starts (gearmand installs the right one itself; an embedding program chooses its own)."""
+    for frontend in frontends:
+        if frontend.reactor == "asyncio":
+            from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+            if not isinstance(reactor, AsyncioSelectorReactor):
+                raise RuntimeError(
+                    f"the {frontend.name} frontend needs Twisted's asyncio reactor, not {type(reactor).__name__} "
+                    "(install it with twisted.internet.asyncioreactor.install() before importing the reactor)"
+                )

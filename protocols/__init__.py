@@ -1,16 +1,23 @@
-"""Protocol frontends and their registry (DESIGN.md seam 4).
+"""Protocol frontends and their one registry (docs/architecture.md, "Frontends").
 
-A frontend is one object with a name, a default port and ``build(context)``, which returns the Twisted
-services that listen for it. The built-in ones live in this package; a third-party package adds one
-through the ``gearman_gateway.protocols`` entry-point group. Enabling a frontend is `gearmand -r NAME`
-or the YAML ``frontends:`` list; the scheduler never changes for a new protocol.
+A frontend is one object: a name, its options (a dataclass declared with ``protocols.options.option``,
+which gives it its flags, YAML block and make_settings names), the checks its options need, the reactor
+it needs if any, and ``build(context)``, which returns the Twisted services that serve it: listening on
+ports or connecting out. Every frontend, built-in or not, comes through the ``gearman_gateway.protocols``
+entry-point group (the built-in ones are declared in pyproject.toml); ``gearmand -r NAME`` or the YAML
+``frontends:`` list enables one. The scheduler never changes for a new protocol.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from protocols.options import NoOptions
 
 if TYPE_CHECKING:
     from twisted.application.service import IService
@@ -25,41 +32,126 @@ ENTRY_POINT_GROUP = "gearman_gateway.protocols"
 
 @dataclass
 class FrontendContext:
-    """Everything a frontend may use: settings, the scheduler seam, admin data, the reactor."""
+    """Everything a frontend may use: the server-wide settings, its own options, the scheduler seam, admin
+    data, the connection registry and the reactor."""
 
     settings: Settings
     scheduler: Scheduler
     admin: Admin
     connections: ConnectionRegistry
     reactor: Any
+    options: Any = None  # this frontend's options: an instance of its ``options_type``
 
 
 class Frontend(Protocol):
-    name: str
-    default_port: int
+    """What the registry's entry points name (an instance; ``FrontendBase`` gives the optional parts)."""
 
-    def build(self, context: FrontendContext) -> list[IService]: ...
+    name: str  # as in `-r NAME`, the YAML ``frontends:`` list and its entry point's name
+    title: str  # the heading of its options in `gearmand --help`
+    options_type: type  # a dataclass of fields made with protocols.options.option()
+    reactor: str | None  # the reactor it needs ("asyncio": Twisted's asyncio reactor); None: any
+
+    def validate(self, options: Any, label: Callable[[str], str]) -> None:
+        """Raise protocols.options.OptionError for a bad value; ``label(field)`` names it as written."""
+        ...
+
+    def build(self, context: FrontendContext) -> list[IService]:
+        """The services that serve the frontend; they start and stop with the server. A service that has a
+        ``frontend_state()`` method (returning a ServiceState) says what it is doing in `show frontends`."""
+        ...
 
 
-_BUILT_IN = {"binary": "protocols.binary:FRONTEND", "http": "protocols.http:FRONTEND"}
+class FrontendBase:
+    """Defaults for a frontend's optional parts: no options, any reactor, nothing to check."""
+
+    name = ""
+    title = ""
+    options_type: type = NoOptions
+    reactor: str | None = None
+
+    def validate(self, options: Any, label: Callable[[str], str]) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What one of a frontend's services is doing: ``listening`` (with its address), ``connected``,
+    ``connecting``, ``stopped``...; ``detail`` says more where there is no address (whom it connects to)."""
+
+    state: str
+    address: tuple[str, int] | None = None
+    detail: str = ""
+
+
+@runtime_checkable
+class ReportsState(Protocol):
+    def frontend_state(self) -> ServiceState: ...
 
 
 class UnknownFrontend(LookupError):
     pass
 
 
-def available() -> dict[str, str]:
-    """Frontend name -> 'module:attribute', built-ins first, then installed entry points."""
-    found = dict(_BUILT_IN)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found.setdefault(ep.name, ep.value)
-    return found
+@dataclass(frozen=True)
+class Registry:
+    """Every installed frontend by name, and the entry points that could not be loaded (with why)."""
+
+    frontends: dict[str, Frontend]
+    broken: dict[str, str]
+
+
+@functools.cache
+def registry() -> Registry:
+    """Loaded once per process: the entry points of the installed distributions, sorted by name."""
+    frontends: dict[str, Frontend] = {}
+    broken: dict[str, str] = {}
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
+        name = ep.name.lower()
+        if name in frontends or name in broken:
+            continue  # the same name from a second distribution: the first one wins
+        try:
+            frontend = ep.load()
+        except Exception as error:  # a broken third-party package must not stop the others
+            broken[name] = f"{ep.value}: {type(error).__name__}: {error}"
+            continue
+        problem = _problem(name, frontend)
+        if problem:
+            broken[name] = f"{ep.value}: {problem}"
+        else:
+            frontends[name] = frontend
+    return Registry(frontends, broken)
+
+
+_FRONTEND_PARTS = ("name", "title", "options_type", "reactor", "validate", "build")
+
+
+def _problem(name: str, frontend: Any) -> str:
+    """Why an entry point's object is not a Frontend, or ''."""
+    missing = [part for part in _FRONTEND_PARTS if not hasattr(frontend, part)]
+    if missing:
+        return f"it is not a Frontend (no {', '.join(missing)}; subclass protocols.FrontendBase)"
+    if frontend.name != name:
+        return f"its name is {frontend.name!r}, not {name!r}"
+    if not dataclasses.is_dataclass(frontend.options_type):
+        return "its options_type is not a dataclass"
+    return ""
+
+
+def available() -> dict[str, Frontend]:
+    """Every frontend that can be enabled, by name."""
+    return registry().frontends
 
 
 def load(name: str) -> Frontend:
-    target = available().get(name.lower())
-    if target is None:
-        raise UnknownFrontend(f"unknown protocol {name!r} (available: {', '.join(sorted(available()))})")
-    module_name, _, attribute = target.partition(":")
-    module = __import__(module_name, fromlist=[attribute])
-    return getattr(module, attribute)
+    found = registry()
+    frontend = found.frontends.get(name.lower())
+    if frontend is None:
+        raise UnknownFrontend(unknown_message(name))
+    return frontend
+
+
+def unknown_message(name: str) -> str:
+    found = registry()
+    if name.lower() in found.broken:
+        return f"protocol {name!r} cannot be loaded ({found.broken[name.lower()]})"
+    return f"unknown protocol {name!r} (available: {', '.join(sorted(found.frontends))})"

@@ -1,16 +1,22 @@
-"""Listening on Twisted endpoint strings, as a Service whose bind errors surface at start-up."""
+"""Listening on Twisted endpoint strings: Twisted's ``StreamServerEndpointService``, binding in
+``privilegedStartService`` (before gearmand drops root) and raising there when it cannot, so a server that
+cannot listen fails at start-up with the reason instead of running deaf."""
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
 
-from twisted.application.service import Service
+from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
 
+from protocols import ServiceState
+
 if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
     from protocols import FrontendContext
 
 log = logging.getLogger("gearman_gateway.server")
@@ -35,38 +41,43 @@ def tcp_endpoints(addresses: list[str], port: int, backlog: int) -> list[str]:
     return result
 
 
-class ListeningService(Service):
-    """Listens on one endpoint string. ``startService`` raises if the port cannot be bound, so a server
-    that cannot listen fails at once with the reason instead of running deaf."""
+class ListeningService(StreamServerEndpointService):
+    """Listens on one endpoint string; says where in ``frontend_state``."""
+
+    _raiseSynchronously = True  # Twisted's switch: a failed listen raises out of privilegedStartService
 
     def __init__(self, reactor: Any, description: str, factory: Factory, label: str) -> None:
-        self.reactor = reactor
+        super().__init__(serverFromString(reactor, description), factory)
         self.description = description
-        self.factory = factory
         self.label = label
         self.port: IListeningPort | None = None
 
-    def startService(self) -> None:  # noqa: N802
-        super().startService()
-        result: list[Any] = []
-        serverFromString(self.reactor, self.description).listen(self.factory).addBoth(result.append)
-        outcome = result[0]
-        if not IListeningPort.providedBy(outcome):
-            self.running = False
-            outcome.raiseException()
-        self.port = outcome
-        address = outcome.getHost()
-        log.log(25, "listening for %s on %s:%d", self.label, address.host, address.port)
+    def privilegedStartService(self) -> None:  # noqa: N802
+        super().privilegedStartService()
+        self._waitingForPort.addCallback(self._listening)
 
-    def stopService(self) -> Any:  # noqa: N802
-        super().stopService()
-        if self.port is not None:
-            port, self.port = self.port, None
-            return port.stopListening()
-        return None
+    def _listening(self, port: IListeningPort) -> IListeningPort:
+        self.port = port
+        address = port.getHost()
+        log.log(25, "listening for %s on %s:%d", self.label, address.host, address.port)  # type: ignore[attr-defined]
+        return port
+
+    def stopService(self) -> Deferred | None:  # noqa: N802
+        """Stop listening (once: a graceful shutdown stops the listeners before the rest of the server)."""
+        self.port = None
+        if self._waitingForPort is None:  # never started (another service failed first)
+            self.running = False
+            return None
+        return super().stopService()
 
     def address(self) -> tuple[str, int] | None:
         if self.port is None:
             return None
         host = self.port.getHost()
-        return host.host, host.port
+        return host.host, host.port  # type: ignore[attr-defined]
+
+    def frontend_state(self) -> ServiceState:
+        address = self.address()
+        if address is None:
+            return ServiceState("stopped", detail=self.description)
+        return ServiceState("listening", address)

@@ -12,7 +12,7 @@ import sys
 from gearman_gateway import logs
 from gearman_gateway.allocator import settle_collector, tune_for_large_payloads
 from gearman_gateway.cli.daemon import Daemon
-from gearman_gateway.config import LEVELS, ConfigError, Settings, parse_args
+from gearman_gateway.config import LEVELS, ConfigError, Settings, choose_reactor, parse_args
 from gearman_gateway.durability import sqlite_queue_file
 
 log = logging.getLogger("gearman_gateway.server")
@@ -69,8 +69,11 @@ def run(settings: Settings) -> int:
 
     from gearman_gateway.reactor import install
 
+    kind, needed_by = choose_reactor(settings)  # before the reactor is installed: a frontend may need asyncio
+    if needed_by and settings.reactor is None:
+        log.log(NOTICE, "running on the %s reactor: the %s frontend needs it", kind, " and ".join(needed_by))
     try:
-        reactor = install(settings.reactor)
+        reactor = install(kind)
     except RuntimeError as error:
         message = f"gearmand: cannot start: {error}"
         daemon.report(message)

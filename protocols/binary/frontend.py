@@ -39,6 +39,7 @@ from protocols.connection import FrontendConnection
 
 if TYPE_CHECKING:
     from protocols import FrontendContext
+    from protocols.binary.options import BinaryOptions
 
 log = logging.getLogger("gearman_gateway.binary")
 
@@ -668,10 +669,10 @@ class BinaryFactory(Factory):
     def __init__(self, context: FrontendContext) -> None:
         self.context = context
         self.batch = WriteBatch(context.reactor)
-        settings = context.settings
+        options: BinaryOptions = context.options
         # every connection's while it sends whole packets: an idle worker's then keeps none of its own (80 B),
         # and the decoder stays one type (CPython's attribute caches in the hot path see only one)
-        self.decoder = Decoder(REQ, settings.max_packet_size, settings.max_admin_line)
+        self.decoder = Decoder(REQ, options.max_packet_size, options.max_admin_line)
         self.decoder.shared = True
 
     def buildProtocol(self, addr: object) -> BinaryConnection:  # noqa: N802

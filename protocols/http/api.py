@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from protocols import FrontendContext
+    from protocols.http.options import HttpOptions
 
 JSON = b"application/json"
 _NO_STORE = (b"Cache-Control", b"no-store")
@@ -44,10 +45,10 @@ def json_answer(data: Any, status: int = HTTPStatus.OK) -> Answer:
 
 class HttpApi:
     def __init__(self, context: FrontendContext, stats: metrics.HttpStats | None = None) -> None:
-        settings = context.settings
+        options: HttpOptions = context.options
         self.context = context
-        self.prefix = settings.http_prefix.encode()
-        self.token = settings.http_token.encode() if settings.http_token else None
+        self.prefix = options.prefix.encode()
+        self.token = options.token.encode() if options.token else None
         self.stats = stats if stats is not None else metrics.HttpStats()
         self._routes: dict[bytes, Callable[[], Answer]] = {
             b"": self._dashboard,
@@ -96,7 +97,12 @@ class HttpApi:
     def _status(self) -> Answer:
         snapshot = self.context.admin.snapshot()
         return json_answer(
-            {"version": snapshot["version"], "functions": snapshot["functions"], "poison_jobs": snapshot["poison_jobs"]}
+            {
+                "version": snapshot["version"],
+                "functions": snapshot["functions"],
+                "poison_jobs": snapshot["poison_jobs"],
+                "frontends": self.context.admin.frontend_states(),
+            }
         )
 
     def _workers(self) -> Answer:

@@ -25,6 +25,7 @@ from protocols.http.mapping import Answer, ApiRequest, JobRequest
 if TYPE_CHECKING:
     from protocols import FrontendContext
     from protocols.http.api import HttpApi
+    from protocols.http.options import HttpOptions
 
 log = logging.getLogger("gearman_gateway.http")
 
@@ -49,6 +50,7 @@ class HttpSession:
     def __init__(self, context: FrontendContext, api: HttpApi, transport: Transport) -> None:
         self.context = context
         self.settings = context.settings
+        self.options: HttpOptions = context.options
         self.scheduler = context.scheduler
         self.clock: Any = context.reactor
         self.api = api
@@ -129,7 +131,7 @@ class HttpSession:
             request.method, request.target, request.http_version, request.headers, self.api.prefix
         )
         length = _content_length(request.headers)
-        if length is not None and length > self.settings.http_max_body_size:
+        if length is not None and length > self.options.max_body_size:
             self._too_large()
             return
         if self.conn.they_are_waiting_for_100_continue:
@@ -137,7 +139,7 @@ class HttpSession:
 
     def _request_body(self, data: bytes) -> None:
         self._body_size += len(data)
-        if self._body_size > self.settings.http_max_body_size:
+        if self._body_size > self.options.max_body_size:
             self._too_large()
             return
         if type(self._route) is JobRequest and self._route.with_body:
@@ -166,7 +168,7 @@ class HttpSession:
         self._close()
 
     def _too_large(self) -> None:
-        limit = self.settings.http_max_body_size
+        limit = self.options.max_body_size
         self._busy = True
         self._route = None
         self._body = []
@@ -206,7 +208,7 @@ class HttpSession:
             self.closed = True
             self.transport.abort()
             return
-        timeout = self.settings.http_request_timeout
+        timeout = self.options.request_timeout
         headers = [(b"X-Gearman-Job-Handle", listener.handle)]
         self.respond(mapping.error(HTTPStatus.GATEWAY_TIMEOUT, f"no worker took the job within {timeout:g} s", headers))
 
@@ -290,7 +292,7 @@ class HttpSession:
     # -- idle keep-alive connections
 
     def _arm_idle(self) -> None:
-        timeout = self.settings.http_keepalive_timeout
+        timeout = self.options.keepalive_timeout
         if not timeout:
             return
         timer = self._idle_timer
@@ -365,7 +367,7 @@ class HttpJob:
     # -- the request timeout: only while no worker holds the job
 
     def _arm_timer(self) -> None:
-        timeout = self.session.settings.http_request_timeout
+        timeout = self.session.options.request_timeout
         if timeout:
             self.timer = self.session.clock.callLater(timeout, self._check)
 

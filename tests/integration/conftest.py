@@ -2,6 +2,8 @@
 
 Set GG_TEST_SERVER=/usr/sbin/gearmand to run the same tests against another server
 (Debian's gearmand): useful to check that a test encodes gearmand's behaviour.
+Set GG_TEST_REACTOR=NAME to run our gearmand on that reactor (``--reactor NAME``) unless a test chooses
+one: test_stock_reactor.py runs tests on Twisted's own epoll reactor this way.
 """
 
 from __future__ import annotations
@@ -123,6 +125,7 @@ def _factory(tmp_path: Path, binary: str) -> tuple[ServerFactory, list[RunningSe
             else [
                 "--data-dir",
                 str(tmp_path / f"data-{port}"),  # a private queue file; a test may pass its own
+                *(["--reactor", os.environ["GG_TEST_REACTOR"]] if "GG_TEST_REACTOR" in os.environ else []),
             ]
         )
         args = [binary, "-L", "127.0.0.1", "-p", str(port), "-l", "stderr", *own, *extra]

@@ -22,14 +22,18 @@ from gearman_gateway.config import (
     parse_args,
 )
 from gearman_gateway.version import SERVER_VERSION
+from protocols.binary.options import BinaryOptions
+from protocols.http.options import HttpOptions
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def http_frontend_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Option parsing of `-r http` is tested whether or not the http frontend is installed yet."""
-    monkeypatch.setitem(protocols._BUILT_IN, "http", "protocols.http:FRONTEND")
+def binary(settings: Settings) -> BinaryOptions:
+    return settings.options("binary")
+
+
+def http(settings: Settings) -> HttpOptions:
+    return settings.options("http")
 
 
 def test_unknown_protocol_is_a_config_error() -> None:
@@ -56,11 +60,11 @@ def config_error(argv: list[str]) -> str:
 def test_defaults() -> None:
     s = parse_args([])
     assert s == Settings()
-    assert s.port == 4730
+    assert binary(s).port == 4730
     assert s.listen == []
     assert s.backlog == 32
     assert s.frontends == ["binary"]
-    assert s.http_port == 8080
+    assert http(s).port == 8080
     assert s.daemon is False
     assert s.pid_file is None
     assert s.log_file == "stderr"
@@ -76,8 +80,8 @@ def test_defaults() -> None:
     assert s.hashtable_buckets == 991
     assert s.keepalive is False
     assert (s.keepalive_idle, s.keepalive_interval, s.keepalive_count) == (-1, -1, -1)
-    assert s.max_packet_size == 64 * 1024 * 1024
-    assert s.max_admin_line == 8192
+    assert binary(s).max_packet_size == 64 * 1024 * 1024
+    assert binary(s).max_admin_line == 8192
     assert s.allow_remote_shutdown is False
     assert s.check_args is False
 
@@ -86,11 +90,11 @@ def test_defaults() -> None:
 
 
 def test_port() -> None:
-    assert parse_args(["-p", "4731"]).port == 4731
-    assert parse_args(["--port", "4732"]).port == 4732
-    assert parse_args(["--port=4733"]).port == 4733
-    assert parse_args(["-p4734"]).port == 4734
-    assert parse_args(["-p", "0"]).port == 0
+    assert binary(parse_args(["-p", "4731"])).port == 4731
+    assert binary(parse_args(["--port", "4732"])).port == 4732
+    assert binary(parse_args(["--port=4733"])).port == 4733
+    assert binary(parse_args(["-p4734"])).port == 4734
+    assert binary(parse_args(["-p", "0"])).port == 0
 
 
 def test_listen_is_repeatable() -> None:
@@ -154,7 +158,7 @@ def test_protocol_http_adds_a_frontend() -> None:
     assert parse_args(["-r", "http"]).frontends == ["binary", "http"]
     assert parse_args(["--protocol", "http"]).frontends == ["binary", "http"]
     assert parse_args(["--protocol=HTTP", "-r", "http"]).frontends == ["binary", "http"]
-    assert parse_args(["-r", "http", "--http-port", "8081"]).http_port == 8081
+    assert http(parse_args(["-r", "http", "--http-port", "8081"])).port == 8081
 
 
 @pytest.mark.parametrize("name", ["builtin", "BUILTIN", "Builtin", "memory"])
@@ -205,7 +209,7 @@ def test_a_typical_gearmand_command_line() -> None:
         "-d -p 4730 -L 127.0.0.1 -P /run/gearman/gearmand.pid -l /var/log/gearman-job-server/gearman.log "
         "--verbose=INFO -u gearman -t 4 -q builtin -j 0 -w 0 --job-handle-prefix H:box -r http".split()
     )
-    assert (s.daemon, s.port, s.listen) == (True, 4730, ["127.0.0.1"])
+    assert (s.daemon, binary(s).port, s.listen) == (True, 4730, ["127.0.0.1"])
     assert (s.user, s.queue_type) == ("gearman", "memory")
     assert s.log_file == "/var/log/gearman-job-server/gearman.log"
     assert (s.verbose, s.job_retries, s.worker_wakeup, s.job_handle_prefix) == ("INFO", 0, 0, "H:box")
@@ -296,19 +300,19 @@ endpoints:
 
 def test_yaml_provides_values(tmp_path: Path) -> None:
     s = parse_args(["--config", write(tmp_path, YAML)])
-    assert s.port == 5000
+    assert binary(s).port == 5000
     assert s.listen == ["10.0.0.1"]
     assert s.backlog == 100
     assert s.verbose == "INFO"
     assert s.log_file == "none"
     assert s.queue_type == "memory"
-    assert s.http_port == 8081
+    assert http(s).port == 8081
     assert s.frontends == ["binary", "http"]
     assert (s.keepalive, s.keepalive_idle, s.keepalive_interval, s.keepalive_count) == (True, 30, 5, 3)
     assert s.job_retries == 2
     assert s.worker_wakeup is None
     assert s.job_handle_prefix == "H:yaml"
-    assert (s.max_packet_size, s.max_admin_line, s.max_connections) == (1048576, 4096, 100)
+    assert (binary(s).max_packet_size, binary(s).max_admin_line, s.max_connections) == (1048576, 4096, 100)
     assert s.allow_remote_shutdown is True
     assert s.graceful_timeout == 5
     assert s.endpoints == {"binary": ["tcp:5000:interface=127.0.0.1"]}
@@ -316,20 +320,20 @@ def test_yaml_provides_values(tmp_path: Path) -> None:
 
 def test_load_yaml_maps_nested_keys_to_fields(tmp_path: Path) -> None:
     values = load_yaml(write(tmp_path, "queue:\n  type: builtin\nkeepalive:\n  enabled: true\nport: 1\n"))
-    assert values == {"queue_type": "builtin", "keepalive": True, "port": 1}
+    assert values == {"queue_type": "builtin", "keepalive": True, "binary.port": 1}
     assert make_settings(values).queue_type == "memory"
 
 
 def test_command_line_overrides_yaml(tmp_path: Path) -> None:
     path = write(tmp_path, YAML)
     s = parse_args(["--config", path, "-p", "6000", "-L", "127.0.0.1", "--verbose", "debug", "-w", "0"])
-    assert s.port == 6000
+    assert binary(s).port == 6000
     assert s.listen == ["127.0.0.1"]
     assert s.verbose == "DEBUG"
     assert s.worker_wakeup == 0
     assert s.backlog == 100  # not given on the command line: from the file
     # option order does not matter
-    assert parse_args(["-p", "6001", "--config", path]).port == 6001
+    assert binary(parse_args(["-p", "6001", "--config", path])).port == 6001
 
 
 def test_v_counts_from_the_yaml_level(tmp_path: Path) -> None:
@@ -647,21 +651,21 @@ def test_config_file_holds_options_as_on_the_command_line(tmp_path: Path) -> Non
         "gearmand.conf",
     )
     s = parse_args(["--config-file", path])
-    assert (s.port, s.listen, s.verbose, s.job_retries, s.keepalive) == (4731, ["127.0.0.1"], "INFO", 3, True)
+    assert (binary(s).port, s.listen, s.verbose, s.job_retries, s.keepalive) == (4731, ["127.0.0.1"], "INFO", 3, True)
     assert (s.queue_type, s.queue_options) == ("memcached", {"memcached": {"servers": "127.0.0.1:11300"}})
 
 
 def test_the_command_line_wins_over_the_config_file_option_by_option(tmp_path: Path) -> None:
     path = write(tmp_path, "--port=4731 -L 127.0.0.2 -L 127.0.0.3 --backlog 7\n", "gearmand.conf")
     s = parse_args([f"--config-file={path}", "-p", "4732", "-L", "127.0.0.1"])
-    assert (s.port, s.listen, s.backlog) == (4732, ["127.0.0.1"], 7)  # -L given: the file's list is replaced
+    assert (binary(s).port, s.listen, s.backlog) == (4732, ["127.0.0.1"], 7)  # -L given: the file's list is replaced
 
 
 def test_config_file_sits_between_the_yaml_and_the_command_line(tmp_path: Path) -> None:
     yaml_path = write(tmp_path, "port: 5000\nbacklog: 100\nverbose: WARNING\n")
     conf = write(tmp_path, f"--config {yaml_path}\n--port 5001 --verbose DEBUG\n", "gearmand.conf")
     s = parse_args(["--config-file", conf, "--verbose", "INFO"])
-    assert (s.port, s.backlog, s.verbose) == (5001, 100, "INFO")
+    assert (binary(s).port, s.backlog, s.verbose) == (5001, 100, "INFO")
 
 
 @pytest.mark.parametrize(
@@ -694,9 +698,9 @@ def test_a_config_file_given_must_exist_but_the_default_may_be_missing(
 
 def test_the_default_config_file_is_read_when_it_exists(no_default_config_file: Path) -> None:
     no_default_config_file.write_text("--port=4799\n")
-    assert parse_args([]).port == 4799
-    assert parse_args(["-p", "4800"]).port == 4800
-    assert parse_args(["--config-file="]).port == 4730  # '' reads no file
+    assert binary(parse_args([])).port == 4799
+    assert binary(parse_args(["-p", "4800"])).port == 4800
+    assert binary(parse_args(["--config-file="])).port == 4730  # '' reads no file
     no_default_config_file.write_text("--ssl\n")
     assert config_error(["--check-args"]).startswith("TLS is not yet supported")
 
@@ -757,3 +761,73 @@ def test_our_help_lists_every_option_of_gearmand_1_1_20() -> None:
     ours = run_gearmand("--help").stdout
     missing = [name for name, _ in gearmand_1_1_20_options() if f"--{name}" not in ours]
     assert not missing
+
+
+# ---------------------------------------------------------------------------- frontend options (issue 14)
+
+
+def test_every_frontend_comes_through_the_entry_points() -> None:
+    from importlib.metadata import entry_points
+
+    declared = {ep.name: ep.value for ep in entry_points(group=protocols.ENTRY_POINT_GROUP)}
+    assert declared["binary"] == "protocols.binary:FRONTEND" and declared["http"] == "protocols.http:FRONTEND"
+    assert set(protocols.available()) >= {"binary", "http"}
+    assert not hasattr(protocols, "_BUILT_IN")  # no second, hand-kept list
+
+
+def test_settings_hold_every_installed_frontends_options() -> None:
+    s = Settings()
+    assert set(s.frontend_options) == set(protocols.available())
+    assert s.options("binary") == BinaryOptions() and s.options("http") == HttpOptions()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"http": {"port": 0, "prefix": "/x/"}},  # a block, as in YAML
+        {"http.port": 0, "http.prefix": "/x/"},  # frontend.option keys
+        {"http_port": 0, "http_prefix": "/x/"},  # the flat names Settings had before
+    ],
+)
+def test_make_settings_takes_frontend_options_in_every_spelling(values: dict[str, object]) -> None:
+    s = make_settings({**values, "listen": ["127.0.0.1"]})
+    assert (http(s).port, http(s).prefix, s.listen) == (0, "/x/", ["127.0.0.1"])
+
+
+def test_make_settings_keeps_the_binary_frontends_old_names() -> None:
+    s = make_settings({"port": 0, "max_packet_size": 2048, "max_admin_line": 100})
+    assert (binary(s).port, binary(s).max_packet_size, binary(s).max_admin_line) == (0, 2048, 100)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"http": {"port": 70000}}, "http.port must be 0-65535, not 70000"),
+        ({"http.max_body_size": -1}, "http.max_body_size must be >= 0"),
+        ({"http": {"bogus": 1}}, "unknown setting 'http.bogus'"),
+        ({"nosuch": {"port": 1}}, "unknown setting 'nosuch'"),
+        ({"port": "4730"}, "port must be a whole number, not '4730'"),
+        ({"max_admin_line": 10}, "max_admin_line must be >= 64"),
+    ],
+)
+def test_make_settings_names_frontend_options_as_given(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_settings(values)
+    assert str(caught.value).startswith(message), caught.value
+
+
+def test_the_reactor_is_chosen_from_the_frontends_unless_given() -> None:
+    s = parse_args([])
+    assert s.reactor is None and config.choose_reactor(s) == ("epoll", [])
+    s = parse_args(["--reactor", "twisted-epoll", "-r", "http"])
+    assert config.choose_reactor(s) == ("twisted-epoll", [])
+    assert "twisted-epoll" in config_error(["--reactor", "kqueue"])
+
+
+def test_help_groups_each_frontends_flags_under_its_title() -> None:
+    text = run_gearmand("--help").stdout
+    text = text[text.index("\n\n") :]  # the groups, after the usage lines
+    binary_group = text.index("binary protocol and admin commands")
+    http_group = text.index("http frontend (-r http):")
+    assert binary_group < text.index("-p PORT, --port PORT") < text.index("--max-admin-line BYTES") < http_group
+    assert http_group < text.index("--http-port PORT") < text.index("--http-keepalive-timeout SECONDS")

@@ -7,15 +7,20 @@ from pathlib import Path
 import pytest
 
 from gearman_gateway.config import ConfigError, Settings, parse_args
+from protocols.http.options import HttpOptions
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+def http(settings: Settings) -> HttpOptions:
+    return settings.options("http")
+
+
 def test_defaults() -> None:
     s = Settings()
-    assert (s.http_port, s.http_request_timeout, s.http_prefix, s.http_token) == (8080, 30.0, "/_gearman/", None)
-    assert s.http_max_body_size == 64 * 1024 * 1024
-    assert s.http_keepalive_timeout == 60.0
+    assert (http(s).port, http(s).request_timeout, http(s).prefix, http(s).token) == (8080, 30.0, "/_gearman/", None)
+    assert http(s).max_body_size == 64 * 1024 * 1024
+    assert http(s).keepalive_timeout == 60.0
 
 
 def test_command_line() -> None:
@@ -38,8 +43,8 @@ def test_command_line() -> None:
         ]
     )
     assert s.frontends == ["binary", "http"]
-    assert (s.http_port, s.http_request_timeout, s.http_max_body_size) == (8081, 2.5, 1000)
-    assert (s.http_prefix, s.http_token, s.http_keepalive_timeout) == ("/admin/", "t0k", 0)
+    assert (http(s).port, http(s).request_timeout, http(s).max_body_size) == (8081, 2.5, 1000)
+    assert (http(s).prefix, http(s).token, http(s).keepalive_timeout) == ("/admin/", "t0k", 0)
 
 
 def test_yaml_http_section(tmp_path: Path) -> None:
@@ -50,12 +55,12 @@ def test_yaml_http_section(tmp_path: Path) -> None:
     )
     s = parse_args(["--config", str(path)])
     assert s.frontends == ["binary", "http"]
-    assert (s.http_port, s.http_request_timeout, s.http_max_body_size) == (9000, 1, 10)
-    assert (s.http_prefix, s.http_token, s.http_keepalive_timeout) == ("/x/", "abc", 5)
+    assert (http(s).port, http(s).request_timeout, http(s).max_body_size) == (9000, 1, 10)
+    assert (http(s).prefix, http(s).token, http(s).keepalive_timeout) == ("/x/", "abc", 5)
 
 
 def test_shipped_yaml_has_the_defaults() -> None:
-    assert parse_args(["--config", str(REPO / "config" / "gearmand.yaml")]).http_prefix == Settings().http_prefix
+    assert http(parse_args(["--config", str(REPO / "config" / "gearmand.yaml")])).prefix == http(Settings()).prefix
     text = (REPO / "config" / "gearmand.yaml").read_text()
     for key in ("request_timeout", "max_body_size", "prefix", "token", "keepalive_timeout"):
         assert f"\n  {key}:" in text

@@ -65,7 +65,8 @@ class Harness:
         self.scheduler = Scheduler(self.clock, handle_prefix=b"H:t")
         connections = ConnectionRegistry()
         admin = Admin(self.scheduler, connections, AdminControls(shutdown=lambda graceful: None, verbose_level=str))
-        self.context = FrontendContext(self.settings, self.scheduler, admin, connections, self.clock)
+        options = self.settings.options("http")
+        self.context = FrontendContext(self.settings, self.scheduler, admin, connections, self.clock, options)
         self.api = HttpApi(self.context)
 
     def session(self) -> tuple[HttpSession, FakeTransport, Client]:

@@ -1,0 +1,44 @@
+"""gearmand's reactor (gearman_gateway/reactor.py) is Twisted's epoll reactor with parts replaced, reaching
+into Twisted's internals; pyproject.toml pins Twisted to the versions it was tested on. So that an upgrade
+that breaks our reactor is told apart from one that breaks the server, integration tests run once more on
+Twisted's own epoll reactor (``--reactor twisted-epoll``, which the conftest adds to every gearmand it
+starts when GG_TEST_REACTOR is set). Not every file: doubling the whole integration suite would add minutes;
+these cover the binary protocol, write batching, the client library, PyPI gear and start/stop/signals."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FILES = (
+    "test_protocol.py",
+    "test_batching.py",
+    "test_client_library.py",
+    "test_gear_clients.py",
+    "test_server_process.py",
+)
+
+
+def test_twisted_epoll_is_twisteds_reactor_unchanged() -> None:
+    probe = (
+        "from gearman_gateway.reactor import install\n"
+        "kind = type(install('twisted-epoll'))\n"
+        "print(kind.__module__, kind.__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
+    assert result.stdout == "twisted.internet.epollreactor EPollReactor\n", result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_integration_tests_pass_on_twisteds_own_epoll_reactor(tmp_path: Path) -> None:
+    env = {**os.environ, "GG_TEST_REACTOR": "twisted-epoll"}
+    tests = [str(REPO / "tests" / "integration" / name) for name in FILES]
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "t"), *tests]
+    result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=880)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
