@@ -108,7 +108,7 @@ class Server:
         rows = store.load()
         if self.settings.import_gearmand_queue:
             rows += import_gearmand_rows(store.backend, self.settings, rows)
-        replayed = self.scheduler.restore(rows)
+        replayed = self.scheduler.replay(rows)
         dead = len(self.scheduler.dead_letters)
         log.log(NOTICE, "%s store: replayed %d jobs (%d in the dead-letter list)", store.name, replayed - dead, dead)
 

@@ -20,7 +20,7 @@ from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
-from gearman_gateway.scheduler import MAX_HANDLE_SIZE, Job, Priority, SchedulerError, Worker
+from gearman_gateway.scheduler import HELD, MAX_HANDLE_SIZE, Job, JobListener, Priority, SchedulerError, Worker
 from gearman_gateway.turns import end_of_next_turn, end_of_turn
 from protocols.binary.codec import (
     FATAL,
@@ -148,7 +148,7 @@ class WriteBatch:
 
 
 @implementer(IHalfCloseableProtocol)
-class BinaryConnection(FrontendConnection):
+class BinaryConnection(FrontendConnection, JobListener):
     """A client, a worker, an admin session, or all three: gearmand allows any mix on one socket."""
 
     __slots__ = (
@@ -226,7 +226,7 @@ class BinaryConnection(FrontendConnection):
             self.scheduler.remove_worker(worker)
 
     def describe(self) -> tuple[int, str, bytes, list[bytes]]:
-        names = self.worker.function_names() if self.worker is not None else []
+        names = self.scheduler.worker_snapshot(self.worker).functions if self.worker is not None else ()
         return self.fd, self.peer, self.client_id, names
 
     # -- output, batched per read, bounded when the peer stops reading
@@ -376,7 +376,7 @@ class BinaryConnection(FrontendConnection):
         if len(handle) > MAX_HANDLE_SIZE:
             self.send(_HANDLE_TOO_LARGE)
             return
-        job = self.scheduler.job(handle)
+        job = self.scheduler.job_snapshot(handle)
         if job is None:
             self.send(encode(Packet.STATUS_RES, handle, b"0", b"0", b"0", b"0"))
         else:
@@ -393,7 +393,7 @@ class BinaryConnection(FrontendConnection):
 
     def _get_status_unique(self, args: list[bytes]) -> None:
         unique = args[0]
-        job = self.scheduler.job_by_unique(unique)
+        job = self.scheduler.job_snapshot_by_unique(unique)
         if job is None:
             self.send(encode(Packet.STATUS_RES_UNIQUE, unique, b"0", b"0", b"0", b"0", b"0"))
         else:
@@ -405,7 +405,7 @@ class BinaryConnection(FrontendConnection):
                     b"1" if job.running else b"0",
                     b"%d" % job.numerator,
                     b"%d" % job.denominator,
-                    b"%d" % len(job.listeners),
+                    b"%d" % job.waiting_clients,
                 )
             )
 
@@ -570,14 +570,14 @@ class BinaryConnection(FrontendConnection):
         output is kept, so replies to later requests still follow it."""
         worker = self.worker or self._worker()
         job = self.scheduler.grab(worker, True)
-        if job is not None:
-            for piece in self._assignment(kind, job):
-                self.send(piece)
-        elif worker.holding:
+        if job is None:
+            self.send(NO_JOB)
+        elif job is HELD:
             self._grab_slot = _GrabSlot(kind)
             self._keep_place(self._grab_slot)
         else:
-            self.send(NO_JOB)
+            for piece in self._assignment(kind, job):
+                self.send(piece)
 
     _grab_job = _grab_with  # GRAB_JOB's handler, without a call in between
 

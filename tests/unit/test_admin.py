@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 
 from gearman_gateway.admin import Admin, AdminControls
 from gearman_gateway.connections import ConnectionRegistry
-from gearman_gateway.scheduler import Priority, QueueFull, Scheduler
+from gearman_gateway.scheduler import JobListener, Priority, QueueFull, Scheduler
 from gearman_gateway.version import SERVER_VERSION
 from protocols.binary.codec import split_admin_words
 
@@ -28,7 +28,7 @@ class FakeWaker:
         self.wakes += 1
 
 
-class Recorder:
+class Recorder(JobListener):
     """A JobListener that writes down what it hears."""
 
     def __init__(self) -> None:

@@ -8,6 +8,7 @@ from twisted.internet.task import Clock
 from gearman_gateway.scheduler import (
     ArgumentTooLarge,
     Job,
+    JobListener,
     JobNotFound,
     JobState,
     Priority,
@@ -17,11 +18,19 @@ from gearman_gateway.scheduler import (
 )
 
 
-class Listener:
-    """Records every event it gets, as (kind, handle, payload)."""
+class Listener(JobListener):
+    """Records every event it gets, as (kind, handle, payload); a worker taking the job or letting go of it
+    in ``runs`` (as ("started"|"requeued", handle)), apart, so that ``events`` reads as what a client hears."""
 
     def __init__(self) -> None:
         self.events: list[tuple] = []
+        self.runs: list[tuple] = []
+
+    def job_started(self, job: Job) -> None:
+        self.runs.append(("started", job.handle))
+
+    def job_requeued(self, job: Job) -> None:
+        self.runs.append(("requeued", job.handle))
 
     def job_created(self, job: Job) -> None:
         self.events.append(("created", job.handle))
@@ -399,8 +408,8 @@ def test_status_lookups(sched: Scheduler) -> None:
     client = Listener()
     job = sched.submit(b"f", b"x", unique=b"uu", listener=client)
     assert sched.job(job.handle) is job
-    assert sched.job_by_unique(b"uu") is job
-    assert sched.job_by_unique(b"nope") is None
+    assert sched.job_snapshot_by_unique(b"uu").handle == job.handle
+    assert sched.job_snapshot_by_unique(b"nope") is None
 
 
 def test_workers_registered_alike_share_one_table_and_changes_stay_their_own(sched: Scheduler) -> None:
