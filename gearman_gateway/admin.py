@@ -93,14 +93,15 @@ class Admin:
 
     def _status(self, words: list[bytes], local: bool) -> bytes:
         lines = [
-            b"%s\t%d\t%d\t%d\n" % (fn.name, fn.total, fn.running, fn.workers)
-            for fn in self.scheduler.function_snapshots()
+            b"%s\t%d\t%d\t%d\n" % (function.name, function.total, function.running, function.workers)
+            for function in self.scheduler.function_snapshots()
         ]
         return b"".join(lines) + LIST_END
 
     def _priority_status(self, words: list[bytes], local: bool) -> bytes:
         lines = [
-            b"%s\t%d\t%d\t%d\t%d\n" % (fn.name, *fn.queued, fn.workers) for fn in self.scheduler.function_snapshots()
+            b"%s\t%d\t%d\t%d\t%d\n" % (function.name, *function.queued, function.workers)
+            for function in self.scheduler.function_snapshots()
         ]
         return b"".join(lines) + LIST_END
 
@@ -214,17 +215,17 @@ class Admin:
     def snapshot(self) -> dict[str, Any]:
         functions = [
             {
-                "name": fn.name.decode("utf-8", "replace"),
-                "total": fn.total,
-                "running": fn.running,
-                "queued": dict(zip(PRIORITY_NAMES, fn.queued, strict=True)),
-                "workers": fn.workers,
-                "submitted": fn.submitted,
-                "completed": fn.completed,
-                "failed": fn.failed,
-                "worker_deaths": fn.worker_deaths,
+                "name": function.name.decode("utf-8", "replace"),
+                "total": function.total,
+                "running": function.running,
+                "queued": dict(zip(PRIORITY_NAMES, function.queued, strict=True)),
+                "workers": function.workers,
+                "submitted": function.submitted,
+                "completed": function.completed,
+                "failed": function.failed,
+                "worker_deaths": function.worker_deaths,
             }
-            for fn in self.scheduler.function_snapshots()
+            for function in self.scheduler.function_snapshots()
         ]
         workers = []
         for connection in self.connections:

@@ -47,7 +47,7 @@ def _family(name: str, kind: str, help_text: str, samples: Iterable[tuple[str, i
 
 
 def _per_function(functions: list[FunctionSnapshot], value: str) -> list[tuple[str, int]]:
-    return [(f'{{function="{label(fn.name)}"}}', getattr(fn, value)) for fn in functions]
+    return [(f'{{function="{label(function.name)}"}}', getattr(function, value)) for function in functions]
 
 
 def _store_families(store: dict) -> list[str]:
@@ -75,8 +75,8 @@ def render(scheduler: Scheduler, connections: ConnectionRegistry, stats: HttpSta
     functions = scheduler.function_snapshots()
     totals = scheduler.totals()
     queued = [
-        (f'{{function="{label(fn.name)}",priority="{PRIORITY_NAMES[p]}"}}', fn.queued[p])
-        for fn in functions
+        (f'{{function="{label(function.name)}",priority="{PRIORITY_NAMES[p]}"}}', function.queued[p])
+        for function in functions
         for p in (0, 1, 2)
     ]
     lines = [
