@@ -109,7 +109,7 @@ class Server:
         if self.settings.import_gearmand_queue:
             rows += import_gearmand_rows(store.backend, self.settings, rows)
         replayed = self.scheduler.replay(rows)
-        dead = len(self.scheduler.dead_letters)
+        dead = self.scheduler.totals().dead_letters
         log.log(NOTICE, "%s store: replayed %d jobs (%d in the dead-letter list)", store.name, replayed - dead, dead)
 
     def addresses(self) -> dict[str, list[tuple[str, int]]]:
@@ -163,7 +163,7 @@ class Server:
     def _graceful_timeout(self) -> None:
         log.warning(
             "graceful shutdown: %d jobs still running after %ss; stopping anyway",
-            self.scheduler.running_jobs,
+            self.scheduler.totals().running,
             self.settings.graceful_timeout,
         )
         self._stop_reactor()
