@@ -32,7 +32,7 @@ class BinaryConnection(BinarySession, FrontendConnection):
     __slots__ = FrontendConnection.SLOTS
 
     def __init__(self, factory: BinaryFactory) -> None:
-        FrontendConnection.__init__(self, factory.context)
+        FrontendConnection.__init__(self, factory.context)  # its output joins the reactor's write batch
         BinarySession.__init__(self, self._batch, factory.context.scheduler, factory.decoder, factory.exceptions)
 
     dataReceived = BinarySession.receive_data  # noqa: N815  (Twisted's name; no call in between)
