@@ -1006,6 +1006,13 @@ class Scheduler:
             poison[job.function] = poison.get(job.function, 0) + 1
         return [function_snapshot(fn, poison.get(fn, 0)) for fn in self.functions.values()]
 
+    def function_snapshot(self, name: bytes) -> FunctionSnapshot | None:
+        """One function by its exact name; None when nothing ever named it (or it was dropped)."""
+        fn = self.functions.get(name)
+        if fn is None:
+            return None
+        return function_snapshot(fn, sum(job.function is fn for job in self.poison_jobs))
+
     def job_snapshot(self, handle: bytes) -> JobSnapshot | None:
         """A live job (queued or running) by handle; None when it finished or never existed."""
         job = self.jobs_by_handle.get(handle)

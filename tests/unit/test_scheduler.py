@@ -506,6 +506,7 @@ def test_snapshots_show_functions_jobs_and_workers(sched: Scheduler, clock: Cloc
     assert f == (b"f", (0, 1, 1), 1, 2, 3, 3, 0, 0, 0, 0)
     assert (f.queued, f.running, f.workers, f.total, f.submitted) == ((0, 1, 1), 1, 2, 3, 3)
     assert g.name == b"g" and g.total == 0 and g.workers == 1
+    assert sched.function_snapshot(b"g") == g and sched.function_snapshot(b"nobody") is None
     job = sched.job_snapshot(running.handle)
     assert job == sched.job_snapshot_by_unique(b"u")
     assert (job.function, job.unique, job.priority, job.background, job.running) == (b"f", b"u", 0, False, True)
