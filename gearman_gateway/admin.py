@@ -1,4 +1,5 @@
-"""The admin text commands (gearmand's `status`, `workers`, `maxqueue`, ...), computed from the scheduler.
+"""The admin text commands (gearmand's `status`, `workers`, `maxqueue`, ...), rendered from the scheduler's
+snapshots (``gearman_gateway.scheduler.snapshots``).
 
 Replies are byte-compatible with gearmand 1.1.20 (reference §3): list replies end in a `.` line, one-line
 replies are `OK` / `ERR CODE text` with gearmand's line endings. ``snapshot`` gives the same data as plain
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gearman_gateway.connections import ConnectionRegistry
-from gearman_gateway.scheduler import Job, Scheduler
+from gearman_gateway.scheduler import PRIORITY_NAMES, Scheduler
 from gearman_gateway.version import SERVER_VERSION
 
 OK = b"OK\r\n"
@@ -38,12 +39,6 @@ def _value(value: Any) -> bytes:
     if isinstance(value, bytes):
         return value
     return str(value).encode()
-
-
-def failed_attempts(job: Job) -> int:
-    """What `show dead jobs` counts: every attempt that failed, by WORK_FAIL/WORK_EXCEPTION or by a worker
-    lost (died or timed out) while running it."""
-    return job.failures + job.deaths
 
 
 def _parse_int(text: bytes) -> int | None:
@@ -100,15 +95,15 @@ class Admin:
 
     def _status(self, words: list[bytes], local: bool) -> bytes:
         lines = [
-            b"%s\t%d\t%d\t%d\n" % (fn.name, fn.total, fn.running, fn.registrations)
-            for fn in self.scheduler.functions.values()
+            b"%s\t%d\t%d\t%d\n" % (function.name, function.total, function.running, function.workers)
+            for function in self.scheduler.function_snapshots()
         ]
         return b"".join(lines) + LIST_END
 
     def _priority_status(self, words: list[bytes], local: bool) -> bytes:
         lines = [
-            b"%s\t%d\t%d\t%d\t%d\n" % (fn.name, fn.queued(0), fn.queued(1), fn.queued(2), fn.registrations)
-            for fn in self.scheduler.functions.values()
+            b"%s\t%d\t%d\t%d\t%d\n" % (function.name, *function.queued, function.workers)
+            for function in self.scheduler.function_snapshots()
         ]
         return b"".join(lines) + LIST_END
 
@@ -126,22 +121,22 @@ class Admin:
         what = [w.lower() for w in words[1:]]
         if what == [b"jobs"]:
             lines = [
-                b"%s\t%d\t%d\t%d\n" % (job.handle, job.retries, int(job.cancelled), int(job.background))
-                for job in self.scheduler.iter_jobs()
+                b"%s\t%d\t%d\t%d\n" % (job.handle, job.retries, job.cancelled, job.background)
+                for job in self.scheduler.job_snapshots()
             ]
             return b"".join(lines) + LIST_END
         if what == [b"unique", b"jobs"]:
-            return b"".join(job.unique + b"\n" for job in self.scheduler.iter_jobs()) + LIST_END
+            return b"".join(job.unique + b"\n" for job in self.scheduler.job_snapshots()) + LIST_END
         if what == [b"dead", b"jobs"]:
             lines = [
-                b"%s\t%s\t%d\t%s\n" % (job.handle, job.function.name, failed_attempts(job), job.reason.encode())
-                for job in list(self.scheduler.dead_letters.values())
+                b"%s\t%s\t%d\t%s\n" % (job.handle, job.function, job.failed_attempts, job.reason.encode())
+                for job in self.scheduler.dead_job_snapshots()
             ]
             return b"".join(lines) + LIST_END
         if what == [b"poison", b"jobs"]:
             lines = [
-                b"%s\t%s\t%d\n" % (job.handle, job.function.name, job.deaths)
-                for job in list(self.scheduler.poison_jobs)
+                b"%s\t%s\t%d\n" % (job.handle, job.function, job.worker_deaths)
+                for job in self.scheduler.poison_job_snapshots()
             ]
             return b"".join(lines) + LIST_END
         if what == [b"frontends"]:  # beyond gearmand: name TAB state TAB addresses, or what it connects to
@@ -168,7 +163,10 @@ class Admin:
         """`requeue dead HANDLE|all`, `delete dead HANDLE|all` (beyond gearmand: its failed jobs vanish)."""
         if len(words) != 3 or words[1].lower() != b"dead":
             return _err_args(words[0].lower())
-        handles = list(self.scheduler.dead_letters) if words[2].lower() == b"all" else [words[2]]
+        if words[2].lower() == b"all":
+            handles = [job.handle for job in self.scheduler.dead_job_snapshots()]
+        else:
+            handles = [words[2]]
         done = [handle for handle in handles if action(handle)]
         if not done and words[2].lower() != b"all":
             return b"ERR UNKNOWN_JOB\r\n"
@@ -226,21 +224,20 @@ class Admin:
     # -- structured data for JSON frontends
 
     def snapshot(self) -> dict[str, Any]:
-        functions = []
-        for fn in self.scheduler.functions.values():
-            functions.append(
-                {
-                    "name": fn.name.decode("utf-8", "replace"),
-                    "total": fn.total,
-                    "running": fn.running,
-                    "queued": {"high": fn.queued(0), "normal": fn.queued(1), "low": fn.queued(2)},
-                    "workers": fn.registrations,
-                    "submitted": fn.submitted,
-                    "completed": fn.completed,
-                    "failed": fn.failed,
-                    "worker_deaths": fn.deaths,
-                }
-            )
+        functions = [
+            {
+                "name": function.name.decode("utf-8", "replace"),
+                "total": function.total,
+                "running": function.running,
+                "queued": dict(zip(PRIORITY_NAMES, function.queued, strict=True)),
+                "workers": function.workers,
+                "submitted": function.submitted,
+                "completed": function.completed,
+                "failed": function.failed,
+                "worker_deaths": function.worker_deaths,
+            }
+            for function in self.scheduler.function_snapshots()
+        ]
         workers = []
         for connection in self.connections:
             fd, ip, client_id, names = connection.describe()
@@ -255,21 +252,21 @@ class Admin:
         dead = [
             {
                 "handle": job.handle.decode("utf-8", "replace"),
-                "function": job.function.name.decode("utf-8", "replace"),
-                "failures": failed_attempts(job),
+                "function": job.function.decode("utf-8", "replace"),
+                "failures": job.failed_attempts,
                 "reason": job.reason,
             }
-            for job in list(self.scheduler.dead_letters.values())
+            for job in self.scheduler.dead_job_snapshots()
         ]
         poison = [
             {
                 "handle": job.handle.decode("utf-8", "replace"),
-                "function": job.function.name.decode("utf-8", "replace"),
-                "deaths": job.deaths,
+                "function": job.function.decode("utf-8", "replace"),
+                "deaths": job.worker_deaths,
                 "running": job.running,
                 "background": job.background,
             }
-            for job in list(self.scheduler.poison_jobs)
+            for job in self.scheduler.poison_job_snapshots()
         ]
         return {
             "version": SERVER_VERSION,

@@ -107,8 +107,8 @@ class StoreService(Service):
         rows = runner.load()
         if self.settings.import_gearmand_queue:
             rows += import_gearmand_rows(runner.backend, self.settings, rows)
-        replayed = self.scheduler.restore(rows)
-        dead = len(self.scheduler.dead_letters)
+        replayed = self.scheduler.replay(rows)
+        dead = self.scheduler.totals().dead_letters
         log.log(25, "%s store: replayed %d jobs (%d in the dead-letter list)", runner.name, replayed - dead, dead)
         super().startService()
 

@@ -236,7 +236,7 @@ class Server:
     def _graceful_timeout(self) -> None:
         log.warning(
             "graceful shutdown: %d jobs still running after %ss; stopping anyway",
-            self.scheduler.running_jobs,
+            self.scheduler.totals().running,
             self.settings.graceful_timeout,
         )
         self._stop_reactor()

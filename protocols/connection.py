@@ -1,8 +1,10 @@
 """What every frontend's Twisted connection shares: admission against the connection limit, socket
-options, sending straight to the socket, and bounded output for peers that stop reading.
+options, output batched per reactor turn (``protocols.output``) and written straight to the socket, and
+bounded output for peers that stop reading.
 
-A frontend subclasses ``FrontendConnection`` and fills in ``started``, ``ended``, ``describe`` and, if
-it pauses reading for reasons of its own, ``wants_reading``.
+A frontend subclasses ``FrontendConnection`` (after its sans-IO session class, if the session is the same
+object) and fills in ``started``, ``ended``, ``describe`` and, if it pauses reading for reasons of its own,
+``wants_reading``. Its output goes through ``queue`` (``BatchedOutput``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import tcp
 from twisted.internet.interfaces import ILoggingContext, IProtocol, IPushProducer
 from zope.interface import implementer
+
+from protocols.output import BatchedOutput, write_batch
 
 if TYPE_CHECKING:
     from protocols import FrontendContext
@@ -27,19 +31,23 @@ _KEEPALIVE_OPTIONS = ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT")
 
 
 @implementer(IProtocol, ILoggingContext, IPushProducer)
-class FrontendConnection:
+class FrontendConnection(BatchedOutput):
     """One accepted socket. ``open`` is true from admission until the connection is lost.
 
     Twisted's protocol interface, written out instead of inherited from ``twisted.internet.protocol.Protocol``,
-    whose instances carry a per-instance dict: with ``__slots__`` here and in the binary frontend an idle
-    worker's connection object takes about 60 bytes less (thousands of idle workers are the usual Gearman
-    deployment). A subclass without ``__slots__`` simply gets a dict."""
+    whose instances carry a per-instance dict: with ``__slots__`` an idle worker's connection object takes
+    about 60 bytes less (thousands of idle workers are the usual Gearman deployment). The slots of this
+    class are declared by the concrete class (``__slots__ = FrontendConnection.SLOTS``), so that it can
+    also derive from a sans-IO session class with slots of its own (``BinaryConnection``); a subclass
+    without ``__slots__`` simply gets a dict."""
 
-    __slots__ = ("context", "transport", "open", "fd", "peer", "_socket", "_paused_bytes")
+    __slots__ = ()
+    SLOTS = ("context", "transport", "open", "fd", "peer", "_socket", "_paused_bytes")
 
     label = "connection"
 
     def __init__(self, context: FrontendContext) -> None:
+        BatchedOutput.__init__(self, write_batch(context.reactor))
         self.context = context
         self.transport: Any = None
         self.open = False
@@ -101,6 +109,7 @@ class FrontendConnection:
         if not self.open:
             return
         self.open = False
+        self.close_output()
         self.context.connections.remove(self)
         self.ended()
 
@@ -115,7 +124,9 @@ class FrontendConnection:
 
     def close(self) -> None:
         """Close after what is queued has gone out (shutdown calls this on every connection)."""
-        self.transport.loseConnection()
+        if self.open:
+            self.flush()
+            self.transport.loseConnection()
 
     # -- output
 
@@ -132,10 +143,15 @@ class FrontendConnection:
         self.connectionLost()
         return False
 
-    def send_pieces(self, out: list[bytes]) -> None:
-        """Write ``out`` in order: straight to the socket when Twisted holds nothing unsent for it
-        (saving two epoll updates and a reactor turn per reply), whatever is left through Twisted."""
+    def write_pieces(self, out: list[bytes]) -> None:
+        """``BatchedOutput``'s write: ``out`` in order, straight to the socket when Twisted holds nothing
+        unsent for it (saving two epoll updates and a reactor turn per reply), whatever is left through
+        Twisted. Nothing after a close's last write; counted while the peer is not reading."""
         transport = self.transport
+        if not self.open or transport.disconnecting:
+            return
+        if self._paused_bytes >= 0 and not self.count_output(sum(map(len, out))):
+            return
         sock = self._socket
         if sock is not None and not transport.dataBuffer and not transport._tempDataLen:
             try:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import heapq
 import logging
 import socket
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from itertools import islice, takewhile
 from typing import Any
 
@@ -30,8 +30,17 @@ from gearman_gateway.scheduler.function import Function
 from gearman_gateway.scheduler.job import Job, JobState, Priority
 from gearman_gateway.scheduler.listener import Clock, DelayedCall, DurableStore, JobListener, Waker
 from gearman_gateway.scheduler.retry import RetryPolicies
+from gearman_gateway.scheduler.snapshots import (
+    FunctionSnapshot,
+    JobSnapshot,
+    SchedulerTotals,
+    WorkerSnapshot,
+    function_snapshot,
+    job_snapshot,
+    worker_snapshot,
+)
 from gearman_gateway.scheduler.text import printable
-from gearman_gateway.scheduler.worker import NO_JOBS, ONCE, Ability, RegistrationTables, Worker, WorkerState
+from gearman_gateway.scheduler.worker import HELD, NO_JOBS, ONCE, Ability, Held, RegistrationTables, Worker, WorkerState
 from gearman_gateway.stores.base import StoredJob
 
 log = logging.getLogger("gearman_gateway.scheduler")
@@ -208,6 +217,8 @@ class Scheduler:
                 return job
         if listener is not None:
             listener.job_created(job)
+            if not background and job.state == _RUNNING:
+                listener.job_started(job)  # it joined a job that a worker already runs
         return job
 
     # ------------------------------------------------------------------ durability
@@ -248,9 +259,10 @@ class Scheduler:
             job.stored = False
             self.store.remove(job.seq)
 
-    def restore(self, rows: Iterable[StoredJob]) -> int:
-        """Start-up replay: stored jobs become jobs again, with their handles, uniques, priorities and
-        run times. New handles and job ids continue after the highest replayed ones."""
+    def replay(self, rows: Iterable[StoredJob]) -> int:
+        """Start-up replay: the durable store's rows become jobs again, with their handles, uniques,
+        priorities and run times; dead ones go back to the dead-letter list. Returns how many rows were
+        replayed (dead ones included). New handles and job ids continue after the highest replayed ones."""
         count = 0
         prefix = self.handle_prefix
         for row in rows:
@@ -306,15 +318,8 @@ class Scheduler:
                 self._free(job)
 
     def job(self, handle: bytes) -> Job | None:
+        """The live job (for the scheduler's own tests; frontends read ``job_snapshot``)."""
         return self.jobs_by_handle.get(handle)
-
-    def job_by_unique(self, unique: bytes) -> Job | None:
-        """First job with this unique in any function (GET_STATUS_UNIQUE ignores the function)."""
-        for fn in self.functions.values():
-            job = fn.by_unique.get(unique)
-            if job is not None:
-                return job
-        return None
 
     def cancel(self, handle: bytes) -> bool:
         """Really remove a job: its clients get WORK_FAIL. A running job is detached from its clients
@@ -396,11 +401,12 @@ class Scheduler:
         if was_pending:
             self._wake(fn)
 
-    def grab(self, worker: Worker, hold: bool = False) -> Job | None:
+    def grab(self, worker: Worker, hold: bool = False) -> Job | Held | None:
         """The next job for this worker: highest priority first across all its functions (gearmand 2.0's
-        global priority), oldest first within a priority; epoch jobs only once due.
+        global priority), oldest first within a priority; epoch jobs only once due. Returns the job, which
+        now runs on the worker; None: nothing for it (NO_JOB); ``HELD``: the answer comes later.
 
-        ``hold``: the grab may be answered later, through ``worker.waker.grabbed(job)``, exactly once; None
+        ``hold``: the grab may be answered later, through ``worker.waker.grabbed(job)``, exactly once; HELD
         is returned and ``worker.holding`` is set:
         - when nothing is queued and the scheduler has a ``turn_end``, to True: it is answered with the
           first job that arrives for the worker before the end of the turn, or None then. A worker that
@@ -441,6 +447,7 @@ class Scheduler:
         if best is None:
             if hold and self._turn_end is not None and abilities:
                 self._turn_hold(worker)
+                return HELD
             return None
         if best.state is _PENDING:
             return self._grab_pending(worker, best, hold)
@@ -455,14 +462,14 @@ class Scheduler:
             fn.holders[worker] = None
         self._arm_turn_end()
 
-    def _grab_pending(self, worker: Worker, job: Job, hold: bool) -> Job | None:
+    def _grab_pending(self, worker: Worker, job: Job, hold: bool) -> Job | Held | None:
         """The grab's best job, just taken out of its queue, is PENDING: a held grab claims it; a grab
         that cannot wait leaves it in its place and takes the best committed job, if any."""
         fn = job.function
         fn.pending -= 1
         if hold:
             self._claim(worker, job)
-            return None
+            return HELD
         self._place_pending(job, returning=True)
         best = self._best_queued(worker, committed_only=True)
         if best is None:
@@ -525,6 +532,9 @@ class Scheduler:
         timeout_ms = worker.abilities[fn].timeout_ms
         if timeout_ms:
             job.timer = self.clock.callLater(timeout_ms / 1000.0, self._timed_out, job, worker)
+        if job.listeners:
+            for listener in job.listeners:
+                listener.job_started(job)
 
     def _unhold(self, worker: Worker) -> None:
         """The worker's grab is no longer held (its answer, if any, is the caller's to give). A job it had
@@ -695,6 +705,8 @@ class Scheduler:
                 delay = policy.delay(job.failures)
                 job.when = self.clock.seconds() + delay
                 log.info("job %s failed (%s); retry %d in %.1fs", printable(job.handle), reason, job.failures, delay)
+                for listener in job.listeners:
+                    listener.job_requeued(job)
                 self._enqueue(job)
                 return
         self._give_up(job, reason, exception)
@@ -903,6 +915,8 @@ class Scheduler:
                 job.deaths,
             )
         job.numerator = job.denominator = 0
+        for listener in job.listeners:
+            listener.job_requeued(job)
         self._enqueue(job, front=not lost)
 
     def _free(self, job: Job, keep_row: bool = False) -> None:
@@ -983,17 +997,60 @@ class Scheduler:
         else:
             self._drained = callback
 
-    # ------------------------------------------------------------------ inspection (admin, tests)
+    # ------------------------------------------------------------------ read API (snapshots.py)
 
-    def iter_jobs(self) -> Iterator[Job]:
-        return iter(list(self.jobs_by_handle.values()))
+    def function_snapshots(self) -> list[FunctionSnapshot]:
+        """Every function, in the order they were first mentioned (gearmand's `status` order)."""
+        poison: dict[Function, int] = {}
+        for job in self.poison_jobs:
+            poison[job.function] = poison.get(job.function, 0) + 1
+        return [function_snapshot(fn, poison.get(fn, 0)) for fn in self.functions.values()]
 
-    def queued_jobs(self, fn: Function) -> Iterable[Job]:
-        for queue in fn.queues:
-            yield from queue
-        for _, _, job in sorted(self._future):
-            if job.function is fn:
-                yield job
+    def function_snapshot(self, name: bytes) -> FunctionSnapshot | None:
+        """One function by its exact name; None when nothing ever named it (or it was dropped)."""
+        fn = self.functions.get(name)
+        if fn is None:
+            return None
+        return function_snapshot(fn, sum(job.function is fn for job in self.poison_jobs))
+
+    def job_snapshot(self, handle: bytes) -> JobSnapshot | None:
+        """A live job (queued or running) by handle; None when it finished or never existed."""
+        job = self.jobs_by_handle.get(handle)
+        return None if job is None else job_snapshot(job)
+
+    def job_snapshot_by_unique(self, unique: bytes) -> JobSnapshot | None:
+        """The first live job with this unique in any function (GET_STATUS_UNIQUE names no function)."""
+        for fn in self.functions.values():
+            job = fn.by_unique.get(unique)
+            if job is not None:
+                return job_snapshot(job)
+        return None
+
+    def job_snapshots(self) -> list[JobSnapshot]:
+        """Every live job, oldest handle first."""
+        return [job_snapshot(job) for job in self.jobs_by_handle.values()]
+
+    def dead_job_snapshots(self) -> list[JobSnapshot]:
+        """The dead-letter list, in the order the jobs died."""
+        return [job_snapshot(job) for job in self.dead_letters.values()]
+
+    def poison_job_snapshots(self) -> list[JobSnapshot]:
+        """Live jobs whose workers died ``POISON_DEATHS`` times or more, in the order they became poison."""
+        return [job_snapshot(job) for job in self.poison_jobs]
+
+    def worker_snapshot(self, worker: Worker) -> WorkerSnapshot:
+        return worker_snapshot(worker)
+
+    def totals(self) -> SchedulerTotals:
+        return SchedulerTotals(
+            self.worker_count,
+            len(self.jobs_by_handle),
+            self.running_jobs,
+            len(self.dead_letters),
+            len(self.poison_jobs),
+        )
+
+    # ------------------------------------------------------------------ inspection (tests)
 
     def listener_count(self) -> int:
         return len(self._listener_jobs)

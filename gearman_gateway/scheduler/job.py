@@ -33,7 +33,11 @@ _QUEUED = JobState.QUEUED  # a module global: an enum member's class lookup cost
 
 
 class Job:
-    """One unit of work. ``key`` is its coalescing key within its function (None: never coalesced)."""
+    """One unit of work. ``key`` is its coalescing key within its function (None: never coalesced).
+
+    Frontends get jobs in ``JobListener`` events and grab answers, and read from them only what a packet
+    carries: ``handle``, ``function.name``, ``unique``, ``data``, ``reducer``, ``background``. Everything
+    else is the scheduler's, and is shown through ``snapshots.JobSnapshot``."""
 
     __slots__ = (
         "handle",

@@ -11,30 +11,57 @@ if TYPE_CHECKING:
     from gearman_gateway.stores.base import StoredJob
 
 
-class JobListener(Protocol):
+class JobListener:
     """A submitter: a binary client connection, an HTTP request, a memcached waiter, an XMPP chat.
 
-    ``job_created`` is called once per submit, when the job is acknowledged (at once, or for a durable
-    background job after its store commit). The other calls reach only foreground submitters attached
-    to the job; several listeners on one coalesced job all get every event.
+    A base class whose every event does nothing, so that a listener overrides only the events it needs
+    (a new event never breaks an existing frontend). ``job_created`` is called once per submit, when the
+    job is acknowledged (at once, or for a durable background job after its store commit). The other calls
+    reach only foreground submitters attached to the job; several listeners on one coalesced job all get
+    every event, in this order: ``job_started`` each time a worker takes the job (``job_requeued`` if that
+    worker lets go of it unfinished), then any ``job_data``/``job_warning``/``job_status``, then exactly one
+    of ``job_complete``/``job_fail``/``job_exception``.
     """
 
-    def job_created(self, job: Job) -> None: ...
-    def job_data(self, job: Job, data: bytes) -> None: ...
-    def job_warning(self, job: Job, data: bytes) -> None: ...
-    def job_status(self, job: Job, numerator: int, denominator: int) -> None: ...
-    def job_complete(self, job: Job, data: bytes) -> None: ...
-    def job_fail(self, job: Job) -> None: ...
-    def job_exception(self, job: Job, data: bytes) -> None: ...
+    __slots__ = ()
+
+    def job_created(self, job: Job) -> None:
+        """The submit was acknowledged (``job.handle`` is its handle)."""
+
     def job_rejected(self, job: Job, error: SchedulerError) -> None:
-        """The submit was refused after all (the durable store could not take the job): no
-        job_created came or will come for it."""
-        ...
+        """The submit was refused after all (the durable store could not take the job): no job_created
+        came or will come for it."""
+
+    def job_started(self, job: Job) -> None:
+        """A worker took the job (``GRAB_JOB`` answered with it): from now on it runs."""
+
+    def job_requeued(self, job: Job) -> None:
+        """The worker running the job let go of it unfinished (it died, timed out, or gave it back): the
+        job waits in its queue for a worker again."""
+
+    def job_data(self, job: Job, data: bytes) -> None:
+        """``WORK_DATA``: part of the result."""
+
+    def job_warning(self, job: Job, data: bytes) -> None:
+        """``WORK_WARNING``: a message beside the result."""
+
+    def job_status(self, job: Job, numerator: int, denominator: int) -> None:
+        """``WORK_STATUS``: progress."""
+
+    def job_complete(self, job: Job, data: bytes) -> None:
+        """``WORK_COMPLETE``: the last part of the result; the job is done."""
+
+    def job_fail(self, job: Job) -> None:
+        """The job failed (``WORK_FAIL``, cancelled, or given up on); the job is done."""
+
+    def job_exception(self, job: Job, data: bytes) -> None:
+        """``WORK_EXCEPTION``; the job is done."""
 
 
 class Waker(Protocol):
     """The worker side of a connection: the scheduler calls ``wake`` to send it a NOOP, and ``grabbed``
-    to answer a grab it held (``Scheduler.grab(worker, hold=True)``): with the job, or None for NO_JOB."""
+    to answer a grab it held (``Scheduler.grab(worker, hold=True)`` returned ``HELD``): with the job, or None
+    for NO_JOB."""
 
     def wake(self) -> None: ...
     def grabbed(self, job: Job | None) -> None: ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import IntEnum
+from enum import Enum, IntEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -11,6 +11,17 @@ if TYPE_CHECKING:
     from gearman_gateway.scheduler.function import Function
     from gearman_gateway.scheduler.job import Job
     from gearman_gateway.scheduler.listener import Waker
+
+
+class Held(Enum):
+    """The type of ``HELD``."""
+
+    HELD = "held"
+
+
+#: What ``Scheduler.grab`` returns for a grab it holds: the answer (a job, or none) comes later, through
+#: ``Waker.grabbed``. A constant, so a grab allocates nothing to say so.
+HELD = Held.HELD
 
 
 class WorkerState(IntEnum):

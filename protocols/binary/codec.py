@@ -1,7 +1,9 @@
 """Sans-IO codec for the Gearman binary protocol and the admin text lines sharing its port.
 
 Bytes go in through ``Decoder.receive_data`` and come out as events ``(type, args)``; packets are built
-with ``encode``. No sockets, no reactor: the Twisted frontend and the Python client both drive it.
+here and nowhere else: ``encode`` (any packet), ``payload_pieces`` (a packet ending in a payload, large ones
+not copied), ``error_packet``. No sockets, no reactor: the server's ``BinarySession``, the Python client
+library and the load generator all use it.
 
 The first byte of every packet decides its kind, as in gearmand: ``\\x00`` starts a 12-byte binary
 header, anything else starts an admin text line ending in ``\\n``. A packet's arguments are taken only
@@ -29,13 +31,18 @@ LARGE_BODY = 65536
 #: How far into a large body its leading arguments (handle, function, unique: short) are looked for.
 _LARGE_PREFIX_SCAN = 4096
 
+#: A payload at least this large is sent as a piece of its own after its packet's header and leading
+#: arguments (sendmsg gathers them), instead of being copied into one joined packet.
+JOIN_LIMIT = 65536
+
 #: Event types beyond the packet numbers.
 TEXT = Packet.TEXT  # args: [line without its "\n" or "\r\n"]
 WRONG_MAGIC = -1  # a well-formed packet with the other side's magic; args: [type as decimal bytes]
 FATAL = -2  # the stream cannot be parsed any further; args: [error code, text]; the decoder is dead
 
 _HEADER = struct.Struct(">4sII")
-_pack_header = _HEADER.pack
+#: ``pack_header(magic, type, body size)``: the 12-byte header; the one packer of every packet built here.
+pack_header = _pack_header = _HEADER.pack
 _unpack_header = _HEADER.unpack_from
 
 Event = tuple[int, list[bytes]]
@@ -289,12 +296,29 @@ def encode_request(ptype: int, *args: bytes) -> bytes:
 
 
 def header(ptype: int, size: int, magic: bytes = RES) -> bytes:
-    """A bare header, for writing a large body without copying it into the packet."""
+    """A bare header, for a body written in pieces."""
     return _pack_header(magic, ptype, size)
 
 
-def error_packet(code: bytes, text: bytes) -> bytes:
-    return encode(Packet.ERROR, code, text)
+def payload_pieces(ptype: int, args: tuple[bytes, ...], magic: bytes = RES) -> tuple[bytes, ...]:
+    """A packet whose last argument is a payload (WORK_COMPLETE, JOB_ASSIGN, ...), as the pieces to write:
+    one joined packet, or for a payload of ``JOIN_LIMIT`` bytes or more the header with the leading
+    arguments, then the payload itself, never copied."""
+    data = args[-1]
+    if len(data) < JOIN_LIMIT:
+        body = b"\x00".join(args)
+        return (_pack_header(magic, ptype, len(body)) + body,)
+    head = b"\x00".join(args[:-1]) + b"\x00" if len(args) > 1 else b""
+    return (_pack_header(magic, ptype, len(head) + len(data)) + head, data)
+
+
+def error_packet(code: bytes | str, text: bytes | str) -> bytes:
+    """ERROR with gearmand's code (``QUEUE_ERROR``) and text; ``str`` as the scheduler's errors carry them."""
+    if type(code) is str:
+        code = code.encode()
+    if type(text) is str:
+        text = text.encode()
+    return encode(Packet.ERROR, code, text)  # type: ignore[arg-type]
 
 
 NOOP = encode(Packet.NOOP)

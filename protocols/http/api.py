@@ -1,7 +1,7 @@
 """Our endpoints under the reserved prefix (default ``/_gearman/``): JSON, metrics, the dashboard.
 
 Sans-IO like the rest of the package: ``handle`` turns a request into an ``Answer``. The data comes from
-``Admin.snapshot`` (the same numbers as the admin text commands) and from the scheduler.
+``Admin.snapshot`` (the same numbers as the admin text commands) and from the scheduler's snapshots.
 
 ========================  ===================================================================
 ``GET <prefix>``          the live dashboard (HTML)
@@ -20,7 +20,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote_to_bytes
 
-from gearman_gateway.scheduler import Priority
+from gearman_gateway.scheduler import PRIORITY_NAMES
 from protocols.http import dashboard, mapping, metrics
 from protocols.http.mapping import Answer, ApiRequest
 
@@ -115,7 +115,7 @@ class HttpApi:
 
     def _job(self, handle: bytes) -> Answer:
         """GET_STATUS as JSON. Unknown means finished or never existed, as in the binary protocol."""
-        job = self.context.scheduler.job(handle)
+        job = self.context.scheduler.job_snapshot(handle)
         if job is None:
             return json_answer({"handle": _text(handle), "known": False}, HTTPStatus.NOT_FOUND)
         return json_answer(
@@ -125,12 +125,12 @@ class HttpApi:
                 "running": job.running,
                 "numerator": job.numerator,
                 "denominator": job.denominator,
-                "function": _text(job.function.name),
+                "function": _text(job.function),
                 "unique": _text(job.unique),
-                "priority": Priority(job.priority).name.lower(),
+                "priority": PRIORITY_NAMES[job.priority],
                 "background": job.background,
-                "waiting_clients": len(job.listeners),
+                "waiting_clients": job.waiting_clients,
                 "retries": job.retries,
-                "worker_deaths": job.deaths,
+                "worker_deaths": job.worker_deaths,
             }
         )

@@ -1,8 +1,9 @@
 """Twisted adapter for the HTTP frontend: one ``HttpProtocol`` per socket, around a sans-IO ``HttpSession``.
 
-It only moves bytes: socket reads go to the session, the session's output goes to the socket. It also
-keeps the connection in the registry (admin ``workers``, ``--max-connections``, shutdown) and stops a
-client that does not read its responses from making the server buffer without bound.
+It only moves bytes: socket reads go to the session, the session's output goes to the socket, gathered
+per reactor turn with every other connection's (``protocols.output``). It also keeps the connection in the
+registry (admin ``workers``, ``--max-connections``, shutdown) and stops a client that does not read its
+responses from making the server buffer without bound.
 """
 
 from __future__ import annotations
@@ -47,10 +48,10 @@ class HttpProtocol(FrontendConnection):
     # -- the session's Transport
 
     def write(self, data: bytes) -> None:
-        if self.open and self.count_output(len(data)):
-            self.send_pieces([data])
+        self.queue(data)
 
     def abort(self) -> None:
+        self.close_output()
         self.transport.abortConnection()
 
     def pause_reading(self) -> None:

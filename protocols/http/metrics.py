@@ -1,7 +1,7 @@
 """``/_gearman/metrics``: the server's counters in Prometheus' text exposition format (version 0.0.4).
 
-Everything is read from the scheduler and the connection registry at scrape time; the only state kept
-here is the HTTP frontend's own response counter.
+Everything is read at scrape time from the scheduler's snapshots and the connection registry; the only
+state kept here is the HTTP frontend's own response counter.
 """
 
 from __future__ import annotations
@@ -9,15 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from gearman_gateway.scheduler import POISON_DEATHS
+from gearman_gateway.scheduler import POISON_DEATHS, PRIORITY_NAMES
 from gearman_gateway.version import SERVER_VERSION
 
 if TYPE_CHECKING:
     from gearman_gateway.connections import ConnectionRegistry
-    from gearman_gateway.scheduler import Function, Scheduler
+    from gearman_gateway.scheduler import FunctionSnapshot, Scheduler
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
-_PRIORITY_NAMES = ("high", "normal", "low")
 
 
 class HttpStats:
@@ -47,16 +46,8 @@ def _family(name: str, kind: str, help_text: str, samples: Iterable[tuple[str, i
     return lines
 
 
-def _per_function(functions: list[Function], value: str) -> list[tuple[str, int]]:
-    return [(f'{{function="{label(fn.name)}"}}', getattr(fn, value)) for fn in functions]
-
-
-def _poison_per_function(scheduler: Scheduler, functions: list[Function]) -> list[tuple[str, int]]:
-    counts = dict.fromkeys(functions, 0)
-    for job in scheduler.poison_jobs:
-        if job.function in counts:
-            counts[job.function] += 1
-    return [(f'{{function="{label(fn.name)}"}}', count) for fn, count in counts.items()]
+def _per_function(functions: list[FunctionSnapshot], value: str) -> list[tuple[str, int]]:
+    return [(f'{{function="{label(function.name)}"}}', getattr(function, value)) for function in functions]
 
 
 def _store_families(store: dict) -> list[str]:
@@ -81,10 +72,11 @@ def _store_families(store: dict) -> list[str]:
 
 
 def render(scheduler: Scheduler, connections: ConnectionRegistry, stats: HttpStats, store: dict | None = None) -> bytes:
-    functions = list(scheduler.functions.values())
+    functions = scheduler.function_snapshots()
+    totals = scheduler.totals()
     queued = [
-        (f'{{function="{label(fn.name)}",priority="{_PRIORITY_NAMES[p]}"}}', fn.queued(p))
-        for fn in functions
+        (f'{{function="{label(function.name)}",priority="{PRIORITY_NAMES[p]}"}}', function.queued[p])
+        for function in functions
         for p in (0, 1, 2)
     ]
     lines = [
@@ -121,22 +113,22 @@ def render(scheduler: Scheduler, connections: ConnectionRegistry, stats: HttpSta
             "gearman_job_worker_deaths_total",
             "counter",
             "Jobs requeued because their worker died (disconnected) or timed out while running them, per function.",
-            _per_function(functions, "deaths"),
+            _per_function(functions, "worker_deaths"),
         ),
         *_family(
             "gearman_poison_jobs",
             "gauge",
             f"Jobs in memory whose workers died or timed out {POISON_DEATHS} times or more (admin `show poison jobs`),"
             " per function.",
-            _poison_per_function(scheduler, functions),
+            _per_function(functions, "poison_jobs"),
         ),
         *_family(
             "gearman_function_workers",
             "gauge",
             "Worker registrations per function (the admin status column: CAN_DO twice counts twice).",
-            _per_function(functions, "registrations"),
+            _per_function(functions, "workers"),
         ),
-        *_family("gearman_workers", "gauge", "Connections that registered as workers.", [("", scheduler.worker_count)]),
+        *_family("gearman_workers", "gauge", "Connections that registered as workers.", [("", totals.workers)]),
         *_family("gearman_connections", "gauge", "Open connections, every protocol.", [("", len(connections))]),
         *_family(
             "gearman_connections_accepted_total", "counter", "Connections accepted.", [("", connections.accepted_total)]
@@ -158,7 +150,7 @@ def render(scheduler: Scheduler, connections: ConnectionRegistry, stats: HttpSta
             "gearman_dead_letter_jobs",
             "gauge",
             "Background jobs that failed for good and wait in the dead-letter list.",
-            [("", len(scheduler.dead_letters))],
+            [("", totals.dead_letters)],
         ),
     ]
     return ("\n".join(lines) + "\n").encode()

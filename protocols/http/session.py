@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import h11
 
-from gearman_gateway.scheduler import ArgumentTooLarge, Job, JobState, SchedulerError
+from gearman_gateway.scheduler import ArgumentTooLarge, Job, JobListener, SchedulerError
 from protocols.http import mapping
 from protocols.http.mapping import Answer, ApiRequest, JobRequest
 
@@ -203,7 +203,7 @@ class HttpSession:
             return
         self.waiting = None
         self.scheduler.detach(listener)
-        if listener.started:  # the stream is under way; cutting it short is the only honest ending
+        if listener.streaming:  # the stream is under way; cutting it short is the only honest ending
             log.info("closing a streamed response: its job was requeued and no worker took it again")
             self.closed = True
             self.transport.abort()
@@ -322,32 +322,19 @@ def _content_length(headers: Any) -> int | None:
     return None
 
 
-class HttpJob:
+class HttpJob(JobListener):
     """The ``JobListener`` of one request: turns the job's events into the response."""
 
-    __slots__ = (
-        "session",
-        "request",
-        "handle",
-        "job",
-        "parts",
-        "size",
-        "started",
-        "timer",
-        "seen_running",
-        "formatter",
-    )
+    __slots__ = ("session", "request", "handle", "parts", "size", "streaming", "timer", "formatter")
 
     def __init__(self, session: HttpSession, request: JobRequest) -> None:
         self.session = session
         self.request = request
         self.handle = b""
-        self.job: Job | None = None
         self.parts: list[bytes] = []
         self.size = 0
-        self.started = False
+        self.streaming = False  # the response's head is sent; its body follows the job's events
         self.timer: Any = None
-        self.seen_running = False
         self.formatter = mapping.FORMATTERS.get(request.stream)
 
     def job_created(self, job: Job) -> None:
@@ -356,7 +343,6 @@ class HttpJob:
             if self.session.waiting is self:
                 self.session.respond(Answer(200, mapping.job_headers(job.handle, b"JOB_CREATED", 0)))
             return
-        self.job = job
         self._arm_timer()
 
     def job_rejected(self, job: Job, problem: SchedulerError) -> None:
@@ -366,22 +352,22 @@ class HttpJob:
 
     # -- the request timeout: only while no worker holds the job
 
+    def job_started(self, job: Job) -> None:
+        """A worker runs the job: it is waited for however long it takes."""
+        self.cancel_timer()
+
+    def job_requeued(self, job: Job) -> None:
+        """Its worker let go of it (died, timed out): it waits for a worker again, a whole period at most."""
+        self.cancel_timer()
+        self._arm_timer()
+
     def _arm_timer(self) -> None:
         timeout = self.session.options.request_timeout
         if timeout:
-            self.timer = self.session.clock.callLater(timeout, self._check)
+            self.timer = self.session.clock.callLater(timeout, self._timed_out)
 
-    def _check(self) -> None:
-        """Every timeout period: a job still queued, that was not running at the last check either, has
-        waited a whole period for a worker. A running job is waited for however long it takes."""
+    def _timed_out(self) -> None:
         self.timer = None
-        job = self.job
-        if job is None or job.state == JobState.DONE:
-            return
-        if job.state == JobState.RUNNING or self.seen_running:
-            self.seen_running = job.state == JobState.RUNNING
-            self._arm_timer()
-            return
         self.session.job_timed_out(self)
 
     def cancel_timer(self) -> None:
@@ -391,8 +377,8 @@ class HttpJob:
 
     # -- the job's events
 
-    def _start(self) -> None:
-        self.started = True
+    def _start_stream(self) -> None:
+        self.streaming = True
         formatter = self.formatter
         assert formatter is not None
         headers = [(b"X-Gearman-Job-Handle", self.handle)]
@@ -405,8 +391,8 @@ class HttpJob:
 
     def job_data(self, job: Job, data: bytes) -> None:
         if self.formatter is not None:
-            if not self.started:
-                self._start()
+            if not self.streaming:
+                self._start_stream()
             self.session.stream_data(self.formatter.data(data))
             return
         self.size += len(data)
@@ -419,15 +405,15 @@ class HttpJob:
         """Not part of the result: only an event stream shows warnings (gearmand 1.1.20 sent the first
         warning as the whole response and dropped the result)."""
         if self.formatter is not None:
-            if not self.started:
-                self._start()
+            if not self.streaming:
+                self._start_stream()
             self.session.stream_data(self.formatter.warning(data))
 
     def job_status(self, job: Job, numerator: int, denominator: int) -> None:
         """Progress: streamed when asked for; otherwise ignored (gearmand 1.1.20 ended the response)."""
         if self.formatter is not None:
-            if not self.started:
-                self._start()
+            if not self.streaming:
+                self._start_stream()
             self.session.stream_data(self.formatter.status(numerator, denominator))
 
     def job_complete(self, job: Job, data: bytes) -> None:
@@ -455,8 +441,8 @@ class HttpJob:
         if self.formatter is None:
             session.respond(Answer(200, mapping.job_headers(self.handle, command, len(data)), data))
             return
-        if not self.started:
-            self._start()
+        if not self.streaming:
+            self._start_stream()
         trailers = [(b"X-Gearman-Command", command)] if self.formatter.trailers else []
         session.end_stream(self.formatter.end(command, data), trailers)
 

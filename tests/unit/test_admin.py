@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 
 from gearman_gateway.admin import Admin, AdminControls
 from gearman_gateway.connections import ConnectionRegistry
-from gearman_gateway.scheduler import Priority, QueueFull, Scheduler
+from gearman_gateway.scheduler import JobListener, Priority, QueueFull, Scheduler
 from gearman_gateway.version import SERVER_VERSION
 from protocols.binary.codec import split_admin_words
 
@@ -28,7 +28,7 @@ class FakeWaker:
         self.wakes += 1
 
 
-class Recorder:
+class Recorder(JobListener):
     """A JobListener that writes down what it hears."""
 
     def __init__(self) -> None:
@@ -161,12 +161,7 @@ def test_workers_lists_every_connection(h: Harness) -> None:
     h.connections.admit(FakeConnection(27, "127.0.0.1", b"worker-1", [b"slow", b"rev", b"rev"]))
     h.connections.admit(FakeConnection(28, "127.0.0.1", b"-", []))
     h.connections.admit(FakeConnection(31, "10.1.2.3", b"", [b"fn"]))  # no id set: shown as "-"
-    assert h(b"workers") == (
-        b"27 127.0.0.1 worker-1 : slow rev rev\n"
-        b"28 127.0.0.1 - :\n"
-        b"31 10.1.2.3 - : fn\n"
-        b".\n"
-    )
+    assert h(b"workers") == (b"27 127.0.0.1 worker-1 : slow rev rev\n28 127.0.0.1 - :\n31 10.1.2.3 - : fn\n.\n")
 
 
 def test_workers_empty(h: Harness) -> None:
@@ -285,13 +280,9 @@ def test_create_function_twice_is_ok(h: Harness) -> None:
     assert h(b"status") == b"f\t0\t0\t0\n.\n"
 
 
-@pytest.mark.parametrize(
-    "line", [b"create", b"create x", b"create function", b"create function a b", b"create x y"]
-)
+@pytest.mark.parametrize("line", [b"create", b"create x", b"create function", b"create function a b", b"create x y"])
 def test_create_wrong_forms(h: Harness, line: bytes) -> None:
-    assert h(line) == (
-        b"ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+create\r\n"
-    )
+    assert h(line) == (b"ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+create\r\n")
 
 
 # ---------------------------------------------------------------------------- drop function
@@ -339,9 +330,7 @@ def test_drop_function_removes_queued_jobs_and_fails_their_clients(h: Harness) -
 
 @pytest.mark.parametrize("line", [b"drop", b"drop function", b"drop fn x", b"drop function a b"])
 def test_drop_wrong_forms(h: Harness, line: bytes) -> None:
-    assert h(line) == (
-        b"ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+drop\r\n"
-    )
+    assert h(line) == (b"ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+drop\r\n")
 
 
 # ---------------------------------------------------------------------------- maxqueue

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from protocols.binary import codec
 from protocols.binary.codec import (
     FATAL,
+    JOIN_LIMIT,
     TEXT,
     WRONG_MAGIC,
     Decoder,
@@ -23,6 +24,7 @@ from protocols.binary.codec import (
     encode_request,
     error_packet,
     header,
+    payload_pieces,
     split_admin_words,
 )
 from protocols.binary.packets import ARG_COUNT, HEADER_SIZE, MAX_TYPE, REQ, RES, Packet, packet_name
@@ -163,6 +165,17 @@ def test_encode_helpers() -> None:
     assert error_packet(b"QUEUE_ERROR", b"Job queue is full") == (
         raw_header(RES, 19, 29) + b"QUEUE_ERROR\x00Job queue is full"
     )
+    assert error_packet("QUEUE_ERROR", "Job queue is full") == error_packet(b"QUEUE_ERROR", b"Job queue is full")
+
+
+def test_payload_pieces_join_small_payloads_and_leave_large_ones_uncopied() -> None:
+    small = payload_pieces(Packet.WORK_COMPLETE, (b"H:1", b"result"))
+    assert small == (encode(Packet.WORK_COMPLETE, b"H:1", b"result"),)
+    large = b"x" * JOIN_LIMIT
+    head, payload = payload_pieces(Packet.JOB_ASSIGN_UNIQ, (b"H:1", b"f", b"u", large))
+    assert payload is large  # written as it is, never copied into the packet
+    assert head + payload == encode(Packet.JOB_ASSIGN_UNIQ, b"H:1", b"f", b"u", large)
+    assert b"".join(payload_pieces(Packet.ECHO_REQ, (large,), magic=REQ)) == encode_request(Packet.ECHO_REQ, large)
 
 
 # ---------------------------------------------------------------------------- round trips

@@ -258,7 +258,7 @@ def test_priority_and_unique_headers_reach_the_scheduler(h: Harness) -> None:
     second, t2, c2 = h.session()
     first.receive_data(c1.request("POST", "/f", b"a", [("X-Gearman-Priority", "low"), ("X-Gearman-Unique", "u")]))
     second.receive_data(c2.request("POST", "/f", b"b", [("X-Gearman-Priority", "high"), ("X-Gearman-Unique", "u")]))
-    jobs = list(h.scheduler.iter_jobs())
+    jobs = list(h.scheduler.jobs_by_handle.values())
     assert len(jobs) == 1  # same unique: one job, both wait for it
     assert jobs[0].priority == 2 and jobs[0].data == b"a"
     worker = h.worker(b"f")
@@ -389,7 +389,7 @@ def test_chunked_body_is_the_workload(h: Harness) -> None:
     session, _, client = h.session()
     head = [("Transfer-Encoding", "chunked")]
     session.receive_data(client.request("POST", "/f", b"chunked body", head))
-    assert next(h.scheduler.iter_jobs()).data == b"chunked body"
+    assert next(iter(h.scheduler.jobs_by_handle.values())).data == b"chunked body"
 
 
 def test_expect_100_continue_is_answered(h: Harness) -> None:
@@ -397,7 +397,7 @@ def test_expect_100_continue_is_answered(h: Harness) -> None:
     session.receive_data(b"POST /f HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
     assert transport.take() == b"HTTP/1.1 100 \r\n\r\n"
     session.receive_data(b"abc")
-    assert next(h.scheduler.iter_jobs()).data == b"abc"
+    assert next(iter(h.scheduler.jobs_by_handle.values())).data == b"abc"
 
 
 @pytest.mark.parametrize(
@@ -500,14 +500,42 @@ def test_a_requeued_job_gets_a_whole_period_again() -> None:
     session, transport, client = h.session()
     worker = h.worker(b"f")
     session.receive_data(client.request("POST", "/f", b"x"))
-    h.grab(worker)
-    h.clock.advance(1.0)  # running at this check
-    h.scheduler.remove_worker(worker)  # requeued just before the next check
+    h.clock.advance(0.5)
+    h.grab(worker)  # started: waited for however long it runs
+    h.clock.advance(0.9)
+    h.scheduler.remove_worker(worker)  # requeued at 1.4: a whole period from now
     h.clock.advance(0.99)
-    h.clock.advance(0.02)  # queued now, but it was running at the last check: one more period
     assert transport.take() == b""
-    h.clock.advance(1.0)
+    h.clock.advance(0.02)
     assert client.one(transport.take())[0].status_code == 504
+
+
+def test_a_job_requeued_between_two_periods_is_not_cut_short() -> None:
+    """A worker took the job and died within one period: the job waits a whole period from its requeue
+    (the timer once checked the job's state every period and missed the run in between)."""
+    h = Harness(http_request_timeout=1.0)
+    session, transport, client = h.session()
+    worker = h.worker(b"f")
+    session.receive_data(client.request("POST", "/f", b"x"))
+    h.clock.advance(0.5)
+    h.grab(worker)
+    h.clock.advance(0.1)
+    h.scheduler.remove_worker(worker)  # requeued at 0.6
+    h.clock.advance(0.5)  # 1.1: no 504 yet
+    assert transport.take() == b""
+    h.clock.advance(0.5)
+    assert client.one(transport.take())[0].status_code == 504
+
+
+def test_a_request_that_joins_a_running_job_waits_for_it() -> None:
+    h = Harness(http_request_timeout=1.0)
+    run = h.running()
+    other, other_transport, other_client = h.session()
+    other.receive_data(other_client.request("POST", "/f", b"in"))  # the same job, already running
+    h.clock.pump([1.0] * 5)
+    assert other_transport.take() == b""
+    run.work("complete", b"done")
+    assert other_client.one(other_transport.take())[1] == b"done"
 
 
 def test_timeout_zero_waits_forever() -> None:

@@ -8,6 +8,7 @@ from twisted.internet.task import Clock
 from gearman_gateway.scheduler import (
     ArgumentTooLarge,
     Job,
+    JobListener,
     JobNotFound,
     JobState,
     Priority,
@@ -17,11 +18,19 @@ from gearman_gateway.scheduler import (
 )
 
 
-class Listener:
-    """Records every event it gets, as (kind, handle, payload)."""
+class Listener(JobListener):
+    """Records every event it gets, as (kind, handle, payload); a worker taking the job or letting go of it
+    in ``runs`` (as ("started"|"requeued", handle)), apart, so that ``events`` reads as what a client hears."""
 
     def __init__(self) -> None:
         self.events: list[tuple] = []
+        self.runs: list[tuple] = []
+
+    def job_started(self, job: Job) -> None:
+        self.runs.append(("started", job.handle))
+
+    def job_requeued(self, job: Job) -> None:
+        self.runs.append(("requeued", job.handle))
 
     def job_created(self, job: Job) -> None:
         self.events.append(("created", job.handle))
@@ -399,8 +408,8 @@ def test_status_lookups(sched: Scheduler) -> None:
     client = Listener()
     job = sched.submit(b"f", b"x", unique=b"uu", listener=client)
     assert sched.job(job.handle) is job
-    assert sched.job_by_unique(b"uu") is job
-    assert sched.job_by_unique(b"nope") is None
+    assert sched.job_snapshot_by_unique(b"uu").handle == job.handle
+    assert sched.job_snapshot_by_unique(b"nope") is None
 
 
 def test_workers_registered_alike_share_one_table_and_changes_stay_their_own(sched: Scheduler) -> None:
@@ -478,3 +487,69 @@ def test_a_worker_with_many_functions_keeps_its_own_table(sched: Scheduler) -> N
     assert worker.function_names() == [b"f2", b"f1", b"f0"]
     job = sched.submit(b"f1", b"x")
     assert sched.grab(worker) is job
+
+
+# -- the read API: snapshots
+
+
+def test_snapshots_show_functions_jobs_and_workers(sched: Scheduler, clock: Clock) -> None:
+    client, other = Listener(), Listener()
+    worker, _ = new_worker(sched, b"f", b"g")
+    sched.can_do(worker, b"f")  # registered twice: shown twice, newest first
+    running = sched.submit(b"f", b"x", unique=b"u", priority=Priority.HIGH, listener=client)
+    sched.submit(b"f", b"x", unique=b"u", listener=other)  # joins it: two clients wait
+    sched.submit(b"f", b"later", background=True, when=int(clock.seconds()) + 60)
+    sched.submit(b"f", b"low", priority=Priority.LOW, background=True)
+    assert sched.grab(worker) is running
+    sched.work_status(worker, running.handle, 3, 10)
+    f, g = sched.function_snapshots()
+    assert f == (b"f", (0, 1, 1), 1, 2, 3, 3, 0, 0, 0, 0)
+    assert (f.queued, f.running, f.workers, f.total, f.submitted) == ((0, 1, 1), 1, 2, 3, 3)
+    assert g.name == b"g" and g.total == 0 and g.workers == 1
+    assert sched.function_snapshot(b"g") == g and sched.function_snapshot(b"nobody") is None
+    job = sched.job_snapshot(running.handle)
+    assert job == sched.job_snapshot_by_unique(b"u")
+    assert (job.function, job.unique, job.priority, job.background, job.running) == (b"f", b"u", 0, False, True)
+    assert (job.numerator, job.denominator, job.waiting_clients, job.retries) == (3, 10, 2, 0)
+    assert sched.job_snapshot(b"H:test:99") is None
+    assert [snapshot.handle for snapshot in sched.job_snapshots()] == [b"H:test:1", b"H:test:2", b"H:test:3"]
+    assert sched.worker_snapshot(worker) == ((b"f", b"g", b"f"), (running.handle,))
+    assert sched.totals() == (1, 3, 1, 0, 0)
+    with pytest.raises(AttributeError):
+        job.running = False  # type: ignore[misc]  # a snapshot does not change, nor does it change the job
+
+
+def test_dead_and_poison_jobs_are_shown_with_their_counts(clock: Clock) -> None:
+    from gearman_gateway.scheduler import POISON_DEATHS
+    from gearman_gateway.scheduler.retry import RetryPolicies, RetryPolicy
+
+    sched = Scheduler(clock, handle_prefix=b"H:test", retry_policies=RetryPolicies(RetryPolicy(dead_letter=True)))
+    dying = sched.submit(b"f", b"x", background=True)
+    for _ in range(POISON_DEATHS):
+        worker, _ = new_worker(sched, b"f")
+        assert sched.grab(worker) is dying
+        sched.remove_worker(worker)
+    (poison,) = sched.poison_job_snapshots()
+    assert (poison.handle, poison.worker_deaths, poison.running) == (dying.handle, POISON_DEATHS, False)
+    assert sched.function_snapshots()[0].poison_jobs == 1
+    worker, _ = new_worker(sched, b"f")
+    sched.grab(worker)
+    sched.work_fail(worker, dying.handle)
+    (dead,) = sched.dead_job_snapshots()
+    assert dead.dead and dead.reason == "WORK_FAIL" and dead.failed_attempts == 1 + POISON_DEATHS
+    assert sched.totals() == (1, 0, 0, 1, 0)
+
+
+def test_listeners_hear_when_a_worker_takes_and_gives_back_their_job(sched: Scheduler) -> None:
+    client, late = Listener(), Listener()
+    job = sched.submit(b"f", b"x", unique=b"u", listener=client)
+    worker, _ = new_worker(sched, b"f")
+    assert sched.grab(worker) is job
+    sched.submit(b"f", b"x", unique=b"u", listener=late)  # joins a job that already runs
+    sched.remove_worker(worker)
+    other, _ = new_worker(sched, b"f")
+    assert sched.grab(other) is job
+    sched.work_complete(other, job.handle, b"r")
+    assert client.runs == [("started", job.handle), ("requeued", job.handle), ("started", job.handle)]
+    assert late.runs == client.runs
+    assert client.kinds() == ["created", "complete"]

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from twisted.internet.task import Clock
 
-from gearman_gateway.scheduler import Job, JobState, Scheduler, WorkerState
+from gearman_gateway.scheduler import HELD, Job, JobState, Scheduler, WorkerState
 from gearman_gateway.scheduler.core import POISON_DEATHS
 from gearman_gateway.stores.base import StoreError
 from tests.unit.test_scheduler import Listener, Waker, assert_clean
@@ -199,6 +199,15 @@ class SchedulerMachine(RuleBasedStateMachine):
                 assert fn.noop_pending, fn
 
     @invariant()
+    def listeners_know_whether_their_job_runs(self):
+        """A client waiting on a job heard ``job_started`` last (after any ``job_requeued``) exactly while a
+        worker runs it: no frontend has to look at the job's state to know."""
+        for job in self.sched.jobs_by_handle.values():
+            for listener in job.listeners:
+                runs = [kind for kind, handle in listener.runs if handle == job.handle]
+                assert (runs[-1:] == ["started"]) == (job.state == JobState.RUNNING), (job, runs)
+
+    @invariant()
     def nothing_finished_twice(self):
         assert all(count == 1 for count in self.finished.values())
 
@@ -264,10 +273,10 @@ class SchedulerWithStoreMachine(SchedulerMachine):
         expected = self.expected_grab(worker)
         job = self.sched.grab(worker, hold=True)
         assert len(waker.answers) == answers  # never answered by its own grab
-        if expected is None:
-            assert job is None and worker.holding in (True, False)
+        if expected is None:  # NO_JOB now, or (with reactor turns) held until a job comes or the turn ends
+            assert (job is None and worker.holding is False) or (job is HELD and worker.holding is True)
         elif expected.state == JobState.PENDING:
-            assert job is None and worker.holding is expected and self.sched._claims[expected] is worker
+            assert job is HELD and worker.holding is expected and self.sched._claims[expected] is worker
         else:
             assert job is expected and job.worker is worker and not worker.holding
 
@@ -302,7 +311,9 @@ class SchedulerWithTurnsMachine(SchedulerMachine):
         worker, waker = self.workers[index % len(self.workers)]
         before = len(waker.answers) + bool(worker.holding)  # a pending hold is answered first (NO_JOB)
         job = self.sched.grab(worker, hold=True)
-        if job is not None:
+        if job is HELD:
+            assert worker.holding
+        elif job is not None:
             assert job.worker is worker and not worker.holding
         assert len(waker.answers) == before  # and the new one is not answered by its own grab
 

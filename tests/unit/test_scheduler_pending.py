@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from twisted.internet.task import Clock
 
-from gearman_gateway.scheduler import Job, JobState, Priority, Scheduler
+from gearman_gateway.scheduler import HELD, Job, JobState, Priority, Scheduler
 from gearman_gateway.stores.base import StoreError
 from tests.unit.test_scheduler import Listener, assert_clean
 from tests.unit.test_scheduler_store import FakeStore
@@ -54,7 +54,7 @@ def run_all(sched: Scheduler, worker, waker: HoldingWaker, store: FakeStore, tur
     seen = []
     while True:
         job = sched.grab(worker, hold=True)
-        if job is None:
+        if job is HELD:
             answers = len(waker.answers)
             store.commit()
             turns.end()
@@ -86,7 +86,7 @@ def test_a_grab_whose_best_job_is_pending_waits_for_its_commit(sched, store, tur
     assert bg.state == JobState.PENDING and list(bg.function.queues[NORMAL]) == [bg, fg]
     assert bg.function.runnable() == 1  # the pending one is in its place, not runnable
     worker, waker = worker_for(sched, b"f")
-    assert sched.grab(worker, hold=True) is None and worker.holding is bg
+    assert sched.grab(worker, hold=True) is HELD and worker.holding is bg
     turns.end()
     assert waker.answers == []  # not answered at the end of the turn: it waits for the commit
     store.commit()
@@ -144,7 +144,7 @@ def test_a_claimed_job_goes_back_to_its_place_when_the_grab_ends_unanswered(sche
 
 def test_a_turn_held_grab_claims_a_background_job_submitted_in_the_same_turn(sched, store, turns) -> None:
     worker, waker = worker_for(sched, b"f")
-    assert sched.grab(worker, hold=True) is None and worker.holding is True
+    assert sched.grab(worker, hold=True) is HELD and worker.holding is True
     job = sched.submit(b"f", b"x", background=True)
     assert worker.holding is job
     turns.end()
@@ -158,7 +158,7 @@ def test_a_higher_priority_job_of_another_function_goes_first(sched, store, turn
     low = sched.submit(b"a", b"low", priority=LOW, listener=(client := Listener()))
     high = sched.submit(b"b", b"high-bg", priority=HIGH, background=True)
     worker, waker = worker_for(sched, b"a", b"b")
-    assert sched.grab(worker, hold=True) is None and worker.holding is high
+    assert sched.grab(worker, hold=True) is HELD and worker.holding is high
     store.commit()
     assert waker.answers == [high]
     sched.work_complete(worker, high.handle, b"")
@@ -221,7 +221,7 @@ class DownStore(FakeStore):
 def test_a_job_refused_at_once_leaves_no_trace_and_the_held_grab_goes_on_waiting(clock, turns) -> None:
     sched = Scheduler(clock, handle_prefix=b"H:p", store=DownStore(), turn_end=turns)
     worker, waker = worker_for(sched, b"f")
-    assert sched.grab(worker, hold=True) is None and worker.holding is True
+    assert sched.grab(worker, hold=True) is HELD and worker.holding is True
     client = Listener()
     job = sched.submit(b"f", b"x", background=True, listener=client)
     assert client.events == [("rejected", job.handle, "QUEUE_ERROR")]

@@ -188,7 +188,7 @@ def test_replayed_and_requeued_jobs_count_as_submitted(clock: Clock) -> None:
     rows = [StoredJob(n, b"", b"f", b"", 1, b"%d" % n, 0) for n in (1, 2)]
     dead = StoredJob(3, b"", b"f", b"", 1, b"dead", 0, dead=True, reason="WORK_FAIL")
     store.rows = {row.job_id: row for row in [*rows, dead]}
-    sched.restore([*rows, dead])
+    sched.replay([*rows, dead])
     fn = sched.functions[b"f"]
     assert fn.submitted == 2
     assert sched.requeue_dead(b"H:r:3")

@@ -126,10 +126,10 @@ def test_replay_keeps_handles_priorities_times_and_continues_numbering(clock, st
         StoredJob(10, b"H:old:3", b"g", b"", Priority.NORMAL, b"later", when=int(clock.seconds()) + 30),
         StoredJob(11, b"H:s:11", b"f", b"", Priority.NORMAL, b"dead", dead=True, reason="WORK_FAIL"),
     ]
-    assert sched.restore(rows) == 4
+    assert sched.replay(rows) == 4
     assert sched.job(b"H:s:7").unique == b"u7" and sched.job(b"H:s:9") is not None
     assert b"H:s:11" in sched.dead_letters and sched.job(b"H:s:11") is None
-    assert sched.job_by_unique(b"u7") is sched.job(b"H:s:7")
+    assert sched.job_snapshot_by_unique(b"u7").handle == b"H:s:7"
     worker, _ = new_worker(sched, b"f", b"g")
     assert [sched.grab(worker).data, sched.grab(worker).data] == [b"high", b"low"]
     assert sched.grab(worker) is None  # the epoch job is not due yet

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from twisted.internet.task import Clock
 
-from gearman_gateway.scheduler import Job, JobState, Scheduler, WorkerState
+from gearman_gateway.scheduler import HELD, Job, JobState, Scheduler, WorkerState
 from tests.unit.test_scheduler import Listener, assert_clean
 
 
@@ -65,7 +65,7 @@ def worker_for(sched: Scheduler, *functions: bytes):
 
 def test_held_grab_gets_the_job_submitted_in_the_same_turn(sched: Scheduler, turns: Turns) -> None:
     worker, waker = worker_for(sched, b"f")
-    assert sched.grab(worker, hold=True) is None
+    assert sched.grab(worker, hold=True) is HELD
     assert worker.holding and waker.answers == []
     client = Listener()
     job = sched.submit(b"f", b"x", listener=client)
@@ -81,7 +81,7 @@ def test_held_grab_gets_the_job_submitted_in_the_same_turn(sched: Scheduler, tur
 
 def test_held_grab_hears_no_job_at_the_end_of_the_turn(sched: Scheduler, turns: Turns) -> None:
     worker, waker = worker_for(sched, b"f", b"g")
-    assert sched.grab(worker, hold=True) is None
+    assert sched.grab(worker, hold=True) is HELD
     turns.end()
     assert waker.answers == [None] and not worker.holding
     assert all(worker not in fn.holders for fn in sched.functions.values())
@@ -131,7 +131,7 @@ def test_wake_ups_wait_for_the_end_of_the_turn(sched: Scheduler, turns: Turns) -
     sched.submit(b"f", b"1", background=True)
     sched.submit(b"f", b"2", background=True)
     assert sleeper_waker.noops == 0  # not yet: someone may grab them in this turn
-    assert sched.grab(busy, hold=True) is not None  # took job 1 in the same turn
+    assert isinstance(sched.grab(busy, hold=True), Job)  # took job 1 in the same turn
     turns.end()
     assert sleeper_waker.noops == 1  # woken for job 2 only
     turns.end()
@@ -143,7 +143,7 @@ def test_no_wake_up_for_a_job_grabbed_in_its_turn(sched: Scheduler, turns: Turns
     sched.pre_sleep(sleeper)
     busy, _ = worker_for(sched, b"f")
     sched.submit(b"f", b"1", background=True)
-    assert sched.grab(busy, hold=True) is not None
+    assert isinstance(sched.grab(busy, hold=True), Job)
     turns.end()
     assert sleeper_waker.noops == 0 and sleeper.state == WorkerState.SLEEPING
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from gearman_gateway.scheduler import JobListener
+
 
 class LineSession:
     def __init__(self, scheduler: Any, write: Callable[[bytes], None]) -> None:
@@ -40,8 +42,8 @@ class LineSession:
         self.write = lambda data: None
 
 
-class Reply:
-    """One submitted job's listener: the end of the job becomes one line."""
+class Reply(JobListener):
+    """One submitted job's listener: the end of the job becomes one line (the base ignores the other events)."""
 
     def __init__(self, session: LineSession) -> None:
         self.session = session
@@ -50,12 +52,6 @@ class Reply:
         if self in self.session.waiting:
             self.session.waiting.remove(self)
         self.session.write(line)
-
-    def job_created(self, job: Any) -> None: ...
-    def job_started(self, job: Any) -> None: ...
-    def job_data(self, job: Any, data: bytes) -> None: ...
-    def job_warning(self, job: Any, data: bytes) -> None: ...
-    def job_status(self, job: Any, numerator: int, denominator: int) -> None: ...
 
     def job_complete(self, job: Any, data: bytes) -> None:
         self._done(b"RESULT %s\n" % data)
