@@ -47,6 +47,14 @@ def _switch_user(name: str, settings: Settings) -> None:
     os.setuid(entry.pw_uid)
 
 
+def _write_pid_file(path: str) -> None:
+    try:
+        with open(path, "w") as pid_file:
+            pid_file.write(f"{os.getpid()}\n")
+    except OSError as error:  # one sentence, not Python's "[Errno 2] ...: '/x'"
+        raise RuntimeError(f"cannot write the pid file {path} (--pid-file): {error.strerror}") from None
+
+
 def run(settings: Settings) -> int:
     if settings.user:
         try:
@@ -103,8 +111,7 @@ def run(settings: Settings) -> int:
         user = settings.user
         server.start(after_binding=(lambda: _switch_user(user, settings)) if user else None)
         if settings.pid_file:
-            with open(settings.pid_file, "w") as pid_file:
-                pid_file.write(f"{os.getpid()}\n")
+            _write_pid_file(settings.pid_file)
     except Exception as error:  # bind failures, store unreachable, permissions: say why and stop
         message = f"gearmand: cannot start: {error}"
         log.critical(message)

@@ -116,6 +116,20 @@ def test_foreground_start_failure_is_one_clear_line(tmp_path: Path) -> None:
     assert "cannot start" in result.stderr
 
 
+def test_an_unwritable_pid_file_is_one_plain_sentence(tmp_path: Path) -> None:
+    pid_file = tmp_path / "missing-dir" / "gearmand.pid"
+    result = subprocess.run(
+        [OUR_GEARMAND, "-L", "127.0.0.1", "-p", str(free_port()), "-q", "builtin", "-l", "none", "-P", str(pid_file)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"gearmand: cannot start: cannot write the pid file {pid_file} (--pid-file): No such file or directory"
+    ]
+
+
 def test_connection_limit_refuses_extra_connections(gearmand) -> None:
     server = gearmand("--max-connections", "3")
     first = Raw(server.port)
