@@ -160,6 +160,35 @@ def test_pymemcache_sends_noreply_by_default() -> None:
     ]
 
 
+#: What pymemcache 4.0 sent for set/get/get_many/gets/cas/add/replace/append/delete/touch/incr/decr/
+#: version/stats/flush_all/quit with its default noreply, captured on a loopback socket.
+PYMEMCACHE_STREAM = (
+    b"set reverse/u1 0 0 5 noreply\r\nhello\r\nset bin 0 0 4 noreply\r\n\x00\r\n\xff\r\nget reverse/u1\r\n"
+    b"get bin\r\nget nope\r\nget reverse/u1 bin nope\r\ngets reverse/u1\r\ncas reverse/u1 0 0 1 1\r\nx\r\n"
+    b"cas reverse/u1 0 0 1 1\r\ny\r\nadd reverse/u1 0 0 1\r\nz\r\nreplace nope 0 0 1\r\nz\r\n"
+    b"append bin 0 0 1\r\na\r\ndelete bin\r\ndelete bin\r\ntouch reverse/u1 10\r\nincr nope 1\r\n"
+    b"set n 0 0 1\r\n5\r\nincr n 3\r\ndecr n 10\r\nversion\r\nstats\r\nflush_all 0\r\nflush_all 0 noreply\r\n"
+    b"quit\r\n"
+)
+
+
+def test_pymemcache_traffic() -> None:
+    events = decode(PYMEMCACHE_STREAM)
+    assert not [e for e in events if isinstance(e, Error)]
+    assert [type(e).__name__ for e in events] == (
+        ["Store"] * 2
+        + ["Get"] * 5
+        + ["Store"] * 5
+        + ["Delete"] * 2
+        + ["Touch", "Arithmetic", "Store"]
+        + ["Arithmetic"] * 2
+        + ["Version", "Stats", "FlushAll", "FlushAll", "Quit"]
+    )
+    assert events[1] == Store("set", b"bin", 0, 0, b"\x00\r\n\xff", noreply=True)
+    assert events[6] == Get((b"reverse/u1",), with_cas=True)
+    assert answer(PYMEMCACHE_STREAM) == answer(PYMEMCACHE_STREAM, 1)
+
+
 def test_memcexist_adds_an_empty_item_with_an_absolute_time() -> None:
     assert decode(b"add KEY 0 2678400 0\r\n\r\n") == [Store("add", b"KEY", 0, 2678400, b"")]
 
