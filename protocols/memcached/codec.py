@@ -1,0 +1,194 @@
+"""Sans-IO codec of the memcached protocols: bytes in, command events out (replies: ``replies``).
+
+One ``Decoder`` per connection. Its first byte tells the protocol for the whole connection, as memcached
+does over TCP: ``0x80`` (a binary request's magic) makes it binary, anything else text (classic and meta
+commands, mixed freely). After that the two never mix: on a binary connection a header with another
+magic is garbage, and on a text connection a ``0x80`` byte is just part of a line.
+
+``receive_data`` parses every complete request in what it is given (plus what was left over) and returns
+their events in order; a request split over many reads is kept until it is whole. Data blocks are held
+until complete, bounded by ``max_value_size``; a larger value is counted off as it arrives, never held,
+and then answered with an ``Error``; so is a line over ``max_line`` (``max_multiget_line`` for a
+retrieval), dropped up to its newline. Any input gives events or waits for more: nothing raises.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from protocols.memcached import binary, text
+from protocols.memcached.events import Error, Event, Quit
+from protocols.memcached.limits import DEFAULT_MAX_LINE, DEFAULT_MAX_MULTIGET_LINE, DEFAULT_MAX_VALUE_SIZE
+from protocols.memcached.opcodes import REQUEST_MAGIC
+from protocols.memcached.reads import Block, Skip
+
+Protocol = Literal["text", "binary"]
+
+#: How far into a line without its newline the command is looked for, to know which length limit applies
+#: (memcached looks past up to 100 leading spaces).
+_COMMAND_SCAN = 128
+
+
+class Decoder:
+    """Turns one connection's bytes into events."""
+
+    __slots__ = (
+        "max_value_size",
+        "max_line",
+        "max_multiget_line",
+        "protocol",
+        "closed",
+        "_buf",
+        "_block",
+        "_skip",
+        "_long_line",
+        "_seen",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        max_line: int = DEFAULT_MAX_LINE,
+        max_multiget_line: int = DEFAULT_MAX_MULTIGET_LINE,
+    ) -> None:
+        self.max_value_size = max_value_size
+        self.max_line = max_line
+        self.max_multiget_line = max(max_line, max_multiget_line)
+        #: "text" or "binary" once the first byte is in.
+        self.protocol: Protocol | None = None
+        #: After ``Quit`` or an ``Error`` with ``close``: input is ignored from then on.
+        self.closed = False
+        self._buf = bytearray()  # received bytes not yet part of an event
+        self._block: Block | None = None  # the data block the last line or header announced
+        self._skip: Skip | None = None  # bytes being discarded, then its error
+        self._long_line = False  # discarding a line over the limit, up to its newline
+        self._seen = 0  # bytes at the start of ``_buf`` known to hold no newline: never searched twice
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held: part of a line, header or data block still incomplete."""
+        return len(self._buf)
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """The events of every request completed by ``data``, in order."""
+        events: list[Event] = []
+        if self.closed or not data:
+            return events
+        if type(data) is not bytes:
+            data = bytes(data)  # a caller's reused buffer must not change under us
+        if self._skip is not None or self._long_line:  # discard without buffering
+            pos = self._discard(data, 0, len(data), events)
+            if pos == len(data):
+                return events
+            data = data[pos:]
+        if self.protocol is None:
+            self.protocol = "binary" if data[0] == REQUEST_MAGIC else "text"
+        buf = self._buf
+        if buf:
+            buf += data
+            src: bytes | bytearray = buf
+        else:
+            src = data  # the usual case, whole requests in one read: parse them where they lie
+        pos = self._parse(src, events)
+        if self.closed:
+            self._buf = bytearray()
+        elif src is buf:
+            del buf[:pos]
+        elif pos < len(src):
+            self._buf = bytearray(memoryview(src)[pos:])
+        return events
+
+    def _parse(self, src: bytes | bytearray, events: list[Event]) -> int:
+        """Take every complete request from ``src`` into ``events``; return how far it was consumed.
+        Each turn of the loop consumes bytes or returns."""
+        pos = 0
+        end = len(src)
+        is_text = self.protocol == "text"
+        max_line = self.max_line
+        max_value_size = self.max_value_size
+        seen, self._seen = self._seen, 0
+        while pos < end:
+            block = self._block
+            if block is not None:
+                stop = pos + block.length + (2 if block.terminated else 0)
+                if stop > end:
+                    return pos
+                self._block = None
+                events.append(self._complete(block, src, pos, stop))
+                pos = stop
+                continue
+            if self._skip is not None or self._long_line:
+                pos = self._discard(src, pos, end, events)
+                continue
+            if is_text:
+                newline = src.find(b"\n", pos + seen)
+                seen = 0
+                if newline < 0:
+                    # at least end - pos - 1 bytes before the newline (the last one may be its \r)
+                    if end - pos > max_line + 1 and self._line_too_long(src, pos, end, end - pos - 1, False):
+                        self._long_line = True
+                        return end
+                    self._seen = end - pos  # a long multiget arriving in small reads costs linear time
+                    return pos
+                line_end = newline - 1 if newline > pos and src[newline - 1] == 13 else newline
+                if line_end - pos > max_line and self._line_too_long(src, pos, line_end, line_end - pos, True):
+                    events.append(Error(text.LINE_TOO_LONG))
+                    pos = newline + 1
+                    continue
+                parsed = text.parse_line(bytes(src[pos:line_end]), max_value_size)
+                pos = newline + 1
+            else:
+                if end - pos < binary.HEADER_SIZE:
+                    return pos
+                parsed = binary.parse_header(src, pos, max_value_size)
+                pos += binary.HEADER_SIZE
+            if isinstance(parsed, Block):
+                self._block = parsed
+            elif isinstance(parsed, Skip):
+                self._skip = parsed
+            else:
+                events.append(parsed)
+                if isinstance(parsed, Quit) or (isinstance(parsed, Error) and parsed.close):
+                    self.closed = True
+                    return end
+        return pos
+
+    def _discard(self, src: bytes | bytearray, pos: int, end: int, events: list[Event]) -> int:
+        """Drop the bytes being skipped from ``src[pos:end]``, with the error once they are all gone;
+        return where reading goes on (``end`` while still discarding)."""
+        skip = self._skip
+        if skip is not None:
+            if end - pos < skip.length:
+                skip.length -= end - pos
+                return end
+            self._skip = None
+            events.append(skip.error)
+            return pos + skip.length
+        newline = src.find(b"\n", pos, end)
+        if newline < 0:
+            return end
+        self._long_line = False
+        events.append(Error(text.LINE_TOO_LONG))
+        return newline + 1
+
+    def _complete(self, block: Block, src: bytes | bytearray, start: int, stop: int) -> Event:
+        if block.terminated:
+            if src[stop - 2] != 13 or src[stop - 1] != 10:
+                # memcached reads exactly the announced length plus two, and goes on after them
+                return Error(text.BAD_DATA_CHUNK, noreply=block.noreply)
+            stop -= 2
+        # one copy either way: a bytes slice, or a buffer's bytes through a view
+        return block.complete(src[start:stop] if type(src) is bytes else bytes(memoryview(src)[start:stop]))
+
+    def _line_too_long(self, src: bytes | bytearray, start: int, stop: int, length: int, whole: bool) -> bool:
+        """Whether a line of (at least) ``length`` bytes is over its limit: a retrieval's is larger. The
+        answer is the same whether the line is ``whole`` or still coming, so that how the stream was cut
+        into reads never changes the events."""
+        if length > self.max_multiget_line:
+            return True
+        head = bytes(src[start : min(stop, start + _COMMAND_SCAN)])
+        command, space, _ = head.lstrip(b" ").partition(b" ")
+        if space:
+            return command not in text.RETRIEVALS
+        return whole or len(head) >= _COMMAND_SCAN  # else the command is not all in yet
