@@ -116,7 +116,8 @@ REAL_GEARMAND = "/usr/sbin/gearmand"  # Debian's gearman-job-server, the referen
 def _factory(tmp_path: Path, binary: str) -> tuple[ServerFactory, list[RunningServer]]:
     started: list[RunningServer] = []
 
-    def start(*extra: str, port: int | None = None, wait: bool = True) -> RunningServer:
+    def start(*extra: str, port: int | None = None, wait: bool = True, reactor_chosen: bool = False) -> RunningServer:
+        """``reactor_chosen``: the test chooses the reactor (or lets gearmand choose): GG_TEST_REACTOR is not added."""
         port = port or free_port()
         log_path = tmp_path / f"gearmand-{port}-{len(started)}.log"
         own = (
@@ -125,7 +126,11 @@ def _factory(tmp_path: Path, binary: str) -> tuple[ServerFactory, list[RunningSe
             else [
                 "--data-dir",
                 str(tmp_path / f"data-{port}"),  # a private queue file; a test may pass its own
-                *(["--reactor", os.environ["GG_TEST_REACTOR"]] if "GG_TEST_REACTOR" in os.environ else []),
+                *(
+                    ["--reactor", os.environ["GG_TEST_REACTOR"]]
+                    if "GG_TEST_REACTOR" in os.environ and not reactor_chosen and "--reactor" not in extra
+                    else []
+                ),
             ]
         )
         args = [binary, "-L", "127.0.0.1", "-p", str(port), "-l", "stderr", *own, *extra]

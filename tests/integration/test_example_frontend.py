@@ -128,7 +128,7 @@ def test_a_frontend_that_connects_out_runs_on_the_asyncio_reactor_gearmand_chose
     with socket.create_server(("127.0.0.1", 0)) as peer:  # what the frontend connects to (its "chat server")
         peer.settimeout(15)
         address = f"127.0.0.1:{peer.getsockname()[1]}"
-        server = gearmand("-q", "memory", "-r", "linedial", "--linedial-connect", address)
+        server = gearmand("-q", "memory", "-r", "linedial", "--linedial-connect", address, reactor_chosen=True)
         connection, _ = peer.accept()
     with connection:
         assert "running on the asyncio reactor: the linedial frontend needs it" in server.log()
