@@ -241,7 +241,9 @@ class WorkerSession(Session):
                 self._grab_next()
         elif ptype in (Packet.JOB_ASSIGN_UNIQ, Packet.JOB_ASSIGN_ALL, Packet.JOB_ASSIGN):
             if link.phase is not Phase.GRABBING:
-                log.warning("%s assigned a job we did not ask for: %s", link.address, args[0].decode("utf-8", "replace"))
+                log.warning(
+                    "%s assigned a job we did not ask for: %s", link.address, args[0].decode("utf-8", "replace")
+                )
                 return
             handle, function = args[0], args[1]
             unique = args[2] if ptype != Packet.JOB_ASSIGN else b""

@@ -13,6 +13,7 @@ def test_settle_collector_freezes_start_up_objects_and_raises_thresholds() -> No
         settle_collector()
         assert gc.get_threshold() == GC_THRESHOLDS
         assert gc.get_freeze_count() > 1000  # what start-up (here: pytest and the imports) made
+
         # cycles made afterwards are still collected
         class Node:
             pass
