@@ -77,6 +77,7 @@ class ConfigError(ValueError):
 
 def default_frontend_options() -> dict[str, Any]:
     """Every installed frontend's options with their defaults."""
+    frontend_declarations()  # first: a frontend whose names clash is disabled there
     return {name: frontend.options_type() for name, frontend in protocols.available().items()}
 
 
@@ -177,23 +178,41 @@ _SERVER_YAML_KEYS.update(
 
 @functools.cache
 def frontend_declarations() -> dict[str, Declared]:
-    """Every installed frontend's options by key (``http.port``), checked not to take a name the server or
-    another frontend uses."""
+    """Every installed frontend's options by key (``http.port``). A frontend whose option names or flags are
+    the server's or an earlier frontend's (built-ins come first) is disabled with the reason (``-r`` names it):
+    one third-party package must not stop every start."""
     found: dict[str, Declared] = {}
     taken = {**{key: "the server" for key in _SERVER_YAML_KEYS}, **{f: "the server" for f in _server_fields()}}
-    flags: dict[str, str] = {}
-    for name, frontend in protocols.available().items():
-        for item in declared(name, frontend.options_type):
-            for spelling in (item.yaml, item.alias):
-                if spelling in taken and taken[spelling] != name:
-                    raise ConfigError(f"the {name} frontend's option {spelling!r} is taken by {taken[spelling]}")
-                taken[spelling] = name
-            for flag in item.flags:
-                if flag in flags:
-                    raise ConfigError(f"the {name} frontend's flag {flag} is taken by the {flags[flag]} frontend")
-                flags[flag] = name
+    flags = dict.fromkeys(_server_flags(), "the server")
+    registry = protocols.registry()
+    for name, frontend in list(registry.frontends.items()):
+        items = declared(name, frontend.options_type)
+        clash = next(
+            (
+                f"its option {spelling!r} is taken by {taken[spelling]}"
+                for item in items
+                for spelling in (item.yaml, item.alias)
+                if taken.get(spelling, name) != name
+            ),
+            None,
+        ) or next(
+            (f"its flag {flag} is taken by {flags[flag]}" for item in items for flag in item.flags if flag in flags),
+            None,
+        )
+        if clash:
+            registry.disable(name, clash)
+            continue
+        for item in items:
+            taken.update(dict.fromkeys((item.yaml, item.alias), name))
+            flags.update(dict.fromkeys(item.flags, f"the {name} frontend"))
             found[item.key] = item
     return found
+
+
+@functools.cache
+def _server_flags() -> frozenset[str]:
+    """The flags of gearmand's own options (not a frontend's)."""
+    return frozenset(build_parser(frontends=False)._option_string_actions)
 
 
 def _server_fields() -> list[str]:
@@ -287,9 +306,11 @@ def _wakeup(text: str) -> int | None:
 _wakeup.__name__ = "'auto' or non-negative integer"
 
 
-def build_parser(for_file: bool = False) -> argparse.ArgumentParser:
+def build_parser(for_file: bool = False, frontends: bool = True) -> argparse.ArgumentParser:
     """gearmand's command line; ``for_file``: the options a --config-file may hold (not help, version,
-    --check-args or another --config-file, as in gearmand)."""
+    --check-args or another --config-file, as in gearmand); ``frontends``: with each frontend's own options."""
+    if frontends:
+        frontend_declarations()  # first: it may disable a frontend whose names clash
     S = argparse.SUPPRESS  # noqa: N806 - only options given on the command line override the YAML
     p = _Parser(
         prog="gearmand",
@@ -331,7 +352,8 @@ def build_parser(for_file: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--ssl-ca-file", dest="ssl_ca_file", metavar="FILE", help="CA certificates to verify clients with")
     g.add_argument("--ssl-certificate", dest="ssl_certificate", metavar="FILE", help="the server's certificate")
     g.add_argument("--ssl-key", dest="ssl_key", metavar="FILE", help="the key of --ssl-certificate")
-    _add_frontend_groups(p)
+    if frontends:
+        _add_frontend_groups(p)
     g = p.add_argument_group("process")
     g.add_argument("-d", "--daemon", action="store_true", help="detach into the background")
     g.add_argument("-P", "--pid-file", dest="pid_file", metavar="FILE", help="write the process id here")

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from protocols.options import NoOptions
+from protocols.options import NoOptions, declared
 
 if TYPE_CHECKING:
     from twisted.application.service import IService
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
     from gearman_gateway.scheduler import Scheduler
 
 ENTRY_POINT_GROUP = "gearman_gateway.protocols"
+#: The distribution whose entry points are the built-in frontends.
+OUR_DISTRIBUTION = "gearman-gateway"
+#: Entry points whose import installed Twisted's default reactor (gearmand then cannot choose its own).
+REACTOR_IMPORTED_BY: list[str] = []
 
 
 @dataclass
@@ -99,20 +104,38 @@ class Registry:
     frontends: dict[str, Frontend]
     broken: dict[str, str]
 
+    def disable(self, name: str, why: str) -> None:
+        """A frontend found unusable after loading (config.py: its option names clash with one loaded before)."""
+        if self.frontends.pop(name, None) is not None:
+            self.broken[name] = why
+
 
 @functools.cache
 def registry() -> Registry:
-    """Loaded once per process: the entry points of the installed distributions, sorted by name."""
+    """Loaded once per process: the entry points of the installed distributions, this project's own first (a
+    third-party frontend cannot take a built-in's name or flags), then by name. A third-party package that
+    fails to load, or loads Twisted's reactor while being imported (the reactor is chosen afterwards: see
+    ``reactor``), is recorded as broken; the others still work."""
     frontends: dict[str, Frontend] = {}
     broken: dict[str, str] = {}
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
+
+    def order(ep: Any) -> tuple[bool, str]:
+        dist = getattr(ep, "dist", None)
+        return (getattr(dist, "name", "") != OUR_DISTRIBUTION, ep.name)
+
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=order):
         name = ep.name.lower()
         if name in frontends or name in broken:
             continue  # the same name from a second distribution: the first one wins
+        reactor_before = "twisted.internet.reactor" in sys.modules
         try:
             frontend = ep.load()
         except Exception as error:  # a broken third-party package must not stop the others
             broken[name] = f"{ep.value}: {type(error).__name__}: {error}"
+            continue
+        if not reactor_before and "twisted.internet.reactor" in sys.modules:
+            broken[name] = f"{ep.value}: importing it imports twisted.internet.reactor, before gearmand chooses one"
+            REACTOR_IMPORTED_BY.append(ep.value)
             continue
         problem = _problem(name, frontend)
         if problem:
@@ -134,6 +157,11 @@ def _problem(name: str, frontend: Any) -> str:
         return f"its name is {frontend.name!r}, not {name!r}"
     if not dataclasses.is_dataclass(frontend.options_type):
         return "its options_type is not a dataclass"
+    try:
+        frontend.options_type()  # every option needs a default
+        declared(name, frontend.options_type)  # and a type hint that resolves
+    except Exception as error:
+        return f"its options_type cannot be used: {type(error).__name__}: {error}"
     return ""
 
 

@@ -9,6 +9,7 @@ import resource
 import signal
 import sys
 
+import protocols
 from gearman_gateway import logs
 from gearman_gateway.allocator import settle_collector, tune_for_large_payloads
 from gearman_gateway.cli.daemon import Daemon
@@ -82,8 +83,16 @@ def run(settings: Settings) -> int:
         log.log(NOTICE, "running on the %s reactor: the %s frontend needs it", kind, " and ".join(needed_by))
     try:
         reactor = install(kind)
-    except RuntimeError as error:
-        message = f"gearmand: cannot start: {error}"
+    except Exception as error:  # uvloop missing; a reactor installed already (by a frontend package's import)
+        culprits = protocols.REACTOR_IMPORTED_BY
+        why = str(error)
+        if culprits:
+            why = (
+                f"the frontend package {', '.join(culprits)} imports twisted.internet.reactor when loaded, which "
+                "installs Twisted's default reactor before gearmand can choose one: uninstall it or have it import "
+                "the reactor only in build()"
+            )
+        message = f"gearmand: cannot start: {why}"
         daemon.report(message)
         print(message, file=sys.stderr)
         return 1
