@@ -40,12 +40,31 @@ def _switch_user(name: str, settings: Settings) -> None:
         queue_file = sqlite_queue_file(settings)
         directory = os.path.dirname(os.path.abspath(queue_file.path))
         os.makedirs(directory, exist_ok=True)
-        for target in [directory, *queue_file.files()]:
+        if queue_file.ours:  # the data directory is ours to give
+            os.chown(directory, entry.pw_uid, entry.pw_gid)
+        elif not _writable_by(directory, entry.pw_uid, entry.pw_gid):
+            # a file the user named may sit in a directory others use (/var/lib): never give that away
+            raise RuntimeError(
+                f"user {name} cannot write {directory}, the directory of the queue file {queue_file.path} "
+                f"({queue_file.option}); sqlite needs to make its -wal, -shm and lock files there: "
+                "give the user a directory of its own"
+            )
+        for target in queue_file.files():
             if os.path.exists(target):
                 os.chown(target, entry.pw_uid, entry.pw_gid)
     os.setgroups([])
     os.setgid(entry.pw_gid)
     os.setuid(entry.pw_uid)
+
+
+def _writable_by(directory: str, uid: int, gid: int) -> bool:
+    """Whether a user may create files in ``directory`` (by its mode bits; root's own access says nothing)."""
+    info = os.stat(directory)
+    if info.st_uid == uid:
+        return bool(info.st_mode & 0o300 == 0o300)
+    if info.st_gid == gid:
+        return bool(info.st_mode & 0o030 == 0o030)
+    return bool(info.st_mode & 0o003 == 0o003)
 
 
 def _write_pid_file(path: str) -> None:

@@ -241,6 +241,48 @@ def test_user_switch_after_binding(gearmand) -> None:
     shutil.rmtree(data, ignore_errors=True)
 
 
+def test_user_switch_never_gives_away_the_directory_of_a_named_queue_file(gearmand) -> None:
+    shared = Path(tempfile.mkdtemp(prefix="gg-shared-"))
+    shared.chmod(0o755)  # like /var/lib: root's, with other files in it
+    (shared / "other-program.conf").write_text("x")
+    database = shared / "gearman.db"
+    port = free_port()
+    result = subprocess.run(
+        [
+            OUR_GEARMAND,
+            "-L",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-l",
+            "none",
+            "-u",
+            "nobody",
+            "--libsqlite3-db",
+            str(database),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"gearmand: cannot start: user nobody cannot write {shared}, the directory of the queue file {database} "
+        "(--libsqlite3-db FILE); sqlite needs to make its -wal, -shm and lock files there: give the user a "
+        "directory of its own"
+    ]
+    assert shared.stat().st_uid == 0 and (shared / "other-program.conf").stat().st_uid == 0
+    own = shared / "gearman"  # a directory the user may write: the named file there works
+    own.mkdir()
+    shutil.chown(own, "nobody")
+    server = gearmand("-u", "nobody", "--libsqlite3-db", str(own / "gearman.db"))
+    with Raw(server.port) as client:
+        assert submit(client, b"asuser", b"x", ptype=Packet.SUBMIT_JOB_BG)
+    assert shared.stat().st_uid == 0
+    server.stop()
+    shutil.rmtree(shared, ignore_errors=True)
+
+
 def test_sigterm_cuts_a_graceful_shutdown_short(server) -> None:
     with Raw(server.port) as client, worker(server.port, b"long") as w:
         submit(client, b"long", b"x")
