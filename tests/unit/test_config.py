@@ -696,6 +696,14 @@ def test_a_config_file_given_must_exist_but_the_default_may_be_missing(
     assert parse_args([]) == Settings()  # gearmand too ignores a missing /etc/gearmand.conf
 
 
+def test_a_default_config_file_that_cannot_be_read_is_ignored_as_gearmand_does(no_default_config_file: Path) -> None:
+    no_default_config_file.mkdir()  # unreadable as a file (root reads any mode; a non-root user gets EACCES)
+    assert parse_args([]) == Settings()
+    assert config_error(["--config-file", str(no_default_config_file)]) == (
+        f"cannot read --config-file {no_default_config_file}: Is a directory"
+    )
+
+
 def test_the_default_config_file_is_read_when_it_exists(no_default_config_file: Path) -> None:
     no_default_config_file.write_text("--port=4799\n")
     assert binary(parse_args([])).port == 4799
