@@ -836,6 +836,13 @@ def _validate(s: Settings, label: Callable[[str], str] = str) -> None:
     known = protocols.available()
     for name in s.frontends:
         check(name in known, protocols.unknown_message(name))
+    for name, endpoints in s.endpoints.items():  # a misspelt name would leave that frontend on its default port
+        where = f"{label('endpoints')}.{name}"
+        check(name in known, f"{where}: {protocols.unknown_message(name)}")
+        check(
+            isinstance(endpoints, list) and all(isinstance(e, str) and e for e in endpoints),
+            f"{where} must be a list of Twisted endpoint strings (tcp:PORT:interface=ADDRESS, ssl:...)",
+        )
     choose_reactor(s, label)
 
 

@@ -175,13 +175,17 @@ def run(args: argparse.Namespace, lines: list[bytes]) -> int:
     return status
 
 
+#: Longest -t accepted: a day (a socket timeout must fit in C's time types).
+MAX_TIMEOUT = 86400
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
         if args.ssl:
             raise AdminError("SSL (-S) is not supported by this tool")
-        if not args.timeout > 0:
-            raise AdminError(f"-t {args.timeout:g}: the timeout must be a positive number of seconds")
+        if not 0 < args.timeout <= MAX_TIMEOUT:  # also inf and nan, which sockets refuse with a traceback
+            raise AdminError(f"-t {args.timeout:g}: the timeout must be a number of seconds from 0 to {MAX_TIMEOUT}")
         lines = commands(args)
         if not lines:
             raise AdminError("No option execution operation given. (--help lists the options)")

@@ -425,6 +425,18 @@ def test_bad_yaml_values(tmp_path: Path, text: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("endpoints:\n  binray: ['tcp:4730']\n", "endpoints.binray: unknown protocol 'binray' (available: "),
+        ("endpoints:\n  binary: tcp:4730\n", "endpoints.binary must be a list of Twisted endpoint strings"),
+        ("endpoints:\n  binary: [5]\n", "endpoints.binary must be a list of Twisted endpoint strings"),
+    ],
+)
+def test_endpoints_name_known_frontends_and_hold_endpoint_strings(tmp_path: Path, text: str, message: str) -> None:
+    assert config_error(["--config", write(tmp_path, text)]).startswith(message)
+
+
+@pytest.mark.parametrize(
     "text",
     [
         # These crash with TypeError/AttributeError (a traceback from `gearmand`) or are silently
