@@ -11,7 +11,7 @@ from twisted.application.service import Service
 
 from gearman_gateway.config import Settings
 from gearman_gateway.scheduler.retry import RetryPolicies, RetryPolicy
-from gearman_gateway.stores import GEARMAND_TABLES, Store, StoredJob, StoreError, create_store
+from gearman_gateway.stores import GEARMAND_TABLES, QueueHeld, Store, StoredJob, StoreError, create_store
 from gearman_gateway.stores.runner import StoreRunner
 
 if TYPE_CHECKING:
@@ -28,6 +28,14 @@ SQLITE_FILE = "queue-{port}.sqlite3"
 #: port takes it over at its first start.
 LEGACY_SQLITE_FILE = "queue.sqlite3"
 GEARMAND_PORT = 4730
+#: gearmand's option that names its table (key prefix) per backend: here it names only what the import reads.
+GEARMAND_TABLE_OPTIONS = {
+    "sqlite": "--libsqlite3-table",
+    "postgres": "--libpq-table",
+    "mysql": "--mysql-table",
+    "redis": "--redis-prefix",
+    "memcached": "--libmemcached-prefix",
+}
 
 
 def server_port(settings: Settings) -> int:
@@ -103,7 +111,10 @@ class StoreService(Service):
 
     def startService(self) -> None:  # noqa: N802
         runner = self.runner
-        runner.open()
+        try:
+            runner.open()
+        except QueueHeld as error:
+            raise QueueHeld(f"{error}{gearmand_table_hint(self.settings)}") from None
         rows = runner.load()
         if self.settings.import_gearmand_queue:
             rows += import_gearmand_rows(runner.backend, self.settings, rows)
@@ -115,6 +126,15 @@ class StoreService(Service):
     def stopService(self) -> None:  # noqa: N802
         super().stopService()
         self.runner.close()
+
+
+def gearmand_table_hint(settings: Settings) -> str:
+    """For a server refused a queue that another holds: gearmand's table option, which a gearmand user gives
+    to keep servers apart, does not choose our queue (the message's end, or nothing)."""
+    if not settings.gearmand_table:
+        return ""
+    option = GEARMAND_TABLE_OPTIONS.get(settings.queue_type, "queue.gearmand_table")
+    return f"; {option} {settings.gearmand_table} names gearmand's queue, which only --import-gearmand-queue reads"
 
 
 def import_gearmand_rows(backend: Store, settings: Settings, existing: list[StoredJob]) -> list[StoredJob]:

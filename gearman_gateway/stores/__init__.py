@@ -10,9 +10,20 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from gearman_gateway.stores.base import Store, StoredJob, StoreError
+from gearman_gateway.stores.base import QueueHeld, Store, StoreConflict, StoredJob, StoreError
 
-__all__ = ["ALIASES", "BACKENDS", "GEARMAND_TABLES", "OPTIONS", "Store", "StoreError", "StoredJob", "create_store"]
+__all__ = [
+    "ALIASES",
+    "BACKENDS",
+    "GEARMAND_TABLES",
+    "OPTIONS",
+    "QueueHeld",
+    "Store",
+    "StoreConflict",
+    "StoreError",
+    "StoredJob",
+    "create_store",
+]
 
 #: Our backend names -> "module:class".
 BACKENDS: dict[str, str] = {
@@ -47,6 +58,10 @@ GEARMAND_TABLES: dict[str, str] = {
 
 _TABLE = "table name (default gearman_gateway_queue); gearmand's own table is read only by import_gearmand"
 _LOCK = "seconds a write waits for a lock held by someone else before it fails (default 5)"
+_OWNER_TTL = (
+    "seconds the owner key that keeps other servers off this queue outlives its last renewal (default 15): how "
+    "long a server that vanished from another machine keeps the next one from starting"
+)
 
 #: Every backend's options (the keyword arguments of create_store), with what they mean and their defaults.
 OPTIONS: dict[str, dict[str, str]] = {
@@ -85,12 +100,14 @@ OPTIONS: dict[str, dict[str, str]] = {
         "prefix": "key prefix (default gearman_gateway_queue:); gearmand's --redis-prefix is read only by import",
         "socket_timeout": "seconds to wait for the server's answer (default 10)",
         "connect_timeout": "seconds to connect (default 5)",
+        "owner_ttl": _OWNER_TTL,
     },
     "memcached": {
         "servers": "host[:port] list, comma-separated (gearmand --libmemcached-servers; default 127.0.0.1:11211)",
         "prefix": "key prefix (default gearman_gateway_queue:); gearmand's --libmemcached-prefix is read by import",
         "connect_timeout": "seconds to connect (default 5)",
         "socket_timeout": "seconds to wait for the server's answer (default 10)",
+        "owner_ttl": _OWNER_TTL,
     },
 }
 

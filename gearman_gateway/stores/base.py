@@ -20,6 +20,16 @@ class StoreError(Exception):
     """The store could not do what was asked (unreachable, locked, full, ...); the message says why."""
 
 
+class QueueHeld(StoreError):
+    """Another live server holds this queue (or took it over while this one was cut off from it): trying
+    again does not help, and running on would make two servers replay and run the same jobs."""
+
+
+class StoreConflict(StoreError):
+    """A batch was refused whole because a row with one of its job ids exists: the store itself works, so
+    this refuses that batch's jobs and is no outage."""
+
+
 @dataclass(slots=True)
 class StoredJob:
     job_id: int
@@ -37,13 +47,15 @@ class Store(Protocol):
     name: str
 
     def open(self) -> None:
-        """Connect and create the table if missing. Raises StoreError; called again to reconnect."""
+        """Connect, claim the queue for this server (QueueHeld if another one holds it) and create the table
+        if missing. Raises StoreError; called again to reconnect, which keeps or takes the claim again."""
 
     def close(self) -> None:
-        """Release the connection; safe to call when not open."""
+        """Release the connection and the claim; safe to call when not open."""
 
     def add(self, jobs: list[StoredJob]) -> None:
-        """Insert these rows in ONE transaction: all are durable when it returns, or StoreError."""
+        """Insert these rows in ONE transaction: all are durable when it returns, or StoreError
+        (StoreConflict when one of the ids is stored already: nothing of the batch is then kept)."""
 
     def remove(self, job_ids: list[int]) -> None:
         """Delete these rows (live or dead) in one transaction; unknown ids are ignored."""
@@ -56,6 +68,8 @@ class Store(Protocol):
 
     # Optional: ``write(adds, removes, buries, revives)`` applies a whole group commit in ONE transaction;
     # the runner uses it when a backend has it (the SQL ones), else the calls above one by one.
+    # Optional: ``keep_alive()`` every ``keep_alive_interval`` seconds renews a claim that expires unless
+    # renewed (redis, memcached); QueueHeld when another server has taken the queue over.
 
     def load(self) -> list[StoredJob]:
         """Every row, live and dead, in insertion order: the start-up replay."""

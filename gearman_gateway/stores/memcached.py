@@ -24,12 +24,20 @@ fails, the items this batch stored are deleted, and no other. A crash of gearman
 can leave part of it, unacknowledged, to be replayed (at-least-once). With several servers a job's item goes to
 one, chosen by rendezvous hashing of its key; reads, deletes and marks go to every server, so a job still found
 on another after the list changed is handled all the same.
+
+One server per prefix (ownership.py): the item ``<prefix>owner`` holds ``PID@HOST TOKEN SCOPE`` of the store that
+owns the queue, on every memcached of the list, with an expiry (``owner_ttl``). ``open`` writes it with ``add``
+(or, where it names a process of this machine that is gone, with ``cas``), taking the servers in the order of
+their names so that two servers claiming at once meet on the first; ``keep_alive`` renews it with ``gets`` and
+``cas`` and finds it taken when another server's is there; a clean close deletes it. memcached has no
+transactions, so unlike redis a write does not check the key itself: a store finds out at its next renewal.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import socket
 import struct
 import time
@@ -40,8 +48,9 @@ from pymemcache.client.base import Client
 from pymemcache.client.rendezvous import RendezvousHash
 from pymemcache.exceptions import MemcacheError
 
-from gearman_gateway.stores.base import StoredJob, StoreError
+from gearman_gateway.stores.base import QueueHeld, StoreConflict, StoredJob, StoreError
 from gearman_gateway.stores.memcached_index import JobIndex
+from gearman_gateway.stores.ownership import OWNER_TTL, RENEWALS_PER_TTL, Claim, Owner, holder_of, in_use, taken_over
 from gearman_gateway.stores.sql import DEFAULT_TABLE, one_line
 
 log = logging.getLogger(__name__)
@@ -62,6 +71,8 @@ HEADER = struct.Struct(">4sBBqIIII")
 DUMP_ATTEMPTS = 50
 DUMP_PAUSE = 0.1
 DRIVER_ERRORS = (MemcacheError, OSError)
+#: Attempts at claiming the owner item on one server while its value keeps changing under us.
+CLAIM_ATTEMPTS = 5
 
 
 class _ValueAndFlags:
@@ -117,6 +128,10 @@ class _DumpUnavailable(StoreError):
 class MemcachedStore:
     name = "memcached"
     gearmand_table = "gear_"  # gearmand's default key prefix (--libmemcached-prefix)
+    own_queue = (
+        "give this one its own key prefix (queue.memcached.prefix in a YAML --config file) or its own memcached "
+        "(--libmemcached-servers)"
+    )
 
     def __init__(
         self,
@@ -124,10 +139,13 @@ class MemcachedStore:
         prefix: str = DEFAULT_PREFIX,
         connect_timeout: float = 5.0,
         socket_timeout: float = 10.0,
+        owner_ttl: float = OWNER_TTL,
     ) -> None:
         if not (prefix.isascii() and prefix.isprintable() and " " not in prefix and len(prefix) <= MAX_PREFIX):
             limit = f"at most {MAX_PREFIX} characters"
             raise ValueError(f"memcached store: prefix {prefix!r} must be printable ASCII without spaces, {limit}")
+        if not owner_ttl > 0:
+            raise ValueError(f"memcached store: owner_ttl must be a number of seconds above 0, not {owner_ttl}")
         self.servers = parse_servers(servers)
         self.prefix = prefix
         self.connect_timeout, self.socket_timeout = float(connect_timeout), float(socket_timeout)
@@ -141,6 +159,15 @@ class MemcachedStore:
         self._clients: list[Client] = []
         self._index = JobIndex()
         self._warned = False
+        self._owner = f"{prefix}owner".encode()
+        # memcached counts expiry in whole seconds of a clock that ticks once a second: one more keeps the item
+        # for at least owner_ttl
+        self._owner_expire = math.ceil(owner_ttl) + 1
+        #: The runner calls keep_alive this often.
+        self.keep_alive_interval = owner_ttl / RENEWALS_PER_TTL
+        self._claim = Claim()
+        #: Servers in the order of their names: every store claims them in the same order.
+        self._claim_order = sorted(range(len(self.servers)), key=lambda i: self._names[i])
 
     def _key(self, job_id: int) -> bytes:
         return self._job_prefix + b"%d" % job_id
@@ -155,8 +182,9 @@ class MemcachedStore:
     # -- the Store protocol
 
     def open(self) -> None:
-        """(Re)connect to every server and read the index; the first time, warn that memcached can lose jobs."""
-        self.close()
+        """(Re)connect to every server, claim the prefix and read the index; the first time, warn that memcached
+        can lose jobs."""
+        self._drop_clients()  # not close(): a reconnect keeps the claim
         clients = [
             Client(
                 server,
@@ -170,10 +198,13 @@ class MemcachedStore:
         ]
         try:
             settings = [client.stats("settings") for client in clients]
+            self._take(clients)
             self._index = self._read_index(clients)
-        except DRIVER_ERRORS as exc:
+        except (StoreError, *DRIVER_ERRORS) as exc:
             for client in clients:
                 client.close()
+            if isinstance(exc, StoreError):
+                raise
             raise StoreError(f"{self.where}: connect failed: {_text(exc)}") from exc
         self._clients = clients
         if not self._warned:
@@ -189,12 +220,88 @@ class MemcachedStore:
             )
 
     def close(self) -> None:
+        """Give the prefix up (delete the owner items that are still ours) and disconnect."""
+        for client in self._clients:
+            try:
+                value, _ = client.gets(self._owner)
+                if value is not None and self._claim.mine(value[0]):
+                    client.delete(self._owner, noreply=False)
+            except DRIVER_ERRORS as exc:
+                log.warning(
+                    "%s: could not delete the owner item %s (%s): another server can open this queue once it "
+                    "expires, %d s after its last renewal",
+                    self.where,
+                    self._owner.decode(),
+                    _text(exc),
+                    self._owner_expire,
+                )
+        self._claim.given_up()
+        self._drop_clients()
+
+    def _drop_clients(self) -> None:
         clients, self._clients = self._clients, []
         for client in clients:
             try:
                 client.close()
             except Exception:  # noqa: BLE001 - a dead connection may fail to close; it is gone either way
                 pass
+
+    def keep_alive(self) -> None:
+        """Renew the owner item on every server; QueueHeld if another server has taken it (the runner calls this)."""
+        clients = self._require("renewal of the owner item")
+        try:
+            self._take(clients, renewal=True)
+        except DRIVER_ERRORS as exc:
+            raise StoreError(f"{self.where}: renewal of the owner item failed: {_text(exc)}") from exc
+
+    def _take(self, clients: list[Client], renewal: bool = False) -> None:
+        """Write our owner item on every server, in the order of their names, unless another live server's is
+        there: QueueHeld then (at open: in use, and the items this call wrote are deleted; at a renewal:
+        taken over)."""
+        written: list[Client] = []
+        for index in self._claim_order:
+            try:
+                if self._take_one(clients[index], renewal):
+                    written.append(clients[index])
+            except QueueHeld:
+                for client in written:
+                    try:
+                        client.delete(self._owner, noreply=False)
+                    except DRIVER_ERRORS:  # it expires; the refusal is the news
+                        pass
+                raise
+        self._claim.taken()
+
+    def _take_one(self, client: Client, renewal: bool) -> bool:
+        """Our owner item on one server: added (True: it was not there), or renewed; QueueHeld if held."""
+        mine = self._claim.value()
+        for _ in range(CLAIM_ATTEMPTS):
+            value, cas = client.gets(self._owner)
+            if value is None:
+                if renewal:
+                    log.warning("%s: the owner item had expired (was this server stalled?); claimed again", self.where)
+                if client.add(self._owner, mine, expire=self._owner_expire, noreply=False):
+                    return True
+                continue  # another server added it meanwhile: read it
+            current = value[0]
+            if not self._claim.mine(current):
+                owner = Owner.parse(current)
+                if renewal:
+                    raise taken_over(self.where, holder_of(current))
+                if owner is not None and owner.in_this_process() and not owner.gone():
+                    raise in_use(self.where, owner.describe(), self.own_queue)
+                if owner is None or not owner.gone():
+                    expiry = (
+                        f"if that server is gone, its owner item {self._owner.decode()} expires within its "
+                        f"owner_ttl (default {OWNER_TTL:.0f} s)"
+                    )
+                    raise in_use(self.where, f"{holder_of(current)}; {expiry}", self.own_queue)
+                log.warning("%s: taking the queue over from %s, which is gone", self.where, owner.who)
+            if client.cas(self._owner, mine, cas, expire=self._owner_expire, noreply=False):
+                return False
+        raise StoreError(
+            f"{self.where}: could not claim the queue: its owner item {self._owner.decode()} keeps changing"
+        )
 
     def add(self, jobs: list[StoredJob]) -> None:
         if not jobs:
@@ -210,7 +317,7 @@ class MemcachedStore:
                 key = self._key(job.job_id)
                 client = clients[self._home(key)]
                 if not client.add(key, self._pack(job), expire=0, noreply=False):
-                    raise StoreError(f"{self.where}: {what} failed: duplicate job id {job.job_id}")
+                    raise StoreConflict(f"{self.where}: {what} failed: duplicate job id {job.job_id}")
                 stored.append((client, key))
             self._write_index(clients, add=ids)
         except (StoreError, *DRIVER_ERRORS) as exc:
@@ -338,8 +445,14 @@ class MemcachedStore:
         for client, key in stored:
             try:
                 client.delete(key, noreply=False)
-            except DRIVER_ERRORS as exc:  # memcached is gone; the runner deletes the refused ids once it is back
-                log.warning("%s: could not delete %s of a refused batch: %s", self.where, key.decode(), _text(exc))
+            except DRIVER_ERRORS as exc:  # memcached is gone: the items left are not deleted by anyone later
+                log.warning(
+                    "%s: could not delete %s of a refused batch (%s): that job and any other of the batch left "
+                    "behind were refused to their clients, yet may run after a restart of this server",
+                    self.where,
+                    key.decode(),
+                    _text(exc),
+                )
                 return
 
     def _mark(self, what: str, job_ids: list[int], dead: bool, reason: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from gearman_gateway.stores.base import StoredJob, StoreError
+from gearman_gateway.stores.base import StoreConflict, StoredJob
 
 
 class MemoryStore:
@@ -31,7 +31,7 @@ class MemoryStore:
         batch: set[int] = set()
         for job in jobs:
             if job.job_id in self._rows or job.job_id in batch:
-                raise StoreError(f"{self.where}: add of {len(jobs)} jobs failed: duplicate job id {job.job_id}")
+                raise StoreConflict(f"{self.where}: add of {len(jobs)} jobs failed: duplicate job id {job.job_id}")
             batch.add(job.job_id)
         for job in jobs:
             self._rows[job.job_id] = replace(job)  # a copy: the caller may reuse its object

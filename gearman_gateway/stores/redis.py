@@ -8,6 +8,11 @@ the same (function, unique) never share a key.
 Every write is one MULTI/EXEC transaction, so a batch is applied whole or not at all. Before a write we WATCH the
 sorted set and read which ids it holds (ZMSCORE), to refuse duplicate ids and to leave unknown ids alone.
 
+One server per prefix (ownership.py): ``<prefix>owner`` holds ``PID@HOST TOKEN SCOPE`` of the store that owns
+the queue, with a time to live (``owner_ttl``). ``open`` sets it where there is none (or where it names a
+process of this machine that is gone); ``keep_alive`` and every write renew it, and a write WATCHes it too, so
+a store whose key another server has taken meanwhile writes nothing more; a clean close deletes it.
+
 Durability is the server's: EXEC is answered after Redis has written the transaction to its append-only file
 (it writes before it replies), so with ``appendonly yes`` an acknowledged batch survives a crash of Redis, and
 with ``appendfsync always`` also a crash of its machine. Without the AOF, Redis keeps only its last snapshot:
@@ -24,7 +29,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from gearman_gateway.stores.base import StoredJob, StoreError
+from gearman_gateway.stores.base import StoreConflict, StoredJob, StoreError
+from gearman_gateway.stores.ownership import OWNER_TTL, RENEWALS_PER_TTL, Claim, Owner, holder_of, in_use, taken_over
 from gearman_gateway.stores.sql import DEFAULT_TABLE, as_bytes, one_line
 
 log = logging.getLogger(__name__)
@@ -33,6 +39,8 @@ DEFAULT_PREFIX = f"{DEFAULT_TABLE}:"
 #: Commands per pipeline round trip when reading many hashes.
 READ_CHUNK = 1000
 DRIVER_ERRORS = (redis.RedisError, OSError)
+#: Attempts at a claim whose WATCHed key keeps changing under it (another server claiming at the same time).
+CLAIM_ATTEMPTS = 5
 
 
 def glob_escape(text: str) -> str:
@@ -48,6 +56,9 @@ def _priority(value: bytes | None) -> int:
 class RedisStore:
     name = "redis"
     gearmand_table = "_gear_"  # gearmand's default key prefix
+    own_queue = (
+        "give this one its own key prefix (queue.redis.prefix in a YAML --config file) or database (queue.redis.db)"
+    )
 
     def __init__(
         self,
@@ -59,12 +70,20 @@ class RedisStore:
         username: str | None = None,
         socket_timeout: float = 10.0,
         connect_timeout: float = 5.0,
+        owner_ttl: float = OWNER_TTL,
     ) -> None:
+        if not owner_ttl > 0:
+            raise ValueError(f"redis store: owner_ttl must be a number of seconds above 0, not {owner_ttl}")
         self.host, self.port, self.db, self.prefix = host, int(port), int(db), prefix
         self.password, self.username = password or None, username or None
         self.socket_timeout, self.connect_timeout = socket_timeout, connect_timeout
         self.where = f"redis store {host}:{self.port}/{self.db} prefix {prefix!r}"
         self._order = f"{prefix}order".encode()
+        self._owner = f"{prefix}owner".encode()
+        self._owner_ms = max(1, int(owner_ttl * 1000))
+        #: The runner calls keep_alive this often (writes renew the key too).
+        self.keep_alive_interval = owner_ttl / RENEWALS_PER_TTL
+        self._claim = Claim()
         self._client: redis.Redis | None = None
 
     def _key(self, job_id: int | bytes) -> bytes:
@@ -73,8 +92,8 @@ class RedisStore:
     # -- the Store protocol
 
     def open(self) -> None:
-        """(Re)connect and check the server answers; warn when its configuration cannot keep jobs."""
-        self.close()
+        """(Re)connect, check the server answers and claim the prefix; warn when Redis cannot keep jobs."""
+        self._drop_client()  # not close(): a reconnect keeps the claim
         client = redis.Redis(
             host=self.host,
             port=self.port,
@@ -91,20 +110,98 @@ class RedisStore:
         try:
             client.ping()
             aof = client.info("persistence").get("aof_enabled")
-        except DRIVER_ERRORS as exc:
+            self._take(client)
+        except (StoreError, *DRIVER_ERRORS) as exc:
             client.close()
+            if isinstance(exc, StoreError):
+                raise
             raise StoreError(f"{self.where}: connect failed: {one_line(exc)}") from exc
         if aof is not None and int(aof) == 0:
             log.warning("%s: the server runs without appendonly; a restart of Redis loses recent jobs", self.where)
         self._client = client
 
     def close(self) -> None:
+        """Give the prefix up (delete the owner key if it is still ours) and disconnect."""
+        client = self._client
+        if client is not None:
+            try:
+                with client.pipeline(transaction=True) as pipe:
+                    pipe.watch(self._owner)
+                    if self._claim.mine(pipe.get(self._owner)):
+                        pipe.multi()
+                        pipe.delete(self._owner)
+                        pipe.execute()
+            except DRIVER_ERRORS as exc:
+                log.warning(
+                    "%s: could not delete the owner key %s (%s): another server can open this queue once it "
+                    "expires, %d s after its last renewal",
+                    self.where,
+                    self._owner.decode(),
+                    one_line(exc),
+                    self._owner_ms // 1000,
+                )
+        self._claim.given_up()
+        self._drop_client()
+
+    def _drop_client(self) -> None:
         client, self._client = self._client, None
         if client is not None:
             try:
                 client.close()
             except Exception:  # noqa: BLE001 - a dead connection may fail to close; it is gone either way
                 pass
+
+    def keep_alive(self) -> None:
+        """Renew the owner key; QueueHeld if another server has taken it (the runner calls this)."""
+        client = self._require("renewal of the owner key")
+        try:
+            self._take(client, renewal=True)
+        except DRIVER_ERRORS as exc:
+            raise StoreError(f"{self.where}: renewal of the owner key failed: {one_line(exc)}") from exc
+
+    def _take(self, client: redis.Redis, renewal: bool = False) -> None:
+        """Set the owner key to ours (for owner_ttl) unless another live server's is there: QueueHeld then
+        (at open: in use; at a renewal: taken over)."""
+        for _ in range(CLAIM_ATTEMPTS):
+            with client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(self._owner)
+                    current = pipe.get(self._owner)
+                    self._check_owner(pipe, current, renewal)
+                    pipe.multi()
+                    pipe.set(self._owner, self._claim.value(), px=self._owner_ms)
+                    pipe.execute()
+                except redis.WatchError:
+                    continue  # someone wrote the key between our read and our write: read it again
+            self._claim.taken()
+            return
+        raise StoreError(
+            f"{self.where}: could not claim the queue: its owner key {self._owner.decode()} keeps changing"
+        )
+
+    def _check_owner(self, pipe: Any, current: bytes | None, renewal: bool) -> None:
+        """Raise QueueHeld unless the owner key (read under WATCH) may be set to ours."""
+        if current is None:
+            if renewal:
+                log.warning("%s: the owner key had expired (was this server stalled?); claimed again", self.where)
+            return
+        if self._claim.mine(current):
+            return
+        owner = Owner.parse(current)
+        if renewal:
+            raise taken_over(self.where, holder_of(current))
+        if owner is not None and owner.gone():
+            log.warning("%s: taking the queue over from %s, which is gone", self.where, owner.who)
+            return
+        if owner is not None and owner.in_this_process():
+            raise in_use(self.where, owner.describe(), self.own_queue)
+        left = pipe.pttl(self._owner)
+        expiry = (
+            f"if that server is gone, its owner key {self._owner.decode()} expires in {max(left, 0) / 1000:.0f} s"
+            if left >= 0
+            else f"its owner key {self._owner.decode()} never expires: delete it once no server uses this queue"
+        )
+        raise in_use(self.where, f"{holder_of(current)}; {expiry}", self.own_queue)
 
     def add(self, jobs: list[StoredJob]) -> None:
         if not jobs:
@@ -116,7 +213,7 @@ class RedisStore:
 
         def write(pipe: Any, stored: list[int]) -> None:
             if stored:
-                raise StoreError(f"{self.where}: {what} failed: duplicate job id {stored[0]}")
+                raise StoreConflict(f"{self.where}: {what} failed: duplicate job id {stored[0]}")
             for job in jobs:
                 pipe.hset(self._key(job.job_id), mapping=self._fields(job))
             pipe.zadd(self._order, {str(i): i for i in ids})
@@ -126,14 +223,12 @@ class RedisStore:
     def remove(self, job_ids: list[int]) -> None:
         if not job_ids:
             return
-        client = self._require("remove")
-        try:
-            with client.pipeline(transaction=True) as pipe:
-                pipe.delete(*[self._key(i) for i in job_ids])
-                pipe.zrem(self._order, *[str(i) for i in job_ids])
-                pipe.execute()
-        except DRIVER_ERRORS as exc:
-            raise StoreError(f"{self.where}: remove of {len(job_ids)} jobs failed: {one_line(exc)}") from exc
+
+        def write(pipe: Any, stored: list[int]) -> None:
+            pipe.delete(*[self._key(i) for i in job_ids])
+            pipe.zrem(self._order, *[str(i) for i in job_ids])
+
+        self._watched(f"remove of {len(job_ids)} jobs", job_ids, write)
 
     def bury(self, job_ids: list[int], reason: str) -> None:
         self._mark(f"bury of {len(job_ids)} jobs", job_ids, b"1", reason)
@@ -187,13 +282,16 @@ class RedisStore:
         return self._client
 
     def _watched(self, what: str, job_ids: list[int], queue: Callable[[Any, list[int]], None]) -> None:
-        """One MULTI/EXEC that ``queue`` fills, knowing which of ``job_ids`` are stored; all or nothing."""
+        """One MULTI/EXEC that ``queue`` fills, knowing which of ``job_ids`` are stored; all or nothing. It
+        renews the owner key, and writes nothing if another server has taken it (QueueHeld)."""
         client = self._require(what)
         try:
             with client.pipeline(transaction=True) as pipe:
-                pipe.watch(self._order)
+                pipe.watch(self._order, self._owner)
+                self._check_owner(pipe, pipe.get(self._owner), renewal=True)
                 scores = pipe.zmscore(self._order, [str(i) for i in job_ids])
                 pipe.multi()
+                pipe.set(self._owner, self._claim.value(), px=self._owner_ms)
                 queue(pipe, [i for i, score in zip(job_ids, scores, strict=True) if score is not None])
                 pipe.execute()
         except DRIVER_ERRORS as exc:

@@ -10,6 +10,15 @@ JOB_CREATED), the store is marked down (admin `show store`, logs, metrics), new 
 are refused at once, and a reconnect loop with exponential back-off runs until the store answers again.
 Deletes, buries and revives of a failed batch are kept and written after the reconnect.
 
+A batch refused for a job id that is stored already (StoreConflict: with one server per queue it cannot
+happen, short of a row written by hand) refuses that batch's jobs only: the store works, so it stays up and
+the batch's other changes go out with the next one.
+
+A store that finds its queue held by another server (QueueHeld, when the reconnect claims it again or the
+claim's renewal finds another owner) stays down until the server restarts, so two servers never write one
+queue: the other one has replayed this one's jobs by then. Backends whose claim expires unless renewed
+(redis, memcached) get their ``keep_alive`` called every ``keep_alive_interval`` seconds.
+
 A failed batch never deletes the rows of its new jobs afterwards: nothing in a row says who wrote it (two
 servers on one host hand out the same handles and ids), so a row with one of those ids may be another
 writer's acknowledged job — the very row that made the insert fail. A failure before the commit leaves
@@ -26,7 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from gearman_gateway.stores.base import Store, StoredJob, StoreError
+from gearman_gateway.stores.base import QueueHeld, Store, StoreConflict, StoredJob, StoreError
 from gearman_gateway.turns import end_of_turn
 
 log = logging.getLogger("gearman_gateway.store")
@@ -84,6 +93,9 @@ class StoreRunner:
         self._retry_delay = RETRY_MIN
         self._reconnecting = False
         self._closed = False
+        #: Another server holds the queue: down for good (see the module's docstring).
+        self.lost = False
+        self._timers: dict[str, Any] = {}  # "reconnect", "keep_alive" -> the reactor's pending call
         self._last_commit_start = 0.0
         # figures for admin and metrics
         self.commits = 0
@@ -101,6 +113,7 @@ class StoreRunner:
     def open(self) -> None:
         self.backend.open()
         self.available = True
+        self._keep_alive_later()
 
     def load(self) -> list[StoredJob]:
         return self.backend.load()
@@ -186,6 +199,11 @@ class StoreRunner:
                 self.last_error = ""
             self._retry_delay = RETRY_MIN  # only a real commit proves the store works again
             self._answer(batch.adds, None)
+        elif isinstance(error, StoreConflict) and not batch.added:
+            # nothing of the batch is kept (one transaction, or a non-transactional store that undid its adds)
+            log.error("%s; its %d jobs are refused, the store stays up", error, len(batch.adds))
+            self._pending.earlier(batch.marks)
+            self._answer(batch.adds, error)
         else:
             store_error = error if isinstance(error, StoreError) else StoreError(f"{self.name} store: {error}")
             self._went_down(store_error)
@@ -210,26 +228,43 @@ class StoreRunner:
     # -- outage and recovery
 
     def _went_down(self, error: StoreError) -> None:
+        if isinstance(error, QueueHeld):
+            self._give_up(error)
         self.last_error = str(error)
         if self.available:
             self.available = False
             if self.down_since is None:
                 self.down_since = time.time()
-                log.error("%s store unavailable: %s; background jobs are refused until it is back", self.name, error)
+                if not self.lost:
+                    log.error(
+                        "%s store unavailable: %s; background jobs are refused until it is back", self.name, error
+                    )
         adds, self._pending.adds = self._pending.adds, []  # never sent to the store: nothing to undo
         self._answer(adds, error)
         self._reconnect_later()
 
+    def _give_up(self, error: QueueHeld) -> None:
+        """Another server holds the queue: never write it again in this process (see the module's docstring)."""
+        if not self.lost:
+            self.lost = True
+            log.error(
+                "%s; this server no longer writes its queue: background jobs are refused until it is restarted",
+                error,
+            )
+
     def _reconnect_later(self) -> None:
-        if self._reconnecting or self._closed:
+        if self._reconnecting or self._closed or self.lost:
             return
         self._reconnecting = True
-        self.reactor.callLater(self._retry_delay, self._reconnect)
+        self._timers["reconnect"] = self.reactor.callLater(self._retry_delay, self._reconnect)
         self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
 
     def _reconnect(self) -> None:
+        self._timers.pop("reconnect", None)
+        if self._closed:
+            return
         # open() drops the old connection itself; close() would also give up what the store holds for
-        # the process's life (the sqlite file's lock)
+        # the process's life (the sqlite file's lock, the claim of the queue)
         future = self._thread.submit(self.backend.open)
         future.add_done_callback(lambda f: self.reactor.callFromThread(self._reconnected, f))
 
@@ -240,11 +275,38 @@ class StoreRunner:
         error = future.exception()
         if error is not None:
             self.last_error = str(error)
+            if isinstance(error, QueueHeld):
+                self._give_up(error)
             self._reconnect_later()
             return
         log.info("%s store: reconnected; the next commit shows whether it is back", self.name)
         self.available = True
         self._schedule()
+
+    # -- the claim's renewal (backends whose claim expires)
+
+    def _keep_alive_later(self) -> None:
+        interval = getattr(self.backend, "keep_alive_interval", None)
+        if interval and not self._closed and not self.lost and "keep_alive" not in self._timers:
+            self._timers["keep_alive"] = self.reactor.callLater(interval, self._keep_alive)
+
+    def _keep_alive(self) -> None:
+        self._timers.pop("keep_alive", None)
+        if self._closed:
+            return
+        if not self.available:  # the reconnect claims the queue again
+            self._keep_alive_later()
+            return
+        future = self._thread.submit(self.backend.keep_alive)  # type: ignore[attr-defined]
+        future.add_done_callback(lambda f: self.reactor.callFromThread(self._kept_alive, f))
+
+    def _kept_alive(self, future: Future) -> None:
+        if self._closed:
+            return
+        error = future.exception()
+        if error is not None and self.available:
+            self._went_down(error if isinstance(error, StoreError) else StoreError(f"{self.name} store: {error}"))
+        self._keep_alive_later()
 
     # -- shutdown
 
@@ -254,6 +316,10 @@ class StoreRunner:
         if self._closed:
             return
         self._closed = True
+        for call in self._timers.values():
+            if call.active():
+                call.cancel()
+        self._timers.clear()
         batch, self._pending = self._pending, _Batch()
         if batch and self.available:
             adds, batch.adds = batch.adds, []  # never sent to the store: nothing to undo

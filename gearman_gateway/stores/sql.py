@@ -1,8 +1,9 @@
 """What the three SQL backends (sqlite, postgres, mysql) share: one table layout, one set of statements, one
 transaction wrapper that turns every driver exception into a StoreError.
 
-A backend subclass only says how to connect, how to set up its session, and the few words its SQL dialect
-spells differently (column types, parameter marker, how to read a gearmand text column as raw bytes).
+A backend subclass only says how to connect, how to set up its session, how it claims the table for one
+server (ownership.py), and the few words its SQL dialect spells differently (column types, parameter marker,
+how to read a gearmand text column as raw bytes).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from gearman_gateway.stores.base import StoredJob, StoreError
+from gearman_gateway.stores.base import StoreConflict, StoredJob, StoreError
 
 DEFAULT_TABLE = "gearman_gateway_queue"
 #: Our columns, in the order every statement and every row tuple uses.
@@ -67,6 +68,13 @@ class SqlStore:
     gearmand_order: ClassVar[str] = ""
     #: The driver's exception classes: any of them becomes a StoreError.
     driver_errors: ClassVar[tuple[type[BaseException], ...]]
+    #: Those that mean a row broke the table's constraints (a job id stored already): a StoreConflict.
+    integrity_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+    #: How a second server gets a table of its own, for the message it gets when this one is taken.
+    own_queue: ClassVar[str] = ""
+    #: One server per table: ``open`` claims it (``_claim``) on the store's session. Issue 21's shared mode
+    #: (several servers on one PostgreSQL table, coordinating row by row) is a store with this off.
+    exclusive: bool = True
 
     def __init__(self, table: str, where: str) -> None:
         self.table = check_table_name(self.name, table)
@@ -89,10 +97,15 @@ class SqlStore:
     def _prepare_session(self, cursor: Any) -> None:
         """Session settings (timeouts, durability); the default has none."""
 
+    def _claim(self, cursor: Any) -> None:
+        """Make this session the table's only user for as long as it lasts, or raise QueueHeld naming the
+        holder. The default claims nothing (sqlite locks its file before it connects)."""
+
     # -- the Store protocol
 
     def open(self) -> None:
-        """(Re)connect, create our table if missing and check that an existing one has our layout."""
+        """(Re)connect, claim the table for this server, create it if missing and check that an existing one
+        has our layout."""
         self._disconnect()
         try:
             self._conn = self._connect()
@@ -101,6 +114,8 @@ class SqlStore:
         try:
             with self._transaction("open") as cur:
                 self._prepare_session(cur)
+                if self.exclusive:  # before the table is created: two servers never race to create it
+                    self._claim(cur)
                 cur.execute(self._create_table())
                 found = self._columns(cur, self.table)
             if found != set(COLUMNS):
@@ -113,7 +128,8 @@ class SqlStore:
             raise
 
     def close(self) -> None:
-        """The end of the store's use (a reconnect is ``open`` again, which drops the old connection)."""
+        """The end of the store's use, and of its claim: the session ends (a reconnect is ``open`` again,
+        which drops the old connection)."""
         self._disconnect()
 
     def _disconnect(self) -> None:
@@ -236,6 +252,8 @@ class SqlStore:
                 conn.rollback()
             except Exception:  # noqa: BLE001 - the connection may be dead; the first error is the one to report
                 pass
+            if isinstance(exc, self.integrity_errors):
+                raise StoreConflict(f"{self.where}: {what} failed: {one_line(exc)}") from exc
             if isinstance(exc, self.driver_errors):
                 raise StoreError(f"{self.where}: {what} failed: {one_line(exc)}") from exc
             raise

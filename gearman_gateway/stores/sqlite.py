@@ -37,6 +37,7 @@ class SqliteStore(SqlStore):
     text_as_bytes = "CAST({} AS BLOB)"
     gearmand_order = "ORDER BY rowid"  # the order gearmand replays in
     driver_errors = (sqlite3.Error,)
+    integrity_errors = (sqlite3.IntegrityError,)
 
     def __init__(
         self,

@@ -1,5 +1,6 @@
 """The store runner when a batch fails (issue 13): it never deletes a row it did not write, whatever made the
-batch fail, and acknowledges jobs a non-transactional store did keep. A real runner on a reactor of its own,
+batch fail, acknowledges jobs a non-transactional store did keep, refuses only the batch of a duplicate id,
+and schedules nothing after its close. A real runner on a reactor of its own,
 with a real sqlite file and a real Redis server (tests/dbfixtures.py)."""
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from typing import Any
 
 import pytest
 from twisted.internet import defer, task
+from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 
 from gearman_gateway.reactor import GatewayReactor
-from gearman_gateway.stores import StoredJob, StoreError, create_store
-from gearman_gateway.stores.runner import StoreRunner
+from gearman_gateway.stores import StoreConflict, StoredJob, StoreError, create_store
+from gearman_gateway.stores.runner import RETRY_MIN, StoreRunner
 
 TABLE = "gearman_gateway_queue"
 WAIT = 10.0
@@ -182,3 +184,52 @@ def test_a_redis_batch_whose_jobs_were_stored_acknowledges_them_when_a_later_cha
         reader.remove([1, 2])
         reader.close()
         admin.close()
+
+
+def test_a_batch_refused_for_a_stored_job_id_refuses_only_that_batch(reactor, sqlite_runner, caplog) -> None:
+    """A duplicate id (another writer's row: impossible with one server per queue, short of a row written by
+    hand) is that batch's problem, not an outage: the store stays up, and the batch's other changes (here a
+    finished job's delete) go out with the next one."""
+    runner, path = sqlite_runner
+    theirs(path, 1).close()
+
+    async def scenario() -> None:
+        assert await added(runner, job(5)) is None
+        refused = added(runner, job(1))
+        runner.remove(5)  # same turn, same batch
+        error = await refused
+        assert isinstance(error, StoreConflict) and "UNIQUE" in str(error)
+        assert runner.available  # not down, no reconnect: the old runner refused every submit here
+        assert await added(runner, job(2)) is None
+
+    with caplog.at_level("WARNING", logger="gearman_gateway.store"):
+        drive(reactor, scenario)
+    assert rows(path) == [(1, "theirs", b"acknowledged 1"), (2, "ours", b"ours 2")]
+    assert not any("unavailable" in record.getMessage() for record in caplog.records)
+    assert any("its 1 jobs are refused, the store stays up" in record.getMessage() for record in caplog.records)
+
+
+def test_closing_while_a_reconnect_is_pending_leaves_nothing_to_fire(reactor, sqlite_runner) -> None:
+    """The reconnect scheduled when the store went down must not run after close(): it used to raise
+    "cannot schedule new futures after shutdown" on the reactor."""
+    runner, path = sqlite_runner
+    other = theirs(path, lock=True)  # the file's write lock: the next commit fails (busy_timeout 0.3 s)
+    failures: list[dict[str, Any]] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if event.get("log_failure") is not None:
+            failures.append(event)
+
+    async def scenario() -> None:
+        assert isinstance(await added(runner, job(1)), StoreError)
+        assert not runner.available  # down: a reconnect is due in RETRY_MIN seconds
+        runner.close()
+        await task.deferLater(reactor, RETRY_MIN * 4, lambda: None)  # past the time it was due
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        drive(reactor, scenario)
+    finally:
+        globalLogPublisher.removeObserver(observe)
+        other.close()
+    assert failures == [], [event["log_failure"].getTraceback() for event in failures]

@@ -23,7 +23,16 @@ from urllib.parse import unquote_to_bytes
 
 import pytest
 
-from gearman_gateway.stores import BACKENDS, GEARMAND_TABLES, OPTIONS, Store, StoredJob, StoreError, create_store
+from gearman_gateway.stores import (
+    BACKENDS,
+    GEARMAND_TABLES,
+    OPTIONS,
+    Store,
+    StoreConflict,
+    StoredJob,
+    StoreError,
+    create_store,
+)
 from gearman_gateway.stores.memcached import parse_servers
 from tests.dbfixtures import DbServer, MemcachedServer, free_port, start_memcached
 
@@ -170,7 +179,7 @@ def test_binary_values_round_trip(store: Store) -> None:
 
 def test_a_failing_batch_leaves_nothing(store: Store) -> None:
     store.add([job(1), job(2), job(3)])
-    with pytest.raises(StoreError, match="add of 3 jobs"):
+    with pytest.raises(StoreConflict, match="add of 3 jobs"):  # the batch's fault, not an outage of the store
         store.add([job(10), job(11), job(2, data=b"not mine")])  # 2 is taken: the whole batch is refused
     with pytest.raises(StoreError):
         store.add([job(20), job(20)])
@@ -297,6 +306,7 @@ def test_every_acknowledged_batch_survives_a_crash_of_the_database(durable: Back
     for start in range(0, 1000, 100):
         store.add(jobs[start : start + 100])
     durable.server.kill()
+    store.close()  # this store is gone with the database's crash; the next one replays
     durable.server.start()
     # memcached keeps nothing across a crash of its own: the reason for the warning and for docs/persistence.md
     assert durable.open().load() == ([] if durable.kind in FORGETFUL else jobs)
@@ -496,6 +506,15 @@ def memcached_store(*servers: MemcachedServer, **options: Any) -> Store:
     return store
 
 
+def memcached_load(*servers: MemcachedServer, **options: Any) -> list[StoredJob]:
+    """What a store that starts on these servers replays (it closes again: one store per queue at a time)."""
+    store = memcached_store(*servers, **options)
+    try:
+        return store.load()
+    finally:
+        store.close()
+
+
 def metadump_keys(server: MemcachedServer) -> set[bytes]:
     """Every key memcached's LRU crawler lists now."""
     with socket.create_connection((server.host, server.port), timeout=5) as conn:
@@ -560,14 +579,18 @@ def test_memcached_servers_list_spreads_jobs_and_finds_them_after_the_list_chang
         keys = [b"gearman_gateway_queue:job:%d" % i for i in range(1, 101)]
         held = [len(server.connect().get_many(keys)) for server in (a, b)]
         assert sum(held) == 100 and min(held) > 20  # each job once, spread over both
-        assert memcached_store(b, a).load() == jobs  # the order of the list does not matter
+        first.close()
+        assert memcached_load(b, a) == jobs  # the order of the list does not matter
         grown = memcached_store(a, b, c)  # a new server: jobs now "at home" on c are still found on a and b
         assert grown.load() == jobs
         grown.bury([5, 60], "failed")
         grown.remove([i for i in range(1, 101) if i not in (5, 60)])
-        assert [(j.job_id, j.dead) for j in memcached_store(a, b).load()] == [(5, True), (60, True)]
+        grown.close()
+        assert [(j.job_id, j.dead) for j in memcached_load(a, b)] == [(5, True), (60, True)]
+        grown.open()
         grown.remove([5, 60])
-        assert memcached_store(a).load() == memcached_store(b).load() == []
+        grown.close()
+        assert memcached_load(a) == memcached_load(b) == []
     finally:
         for server in (a, b, c):
             server.cleanup()
@@ -582,12 +605,15 @@ def test_memcached_replays_from_its_index_when_the_key_dump_cannot_list_keys(
         store = memcached_store(server)
         store.add([job(1), job(2)])
         store.remove([1])
+        store.close()
         with caplog.at_level("WARNING"):
-            assert memcached_store(server).load() == [job(2)]
+            assert memcached_load(server) == [job(2)]
         assert any("cannot list its keys" in r.getMessage() and "lru crawler disabled" in r.getMessage()
                    for r in caplog.records)  # fmt: skip
+        store.open()
         with pytest.raises(StoreError, match=r"cannot list its keys .*1\.4\.31"):
             store.import_gearmand("gear_")
+        store.close()
     finally:
         server.cleanup()
 
@@ -598,7 +624,9 @@ def test_memcached_replays_jobs_whose_index_memcached_evicted_and_rebuilds_it(
     """The key dump finds what the index lost (here deleted by hand, as an eviction would); load() re-indexes."""
     prefix = f"evicted{os.getpid()}:"
     jobs = [job(i) for i in (1, 2, 5000, 9000)]  # three buckets of the index
-    memcached_store(memcached_server, prefix=prefix).add(jobs)
+    writer = memcached_store(memcached_server, prefix=prefix)
+    writer.add(jobs)
+    writer.close()
     # memcached's key dump can miss an item its LRU maintainer is moving, as fresh items are: wait until they
     # have settled, as the jobs of a server that crashed and restarted have (the index covers the rest)
     keys = {f"{prefix}job:{j.job_id}".encode() for j in jobs}
@@ -608,12 +636,12 @@ def test_memcached_replays_jobs_whose_index_memcached_evicted_and_rebuilds_it(
     raw = memcached_server.connect()
     assert raw.delete(f"{prefix}index:1".encode())  # the bucket of 5000
     with caplog.at_level("WARNING"):
-        assert memcached_store(memcached_server, prefix=prefix).load() == jobs
+        assert memcached_load(memcached_server, prefix=prefix) == jobs
     assert any("1 jobs found only by the key dump" in r.getMessage() for r in caplog.records)
     assert raw.delete(f"{prefix}job:1".encode())  # an evicted job: gone, and said so
     caplog.clear()
     with caplog.at_level("WARNING"):
-        assert memcached_store(memcached_server, prefix=prefix).load() == jobs[1:]
+        assert memcached_load(memcached_server, prefix=prefix) == jobs[1:]
     assert any("1 indexed jobs are gone" in r.getMessage() for r in caplog.records)
     raw.close()
 
