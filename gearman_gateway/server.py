@@ -30,6 +30,7 @@ from gearman_gateway.admin import Admin, AdminControls
 from gearman_gateway.config import LEVEL_ORDER, LEVELS, Settings
 from gearman_gateway.connections import ConnectionRegistry
 from gearman_gateway.durability import StoreService, build_store, retry_policies
+from gearman_gateway.results import ResultCache
 from gearman_gateway.scheduler import Scheduler
 from gearman_gateway.turns import end_of_turn
 from protocols import ReportsState, ServiceState
@@ -105,6 +106,10 @@ class Server:
             retry_policies=retry_policies(settings),
             turn_end=end_of_turn(reactor, first=True),
         )
+        self.results: ResultCache | None = None
+        if settings.result_cache_memory > 0:
+            self.results = ResultCache(reactor, settings.result_cache_memory, settings.result_ttl)
+            self.scheduler.observer = self.results
         self.connections = ConnectionRegistry(settings.max_connections)
         self.admin = Admin(
             self.scheduler,
@@ -122,7 +127,9 @@ class Server:
             StoreService(self.store, self.scheduler, settings).setServiceParent(self.service)
         ConnectionsService(self.connections, reactor).setServiceParent(self.service)
         self.frontends: dict[str, list[IService]] = {}
-        context = protocols.FrontendContext(settings, self.scheduler, self.admin, self.connections, reactor)
+        context = protocols.FrontendContext(
+            settings, self.scheduler, self.admin, self.connections, reactor, results=self.results
+        )
         for frontend in enabled:
             own = dataclasses.replace(context, options=settings.options(frontend.name))
             services = frontend.build(own)

@@ -121,6 +121,8 @@ class Scheduler:
         self._claims: dict[Job, Worker] = {}  # PENDING jobs a held grab waits for, answered at their commit
         self.poison_jobs: dict[Job, None] = {}  # live jobs whose workers died POISON_DEATHS times or more
         self._wake_due: dict[Function, None] = {}  # functions whose new jobs want sleepers woken
+        #: Hears every background job with a unique, whoever submitted it (the result cache, results.py).
+        self.observer: JobListener | None = None
 
     # ------------------------------------------------------------------ functions
 
@@ -185,6 +187,8 @@ class Scheduler:
         self.jobs_by_handle[handle] = job
         if key is not None:
             fn.by_unique[key] = job
+            if background and self.observer is not None:
+                self._attach(job, self.observer)
         fn.total += 1
         fn.submitted += 1
         if background and self.store is not None:
@@ -212,6 +216,8 @@ class Scheduler:
             # gearmand leaves the job foreground and loses it when its clients leave; a background
             # submitter was promised it would run, so the job becomes background (and durable).
             job.background = True
+            if self.observer is not None and job.key is not None:
+                self._attach(job, self.observer)
             if self.store is not None and not job.stored:
                 self._persist(job, listener)
                 return job
@@ -290,6 +296,8 @@ class Scheduler:
                 self.jobs_by_handle[handle] = job
                 if key is not None:
                     fn.by_unique[key] = job
+                    if self.observer is not None:
+                        self._attach(job, self.observer)
                 fn.total += 1
                 fn.submitted += 1  # a job this process takes on, as a submit: `completed` never exceeds it
                 self._enqueue(job)
@@ -972,6 +980,8 @@ class Scheduler:
                 job.key = None
             else:
                 fn.by_unique[job.key] = job
+                if self.observer is not None:
+                    self._attach(job, self.observer)
         fn.total += 1
         fn.submitted += 1  # taken on again, with a fresh retry budget
         if self.store is not None and job.stored:
