@@ -1028,12 +1028,29 @@ class Scheduler:
         job = self.jobs_by_handle.get(handle)
         return None if job is None else job_snapshot(job)
 
-    def job_snapshot_by_unique(self, unique: bytes) -> JobSnapshot | None:
-        """The first live job with this unique in any function (GET_STATUS_UNIQUE names no function)."""
+    def job_snapshot_by_unique(self, unique: bytes, function: bytes | None = None) -> JobSnapshot | None:
+        """The first live job with this unique in any function (GET_STATUS_UNIQUE names no function), or
+        in ``function`` only."""
+        if function is not None:
+            fn = self.functions.get(function)
+            job = fn.by_unique.get(unique) if fn is not None and unique else None
+            return None if job is None else job_snapshot(job)
         for fn in self.functions.values():
             job = fn.by_unique.get(unique)
             if job is not None:
                 return job_snapshot(job)
+        return None
+
+    def next_job(self, function: bytes) -> tuple[JobSnapshot, bytes] | None:
+        """The job a grab for ``function`` alone would take now (committed, due), and its workload: what
+        a memcached ``get <function>/peek`` shows without taking it."""
+        fn = self.functions.get(function)
+        if fn is None:
+            return None
+        for queue in fn.queues:
+            for job in queue:
+                if job.state is not _PENDING:
+                    return job_snapshot(job), job.data
         return None
 
     def job_snapshots(self) -> list[JobSnapshot]:
