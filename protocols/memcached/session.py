@@ -481,16 +481,20 @@ class MemcachedSession:
         priority = PRIORITIES.get(command)
         if priority is None:  # replace, cas: there is never an item to replace
             return replies.store_reply(event, StoreOutcome.NOT_STORED)
+        results = self.results
+        if (
+            command == "add"
+            and key.unique
+            and (
+                self.scheduler.job_snapshot_by_unique(key.unique, key.function) is not None
+                or (results is not None and results.get(key.result_key) is not None)
+            )
+        ):
+            return replies.store_reply(event, StoreOutcome.NOT_STORED)  # what memcexist asks
         exptime = event.exptime if isinstance(event, Store) else event.ttl
         if expiry(self.clock.seconds(), exptime) is None:
             return replies.store_reply(event, StoreOutcome.STORED)  # born expired: memcached stores nothing
-        results = self.results
         if key.unique:
-            if command == "add" and (
-                self.scheduler.job_snapshot_by_unique(key.unique, key.function) is not None
-                or (results is not None and results.get(key.result_key) is not None)
-            ):
-                return replies.store_reply(event, StoreOutcome.NOT_STORED)
             if results is not None:
                 results.forget(key.result_key)  # a new run: its result replaces the old one
         flags = event.flags if isinstance(event, Store) else event.client_flags
