@@ -14,6 +14,7 @@ open job.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 #: Option words that take no value.
@@ -53,6 +54,11 @@ def _wait(segment: bytes) -> int | None:
     return int(digits)
 
 
+#: Keys parsed lately, by their bytes: workers repeat ``<function>/open/t=<ms>``, clients their functions.
+PARSED_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=PARSED_CACHE_SIZE)
 def parse(raw: bytes) -> Key | None:
     """The key's parts; None when it names no function (empty, or starting with ``/``) or repeats an
     option."""

@@ -229,6 +229,9 @@ class MemcachedSession:
             self.transport.resume_reading()
 
     def _answer(self, event: Event) -> bytes | _Pending:
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            return handler(event)
         if isinstance(event, Error):
             if event.close:
                 self._close(event.reply)
@@ -237,10 +240,7 @@ class MemcachedSession:
         if isinstance(event, Quit):
             self._close(replies.quit_reply(event))
             return b""
-        handler = self._handlers.get(type(event))
-        if handler is None:
-            return replies.error_reply(event, "not supported", client=True)
-        return handler(event)
+        return replies.error_reply(event, "not supported", client=True)
 
     def _finish(self, reply: bytes) -> None:
         """The waiting request's answer came: send it, and go on with the requests behind it."""
@@ -338,10 +338,7 @@ class MemcachedSession:
         item = self._take(function, key.open)
         if item is not None:
             return item
-        wait = self._maybe_wait(key)
-        if wait is None:
-            self._idle(function)
-        return wait
+        return self._maybe_wait(key)
 
     def _maybe_wait(self, key: keys.Key) -> _Wait | None:
         if not key.wait_ms or self.options.max_wait_ms <= 0:
@@ -357,14 +354,15 @@ class MemcachedSession:
             self._stop_waiting()
             then(item)
 
-        timer = self.clock.callLater(wait.ms / 1000.0, lambda: done(None))
         if key.unique or key.error:
             assert self.results is not None
             stop = self.results.wait(key.result_key, lambda result: done(self._result_item(key, result)))
+            timer = self.clock.callLater(wait.ms / 1000.0, done, None)
         else:
             self._waiting = (key.function, key.open, done)
             self.scheduler.pre_sleep(self._workers[key.function])
             stop = self._stop_work_wait
+            timer = self.clock.callLater(wait.ms / 1000.0, self._work_timeout)
 
         def cancel() -> None:
             if timer.active():
@@ -379,9 +377,18 @@ class MemcachedSession:
             cancel()
 
     def _stop_work_wait(self) -> None:
+        self._waiting = None
+
+    def _work_timeout(self) -> None:
+        """The wait for work is over: one last grab, which also wakes the worker up (a sleeping worker that
+        nobody waits on would take a NOOP meant for another)."""
         waiting, self._waiting = self._waiting, None
-        if waiting is not None:
-            self._idle(waiting[0])
+        if waiting is None or self.closed:
+            return
+        function, open_, then = waiting
+        worker = self._workers[function]
+        job = self.scheduler.grab(worker)
+        then(None if job is None else self._took(function, worker, job, open_))
 
     def _work_came(self, function: bytes) -> None:
         """A worker of this connection was woken: a waiting ``get`` tries again (after this turn of the
@@ -427,22 +434,13 @@ class MemcachedSession:
             self._open[function] = job
         else:  # a plain get: the job is done when taken (Kestrel's at-most-once read)
             self.scheduler.work_complete(worker, job.handle, b"")
-            self._idle(function)
         return item
-
-    def _idle(self, function: bytes) -> None:
-        """A worker with nothing open and no wait is not a worker of the function any more (so it is never
-        counted on to take work it was woken for)."""
-        worker = self._workers.get(function)
-        if worker is not None and function not in self._open and worker.abilities:
-            self.scheduler.cant_do(worker, function)
 
     def _complete_open(self, function: bytes, data: bytes) -> bool:
         job = self._open.pop(function, None)
         if job is None:
             return False
         self.scheduler.work_complete(self._workers[function], job.handle, data)
-        self._idle(function)
         return True
 
     def _fail_open(self, function: bytes, text: bytes) -> bool:
@@ -454,7 +452,6 @@ class MemcachedSession:
             self.scheduler.work_exception(worker, job.handle, text)
         else:
             self.scheduler.work_fail(worker, job.handle)
-        self._idle(function)
         return True
 
     def _abort_open(self, function: bytes) -> None:

@@ -182,7 +182,9 @@ def test_a_worker_takes_work_with_get() -> None:
     session.receive_data(b"get reverse\r\nget reverse\r\n")
     assert transport.take() == b"VALUE reverse 16 3\r\nabc\r\nEND\r\nEND\r\n"
     assert world.scheduler.function_snapshot(b"reverse").completed == 1
-    assert world.scheduler.function_snapshot(b"reverse").workers == 0  # a worker only while taking
+    assert world.scheduler.function_snapshot(b"reverse").workers == 1  # a worker of it from now on
+    session.connection_lost()
+    assert world.scheduler.function_snapshot(b"reverse").workers == 0
 
 
 def test_open_close_serves_a_foreground_client() -> None:
@@ -268,7 +270,18 @@ def test_a_wait_times_out_with_a_miss_capped_by_the_option() -> None:
     assert transport.take() == b"END\r\n"
     world.clock.advance(0.051)
     assert transport.take() == b"END\r\n"
-    assert world.scheduler.function_snapshot(b"fn").workers == 0
+    assert world.scheduler.function_snapshot(b"fn").workers == 1
+
+
+def test_a_job_that_comes_as_a_work_wait_ends_is_taken() -> None:
+    world = World()
+    session, transport = world.connect()
+    session.receive_data(b"get fn/t=50\r\n")
+    world.clock.advance(0.02)
+    world.talk(b"set fn 0 0 1\r\nx\r\n")
+    world.clock.advance(0.04)  # the wake-up's grab and the timeout in one advance: the job is taken once
+    assert transport.take() == b"VALUE fn/t=50 0 1\r\nx\r\nEND\r\n"
+    assert world.queued(b"fn") == 0 and world.scheduler.function_snapshot(b"fn").completed == 1
 
 
 def test_a_work_wait_takes_a_job_that_comes() -> None:
