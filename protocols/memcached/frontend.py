@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory
+from zope.interface import implementer
 
 from protocols.connection import FrontendConnection
 from protocols.memcached.session import MemcachedSession
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gearman_gateway.memcached")
 
 
+@implementer(IHalfCloseableProtocol)
 class MemcachedProtocol(FrontendConnection):
     label = "memcached connection"
 
@@ -52,6 +55,17 @@ class MemcachedProtocol(FrontendConnection):
         elif self._stall is not None:
             self._stall.cancel()
             self._stall = None
+
+    def readConnectionLost(self) -> None:  # noqa: N802
+        """A half-close (``printf ... | nc``): what was sent is answered, then the connection closes."""
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        if self.session is not None:
+            self.session.input_ended()
+
+    def writeConnectionLost(self) -> None:  # noqa: N802
+        self.transport.loseConnection()
 
     def _stalled(self) -> None:
         self._stall = None

@@ -160,6 +160,7 @@ class MemcachedSession:
         self._busy = False  # a request is waiting for its answer
         self._paused = False
         self._running = False
+        self._input_ended = False  # the peer half-closed: close once everything read is answered
         # one worker per function this connection takes work of, so that a grab takes only that function's
         self._workers: dict[bytes, Worker] = {}
         self._open: dict[bytes, Job] = {}  # the job each function has open here (get .../open)
@@ -199,6 +200,11 @@ class MemcachedSession:
             self._paused = True
             self.transport.pause_reading()
 
+    def input_ended(self) -> None:
+        """The peer sent its last byte (``printf ... | nc``): answer what it sent, waits included, then close."""
+        self._input_ended = True
+        self._run()
+
     def connection_lost(self) -> None:
         """The peer went away: waits stop, and open jobs go back as a lost worker's (they run elsewhere)."""
         self.closed = True
@@ -227,6 +233,9 @@ class MemcachedSession:
         if self._paused and len(self._events) < MAX_QUEUED_EVENTS // 2 and not self.closed:
             self._paused = False
             self.transport.resume_reading()
+        if self._input_ended and not self._busy and not self._events and not self.closed:
+            self.closed = True
+            self.transport.close()
 
     def _answer(self, event: Event) -> bytes | _Pending:
         handler = self._handlers.get(type(event))

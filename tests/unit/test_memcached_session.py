@@ -428,3 +428,15 @@ def test_command_soup_leaves_no_worker_behind(commands: list[bytes]) -> None:
     session.connection_lost()
     assert world.scheduler.totals().workers == 0
     assert world.scheduler.totals().running == 0
+
+
+def test_a_half_close_is_answered_in_full_then_closed() -> None:
+    world = World()
+    world.talk(b"set fn/u 0 0 1\r\nx\r\n")
+    session, transport = world.connect()
+    session.receive_data(b"get fn/u/t=300\r\nversion\r\n")
+    session.input_ended()
+    assert not transport.closed
+    world.run_one(b"fn", b"r")
+    assert transport.take().startswith(b"VALUE fn/u/t=300 0 1\r\nr\r\nEND\r\nVERSION ")
+    assert transport.closed
