@@ -590,11 +590,12 @@ def test_tools_are_where_setup_puts_them() -> None:
         assert shutil.which("memccp") and shutil.which("memcexist")
 
 
-def test_a_half_closed_connection_gets_every_answer(mc: Memcached, workers) -> None:
+def test_a_half_closed_connection_gets_every_answer(gearmand: ServerFactory, workers) -> None:
     """`printf ... | nc`: the client sends, then half-closes; waits included, everything is answered."""
+    mc = start_memcached(gearmand, "--memcached-max-wait", "10000")
     workers(mc, "reverse", reverse)
-    with socket.create_connection(("127.0.0.1", mc.port), timeout=TIMEOUT) as conn:
-        conn.sendall(b"set reverse/nc 0 0 5\r\nhello\r\nget reverse/nc/t=400\r\nversion\r\n")
+    with socket.create_connection(("127.0.0.1", mc.port), timeout=TIMEOUT + 5) as conn:
+        conn.sendall(b"set reverse/nc 0 0 5\r\nhello\r\nget reverse/nc/t=10000\r\nversion\r\n")
         conn.shutdown(socket.SHUT_WR)
         out = read_until(conn, None)
-    assert out.startswith(b"STORED\r\nVALUE reverse/nc/t=400 0 5\r\nolleh\r\nEND\r\nVERSION 1.6")
+    assert out.startswith(b"STORED\r\nVALUE reverse/nc/t=10000 0 5\r\nolleh\r\nEND\r\nVERSION 1.6")
