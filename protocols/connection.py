@@ -205,3 +205,24 @@ class FrontendConnection(BatchedOutput):
     @property
     def output_paused(self) -> bool:
         return self._paused_bytes >= 0
+
+
+class SessionConnection(FrontendConnection):
+    """A connection around a sans-IO ``session`` that may hold requests back (pipelined requests behind
+    one that waits) and asks to stop reading meanwhile; reading resumes when both the session and the
+    socket's output allow. Subclasses have a dict (no ``__slots__``): they are not the binary hot path."""
+
+    session: Any = None
+    _session_paused = False
+
+    def pause_reading(self) -> None:
+        self._session_paused = True
+        self.transport.stopReading()
+
+    def resume_reading(self) -> None:
+        self._session_paused = False
+        if not self.output_paused and self.session is not None:
+            self.transport.startReading()
+
+    def wants_reading(self) -> bool:
+        return self.session is not None and not self._session_paused

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.protocol import Factory
 
-from protocols.connection import FrontendConnection
+from protocols.connection import SessionConnection
 from protocols.http.api import HttpApi
 from protocols.http.metrics import HttpStats
 from protocols.http.session import HttpSession
@@ -24,14 +24,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("gearman_gateway.http")
 
 
-class HttpProtocol(FrontendConnection):
+class HttpProtocol(SessionConnection):
     label = "HTTP connection"
 
     def __init__(self, factory: HttpFactory) -> None:
         super().__init__(factory.context)
         self.factory = factory
         self.session: HttpSession | None = None
-        self._session_paused = False  # the session holds pipelined requests back
 
     def started(self) -> None:
         self.session = HttpSession(self.factory.context, self.factory.api, self)
@@ -53,18 +52,6 @@ class HttpProtocol(FrontendConnection):
     def abort(self) -> None:
         self.close_output()
         self.transport.abortConnection()
-
-    def pause_reading(self) -> None:
-        self._session_paused = True
-        self.transport.stopReading()
-
-    def resume_reading(self) -> None:
-        self._session_paused = False
-        if not self.output_paused and self.session is not None:
-            self.transport.startReading()
-
-    def wants_reading(self) -> bool:
-        return self.session is not None and not self._session_paused
 
 
 class HttpFactory(Factory):

@@ -11,7 +11,7 @@ from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
-from protocols.connection import FrontendConnection
+from protocols.connection import SessionConnection
 from protocols.memcached.session import MemcachedSession
 from protocols.memcached.stats import Shared
 
@@ -22,7 +22,7 @@ log = logging.getLogger("gearman_gateway.memcached")
 
 
 @implementer(IHalfCloseableProtocol)
-class MemcachedProtocol(FrontendConnection):
+class MemcachedProtocol(SessionConnection):
     label = "memcached connection"
 
     def __init__(self, factory: MemcachedFactory) -> None:
@@ -30,7 +30,6 @@ class MemcachedProtocol(FrontendConnection):
         self.factory = factory
         self.session: MemcachedSession | None = None
         self._stall: Any = None  # the timer closing a connection stuck in the middle of a request
-        self._session_paused = False
 
     def started(self) -> None:
         factory = self.factory
@@ -85,18 +84,6 @@ class MemcachedProtocol(FrontendConnection):
 
     def write(self, data: bytes) -> None:
         self.queue(data)
-
-    def pause_reading(self) -> None:
-        self._session_paused = True
-        self.transport.stopReading()
-
-    def resume_reading(self) -> None:
-        self._session_paused = False
-        if not self.output_paused and self.session is not None:
-            self.transport.startReading()
-
-    def wants_reading(self) -> bool:
-        return self.session is not None and not self._session_paused
 
 
 class MemcachedFactory(Factory):

@@ -14,30 +14,7 @@ from protocols.memcached import opcodes as op
 from protocols.memcached.options import MemcachedOptions
 from protocols.memcached.session import MAX_QUEUED_EVENTS, MemcachedSession
 from protocols.memcached.stats import Shared
-
-
-class Transport:
-    def __init__(self) -> None:
-        self.out = bytearray()
-        self.closed = False
-        self.paused = False
-
-    def write(self, data: bytes) -> None:
-        assert not self.closed
-        self.out += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def pause_reading(self) -> None:
-        self.paused = True
-
-    def resume_reading(self) -> None:
-        self.paused = False
-
-    def take(self) -> bytes:
-        data, self.out = bytes(self.out), bytearray()
-        return data
+from tests.unit.test_http_session import FakeTransport as Transport
 
 
 class Waker:
