@@ -9,6 +9,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -599,3 +600,19 @@ def test_a_half_closed_connection_gets_every_answer(gearmand: ServerFactory, wor
         conn.shutdown(socket.SHUT_WR)
         out = read_until(conn, None)
     assert out.startswith(b"STORED\r\nVALUE reverse/nc/t=10000 0 5\r\nolleh\r\nEND\r\nVERSION 1.6")
+
+
+def test_the_benchmark_runs() -> None:
+    """bench/memcached_bench.py at a tiny scale: it builds its generators, runs every measure, prints ratios."""
+    need("/usr/bin/memcached", "memcached")
+    if not shutil.which("gcc"):
+        pytest.skip("gcc is needed to build the load generators")
+    bench = Path(__file__).resolve().parents[2] / "bench" / "memcached_bench.py"
+    out = subprocess.run(
+        [sys.executable, str(bench), "--rounds", "1", "--jobs", "400", "--round-trips", "160"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "set -> result round trips/s" in out.stdout and "server CPU per job" in out.stdout
