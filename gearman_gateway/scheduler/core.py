@@ -1026,7 +1026,7 @@ class Scheduler:
     def job_snapshot(self, handle: bytes) -> JobSnapshot | None:
         """A live job (queued or running) by handle; None when it finished or never existed."""
         job = self.jobs_by_handle.get(handle)
-        return None if job is None else job_snapshot(job)
+        return None if job is None else job_snapshot(job, self.observer)
 
     def job_snapshot_by_unique(self, unique: bytes, function: bytes | None = None) -> JobSnapshot | None:
         """The first live job with this unique in any function (GET_STATUS_UNIQUE names no function), or
@@ -1034,11 +1034,11 @@ class Scheduler:
         if function is not None:
             fn = self.functions.get(function)
             job = fn.by_unique.get(unique) if fn is not None and unique else None
-            return None if job is None else job_snapshot(job)
+            return None if job is None else job_snapshot(job, self.observer)
         for fn in self.functions.values():
             job = fn.by_unique.get(unique)
             if job is not None:
-                return job_snapshot(job)
+                return job_snapshot(job, self.observer)
         return None
 
     def next_job(self, function: bytes) -> tuple[JobSnapshot, bytes] | None:
@@ -1050,20 +1050,20 @@ class Scheduler:
         for queue in fn.queues:
             for job in queue:
                 if job.state is not _PENDING:
-                    return job_snapshot(job), job.data
+                    return job_snapshot(job, self.observer), job.data
         return None
 
     def job_snapshots(self) -> list[JobSnapshot]:
         """Every live job, oldest handle first."""
-        return [job_snapshot(job) for job in self.jobs_by_handle.values()]
+        return [job_snapshot(job, self.observer) for job in self.jobs_by_handle.values()]
 
     def dead_job_snapshots(self) -> list[JobSnapshot]:
         """The dead-letter list, in the order the jobs died."""
-        return [job_snapshot(job) for job in self.dead_letters.values()]
+        return [job_snapshot(job, self.observer) for job in self.dead_letters.values()]
 
     def poison_job_snapshots(self) -> list[JobSnapshot]:
         """Live jobs whose workers died ``POISON_DEATHS`` times or more, in the order they became poison."""
-        return [job_snapshot(job) for job in self.poison_jobs]
+        return [job_snapshot(job, self.observer) for job in self.poison_jobs]
 
     def worker_snapshot(self, worker: Worker) -> WorkerSnapshot:
         return worker_snapshot(worker)

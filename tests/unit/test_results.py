@@ -173,3 +173,10 @@ def test_expected_wishes_are_bounded(monkeypatch) -> None:
     for index in range(10):
         cache.expect((b"f", b"%d" % index), index, None)
     assert len(cache._expected) == 3
+
+
+def test_the_observer_is_no_waiting_client() -> None:
+    scheduler, _, _ = scheduler_with_cache()
+    job = scheduler.submit(b"f", b"x", unique=b"u", background=True)
+    assert scheduler.job_snapshot(job.handle).waiting_clients == 0
+    assert scheduler.job_snapshot_by_unique(b"u", b"f").waiting_clients == 0
