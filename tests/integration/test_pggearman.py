@@ -334,3 +334,27 @@ def test_trigger_fails_the_commit_when_no_server_takes_the_job(
             conn.commit()
         assert info.value.sqlstate == "YG005"
     assert sql(f"SELECT count(*) FROM {table}") == [(0,)]  # no row without its job
+
+
+def test_python_path_setting_instead_of_pythonpath(db_root: Path, server: RunningServer, c_worker: Any) -> None:
+    """The documented alternative to PYTHONPATH: the setting pggearman.python_path (here per session; ALTER
+    DATABASE ... SET in production). Without either, the error says what to do."""
+    try:
+        bare = dbfixtures.start_postgres(db_root, plpython=True)  # no PYTHONPATH in its environment
+    except dbfixtures.DbUnavailable as exc:
+        dbfixtures.unavailable(str(exc))
+    try:
+        psql(bare, "-c", "CREATE EXTENSION plpython3u")
+        psql(bare, "-f", str(SQL_FILE))
+        c_worker("wc", "wc", "-w")
+        with bare.connect() as conn:
+            with pytest.raises(psycopg.Error) as info:
+                conn.execute("SELECT gman_do('wc', 'x')")
+            assert info.value.sqlstate == "YG000"
+            assert "cannot import the gearman_gateway client library" in str(info.value)
+            assert "pggearman.python_path" in (info.value.diag.message_hint or "")
+            conn.execute("SELECT set_config('pggearman.python_path', %s, false)", [str(REPO)])
+            conn.execute("SELECT gman_servers_set(%s)", [server.address])
+            assert conn.execute("SELECT gman_do('wc', 'one two three')").fetchall() == [("3\n",)]
+    finally:
+        bare.cleanup()
