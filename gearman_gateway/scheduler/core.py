@@ -5,12 +5,17 @@ No I/O and no wire formats: frontends call it with bytes and Python values, and 
 server, a fake clock in unit tests).
 
 Invariants kept here (the unit tests check them):
-- every job is in exactly one place: a priority queue, the epoch heap, a worker's ``jobs``, or claimed by a
-  held grab (``_claims``); a background job whose store commit is under way (PENDING) already has its place
-  in its priority queue (or is claimed), so workers see jobs in priority and submission order whatever
-  the store; only a future epoch job waits for its commit outside any queue;
+- every job is in exactly one place: a priority queue, its function's ``died`` queue, the epoch heap, a
+  worker's ``jobs``, or claimed by a held grab (``_claims``); a background job whose store commit is
+  under way (PENDING) already has its place in its priority queue (or is claimed), so workers see jobs in
+  priority and submission order whatever the store; only a future epoch job waits for its commit outside
+  any queue;
 - a grab whose best job is PENDING is held until that job's commit (it claims it), never answered with a
   job that comes after it;
+- a queued job whose worker ever died (``deaths``) waits in its function's ``died`` queue (or the epoch
+  heap), never in a priority queue: a grab takes it only when no job that has not failed is there for the
+  worker, in any priority or function; among themselves such jobs go in the order of their last death
+  (``_died_at``), which is the order of each ``died`` queue;
 - a job leaves ``jobs_by_handle`` the moment it is done, and nothing keeps a reference to it afterwards;
 - no runnable job waits while a worker able to run it sleeps without a NOOP on its way (gearmand #343),
   checked at the end of every reactor turn when wake-ups wait for it (``turn_end``).
@@ -121,6 +126,9 @@ class Scheduler:
         self._claims: dict[Job, Worker] = {}  # PENDING jobs a held grab waits for, answered at their commit
         self.poison_jobs: dict[Job, None] = {}  # live jobs whose workers died POISON_DEATHS times or more
         self._wake_due: dict[Function, None] = {}  # functions whose new jobs want sleepers woken
+        self._died_queued = 0  # jobs in the functions' ``died`` queues: 0 keeps a grab off that path
+        self._died_at: dict[Job, int] = {}  # live jobs whose worker died: the order of their last death
+        self._deaths_seen = 0
 
     # ------------------------------------------------------------------ functions
 
@@ -403,8 +411,9 @@ class Scheduler:
 
     def grab(self, worker: Worker, hold: bool = False) -> Job | Held | None:
         """The next job for this worker: highest priority first across all its functions (gearmand 2.0's
-        global priority), oldest first within a priority; epoch jobs only once due. Returns the job, which
-        now runs on the worker; None: nothing for it (NO_JOB); ``HELD``: the answer comes later.
+        global priority), oldest first within a priority; epoch jobs only once due; a job whose worker
+        died only when none of those is left, first died first (``_requeue``). Returns the job, which now
+        runs on the worker; None: nothing for it (NO_JOB); ``HELD``: the answer comes later.
 
         ``hold``: the grab may be answered later, through ``worker.waker.grabbed(job)``, exactly once; HELD
         is returned and ``worker.holding`` is set:
@@ -445,6 +454,10 @@ class Scheduler:
                     del best.function.queues[priority][best]
                     break
         if best is None:
+            if self._died_queued and (best := self._first_died(abilities)) is not None:
+                self._take_died(best)
+                self._start(best, worker)
+                return best
             if hold and self._turn_end is not None and abilities:
                 self._turn_hold(worker)
                 return HELD
@@ -474,7 +487,7 @@ class Scheduler:
         best = self._best_queued(worker, committed_only=True)
         if best is None:
             return None
-        del best.function.queues[best.priority][best]
+        self._take_queued(best)
         self._start(best, worker)
         return best
 
@@ -491,7 +504,34 @@ class Scheduler:
                     break
             if best is not None:
                 return best
-        return None
+        return self._first_died(worker.abilities) if self._died_queued else None
+
+    def _first_died(self, functions: Iterable[Function]) -> Job | None:
+        """Of these functions' jobs whose worker died, the one that died first (left in its queue)."""
+        best: Job | None = None
+        best_at = 0
+        died_at = self._died_at
+        for fn in functions:
+            if fn.died:
+                head = next(iter(fn.died))
+                at = died_at[head]
+                if best is None or at < best_at:
+                    best, best_at = head, at
+        return best
+
+    def _take_died(self, job: Job) -> None:
+        """Out of its function's ``died`` queue (to a worker, or cancelled)."""
+        fn = job.function
+        del fn.died[job]
+        fn.died_counts[job.priority] -= 1
+        self._died_queued -= 1
+
+    def _take_queued(self, job: Job) -> None:
+        """Out of whichever queue it waits in (a job that ``_best_queued`` named)."""
+        if job.deaths:
+            self._take_died(job)
+        else:
+            del job.function.queues[job.priority][job]
 
     def _claim(self, worker: Worker, job: Job) -> None:
         """The worker's held grab waits for this PENDING job (out of its queue) and gets it at its commit."""
@@ -509,10 +549,9 @@ class Scheduler:
             else:
                 worker.waker.grabbed(None)
             return
-        fn = job.function
-        del fn.queues[job.priority][job]
+        self._take_queued(job)
         if job.state is _PENDING:
-            fn.pending -= 1
+            job.function.pending -= 1
             self._claim(worker, job)
             return
         self._start(job, worker)
@@ -707,7 +746,7 @@ class Scheduler:
                 log.info("job %s failed (%s); retry %d in %.1fs", printable(job.handle), reason, job.failures, delay)
                 for listener in job.listeners:
                     listener.job_requeued(job)
-                self._enqueue(job)
+                self._enqueue_again(job)
                 return
         self._give_up(job, reason, exception)
 
@@ -759,6 +798,40 @@ class Scheduler:
         queue[job] = None
         if front:
             queue.move_to_end(job, last=False)
+        if fn.sleepers:
+            if self._turn_end is None:
+                self._wake(fn)
+            else:
+                self._wake_due[fn] = None
+                self._arm_turn_end()
+
+    def _enqueue_again(self, job: Job, front: bool = False) -> None:
+        """A job that ran goes back to wait. One whose worker ever died waits behind every job that has
+        not failed: in its function's ``died`` queue, at the tail (a new death, or a retry), or at the
+        head when its worker gave it back (``front``), in the order of their last death. Any other
+        is queued as a new one (``front``: at the head of its priority)."""
+        if not job.deaths:
+            self._enqueue(job, front)
+            return
+        died_at = self._died_at
+        if not front:
+            self._deaths_seen += 1
+            died_at[job] = self._deaths_seen
+        fn = job.function
+        if (job.when and job.when > self.clock.seconds()) or (fn.holders and not self.draining):
+            self._enqueue(job)  # to the epoch heap (it comes back here when due), or to a grab waiting for any job
+            return
+        job.state = _QUEUED
+        died = fn.died
+        died[job] = None
+        if front:  # given back: ahead of the jobs that died after it (a worker may give back several)
+            at = died_at[job]
+            older = list(takewhile(lambda other: died_at[other] < at, died))
+            died.move_to_end(job, last=False)
+            for other in reversed(older):
+                died.move_to_end(other, last=False)
+        fn.died_counts[job.priority] += 1
+        self._died_queued += 1
         if fn.sleepers:
             if self._turn_end is None:
                 self._wake(fn)
@@ -834,6 +907,8 @@ class Scheduler:
         queue = fn.queues[job.priority]
         if job in queue:
             del queue[job]
+        elif job in fn.died:
+            self._take_died(job)
         else:
             self._future = [entry for entry in self._future if entry[2] is not job]
             heapq.heapify(self._future)
@@ -860,7 +935,7 @@ class Scheduler:
             _, _, job = heapq.heappop(future)
             job.function.future_counts[job.priority] -= 1
             job.when = 0
-            self._enqueue(job)
+            self._enqueue_again(job)
         self._arm_epoch_timer()
 
     def _release(self, job: Job) -> None:
@@ -888,9 +963,11 @@ class Scheduler:
     def _requeue(self, job: Job, lost: bool = False) -> None:
         """The worker let go of a running job without finishing it. ``lost``: the worker died (its
         connection closed) or its CAN_DO_TIMEOUT expired. Such a job may be what kills its workers, so it
-        goes to the tail of its priority, behind every job that has not failed, as in gearmand: one poison
-        job never blocks its function. A job given back (CANT_DO, RESET_ABILITIES) did nothing wrong and
-        keeps its turn at the head."""
+        goes behind every job that has not failed, in every priority and every function
+        (``_enqueue_again``): one poison job never blocks its function, nor the other priorities or
+        functions of the workers that take it. gearmand only puts it at the tail of its priority. A job
+        given back (CANT_DO, RESET_ABILITIES) did nothing wrong and keeps its turn at the head of where
+        it waited."""
         self._release(job)
         job.retries += 1
         fn = job.function
@@ -917,7 +994,7 @@ class Scheduler:
         job.numerator = job.denominator = 0
         for listener in job.listeners:
             listener.job_requeued(job)
-        self._enqueue(job, front=not lost)
+        self._enqueue_again(job, front=not lost)
 
     def _free(self, job: Job, keep_row: bool = False) -> None:
         if job.state == _DONE:
@@ -933,6 +1010,7 @@ class Scheduler:
             del fn.by_unique[job.key]
         if job.deaths:
             self.poison_jobs.pop(job, None)
+            self._died_at.pop(job, None)
         if job.listeners:
             listener_jobs = self._listener_jobs
             for listener in job.listeners:  # _forget, inline

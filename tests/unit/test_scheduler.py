@@ -86,10 +86,10 @@ def assert_clean(sched: Scheduler) -> None:
     assert sched.jobs_by_handle == {}
     assert sched.listener_count() == 0
     assert sched.running_jobs == 0
-    assert not sched._claims and not sched.poison_jobs
+    assert not sched._claims and not sched.poison_jobs and not sched._died_at and not sched._died_queued
     for fn in sched.functions.values():
         assert fn.total == 0 and fn.running == 0 and fn.runnable() == 0 and not fn.by_unique
-        assert fn.pending == 0 and not any(fn.queues)
+        assert fn.pending == 0 and not any(fn.queues) and not fn.died and fn.died_counts == [0, 0, 0]
 
 
 def test_foreground_round_trip_frees_the_job(sched: Scheduler) -> None:
