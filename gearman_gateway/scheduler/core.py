@@ -833,11 +833,16 @@ class Scheduler:
         fn.died_counts[job.priority] += 1
         self._died_queued += 1
         if fn.sleepers:
-            if self._turn_end is None:
-                self._wake(fn)
-            else:
-                self._wake_due[fn] = None
-                self._arm_turn_end()
+            self._wake_for(fn)
+
+    def _wake_for(self, fn: Function) -> None:
+        """Sleepers of ``fn`` have a job to wake for: now, or at the end of the turn (``_end_turn``) when
+        it is known which new jobs workers grabbed meanwhile. (``_enqueue`` has this inline: the hot path.)"""
+        if self._turn_end is None:
+            self._wake(fn)
+        else:
+            self._wake_due[fn] = None
+            self._arm_turn_end()
 
     def _place_pending(self, job: Job, returning: bool = False) -> None:
         """A PENDING job takes its place in its priority queue, where grabs see it but wait for its commit
