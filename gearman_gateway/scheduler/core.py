@@ -15,7 +15,7 @@ Invariants kept here (the unit tests check them):
 - a queued job whose worker ever died (``deaths``) waits in its function's ``died`` queue (or the epoch
   heap), never in a priority queue: a grab takes it only when no job that has not failed is there for the
   worker, in any priority or function; among themselves such jobs go in the order of their last death
-  (``_died_at``), which is the order of each ``died`` queue;
+  (``_died``), which is the order of each ``died`` queue;
 - a job leaves ``jobs_by_handle`` the moment it is done, and nothing keeps a reference to it afterwards;
 - no runnable job waits while a worker able to run it sleeps without a NOOP on its way (gearmand #343),
   checked at the end of every reactor turn when wake-ups wait for it (``turn_end``).
@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from itertools import islice, takewhile
 from typing import Any
 
+from gearman_gateway.scheduler.died import DiedJobs
 from gearman_gateway.scheduler.errors import ArgumentTooLarge, JobNotFound, QueueFull, StoreUnavailable
 from gearman_gateway.scheduler.function import Function
 from gearman_gateway.scheduler.job import Job, JobState, Priority
@@ -126,9 +127,9 @@ class Scheduler:
         self._claims: dict[Job, Worker] = {}  # PENDING jobs a held grab waits for, answered at their commit
         self.poison_jobs: dict[Job, None] = {}  # live jobs whose workers died POISON_DEATHS times or more
         self._wake_due: dict[Function, None] = {}  # functions whose new jobs want sleepers woken
-        self._died_queued = 0  # jobs in the functions' ``died`` queues: 0 keeps a grab off that path
-        self._died_at: dict[Job, int] = {}  # live jobs whose worker died: the order of their last death
-        self._deaths_seen = 0
+        # jobs whose worker died: the order of their deaths. Keep this class's attributes at 29 or fewer
+        # (DiedJobs says why); tests/unit/test_scheduler.py checks it.
+        self._died = DiedJobs()
 
     # ------------------------------------------------------------------ functions
 
@@ -454,8 +455,8 @@ class Scheduler:
                     del best.function.queues[priority][best]
                     break
         if best is None:
-            if self._died_queued and (best := self._first_died(abilities)) is not None:
-                self._take_died(best)
+            if self._died.queued and (best := self._died.first(abilities)) is not None:
+                self._died.take(best)
                 self._start(best, worker)
                 return best
             if hold and self._turn_end is not None and abilities:
@@ -504,32 +505,12 @@ class Scheduler:
                     break
             if best is not None:
                 return best
-        return self._first_died(worker.abilities) if self._died_queued else None
-
-    def _first_died(self, functions: Iterable[Function]) -> Job | None:
-        """Of these functions' jobs whose worker died, the one that died first (left in its queue)."""
-        best: Job | None = None
-        best_at = 0
-        died_at = self._died_at
-        for fn in functions:
-            if fn.died:
-                head = next(iter(fn.died))
-                at = died_at[head]
-                if best is None or at < best_at:
-                    best, best_at = head, at
-        return best
-
-    def _take_died(self, job: Job) -> None:
-        """Out of its function's ``died`` queue (to a worker, or cancelled)."""
-        fn = job.function
-        del fn.died[job]
-        fn.died_counts[job.priority] -= 1
-        self._died_queued -= 1
+        return self._died.first(worker.abilities) if self._died.queued else None
 
     def _take_queued(self, job: Job) -> None:
         """Out of whichever queue it waits in (a job that ``_best_queued`` named)."""
         if job.deaths:
-            self._take_died(job)
+            self._died.take(job)
         else:
             del job.function.queues[job.priority][job]
 
@@ -813,25 +794,14 @@ class Scheduler:
         if not job.deaths:
             self._enqueue(job, front)
             return
-        died_at = self._died_at
         if not front:
-            self._deaths_seen += 1
-            died_at[job] = self._deaths_seen
+            self._died.died(job)
         fn = job.function
         if (job.when and job.when > self.clock.seconds()) or (fn.holders and not self.draining):
             self._enqueue(job)  # to the epoch heap (it comes back here when due), or to a grab waiting for any job
             return
         job.state = _QUEUED
-        died = fn.died
-        died[job] = None
-        if front:  # given back: ahead of the jobs that died after it (a worker may give back several)
-            at = died_at[job]
-            older = list(takewhile(lambda other: died_at[other] < at, died))
-            died.move_to_end(job, last=False)
-            for other in reversed(older):
-                died.move_to_end(other, last=False)
-        fn.died_counts[job.priority] += 1
-        self._died_queued += 1
+        self._died.put(job, front)
         if fn.sleepers:
             self._wake_for(fn)
 
@@ -913,7 +883,7 @@ class Scheduler:
         if job in queue:
             del queue[job]
         elif job in fn.died:
-            self._take_died(job)
+            self._died.take(job)
         else:
             self._future = [entry for entry in self._future if entry[2] is not job]
             heapq.heapify(self._future)
@@ -1015,7 +985,7 @@ class Scheduler:
             del fn.by_unique[job.key]
         if job.deaths:
             self.poison_jobs.pop(job, None)
-            self._died_at.pop(job, None)
+            self._died.forget(job)
         if job.listeners:
             listener_jobs = self._listener_jobs
             for listener in job.listeners:  # _forget, inline

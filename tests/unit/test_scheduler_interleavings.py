@@ -186,7 +186,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             and job.state == JobState.QUEUED
             and not any(entry[2] is job for entry in self.sched._future)
         ]
-        return min(died, key=lambda job: (self.died_in[job], self.sched._died_at[job]), default=None)
+        return min(died, key=lambda job: (self.died_in[job], self.sched._died.at[job]), default=None)
 
     @invariant()
     def each_job_in_exactly_one_place(self):
@@ -226,11 +226,11 @@ class SchedulerMachine(RuleBasedStateMachine):
         for fn in sched.functions.values():
             assert not any(job.deaths for queue in fn.queues for job in queue), fn
             assert all(job.deaths and job.state == JobState.QUEUED for job in fn.died), fn
-            order = [(self.died_in[job], sched._died_at[job]) for job in fn.died]
+            order = [(self.died_in[job], sched._died.at[job]) for job in fn.died]
             assert order == sorted(order), (fn, list(fn.died))
             assert fn.died_counts == [sum(job.priority == p for job in fn.died) for p in (0, 1, 2)], fn
-        assert sched._died_queued == sum(len(fn.died) for fn in sched.functions.values())
-        assert set(sched._died_at) == {job for job in sched.jobs_by_handle.values() if job.deaths}
+        assert sched._died.queued == sum(len(fn.died) for fn in sched.functions.values())
+        assert set(sched._died.at) == {job for job in sched.jobs_by_handle.values() if job.deaths}
 
     @invariant()
     def poison_jobs_are_listed(self):
