@@ -194,7 +194,7 @@ class BotClient:
         client.enable_starttls = spec.tls == "starttls"
         client.enable_plaintext = spec.tls == "plain"
         if spec.tls == "plain":
-            client["feature_mechanisms"].unencrypted_scram = True
+            client.plugin["feature_mechanisms"].unencrypted_scram = True
         if spec.ca_file:
             client.ca_certs = spec.ca_file
         client.register_plugin("xep_0030")  # disco: clients find the ad-hoc commands
@@ -214,7 +214,7 @@ class BotClient:
         client.send_presence()
         await client.get_roster()
         for command in adhoc.COMMANDS:
-            client["xep_0050"].add_command(
+            client.plugin["xep_0050"].add_command(
                 node=command.node, name=command.name, handler=functools.partial(self._adhoc_start, command)
             )
         if not started.done():
@@ -227,7 +227,7 @@ class BotClient:
 
     async def _join(self, client: Any, room: str, nick: str) -> None:
         try:
-            await client["xep_0045"].join_muc_wait(room, nick, maxstanzas=0, timeout=10)
+            await client.plugin["xep_0045"].join_muc_wait(room, nick, maxstanzas=0, timeout=10)
         except Exception as error:  # a room we cannot join must not cost the session
             log.warning("xmpp: cannot join %s as %s: %s", room, nick, error or type(error).__name__)
             return
@@ -240,7 +240,7 @@ class BotClient:
         real = None
         if parsed.bare in self.spec.rooms and parsed.resource:
             with contextlib.suppress(Exception):
-                real = self.client["xep_0045"].get_jid_property(parsed.bare, parsed.resource, "jid")
+                real = self.client.plugin["xep_0045"].get_jid_property(parsed.bare, parsed.resource, "jid")
         chat = ChatMessage(
             sender=sender,
             body=msg["body"],
@@ -266,7 +266,7 @@ class BotClient:
     async def _adhoc_start(self, command: adhoc.CommandForm, iq: Any, session: dict[str, Any]) -> dict[str, Any]:
         if not command.fields:
             return await self._adhoc_run(command.node, {}, session)
-        form = self.client["xep_0004"].make_form("form", command.title)
+        form = self.client.plugin["xep_0004"].make_form("form", command.title)
         form["instructions"] = command.instructions
         for item in command.fields:
             options = [{"label": option.label, "value": option.value} for option in item.options]

@@ -1,0 +1,357 @@
+"""The XMPP frontend end to end: our gearmand (``-r xmpp``) logs in to a private prosody as ``bot``; people
+are independent slixmpp clients (tests/xmppfixture.ChatUser) and the worker is PyPI ``gear``.
+
+One prosody, gearmand and worker serve the whole module (each test talks as its own users or threads); tests
+that need other settings (a low rate limit, ``no_worker: wait``) start a second gearmand with another bot
+account on the same prosody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import xmppfixture
+from tests.integration import xmppbot
+from tests.integration.conftest import OUR_GEARMAND, RunningServer, ServerFactory, _factory, free_port
+from tests.integration.xmppbot import BOT_NICK, RELEASE, Worker, ask, chat, run
+from tests.xmppfixture import ProsodyServer
+
+pytestmark = pytest.mark.filterwarnings("ignore:notifyAll\\(\\) is deprecated:DeprecationWarning")
+
+ACCOUNTS = {**xmppfixture.ACCOUNTS, "eve": "evepass", "bot2": "bot2pass"}
+ALLOWED = ["alice@localhost", "bob@localhost", "carol@localhost", "dave@localhost"]
+
+
+@pytest.fixture(scope="module")
+def module_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("xmpp-frontend")
+
+
+@pytest.fixture(scope="module")
+def prosody(module_dir: Path) -> Iterator[ProsodyServer]:
+    yield from xmppfixture.serve_prosody(module_dir, accounts=ACCOUNTS)
+
+
+@pytest.fixture(scope="module")
+def factory(module_dir: Path) -> Iterator[ServerFactory]:
+    start, started = _factory(module_dir, OUR_GEARMAND)
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def room(prosody: ProsodyServer) -> str:
+    return prosody.room("ops")
+
+
+@pytest.fixture(scope="module")
+def bot(factory: ServerFactory, prosody: ProsodyServer, module_dir: Path, room: str) -> RunningServer:
+    http_port = free_port()
+    config = xmppbot.bot_config(
+        module_dir, prosody, allowed=ALLOWED, rooms=[(room, BOT_NICK)], rate_limit=1000, max_reply=4096
+    )
+    server = factory("--config", str(config), "-r", "http", "--http-port", str(http_port))
+    server.http_port = http_port  # type: ignore[attr-defined]
+    xmppbot.wait_bot(server)
+    return server
+
+
+@pytest.fixture(scope="module")
+def worker(bot: RunningServer) -> Iterator[Worker]:
+    worker = Worker(bot)
+    yield worker
+    RELEASE.set()
+    worker.stop()
+
+
+@pytest.fixture
+def served(bot: RunningServer, worker: Worker, prosody: ProsodyServer) -> tuple[RunningServer, ProsodyServer]:
+    return bot, prosody
+
+
+BOT = "bot@localhost"
+
+
+def test_foreground_job_answers_in_the_same_thread(served: Any) -> None:
+    _, prosody = served
+
+    async def scenario() -> None:
+        alice = await chat(prosody, "alice")
+        try:
+            alice.send(BOT, "reverse Hello", thread="t-42")
+            got = await alice.receive()
+            assert (got.body, got.thread, got.mtype) == ("olleH", "t-42", "chat")
+            assert got.sender.startswith(BOT + "/")
+            # the payload is the rest verbatim, less one trailing newline (command-line clients add one)
+            assert await ask(alice, BOT, "reverse  two spaces\n") == "secaps owt "
+        finally:
+            await alice.stop()
+
+    run(scenario())
+
+
+def test_background_job_then_status(served: Any) -> None:
+    bot, prosody = served
+    RELEASE.clear()
+
+    async def scenario() -> None:
+        bob = await chat(prosody, "bob")
+        try:
+            reply = await ask(bob, BOT, "bg hold x")
+            handle = re.search(r"H:\S+", reply)
+            assert handle, reply
+            status = ""
+            for _ in range(100):  # until the worker has taken it and sent its 3/10
+                status = await ask(bob, BOT, f"status {handle.group(0)}")
+                if "3/10" in status:
+                    break
+            assert "running" in status and "3/10" in status, status
+            RELEASE.set()
+            for _ in range(100):
+                status = await ask(bob, BOT, f"status {handle.group(0)}")
+                if "unknown" in status or "not known" in status:
+                    break
+            assert "known" in status, status
+        finally:
+            RELEASE.set()
+            await bob.stop()
+
+    run(scenario())
+
+
+def test_priorities_combine_with_bg(served: Any) -> None:
+    bot, prosody = served
+
+    async def scenario() -> None:
+        carol = await chat(prosody, "carol")
+        try:
+            assert await ask(carol, BOT, "high reverse abc") == "cba"
+            assert await ask(carol, BOT, "LOW reverse abc") == "cba"
+            reply = await ask(carol, BOT, "low bg reverse abc")
+            assert "H:" in reply and "low" in reply, reply
+            reply = await ask(carol, BOT, "bg high reverse abc")
+            assert "H:" in reply and "high" in reply, reply
+            assert "high and low" in await ask(carol, BOT, "high low reverse abc")
+        finally:
+            await carol.stop()
+
+    run(scenario())
+
+
+def test_help_and_functions(served: Any) -> None:
+    bot, prosody = served
+
+    async def scenario() -> None:
+        dave = await chat(prosody, "dave")
+        try:
+            text = await ask(dave, BOT, "help")
+            for word in ("bg", "high", "low", "status", "functions"):
+                assert word in text
+            listing = await ask(dave, BOT, "functions")
+            line = next(line for line in listing.splitlines() if line.lstrip().startswith("reverse"))
+            assert re.search(r"\b1\b", line), listing  # one worker
+        finally:
+            await dave.stop()
+
+    run(scenario())
+
+
+def test_work_data_status_and_warning_are_relayed(served: Any) -> None:
+    bot, prosody = served
+
+    async def scenario() -> None:
+        alice = await chat(prosody, "alice", resource="steps")
+        try:
+            alice.send(BOT, "steps go")
+            bodies = [(await alice.receive()).body for _ in range(4)]
+            assert bodies[0] == "[data] part one"
+            assert bodies[1].startswith("[progress]") and "1/2" in bodies[1]
+            assert bodies[2] == "[warning] half way"
+            assert bodies[3] == "all done"  # the 2/2 came within a second of 1/2: not relayed
+            with pytest.raises(TimeoutError):
+                await alice.receive(0.3)
+        finally:
+            await alice.stop()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("fails x", r"fail"),
+        ("raises x", r"division by zero"),
+        ("nosuchfunction x", r"no worker"),
+    ],
+)
+def test_failures_are_clear(served: Any, command: str, expected: str) -> None:
+    bot, prosody = served
+
+    async def scenario() -> None:
+        bob = await chat(prosody, "bob", resource="fail")
+        try:
+            reply = await ask(bob, BOT, command)
+            assert re.search(expected, reply, re.IGNORECASE), reply
+        finally:
+            await bob.stop()
+
+    run(scenario())
+
+
+def test_non_utf8_and_overlong_results(served: Any) -> None:
+    bot, prosody = served
+
+    async def scenario() -> None:
+        carol = await chat(prosody, "carol", resource="odd")
+        try:
+            reply = await ask(carol, BOT, "binary x")
+            assert "4 bytes" in reply and base64.b64encode(b"\xff\xfe\x00\x01").decode() in reply, reply
+            reply = await ask(carol, BOT, "big x")
+            assert "100000 bytes" in reply and len(reply.encode()) <= 4096, reply[-200:]
+            assert reply.startswith("0123456789")
+        finally:
+            await carol.stop()
+
+    run(scenario())
+
+
+def test_stranger_is_refused_once_and_logged(served: Any) -> None:
+    bot, prosody = served
+
+    async def scenario() -> None:
+        eve = await chat(prosody, "eve")
+        try:
+            assert "refused" in (await ask(eve, BOT, "reverse hi")).lower()
+            eve.send(BOT, "reverse again")
+            eve.send(BOT, "help")
+            with pytest.raises(TimeoutError):
+                await eve.receive(1.0)  # one refusal, then silence
+        finally:
+            await eve.stop()
+
+    run(scenario())
+    assert "refused eve@localhost" in bot.log()
+
+
+def test_room_mention_is_answered_in_the_room(served: Any, room: str) -> None:
+    bot, prosody = served
+
+    async def scenario() -> None:
+        alice = await chat(prosody, "alice", resource="room")
+        try:
+            await alice.join(room, "alice")
+            alice.send(room, "just talking", mtype="groupchat")
+            alice.send(room, f"{BOT_NICK}: reverse hi", mtype="groupchat")
+            while True:  # the room reflects our own messages too
+                got = await alice.receive()
+                if got.sender != f"{room}/alice":
+                    break
+            assert (got.sender, got.mtype, got.body) == (f"{room}/{BOT_NICK}", "groupchat", "alice: ih")
+        finally:
+            await alice.stop()
+
+    run(scenario())
+
+
+def test_adhoc_submit(served: Any) -> None:
+    bot, prosody = served
+
+    async def scenario() -> None:
+        dave = await chat(prosody, "dave", resource="forms")
+        dave.client.register_plugin("xep_0004")
+        dave.client.register_plugin("xep_0050")
+        try:
+            adhoc = dave.client.plugin["xep_0050"]
+            disco = dave.client.plugin["xep_0030"]
+            items = await disco.get_items(jid=f"{BOT}/gateway", node="http://jabber.org/protocol/commands")
+            nodes = {item[1] for item in items["disco_items"]["items"]}
+            assert {"functions", "submit", "status"} <= nodes
+            first = await adhoc.send_command(f"{BOT}/gateway", "submit")
+            form = first["command"]["form"]
+            assert {"function", "payload", "priority", "background"} <= set(form.get_fields())
+            answer = dave.client.plugin["xep_0004"].make_form("submit")
+            answer.add_field(var="function", value="reverse")
+            answer.add_field(var="payload", ftype="text-multi", value="ad hoc")
+            answer.add_field(var="priority", value="high")
+            answer.add_field(var="background", ftype="boolean", value=False)
+            done = await adhoc.send_command(
+                f"{BOT}/gateway", "submit", action="complete", payload=answer,
+                sessionid=first["command"]["sessionid"],
+            )  # fmt: skip
+            assert done["command"]["status"] == "completed"
+            assert [note[1] for note in done["command"]["notes"]] == ["coh da"]
+        finally:
+            await dave.stop()
+
+    run(scenario())
+
+
+def test_go_sendxmpp_from_the_shell_runs_a_job(served: Any) -> None:
+    bot, prosody = served
+    before = xmppbot.Worker.FUNCTIONS  # the module's worker runs it
+    assert "reverse" in before
+    jobs_before = _metric(bot, "gearman_jobs_completed_total", 'function="reverse"')
+    xmppfixture.go_sendxmpp(prosody, "alice", BOT, "reverse hi\n")
+
+    async def completed() -> None:
+        while _metric(bot, "gearman_jobs_completed_total", 'function="reverse"') <= jobs_before:
+            await asyncio.sleep(0.05)
+
+    run(completed(), timeout=15)
+
+
+def test_state_and_metrics(served: Any) -> None:
+    bot, _ = served
+    assert xmppbot.frontend_line(bot).startswith("xmpp\tconnected\tbot@localhost/gateway via 127.0.0.1:")
+    with urllib.request.urlopen(f"http://127.0.0.1:{bot.http_port}/_gearman/status", timeout=5) as response:
+        import json
+
+        status = json.load(response)
+    (xmpp,) = [f for f in status["frontends"] if f["name"] == "xmpp"]
+    assert xmpp["state"] == "connected"
+    assert _metric(bot, "gearman_xmpp_connected", "") == 1
+    assert _metric(bot, "gearman_xmpp_messages_received_total", "") >= 1
+    assert _metric(bot, "gearman_xmpp_messages_sent_total", 'kind="result"') >= 1
+
+
+def _metric(bot: RunningServer, name: str, labels: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{bot.http_port}/_gearman/metrics", timeout=5) as response:
+        text = response.read().decode()
+    wanted = f"{name}{{{labels}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith(wanted + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+# -- a second bot with other settings, on the same prosody
+
+
+def test_rate_limit_says_slow_down(factory: ServerFactory, prosody: ProsodyServer, module_dir: Path) -> None:
+    config = xmppbot.bot_config(module_dir, prosody, user="bot2", allowed=["localhost"], rate_limit=3)
+    server = factory("--config", str(config))
+    try:
+        xmppbot.wait_bot(server)
+
+        async def scenario() -> None:
+            bob = await chat(prosody, "bob", resource="rate")
+            try:
+                for _ in range(3):
+                    assert "Commands" in (await ask(bob, "bot2@localhost", "help"))
+                assert "slow down" in (await ask(bob, "bot2@localhost", "reverse hi")).lower()
+            finally:
+                await bob.stop()
+
+        run(scenario())
+        assert server.admin("status") in (".\n", "")  # the refused message queued no job
+    finally:
+        server.stop()
