@@ -32,7 +32,7 @@ class XmppFrontend(FrontendBase):
         check_options(options, label)
 
     def build(self, context: FrontendContext) -> list[IService]:
-        from protocols.xmpp.client import ConnectSpec
+        from protocols.xmpp.client import ConnectSpec, preload
         from protocols.xmpp.frontend import XmppService
         from protocols.xmpp.options import chat_settings, password
 
@@ -47,6 +47,7 @@ class XmppFrontend(FrontendBase):
             ca_file=options.ca_file,
             rooms=dict(settings.rooms),
         )
+        preload()
         return [XmppService(context, settings, spec)]
 
 

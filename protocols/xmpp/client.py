@@ -74,6 +74,22 @@ class Events(Protocol):
     def on_nick(self, room: str, nick: str) -> None: ...
 
 
+#: slixmpp's plugins the bot registers (disco, forms, ad-hoc, rooms, delays, ping, stream management).
+PLUGINS = ("xep_0030", "xep_0004", "xep_0050", "xep_0045", "xep_0203", "xep_0199", "xep_0198")
+
+
+def preload() -> None:
+    """Import slixmpp and the plugins now, on the reactor thread at start-up: gearmand then freezes what
+    start-up made out of the collector's reach (``allocator.settle_collector``), so slixmpp's thousands of
+    module objects do not lengthen every full collection while the binary frontend serves."""
+    import importlib
+
+    import slixmpp  # noqa: F401
+
+    for name in PLUGINS:
+        importlib.import_module(f"slixmpp.plugins.{name}")
+
+
 class BotClient:
     """The thread, its loop and the current slixmpp client."""
 

@@ -6,6 +6,7 @@ way to run one chat scenario on a fresh asyncio loop.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable
@@ -92,6 +93,8 @@ class Worker:
         self.worker = gear.Worker(name)
         self.worker.addServer(server.host, server.port)
         self.worker.waitForServer()
+        for connection in self.worker.active_connections:  # gear writes packet by packet: no Nagle delays
+            connection.conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for function in functions if functions is not None else self.FUNCTIONS:
             self.worker.registerFunction(function)
         self.done = 0
