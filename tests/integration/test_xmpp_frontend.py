@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import re
 import urllib.request
 from collections.abc import Iterator
@@ -333,25 +334,97 @@ def _metric(bot: RunningServer, name: str, labels: str) -> float:
     return 0.0
 
 
+def test_delayed_and_own_messages_are_not_commands(served: Any) -> None:
+    """A message stamped with a XEP-0203 delay (offline storage, room history) and one from the bot's own
+    account (another of its sessions) run nothing; an ordinary one right after is answered."""
+    bot, prosody = served
+
+    async def scenario() -> None:
+        alice = await chat(prosody, "alice", resource="delay")
+        twin = await chat(prosody, "bot", resource="twin")
+        try:
+            delayed = alice.client.make_message(mto=BOT, mbody="reverse late", mtype="chat")
+            delayed["delay"]["stamp"] = "2020-01-01T00:00:00Z"
+            delayed.send()
+            twin.send(f"{BOT}/gateway", "reverse mine")
+            assert await ask(alice, BOT, "reverse now") == "won"
+            # the twin also gets what is sent to the bare JID (prosody delivers to every session); the bot's
+            # own session must not have answered it
+            deadline = asyncio.get_running_loop().time() + 0.5
+            while (left := deadline - asyncio.get_running_loop().time()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    got = await twin.receive(left)
+                    assert not got.sender.startswith(BOT), got
+        finally:
+            await twin.stop()
+            await alice.stop()
+
+    run(scenario())
+
+
+def test_a_job_whose_chat_went_away_still_runs(served: Any) -> None:
+    bot, prosody = served
+    RELEASE.clear()
+    before = _metric(bot, "gearman_jobs_completed_total", 'function="hold"')
+
+    async def scenario() -> None:
+        carol = await chat(prosody, "carol", resource="gone")
+        carol.send(BOT, "hold it")
+        assert (await carol.receive()).body.startswith("[progress] 3/10")  # the worker has it
+        await carol.stop()
+
+    run(scenario())
+    RELEASE.set()
+
+    async def completed() -> None:
+        while _metric(bot, "gearman_jobs_completed_total", 'function="hold"') <= before:
+            await asyncio.sleep(0.05)
+
+    run(completed(), timeout=15)
+
+
 # -- a second bot with other settings, on the same prosody
 
 
-def test_rate_limit_says_slow_down(factory: ServerFactory, prosody: ProsodyServer, module_dir: Path) -> None:
-    config = xmppbot.bot_config(module_dir, prosody, user="bot2", allowed=["localhost"], rate_limit=3)
+@pytest.fixture(scope="module")
+def bot2(factory: ServerFactory, prosody: ProsodyServer, module_dir: Path) -> RunningServer:
+    """rate_limit 3, no_worker: wait, the whole domain allowed (written as ``@localhost``)."""
+    config = xmppbot.bot_config(
+        module_dir, prosody, user="bot2", allowed=["@localhost"], rate_limit=3, no_worker="wait"
+    )
     server = factory("--config", str(config))
-    try:
-        xmppbot.wait_bot(server)
+    xmppbot.wait_bot(server)
+    return server
 
-        async def scenario() -> None:
-            bob = await chat(prosody, "bob", resource="rate")
-            try:
-                for _ in range(3):
-                    assert "Commands" in (await ask(bob, "bot2@localhost", "help"))
-                assert "slow down" in (await ask(bob, "bot2@localhost", "reverse hi")).lower()
-            finally:
-                await bob.stop()
 
-        run(scenario())
-        assert server.admin("status") in (".\n", "")  # the refused message queued no job
-    finally:
-        server.stop()
+def test_rate_limit_says_slow_down(bot2: RunningServer, prosody: ProsodyServer) -> None:
+    async def scenario() -> None:
+        bob = await chat(prosody, "bob", resource="rate")
+        try:
+            for _ in range(3):
+                assert "Commands" in (await ask(bob, "bot2@localhost", "help"))
+            assert "slow down" in (await ask(bob, "bot2@localhost", "reverse hi")).lower()
+        finally:
+            await bob.stop()
+
+    run(scenario())
+    assert bot2.admin("status") in (".\n", "")  # the message over the limit queued no job
+
+
+def test_no_worker_wait_queues_until_a_worker_comes(bot2: RunningServer, prosody: ProsodyServer) -> None:
+    async def scenario() -> None:
+        dave = await chat(prosody, "dave", resource="wait")
+        worker = None
+        try:
+            dave.send("bot2@localhost", "reverse patience")
+            loop = asyncio.get_running_loop()
+            while "reverse\t1\t0\t0" not in bot2.admin("status"):  # queued, nobody serves it yet
+                await asyncio.sleep(0.02)
+            worker = await loop.run_in_executor(None, Worker, bot2, ["reverse"])
+            assert (await dave.receive()).body == "ecneitap"
+        finally:
+            if worker is not None:
+                worker.stop()
+            await dave.stop()
+
+    run(scenario())
