@@ -516,7 +516,7 @@ def _add_frontend_groups(parser: argparse.ArgumentParser) -> None:
                 group.add_argument(*item.flags, action="store_true", dest=item.key, help=item.help)
                 continue
             metavar = item.metavar or item.field.upper()
-            if _origin(kinds[0]) is list:  # a list option's flag is repeatable: each gives one item
+            if _origin(item.hint) is list:  # a list option's flag is repeatable: each gives one item
                 group.add_argument(*item.flags, action="append", type=item.parse or str, dest=item.key,
                                    metavar=metavar, help=item.help)  # fmt: skip
                 continue

@@ -97,7 +97,7 @@ class BotClient:
         self.spec = spec
         self.events = events
         self.post = post
-        self.loop = asyncio.new_event_loop()
+        self.loop: asyncio.AbstractEventLoop | None = None  # made by start(), run by the thread
         self.thread: threading.Thread | None = None
         self.client: Any = None  # the slixmpp ClientXMPP of the current attempt
         self.session_up = False
@@ -109,26 +109,34 @@ class BotClient:
     # -- called from the reactor thread
 
     def start(self) -> None:
+        self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, name="gearman-xmpp", daemon=True)
         self.thread.start()
 
     def stop(self, done: Callable[[], None]) -> None:
         """Close the stream and end the thread; ``done`` is called on this thread's side once it has ended."""
-        if self.thread is None or not self.thread.is_alive():
+        if self.loop is None or self.thread is None or not self.thread.is_alive():
             done()
             return
         self._stopped_callbacks.append(done)
-        self.loop.call_soon_threadsafe(self._request_stop)
+        self._call(self._request_stop)
 
     def send(self, reply: Reply) -> None:
-        self.loop.call_soon_threadsafe(self._send, reply)
+        self._call(self._send, reply)
 
     def finish_adhoc(self, token: int, text: str) -> None:
-        self.loop.call_soon_threadsafe(self._finish_adhoc, token, text)
+        self._call(self._finish_adhoc, token, text)
+
+    def _call(self, function: Callable[..., None], *args: Any) -> None:
+        """Run ``function`` on the bot's thread; dropped once that thread has ended (the bot stopped)."""
+        if self.loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                self.loop.call_soon_threadsafe(function, *args)
 
     # -- the thread
 
     def _run(self) -> None:
+        assert self.loop is not None
         asyncio.set_event_loop(self.loop)
         try:
             self.loop.run_until_complete(self._supervise())
