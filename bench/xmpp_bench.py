@@ -14,12 +14,14 @@ process) and a worker (PyPI ``gear``, on a thread of this process) for the chat 
 
     .venv/bin/python bench/xmpp_bench.py                     # the defaults: 200 round trips, 4 x 100, 5 rounds
     .venv/bin/python bench/xmpp_bench.py --rounds 3 --fg-jobs 20000
+    .venv/bin/python bench/xmpp_bench.py --asyncio   # also the binary frontend on --reactor asyncio
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import socket
 import statistics
 import sys
@@ -162,6 +164,7 @@ def main() -> int:
     parser.add_argument("--burst", type=int, default=100, help="jobs per user in the burst (4 users)")
     parser.add_argument("--rounds", type=int, default=5, help="fg rounds per server (interleaved)")
     parser.add_argument("--fg-jobs", type=int, default=20000)
+    parser.add_argument("--asyncio", action="store_true", help="also fg on --reactor asyncio, without the bot")
     args = parser.parse_args()
     gload = benchlib.build_gload()
     if gload is None:
@@ -172,6 +175,11 @@ def main() -> int:
     common = [benchlib.OUR_GEARMAND, "-L", benchlib.HOST, "-p", "{PORT}", "-q", "memory", "-l", "stderr"]
     plain = benchlib.Server("binary", common, root)
     with_xmpp = benchlib.Server("binary+xmpp", [*common, "--config", str(config), "-r", "xmpp"], root)
+    # the alternative design's floor: the binary frontend on Twisted's asyncio reactor, which slixmpp on
+    # the reactor's own loop would need (the bot itself not even running)
+    on_asyncio = benchlib.Server("binary on asyncio", [*common, "--reactor", "asyncio"], root)
+    servers = [plain, with_xmpp, *([on_asyncio] if args.asyncio else [])]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop what we started (finally below)
     print(f"# {benchlib.machine()}; load before: {benchlib.loadavg()}; revision {benchlib.revision()}")
     try:
         with_xmpp.start()
@@ -186,9 +194,9 @@ def main() -> int:
         print(f"chat round trip ({len(times)} fg jobs): median {statistics.median(times):.1f} ms, p99 {p99:.1f} ms")
         print(f"burst ({len(USERS)} users x {args.burst} jobs): {rate:.0f} chat jobs/s")
         fg_args = benchlib.scaled(benchlib.SCENARIO_ARGS["fg"], args.fg_jobs / 20000)
-        results: dict[str, list[float]] = {plain.label: [], with_xmpp.label: []}
+        results: dict[str, list[float]] = {server.label: [] for server in servers}
         for _ in range(args.rounds):
-            for server in (plain, with_xmpp):
+            for server in servers:
                 server.start()
                 if server is with_xmpp:
                     wait_connected(server)
@@ -203,10 +211,13 @@ def main() -> int:
             print(f"fg {label}: median {statistics.median(values):,.0f} jobs/s  rounds {[round(v) for v in values]}")
         ratio = statistics.median(results[with_xmpp.label]) / statistics.median(results[plain.label])
         print(f"fg ratio with -r xmpp / without: {ratio:.3f} (goal >= 0.85)")
+        if args.asyncio:
+            ratio = statistics.median(results[on_asyncio.label]) / statistics.median(results[plain.label])
+            print(f"fg ratio on --reactor asyncio (no bot) / ours: {ratio:.3f}")
         print(f"# load after: {benchlib.loadavg()}")
     finally:
-        plain.stop()
-        with_xmpp.stop()
+        for server in servers:
+            server.stop()
         prosody.cleanup()
     return 0
 
