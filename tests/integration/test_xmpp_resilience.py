@@ -126,3 +126,28 @@ def test_prosody_restart_mid_test(gearmand: ServerFactory, prosody: ProsodyServe
         worker.stop()
     assert binary.failures == []
     assert binary.completed > 20
+
+
+def test_xmpp_server_down_at_start(gearmand: ServerFactory, prosody: ProsodyServer, tmp_path: Path) -> None:
+    """gearmand starts and serves the binary protocol while the XMPP server is down; the bot keeps trying
+    with back-off, logs it, and serves once the server is up."""
+    prosody.stop()
+    server = gearmand("--config", str(xmppbot.bot_config(tmp_path, prosody, allowed=["localhost"])))
+    xmppbot.wait_bot(server, "connecting", says="cannot connect")
+    assert server.admin("version").startswith("OK")
+    prosody.start()
+    xmppbot.wait_bot(server, "connected", timeout=45)
+    worker = Worker(server, ["reverse"])
+    try:
+
+        async def scenario() -> str:
+            alice = await chat(prosody, "alice")
+            try:
+                return await ask(alice, BOT, "reverse late")
+            finally:
+                await alice.stop()
+
+        assert run(scenario()) == "etal"
+    finally:
+        worker.stop()
+    assert "reconnecting in" in server.log()

@@ -72,13 +72,15 @@ def frontend_line(server: RunningServer) -> str:
     return ""
 
 
-def wait_bot(server: RunningServer, state: str = "connected", timeout: float = CONNECT_TIMEOUT) -> None:
-    """Until admin ``show frontends`` says the bot is in ``state`` (it changes on the bot's own events)."""
+def wait_bot(server: RunningServer, state: str = "connected", timeout: float = CONNECT_TIMEOUT, says: str = "") -> None:
+    """Until admin ``show frontends`` says the bot is in ``state`` (and its detail holds ``says``): it changes on
+    the bot's own events."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
             raise RuntimeError(f"gearmand exited:\n{server.log()}")
-        if frontend_line(server).split("\t")[1:2] == [state]:
+        line = frontend_line(server)
+        if line.split("\t")[1:2] == [state] and says in line:
             return
         time.sleep(0.05)
     raise TimeoutError(f"bot not {state} after {timeout}s: {frontend_line(server)!r}\n{server.log()[-3000:]}")
