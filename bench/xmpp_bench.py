@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import resource
 import shutil
 import signal
 import socket
@@ -42,7 +44,7 @@ import gear  # noqa: E402
 import yaml  # noqa: E402
 
 from tests import xmppfixture  # noqa: E402
-from tests.xmppfixture import ChatUser, ProsodyServer  # noqa: E402
+from tests.xmppfixture import ChatUser, ProsodyServer, run  # noqa: E402
 
 BOT = "bot@localhost"
 USERS = ("alice", "bob", "carol", "dave")
@@ -153,12 +155,23 @@ async def burst(prosody: ProsodyServer, per_user: int) -> float:
     return per_user * len(users) / elapsed
 
 
-def run(coro, timeout: float = 600.0):  # type: ignore[no-untyped-def]
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
-    finally:
-        xmppfixture.close_loop(loop)
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process (all its threads); None: this one."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def busy(pids: dict[str, int | None], phase):  # type: ignore[no-untyped-def]
+    """Run ``phase()`` and say how much CPU each process used meanwhile (where the bottleneck is)."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    start = time.perf_counter()
+    result = phase()
+    wall = time.perf_counter() - start
+    used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    return result, ", ".join(f"{name} {seconds / wall:.0%} of a CPU" for name, seconds in used.items())
 
 
 def main() -> int:
@@ -189,13 +202,17 @@ def main() -> int:
         wait_connected(with_xmpp)
         worker = ReverseWorker(with_xmpp.port)
         try:
-            times = run(round_trips(prosody, args.round_trips))
-            rate = run(burst(prosody, args.burst))
+            assert prosody.proc is not None
+            pids = {"gearmand": with_xmpp.pid, "prosody": prosody.proc.pid, "chat users + worker": None}
+            times, rtt_cpu = busy(pids, lambda: run(round_trips(prosody, args.round_trips)))
+            rate, burst_cpu = busy(pids, lambda: run(burst(prosody, args.burst)))
         finally:
             worker.stop()
         p99 = statistics.quantiles(times, n=100)[98]
         print(f"chat round trip ({len(times)} fg jobs): median {statistics.median(times):.1f} ms, p99 {p99:.1f} ms")
+        print(f"#   CPU meanwhile: {rtt_cpu}")
         print(f"burst ({len(USERS)} users x {args.burst} jobs): {rate:.0f} chat jobs/s")
+        print(f"#   CPU meanwhile: {burst_cpu}")
         fg_args = benchlib.scaled(benchlib.SCENARIO_ARGS["fg"], args.fg_jobs / 20000)
         results: dict[str, list[float]] = {server.label: [] for server in servers}
         per_cpu: dict[str, list[float]] = {server.label: [] for server in servers}

@@ -144,7 +144,7 @@ class BotClient:
             log.exception("xmpp: the bot's thread failed")
             self.post(self.events.on_state, "stopped", "failed (see the log)")
         finally:
-            _close_loop(self.loop)
+            close_loop(self.loop)
             for done in self._stopped_callbacks:
                 done()
 
@@ -330,8 +330,9 @@ class BotClient:
             answer.set_result(text)
 
 
-def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """End the tasks slixmpp leaves behind (its output filters), then close the loop."""
+def close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Close a loop that ran slixmpp clients: first end the tasks they leave behind (their output filters),
+    so nothing is left to run, or to complain, once the loop is gone."""
     tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
     for task in tasks:
         task.cancel()

@@ -22,8 +22,8 @@ import pytest
 from tests import xmppfixture
 from tests.integration import xmppbot
 from tests.integration.conftest import OUR_GEARMAND, RunningServer, ServerFactory, _factory, free_port
-from tests.integration.xmppbot import BOT_NICK, RELEASE, Worker, ask, chat, run
-from tests.xmppfixture import ProsodyServer
+from tests.integration.xmppbot import BOT_NICK, RELEASE, Worker, ask, chat
+from tests.xmppfixture import ProsodyServer, run
 
 pytestmark = pytest.mark.filterwarnings("ignore:notifyAll\\(\\) is deprecated:DeprecationWarning")
 

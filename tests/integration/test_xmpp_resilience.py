@@ -17,8 +17,8 @@ import pytest
 from tests import xmppfixture
 from tests.integration import xmppbot
 from tests.integration.conftest import ServerFactory
-from tests.integration.xmppbot import Worker, ask, chat, run
-from tests.xmppfixture import ProsodyServer
+from tests.integration.xmppbot import Worker, ask, chat
+from tests.xmppfixture import ProsodyServer, run
 
 pytestmark = pytest.mark.filterwarnings("ignore:notifyAll\\(\\) is deprecated:DeprecationWarning")
 

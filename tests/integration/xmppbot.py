@@ -5,18 +5,16 @@ way to run one chat scenario on a fresh asyncio loop.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import gear
 import yaml
 
-from tests import xmppfixture
 from tests.integration.conftest import RunningServer
 from tests.xmppfixture import ChatUser, ProsodyServer
 
@@ -25,15 +23,6 @@ CONNECT_TIMEOUT = 20.0
 BOT_NICK = "gearbot"
 #: Released by a test to let a ``hold`` job finish.
 RELEASE = threading.Event()
-
-
-def run(coro: Coroutine[Any, Any, Any], timeout: float = 60.0) -> Any:
-    """Run one scenario on a fresh asyncio loop (the chat users' own), with an overall time limit."""
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
-    finally:
-        xmppfixture.close_loop(loop)
 
 
 def bot_config(
