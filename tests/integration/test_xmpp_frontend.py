@@ -263,7 +263,7 @@ def test_room_mention_is_answered_in_the_room(served: Any, room: str) -> None:
     run(scenario())
 
 
-def test_adhoc_submit(served: Any) -> None:
+def test_adhoc_commands_submit_list_and_status(served: Any) -> None:
     bot, prosody = served
 
     async def scenario() -> None:
@@ -290,6 +290,17 @@ def test_adhoc_submit(served: Any) -> None:
             )  # fmt: skip
             assert done["command"]["status"] == "completed"
             assert [note[1] for note in done["command"]["notes"]] == ["coh da"]
+            listing = await adhoc.send_command(f"{BOT}/gateway", "functions")  # no form: answered at once
+            assert listing["command"]["status"] == "completed"
+            assert "reverse: " in listing["command"]["notes"][0][1]
+            first = await adhoc.send_command(f"{BOT}/gateway", "status")
+            answer = dave.client.plugin["xep_0004"].make_form("submit")
+            answer.add_field(var="handle", value="H:nowhere:1")
+            done = await adhoc.send_command(
+                f"{BOT}/gateway", "status", action="complete", payload=answer,
+                sessionid=first["command"]["sessionid"],
+            )  # fmt: skip
+            assert done["command"]["notes"][0][1] == "H:nowhere:1: unknown (finished, failed, or never queued)"
         finally:
             await dave.stop()
 
@@ -298,8 +309,6 @@ def test_adhoc_submit(served: Any) -> None:
 
 def test_go_sendxmpp_from_the_shell_runs_a_job(served: Any) -> None:
     bot, prosody = served
-    before = xmppbot.Worker.FUNCTIONS  # the module's worker runs it
-    assert "reverse" in before
     jobs_before = _metric(bot, "gearman_jobs_completed_total", 'function="reverse"')
     xmppfixture.go_sendxmpp(prosody, "alice", BOT, "reverse hi\n")
 

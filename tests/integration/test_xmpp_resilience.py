@@ -151,3 +151,30 @@ def test_xmpp_server_down_at_start(gearmand: ServerFactory, prosody: ProsodyServ
     finally:
         worker.stop()
     assert "reconnecting in" in server.log()
+
+
+def test_stream_management_is_on_where_the_server_offers_it(
+    gearmand: ServerFactory, prosody: ProsodyServer, tmp_path: Path
+) -> None:
+    """With prosody's mod_smacks loaded, the bot enables XEP-0198 (acks: a dead stream is noticed) and serves."""
+    prosody.stop()
+    config = prosody.config_path.read_text()
+    assert '"limits" }' in config
+    prosody.config_path.write_text(config.replace('"limits" }', '"limits"; "smacks" }'))
+    prosody.start()
+    server = gearmand("--config", str(xmppbot.bot_config(tmp_path, prosody, allowed=["localhost"])))
+    xmppbot.wait_bot(server)
+    worker = Worker(server, ["reverse"])
+    try:
+
+        async def scenario() -> str:
+            alice = await chat(prosody, "alice")
+            try:
+                return await ask(alice, BOT, "reverse managed")
+            finally:
+                await alice.stop()
+
+        assert run(scenario()) == "deganam"
+    finally:
+        worker.stop()
+    assert "Enabling stream management" in prosody.prosody_log.read_text(errors="replace")
