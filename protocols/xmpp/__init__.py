@@ -46,6 +46,8 @@ class XmppFrontend(FrontendBase):
             tls=options.tls,
             ca_file=options.ca_file,
             rooms=dict(settings.rooms),
+            keepalive_interval=options.keepalive,
+            keepalive_timeout=min(options.keepalive, 10.0),
         )
         preload()
         return [XmppService(context, settings, spec)]

@@ -230,6 +230,14 @@ class BotClient:
             "xep_0199", {"keepalive": True, "interval": spec.keepalive_interval, "timeout": spec.keepalive_timeout}
         )
         client.register_plugin("xep_0198", {"allow_resume": False})  # stream management, acks
+
+        def drop(wait: float = 2.0, reason: str = "reconnecting") -> None:
+            # slixmpp's own reconnect (a keepalive ping unanswered) would bring this client back beside the
+            # next one: end the stream instead; the supervisor reconnects with a fresh client, with back-off
+            log.info("xmpp: %s: %s", spec.where, reason)
+            client.abort()
+
+        client.reconnect = drop
         return client
 
     async def _session_start(self, client: Any, started: asyncio.Future[None], _event: Any) -> None:

@@ -78,6 +78,9 @@ class XmppOptions:
         DEFAULT_JOB_TIMEOUT, help="seconds a foreground job may take before the bot stops waiting (0: no limit)"
     )
     no_worker: str = option("reply", help="a job for a function without workers: reply at once, or wait")
+    keepalive: float = option(
+        30.0, help="seconds between XEP-0199 pings; one unanswered for as long (10 s at most) drops the stream"
+    )
 
 
 def check_options(options: XmppOptions, label: Callable[[str], str]) -> None:
@@ -110,6 +113,7 @@ def check_options(options: XmppOptions, label: Callable[[str], str]) -> None:
     check(options.max_reply >= MIN_MAX_REPLY, f"{label('max_reply')} must be at least {MIN_MAX_REPLY}")
     check(options.job_timeout >= 0, f"{label('job_timeout')} must be 0 (no limit) or more")
     check(options.no_worker in NO_WORKER_CHOICES, f"{label('no_worker')} must be reply or wait")
+    check(options.keepalive > 0, f"{label('keepalive')} must be more than 0 seconds")
 
 
 def read_password_file(path: str, label: str = "xmpp.password_file") -> str:

@@ -178,3 +178,20 @@ def test_stream_management_is_on_where_the_server_offers_it(
     finally:
         worker.stop()
     assert "Enabling stream management" in prosody.prosody_log.read_text(errors="replace")
+
+
+def test_a_silently_dead_stream_is_noticed_by_keepalive(
+    gearmand: ServerFactory, prosody: ProsodyServer, tmp_path: Path
+) -> None:
+    """prosody frozen (SIGSTOP: the TCP connection stays open, nothing answers): the bot's unanswered ping
+    drops the stream within seconds, and it reconnects once prosody runs again."""
+    config = xmppbot.bot_config(tmp_path, prosody, allowed=["localhost"], keepalive=1.0)
+    server = gearmand("--config", str(config))
+    xmppbot.wait_bot(server)
+    prosody.pause()
+    try:
+        xmppbot.wait_bot(server, "connecting", timeout=15)
+    finally:
+        prosody.resume()
+    xmppbot.wait_bot(server, "connected", timeout=45)
+    assert "Ping timeout" in server.log() or "reconnecting in" in server.log()

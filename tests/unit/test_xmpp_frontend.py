@@ -65,6 +65,7 @@ def test_yaml_block_every_key(tmp_path: Path) -> None:
         "max_reply": 2048,
         "job_timeout": 60,
         "no_worker": "wait",
+        "keepalive": 15.0,
     }
     path = tmp_path / "g.yaml"
     path.write_text(yaml.safe_dump({"frontends": ["binary", "xmpp"], "xmpp": block}))
@@ -92,6 +93,7 @@ def test_yaml_block_every_key(tmp_path: Path) -> None:
         ({"rate_limit": -1}, "rate_limit"),
         ({"port": 70000}, "0-65535"),
         ({"allowed": ["@"]}, "not a JID"),
+        ({"keepalive": 0}, "keepalive"),
     ],
 )
 def test_bad_options_are_one_line(values: dict[str, Any], message: str) -> None:
