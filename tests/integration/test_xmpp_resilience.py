@@ -17,7 +17,7 @@ import pytest
 from tests import xmppfixture
 from tests.integration import xmppbot
 from tests.integration.conftest import ServerFactory
-from tests.integration.xmppbot import Worker, ask, chat
+from tests.integration.xmppbot import Worker, ask_once, chat
 from tests.xmppfixture import ProsodyServer, run
 
 pytestmark = pytest.mark.filterwarnings("ignore:notifyAll\\(\\) is deprecated:DeprecationWarning")
@@ -101,15 +101,7 @@ def test_prosody_restart_mid_test(gearmand: ServerFactory, prosody: ProsodyServe
     worker = Worker(server, ["reverse"])
     binary = BinaryClient(server.port)
     try:
-
-        async def chat_once(text: str) -> str:
-            alice = await chat(prosody, "alice")
-            try:
-                return await ask(alice, BOT, f"reverse {text}")
-            finally:
-                await alice.stop()
-
-        assert run(chat_once("before")) == "erofeb"
+        assert ask_once(prosody, "alice", BOT, "reverse before") == "erofeb"
         prosody.stop()
         xmppbot.wait_bot(server, "connecting")
         during = binary.completed
@@ -119,7 +111,7 @@ def test_prosody_restart_mid_test(gearmand: ServerFactory, prosody: ProsodyServe
         assert binary.completed >= during + 20, "the binary frontend stopped serving while prosody was down"
         prosody.start()
         xmppbot.wait_bot(server, "connected", timeout=45)  # back-off: 1, 2, 4... seconds between attempts
-        assert run(chat_once("after")) == "retfa"
+        assert ask_once(prosody, "alice", BOT, "reverse after") == "retfa"
         assert "reconnecting in" in server.log()
     finally:
         binary.stop()
@@ -139,15 +131,7 @@ def test_xmpp_server_down_at_start(gearmand: ServerFactory, prosody: ProsodyServ
     xmppbot.wait_bot(server, "connected", timeout=45)
     worker = Worker(server, ["reverse"])
     try:
-
-        async def scenario() -> str:
-            alice = await chat(prosody, "alice")
-            try:
-                return await ask(alice, BOT, "reverse late")
-            finally:
-                await alice.stop()
-
-        assert run(scenario()) == "etal"
+        assert ask_once(prosody, "alice", BOT, "reverse late") == "etal"
     finally:
         worker.stop()
     assert "reconnecting in" in server.log()
@@ -166,15 +150,7 @@ def test_stream_management_is_on_where_the_server_offers_it(
     xmppbot.wait_bot(server)
     worker = Worker(server, ["reverse"])
     try:
-
-        async def scenario() -> str:
-            alice = await chat(prosody, "alice")
-            try:
-                return await ask(alice, BOT, "reverse managed")
-            finally:
-                await alice.stop()
-
-        assert run(scenario()) == "deganam"
+        assert ask_once(prosody, "alice", BOT, "reverse managed") == "deganam"
     finally:
         worker.stop()
     assert "Enabling stream management" in prosody.prosody_log.read_text(errors="replace")

@@ -16,7 +16,7 @@ import gear
 import yaml
 
 from tests.integration.conftest import RunningServer
-from tests.xmppfixture import ChatUser, ProsodyServer
+from tests.xmppfixture import ChatUser, ProsodyServer, run
 
 #: Seconds for the bot to log in (TLS, auth, roster) once gearmand runs.
 CONNECT_TIMEOUT = 20.0
@@ -164,3 +164,16 @@ async def ask(user: ChatUser, to: str, text: str, thread: str | None = None, tim
     """Send ``text`` and return the body of the next message received."""
     user.send(to, text, thread=thread)
     return (await user.receive(timeout)).body
+
+
+def ask_once(prosody: ProsodyServer, user: str, to: str, text: str) -> str:
+    """Log ``user`` in, send ``text``, return the answer, log out: one chat, from start to end."""
+
+    async def scenario() -> str:
+        person = await chat(prosody, user)
+        try:
+            return await ask(person, to, text)
+        finally:
+            await person.stop()
+
+    return run(scenario())
