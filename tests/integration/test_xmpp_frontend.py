@@ -437,3 +437,40 @@ def test_no_worker_wait_queues_until_a_worker_comes(bot2: RunningServer, prosody
             await dave.stop()
 
     run(scenario())
+
+
+def test_a_room_that_hides_real_jids_is_checked_as_the_room(
+    gearmand: ServerFactory, prosody: ProsodyServer, tmp_path: Path
+) -> None:
+    """In a room where the bot cannot see who is who, the room itself must be in ``allowed``: alice (not
+    allowed herself) is answered there, through the room."""
+    prosody.register("bot3", "bot3pass")
+    lobby = prosody.room("lobby", anonymous=True)
+
+    async def scenario() -> None:
+        alice = await chat(prosody, "alice", resource="lobby")
+        try:
+            await alice.join(lobby, "alice")  # first in: she owns the room, the bot will be a mere participant
+            config = xmppbot.bot_config(tmp_path, prosody, user="bot3", allowed=[lobby], rooms=[(lobby, BOT_NICK)])
+            loop = asyncio.get_running_loop()
+            server = await loop.run_in_executor(None, gearmand, "--config", str(config))
+            await loop.run_in_executor(None, xmppbot.wait_bot, server)
+            workers.append(await loop.run_in_executor(None, Worker, server, ["reverse"]))
+            muc = alice.client.plugin["xep_0045"]
+            while BOT_NICK not in muc.get_roster(lobby):  # the bot's presence in the room
+                await asyncio.sleep(0.02)
+            alice.send(lobby, f"{BOT_NICK}: reverse hidden", mtype="groupchat")
+            while True:
+                got = await alice.receive()
+                if got.sender != f"{lobby}/alice":
+                    break
+            assert (got.sender, got.body) == (f"{lobby}/{BOT_NICK}", "alice: neddih")
+        finally:
+            await alice.stop()
+
+    workers: list[Worker] = []
+    try:
+        run(scenario())
+    finally:
+        for worker in workers:
+            worker.stop()
