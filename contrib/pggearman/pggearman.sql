@@ -71,8 +71,8 @@ class PgGearman:
         self.servers = DEFAULT_SERVERS
         self.timeout = DEFAULT_TIMEOUT
         self._client = None
-        self._statements = {}
-        self._deferred = {}  # (table oid, trigger name) -> whether it fires at commit
+        self._statements = {}  # table oid -> its to_json statement (a table made again has a new oid)
+        self._is_deferred = None  # the statement that tells whether a trigger fires at commit
 
     def client(self):
         if self._client is None:
@@ -136,14 +136,14 @@ class PgGearman:
     def submit_row(self, td):
         """The trigger: the row as a background job, from a deferred constraint trigger only, as a trigger that
         fires before the commit would submit jobs for rows that a rollback takes back."""
-        key = (td['relid'], td['name'])
-        if key not in self._deferred:
-            rows = plpy.execute(
+        if self._is_deferred is None:  # asked per row, not cached: a trigger may be made again with the same name
+            self._is_deferred = plpy.prepare(
                 'SELECT tgdeferrable AND tginitdeferred AS deferred FROM pg_catalog.pg_trigger '
-                f"WHERE tgrelid = {plpy.quote_literal(td['relid'])}::oid AND tgname = {plpy.quote_literal(td['name'])}"
+                'WHERE tgrelid = $1 AND tgname = $2',
+                ['oid', 'name'],
             )
-            self._deferred[key] = bool(rows) and rows[0]['deferred']
-        if not self._deferred[key] or td['level'] != 'ROW' or len(td['args'] or ()) != 1:
+        rows = plpy.execute(self._is_deferred, [td['relid'], td['name']])
+        if not (rows and rows[0]['deferred']) or td['level'] != 'ROW' or len(td['args'] or ()) != 1:
             plpy.error(
                 f"gman_trigger_background: trigger {td['name']!r} on {td['table_name']} must be a CONSTRAINT TRIGGER "
                 '... DEFERRABLE INITIALLY DEFERRED FOR EACH ROW with one argument, the function name',
@@ -156,9 +156,9 @@ class PgGearman:
     def row_json(self, td):
         """The trigger's row as PostgreSQL's own to_json makes it (numeric, timestamps, json columns exact)."""
         table = plpy.quote_ident(td['table_schema']) + '.' + plpy.quote_ident(td['table_name'])
-        plan = self._statements.get(table)
+        plan = self._statements.get(td['relid'])
         if plan is None:
-            plan = self._statements[table] = plpy.prepare(f'SELECT to_json($1::{table})::text AS j', [table])
+            plan = self._statements[td['relid']] = plpy.prepare(f'SELECT to_json($1::{table})::text AS j', [table])
         row = td['old'] if td['event'] == 'DELETE' else td['new']
         return plpy.execute(plan, [row])[0]['j']
 

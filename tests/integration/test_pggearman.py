@@ -365,6 +365,43 @@ def test_trigger_refuses_to_fire_before_the_commit(
     assert queued(server, fn) == 0
 
 
+def test_trigger_on_a_table_or_trigger_made_again_in_the_session(
+    pg: PostgresServer, server: RunningServer, workers: Callable[..., Any]
+) -> None:
+    """The session's cached statements follow a table dropped and made again, and a trigger made again as a
+    plain one (the row's JSON failed with "type with OID ... does not exist"; a stale check let it through)."""
+    fn, table = name("again"), name("items")
+    deferred = f"CONSTRAINT TRIGGER tr AFTER INSERT ON {table} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+    with pg.connect() as conn:
+        conn.execute("SELECT gman_servers_set(%s)", [server.address])
+        for columns in ("(id int)", "(id int, name text)"):
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.execute(f"CREATE TABLE {table} {columns}")
+            conn.execute(f"CREATE {deferred} EXECUTE FUNCTION gman_trigger_background('{fn}')")
+            conn.execute(f"INSERT INTO {table} (id) VALUES (1)")
+        conn.execute(f"DROP TRIGGER tr ON {table}")
+        conn.execute(
+            f"CREATE TRIGGER tr AFTER INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION gman_trigger_background('{fn}')"
+        )
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute(f"INSERT INTO {table} (id) VALUES (2)")
+        assert info.value.sqlstate == "39P01"
+    assert queued(server, fn) == 2
+
+    seen: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def record(job: Any) -> bytes:
+        seen.append(json.loads(job.workload))
+        if len(seen) == 2:
+            done.set()
+        return b""
+
+    workers(server.address, {fn: record})
+    assert done.wait(TIMEOUT)
+    assert sorted(seen, key=len) == [{"id": 1}, {"id": 1, "name": None}]
+
+
 def test_python_path_setting_instead_of_pythonpath(db_root: Path, server: RunningServer, c_worker: Any) -> None:
     """The documented alternative to PYTHONPATH: the setting pggearman.python_path made by a superuser with ALTER
     DATABASE (or ALTER ROLE) ... SET. Without either, the error says what to do. A session's own SET is ignored:
