@@ -45,8 +45,8 @@ try:
 except ImportError as exc:
     plpy.error(
         f'pggearman: cannot import the gearman_gateway client library ({exc})',
-        hint="Set PYTHONPATH in the PostgreSQL server's environment, or pggearman.python_path, to the directory "
-        'that holds gearman_gateway (docs/postgresql.md).',
+        hint="Set PYTHONPATH in the PostgreSQL server's environment, or (as a superuser) ALTER DATABASE ... SET "
+        'pggearman.python_path, to the directory that holds gearman_gateway (docs/postgresql.md).',
         sqlstate='YG000',
     )
 
