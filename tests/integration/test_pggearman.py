@@ -112,6 +112,22 @@ def queued(server: RunningServer, function: str) -> int:
     return 0
 
 
+def rows_of_jobs(server: RunningServer, workers: Callable[..., Any], function: str, count: int) -> list[Any]:
+    """The JSON workloads of the first `count` jobs of `function` (the trigger's rows), taken by a worker."""
+    seen: list[Any] = []
+    done = threading.Event()
+
+    def record(job: Any) -> bytes:
+        seen.append(json.loads(job.workload))
+        if len(seen) == count:
+            done.set()
+        return b""
+
+    workers(server.address, {function: record})
+    assert done.wait(TIMEOUT), seen
+    return seen
+
+
 def test_gman_do_wc_with_the_c_worker(sql: Callable[..., list[Any]], c_worker: Callable[..., Any]) -> None:
     """The seed's example: `gearman -w -f wc -- wc -w`, then select gman_do('wc', 'Hello World!') is 2."""
     c_worker("wc", "wc", "-w")
@@ -304,17 +320,7 @@ def test_trigger_one_job_per_row_at_commit(
         conn.commit()
         assert queued(server, fn) == 4  # an update is a job too
 
-    seen: list[dict[str, Any]] = []
-    done = threading.Event()
-
-    def index(job: Any) -> bytes:
-        seen.append(json.loads(job.workload))
-        if len(seen) == 4:
-            done.set()
-        return b""
-
-    workers(server.address, {fn: index})
-    assert done.wait(TIMEOUT)
+    seen = rows_of_jobs(server, workers, fn, 4)
     assert sorted(row["title"] for row in seen) == ["doc 0", "doc 0 v2", "doc 1", "doc 2"]
     first = next(row for row in seen if row["title"] == "doc 1")
     assert first["price"] == 1.50 and first["tags"] == ["a", "b"] and first["meta"] == {"k": 1}
@@ -388,18 +394,7 @@ def test_trigger_on_a_table_or_trigger_made_again_in_the_session(
         assert info.value.sqlstate == "39P01"
     assert queued(server, fn) == 2
 
-    seen: list[dict[str, Any]] = []
-    done = threading.Event()
-
-    def record(job: Any) -> bytes:
-        seen.append(json.loads(job.workload))
-        if len(seen) == 2:
-            done.set()
-        return b""
-
-    workers(server.address, {fn: record})
-    assert done.wait(TIMEOUT)
-    assert sorted(seen, key=len) == [{"id": 1}, {"id": 1, "name": None}]
+    assert sorted(rows_of_jobs(server, workers, fn, 2), key=len) == [{"id": 1}, {"id": 1, "name": None}]
 
 
 def test_python_path_setting_instead_of_pythonpath(db_root: Path, server: RunningServer, c_worker: Any) -> None:
