@@ -6,21 +6,34 @@
 --   SELECT gman_do('reverse', 'Hello World!');
 --
 -- The server's Python must find the package gearman_gateway: PYTHONPATH in the PostgreSQL server's environment,
--- or the setting pggearman.python_path (ALTER DATABASE db SET pggearman.python_path = '/opt/gearman-gateway').
+-- or the setting pggearman.python_path made by a superuser (ALTER DATABASE db SET pggearman.python_path =
+-- '/opt/gearman-gateway', or ALTER ROLE); a SET in the session is ignored.
 -- docs/postgresql.md describes every function, the SQLSTATEs of its errors and the trigger.
 -- Running the file again replaces the functions (CREATE OR REPLACE).
 
 -- The shared code, run once per session: it leaves the session's state and helpers in GD['pggearman'].
 CREATE OR REPLACE FUNCTION gman__init() RETURNS void LANGUAGE plpython3u AS $py$
-import json
+import math
 import os
 import sys
 
 if 'pggearman' in GD:
     return None
 
-setting = plpy.execute("SELECT current_setting('pggearman.python_path', true) AS path")[0]['path']
-for entry in reversed((setting or '').split(os.pathsep)):
+# pggearman.python_path as ALTER DATABASE / ALTER ROLE ... SET stored it, which only a superuser may do for this
+# setting: a session's own SET must not choose the code that this untrusted language imports into the server.
+PYTHON_PATH = '''
+SELECT substr(c, length('pggearman.python_path=') + 1) AS path
+FROM pg_catalog.pg_db_role_setting s, unnest(s.setconfig) AS c
+WHERE c LIKE 'pggearman.python\\_path=%'
+  AND s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))
+  AND s.setrole IN (0, (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user))
+ORDER BY s.setrole <> 0 DESC, s.setdatabase <> 0 DESC  -- PostgreSQL's precedence: the most specific first
+LIMIT 1
+'''
+rows = plpy.execute(PYTHON_PATH)
+setting = rows[0]['path'] if rows else ''
+for entry in reversed(setting.split(os.pathsep)):
     if entry and entry not in sys.path:
         sys.path.insert(0, entry)
 try:
@@ -32,8 +45,8 @@ try:
 except ImportError as exc:
     plpy.error(
         f'pggearman: cannot import the gearman_gateway client library ({exc})',
-        hint="Set PYTHONPATH in the PostgreSQL server's environment, or pggearman.python_path, to the directory "
-        'that holds gearman_gateway (docs/postgresql.md).',
+        hint="Set PYTHONPATH in the PostgreSQL server's environment, or (as a superuser) ALTER DATABASE ... SET "
+        'pggearman.python_path, to the directory that holds gearman_gateway (docs/postgresql.md).',
         sqlstate='YG000',
     )
 
@@ -58,7 +71,8 @@ class PgGearman:
         self.servers = DEFAULT_SERVERS
         self.timeout = DEFAULT_TIMEOUT
         self._client = None
-        self._statements = {}
+        self._statements = {}  # table oid -> its to_json statement (a table made again has a new oid)
+        self._is_deferred = None  # the statement that tells whether a trigger fires at commit
 
     def client(self):
         if self._client is None:
@@ -86,8 +100,8 @@ class PgGearman:
         self.servers = servers.strip() if parsed else DEFAULT_SERVERS
 
     def set_timeout(self, seconds):
-        if seconds is None or not seconds > 0:
-            plpy.error(f'gman_set_timeout: the timeout must be a positive number of seconds, not {seconds}',
+        if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+            plpy.error(f'gman_set_timeout: the timeout must be a positive, finite number of seconds, not {seconds}',
                        sqlstate='22023')
         self.timeout = float(seconds)
         if self._client is not None:
@@ -119,12 +133,32 @@ class PgGearman:
             plpy.error(f'{what}: the result of {function!r} is not UTF-8 text ({exc.reason})',
                        hint='Pass the workload as bytea to get the result as bytea.', sqlstate='22021')
 
+    def submit_row(self, td):
+        """The trigger: the row as a background job, from a deferred constraint trigger only, as a trigger that
+        fires before the commit would submit jobs for rows that a rollback takes back."""
+        if self._is_deferred is None:  # asked per row, not cached: a trigger may be made again with the same name
+            self._is_deferred = plpy.prepare(
+                'SELECT tgdeferrable AND tginitdeferred AS deferred FROM pg_catalog.pg_trigger '
+                'WHERE tgrelid = $1 AND tgname = $2',
+                ['oid', 'name'],
+            )
+        rows = plpy.execute(self._is_deferred, [td['relid'], td['name']])
+        if not (rows and rows[0]['deferred']) or td['level'] != 'ROW' or len(td['args'] or ()) != 1:
+            plpy.error(
+                f"gman_trigger_background: trigger {td['name']!r} on {td['table_name']} must be a CONSTRAINT TRIGGER "
+                '... DEFERRABLE INITIALLY DEFERRED FOR EACH ROW with one argument, the function name',
+                hint='Jobs are submitted at commit only by a deferred trigger; '
+                'another would submit them for rows that a rollback takes back.',
+                sqlstate='39P01',
+            )
+        self.call('gman_trigger_background', 'do_background', td['args'][0], self.row_json(td))
+
     def row_json(self, td):
         """The trigger's row as PostgreSQL's own to_json makes it (numeric, timestamps, json columns exact)."""
         table = plpy.quote_ident(td['table_schema']) + '.' + plpy.quote_ident(td['table_name'])
-        plan = self._statements.get(table)
+        plan = self._statements.get(td['relid'])
         if plan is None:
-            plan = self._statements[table] = plpy.prepare(f'SELECT to_json($1::{table})::text AS j', [table])
+            plan = self._statements[td['relid']] = plpy.prepare(f'SELECT to_json($1::{table})::text AS j', [table])
         row = td['old'] if td['event'] == 'DELETE' else td['new']
         return plpy.execute(plan, [row])[0]['j']
 
@@ -247,10 +281,6 @@ $py$;
 CREATE OR REPLACE FUNCTION gman_trigger_background() RETURNS trigger LANGUAGE plpython3u AS $py$
 if 'pggearman' not in GD:
     plpy.execute('SELECT gman__init()')
-if TD['when'] != 'AFTER' or TD['level'] != 'ROW' or len(TD['args'] or ()) != 1:
-    plpy.error('gman_trigger_background: attach it AFTER ... FOR EACH ROW with one argument, the function name',
-               sqlstate='39P01')
-gman = GD['pggearman']
-gman.call('gman_trigger_background', 'do_background', TD['args'][0], gman.row_json(TD))
+GD['pggearman'].submit_row(TD)
 return None
 $py$;

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -109,6 +110,22 @@ def queued(server: RunningServer, function: str) -> int:
         if fields[0] == function:
             return int(fields[1])
     return 0
+
+
+def rows_of_jobs(server: RunningServer, workers: Callable[..., Any], function: str, count: int) -> list[Any]:
+    """The JSON workloads of the first `count` jobs of `function` (the trigger's rows), taken by a worker."""
+    seen: list[Any] = []
+    done = threading.Event()
+
+    def record(job: Any) -> bytes:
+        seen.append(json.loads(job.workload))
+        if len(seen) == count:
+            done.set()
+        return b""
+
+    workers(server.address, {function: record})
+    assert done.wait(TIMEOUT), seen
+    return seen
 
 
 def test_gman_do_wc_with_the_c_worker(sql: Callable[..., list[Any]], c_worker: Callable[..., Any]) -> None:
@@ -251,7 +268,9 @@ def test_a_session_reuses_its_connection(
 
 def test_bad_arguments_are_sql_errors(sql: Callable[..., list[Any]]) -> None:
     assert sqlstate_of(lambda: sql("SELECT gman_servers_set('h:abc')")).sqlstate == "22023"
-    assert sqlstate_of(lambda: sql("SELECT gman_set_timeout(0)")).sqlstate == "22023"
+    for seconds in ("0", "-1", "'infinity'", "'NaN'"):  # infinity was taken, then every call overflowed
+        err = sqlstate_of(lambda seconds=seconds: sql(f"SELECT gman_set_timeout({seconds})"))
+        assert err.sqlstate == "22023" and "positive, finite number of seconds" in str(err)
     assert sql("SELECT gman_do('wc', NULL)") == [(None,)]  # STRICT: no job for a NULL workload
 
 
@@ -301,17 +320,7 @@ def test_trigger_one_job_per_row_at_commit(
         conn.commit()
         assert queued(server, fn) == 4  # an update is a job too
 
-    seen: list[dict[str, Any]] = []
-    done = threading.Event()
-
-    def index(job: Any) -> bytes:
-        seen.append(json.loads(job.workload))
-        if len(seen) == 4:
-            done.set()
-        return b""
-
-    workers(server.address, {fn: index})
-    assert done.wait(TIMEOUT)
+    seen = rows_of_jobs(server, workers, fn, 4)
     assert sorted(row["title"] for row in seen) == ["doc 0", "doc 0 v2", "doc 1", "doc 2"]
     first = next(row for row in seen if row["title"] == "doc 1")
     assert first["price"] == 1.50 and first["tags"] == ["a", "b"] and first["meta"] == {"k": 1}
@@ -336,9 +345,62 @@ def test_trigger_fails_the_commit_when_no_server_takes_the_job(
     assert sql(f"SELECT count(*) FROM {table}") == [(0,)]  # no row without its job
 
 
+def test_trigger_refuses_to_fire_before_the_commit(
+    sql: Callable[..., list[Any]], pg: PostgresServer, server: RunningServer
+) -> None:
+    """Attached as a plain AFTER trigger, or INITIALLY IMMEDIATE, it would submit jobs before the commit, for rows
+    that a rollback takes back: it raises instead, and submits nothing."""
+    fn, table = name("mail"), name("people")
+    sql(f"CREATE TABLE {table} (id int)")
+    attachments = (
+        "TRIGGER t AFTER INSERT ON {} FOR EACH ROW",
+        "CONSTRAINT TRIGGER t AFTER INSERT ON {} DEFERRABLE INITIALLY IMMEDIATE FOR EACH ROW",
+        "CONSTRAINT TRIGGER t AFTER INSERT ON {} NOT DEFERRABLE FOR EACH ROW",
+        "TRIGGER t AFTER INSERT ON {} FOR EACH STATEMENT",
+    )
+    for attachment in attachments:
+        sql(f"CREATE {attachment.format(table)} EXECUTE FUNCTION gman_trigger_background('{fn}')")
+        with pg.connect(autocommit=False) as conn:
+            conn.execute("SELECT gman_servers_set(%s)", [server.address])
+            with pytest.raises(psycopg.Error) as info:
+                conn.execute(f"INSERT INTO {table} VALUES (1)")
+            assert info.value.sqlstate == "39P01", attachment
+            assert "DEFERRABLE INITIALLY DEFERRED" in str(info.value)
+            conn.rollback()
+        sql(f"DROP TRIGGER t ON {table}")
+    assert queued(server, fn) == 0
+
+
+def test_trigger_on_a_table_or_trigger_made_again_in_the_session(
+    pg: PostgresServer, server: RunningServer, workers: Callable[..., Any]
+) -> None:
+    """The session's cached statements follow a table dropped and made again, and a trigger made again as a
+    plain one (the row's JSON failed with "type with OID ... does not exist"; a stale check let it through)."""
+    fn, table = name("again"), name("items")
+    deferred = f"CONSTRAINT TRIGGER tr AFTER INSERT ON {table} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+    with pg.connect() as conn:
+        conn.execute("SELECT gman_servers_set(%s)", [server.address])
+        for columns in ("(id int)", "(id int, name text)"):
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.execute(f"CREATE TABLE {table} {columns}")
+            conn.execute(f"CREATE {deferred} EXECUTE FUNCTION gman_trigger_background('{fn}')")
+            conn.execute(f"INSERT INTO {table} (id) VALUES (1)")
+        conn.execute(f"DROP TRIGGER tr ON {table}")
+        conn.execute(
+            f"CREATE TRIGGER tr AFTER INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION gman_trigger_background('{fn}')"
+        )
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute(f"INSERT INTO {table} (id) VALUES (2)")
+        assert info.value.sqlstate == "39P01"
+    assert queued(server, fn) == 2
+
+    assert sorted(rows_of_jobs(server, workers, fn, 2), key=len) == [{"id": 1}, {"id": 1, "name": None}]
+
+
 def test_python_path_setting_instead_of_pythonpath(db_root: Path, server: RunningServer, c_worker: Any) -> None:
-    """The documented alternative to PYTHONPATH: the setting pggearman.python_path (here per session; ALTER
-    DATABASE ... SET in production). Without either, the error says what to do."""
+    """The documented alternative to PYTHONPATH: the setting pggearman.python_path made by a superuser with ALTER
+    DATABASE (or ALTER ROLE) ... SET. Without either, the error says what to do. A session's own SET is ignored:
+    it would let any role that may call gman_* run its own Python in the server process."""
     try:
         bare = dbfixtures.start_postgres(db_root, plpython=True)  # no PYTHONPATH in its environment
     except dbfixtures.DbUnavailable as exc:
@@ -353,8 +415,25 @@ def test_python_path_setting_instead_of_pythonpath(db_root: Path, server: Runnin
             assert info.value.sqlstate == "YG000"
             assert "cannot import the gearman_gateway client library" in str(info.value)
             assert "pggearman.python_path" in (info.value.diag.message_hint or "")
-            conn.execute("SELECT set_config('pggearman.python_path', %s, false)", [str(REPO)])
-            conn.execute("SELECT gman_servers_set(%s)", [server.address])
-            assert conn.execute("SELECT gman_do('wc', 'one two three')").fetchall() == [("3\n",)]
+
+        # a plain role's SET in its session: its module is not imported
+        planted = Path(tempfile.mkdtemp(dir=db_root))  # where the server's user can read, and write the marker
+        planted.chmod(0o777)
+        (planted / "gearman_gateway").mkdir(mode=0o755)
+        marker = planted / "imported"
+        (planted / "gearman_gateway" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+        psql(bare, "-c", "CREATE ROLE plain LOGIN")
+        with psycopg.connect(bare.conninfo.replace("user=postgres", "user=plain"), autocommit=True) as conn:
+            conn.execute("SELECT set_config('pggearman.python_path', %s, false)", [str(planted)])
+            with pytest.raises(psycopg.Error) as info:
+                conn.execute("SELECT gman_do('wc', 'x')")
+            assert info.value.sqlstate == "YG000"
+        assert not marker.exists()
+
+        psql(bare, "-c", f"ALTER DATABASE postgres SET pggearman.python_path = '{REPO}'")
+        for user in ("postgres", "plain"):  # a new session takes the database's setting
+            with psycopg.connect(bare.conninfo.replace("user=postgres", f"user={user}"), autocommit=True) as conn:
+                conn.execute("SELECT gman_servers_set(%s)", [server.address])
+                assert conn.execute("SELECT gman_do('wc', 'one two three')").fetchall() == [("3\n",)]
     finally:
         bare.cleanup()
