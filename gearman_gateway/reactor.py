@@ -194,13 +194,60 @@ class _ListeningSocket(socket.socket):
         return _socket.socket(self.family, self.type, self.proto, fileno=fd), address
 
 
+#: Connections one readable listening socket yields per reactor turn at most: the whole accept queue in the
+#: usual case (a flood leaves the rest for the next turn, after the established connections' events).
+ACCEPTS_PER_TURN = 256
+
+
 class _Port(tcp.Port):
+    """Twisted's listening port, accepting the whole pending queue per turn.
+
+    Twisted's own accepts as many connections per turn as it did the turn before (at least one, growing by
+    20 when it used them all), so a burst of connects after a quiet spell is taken one or two per turn
+    while the kernel's accept queue overflows (dropped SYNs, retried a second later). With a factory that
+    builds connections without Twisted's address object (``build_connection``: every frontend's
+    ``FrontendFactory``) each accept also skips that object and Twisted's per-turn log buffering; the socket
+    options the factory names are set once on the listening socket, which accepted sockets inherit."""
+
     transport = _Server
 
     def createInternetSocket(self) -> socket.socket:  # noqa: N802
         listening = super().createInternetSocket()
         listening.__class__ = _ListeningSocket  # Twisted's socket, with its options, accepting lean sockets
+        options = getattr(self.factory, "inherited_socket_options", None)
+        if options is not None:
+            for level, name, value in options():
+                listening.setsockopt(level, name, value)
+            self.socket_options_inherited = True
         return listening
+
+    def doRead(self) -> None:  # noqa: N802
+        build = getattr(self.factory, "build_connection", None)
+        if build is None:
+            return super().doRead()
+        listening = self.socket
+        accept = listening._accept  # the C accept: (descriptor, address), no Python socket object
+        family, kind, proto = listening.family, listening.type, listening.proto
+        for _ in range(ACCEPTS_PER_TURN):
+            try:
+                fd, client = accept()
+            except BlockingIOError:
+                return None
+            except OSError:  # EMFILE, EPERM, ECONNABORTED...: Twisted's handling, which logs and recovers
+                return super().doRead()
+            sock = _socket.socket(family, kind, proto, fileno=fd)
+            try:
+                if len(client) == 4:  # IPv6: the scope id in the host, as Twisted does
+                    host = socket.getnameinfo(client, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)[0]
+                    client = (host, *client[1:])
+                connection = build()
+                number = self.sessionno
+                self.sessionno = number + 1
+                connection.makeConnection(self.transport(sock, connection, client, self, number, self.reactor))
+            except Exception:  # one connection's failure must not stop the port
+                log.exception("accepting a connection on %r", self)
+                sock.close()
+        return None
 
 
 class _Descriptors(dict[int, None]):
