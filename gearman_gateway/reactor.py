@@ -182,6 +182,8 @@ class _Server(tcp.Server):
 class _GrownServer(_Server):
     """A connection that needed more than ``_LEAN_ATTRIBUTES`` (closing, buffered writes, large reads)."""
 
+    __setattr__ = object.__setattr__  # grown already: its attributes are set at C speed (a dozen in a close)
+
 
 class _ListeningSocket(socket.socket):
     """Hands accepted connections out as the C sockets under ``socket.socket`` (48 bytes, not tracked by
@@ -214,6 +216,8 @@ class _Port(tcp.Port):
     def createInternetSocket(self) -> socket.socket:  # noqa: N802
         listening = super().createInternetSocket()
         listening.__class__ = _ListeningSocket  # Twisted's socket, with its options, accepting lean sockets
+        # what accepted sockets are made with (the socket's properties convert to enums on every read)
+        self.accepted_kind = (int(listening.family), int(listening.type), listening.proto)
         options = getattr(self.factory, "inherited_socket_options", None)
         if options is not None:
             for level, name, value in options():
@@ -225,9 +229,8 @@ class _Port(tcp.Port):
         build = getattr(self.factory, "build_connection", None)
         if build is None:
             return super().doRead()
-        listening = self.socket
-        accept = listening._accept  # the C accept: (descriptor, address), no Python socket object
-        family, kind, proto = listening.family, listening.type, listening.proto
+        accept = self.socket._accept  # the C accept: (descriptor, address), no Python socket object
+        family, kind, proto = self.accepted_kind
         for _ in range(ACCEPTS_PER_TURN):
             try:
                 fd, client = accept()
@@ -243,10 +246,15 @@ class _Port(tcp.Port):
                 connection = build()
                 number = self.sessionno
                 self.sessionno = number + 1
-                connection.makeConnection(self.transport(sock, connection, client, self, number, self.reactor))
+                transport = self.transport(sock, connection, client, self, number, self.reactor)
+                connection.makeConnection(transport)
             except Exception:  # one connection's failure must not stop the port
                 log.exception("accepting a connection on %r", self)
                 sock.close()
+                continue
+            if getattr(connection, "open", False):
+                # its first bytes (or its EOF) are usually there already: read them now, not a poll later
+                self.reactor.read_now(transport)
         return None
 
 
@@ -293,6 +301,16 @@ class GatewayReactor(EPollReactor):
                     self.doIteration(timeout if self.running else 0)
             except BaseException:  # as Twisted's loop: even SystemExit is logged, and the loop goes on
                 log.exception("unexpected error in the main loop")
+
+    def read_now(self, selectable: _Server) -> None:
+        """What a readable event for ``selectable`` would do, now (nothing when there is nothing to read)."""
+        try:
+            why = selectable.doRead()
+        except BaseException as error:  # as Twisted: the application's error drops the connection
+            log.exception("unhandled error reading %r", selectable)
+            why = error
+        if why:
+            self._disconnectSelectable(selectable, why, True)
 
     def call_after_poll(self, callback: Callable[[], None], first: bool = False) -> None:
         """``first``: before the callbacks registered without it (the scheduler's end of turn, which

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import h11
 
 from gearman_gateway.scheduler import ArgumentTooLarge, Job, JobListener, SchedulerError
+from protocols.deadlines import Deadlines, deadlines
 from protocols.http import mapping, plain
 from protocols.http.mapping import Answer, ApiRequest, JobRequest
 
@@ -74,7 +75,8 @@ class HttpSession:
         self._busy = False  # a request is complete and its response not yet finished
         self._processing = False
         self._reading_paused = False
-        self._idle_timer: Any = None
+        timeout = self.options.keepalive_timeout
+        self._idle_deadlines: Deadlines | None = deadlines(self.clock, timeout) if timeout else None
         self._arm_idle()
 
     # -- input
@@ -121,7 +123,6 @@ class HttpSession:
                 return False
             if not routed.with_body:
                 body = b""
-        self._arm_idle()
         self._method = request.method
         self._version = request.http_version
         self._headers = request.headers
@@ -357,24 +358,16 @@ class HttpSession:
     # -- idle keep-alive connections
 
     def _arm_idle(self) -> None:
-        timeout = self.options.keepalive_timeout
-        if not timeout:
-            return
-        timer = self._idle_timer
-        if timer is not None and timer.active():
-            timer.reset(timeout)
-        else:
-            self._idle_timer = self.clock.callLater(timeout, self._idle)
+        if self._idle_deadlines is not None:
+            self._idle_deadlines.arm(self, self._idle)
 
     def _cancel_idle(self) -> None:
-        timer, self._idle_timer = self._idle_timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+        if self._idle_deadlines is not None:
+            self._idle_deadlines.cancel(self)
 
     def _idle(self) -> None:
         """Nothing came for a whole period. While a response is pending this is not idleness: the
         timer is armed again when the response is done."""
-        self._idle_timer = None
         if not self._busy:
             log.debug("closing an idle HTTP connection")
             self._close()
@@ -404,7 +397,7 @@ class HttpJob(JobListener):
         self.parts: list[bytes] = []
         self.size = 0
         self.streaming = False  # the response's head is sent; its body follows the job's events
-        self.timer: Any = None
+        self.timer: Deadlines | None = None  # where its request timeout is armed, while it is
         self.formatter = mapping.FORMATTERS.get(request.stream)
 
     def job_created(self, job: Job) -> None:
@@ -434,7 +427,8 @@ class HttpJob(JobListener):
     def _arm_timer(self) -> None:
         timeout = self.session.options.request_timeout
         if timeout:
-            self.timer = self.session.clock.callLater(timeout, self._timed_out)
+            self.timer = deadlines(self.session.clock, timeout)
+            self.timer.arm(self, self._timed_out)
 
     def _timed_out(self) -> None:
         self.timer = None
@@ -442,8 +436,8 @@ class HttpJob(JobListener):
 
     def cancel_timer(self) -> None:
         timer, self.timer = self.timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+        if timer is not None:
+            timer.cancel(self)
 
     # -- the job's events
 
