@@ -30,6 +30,7 @@ import logging
 import select
 import socket
 import sys
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -230,32 +231,47 @@ class _Port(tcp.Port):
         if build is None:
             return super().doRead()
         accept = self.socket._accept  # the C accept: (descriptor, address), no Python socket object
-        family, kind, proto = self.accepted_kind
-        for _ in range(ACCEPTS_PER_TURN):
-            try:
-                fd, client = accept()
-            except BlockingIOError:
+        accepted: deque[tuple[int, Any]] = deque()
+        budget = ACCEPTS_PER_TURN
+        while True:
+            # the kernel's queue into ours before each set-up: a connection costs the set-up many times what
+            # its accept costs, and connects that find the kernel's queue full are dropped (retried a second
+            # later), while ours only waits
+            while budget:
+                try:
+                    accepted.append(accept())
+                except BlockingIOError:
+                    break
+                except OSError:  # EMFILE, EPERM, ECONNABORTED...: Twisted's handling, which logs and recovers
+                    budget = 0
+                    super().doRead()
+                    break
+                budget -= 1
+            if not accepted:
                 return None
-            except OSError:  # EMFILE, EPERM, ECONNABORTED...: Twisted's handling, which logs and recovers
-                return super().doRead()
-            sock = _socket.socket(family, kind, proto, fileno=fd)
-            try:
-                if len(client) == 4:  # IPv6: the scope id in the host, as Twisted does
-                    host = socket.getnameinfo(client, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)[0]
-                    client = (host, *client[1:])
-                connection = build()
-                number = self.sessionno
-                self.sessionno = number + 1
-                transport = self.transport(sock, connection, client, self, number, self.reactor)
-                connection.makeConnection(transport)
-            except Exception:  # one connection's failure must not stop the port
-                log.exception("accepting a connection on %r", self)
-                sock.close()
-                continue
-            if getattr(connection, "open", False):
-                # its first bytes (or its EOF) are usually there already: read them now, not a poll later
-                self.reactor.read_now(transport)
-        return None
+            fd, client = accepted.popleft()
+            self._set_up(build, fd, client)
+
+    def _set_up(self, build: Callable[[], Any], fd: int, client: Any) -> None:
+        """One accepted socket's connection, and its first read."""
+        family, kind, proto = self.accepted_kind
+        sock = _socket.socket(family, kind, proto, fileno=fd)
+        try:
+            if len(client) == 4:  # IPv6: the scope id in the host, as Twisted does
+                host = socket.getnameinfo(client, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)[0]
+                client = (host, *client[1:])
+            connection = build()
+            number = self.sessionno
+            self.sessionno = number + 1
+            transport = self.transport(sock, connection, client, self, number, self.reactor)
+            connection.makeConnection(transport)
+        except Exception:  # one connection's failure must not stop the port
+            log.exception("accepting a connection on %r", self)
+            sock.close()
+            return
+        if getattr(connection, "open", False):
+            # its first bytes (or its EOF) are usually there already: read them now, not a poll later
+            self.reactor.read_now(transport)
 
 
 class _Descriptors(dict[int, None]):
