@@ -5,12 +5,17 @@ No I/O and no wire formats: frontends call it with bytes and Python values, and 
 server, a fake clock in unit tests).
 
 Invariants kept here (the unit tests check them):
-- every job is in exactly one place: a priority queue, the epoch heap, a worker's ``jobs``, or claimed by a
-  held grab (``_claims``); a background job whose store commit is under way (PENDING) already has its place
-  in its priority queue (or is claimed), so workers see jobs in priority and submission order whatever
-  the store; only a future epoch job waits for its commit outside any queue;
+- every job is in exactly one place: a priority queue, its function's ``died`` queue, the epoch heap, a
+  worker's ``jobs``, or claimed by a held grab (``_claims``); a background job whose store commit is
+  under way (PENDING) already has its place in its priority queue (or is claimed), so workers see jobs in
+  priority and submission order whatever the store; only a future epoch job waits for its commit outside
+  any queue;
 - a grab whose best job is PENDING is held until that job's commit (it claims it), never answered with a
   job that comes after it;
+- a queued job whose worker ever died (``deaths``) waits in its function's ``died`` queue (or the epoch
+  heap), never in a priority queue: a grab takes it only when no job that has not failed is there for the
+  worker, in any priority or function; among themselves such jobs go in the order of their last death
+  (``_died``), which is the order of each ``died`` queue;
 - a job leaves ``jobs_by_handle`` the moment it is done, and nothing keeps a reference to it afterwards;
 - no runnable job waits while a worker able to run it sleeps without a NOOP on its way (gearmand #343),
   checked at the end of every reactor turn when wake-ups wait for it (``turn_end``).
@@ -25,6 +30,7 @@ from collections.abc import Callable, Iterable
 from itertools import islice, takewhile
 from typing import Any
 
+from gearman_gateway.scheduler.died import DiedJobs
 from gearman_gateway.scheduler.errors import ArgumentTooLarge, JobNotFound, QueueFull, StoreUnavailable
 from gearman_gateway.scheduler.function import Function
 from gearman_gateway.scheduler.job import Job, JobState, Priority
@@ -121,6 +127,9 @@ class Scheduler:
         self._claims: dict[Job, Worker] = {}  # PENDING jobs a held grab waits for, answered at their commit
         self.poison_jobs: dict[Job, None] = {}  # live jobs whose workers died POISON_DEATHS times or more
         self._wake_due: dict[Function, None] = {}  # functions whose new jobs want sleepers woken
+        # jobs whose worker died: the order of their deaths. Keep this class's attributes at 29 or fewer
+        # (DiedJobs says why); tests/unit/test_scheduler.py checks it.
+        self._died = DiedJobs()
         #: Hears every background job with a unique, whoever submitted it (the result cache, results.py).
         self.observer: JobListener | None = None
 
@@ -411,8 +420,9 @@ class Scheduler:
 
     def grab(self, worker: Worker, hold: bool = False) -> Job | Held | None:
         """The next job for this worker: highest priority first across all its functions (gearmand 2.0's
-        global priority), oldest first within a priority; epoch jobs only once due. Returns the job, which
-        now runs on the worker; None: nothing for it (NO_JOB); ``HELD``: the answer comes later.
+        global priority), oldest first within a priority; epoch jobs only once due; a job whose worker
+        died only when none of those is left, first died first (``_requeue``). Returns the job, which now
+        runs on the worker; None: nothing for it (NO_JOB); ``HELD``: the answer comes later.
 
         ``hold``: the grab may be answered later, through ``worker.waker.grabbed(job)``, exactly once; HELD
         is returned and ``worker.holding`` is set:
@@ -453,6 +463,10 @@ class Scheduler:
                     del best.function.queues[priority][best]
                     break
         if best is None:
+            if self._died.queued and (best := self._died.first(abilities)) is not None:
+                self._died.take(best)
+                self._start(best, worker)
+                return best
             if hold and self._turn_end is not None and abilities:
                 self._turn_hold(worker)
                 return HELD
@@ -482,7 +496,7 @@ class Scheduler:
         best = self._best_queued(worker, committed_only=True)
         if best is None:
             return None
-        del best.function.queues[best.priority][best]
+        self._take_queued(best)
         self._start(best, worker)
         return best
 
@@ -499,7 +513,14 @@ class Scheduler:
                     break
             if best is not None:
                 return best
-        return None
+        return self._died.first(worker.abilities) if self._died.queued else None
+
+    def _take_queued(self, job: Job) -> None:
+        """Out of whichever queue it waits in (a job that ``_best_queued`` named)."""
+        if job.deaths:
+            self._died.take(job)
+        else:
+            del job.function.queues[job.priority][job]
 
     def _claim(self, worker: Worker, job: Job) -> None:
         """The worker's held grab waits for this PENDING job (out of its queue) and gets it at its commit."""
@@ -517,10 +538,9 @@ class Scheduler:
             else:
                 worker.waker.grabbed(None)
             return
-        fn = job.function
-        del fn.queues[job.priority][job]
+        self._take_queued(job)
         if job.state is _PENDING:
-            fn.pending -= 1
+            job.function.pending -= 1
             self._claim(worker, job)
             return
         self._start(job, worker)
@@ -715,7 +735,7 @@ class Scheduler:
                 log.info("job %s failed (%s); retry %d in %.1fs", printable(job.handle), reason, job.failures, delay)
                 for listener in job.listeners:
                     listener.job_requeued(job)
-                self._enqueue(job)
+                self._enqueue_again(job)
                 return
         self._give_up(job, reason, exception)
 
@@ -773,6 +793,34 @@ class Scheduler:
             else:
                 self._wake_due[fn] = None
                 self._arm_turn_end()
+
+    def _enqueue_again(self, job: Job, front: bool = False) -> None:
+        """A job that ran goes back to wait. One whose worker ever died waits behind every job that has
+        not failed: in its function's ``died`` queue, at the tail (a new death, or a retry), or at the
+        head when its worker gave it back (``front``), in the order of their last death. Any other
+        is queued as a new one (``front``: at the head of its priority)."""
+        if not job.deaths:
+            self._enqueue(job, front)
+            return
+        if not front:
+            self._died.died(job)
+        fn = job.function
+        if (job.when and job.when > self.clock.seconds()) or (fn.holders and not self.draining):
+            self._enqueue(job)  # to the epoch heap (it comes back here when due), or to a grab waiting for any job
+            return
+        job.state = _QUEUED
+        self._died.put(job, front)
+        if fn.sleepers:
+            self._wake_for(fn)
+
+    def _wake_for(self, fn: Function) -> None:
+        """Sleepers of ``fn`` have a job to wake for: now, or at the end of the turn (``_end_turn``) when
+        it is known which new jobs workers grabbed meanwhile. (``_enqueue`` has this inline: the hot path.)"""
+        if self._turn_end is None:
+            self._wake(fn)
+        else:
+            self._wake_due[fn] = None
+            self._arm_turn_end()
 
     def _place_pending(self, job: Job, returning: bool = False) -> None:
         """A PENDING job takes its place in its priority queue, where grabs see it but wait for its commit
@@ -842,6 +890,8 @@ class Scheduler:
         queue = fn.queues[job.priority]
         if job in queue:
             del queue[job]
+        elif job in fn.died:
+            self._died.take(job)
         else:
             self._future = [entry for entry in self._future if entry[2] is not job]
             heapq.heapify(self._future)
@@ -868,7 +918,7 @@ class Scheduler:
             _, _, job = heapq.heappop(future)
             job.function.future_counts[job.priority] -= 1
             job.when = 0
-            self._enqueue(job)
+            self._enqueue_again(job)
         self._arm_epoch_timer()
 
     def _release(self, job: Job) -> None:
@@ -896,9 +946,11 @@ class Scheduler:
     def _requeue(self, job: Job, lost: bool = False) -> None:
         """The worker let go of a running job without finishing it. ``lost``: the worker died (its
         connection closed) or its CAN_DO_TIMEOUT expired. Such a job may be what kills its workers, so it
-        goes to the tail of its priority, behind every job that has not failed, as in gearmand: one poison
-        job never blocks its function. A job given back (CANT_DO, RESET_ABILITIES) did nothing wrong and
-        keeps its turn at the head."""
+        goes behind every job that has not failed, in every priority and every function
+        (``_enqueue_again``): one poison job never blocks its function, nor the other priorities or
+        functions of the workers that take it. gearmand only puts it at the tail of its priority. A job
+        given back (CANT_DO, RESET_ABILITIES) did nothing wrong and keeps its turn at the head of where
+        it waited."""
         self._release(job)
         job.retries += 1
         fn = job.function
@@ -925,7 +977,7 @@ class Scheduler:
         job.numerator = job.denominator = 0
         for listener in job.listeners:
             listener.job_requeued(job)
-        self._enqueue(job, front=not lost)
+        self._enqueue_again(job, front=not lost)
 
     def _free(self, job: Job, keep_row: bool = False) -> None:
         if job.state == _DONE:
@@ -941,6 +993,7 @@ class Scheduler:
             del fn.by_unique[job.key]
         if job.deaths:
             self.poison_jobs.pop(job, None)
+            self._died.forget(job)
         if job.listeners:
             listener_jobs = self._listener_jobs
             for listener in job.listeners:  # _forget, inline

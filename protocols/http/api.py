@@ -114,7 +114,13 @@ class HttpApi:
 
     def _metrics(self) -> Answer:
         context = self.context
-        body = metrics.render(context.scheduler, context.connections, self.stats, context.admin.store_status())
+        body = metrics.render(
+            context.scheduler,
+            context.connections,
+            self.stats,
+            context.admin.store_status(),
+            context.admin.frontend_metrics(),
+        )
         return Answer(HTTPStatus.OK, [(b"Content-Type", metrics.CONTENT_TYPE), _NO_STORE], body)
 
     def _job(self, handle: bytes) -> Answer:

@@ -15,6 +15,7 @@ from gearman_gateway.version import SERVER_VERSION
 if TYPE_CHECKING:
     from gearman_gateway.connections import ConnectionRegistry
     from gearman_gateway.scheduler import FunctionSnapshot, Scheduler
+    from protocols import MetricFamily
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
@@ -71,7 +72,25 @@ def _store_families(store: dict) -> list[str]:
     ]  # fmt: skip
 
 
-def render(scheduler: Scheduler, connections: ConnectionRegistry, stats: HttpStats, store: dict | None = None) -> bytes:
+def _frontend_families(families: Iterable[MetricFamily]) -> list[str]:
+    """Families other frontends add (``protocols.MetricFamily``), labels escaped like ours."""
+    lines: list[str] = []
+    for family in families:
+        samples = []
+        for labels, value in family.samples:
+            text = ",".join(f'{name}="{label(str(text))}"' for name, text in labels.items())
+            samples.append((f"{{{text}}}" if text else "", value))
+        lines.extend(_family(family.name, family.kind, family.help, samples))
+    return lines
+
+
+def render(
+    scheduler: Scheduler,
+    connections: ConnectionRegistry,
+    stats: HttpStats,
+    store: dict | None = None,
+    frontends: Iterable[MetricFamily] = (),
+) -> bytes:
     functions = scheduler.function_snapshots()
     totals = scheduler.totals()
     queued = [
@@ -152,5 +171,6 @@ def render(scheduler: Scheduler, connections: ConnectionRegistry, stats: HttpSta
             "Background jobs that failed for good and wait in the dead-letter list.",
             [("", totals.dead_letters)],
         ),
+        *_frontend_families(frontends),
     ]
     return ("\n".join(lines) + "\n").encode()

@@ -8,10 +8,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
-from protocols.connection import SessionConnection
+from protocols.connection import FrontendFactory, SessionConnection
 from protocols.memcached.session import MemcachedSession
 from protocols.memcached.stats import Shared
 
@@ -86,12 +85,9 @@ class MemcachedProtocol(SessionConnection):
         self.queue(data)
 
 
-class MemcachedFactory(Factory):
+class MemcachedFactory(FrontendFactory):
     protocol = MemcachedProtocol
 
     def __init__(self, context: FrontendContext) -> None:
-        self.context = context
+        super().__init__(context)
         self.shared = Shared(context.reactor)
-
-    def buildProtocol(self, addr: object) -> MemcachedProtocol:  # noqa: N802
-        return MemcachedProtocol(self)
