@@ -110,16 +110,18 @@ class _Server(tcp.Server):
         reactor: Any,
     ) -> None:
         """What ``tcp.Server.__init__`` keeps, less the strings it formats for every connection and the peer's
-        port; peers that share an address share its string."""
-        self.reactor = reactor
-        self.socket = sock
+        port; peers that share an address share its string. Set without ``__setattr__``'s check: all lean."""
+        _set = object.__setattr__
+        _set(self, "reactor", reactor)
+        _set(self, "socket", sock)
         sock.setblocking(False)
-        self._fd = sock.fileno()
-        self.protocol = protocol
+        _set(self, "_fd", sock.fileno())
+        _set(self, "protocol", protocol)
         if len(client) != 2:
-            self._addressType = address.IPv6Address
-        self.hostname = sys.intern(client[0]) if type(client[0]) is str else client[0]
-        self.server = server
+            _set(self, "_addressType", address.IPv6Address)
+        host = client[0]
+        _set(self, "hostname", sys.intern(host) if type(host) is str else host)
+        _set(self, "server", server)
         self.startReading()
 
     @property
@@ -200,7 +202,7 @@ class _Server(tcp.Server):
             self.connectionLost(reason)
             return
         forget(self._fd)
-        self._fd = -1
+        object.__setattr__(self, "_fd", -1)
         producer = self.producer
         if producer is not None:
             producer.stopProducing()
