@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gearman_gateway.results import expiry
 from gearman_gateway.scheduler import JobListener, Priority, SchedulerError
 from gearman_gateway.scheduler.errors import ArgumentTooLarge
+from gearman_gateway.turns import end_of_turn
 from protocols.memcached import keys, replies
 from protocols.memcached.codec import Decoder
 from protocols.memcached.events import (
@@ -166,6 +167,8 @@ class MemcachedSession:
         self._open: dict[bytes, Job] = {}  # the job each function has open here (get .../open)
         self._waiting: tuple[bytes, bool, Callable[[Item | None], None]] | None = None  # function, open, then
         self._cancel_wait: Callable[[], None] | None = None
+        self._end_of_turn = end_of_turn(clock, first=True)
+        self._regrab_due = False  # a waiting get's grab is scheduled for the end of the turn
         self._handlers: dict[type, Callable[[Any], bytes | _Pending]] = {
             Get: self._get,
             MetaGet: self._get,
@@ -401,9 +404,17 @@ class MemcachedSession:
 
     def _work_came(self, function: bytes) -> None:
         """A worker of this connection was woken: a waiting ``get`` tries again (after this turn of the
-        scheduler's, which may be waking it from inside a submit)."""
-        if self._waiting is not None and self._waiting[0] == function:
-            self.clock.callLater(0, self._grab_again, function)
+        scheduler's, which may be waking it from inside a submit): at the end of this reactor turn, no timer
+        (``callLater(0)`` only on a reactor without ``call_after_poll``)."""
+        if self._waiting is not None and self._waiting[0] == function and not self._regrab_due:
+            self._regrab_due = True
+            self._end_of_turn(self._grab_woken)
+
+    def _grab_woken(self) -> None:
+        self._regrab_due = False
+        waiting = self._waiting
+        if waiting is not None:
+            self._grab_again(waiting[0])
 
     def _grab_again(self, function: bytes) -> None:
         waiting = self._waiting
