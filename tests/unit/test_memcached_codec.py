@@ -1040,3 +1040,12 @@ def test_the_fast_path_takes_plain_get_and_set() -> None:
     assert text.parse_plain(b"set bench 0 0 64 noreply", DEFAULT_MAX_VALUE_SIZE) is None
     assert text.parse_plain(b"get  a", DEFAULT_MAX_VALUE_SIZE) is None
     assert decode(b"set k 5 0 2\r\nab\r\nget k\r\n") == [Store("set", b"k", 5, 0, b"ab"), Get((b"k",))]
+
+
+@HYPOTHESIS
+@given(key=st.binary(min_size=1, max_size=20), flags=st.integers(0, 2**32 - 1), value=st.binary(max_size=30))
+def test_the_one_key_text_answers_are_get_replys(key: bytes, flags: int, value: bytes) -> None:
+    """The session's shortcut for a one-key text ``get`` answers what ``get_reply`` answers."""
+    item = Item(value, flags)
+    assert replies.text_hit(key, item) == replies.get_reply(Get((key,)), [item])
+    assert replies.TEXT_MISS == replies.get_reply(Get((key,)), [None])
