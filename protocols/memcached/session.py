@@ -55,6 +55,9 @@ if TYPE_CHECKING:
     from gearman_gateway.scheduler.worker import Worker
     from protocols.memcached.options import MemcachedOptions
 
+#: How early (seconds) a wait timer may fire and still count as on time: a clock's float sums differ.
+_TIMER_SLACK = 1e-6
+
 #: Events parsed but not yet answered (behind a waiting request) past which reading pauses.
 MAX_QUEUED_EVENTS = 1024
 
@@ -166,7 +169,10 @@ class MemcachedSession:
         self._workers: dict[bytes, Worker] = {}
         self._open: dict[bytes, Job] = {}  # the job each function has open here (get .../open)
         self._waiting: tuple[bytes, bool, Callable[[Item | None], None]] | None = None  # function, open, then
-        self._cancel_wait: Callable[[], None] | None = None
+        self._cancel_wait: Callable[[], None] | None = None  # stops the current wait (not its timer)
+        self._timer: Any = None  # the connection's one wait timer (``_arm``)
+        self._on_timeout: Callable[[], None] | None = None  # what the current wait does when it times out
+        self._deadline = 0.0  # when it times out (clock seconds)
         self._end_of_turn = end_of_turn(clock, first=True)
         self._regrab_due = False  # a waiting get's grab is scheduled for the end of the turn
         self._handlers: dict[type, Callable[[Any], bytes | _Pending]] = {
@@ -213,6 +219,9 @@ class MemcachedSession:
         self.closed = True
         self._events.clear()
         self._stop_waiting()
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
         workers, self._workers = self._workers, {}
         self._open.clear()
         for worker in workers.values():
@@ -389,22 +398,40 @@ class MemcachedSession:
 
         if key.unique or key.error:
             assert self.results is not None
-            stop = self.results.wait(key.result_key, lambda result: done(self._result_item(key, result)))
-            timer = self.clock.callLater(wait.ms / 1000.0, done, None)
+            self._cancel_wait = self.results.wait(key.result_key, lambda result: done(self._result_item(key, result)))
+            self._arm(wait.ms / 1000.0, lambda: done(None))
         else:
             self._waiting = (key.function, key.open, done)
             self.scheduler.pre_sleep(self._workers[key.function])
-            stop = self._stop_work_wait
-            timer = self.clock.callLater(wait.ms / 1000.0, self._work_timeout)
+            self._cancel_wait = self._stop_work_wait
+            self._arm(wait.ms / 1000.0, self._work_timeout)
 
-        def cancel() -> None:
-            if timer.active():
-                timer.cancel()
-            stop()
+    def _arm(self, seconds: float, on_timeout: Callable[[], None]) -> None:
+        """Time the current wait out after ``seconds``. One timer per connection, moved but never cancelled
+        while waits follow each other: a wait that ends early only disarms it (``_on_timeout``), and a timer
+        that fires before the current wait's deadline sets itself again for the rest."""
+        self._on_timeout = on_timeout
+        self._deadline = self.clock.seconds() + seconds
+        timer = self._timer
+        if timer is None:
+            self._timer = self.clock.callLater(seconds, self._timer_fired)
+        elif timer.getTime() > self._deadline:
+            timer.reset(seconds)
 
-        self._cancel_wait = cancel
+    def _timer_fired(self) -> None:
+        self._timer = None
+        on_timeout = self._on_timeout
+        if on_timeout is None or self.closed:
+            return
+        left = self._deadline - self.clock.seconds()
+        if left > _TIMER_SLACK:
+            self._timer = self.clock.callLater(left, self._timer_fired)
+            return
+        self._on_timeout = None
+        on_timeout()
 
     def _stop_waiting(self) -> None:
+        self._on_timeout = None
         cancel, self._cancel_wait = self._cancel_wait, None
         if cancel is not None:
             cancel()
