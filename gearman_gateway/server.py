@@ -30,6 +30,7 @@ from gearman_gateway.admin import Admin, AdminControls
 from gearman_gateway.config import LEVEL_ORDER, LEVELS, Settings
 from gearman_gateway.connections import ConnectionRegistry
 from gearman_gateway.durability import StoreService, build_store, retry_policies
+from gearman_gateway.monitoring import Monitoring
 from gearman_gateway.scheduler import Scheduler
 from gearman_gateway.turns import end_of_turn
 from protocols import ReportsState, ServiceState
@@ -105,6 +106,7 @@ class Server:
             retry_policies=retry_policies(settings),
             turn_end=end_of_turn(reactor, first=True),
         )
+        self.monitoring = Monitoring(settings.monitoring, self.scheduler, reactor)
         self.connections = ConnectionRegistry(settings.max_connections)
         self.admin = Admin(
             self.scheduler,
@@ -115,6 +117,7 @@ class Server:
                 allow_remote_shutdown=settings.allow_remote_shutdown,
                 store_status=self.store.describe if self.store is not None else None,
                 frontend_states=self.frontend_states,
+                monitoring=self.monitoring,
             ),
         )
         self.service = OrderedServices()

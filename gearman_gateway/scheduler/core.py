@@ -28,7 +28,20 @@ from typing import Any
 from gearman_gateway.scheduler.errors import ArgumentTooLarge, JobNotFound, QueueFull, StoreUnavailable
 from gearman_gateway.scheduler.function import Function
 from gearman_gateway.scheduler.job import Job, JobState, Priority
-from gearman_gateway.scheduler.listener import Clock, DelayedCall, DurableStore, JobListener, Waker
+from gearman_gateway.scheduler.listener import (
+    CANCELLED,
+    COMPLETE,
+    DEAD_LETTER,
+    DROPPED,
+    EXCEPTION,
+    FAIL,
+    Clock,
+    DelayedCall,
+    DurableStore,
+    JobListener,
+    JobObserver,
+    Waker,
+)
 from gearman_gateway.scheduler.retry import RetryPolicies
 from gearman_gateway.scheduler.snapshots import (
     FunctionSnapshot,
@@ -93,6 +106,8 @@ class Scheduler:
         reactor turn). With it, wake-ups wait for the end of the turn, when it is known which new jobs
         workers already grabbed, and a grab that finds nothing may be held until then (``grab``)."""
         self.clock = clock
+        self._now = clock.seconds  # one read per job transition: submit, start, end (JobObserver)
+        self._observers: tuple[JobObserver, ...] = ()
         self.handle_prefix = (handle_prefix if handle_prefix is not None else default_handle_prefix()) + b":"
         if len(self.handle_prefix) + 10 > MAX_HANDLE_SIZE:
             raise ValueError(f"job handle prefix is too long ({len(self.handle_prefix) - 1} bytes, max 52)")
@@ -181,7 +196,7 @@ class Scheduler:
         handle = self.handle_prefix + b"%d" % self._next_handle
         self._next_handle += 1
         self._seq += 1
-        job = Job(handle, fn, unique, data, priority, background, when, reducer, key, self._seq)
+        job = Job(handle, fn, unique, data, priority, background, when, reducer, key, self._seq, self._now())
         self.jobs_by_handle[handle] = job
         if key is not None:
             fn.by_unique[key] = job
@@ -265,6 +280,7 @@ class Scheduler:
         replayed (dead ones included). New handles and job ids continue after the highest replayed ones."""
         count = 0
         prefix = self.handle_prefix
+        now = self._now()
         for row in rows:
             fn = self.function(row.function)
             self._seq = max(self._seq, row.job_id)
@@ -280,7 +296,7 @@ class Scheduler:
             if key is not None and key in fn.by_unique:
                 key = None  # two stored jobs with one unique (imported): keep both, coalesce with the first
             priority = row.priority if row.priority in (0, 1, 2) else Priority.NORMAL
-            job = Job(handle, fn, row.unique, row.data, priority, True, row.when, None, key, row.job_id)
+            job = Job(handle, fn, row.unique, row.data, priority, True, row.when, None, key, row.job_id, now)
             job.stored = True
             if row.dead:
                 job.state = _DEAD
@@ -315,6 +331,7 @@ class Scheduler:
             if not job.listeners and not job.background and job.state == _QUEUED:
                 log.debug("dropping abandoned job %s", printable(job.handle))
                 self._unqueue(job)
+                self._finished(job, DROPPED)
                 self._free(job)
 
     def job(self, handle: bytes) -> Job | None:
@@ -341,6 +358,7 @@ class Scheduler:
     def _cancel_queued(self, job: Job) -> None:
         self._unqueue(job)
         self._notify_fail(job)
+        self._finished(job, CANCELLED)
         self._free(job)
 
     # ------------------------------------------------------------------ worker side
@@ -522,6 +540,7 @@ class Scheduler:
         """``job``, out of its queue, runs on ``worker`` now."""
         job.state = _RUNNING
         job.worker = worker
+        job.started_at = self._now()
         jobs = worker.jobs
         if jobs is NO_JOBS:
             jobs = worker.jobs = {}
@@ -681,20 +700,25 @@ class Scheduler:
         fn.completed += 1
         for listener in job.listeners:
             listener.job_complete(job, data)
+        observers = self._observers  # _finished, inline: the most frequent end
+        if observers:
+            now = self._now()
+            for observer in observers:
+                observer.job_finished(job, COMPLETE, data, worker, now)
         self._free(job)
 
     def work_fail(self, worker: Worker, handle: bytes) -> None:
         job = self._owned(worker, handle, "Job given in work result not found")
         self._release(job)
-        self._worker_failed(job, "WORK_FAIL", None)
+        self._worker_failed(job, "WORK_FAIL", None, worker)
 
     def work_exception(self, worker: Worker, handle: bytes, data: bytes) -> None:
         job = self._owned(worker, handle, "An exception was received for a job that does not exist")
         self._release(job)
         reason = "WORK_EXCEPTION: " + data[:200].decode("utf-8", "replace")
-        self._worker_failed(job, reason, data)
+        self._worker_failed(job, reason, data, worker)
 
-    def _worker_failed(self, job: Job, reason: str, exception: bytes | None) -> None:
+    def _worker_failed(self, job: Job, reason: str, exception: bytes | None, worker: Worker) -> None:
         """The worker failed the job: retry a background job as its function's policy says."""
         job.function.failed += 1
         job.failures += 1  # every failure counts, the last one too (`show dead jobs`)
@@ -709,9 +733,9 @@ class Scheduler:
                     listener.job_requeued(job)
                 self._enqueue(job)
                 return
-        self._give_up(job, reason, exception)
+        self._give_up(job, reason, exception, worker)
 
-    def _give_up(self, job: Job, reason: str, exception: bytes | None = None) -> None:
+    def _give_up(self, job: Job, reason: str, exception: bytes | None = None, worker: Worker | None = None) -> None:
         """The job has failed for good: its clients hear it; a background job whose function's policy
         says so goes to the dead-letter list, any other is dropped."""
         if exception is not None:
@@ -722,9 +746,19 @@ class Scheduler:
         else:
             self._notify_fail(job)
         if job.background and not job.cancelled and self.retry_policies.for_function(job.function.name).dead_letter:
+            self._finished(job, DEAD_LETTER, exception, worker)
             self._bury(job, reason)
         else:
+            self._finished(job, FAIL if exception is None else EXCEPTION, exception, worker)
             self._free(job)
+
+    def _finished(self, job: Job, outcome: str, data: bytes | None = None, worker: Worker | None = None) -> None:
+        """Tell the observers that the job ended (``work_complete`` does it inline)."""
+        observers = self._observers
+        if observers:
+            now = self._now()
+            for observer in observers:
+                observer.job_finished(job, outcome, data, worker, now)
 
     def _notify_fail(self, job: Job) -> None:
         listeners, job.listeners = job.listeners, ()
@@ -891,6 +925,7 @@ class Scheduler:
         goes to the tail of its priority, behind every job that has not failed, as in gearmand: one poison
         job never blocks its function. A job given back (CANT_DO, RESET_ABILITIES) did nothing wrong and
         keeps its turn at the head."""
+        worker = job.worker
         self._release(job)
         job.retries += 1
         fn = job.function
@@ -898,12 +933,13 @@ class Scheduler:
             job.deaths += 1
             fn.deaths += 1
         if job.cancelled or (not job.listeners and not job.background):
+            self._finished(job, CANCELLED if job.cancelled else DROPPED, None, worker)
             self._free(job)
             return
         if self.job_retries > 0 and job.retries >= self.job_retries:
             log.warning("dropped job %s after %d attempts", printable(job.handle), job.retries)
             fn.failed += 1
-            self._give_up(job, f"its worker went away {job.retries} times")
+            self._give_up(job, f"its worker went away {job.retries} times", None, worker)
             return
         if lost and job.deaths == POISON_DEATHS:
             self.poison_jobs[job] = None
@@ -986,6 +1022,15 @@ class Scheduler:
         job.state = _DONE
         self._store_remove(job)
         return True
+
+    # ------------------------------------------------------------------ observers
+
+    def add_observer(self, observer: JobObserver) -> None:
+        """``observer.job_finished`` hears the end of every job from now on (``JobObserver``)."""
+        self._observers = (*self._observers, observer)
+
+    def remove_observer(self, observer: JobObserver) -> None:
+        self._observers = tuple(o for o in self._observers if o is not observer)
 
     # ------------------------------------------------------------------ shutdown
 

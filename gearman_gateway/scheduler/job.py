@@ -63,6 +63,8 @@ class Job:
         "failures",
         "deaths",
         "reason",
+        "submitted_at",
+        "started_at",
     )
 
     def __init__(
@@ -77,6 +79,7 @@ class Job:
         reducer: bytes | None,
         key: Any,
         seq: int,
+        submitted_at: float = 0.0,
     ) -> None:
         self.handle = handle
         self.function = function
@@ -101,6 +104,8 @@ class Job:
         self.failures = 0  # WORK_FAIL/WORK_EXCEPTION answers so far (the retry policy counts them)
         self.deaths = 0  # workers that died or timed out while running it (a poison job kills them all)
         self.reason = ""  # why a dead-letter job died
+        self.submitted_at = submitted_at  # the scheduler's clock at submit (replay: when replayed)
+        self.started_at = 0.0  # ... at the latest assignment to a worker (0.0: never ran)
 
     @property
     def job_id(self) -> int:

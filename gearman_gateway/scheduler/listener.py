@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from gearman_gateway.scheduler.errors import SchedulerError
     from gearman_gateway.scheduler.job import Job
+    from gearman_gateway.scheduler.worker import Worker
     from gearman_gateway.stores.base import StoredJob
 
 
@@ -56,6 +57,34 @@ class JobListener:
 
     def job_exception(self, job: Job, data: bytes) -> None:
         """``WORK_EXCEPTION``; the job is done."""
+
+
+#: How a job ended, as ``JobObserver.job_finished`` says it (and the history, the hooks and the JSON show it).
+COMPLETE = "complete"  # WORK_COMPLETE
+FAIL = "fail"  # WORK_FAIL, or given up on (--job-retries, its workers kept dying)
+EXCEPTION = "exception"  # WORK_EXCEPTION
+DEAD_LETTER = "dead_letter"  # failed for good and moved to the dead-letter list
+CANCELLED = "cancelled"  # admin `cancel job`, `drop function`
+DROPPED = "dropped"  # a foreground job whose submitters all went away
+OUTCOMES = (COMPLETE, FAIL, EXCEPTION, DEAD_LETTER, CANCELLED, DROPPED)
+
+
+class JobObserver:
+    """Sees the end of every job, scheduler-wide (``Scheduler.add_observer``): where listeners are one
+    submitter's, an observer hears all jobs, foreground and background, whoever submitted them. The
+    latency histograms, the job history, the event hooks and any result cache are observers.
+
+    Called on the job path, after the job's listeners and before the job is freed, so an observer must be
+    cheap and never do I/O there (queue it and send it later). ``job.submitted_at`` and ``job.started_at``
+    are the scheduler's clock at submit and at the last assignment to a worker (0.0: it never ran); ``now``
+    is the clock at the end. ``data`` is the result (COMPLETE) or the exception's data (EXCEPTION, and
+    DEAD_LETTER after one), else None. ``worker`` ran it last (None if none did); its ``waker`` is the
+    frontend's connection. An exception raised here is the observer's bug: it propagates to the frontend."""
+
+    __slots__ = ()
+
+    def job_finished(self, job: Job, outcome: str, data: bytes | None, worker: Worker | None, now: float) -> None:
+        """The job ended with ``outcome`` (one of ``OUTCOMES``)."""
 
 
 class Waker(Protocol):

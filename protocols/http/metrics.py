@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from gearman_gateway.latency import EXPOSED
 from gearman_gateway.scheduler import POISON_DEATHS, PRIORITY_NAMES
 from gearman_gateway.version import SERVER_VERSION
 
 if TYPE_CHECKING:
     from gearman_gateway.connections import ConnectionRegistry
+    from gearman_gateway.latency import FunctionLatency
     from gearman_gateway.scheduler import FunctionSnapshot, Scheduler
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
@@ -71,7 +73,38 @@ def _store_families(store: dict) -> list[str]:
     ]  # fmt: skip
 
 
-def render(scheduler: Scheduler, connections: ConnectionRegistry, stats: HttpStats, store: dict | None = None) -> bytes:
+def _histogram_families(functions: list[FunctionLatency]) -> list[str]:
+    """The queue wait and run time histograms per function (``gearman_gateway.latency``)."""
+    lines = []
+    for name, part, help_text in (
+        ("gearman_job_queue_wait_seconds", "wait", "Time from submit to the worker's assignment that ran the job"
+         " (the last one, if it was requeued), per function; past the configured number of functions, `other`."),
+        ("gearman_job_run_seconds", "run", "Time from a job's assignment to a worker to its end, per function;"
+         " past the configured number of functions, `other`."),
+    ):  # fmt: skip
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+        for function in functions:
+            histogram = getattr(function, part)
+            fn = f'function="{label(function.name)}"'
+            lines += [
+                f'{name}_bucket{{{fn},le="{bound!r}"}} {count}'
+                for bound, count in zip(EXPOSED, histogram.buckets, strict=True)
+            ]
+            lines += [
+                f'{name}_bucket{{{fn},le="+Inf"}} {histogram.count}',
+                f"{name}_sum{{{fn}}} {histogram.total!r}",
+                f"{name}_count{{{fn}}} {histogram.count}",
+            ]
+    return lines
+
+
+def render(
+    scheduler: Scheduler,
+    connections: ConnectionRegistry,
+    stats: HttpStats,
+    store: dict | None = None,
+    latency: list[FunctionLatency] | None = None,
+) -> bytes:
     functions = scheduler.function_snapshots()
     totals = scheduler.totals()
     queued = [
@@ -146,6 +179,7 @@ def render(scheduler: Scheduler, connections: ConnectionRegistry, stats: HttpSta
             [(f'{{code="{code}"}}', count) for code, count in sorted(stats.responses.items())],
         ),
         *_store_families(store or {}),
+        *_histogram_families(latency or []),
         *_family(
             "gearman_dead_letter_jobs",
             "gauge",

@@ -1,0 +1,65 @@
+"""What watches the server's jobs: latency histograms, the job history and the event hooks, built from the
+YAML ``monitoring:`` block (docs/monitoring.md) and attached to the scheduler as ``JobObserver`` s.
+
+Frontends only present these (admin `latency` and `show history`, the JSON API, the metrics, the
+dashboard): they read ``Monitoring.latency`` and ``Monitoring.history``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from gearman_gateway import history, latency
+from gearman_gateway.hooks.config import HookError, parse_hooks
+
+if TYPE_CHECKING:
+    from gearman_gateway.scheduler import Scheduler
+
+#: ``monitoring:`` keys and what each holds.
+_SECTIONS = {
+    "latency": {"max_functions": int},
+    "history": {"size": int, "exception_bytes": int},
+}
+
+
+class MonitoringError(ValueError):
+    """A ``monitoring:`` value is wrong; the message names it as written in the YAML."""
+
+
+def validate(block: dict[str, Any]) -> None:
+    """Check the ``monitoring:`` block (types and ranges); raise MonitoringError naming the key."""
+    unknown = sorted(set(block) - {*_SECTIONS, "hooks", "hook_outbox"})
+    if unknown:
+        raise MonitoringError(f"monitoring: unknown key {unknown[0]!r} (known: latency, history, hooks, hook_outbox)")
+    for section, fields in _SECTIONS.items():
+        values = block.get(section) or {}
+        if not isinstance(values, dict):
+            raise MonitoringError(f"monitoring.{section} must be a mapping")
+        for key, value in values.items():
+            if key not in fields:
+                raise MonitoringError(f"monitoring.{section}: unknown key {key!r} (known: {', '.join(fields)})")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise MonitoringError(f"monitoring.{section}.{key} must be a whole number >= 0, not {value!r}")
+    outbox = block.get("hook_outbox", 1000)
+    if isinstance(outbox, bool) or not isinstance(outbox, int) or outbox < 1:
+        raise MonitoringError(f"monitoring.hook_outbox must be a whole number >= 1, not {outbox!r}")
+    try:
+        parse_hooks(block.get("hooks") or [])
+    except HookError as error:
+        raise MonitoringError(str(error)) from None
+
+
+class Monitoring:
+    """The observers of one server, from its settings' ``monitoring`` block (validated)."""
+
+    def __init__(self, block: dict[str, Any], scheduler: Scheduler, reactor: Any) -> None:
+        block = block or {}
+        lat = block.get("latency") or {}
+        hist = block.get("history") or {}
+        self.latency = latency.Latency(reactor, lat.get("max_functions", latency.MAX_FUNCTIONS))
+        scheduler.add_observer(self.latency)
+        size = hist.get("size", history.SIZE)
+        self.history: history.History | None = None
+        if size:
+            self.history = history.History(size, hist.get("exception_bytes", history.EXCEPTION_BYTES))
+            scheduler.add_observer(self.history)
