@@ -1,8 +1,8 @@
 """The job history: a bounded ring of recently finished jobs, in memory (admin `show history`, JSON).
 
-A ``JobObserver``: each job's end appends one plain tuple to a ``deque`` with a maximum length, so the job
-path pays one tuple and one append, and memory is bounded by ``size`` entries whatever the rate (the
-oldest entry goes when a new one comes). Readers get ``HistoryEntry`` values, newest first.
+A ``JobObserver``: at the end of each reactor turn, the turn's finished jobs become plain tuples appended to
+a ``deque`` with a maximum length, so memory is bounded by ``size`` entries whatever the rate (the oldest
+entry goes when a new one comes). Readers get ``HistoryEntry`` values, newest first.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, NamedTuple
 from gearman_gateway.scheduler.listener import COMPLETE, JobObserver
 
 if TYPE_CHECKING:
-    from gearman_gateway.scheduler import Job, Worker
+    from gearman_gateway.scheduler import Worker
+    from gearman_gateway.scheduler.listener import Ended
 
 #: Finished jobs kept by default.
 SIZE = 1000
@@ -76,21 +77,29 @@ class History(JobObserver):
     def __len__(self) -> int:
         return len(self._ring)
 
-    def job_finished(self, job: Job, outcome: str, data: bytes | None, worker: Worker | None, now: float) -> None:
-        self._ring.append(
-            (
-                job.handle,
-                job.function.name,
-                job.unique,
-                job.priority,
-                job.background,
-                job.submitted_at,
-                job.started_at,
-                now,
-                outcome,
-                data[: self.exception_bytes] if data is not None and outcome is not COMPLETE else b"",
-                worker_label(worker) if worker is not None else b"",
-            )
+    def jobs_finished(self, ended: list[Ended]) -> None:
+        limit = self.exception_bytes
+        labels: dict[Worker | None, bytes] = {None: b""}  # a worker usually ends many of a turn's jobs
+        for _, _, _, worker, _ in ended:
+            if worker not in labels:
+                labels[worker] = worker_label(worker)
+        self._ring.extend(
+            [
+                (
+                    job.handle,
+                    job.function.name,
+                    job.unique,
+                    job.priority,
+                    job.background,
+                    job.submitted_at,
+                    job.started_at,
+                    now,
+                    outcome,
+                    data[:limit] if data is not None and outcome is not COMPLETE else b"",
+                    labels[worker],
+                )
+                for job, outcome, data, worker, now in ended
+            ]
         )
 
     def __iter__(self) -> Iterator[HistoryEntry]:

@@ -38,6 +38,7 @@ from gearman_gateway.scheduler.listener import (
     Clock,
     DelayedCall,
     DurableStore,
+    Ended,
     JobListener,
     JobObserver,
     Waker,
@@ -106,8 +107,12 @@ class Scheduler:
         reactor turn). With it, wake-ups wait for the end of the turn, when it is known which new jobs
         workers already grabbed, and a grab that finds nothing may be held until then (``grab``)."""
         self.clock = clock
-        self._now = clock.seconds  # one read per job transition: submit, start, end (JobObserver)
+        self._now = clock.seconds
+        # the clock as first read in this reactor turn (0.0: not yet): a job's submit, start and end times
+        # (JobObserver) cost one clock read per turn, not one per transition
+        self._turn_now = 0.0
         self._observers: tuple[JobObserver, ...] = ()
+        self._ended: list[Ended] = []  # this turn's finished jobs, for the observers at its end
         self.handle_prefix = (handle_prefix if handle_prefix is not None else default_handle_prefix()) + b":"
         if len(self.handle_prefix) + 10 > MAX_HANDLE_SIZE:
             raise ValueError(f"job handle prefix is too long ({len(self.handle_prefix) - 1} bytes, max 52)")
@@ -196,7 +201,8 @@ class Scheduler:
         handle = self.handle_prefix + b"%d" % self._next_handle
         self._next_handle += 1
         self._seq += 1
-        job = Job(handle, fn, unique, data, priority, background, when, reducer, key, self._seq, self._now())
+        now = self._turn_now or self._turn_clock()
+        job = Job(handle, fn, unique, data, priority, background, when, reducer, key, self._seq, now)
         self.jobs_by_handle[handle] = job
         if key is not None:
             fn.by_unique[key] = job
@@ -540,7 +546,7 @@ class Scheduler:
         """``job``, out of its queue, runs on ``worker`` now."""
         job.state = _RUNNING
         job.worker = worker
-        job.started_at = self._now()
+        job.started_at = self._turn_now or self._turn_clock()
         jobs = worker.jobs
         if jobs is NO_JOBS:
             jobs = worker.jobs = {}
@@ -581,6 +587,9 @@ class Scheduler:
         """Held grabs that got nothing hear NO_JOB; sleepers are woken for the jobs nobody grabbed. One
         frontend's failure must not leave the other holders or sleepers waiting."""
         self._turn_end_armed = False
+        self._turn_now = 0.0
+        if self._ended:
+            self._tell_observers()
         holding, self._holding = self._holding, {}
         due, self._wake_due = self._wake_due, {}
         for worker in holding:
@@ -700,11 +709,12 @@ class Scheduler:
         fn.completed += 1
         for listener in job.listeners:
             listener.job_complete(job, data)
-        observers = self._observers  # _finished, inline: the most frequent end
-        if observers:
-            now = self._now()
-            for observer in observers:
-                observer.job_finished(job, COMPLETE, data, worker, now)
+        if self._observers:  # _finished, inline: the most frequent end
+            self._ended.append((job, COMPLETE, data, worker, self._turn_now or self._turn_clock()))
+            if self._turn_end is None:
+                self._tell_observers()
+            elif not self._turn_end_armed:
+                self._arm_turn_end()
         self._free(job)
 
     def work_fail(self, worker: Worker, handle: bytes) -> None:
@@ -753,12 +763,30 @@ class Scheduler:
             self._free(job)
 
     def _finished(self, job: Job, outcome: str, data: bytes | None = None, worker: Worker | None = None) -> None:
-        """Tell the observers that the job ended (``work_complete`` does it inline)."""
-        observers = self._observers
-        if observers:
-            now = self._now()
-            for observer in observers:
-                observer.job_finished(job, outcome, data, worker, now)
+        """The job ended: the observers hear it at the end of the turn, with the turn's other ends."""
+        if not self._observers:
+            return
+        self._ended.append((job, outcome, data, worker, self._turn_now or self._turn_clock()))
+        if self._turn_end is None:
+            self._tell_observers()
+        else:
+            self._arm_turn_end()
+
+    def _turn_clock(self) -> float:
+        """Read the clock, once per turn (it is kept until the turn's end; without ``turn_end``, never)."""
+        now = self._now()
+        if self._turn_end is not None:
+            self._turn_now = now
+            self._arm_turn_end()
+        return now
+
+    def _tell_observers(self) -> None:
+        ended, self._ended = self._ended, []
+        for observer in self._observers:
+            try:
+                observer.jobs_finished(ended)
+            except Exception:
+                log.exception("job observer %r failed", observer)
 
     def _notify_fail(self, job: Job) -> None:
         listeners, job.listeners = job.listeners, ()
@@ -1026,7 +1054,7 @@ class Scheduler:
     # ------------------------------------------------------------------ observers
 
     def add_observer(self, observer: JobObserver) -> None:
-        """``observer.job_finished`` hears the end of every job from now on (``JobObserver``)."""
+        """``observer.jobs_finished`` hears the end of every job from now on (``JobObserver``)."""
         self._observers = (*self._observers, observer)
 
     def remove_observer(self, observer: JobObserver) -> None:

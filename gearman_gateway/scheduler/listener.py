@@ -69,22 +69,30 @@ DROPPED = "dropped"  # a foreground job whose submitters all went away
 OUTCOMES = (COMPLETE, FAIL, EXCEPTION, DEAD_LETTER, CANCELLED, DROPPED)
 
 
+#: One finished job, as observers get it: (job, outcome, data, worker, now). ``outcome`` is one of
+#: ``OUTCOMES``; ``data`` the result (COMPLETE) or the exception's data (EXCEPTION, and DEAD_LETTER after
+#: one), else None; ``worker`` ran it last (None if none did; its ``waker`` is the frontend's connection);
+#: ``now`` the scheduler's clock at the end.
+Ended = tuple["Job", str, "bytes | None", "Worker | None", float]
+
+
 class JobObserver:
-    """Sees the end of every job, scheduler-wide (``Scheduler.add_observer``): where listeners are one
+    """Sees the end of every job, scheduler-wide (``Scheduler.add_observer``): where a listener is one
     submitter's, an observer hears all jobs, foreground and background, whoever submitted them. The
     latency histograms, the job history, the event hooks and any result cache are observers.
 
-    Called on the job path, after the job's listeners and before the job is freed, so an observer must be
-    cheap and never do I/O there (queue it and send it later). ``job.submitted_at`` and ``job.started_at``
-    are the scheduler's clock at submit and at the last assignment to a worker (0.0: it never ran); ``now``
-    is the clock at the end. ``data`` is the result (COMPLETE) or the exception's data (EXCEPTION, and
-    DEAD_LETTER after one), else None. ``worker`` ran it last (None if none did); its ``waker`` is the
-    frontend's connection. An exception raised here is the observer's bug: it propagates to the frontend."""
+    The scheduler gathers a reactor turn's ends and calls ``jobs_finished`` once at the end of the turn
+    (at once when it has no ``turn_end``), after the jobs' listeners heard them: the job path pays one tuple
+    per job, the observer one call per turn. An observer must still be quick and never wait (queue its I/O
+    and do it later); an exception it raises is logged and does not reach the other observers or the job.
+    ``job.submitted_at`` and ``job.started_at`` are the clock at submit and at the last assignment to a
+    worker (0.0: it never ran): the clock is read once per turn, so jobs of one turn share a time. The jobs
+    are done (or dead letters): read their fields, keep no reference to them."""
 
     __slots__ = ()
 
-    def job_finished(self, job: Job, outcome: str, data: bytes | None, worker: Worker | None, now: float) -> None:
-        """The job ended with ``outcome`` (one of ``OUTCOMES``)."""
+    def jobs_finished(self, ended: list[Ended]) -> None:
+        """These jobs ended (``Ended``), in the order they ended."""
 
 
 class Waker(Protocol):

@@ -8,6 +8,7 @@ from twisted.internet.task import Clock
 from gearman_gateway.history import History
 from gearman_gateway.latency import BOUNDS, OTHER, WINDOW, Latency, quantile
 from gearman_gateway.scheduler import Job, JobObserver, Priority, Scheduler, Worker
+from gearman_gateway.scheduler.listener import Ended
 from gearman_gateway.scheduler.retry import RetryPolicies, RetryPolicy
 
 
@@ -25,8 +26,9 @@ class Recorder(JobObserver):
     def __init__(self) -> None:
         self.events: list[tuple] = []
 
-    def job_finished(self, job: Job, outcome: str, data: bytes | None, worker: Worker | None, now: float) -> None:
-        self.events.append((job.handle, outcome, data, worker is not None, job.submitted_at, job.started_at, now))
+    def jobs_finished(self, ended: list[Ended]) -> None:
+        for job, outcome, data, worker, now in ended:
+            self.events.append((job.handle, outcome, data, worker is not None, job.submitted_at, job.started_at, now))
 
 
 @pytest.fixture
