@@ -185,6 +185,14 @@ class Admin:
             return []
         return monitoring.history.entries(**filters)
 
+    def hook_stats(self) -> tuple[int, list[tuple[Any, Any]]]:
+        """Events waiting in the hooks' outbox, and (hook, HookStats) for every configured hook."""
+        monitoring = self.controls.monitoring
+        if monitoring is None or monitoring.outbox is None:
+            return 0, []
+        outbox = monitoring.outbox
+        return len(outbox), [(hook, outbox.stats_for(hook)) for hook in monitoring.hooks]
+
     def _history(self, args: list[bytes]) -> bytes:
         """`show history [FUNCTION] [N]`: the last N (default HISTORY_LINES) finished jobs, newest first, of
         one function or all: HANDLE TAB FUNCTION TAB OUTCOME TAB PRIORITY TAB BACKGROUND TAB SUBMITTED TAB

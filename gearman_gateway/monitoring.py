@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from gearman_gateway import history, latency
 from gearman_gateway.hooks.config import HookError, parse_hooks
+from gearman_gateway.hooks.events import HookObserver, HooksService, submitter
+from gearman_gateway.hooks.outbox import Outbox
 
 if TYPE_CHECKING:
     from gearman_gateway.scheduler import Scheduler
@@ -20,6 +22,10 @@ _SECTIONS = {
     "latency": {"max_functions": int},
     "history": {"size": int, "exception_bytes": int},
 }
+
+
+#: Hook events kept at most (queued, in flight, waiting for a retry) by default.
+HOOK_OUTBOX = 1000
 
 
 class MonitoringError(ValueError):
@@ -40,7 +46,7 @@ def validate(block: dict[str, Any]) -> None:
                 raise MonitoringError(f"monitoring.{section}: unknown key {key!r} (known: {', '.join(fields)})")
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise MonitoringError(f"monitoring.{section}.{key} must be a whole number >= 0, not {value!r}")
-    outbox = block.get("hook_outbox", 1000)
+    outbox = block.get("hook_outbox", HOOK_OUTBOX)
     if isinstance(outbox, bool) or not isinstance(outbox, int) or outbox < 1:
         raise MonitoringError(f"monitoring.hook_outbox must be a whole number >= 1, not {outbox!r}")
     try:
@@ -63,3 +69,10 @@ class Monitoring:
         if size:
             self.history = history.History(size, hist.get("exception_bytes", history.EXCEPTION_BYTES))
             scheduler.add_observer(self.history)
+        self.hooks = parse_hooks(block.get("hooks") or [])
+        self.outbox: Outbox | None = None
+        self.hooks_service: HooksService | None = None
+        if self.hooks:
+            self.outbox = Outbox(reactor, block.get("hook_outbox", HOOK_OUTBOX), submitter(scheduler))
+            scheduler.add_observer(HookObserver(self.hooks, self.outbox))
+            self.hooks_service = HooksService(self.hooks, self.outbox, scheduler, reactor)

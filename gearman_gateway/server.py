@@ -124,6 +124,8 @@ class Server:
         if self.store is not None:
             StoreService(self.store, self.scheduler, settings).setServiceParent(self.service)
         ConnectionsService(self.connections, reactor).setServiceParent(self.service)
+        if self.monitoring.hooks_service is not None:
+            self.monitoring.hooks_service.setServiceParent(self.service)
         self.frontends: dict[str, list[IService]] = {}
         context = protocols.FrontendContext(settings, self.scheduler, self.admin, self.connections, reactor)
         for frontend in enabled:

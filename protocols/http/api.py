@@ -117,7 +117,14 @@ class HttpApi:
     def _metrics(self) -> Answer:
         context = self.context
         admin = context.admin
-        body = metrics.render(context.scheduler, context.connections, self.stats, admin.store_status(), admin.latency())
+        body = metrics.render(
+            context.scheduler,
+            context.connections,
+            self.stats,
+            admin.store_status(),
+            admin.latency(),
+            admin.hook_stats(),
+        )
         return Answer(HTTPStatus.OK, [(b"Content-Type", metrics.CONTENT_TYPE), _NO_STORE], body)
 
     def _latency(self) -> Answer:

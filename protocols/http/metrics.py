@@ -98,12 +98,36 @@ def _histogram_families(functions: list[FunctionLatency]) -> list[str]:
     return lines
 
 
+def _hook_families(hooks: tuple[int, list] | None) -> list[str]:
+    """The event hooks' deliveries (``gearman_gateway.hooks``), per hook by its place in the list."""
+    if not hooks or not hooks[1]:
+        return []
+    waiting, stats = hooks
+
+    def per_hook(field: str) -> list[tuple[str, int]]:
+        return [(f'{{hook="{hook.index}"}}', getattr(counts, field)) for hook, counts in stats]
+
+    return [
+        *_family("gearman_hook_events_delivered_total", "counter", "Hook events delivered (HTTP 2xx, or the"
+                 " background job accepted).", per_hook("delivered")),
+        *_family("gearman_hook_delivery_failures_total", "counter", "Hook delivery attempts that failed (refused,"
+                 " timed out, not 2xx); each retry counts.", per_hook("failed_attempts")),
+        *_family("gearman_hook_events_given_up_total", "counter", "Hook events dropped after their last retry.",
+                 per_hook("given_up")),
+        *_family("gearman_hook_events_dropped_total", "counter", "Hook events dropped because the outbox was full.",
+                 per_hook("dropped")),
+        *_family("gearman_hook_outbox_events", "gauge", "Hook events queued, in flight or waiting for a retry.",
+                 [("", waiting)]),
+    ]  # fmt: skip
+
+
 def render(
     scheduler: Scheduler,
     connections: ConnectionRegistry,
     stats: HttpStats,
     store: dict | None = None,
     latency: list[FunctionLatency] | None = None,
+    hooks: tuple[int, list] | None = None,
 ) -> bytes:
     functions = scheduler.function_snapshots()
     totals = scheduler.totals()
@@ -180,6 +204,7 @@ def render(
         ),
         *_store_families(store or {}),
         *_histogram_families(latency or []),
+        *_hook_families(hooks),
         *_family(
             "gearman_dead_letter_jobs",
             "gauge",

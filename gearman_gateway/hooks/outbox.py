@@ -1,0 +1,230 @@
+"""Delivering hook events: a bounded outbox, HTTP POSTs through Twisted's own client, background jobs.
+
+At-least-once: an event is retried (back-off doubling from the hook's ``backoff`` up to ``max_backoff``)
+until its receiver answers 2xx (or the job is accepted) or the hook's ``retries`` are used up; a receiver
+may see an event twice (a timeout after it answered), so each carries an ``id`` to deduplicate on. Events
+live only in memory: a restart loses those not yet delivered.
+
+Bounded: at most ``size`` events are queued, in flight or waiting for a retry; a new event past that is
+dropped, counted (``HookStats.dropped``) and logged (at most once per ``DROP_LOG_INTERVAL``). Nothing here
+runs on the job path: the observer only appends to the outbox; sending starts from a reactor call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from io import BytesIO
+from typing import Any
+
+from gearman_gateway.hooks.config import Hook
+
+log = logging.getLogger("gearman_gateway.hooks")
+
+#: Requests in flight at once, over all hooks (a slow receiver holds its share, not the reactor).
+MAX_IN_FLIGHT = 16
+#: A dropped event is logged at most this often (seconds); the count is in the metrics.
+DROP_LOG_INTERVAL = 10.0
+#: The header that carries the body's HMAC-SHA256 with the hook's secret: ``sha256=<hex>``.
+SIGNATURE_HEADER = b"X-Gearman-Signature"
+
+
+def signature(secret: bytes, body: bytes) -> bytes:
+    """``sha256=`` and the hex HMAC-SHA256 of the body (what a receiver recomputes and compares)."""
+    return b"sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
+
+
+@dataclass
+class HookStats:
+    """Per hook: events delivered, attempts that failed (each retry counts), events given up on after their
+    retries, events dropped because the outbox was full."""
+
+    delivered: int = 0
+    failed_attempts: int = 0
+    given_up: int = 0
+    dropped: int = 0
+
+
+@dataclass(eq=False)
+class Delivery:
+    hook: Hook
+    event: str
+    event_id: str
+    body: bytes
+    attempts: int = 0
+    timer: Any = field(default=None, repr=False)
+
+
+class Outbox:
+    """The events waiting for delivery (module docstring). ``submit_job(function, data, unique)`` makes a
+    background job (the scheduler's submit); HTTP goes through ``twisted.web.client.Agent``."""
+
+    def __init__(self, reactor: Any, size: int, submit_job: Callable[[bytes, bytes, bytes], None]) -> None:
+        self.reactor = reactor
+        self.size = size
+        self.submit_job = submit_job
+        self.stats: dict[int, HookStats] = {}
+        self._queue: deque[Delivery] = deque()
+        self._held = 0  # in flight or waiting for a retry
+        self._in_flight = 0
+        self._waiting: set[Delivery] = set()  # waiting for a retry
+        self._pump_due = False
+        self._last_drop_log = -DROP_LOG_INTERVAL
+        self._running = True
+        self._agent: Any = None
+        self._pool: Any = None
+
+    def __len__(self) -> int:
+        """Events not yet delivered nor given up on."""
+        return len(self._queue) + self._held
+
+    def stats_for(self, hook: Hook) -> HookStats:
+        stats = self.stats.get(hook.index)
+        if stats is None:
+            stats = self.stats[hook.index] = HookStats()
+        return stats
+
+    def put(self, hook: Hook, event: str, event_id: str, body: bytes) -> None:
+        if len(self) >= self.size or not self._running:
+            self.stats_for(hook).dropped += 1
+            now = self.reactor.seconds()
+            if now - self._last_drop_log >= DROP_LOG_INTERVAL:
+                self._last_drop_log = now
+                log.warning(
+                    "%s: outbox full (%d events); dropping %s events (counted in gearman_hook_events_dropped_total)",
+                    hook.label,
+                    self.size,
+                    event,
+                )
+            return
+        self._queue.append(Delivery(hook, event, event_id, body))
+        if not self._pump_due:
+            self._pump_due = True
+            self.reactor.callLater(0, self._pump)
+
+    def _pump(self) -> None:
+        self._pump_due = False
+        while self._queue and self._in_flight < MAX_IN_FLIGHT and self._running:
+            delivery = self._queue.popleft()
+            self._held += 1
+            self._send(delivery)
+
+    def _send(self, delivery: Delivery) -> None:
+        delivery.attempts += 1
+        hook = delivery.hook
+        if hook.job is not None:
+            try:
+                self.submit_job(hook.job, delivery.body, delivery.event_id.encode())
+            except Exception as error:  # the queue is full, the server is draining...
+                self._failed(delivery, str(error))
+            else:
+                self._delivered(delivery)
+            return
+        self._in_flight += 1
+        d = self._post(delivery)
+        d.addCallbacks(lambda _: self._delivered(delivery), lambda failure: self._failed(delivery, _why(failure)))
+        d.addBoth(self._done_one)
+
+    def _done_one(self, _: Any) -> None:
+        self._in_flight -= 1
+        if self._queue and not self._pump_due:
+            self._pump_due = True
+            self.reactor.callLater(0, self._pump)
+
+    def _post(self, delivery: Delivery) -> Any:
+        from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
+        from twisted.web.http_headers import Headers
+
+        if self._agent is None:
+            self._pool = HTTPConnectionPool(self.reactor, persistent=True)
+            self._pool.maxPersistentPerHost = 4
+            self._agent = Agent(self.reactor, pool=self._pool)
+        hook = delivery.hook
+        headers = Headers(
+            {
+                b"Content-Type": [b"application/json"],
+                b"User-Agent": [b"gearman-gateway-hooks"],
+                b"X-Gearman-Event": [delivery.event.encode()],
+                b"X-Gearman-Delivery": [delivery.event_id.encode()],
+            }
+        )
+        if hook.secret:
+            headers.addRawHeader(SIGNATURE_HEADER, signature(hook.secret, delivery.body))
+        assert hook.url is not None
+        d = self._agent.request(b"POST", hook.url.encode(), headers, FileBodyProducer(BytesIO(delivery.body)))
+
+        def answered(response: Any) -> Any:
+            body = readBody(response)
+            if 200 <= response.code < 300:
+                return body
+            body.addBoth(lambda _: None)
+            raise ReceiverError(f"HTTP {response.code}")
+
+        d.addCallback(answered)
+        d.addTimeout(hook.timeout, self.reactor)
+        return d
+
+    def _delivered(self, delivery: Delivery) -> None:
+        self._held -= 1
+        self.stats_for(delivery.hook).delivered += 1
+
+    def _failed(self, delivery: Delivery, why: str) -> None:
+        hook = delivery.hook
+        stats = self.stats_for(hook)
+        stats.failed_attempts += 1
+        if delivery.attempts > hook.retries or not self._running:
+            self._held -= 1
+            stats.given_up += 1
+            log.warning("%s: %s event %s not delivered after %d attempts: %s", hook.label, delivery.event,
+                        delivery.event_id, delivery.attempts, why)  # fmt: skip
+            return
+        delay = min(hook.backoff * 2 ** (delivery.attempts - 1), hook.max_backoff)
+        log.info("%s: %s event %s failed (%s); retry in %.1fs", hook.label, delivery.event, delivery.event_id,
+                 why, delay)  # fmt: skip
+        delivery.timer = self.reactor.callLater(delay, self._retry, delivery)
+        self._waiting.add(delivery)
+
+    def _retry(self, delivery: Delivery) -> None:
+        delivery.timer = None
+        self._waiting.discard(delivery)
+        self._held -= 1
+        self._queue.appendleft(delivery)
+        self._pump()
+
+    def stop(self) -> Any:
+        """Stop sending (retries waiting are given up); close the HTTP connections. A Deferred."""
+        from twisted.internet import defer
+
+        self._running = False
+        for delivery in list(self._queue):
+            self.stats_for(delivery.hook).given_up += 1
+        self._queue.clear()
+        for delivery in self._waiting:
+            delivery.timer.cancel()
+            self.stats_for(delivery.hook).given_up += 1
+        self._waiting.clear()
+        if self._pool is not None:
+            return self._pool.closeCachedConnections()
+        return defer.succeed(None)
+
+
+class ReceiverError(Exception):
+    """The receiver answered, but not with 2xx."""
+
+
+def _why(failure: Any) -> str:
+    from twisted.internet.defer import CancelledError
+    from twisted.internet.defer import TimeoutError as DeferredTimeout
+
+    if failure.check(DeferredTimeout, CancelledError):
+        return "timed out"
+    reasons = getattr(failure.value, "reasons", None)  # the Agent's ResponseNeverReceived and friends
+    if reasons:
+        if any(reason.check(CancelledError) for reason in reasons):
+            return "timed out"  # cancelled by addTimeout while the request was on its way
+        return "; ".join(reason.getErrorMessage() or reason.type.__name__ for reason in reasons)
+    return failure.getErrorMessage() or failure.type.__name__
