@@ -161,13 +161,13 @@ async function refresh() {
       latencies.set(f.name, points);
     }
     fill("latency", latency.functions, f => [[f.name, "text"], [f.jobs], [seconds(f.wait_p50)], [seconds(f.wait_p99)],
-      [seconds(f.run_p50)], [seconds(f.run_p99)], ["", "chart"]], f => f.name, "no finished jobs yet");
+      [seconds(f.run_p50)], [seconds(f.run_p99)], ["", "chart"]], f => "latency:" + f.name, "no finished jobs yet");
     for (const tr of document.querySelectorAll("#latency tbody tr[data-key]")) {
-      tr.lastChild.appendChild(chart(tr.dataset.key));
+      tr.lastChild.appendChild(chart(tr.dataset.key.slice(8)));
     }
     fill("history", history.jobs, j => [[new Date(j.finished * 1000).toLocaleTimeString(), "text"],
       [j.handle, "text"], [j.function, "text"], [j.outcome, "text"], [seconds(j.wait)], [seconds(j.run)],
-      [j.worker || "-", "text"], [j.exception, "text"]], j => j.handle + "@" + j.finished, "no finished jobs yet");
+      [j.worker || "-", "text"], [j.exception, "text"]], j => "job:" + j.handle, "no finished jobs yet");
     for (const tr of document.querySelectorAll("#history tbody tr[data-key]")) {
       tr.className = tr.children[3].textContent;
     }
