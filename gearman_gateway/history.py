@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 #: Finished jobs kept by default.
 SIZE = 1000
+#: Workers whose labels are remembered; past this many the memo starts again (it must not keep every worker
+#: that ever connected alive).
+LABELS_MAX = 1000
 #: Bytes of a job's exception data kept (WORK_EXCEPTION payloads can be whole stack traces).
 EXCEPTION_BYTES = 200
 
@@ -64,11 +67,12 @@ def worker_label(worker: Worker | None) -> bytes:
 class History(JobObserver):
     """The ring (module docstring)."""
 
-    __slots__ = ("_ring", "exception_bytes")
+    __slots__ = ("_ring", "exception_bytes", "_labels")
 
     def __init__(self, size: int = SIZE, exception_bytes: int = EXCEPTION_BYTES) -> None:
         self._ring: deque[tuple] = deque(maxlen=size)
         self.exception_bytes = exception_bytes
+        self._labels: dict[Worker | None, bytes] = {None: b""}  # worker -> its label (a worker ends many jobs)
 
     @property
     def size(self) -> int:
@@ -79,12 +83,15 @@ class History(JobObserver):
 
     def jobs_finished(self, ended: list[Ended]) -> None:
         limit = self.exception_bytes
-        labels: dict[Worker | None, bytes] = {None: b""}  # a worker usually ends many of a turn's jobs
-        for _, _, _, worker, _ in ended:
-            if worker not in labels:
-                labels[worker] = worker_label(worker)
-        self._ring.extend(
-            [
+        labels = self._labels
+        if len(labels) > LABELS_MAX:
+            labels.clear()
+        ring = self._ring
+        for job, outcome, data, worker, now in ended:
+            label = labels.get(worker)
+            if label is None:
+                label = labels[worker] = worker_label(worker)
+            ring.append(
                 (
                     job.handle,
                     job.function.name,
@@ -95,12 +102,10 @@ class History(JobObserver):
                     job.started_at,
                     now,
                     outcome,
-                    data[:limit] if data is not None and outcome is not COMPLETE else b"",
-                    labels[worker],
+                    b"" if outcome is COMPLETE or data is None else data[:limit],
+                    label,
                 )
-                for job, outcome, data, worker, now in ended
-            ]
-        )
+            )
 
     def __iter__(self) -> Iterator[HistoryEntry]:
         """Newest first."""

@@ -587,9 +587,6 @@ class Scheduler:
         """Held grabs that got nothing hear NO_JOB; sleepers are woken for the jobs nobody grabbed. One
         frontend's failure must not leave the other holders or sleepers waiting."""
         self._turn_end_armed = False
-        self._turn_now = 0.0
-        if self._ended:
-            self._tell_observers()
         holding, self._holding = self._holding, {}
         due, self._wake_due = self._wake_due, {}
         for worker in holding:
@@ -713,8 +710,6 @@ class Scheduler:
             self._ended.append((job, COMPLETE, data, worker, self._turn_now or self._turn_clock()))
             if self._turn_end is None:
                 self._tell_observers()
-            elif not self._turn_end_armed:
-                self._arm_turn_end()
         self._free(job)
 
     def work_fail(self, worker: Worker, handle: bytes) -> None:
@@ -769,16 +764,21 @@ class Scheduler:
         self._ended.append((job, outcome, data, worker, self._turn_now or self._turn_clock()))
         if self._turn_end is None:
             self._tell_observers()
-        else:
-            self._arm_turn_end()
 
     def _turn_clock(self) -> float:
-        """Read the clock, once per turn (it is kept until the turn's end; without ``turn_end``, never)."""
+        """Read the clock. With observers and a ``turn_end``, keep the time for the rest of the turn, whose end
+        tells the observers (``_observed_turn_end``): a turn that stamps a job (always before its end) arms
+        it. Without observers, nothing is kept or armed: the time is read per transition."""
         now = self._now()
-        if self._turn_end is not None:
+        if self._observers and self._turn_end is not None:
             self._turn_now = now
-            self._arm_turn_end()
+            self._turn_end(self._observed_turn_end)
         return now
+
+    def _observed_turn_end(self) -> None:
+        self._turn_now = 0.0
+        if self._ended:
+            self._tell_observers()
 
     def _tell_observers(self) -> None:
         ended, self._ended = self._ended, []
