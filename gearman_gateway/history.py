@@ -58,7 +58,7 @@ def worker_label(worker: Worker | None) -> bytes:
         return b""
     waker = worker.waker
     client_id = getattr(waker, "client_id", None)
-    if client_id:
+    if client_id and client_id != b"-":  # the binary frontend's "none set", as admin `workers` shows it
         return client_id
     peer = getattr(waker, "peer", None)
     return peer.encode() if isinstance(peer, str) else b""
