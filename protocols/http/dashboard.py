@@ -122,7 +122,7 @@ function chart(name) {
 }
 
 function seconds(value) {
-  return value < 0.001 ? (value * 1e6).toFixed(0) + "\u00b5s" : value < 1 ? (value * 1000).toFixed(1) + "ms"
+  return value < 0.001 ? (value * 1e6).toFixed(0) + "\\u00b5s" : value < 1 ? (value * 1000).toFixed(1) + "ms"
     : value.toFixed(2) + "s";
 }
 
