@@ -9,6 +9,7 @@ fell back to N or fewer). Functions that hooks submit jobs to are never hooked t
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from fnmatch import fnmatchcase
@@ -29,6 +30,15 @@ if TYPE_CHECKING:
 DEPTH_INTERVAL = 1.0
 #: Bytes of a job's exception data put in its event.
 EXCEPTION_BYTES = 1000
+
+
+#: Event ids: this process's random prefix and a counter (unique without a uuid4 per event).
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_ids = itertools.count(1)
+
+
+def new_id() -> str:
+    return f"{_ID_PREFIX}-{next(_ids)}"
 
 
 def _text(value: bytes) -> str:
@@ -61,7 +71,12 @@ class HookObserver(JobObserver):
             wanting = [hook for hook in hooks if outcome in hook.events]
             if not wanting:
                 continue
-            event_id = str(uuid.uuid4())
+            outbox = self.outbox
+            if outbox.full():  # a dead receiver: count the drops, build nothing
+                for hook in wanting:
+                    outbox.drop(hook, outcome)
+                continue
+            event_id = new_id()
             started = job.started_at
             body = json.dumps(
                 {
@@ -134,7 +149,7 @@ class HooksService(Service):
                 if key in self._over:
                     continue
                 self._over.add(key)
-                event_id = str(uuid.uuid4())
+                event_id = new_id()
                 body = json.dumps(
                     {
                         "event": QUEUE_DEPTH_OVER,

@@ -88,23 +88,31 @@ class Outbox:
             stats = self.stats[hook.index] = HookStats()
         return stats
 
+    def full(self) -> bool:
+        """No room for another event (or stopped): ``put`` would drop it."""
+        return len(self._queue) + self._held >= self.size or not self._running
+
     def put(self, hook: Hook, event: str, event_id: str, body: bytes) -> None:
-        if len(self) >= self.size or not self._running:
-            self.stats_for(hook).dropped += 1
-            now = self.reactor.seconds()
-            if now - self._last_drop_log >= DROP_LOG_INTERVAL:
-                self._last_drop_log = now
-                log.warning(
-                    "%s: outbox full (%d events); dropping %s events (counted in gearman_hook_events_dropped_total)",
-                    hook.label,
-                    self.size,
-                    event,
-                )
+        if self.full():
+            self.drop(hook, event)
             return
         self._queue.append(Delivery(hook, event, event_id, body))
         if not self._pump_due:
             self._pump_due = True
             self.reactor.callLater(0, self._pump)
+
+    def drop(self, hook: Hook, event: str) -> None:
+        """Count (and now and then log) an event dropped for want of room."""
+        self.stats_for(hook).dropped += 1
+        now = self.reactor.seconds()
+        if now - self._last_drop_log >= DROP_LOG_INTERVAL:
+            self._last_drop_log = now
+            log.warning(
+                "%s: outbox full (%d events); dropping %s events (counted in gearman_hook_events_dropped_total)",
+                hook.label,
+                self.size,
+                event,
+            )
 
     def _pump(self) -> None:
         self._pump_due = False
