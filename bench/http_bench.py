@@ -11,8 +11,21 @@ Modes:
              since it closes every connection after one response.
   keepalive  persistent connections; gearman-gateway only.
 
+Load generators (``--generator``):
+  python     this script's own asyncio clients (the default): no extra package, but on a 2-CPU machine
+             they cost more CPU than the servers, so they are the bottleneck and hide differences.
+  wrk        wrk (C, ``apt-get install wrk``) with a Lua script that sends a distinct body per request,
+             ``--processes`` threads and ``--concurrency`` connections.
+  ab         ApacheBench (C, ``apt-get install apache2-utils``): HTTP/1.0 POSTs of one identical body,
+             a new connection each (close mode only), ``--requests`` of them.
+Each row also gives the server's CPU per request and its share of a CPU, and the load generator's CPU
+per request: whichever side is near a whole CPU (or the two together near the machine's CPUs) is the
+bottleneck.
+
     python3 bench/http_bench.py                      # both servers, both modes, 10 s each
     python3 bench/http_bench.py --duration 5 --concurrency 50 --servers ours
+    python3 bench/http_bench.py --generator wrk --concurrency 8 --processes 2 --workers 4 --rounds 3
+    python3 bench/http_bench.py --generator ab --concurrency 8 --requests 3000 --workers 4 --modes close
 """
 
 from __future__ import annotations
@@ -21,13 +34,17 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import re
+import resource
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 REAL_GEARMAND = "/usr/sbin/gearmand"
@@ -180,6 +197,9 @@ class Result:
     seconds: float
     p50_ms: float
     p99_ms: float
+    server_us: float = 0.0  # server CPU (user + system) per request
+    server_share: float = 0.0  # of one CPU, over the run
+    generator_us: float = 0.0  # load generator CPU per request
 
     @property
     def rate(self) -> float:
@@ -188,8 +208,109 @@ class Result:
     def row(self) -> str:
         return (
             f"| {self.server} | {self.mode} | {self.rate:,.0f} | {self.p50_ms:.2f} | {self.p99_ms:.2f} "
-            f"| {self.requests:,} | {self.errors} |"
+            f"| {self.requests:,} | {self.errors} | {self.server_us:.0f} | {self.server_share:.2f} "
+            f"| {self.generator_us:.0f} |"
         )
+
+
+# -- C load generators: wrk and ab
+
+#: wrk's Lua: a distinct body per request (thread id and counter), so that no two jobs coalesce.
+WRK_SCRIPT = """
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tag", tostring(os.time()) .. "-" .. tostring(threads))
+end
+local counter = 0
+local close = os.getenv("HTTP_BENCH_CLOSE") == "1"
+request = function()
+  counter = counter + 1
+  local body = tag .. "-" .. counter
+  local headers = {["Content-Length"] = tostring(#body)}
+  if close then headers["Connection"] = "close" end
+  return wrk.format("POST", "/FUNCTION", headers, body)
+end
+""".replace("FUNCTION", FUNCTION)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _ms(text: str) -> float:
+    """wrk's latency figure ("812.00us", "1.20ms", "2.01s") in milliseconds."""
+    number, unit = re.fullmatch(r"([0-9.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def run_wrk(server: str, port: int, mode: str, concurrency: int, threads: int, seconds: float) -> Result:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT)
+    try:
+        env = {**os.environ, "HTTP_BENCH_CLOSE": "1" if mode == "close" else "0"}
+        argv = ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds:g}s", "--latency"]
+        argv += ["-s", script.name, f"http://127.0.0.1:{port}/{FUNCTION}"]
+        out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=seconds + 60, check=True).stdout
+    finally:
+        os.unlink(script.name)
+    done = re.search(r"(\d+) requests in ([0-9.]+)(\w+)", out)
+    assert done, out
+    elapsed = float(done.group(2)) * {"ms": 1e-3, "s": 1.0, "m": 60.0}[done.group(3)]
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors += int(non_2xx.group(1)) if non_2xx else 0
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE)
+    return Result(
+        server,
+        mode,
+        int(done.group(1)),
+        errors,
+        elapsed,
+        _ms(p50.group(1)) if p50 else 0,
+        _ms(p99.group(1)) if p99 else 0,
+    )
+
+
+def run_ab(server: str, port: int, mode: str, concurrency: int, requests: int) -> Result:
+    if mode != "close":
+        raise SystemExit("ab: close mode only (its keep-alive is HTTP/1.0's, which neither server keeps)")
+    with tempfile.NamedTemporaryFile("wb", suffix=".body", delete=False) as body:
+        body.write(b"ab bench body")
+    try:
+        argv = ["ab", "-q", "-n", str(requests), "-c", str(concurrency), "-p", body.name, "-T", "text/plain"]
+        argv.append(f"http://127.0.0.1:{port}/{FUNCTION}")
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=True).stdout
+    finally:
+        os.unlink(body.name)
+
+    def number(pattern: str) -> float:
+        found = re.search(pattern, out, re.MULTILINE)
+        return float(found.group(1)) if found else 0.0
+
+    complete = int(number(r"^Complete requests:\s+(\d+)"))
+    errors = int(number(r"^Failed requests:\s+(\d+)") + number(r"^Non-2xx responses:\s+(\d+)"))
+    elapsed = number(r"^Time taken for tests:\s+([0-9.]+)")
+    return Result(server, mode, complete, errors, elapsed, number(r"^\s+50%\s+(\d+)"), number(r"^\s+99%\s+(\d+)"))
+
+
+def measured(run, server_pid: int) -> Result:  # noqa: ANN001
+    """``run()``'s Result with the server's and the generator's CPU per request filled in."""
+    server0, generator0 = cpu_seconds(server_pid), children_cpu()
+    result: Result = run()
+    server_cpu, generator_cpu = cpu_seconds(server_pid) - server0, children_cpu() - generator0
+    count = max(result.requests, 1)
+    result.server_us = server_cpu / count * 1e6
+    result.server_share = server_cpu / max(result.seconds, 1e-9)
+    result.generator_us = generator_cpu / count * 1e6
+    return result
 
 
 def run_load(server: str, port: int, mode: str, concurrency: int, processes: int, seconds: float) -> Result:
@@ -273,7 +394,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, default=1, help="runs of every case, interleaved; the median run is reported"
     )
+    parser.add_argument("--generator", choices=("python", "wrk", "ab"), default="python", help="load generator")
+    parser.add_argument("--requests", type=int, default=3000, help="ab: requests per run (default 3000)")
     args = parser.parse_args(argv)
+    if args.generator != "python" and not shutil.which(args.generator):
+        package = {"wrk": "wrk", "ab": "apache2-utils"}[args.generator]
+        parser.error(f"{args.generator} is not installed (apt-get install {package})")
     if not os.access(GEARMAN_TOOL, os.X_OK):
         parser.error(f"{GEARMAN_TOOL} is missing (Debian package gearman-tools)")
     binaries = {"ours": OUR_GEARMAND if os.access(OUR_GEARMAND, os.X_OK) else shutil.which("gearmand") or "gearmand"}
@@ -292,13 +418,23 @@ def main(argv: list[str] | None = None) -> int:
             for mode in args.modes.split(",")
             for name in stacks
             if not (mode == "keepalive" and name == "gearmand")  # gearmand 1.1.20 closes after one response
+            and not (mode == "keepalive" and args.generator == "ab")
         ]
+
+        def load(name: str, port: int, mode: str, seconds: float) -> Result:
+            if args.generator == "wrk":
+                return run_wrk(name, port, mode, args.concurrency, args.processes, seconds)
+            if args.generator == "ab":
+                count = args.requests if seconds == args.duration else max(args.concurrency, args.requests // 10)
+                return run_ab(name, port, mode, args.concurrency, count)
+            return run_load(name, port, mode, args.concurrency, args.processes, seconds)
+
         for _ in range(args.rounds):  # interleaved, so a busy moment on the machine hits every case alike
             for name, mode in cases:
                 port = stacks[name].http_port
                 if args.warmup:
-                    run_load(name, port, mode, args.concurrency, args.processes, args.warmup)
-                result = run_load(name, port, mode, args.concurrency, args.processes, args.duration)
+                    load(name, port, mode, args.warmup)
+                result = measured(partial(load, name, port, mode, args.duration), stacks[name].server.pid)
                 print(result.row(), file=sys.stderr)
                 runs.setdefault((name, mode), []).append(result)
     finally:
@@ -306,11 +442,15 @@ def main(argv: list[str] | None = None) -> int:
             stack.stop()
     results = [sorted(found, key=lambda r: r.rate)[len(found) // 2] for found in runs.values()]
     print(
-        f"\n{args.concurrency} clients in {args.processes} processes, {args.workers} workers, "
-        f"{args.duration:g} s per run, median of {args.rounds}, {os.cpu_count()} CPUs\n"
+        f"\n{args.generator}: {args.concurrency} clients in {args.processes} processes, {args.workers} workers, "
+        f"{args.duration:g} s per run, median of {args.rounds}, {os.cpu_count()} CPUs, "
+        f"load average {Path('/proc/loadavg').read_text().split()[0]}\n"
     )
-    print("| server | connections | requests/s | p50 ms | p99 ms | requests | errors |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print(
+        "| server | connections | requests/s | p50 ms | p99 ms | requests | errors "
+        "| server µs/request | server CPU share | generator µs/request |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for result in results:
         print(result.row())
     return 0 if all(r.errors == 0 for found in runs.values() for r in found) else 1

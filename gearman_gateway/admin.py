@@ -68,6 +68,8 @@ class AdminControls:
     # every frontend: name, state, addresses ("host:port"), detail (Server.frontend_states)
     frontend_states: Callable[[], list[dict[str, Any]]] | None = None
     monitoring: Monitoring | None = None  # latency and job history (gearman_gateway/monitoring.py)
+    # the Prometheus families frontends add (protocols.MetricFamily; Server.frontend_metrics)
+    frontend_metrics: Callable[[], list[Any]] | None = None
 
 
 class Admin:
@@ -233,6 +235,9 @@ class Admin:
 
     def frontend_states(self) -> list[dict[str, Any]]:
         return self.controls.frontend_states() if self.controls.frontend_states is not None else []
+
+    def frontend_metrics(self) -> list[Any]:
+        return self.controls.frontend_metrics() if self.controls.frontend_metrics is not None else []
 
     def _dead_letter_action(self, words: list[bytes], action: Callable[[bytes], bool]) -> bytes:
         """`requeue dead HANDLE|all`, `delete dead HANDLE|all` (beyond gearmand: its failed jobs vanish)."""

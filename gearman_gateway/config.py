@@ -519,8 +519,12 @@ def _add_frontend_groups(parser: argparse.ArgumentParser) -> None:
             if kinds == [bool]:
                 group.add_argument(*item.flags, action="store_true", dest=item.key, help=item.help)
                 continue
-            parse = item.parse or _PARSE_BY_TYPE.get(_origin(kinds[0]), str)
             metavar = item.metavar or item.field.upper()
+            if _origin(item.hint) is list:  # a list option's flag is repeatable: each gives one item
+                group.add_argument(*item.flags, action="append", type=item.parse or str, dest=item.key,
+                                   metavar=metavar, help=item.help)  # fmt: skip
+                continue
+            parse = item.parse or _PARSE_BY_TYPE.get(_origin(kinds[0]), str)
             group.add_argument(*item.flags, type=parse, dest=item.key, metavar=metavar, help=item.help)
 
 

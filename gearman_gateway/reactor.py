@@ -30,6 +30,7 @@ import logging
 import select
 import socket
 import sys
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -182,6 +183,8 @@ class _Server(tcp.Server):
 class _GrownServer(_Server):
     """A connection that needed more than ``_LEAN_ATTRIBUTES`` (closing, buffered writes, large reads)."""
 
+    __setattr__ = object.__setattr__  # grown already: its attributes are set at C speed (a dozen in a close)
+
 
 class _ListeningSocket(socket.socket):
     """Hands accepted connections out as the C sockets under ``socket.socket`` (48 bytes, not tracked by
@@ -194,13 +197,81 @@ class _ListeningSocket(socket.socket):
         return _socket.socket(self.family, self.type, self.proto, fileno=fd), address
 
 
+#: Connections one readable listening socket yields per reactor turn at most: the whole accept queue in the
+#: usual case (a flood leaves the rest for the next turn, after the established connections' events).
+ACCEPTS_PER_TURN = 256
+
+
 class _Port(tcp.Port):
+    """Twisted's listening port, accepting the whole pending queue per turn.
+
+    Twisted's own accepts as many connections per turn as it did the turn before (at least one, growing by
+    20 when it used them all), so a burst of connects after a quiet spell is taken one or two per turn
+    while the kernel's accept queue overflows (dropped SYNs, retried a second later). With a factory that
+    builds connections without Twisted's address object (``build_connection``: every frontend's
+    ``FrontendFactory``) each accept also skips that object and Twisted's per-turn log buffering; the socket
+    options the factory names are set once on the listening socket, which accepted sockets inherit."""
+
     transport = _Server
 
     def createInternetSocket(self) -> socket.socket:  # noqa: N802
         listening = super().createInternetSocket()
         listening.__class__ = _ListeningSocket  # Twisted's socket, with its options, accepting lean sockets
+        # what accepted sockets are made with (the socket's properties convert to enums on every read)
+        self.accepted_kind = (int(listening.family), int(listening.type), listening.proto)
+        options = getattr(self.factory, "inherited_socket_options", None)
+        if options is not None:
+            for level, name, value in options():
+                listening.setsockopt(level, name, value)
+            self.socket_options_inherited = True
         return listening
+
+    def doRead(self) -> None:  # noqa: N802
+        build = getattr(self.factory, "build_connection", None)
+        if build is None:
+            return super().doRead()
+        accept = self.socket._accept  # the C accept: (descriptor, address), no Python socket object
+        accepted: deque[tuple[int, Any]] = deque()
+        budget = ACCEPTS_PER_TURN
+        while True:
+            # the kernel's queue into ours before each set-up: a connection costs the set-up many times what
+            # its accept costs, and connects that find the kernel's queue full are dropped (retried a second
+            # later), while ours only waits
+            while budget:
+                try:
+                    accepted.append(accept())
+                except BlockingIOError:
+                    break
+                except OSError:  # EMFILE, EPERM, ECONNABORTED...: Twisted's handling, which logs and recovers
+                    budget = 0
+                    super().doRead()
+                    break
+                budget -= 1
+            if not accepted:
+                return None
+            fd, client = accepted.popleft()
+            self._set_up(build, fd, client)
+
+    def _set_up(self, build: Callable[[], Any], fd: int, client: Any) -> None:
+        """One accepted socket's connection, and its first read."""
+        family, kind, proto = self.accepted_kind
+        sock = _socket.socket(family, kind, proto, fileno=fd)
+        try:
+            if len(client) == 4:  # IPv6: the scope id in the host, as Twisted does
+                host = socket.getnameinfo(client, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)[0]
+                client = (host, *client[1:])
+            connection = build()
+            number = self.sessionno
+            self.sessionno = number + 1
+            transport = self.transport(sock, connection, client, self, number, self.reactor)
+            connection.makeConnection(transport)
+        except Exception:  # one connection's failure must not stop the port
+            log.exception("accepting a connection on %r", self)
+            sock.close()
+            return
+        if getattr(connection, "open", False):
+            # its first bytes (or its EOF) are usually there already: read them now, not a poll later
+            self.reactor.read_now(transport)
 
 
 class _Descriptors(dict[int, None]):
@@ -246,6 +317,16 @@ class GatewayReactor(EPollReactor):
                     self.doIteration(timeout if self.running else 0)
             except BaseException:  # as Twisted's loop: even SystemExit is logged, and the loop goes on
                 log.exception("unexpected error in the main loop")
+
+    def read_now(self, selectable: _Server) -> None:
+        """What a readable event for ``selectable`` would do, now (nothing when there is nothing to read)."""
+        try:
+            why = selectable.doRead()
+        except BaseException as error:  # as Twisted: the application's error drops the connection
+            log.exception("unhandled error reading %r", selectable)
+            why = error
+        if why:
+            self._disconnectSelectable(selectable, why, True)
 
     def call_after_poll(self, callback: Callable[[], None], first: bool = False) -> None:
         """``first``: before the callbacks registered without it (the scheduler's end of turn, which

@@ -33,7 +33,7 @@ from gearman_gateway.durability import StoreService, build_store, retry_policies
 from gearman_gateway.monitoring import Monitoring
 from gearman_gateway.scheduler import Scheduler
 from gearman_gateway.turns import end_of_turn
-from protocols import ReportsState, ServiceState
+from protocols import MetricFamily, ReportsMetrics, ReportsState, ServiceState
 from protocols.listening import ListeningService
 
 log = logging.getLogger("gearman_gateway.server")
@@ -118,6 +118,7 @@ class Server:
                 store_status=self.store.describe if self.store is not None else None,
                 frontend_states=self.frontend_states,
                 monitoring=self.monitoring,
+                frontend_metrics=self.frontend_metrics,
             ),
         )
         self.service = OrderedServices()
@@ -191,6 +192,16 @@ class Server:
                 }
             )
         return found
+
+    def frontend_metrics(self) -> list[MetricFamily]:
+        """The Prometheus families the enabled frontends' services add (``ReportsMetrics``)."""
+        return [
+            family
+            for services in self.frontends.values()
+            for service in services
+            if isinstance(service, ReportsMetrics)
+            for family in service.frontend_metrics()
+        ]
 
     def stop(self) -> defer.Deferred:
         """Stop the services: listeners first, then every connection (at once, as SIGTERM does: queued

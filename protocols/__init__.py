@@ -93,6 +93,24 @@ class ReportsState(Protocol):
     def frontend_state(self) -> ServiceState: ...
 
 
+@dataclass(frozen=True)
+class MetricFamily:
+    """One Prometheus family a frontend's service adds to ``/_gearman/metrics`` (the HTTP frontend renders
+    it): ``kind`` is ``counter`` or ``gauge``; each sample is (labels, value), labels a name -> text mapping."""
+
+    name: str
+    kind: str
+    help: str
+    samples: tuple[tuple[dict[str, str], float], ...] = ()
+
+
+@runtime_checkable
+class ReportsMetrics(Protocol):
+    """A service whose frontend has figures of its own (the XMPP bot's connection, its messages)."""
+
+    def frontend_metrics(self) -> list[MetricFamily]: ...
+
+
 class UnknownFrontend(LookupError):
     pass
 

@@ -120,6 +120,10 @@ class DbServer:
     def popen_user(self) -> dict[str, Any]:
         return {}
 
+    def popen_env(self) -> dict[str, str] | None:
+        """The server's environment (None: ours)."""
+        return None
+
     # -- control
 
     @property
@@ -141,6 +145,7 @@ class DbServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: kill() reaches every child
+                env=self.popen_env(),
                 **self.popen_user(),
             )
         _LIVE.add(self)
@@ -219,9 +224,10 @@ class PostgresServer(DbServer):
     stop_signal = signal.SIGINT  # PostgreSQL's "fast" shutdown: ends sessions, checkpoints, exits
     immediate_signal = signal.SIGQUIT  # "immediate" shutdown: no checkpoint, crash recovery at the next start
 
-    def __init__(self, directory: Path, port: int, bin_dir: str) -> None:
+    def __init__(self, directory: Path, port: int, bin_dir: str, env: dict[str, str] | None = None) -> None:
         super().__init__(directory, port)
         self.bin_dir = bin_dir
+        self.env = env  # more environment for the server, e.g. PYTHONPATH for PL/Python
 
     @property
     def conninfo(self) -> str:
@@ -253,6 +259,9 @@ class PostgresServer(DbServer):
 
     def popen_user(self) -> dict[str, Any]:
         return _as_postgres_user()
+
+    def popen_env(self) -> dict[str, str] | None:
+        return {**os.environ, **self.env} if self.env else None
 
 
 class MariaDbServer(DbServer):
@@ -424,9 +433,17 @@ def _start(server_for_port: Callable[[int], DbServer], template: Path) -> DbServ
     raise AssertionError("unreachable")
 
 
-def start_postgres(root: Path) -> PostgresServer:
-    """A PostgreSQL server (user postgres, trust auth, database postgres) on a free port."""
+def start_postgres(root: Path, env: dict[str, str] | None = None, plpython: bool = False) -> PostgresServer:
+    """A PostgreSQL server (user postgres, trust auth, database postgres) on a free port, with ``env`` added to
+    its environment. ``plpython``: the server must have PL/Python 3 (DbUnavailable without its package)."""
     bin_dir = os.path.dirname(_find("/usr/lib/postgresql/*/bin/postgres"))
+    if plpython:
+        version = Path(bin_dir).parent.name
+        if not os.path.exists(f"{Path(bin_dir).parent}/lib/plpython3.so"):
+            raise DbUnavailable(
+                f"plpython3u not found for PostgreSQL {version}: postgresql-plpython3-{version} is not installed "
+                "(scripts/setup --test installs it)"
+            )
     user = _as_postgres_user()
 
     def initdb(path: Path) -> None:
@@ -442,7 +459,7 @@ def start_postgres(root: Path) -> PostgresServer:
         directory = _instance_dir(root, "postgres")
         if IS_ROOT:
             shutil.chown(directory, "postgres", "postgres")  # its Unix socket and lock file go here
-        return PostgresServer(directory, port, bin_dir)
+        return PostgresServer(directory, port, bin_dir, env)
 
     return _start(server, template)  # type: ignore[return-value]
 

@@ -24,11 +24,12 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from protocols.xmpp.client import close_loop
 from tests.dbfixtures import (
     HOST,
     START_ATTEMPTS,
@@ -349,16 +350,13 @@ class ChatUser:
         self.client.abort()
 
 
-def close_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Close a loop that ran slixmpp clients: first end the tasks they leave behind (their output filters),
-    so nothing is left to run, or to complain, once the loop is gone."""
-    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-    loop.run_until_complete(loop.shutdown_asyncgens())
-    loop.close()
+def run(coro: Coroutine[Any, Any, Any], timeout: float = 60.0) -> Any:
+    """Run one scenario on a fresh asyncio loop (slixmpp's own), with an overall time limit."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+    finally:
+        close_loop(loop)
 
 
 def go_sendxmpp(server: ProsodyServer, user: str, to: str, body: str, timeout: float = 20.0) -> None:

@@ -5,12 +5,17 @@ No I/O and no wire formats: frontends call it with bytes and Python values, and 
 server, a fake clock in unit tests).
 
 Invariants kept here (the unit tests check them):
-- every job is in exactly one place: a priority queue, the epoch heap, a worker's ``jobs``, or claimed by a
-  held grab (``_claims``); a background job whose store commit is under way (PENDING) already has its place
-  in its priority queue (or is claimed), so workers see jobs in priority and submission order whatever
-  the store; only a future epoch job waits for its commit outside any queue;
+- every job is in exactly one place: a priority queue, its function's ``died`` queue, the epoch heap, a
+  worker's ``jobs``, or claimed by a held grab (``_claims``); a background job whose store commit is
+  under way (PENDING) already has its place in its priority queue (or is claimed), so workers see jobs in
+  priority and submission order whatever the store; only a future epoch job waits for its commit outside
+  any queue;
 - a grab whose best job is PENDING is held until that job's commit (it claims it), never answered with a
   job that comes after it;
+- a queued job whose worker ever died (``deaths``) waits in its function's ``died`` queue (or the epoch
+  heap), never in a priority queue: a grab takes it only when no job that has not failed is there for the
+  worker, in any priority or function; among themselves such jobs go in the order of their last death
+  (``_died``), which is the order of each ``died`` queue;
 - a job leaves ``jobs_by_handle`` the moment it is done, and nothing keeps a reference to it afterwards;
 - no runnable job waits while a worker able to run it sleeps without a NOOP on its way (gearmand #343),
   checked at the end of every reactor turn when wake-ups wait for it (``turn_end``).
@@ -25,6 +30,7 @@ from collections.abc import Callable, Iterable
 from itertools import islice, takewhile
 from typing import Any
 
+from gearman_gateway.scheduler.died import DiedJobs
 from gearman_gateway.scheduler.errors import ArgumentTooLarge, JobNotFound, QueueFull, StoreUnavailable
 from gearman_gateway.scheduler.function import Function
 from gearman_gateway.scheduler.job import Job, JobState, Priority
@@ -38,11 +44,11 @@ from gearman_gateway.scheduler.listener import (
     Clock,
     DelayedCall,
     DurableStore,
-    Ended,
     JobListener,
     JobObserver,
     Waker,
 )
+from gearman_gateway.scheduler.observing import Observing
 from gearman_gateway.scheduler.retry import RetryPolicies
 from gearman_gateway.scheduler.snapshots import (
     FunctionSnapshot,
@@ -107,12 +113,8 @@ class Scheduler:
         reactor turn). With it, wake-ups wait for the end of the turn, when it is known which new jobs
         workers already grabbed, and a grab that finds nothing may be held until then (``grab``)."""
         self.clock = clock
-        self._now = clock.seconds
-        # the clock as first read in this reactor turn (0.0: not yet): a job's submit, start and end times
-        # (JobObserver) cost one clock read per turn, not one per transition
-        self._turn_now = 0.0
-        self._observers: tuple[JobObserver, ...] = ()
-        self._ended: list[Ended] = []  # this turn's finished jobs, for the observers at its end
+        # the job observers' state (None: nobody observes, no clock is read for them)
+        self._observing: Observing | None = None
         self.handle_prefix = (handle_prefix if handle_prefix is not None else default_handle_prefix()) + b":"
         if len(self.handle_prefix) + 10 > MAX_HANDLE_SIZE:
             raise ValueError(f"job handle prefix is too long ({len(self.handle_prefix) - 1} bytes, max 52)")
@@ -141,6 +143,9 @@ class Scheduler:
         self._claims: dict[Job, Worker] = {}  # PENDING jobs a held grab waits for, answered at their commit
         self.poison_jobs: dict[Job, None] = {}  # live jobs whose workers died POISON_DEATHS times or more
         self._wake_due: dict[Function, None] = {}  # functions whose new jobs want sleepers woken
+        # jobs whose worker died: the order of their deaths. Keep this class's attributes at 29 or fewer
+        # (DiedJobs says why); tests/unit/test_scheduler.py checks it.
+        self._died = DiedJobs()
 
     # ------------------------------------------------------------------ functions
 
@@ -201,8 +206,9 @@ class Scheduler:
         handle = self.handle_prefix + b"%d" % self._next_handle
         self._next_handle += 1
         self._seq += 1
-        now = self._turn_now or self._turn_clock()
-        job = Job(handle, fn, unique, data, priority, background, when, reducer, key, self._seq, now)
+        job = Job(handle, fn, unique, data, priority, background, when, reducer, key, self._seq)
+        if self._observing is not None:
+            self._observing.stamp(job)
         self.jobs_by_handle[handle] = job
         if key is not None:
             fn.by_unique[key] = job
@@ -286,7 +292,6 @@ class Scheduler:
         replayed (dead ones included). New handles and job ids continue after the highest replayed ones."""
         count = 0
         prefix = self.handle_prefix
-        now = self._now()
         for row in rows:
             fn = self.function(row.function)
             self._seq = max(self._seq, row.job_id)
@@ -302,7 +307,9 @@ class Scheduler:
             if key is not None and key in fn.by_unique:
                 key = None  # two stored jobs with one unique (imported): keep both, coalesce with the first
             priority = row.priority if row.priority in (0, 1, 2) else Priority.NORMAL
-            job = Job(handle, fn, row.unique, row.data, priority, True, row.when, None, key, row.job_id, now)
+            job = Job(handle, fn, row.unique, row.data, priority, True, row.when, None, key, row.job_id)
+            if self._observing is not None:
+                self._observing.stamp(job)
             job.stored = True
             if row.dead:
                 job.state = _DEAD
@@ -427,8 +434,9 @@ class Scheduler:
 
     def grab(self, worker: Worker, hold: bool = False) -> Job | Held | None:
         """The next job for this worker: highest priority first across all its functions (gearmand 2.0's
-        global priority), oldest first within a priority; epoch jobs only once due. Returns the job, which
-        now runs on the worker; None: nothing for it (NO_JOB); ``HELD``: the answer comes later.
+        global priority), oldest first within a priority; epoch jobs only once due; a job whose worker
+        died only when none of those is left, first died first (``_requeue``). Returns the job, which now
+        runs on the worker; None: nothing for it (NO_JOB); ``HELD``: the answer comes later.
 
         ``hold``: the grab may be answered later, through ``worker.waker.grabbed(job)``, exactly once; HELD
         is returned and ``worker.holding`` is set:
@@ -469,6 +477,10 @@ class Scheduler:
                     del best.function.queues[priority][best]
                     break
         if best is None:
+            if self._died.queued and (best := self._died.first(abilities)) is not None:
+                self._died.take(best)
+                self._start(best, worker)
+                return best
             if hold and self._turn_end is not None and abilities:
                 self._turn_hold(worker)
                 return HELD
@@ -498,7 +510,7 @@ class Scheduler:
         best = self._best_queued(worker, committed_only=True)
         if best is None:
             return None
-        del best.function.queues[best.priority][best]
+        self._take_queued(best)
         self._start(best, worker)
         return best
 
@@ -515,7 +527,14 @@ class Scheduler:
                     break
             if best is not None:
                 return best
-        return None
+        return self._died.first(worker.abilities) if self._died.queued else None
+
+    def _take_queued(self, job: Job) -> None:
+        """Out of whichever queue it waits in (a job that ``_best_queued`` named)."""
+        if job.deaths:
+            self._died.take(job)
+        else:
+            del job.function.queues[job.priority][job]
 
     def _claim(self, worker: Worker, job: Job) -> None:
         """The worker's held grab waits for this PENDING job (out of its queue) and gets it at its commit."""
@@ -533,10 +552,9 @@ class Scheduler:
             else:
                 worker.waker.grabbed(None)
             return
-        fn = job.function
-        del fn.queues[job.priority][job]
+        self._take_queued(job)
         if job.state is _PENDING:
-            fn.pending -= 1
+            job.function.pending -= 1
             self._claim(worker, job)
             return
         self._start(job, worker)
@@ -546,7 +564,9 @@ class Scheduler:
         """``job``, out of its queue, runs on ``worker`` now."""
         job.state = _RUNNING
         job.worker = worker
-        job.started_at = self._turn_now or self._turn_clock()
+        observing = self._observing
+        if observing is not None:
+            job.started_at = observing.turn_now or observing.now()
         jobs = worker.jobs
         if jobs is NO_JOBS:
             jobs = worker.jobs = {}
@@ -706,10 +726,8 @@ class Scheduler:
         fn.completed += 1
         for listener in job.listeners:
             listener.job_complete(job, data)
-        if self._observers:  # _finished, inline: the most frequent end
-            self._ended.append((job, COMPLETE, data, worker, self._turn_now or self._turn_clock()))
-            if self._turn_end is None:
-                self._tell_observers()
+        if self._observing is not None:
+            self._observing.end(job, COMPLETE, data, worker)
         self._free(job)
 
     def work_fail(self, worker: Worker, handle: bytes) -> None:
@@ -736,7 +754,7 @@ class Scheduler:
                 log.info("job %s failed (%s); retry %d in %.1fs", printable(job.handle), reason, job.failures, delay)
                 for listener in job.listeners:
                     listener.job_requeued(job)
-                self._enqueue(job)
+                self._enqueue_again(job)
                 return
         self._give_up(job, reason, exception, worker)
 
@@ -758,35 +776,9 @@ class Scheduler:
             self._free(job)
 
     def _finished(self, job: Job, outcome: str, data: bytes | None = None, worker: Worker | None = None) -> None:
-        """The job ended: the observers hear it at the end of the turn, with the turn's other ends."""
-        if not self._observers:
-            return
-        self._ended.append((job, outcome, data, worker, self._turn_now or self._turn_clock()))
-        if self._turn_end is None:
-            self._tell_observers()
-
-    def _turn_clock(self) -> float:
-        """Read the clock. With observers and a ``turn_end``, keep the time for the rest of the turn, whose end
-        tells the observers (``_observed_turn_end``): a turn that stamps a job (always before its end) arms
-        it. Without observers, nothing is kept or armed: the time is read per transition."""
-        now = self._now()
-        if self._observers and self._turn_end is not None:
-            self._turn_now = now
-            self._turn_end(self._observed_turn_end)
-        return now
-
-    def _observed_turn_end(self) -> None:
-        self._turn_now = 0.0
-        if self._ended:
-            self._tell_observers()
-
-    def _tell_observers(self) -> None:
-        ended, self._ended = self._ended, []
-        for observer in self._observers:
-            try:
-                observer.jobs_finished(ended)
-            except Exception:
-                log.exception("job observer %r failed", observer)
+        """The job ended: the observers, if any, hear it at the end of the turn (``Observing``)."""
+        if self._observing is not None:
+            self._observing.end(job, outcome, data, worker)
 
     def _notify_fail(self, job: Job) -> None:
         listeners, job.listeners = job.listeners, ()
@@ -827,6 +819,34 @@ class Scheduler:
             else:
                 self._wake_due[fn] = None
                 self._arm_turn_end()
+
+    def _enqueue_again(self, job: Job, front: bool = False) -> None:
+        """A job that ran goes back to wait. One whose worker ever died waits behind every job that has
+        not failed: in its function's ``died`` queue, at the tail (a new death, or a retry), or at the
+        head when its worker gave it back (``front``), in the order of their last death. Any other
+        is queued as a new one (``front``: at the head of its priority)."""
+        if not job.deaths:
+            self._enqueue(job, front)
+            return
+        if not front:
+            self._died.died(job)
+        fn = job.function
+        if (job.when and job.when > self.clock.seconds()) or (fn.holders and not self.draining):
+            self._enqueue(job)  # to the epoch heap (it comes back here when due), or to a grab waiting for any job
+            return
+        job.state = _QUEUED
+        self._died.put(job, front)
+        if fn.sleepers:
+            self._wake_for(fn)
+
+    def _wake_for(self, fn: Function) -> None:
+        """Sleepers of ``fn`` have a job to wake for: now, or at the end of the turn (``_end_turn``) when
+        it is known which new jobs workers grabbed meanwhile. (``_enqueue`` has this inline: the hot path.)"""
+        if self._turn_end is None:
+            self._wake(fn)
+        else:
+            self._wake_due[fn] = None
+            self._arm_turn_end()
 
     def _place_pending(self, job: Job, returning: bool = False) -> None:
         """A PENDING job takes its place in its priority queue, where grabs see it but wait for its commit
@@ -896,6 +916,8 @@ class Scheduler:
         queue = fn.queues[job.priority]
         if job in queue:
             del queue[job]
+        elif job in fn.died:
+            self._died.take(job)
         else:
             self._future = [entry for entry in self._future if entry[2] is not job]
             heapq.heapify(self._future)
@@ -922,7 +944,7 @@ class Scheduler:
             _, _, job = heapq.heappop(future)
             job.function.future_counts[job.priority] -= 1
             job.when = 0
-            self._enqueue(job)
+            self._enqueue_again(job)
         self._arm_epoch_timer()
 
     def _release(self, job: Job) -> None:
@@ -950,9 +972,11 @@ class Scheduler:
     def _requeue(self, job: Job, lost: bool = False) -> None:
         """The worker let go of a running job without finishing it. ``lost``: the worker died (its
         connection closed) or its CAN_DO_TIMEOUT expired. Such a job may be what kills its workers, so it
-        goes to the tail of its priority, behind every job that has not failed, as in gearmand: one poison
-        job never blocks its function. A job given back (CANT_DO, RESET_ABILITIES) did nothing wrong and
-        keeps its turn at the head."""
+        goes behind every job that has not failed, in every priority and every function
+        (``_enqueue_again``): one poison job never blocks its function, nor the other priorities or
+        functions of the workers that take it. gearmand only puts it at the tail of its priority. A job
+        given back (CANT_DO, RESET_ABILITIES) did nothing wrong and keeps its turn at the head of where
+        it waited."""
         worker = job.worker
         self._release(job)
         job.retries += 1
@@ -981,7 +1005,7 @@ class Scheduler:
         job.numerator = job.denominator = 0
         for listener in job.listeners:
             listener.job_requeued(job)
-        self._enqueue(job, front=not lost)
+        self._enqueue_again(job, front=not lost)
 
     def _free(self, job: Job, keep_row: bool = False) -> None:
         if job.state == _DONE:
@@ -997,6 +1021,7 @@ class Scheduler:
             del fn.by_unique[job.key]
         if job.deaths:
             self.poison_jobs.pop(job, None)
+            self._died.forget(job)
         if job.listeners:
             listener_jobs = self._listener_jobs
             for listener in job.listeners:  # _forget, inline
@@ -1054,11 +1079,26 @@ class Scheduler:
     # ------------------------------------------------------------------ observers
 
     def add_observer(self, observer: JobObserver) -> None:
-        """``observer.jobs_finished`` hears the end of every job from now on (``JobObserver``)."""
-        self._observers = (*self._observers, observer)
+        """``observer.jobs_finished`` hears the end of every job from now on (``JobObserver``). Jobs already
+        in memory get the current time as their submit time."""
+        observing = self._observing
+        if observing is None:
+            observing = self._observing = Observing((), self.clock.seconds, self._turn_end)
+            now = self.clock.seconds()
+            for job in (*self.jobs_by_handle.values(), *self.dead_letters.values()):
+                job.submitted_at = now
+                job.started_at = now if job.worker is not None else 0.0
+        observing.observers = (*observing.observers, observer)
 
     def remove_observer(self, observer: JobObserver) -> None:
-        self._observers = tuple(o for o in self._observers if o is not observer)
+        """No more ends for ``observer``; with the last one gone the job path reads no clock for observers."""
+        observing = self._observing
+        if observing is None:
+            return
+        observing.observers = tuple(o for o in observing.observers if o is not observer)
+        if not observing.observers:
+            observing.flush()
+            self._observing = None
 
     # ------------------------------------------------------------------ shutdown
 

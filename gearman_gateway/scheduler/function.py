@@ -15,12 +15,19 @@ if TYPE_CHECKING:
 class Function:
     """Per-function state. Each priority queue is an OrderedDict used as an ordered set of jobs:
     O(1) append, pop from the front, removal from the middle (cancel, abandon) and move to the front
-    (requeue), which a deque cannot all do."""
+    (requeue), which a deque cannot all do.
+
+    Jobs whose worker died (or timed out) while running them wait in ``died``, not in their priority's
+    queue: behind every job that has not failed, whatever its priority or function (``Scheduler.grab``),
+    so a job that kills its workers never blocks the others. They still count in their own priority
+    (``queued``, hence `status`, `prioritystatus` and the snapshots)."""
 
     __slots__ = (
         "name",
         "queues",
         "future_counts",
+        "died",
+        "died_counts",
         "by_unique",
         "total",
         "running",
@@ -41,6 +48,8 @@ class Function:
         self.name = name
         self.queues: tuple[OrderedDict[Job, None], ...] = (OrderedDict(), OrderedDict(), OrderedDict())
         self.future_counts = [0, 0, 0]  # epoch jobs not yet due, per priority
+        self.died: OrderedDict[Job, None] = OrderedDict()  # jobs whose worker died, first died first
+        self.died_counts = [0, 0, 0]  # jobs in ``died``, per their priority
         self.by_unique: dict[Any, Job] = {}
         self.total = 0  # jobs in memory: queued (due or not) and running
         self.running = 0
@@ -60,12 +69,13 @@ class Function:
     def runnable(self) -> int:
         """Queued jobs a worker can run now (PENDING ones wait for their commit)."""
         q = self.queues
-        return len(q[0]) + len(q[1]) + len(q[2]) - self.pending
+        return len(q[0]) + len(q[1]) + len(q[2]) + len(self.died) - self.pending
 
     def queued(self, priority: int) -> int:
-        """Queued (not running) jobs of one priority, future epoch jobs included (gearmand counts them), and
-        background jobs whose commit is under way (``status`` counts them too)."""
-        return len(self.queues[priority]) + self.future_counts[priority]
+        """Queued (not running) jobs of one priority, future epoch jobs included (gearmand counts them),
+        background jobs whose commit is under way (``status`` counts them too) and jobs of this priority
+        whose worker died (they wait in ``died``)."""
+        return len(self.queues[priority]) + self.future_counts[priority] + self.died_counts[priority]
 
     def is_idle(self) -> bool:
         return not self.total and not self.registrations

@@ -63,6 +63,8 @@ class Job:
         "failures",
         "deaths",
         "reason",
+        # set only while the scheduler has job observers (scheduler/observing.py): the clock at submit
+        # and at the latest assignment to a worker (0.0: never ran); unset, they cost the job path nothing
         "submitted_at",
         "started_at",
     )
@@ -79,7 +81,6 @@ class Job:
         reducer: bytes | None,
         key: Any,
         seq: int,
-        submitted_at: float = 0.0,
     ) -> None:
         self.handle = handle
         self.function = function
@@ -104,8 +105,6 @@ class Job:
         self.failures = 0  # WORK_FAIL/WORK_EXCEPTION answers so far (the retry policy counts them)
         self.deaths = 0  # workers that died or timed out while running it (a poison job kills them all)
         self.reason = ""  # why a dead-letter job died
-        self.submitted_at = submitted_at  # the scheduler's clock at submit (replay: when replayed)
-        self.started_at = 0.0  # ... at the latest assignment to a worker (0.0: never ran)
 
     @property
     def job_id(self) -> int:

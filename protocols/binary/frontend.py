@@ -11,13 +11,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
 from protocols.binary.codec import Decoder
 from protocols.binary.packets import REQ
 from protocols.binary.session import BinarySession
-from protocols.connection import FrontendConnection
+from protocols.connection import FrontendConnection, FrontendFactory
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -45,7 +44,7 @@ class BinaryConnection(BinarySession, FrontendConnection):
         it (an acknowledgement may be waiting for its result) before the connection closes, as gearmand
         closes it."""
         self.drop_worker()
-        self.close()
+        self.close_now()
 
     def writeConnectionLost(self) -> None:  # noqa: N802
         self.transport.loseConnection()
@@ -66,17 +65,14 @@ class BinaryConnection(BinarySession, FrontendConnection):
         self.transport.bufferSize = size
 
 
-class BinaryFactory(Factory):
+class BinaryFactory(FrontendFactory):
     protocol = BinaryConnection
 
     def __init__(self, context: FrontendContext) -> None:
-        self.context = context
+        super().__init__(context)
         options: BinaryOptions = context.options
         self.exceptions = context.settings.exceptions
         # every connection's while it sends whole packets: an idle worker's then keeps none of its own (80 B),
         # and the decoder stays one type (CPython's attribute caches in the hot path see only one)
         self.decoder = Decoder(REQ, options.max_packet_size, options.max_admin_line)
         self.decoder.shared = True
-
-    def buildProtocol(self, addr: object) -> BinaryConnection:  # noqa: N802
-        return BinaryConnection(self)

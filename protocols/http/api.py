@@ -124,6 +124,7 @@ class HttpApi:
             admin.store_status(),
             admin.latency(),
             admin.hook_stats(),
+            admin.frontend_metrics(),
         )
         return Answer(HTTPStatus.OK, [(b"Content-Type", metrics.CONTENT_TYPE), _NO_STORE], body)
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from twisted.internet.protocol import Factory
-
-from protocols.connection import FrontendConnection
+from protocols.connection import FrontendConnection, FrontendFactory
 from protocols.http.api import HttpApi
 from protocols.http.metrics import HttpStats
 from protocols.http.session import HttpSession
@@ -50,6 +48,10 @@ class HttpProtocol(FrontendConnection):
     def write(self, data: bytes) -> None:
         self.queue(data)
 
+    # the session closes after a response HTTP says to close after: the socket goes in this turn when the
+    # response went out whole (a new connection per request is what gearmand's users do)
+    close = FrontendConnection.close_now
+
     def abort(self) -> None:
         self.close_output()
         self.transport.abortConnection()
@@ -67,12 +69,9 @@ class HttpProtocol(FrontendConnection):
         return self.session is not None and not self._session_paused
 
 
-class HttpFactory(Factory):
+class HttpFactory(FrontendFactory):
     protocol = HttpProtocol
 
     def __init__(self, context: FrontendContext) -> None:
-        self.context = context
+        super().__init__(context)
         self.api = HttpApi(context, HttpStats())
-
-    def buildProtocol(self, addr: object) -> HttpProtocol:  # noqa: N802
-        return HttpProtocol(self)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from gearman_gateway.connections import ConnectionRegistry
     from gearman_gateway.latency import FunctionLatency
     from gearman_gateway.scheduler import FunctionSnapshot, Scheduler
+    from protocols import MetricFamily
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
@@ -121,6 +122,18 @@ def _hook_families(hooks: tuple[int, list] | None) -> list[str]:
     ]  # fmt: skip
 
 
+def _frontend_families(families: Iterable[MetricFamily]) -> list[str]:
+    """Families other frontends add (``protocols.MetricFamily``), labels escaped like ours."""
+    lines: list[str] = []
+    for family in families:
+        samples = []
+        for labels, value in family.samples:
+            text = ",".join(f'{name}="{label(str(text))}"' for name, text in labels.items())
+            samples.append((f"{{{text}}}" if text else "", value))
+        lines.extend(_family(family.name, family.kind, family.help, samples))
+    return lines
+
+
 def render(
     scheduler: Scheduler,
     connections: ConnectionRegistry,
@@ -128,6 +141,7 @@ def render(
     store: dict | None = None,
     latency: list[FunctionLatency] | None = None,
     hooks: tuple[int, list] | None = None,
+    frontends: Iterable[MetricFamily] = (),
 ) -> bytes:
     functions = scheduler.function_snapshots()
     totals = scheduler.totals()
@@ -211,5 +225,6 @@ def render(
             "Background jobs that failed for good and wait in the dead-letter list.",
             [("", totals.dead_letters)],
         ),
+        *_frontend_families(frontends),
     ]
     return ("\n".join(lines) + "\n").encode()

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import h11
 
 from gearman_gateway.scheduler import ArgumentTooLarge, Job, JobListener, SchedulerError
-from protocols.http import mapping
+from protocols.deadlines import Deadlines, deadlines
+from protocols.http import mapping, plain
 from protocols.http.mapping import Answer, ApiRequest, JobRequest
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gearman_gateway.http")
 
 #: Largest request line plus headers. h11's own default; browsers and curl stay far below it.
-MAX_HEAD_SIZE = 16 * 1024
+MAX_HEAD_SIZE = plain.MAX_HEAD_SIZE
 #: Unparsed bytes kept while a response is pending (pipelined requests); beyond it we stop reading the
 #: socket until the response is done, so a client cannot make us buffer without bound.
 MAX_PIPELINED = 256 * 1024
@@ -47,6 +48,12 @@ class Transport(Protocol):
 
 
 class HttpSession:
+    """Plain requests (``plain.py``: one whole request in one read, the usual case) take the fast path: parsed
+    and answered without h11, whose ``Connection`` is made only for the first request that needs it."""
+
+    #: False: every request through h11 (the tests compare both paths' bytes).
+    fast_path = True
+
     def __init__(self, context: FrontendContext, api: HttpApi, transport: Transport) -> None:
         self.context = context
         self.settings = context.settings
@@ -55,7 +62,8 @@ class HttpSession:
         self.clock: Any = context.reactor
         self.api = api
         self.transport = transport
-        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+        self.conn: h11.Connection | None = None  # made for the first request that is not plain
+        self._plain: bool | None = None  # the current exchange is plain: whether it keeps the connection
         self.closed = False
         self._route: mapping.Routed | None = None  # the request being read
         self._method = b""
@@ -67,7 +75,8 @@ class HttpSession:
         self._busy = False  # a request is complete and its response not yet finished
         self._processing = False
         self._reading_paused = False
-        self._idle_timer: Any = None
+        timeout = self.options.keepalive_timeout
+        self._idle_deadlines: Deadlines | None = deadlines(self.clock, timeout) if timeout else None
         self._arm_idle()
 
     # -- input
@@ -75,14 +84,21 @@ class HttpSession:
     def receive_data(self, data: bytes) -> None:
         if self.closed:
             return
+        conn = self.conn
+        if not self._busy and self.fast_path and (conn is None or _h11_idle(conn)):
+            request = plain.parse(data)
+            if request is not None and self._plain_request(request):
+                return
+        if conn is None:
+            conn = self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
         try:
-            self.conn.receive_data(data)
+            conn.receive_data(data)
         except RuntimeError:  # data after the peer's EOF: nothing to do with it
             return
         if not self._busy:
             self._arm_idle()
             self._process()
-        if self._busy and not self._reading_paused and len(self.conn.trailing_data[0]) > MAX_PIPELINED:
+        if self._busy and not self._reading_paused and len(conn.trailing_data[0]) > MAX_PIPELINED:
             self._reading_paused = True
             self.transport.pause_reading()
 
@@ -95,15 +111,36 @@ class HttpSession:
             listener.cancel_timer()
             self.scheduler.detach(listener)
 
+    def _plain_request(self, request: plain.PlainRequest) -> bool:
+        """Handle a plain request; False to leave it to h11 (a streamed response, or a body over the
+        limit: h11's path answers those)."""
+        routed = mapping.route(request.method, request.target, request.http_version, request.headers, self.api.prefix)
+        body = request.body
+        if len(body) > self.options.max_body_size:
+            return False
+        if type(routed) is JobRequest:
+            if routed.stream:
+                return False
+            if not routed.with_body:
+                body = b""
+        self._method = request.method
+        self._version = request.http_version
+        self._headers = request.headers
+        self._plain = request.keep_alive
+        self._busy = True
+        self._answer(routed, body)
+        return True
+
     def _process(self) -> None:
         """Handle every complete event h11 has, until a response is pending or more bytes are needed."""
-        if self._processing:
+        conn = self.conn
+        if self._processing or conn is None:
             return
         self._processing = True
         try:
             while not self.closed and not self._busy:
                 try:
-                    event = self.conn.next_event()
+                    event = conn.next_event()
                 except h11.RemoteProtocolError as problem:
                     self._bad_request(problem)
                     return
@@ -150,6 +187,10 @@ class HttpSession:
         routed, self._route = self._route, None
         body = b"".join(self._body) if len(self._body) != 1 else self._body[0]
         self._body = []
+        assert routed is not None
+        self._answer(routed, body)
+
+    def _answer(self, routed: mapping.Routed, body: bytes) -> None:
         if type(routed) is JobRequest:
             self._submit(routed, body)
         elif type(routed) is ApiRequest:
@@ -223,6 +264,9 @@ class HttpSession:
         if b"Server" not in names:
             headers.append((b"Server", mapping.SERVER))
         self.api.stats.count(answer.status)
+        if self._plain is not None:
+            self._respond_plain(answer.status, headers, answer.body if self._method != b"HEAD" else b"")
+            return
         events: list[Any] = [
             h11.Response(status_code=answer.status, headers=headers, reason=mapping.reason(answer.status))
         ]
@@ -252,12 +296,33 @@ class HttpSession:
     def chunked(self) -> bool:
         return self._version == b"1.1"
 
+    def _respond_plain(self, status: int, headers: mapping.Headers, body: bytes) -> None:
+        keep_alive, self._plain = self._plain, None
+        self.waiting = None
+        self._busy = False
+        if self.closed:
+            return
+        data, close = plain.response(status, mapping.reason(status), headers, body, bool(keep_alive))
+        self.transport.write(data)
+        if close:
+            self._close()
+            return
+        if self._reading_paused:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        self._arm_idle()
+        conn = self.conn
+        if conn is not None and conn.trailing_data[0] and not self._processing:
+            self.clock.callLater(0, self._process)  # what came while the response was pending (see _finish)
+
     def _send(self, *events: Any) -> None:
         if self.closed:
             return
+        conn = self.conn
+        assert conn is not None
         out = []
         for event in events:
-            data = self.conn.send(event)
+            data = conn.send(event)
             if data:
                 out.append(data)
         if out:
@@ -270,6 +335,7 @@ class HttpSession:
         if self.closed:
             return
         conn = self.conn
+        assert conn is not None
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
             if self._reading_paused:
@@ -292,27 +358,24 @@ class HttpSession:
     # -- idle keep-alive connections
 
     def _arm_idle(self) -> None:
-        timeout = self.options.keepalive_timeout
-        if not timeout:
-            return
-        timer = self._idle_timer
-        if timer is not None and timer.active():
-            timer.reset(timeout)
-        else:
-            self._idle_timer = self.clock.callLater(timeout, self._idle)
+        if self._idle_deadlines is not None:
+            self._idle_deadlines.arm(self, self._idle)
 
     def _cancel_idle(self) -> None:
-        timer, self._idle_timer = self._idle_timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+        if self._idle_deadlines is not None:
+            self._idle_deadlines.cancel(self)
 
     def _idle(self) -> None:
         """Nothing came for a whole period. While a response is pending this is not idleness: the
         timer is armed again when the response is done."""
-        self._idle_timer = None
         if not self._busy:
             log.debug("closing an idle HTTP connection")
             self._close()
+
+
+def _h11_idle(conn: h11.Connection) -> bool:
+    """h11 is between requests with nothing buffered: a plain request may skip it."""
+    return conn.their_state is h11.IDLE and conn.our_state is h11.IDLE and not conn.trailing_data[0]
 
 
 def _content_length(headers: Any) -> int | None:
@@ -334,7 +397,7 @@ class HttpJob(JobListener):
         self.parts: list[bytes] = []
         self.size = 0
         self.streaming = False  # the response's head is sent; its body follows the job's events
-        self.timer: Any = None
+        self.timer: Deadlines | None = None  # where its request timeout is armed, while it is
         self.formatter = mapping.FORMATTERS.get(request.stream)
 
     def job_created(self, job: Job) -> None:
@@ -364,7 +427,8 @@ class HttpJob(JobListener):
     def _arm_timer(self) -> None:
         timeout = self.session.options.request_timeout
         if timeout:
-            self.timer = self.session.clock.callLater(timeout, self._timed_out)
+            self.timer = deadlines(self.session.clock, timeout)
+            self.timer.arm(self, self._timed_out)
 
     def _timed_out(self) -> None:
         self.timer = None
@@ -372,8 +436,8 @@ class HttpJob(JobListener):
 
     def cancel_timer(self) -> None:
         timer, self.timer = self.timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+        if timer is not None:
+            timer.cancel(self)
 
     # -- the job's events
 

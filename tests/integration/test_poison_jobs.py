@@ -6,6 +6,10 @@ is started again by the test whenever it dies. With the default unlimited retrie
 (gearmand runs them all: a requeued job goes to the tail), background or foreground, on sqlite and in
 memory. Then the poison job, still retried for ever, is visible: admin `show poison jobs`, the JSON status,
 the Prometheus counter and gauge, one log line at the third death.
+
+A died job waits behind every job that has not failed, not only behind those of its own priority and
+function: a poison HIGH job ahead of 50 normal ones, and a poison job of one function ahead of 50 jobs of
+another that the same worker does, must not stop the 50 either (gearmand's tail of the priority would).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from tests.integration.test_http_frontend import HttpServer, start_http
 
 TIMEOUT = 60.0
 FUNCTION = "poisoned"
+OTHER = "poisoned_too"  # a second function of the same worker
 ORDINARY = [f"job {n}" for n in range(50)]
 
 WORKER = """
@@ -41,26 +46,29 @@ def run(job):
     return job.workload.upper()
 
 worker = Worker(sys.argv[1])
-worker.add_function(sys.argv[2], run)
+for function in sys.argv[2:]:
+    worker.add_function(function, run)
 print("ready", flush=True)
 worker.work_forever()
 """
 
 
 class RestartedWorker:
-    """A worker process started again whenever it dies; ``ran`` lists the payloads it completed."""
+    """A worker process of ``functions`` started again whenever it dies; ``ran`` lists the payloads it
+    completed."""
 
-    def __init__(self, server: RunningServer, tmp_path: Path) -> None:
+    def __init__(self, server: RunningServer, tmp_path: Path, functions: tuple[str, ...] = (FUNCTION,)) -> None:
         self.script = tmp_path / "poisoned_worker.py"
         self.script.write_text(WORKER)
         self.server = server
+        self.functions = functions
         self.ran: list[str] = []
         self.deaths = 0
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(self.script), self.server.address, FUNCTION],
+            [sys.executable, str(self.script), self.server.address, *self.functions],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -90,12 +98,16 @@ class RestartedWorker:
             self.proc.wait(TIMEOUT)
 
 
-def submit_background(server: RunningServer) -> None:
-    """The poison job first, then the 50, in one write; returns once all are acknowledged."""
-    payloads = [b"poison", *(data.encode() for data in ORDINARY)]
+def submit_background(
+    server: RunningServer, poison: Packet = Packet.SUBMIT_JOB_BG, ordinary_function: str = FUNCTION
+) -> None:
+    """The poison job first (of FUNCTION, submitted with ``poison``), then the 50 (normal priority), in one
+    write; returns once all are acknowledged."""
+    packets = [encode_request(poison, FUNCTION.encode(), b"", b"poison")]
+    packets += [encode_request(Packet.SUBMIT_JOB_BG, ordinary_function.encode(), b"", d.encode()) for d in ORDINARY]
     with Raw(server.port, timeout=TIMEOUT) as client:
-        client.send_raw(b"".join(encode_request(Packet.SUBMIT_JOB_BG, FUNCTION.encode(), b"", p) for p in payloads))
-        for _ in payloads:
+        client.send_raw(b"".join(packets))
+        for _ in packets:
             client.expect(Packet.JOB_CREATED)
 
 
@@ -128,7 +140,7 @@ def test_one_poison_job_ahead_of_50_does_not_stop_them(store, foreground, gearma
             tasks = [client.add_task(FUNCTION, data) for data in ORDINARY]
             waiter = threading.Thread(target=client.run_tasks, daemon=True)
             waiter.start()
-            wait_for_queued(server, 51)
+            wait_for_queued(server, {FUNCTION: 51})
         else:
             submit_background(server)
         worker.run_until(lambda: len(worker.ran) == len(ORDINARY), deadline, max_deaths=10)
@@ -162,17 +174,75 @@ def test_one_poison_job_ahead_of_50_does_not_stop_them(store, foreground, gearma
             poison_client.close()
 
 
-def wait_for_queued(server: RunningServer, count: int) -> None:
-    """Until `status` shows ``count`` jobs of the function (the client's submits are not acknowledged to
-    this thread)."""
+def wait_for_queued(server: RunningServer, counts: dict[str, int]) -> None:
+    """Until `status` shows at least these counts of jobs per function (the client's submits are not
+    acknowledged to this thread)."""
     deadline = time.monotonic() + TIMEOUT
     while True:
-        for line in server.admin("status").splitlines():
-            fields = line.split("\t")
-            if fields[0] == FUNCTION and int(fields[1]) >= count:
-                return
+        shown = {
+            fields[0]: int(fields[1])
+            for fields in (line.split("\t") for line in server.admin("status").splitlines())
+            if len(fields) == 4
+        }
+        if all(shown.get(function, 0) >= count for function, count in counts.items()):
+            return
         assert time.monotonic() < deadline, server.admin("status")
         time.sleep(0.01)
+
+
+def wait_for_priority_status(server: RunningServer, expected: str) -> None:
+    """Until admin `prioritystatus` shows FUNCTION's line as ``expected`` (the server notices a worker's
+    death when its connection closes, a moment after the process is gone)."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        lines = [line for line in server.admin("prioritystatus").splitlines() if line.startswith(FUNCTION + "\t")]
+        if lines == [expected]:
+            return
+        assert time.monotonic() < deadline, lines
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("foreground", [False, True], ids=["background", "foreground"])
+@pytest.mark.parametrize("store", ["sqlite", "builtin"])
+@pytest.mark.parametrize("scenario", ["high-priority", "other-function"])
+def test_a_poison_job_never_stays_ahead_of_jobs_that_never_failed(scenario, store, foreground, gearmand, tmp_path):
+    """``high-priority``: a poison HIGH job ahead of 50 normal ones of its function; ``other-function``: a
+    poison job of FUNCTION ahead of 50 jobs of OTHER, all normal, and a worker that does both. After its
+    first death the poison job waits behind the 50, and then still counts as HIGH (or normal) in
+    `prioritystatus`."""
+    server = gearmand(*(["-q", "builtin"] if store == "builtin" else []))
+    high = scenario == "high-priority"
+    ordinary_function = FUNCTION if high else OTHER
+    worker = RestartedWorker(server, tmp_path, (FUNCTION,) if high else (FUNCTION, OTHER))
+    deadline = time.monotonic() + TIMEOUT
+    poison_client = None
+    waiter = None
+    try:
+        if foreground:
+            poison_client = Raw(server.port, timeout=TIMEOUT)
+            poison_client.send(Packet.SUBMIT_JOB_HIGH if high else Packet.SUBMIT_JOB, FUNCTION.encode(), b"", b"poison")
+            poison_client.expect(Packet.JOB_CREATED)
+            client = Client(server.address, timeout=TIMEOUT)
+            tasks = [client.add_task(ordinary_function, data) for data in ORDINARY]
+            waiter = threading.Thread(target=client.run_tasks, daemon=True)
+            waiter.start()
+            wait_for_queued(server, {FUNCTION: 51} if high else {FUNCTION: 1, OTHER: 50})
+        else:
+            submit_background(server, Packet.SUBMIT_JOB_HIGH_BG if high else Packet.SUBMIT_JOB_BG, ordinary_function)
+        worker.run_until(lambda: len(worker.ran) == len(ORDINARY), deadline, max_deaths=10)
+        assert sorted(worker.ran) == sorted(ORDINARY) and worker.deaths == 1
+        if waiter is not None:
+            waiter.join(TIMEOUT)
+            assert not waiter.is_alive()
+            assert {task.workload.decode(): task.result for task in tasks} == {d: d.upper().encode() for d in ORDINARY}
+            client.close()
+        # retried for ever, it kills the next worker too, and waits counted in its own priority
+        worker.run_until(lambda: worker.deaths == 2, deadline, max_deaths=2)
+        wait_for_priority_status(server, f"{FUNCTION}\t1\t0\t0\t0" if high else f"{FUNCTION}\t0\t1\t0\t0")
+    finally:
+        worker.stop()
+        if poison_client is not None:
+            poison_client.close()
 
 
 def poison_handle(server: RunningServer) -> str:

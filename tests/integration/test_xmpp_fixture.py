@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests import xmppfixture
 from tests.dbfixtures import DbUnavailable
-from tests.xmppfixture import ChatUser, ProsodyServer
+from tests.xmppfixture import ChatUser, ProsodyServer, run
 
 # the lead will move this fixture into tests/conftest.py beside the database servers
 
@@ -29,15 +28,6 @@ def xmpp_root() -> Iterator[Path]:
 @pytest.fixture
 def prosody(xmpp_root: Path) -> Iterator[ProsodyServer]:
     yield from xmppfixture.serve_prosody(xmpp_root)
-
-
-def run(coro: Coroutine[Any, Any, Any], timeout: float = 60.0) -> Any:
-    """Run one scenario on a fresh asyncio loop (slixmpp's own), with an overall time limit."""
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
-    finally:
-        xmppfixture.close_loop(loop)
 
 
 def test_prosody_serves_on_a_private_loopback_port(prosody: ProsodyServer) -> None:

@@ -1,10 +1,10 @@
 """Random interleavings of submit / grab / complete / fail / sleep / disconnect against the scheduler.
 
 After every step: each job sits in exactly one place, jobs that never failed wait in submission order
-(a background job whose store commit is under way included), a grab takes the job the priority rule names
-(or waits for its commit) and no runnable job waits while a capable worker sleeps without a NOOP on its
-way. At the end every background job, and every foreground job whose client stayed, has finished exactly
-once; nothing is left in memory.
+(a background job whose store commit is under way included), jobs whose worker died wait behind all of them
+in the order they died, a grab takes the job the rule names (or waits for its commit) and no runnable job
+waits while a capable worker sleeps without a NOOP on its way. At the end every background job, and every
+foreground job whose client stayed, has finished exactly once; nothing is left in memory.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.finished: dict[bytes, int] = {}  # handle -> times completed or failed by a worker
         self.submits: list[tuple[int, bytes, bool]] = []  # (client, handle, background)
         self.delayed: set[bytes] = set()  # epoch jobs: they join their queue when due, not in submission order
+        self.died_in: dict[Job, int] = {}  # job -> the disconnect that last requeued it as lost (1, 2, ...)
+        self.disconnects = 0
 
     def make_scheduler(self) -> Scheduler:
         return Scheduler(self.clock, handle_prefix=b"H:m")
@@ -84,8 +86,20 @@ class SchedulerMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0, 100))
     def worker_disconnects(self, index):
         worker, _ = self.workers.pop(index % len(self.workers))
+        self.disconnects += 1
+        for job in worker.jobs.values():
+            self.died_in[job] = self.disconnects
         self.sched.remove_worker(worker)
         del self.sequences[worker]
+
+    @precondition(lambda self: self.workers)
+    @rule(index=st.integers(0, 100))
+    def worker_dies_on_its_next_job(self, index):
+        """A poison job: the worker grabs and its process dies (it may die with other jobs too)."""
+        worker, _ = self.workers[index % len(self.workers)]
+        self.grab(index)
+        if worker.jobs:
+            self.worker_disconnects(index)
 
     @precondition(lambda self: self.workers)
     @rule(index=st.integers(0, 100), name=st.sampled_from(FUNCTIONS), register=st.booleans())
@@ -102,7 +116,9 @@ class SchedulerMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0, 100))
     def grab(self, index):
         worker, _ = self.workers[index % len(self.workers)]
+        expected = self.expected_grab(worker, committed_only=True)  # it cannot wait: PENDING jobs passed over
         job = self.sched.grab(worker)
+        assert job is expected, (job, expected)
         if job is not None:
             assert job.worker is worker and job.state == JobState.RUNNING
 
@@ -148,20 +164,35 @@ class SchedulerMachine(RuleBasedStateMachine):
             fn = self.sched.functions.get(name)
             assert (fn.registrations if fn is not None else 0) == count, name
 
-    def expected_grab(self, worker) -> Job | None:
-        """The grab rule, independently: the highest priority across the worker's functions, then the oldest
-        of the queues' heads (a PENDING head included: the grab waits for it)."""
+    def expected_grab(self, worker, committed_only: bool = False) -> Job | None:
+        """The grab rule, independently: of the jobs that never died, the highest priority across the
+        worker's functions, then the oldest of the queues' heads (a PENDING head included: the grab waits
+        for it; ``committed_only``: passed over, as a grab that cannot wait does). Only when there is none:
+        the runnable job whose worker died first (by this machine's count of disconnects; jobs lost in one
+        disconnect, in the scheduler's order)."""
         for priority in (0, 1, 2):
-            heads = [next(iter(fn.queues[priority])) for fn in worker.abilities if fn.queues[priority]]
+            heads = [
+                next(job for job in fn.queues[priority] if not (committed_only and job.state == JobState.PENDING))
+                for fn in worker.abilities
+                if any(not (committed_only and job.state == JobState.PENDING) for job in fn.queues[priority])
+            ]
             if heads:
                 return min(heads, key=lambda job: job.seq)
-        return None
+        died = [
+            job
+            for job in self.sched.jobs_by_handle.values()
+            if job.function in worker.abilities
+            and job.deaths
+            and job.state == JobState.QUEUED
+            and not any(entry[2] is job for entry in self.sched._future)
+        ]
+        return min(died, key=lambda job: (self.died_in[job], self.sched._died.at[job]), default=None)
 
     @invariant()
     def each_job_in_exactly_one_place(self):
         for job in self.sched.jobs_by_handle.values():
             fn = job.function
-            places = sum(job in q for q in fn.queues)
+            places = sum(job in q for q in fn.queues) + (job in fn.died)
             places += sum(entry[2] is job for entry in self.sched._future)
             places += sum(job.handle in w.jobs for w, _ in self.workers)
             places += job in self.sched._claims  # a held grab waits for its commit
@@ -186,6 +217,20 @@ class SchedulerMachine(RuleBasedStateMachine):
                     if job.retries == 0 and job.failures == 0 and job.handle not in self.delayed
                 ]
                 assert seqs == sorted(seqs), (fn, list(queue))
+
+    @invariant()
+    def died_jobs_wait_behind_the_others(self):
+        """A queued job whose worker died is in its function's ``died`` queue, never in a priority queue;
+        each ``died`` queue goes in the order of the deaths; the counts per priority agree."""
+        sched = self.sched
+        for fn in sched.functions.values():
+            assert not any(job.deaths for queue in fn.queues for job in queue), fn
+            assert all(job.deaths and job.state == JobState.QUEUED for job in fn.died), fn
+            order = [(self.died_in[job], sched._died.at[job]) for job in fn.died]
+            assert order == sorted(order), (fn, list(fn.died))
+            assert fn.died_counts == [sum(job.priority == p for job in fn.died) for p in (0, 1, 2)], fn
+        assert sched._died.queued == sum(len(fn.died) for fn in sched.functions.values())
+        assert set(sched._died.at) == {job for job in sched.jobs_by_handle.values() if job.deaths}
 
     @invariant()
     def poison_jobs_are_listed(self):

@@ -1,9 +1,11 @@
 """Jobs that kill their workers (issue 13, item 9), and the counters people read about failed jobs.
 
-A job whose worker died (or timed out) goes behind every job that has not failed, so one poison job never
-blocks its function even with the default unlimited retries; one given back (CANT_DO, RESET_ABILITIES)
-keeps the head. Jobs that keep killing workers are visible: admin `show poison jobs`, the JSON snapshot,
-the metrics, and one log line at the third death.
+A job whose worker died (or timed out) goes behind every job that has not failed, in every priority and
+every function the grabbing worker can do, so one poison job never blocks its function, nor the lower
+priorities, nor the worker's other functions, even with the default unlimited retries; it still counts in
+its own priority. Such jobs run among themselves first died first, whenever nothing else is there. One
+given back (CANT_DO, RESET_ABILITIES) keeps the head. Jobs that keep killing workers are visible: admin
+`show poison jobs`, the JSON snapshot, the metrics, and one log line at the third death.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from twisted.internet.task import Clock
 
 from gearman_gateway.admin import Admin, AdminControls
 from gearman_gateway.connections import ConnectionRegistry
-from gearman_gateway.scheduler import POISON_DEATHS, JobState, Scheduler
+from gearman_gateway.scheduler import HELD, POISON_DEATHS, JobState, Priority, Scheduler
 from gearman_gateway.scheduler.retry import RetryPolicies, RetryPolicy
 from gearman_gateway.stores.base import StoredJob
 from protocols.http import metrics
 from tests.unit.test_scheduler import Listener, assert_clean, new_worker
 from tests.unit.test_scheduler_store import FakeStore
+from tests.unit.test_scheduler_turns import HoldingWaker, Turns
 
 
 @pytest.fixture
@@ -43,6 +46,136 @@ def test_a_job_whose_worker_died_goes_behind_the_jobs_that_never_failed(sched: S
     assert poison.state == JobState.QUEUED and poison.retries == 1 and poison.deaths == 1
     worker, _ = new_worker(sched, b"f")
     assert [sched.grab(worker) for _ in range(4)] == [*others, poison]
+
+
+def kill(sched: Scheduler, *functions: bytes, data: bytes | None = None):
+    """A worker of ``functions`` grabs a job (the one with ``data``, if given) and dies with it."""
+    worker, _ = new_worker(sched, *functions)
+    job = sched.grab(worker)
+    assert job is not None and (data is None or job.data == data), job
+    sched.remove_worker(worker)
+    return job
+
+
+def test_a_died_high_job_goes_behind_normal_and_low_jobs(sched: Scheduler) -> None:
+    """(a) gearmand's tail of its own priority is not enough: a poison HIGH job would still be taken before
+    every normal and low job, again and again."""
+    poison = sched.submit(b"f", b"poison", priority=Priority.HIGH, background=True)
+    normal = sched.submit(b"f", b"normal", background=True)
+    low = sched.submit(b"f", b"low", priority=Priority.LOW, background=True)
+    kill(sched, b"f", data=b"poison")
+    later_high = sched.submit(b"f", b"later high", priority=Priority.HIGH, background=True)
+    fn = sched.functions[b"f"]
+    assert [fn.queued(p) for p in (0, 1, 2)] == [2, 1, 1] and fn.runnable() == 4  # still counted as HIGH
+    admin = admin_for(sched)
+    assert admin.execute([b"prioritystatus"], True) == b"f\t2\t1\t1\t0\n.\n"
+    assert sched.function_snapshot(b"f").queued == (2, 1, 1)
+    assert sched.job_snapshot(poison.handle).priority == Priority.HIGH
+    worker, _ = new_worker(sched, b"f")
+    assert [sched.grab(worker) for _ in range(4)] == [later_high, normal, low, poison]
+
+
+def test_a_died_job_goes_behind_the_jobs_of_the_workers_other_functions(sched: Scheduler) -> None:
+    """(b) a worker of a and b that grabs by age would take a's died job (the oldest) before b's jobs."""
+    poison = sched.submit(b"a", b"poison", background=True)
+    b_jobs = [sched.submit(b"b", b"%d" % n, priority=Priority.LOW, background=True) for n in range(2)]
+    a_later = sched.submit(b"a", b"later", priority=Priority.LOW, background=True)
+    kill(sched, b"a", b"b", data=b"poison")
+    worker, _ = new_worker(sched, b"a", b"b")
+    assert [sched.grab(worker) for _ in range(5)] == [*b_jobs, a_later, poison, None]
+
+
+def test_a_worker_of_one_function_takes_its_died_job_when_nothing_else_is_there(sched: Scheduler) -> None:
+    """Retried for ever (the default): a died job is run whenever no job that has not failed is waiting."""
+    poison = sched.submit(b"a", b"poison", background=True)
+    other = sched.submit(b"b", b"other", background=True)
+    kill(sched, b"a")
+    only_a, _ = new_worker(sched, b"a")
+    assert sched.grab(only_a) is poison  # b's job is not for this worker
+    sched.remove_worker(only_a)
+    assert poison.deaths == 2
+    both, _ = new_worker(sched, b"a", b"b")
+    assert [sched.grab(both), sched.grab(both), sched.grab(both)] == [other, poison, None]
+
+
+def test_died_jobs_run_first_died_first_across_functions_and_priorities(sched: Scheduler) -> None:
+    jobs = {
+        name: sched.submit(function, name, priority=priority, background=True)
+        for name, function, priority in [
+            (b"low a", b"a", Priority.LOW),
+            (b"high b", b"b", Priority.HIGH),
+            (b"normal a", b"a", Priority.NORMAL),
+        ]
+    }
+    kill(sched, b"a", data=b"normal a")
+    kill(sched, b"b", data=b"high b")
+    kill(sched, b"a", data=b"low a")  # a fresh job of a, before normal a which died
+    kill(sched, b"a", data=b"normal a")  # the first to die among a's: it dies again, behind the others now
+    fresh = sched.submit(b"b", b"fresh", priority=Priority.LOW, background=True)
+    worker, _ = new_worker(sched, b"a", b"b")
+    assert [sched.grab(worker) for _ in range(4)] == [fresh, jobs[b"high b"], jobs[b"low a"], jobs[b"normal a"]]
+
+
+def test_a_died_job_given_back_keeps_its_turn_among_the_died(sched: Scheduler) -> None:
+    first = sched.submit(b"f", b"1", background=True)
+    second = sched.submit(b"f", b"2", background=True)
+    kill(sched, b"f", data=b"1")
+    kill(sched, b"f", data=b"2")
+    worker, _ = new_worker(sched, b"f")
+    assert sched.grab(worker) is first and sched.grab(worker) is second
+    sched.cant_do(worker, b"f")  # gives both back: each goes back to its place, not behind the other
+    assert list(sched.functions[b"f"].died) == [first, second] and first.deaths == second.deaths == 1
+    fresh = sched.submit(b"f", b"fresh", background=True)
+    sched.can_do(worker, b"f")
+    assert [sched.grab(worker) for _ in range(3)] == [fresh, first, second]
+
+
+def test_a_died_job_is_cancelled_dropped_or_abandoned_cleanly(sched: Scheduler) -> None:
+    client = Listener()
+    background = sched.submit(b"f", b"bg", background=True)
+    sched.submit(b"f", b"fg", listener=client)
+    other = sched.submit(b"g", b"other", background=True)
+    kill(sched, b"f", data=b"bg")
+    kill(sched, b"f", data=b"fg")
+    kill(sched, b"g")
+    assert sched.cancel(background.handle) and sched.functions[b"f"].queued(Priority.NORMAL) == 1
+    sched.detach(client)  # nobody waits for the foreground one any more: dropped
+    assert sched.drop_function(b"g") == (True, "OK") and other.state == JobState.DONE
+    assert_clean(sched)
+
+
+def test_a_held_grab_takes_a_died_job_rather_than_wait(clock: Clock) -> None:
+    """With reactor turns, a grab that finds nothing waits for the end of the turn; a died job is not
+    nothing: it is run at once. One that dies while a grab waits goes straight to it."""
+    turns = Turns()
+    sched = Scheduler(clock, handle_prefix=b"H:p", turn_end=turns)
+    poison = sched.submit(b"f", b"poison", background=True)
+    kill(sched, b"f")
+    worker = sched.add_worker(HoldingWaker())
+    sched.can_do(worker, b"f")
+    assert sched.grab(worker, hold=True) is poison
+    waiting_waker = HoldingWaker()
+    waiting = sched.add_worker(waiting_waker)
+    sched.can_do(waiting, b"f")
+    assert sched.grab(waiting, hold=True) is HELD
+    sched.remove_worker(worker)
+    assert waiting_waker.answers == [poison] and poison.worker is waiting and poison.deaths == 2
+    sched.work_complete(waiting, poison.handle, b"")
+    turns.end()
+    assert_clean(sched)
+
+
+def test_a_died_job_retried_after_work_fail_waits_behind_the_others_again(clock: Clock) -> None:
+    sched = Scheduler(clock, handle_prefix=b"H:p", retry_policies=RetryPolicies(default=RetryPolicy(retries=1)))
+    job = sched.submit(b"f", b"x", background=True)
+    kill(sched, b"f")
+    worker, _ = new_worker(sched, b"f")
+    assert sched.grab(worker) is job
+    sched.work_fail(worker, job.handle)
+    fresh = sched.submit(b"f", b"fresh", priority=Priority.LOW, background=True)
+    clock.advance(1)  # the retry's back-off
+    assert sched.functions[b"f"].queued(Priority.NORMAL) == 1
+    assert [sched.grab(worker), sched.grab(worker)] == [fresh, job]
 
 
 def test_a_timed_out_job_goes_to_the_tail_and_counts_as_a_death(sched: Scheduler, clock: Clock) -> None:
@@ -70,18 +203,25 @@ def test_a_job_given_back_keeps_the_head(sched: Scheduler) -> None:
     assert first.deaths == 0 and first.retries == 2
 
 
-def run_with_restarts(sched: Scheduler, foreground: bool) -> tuple[list[bytes], int, Listener]:
-    """The issue's scenario: one poison job ahead of 50 ordinary ones; a worker that dies on the poison
-    job and is started again each time. Returns the ordinary payloads that ran, the deaths, the client."""
+def run_with_restarts(
+    sched: Scheduler,
+    foreground: bool,
+    poison_priority: int = Priority.NORMAL,
+    poison_function: bytes = b"f",
+    functions: tuple[bytes, ...] = (b"f",),
+) -> tuple[list[bytes], int, Listener]:
+    """The issue's scenario: one poison job ahead of 50 ordinary ones (of the last of ``functions``); a
+    worker of ``functions`` that dies on the poison job and is started again each time. Returns the
+    ordinary payloads that ran, the deaths, the client."""
     client = Listener()
-    sched.submit(b"f", b"poison", background=not foreground, listener=client)
+    sched.submit(poison_function, b"poison", priority=poison_priority, background=not foreground, listener=client)
     for n in range(50):
-        sched.submit(b"f", b"job %d" % n, background=not foreground, listener=client)
+        sched.submit(functions[-1], b"job %d" % n, background=not foreground, listener=client)
     ran: list[bytes] = []
     deaths = 0
     while len(ran) < 50:
         assert deaths < 10, f"the poison job blocks its function: {len(ran)} of 50 ran"
-        worker, _ = new_worker(sched, b"f")
+        worker, _ = new_worker(sched, *functions)
         while len(ran) < 50 and (job := sched.grab(worker)) is not None:
             if job.data == b"poison":
                 sched.remove_worker(worker)  # the worker process died
@@ -96,6 +236,16 @@ def run_with_restarts(sched: Scheduler, foreground: bool) -> tuple[list[bytes], 
 
 def test_one_poison_job_ahead_of_50_background_jobs_does_not_stop_them(sched: Scheduler) -> None:
     ran, deaths, _ = run_with_restarts(sched, foreground=False)
+    assert ran == [b"job %d" % n for n in range(50)] and deaths == 1
+
+
+def test_one_poison_high_job_ahead_of_50_normal_jobs_does_not_stop_them(sched: Scheduler) -> None:
+    ran, deaths, _ = run_with_restarts(sched, foreground=False, poison_priority=Priority.HIGH)
+    assert ran == [b"job %d" % n for n in range(50)] and deaths == 1
+
+
+def test_one_poison_job_of_a_does_not_stop_the_50_jobs_of_b(sched: Scheduler) -> None:
+    ran, deaths, _ = run_with_restarts(sched, foreground=False, poison_function=b"a", functions=(b"a", b"b"))
     assert ran == [b"job %d" % n for n in range(50)] and deaths == 1
 
 

@@ -1,0 +1,112 @@
+"""The fast path for plain HTTP requests, sans-IO: what ``gearmand -r http``'s users send (curl, wrk, ab, PHP),
+parsed in a few regular-expression matches instead of h11's state machine, and the whole response written
+as h11 would write it.
+
+A request is *plain* when one read holds exactly one whole request: a request line for HTTP/1.0 or 1.1,
+header lines ending in CRLF within ``MAX_HEAD_SIZE``, at most one ``Content-Length`` (digits only) and its
+whole body, one ``Host`` (required by HTTP/1.1), and nothing that needs h11's state machine:
+no ``Transfer-Encoding``, ``Expect``, ``Upgrade`` or ``CONNECT``. For such bytes h11 gives exactly the
+events this module gives (``Request``, the body as one ``Data``, ``EndOfMessage``), which
+tests/unit/test_http_plain.py checks with hypothesis; anything else (``parse`` returns None) goes to h11,
+which stays the reference for correctness and for every error.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+#: The largest request head (request line plus headers) taken here; h11's limit is the same.
+MAX_HEAD_SIZE = 16 * 1024
+
+# RFC 9110/9112 as h11 writes them (h11/_abnf.py): a token, a visible-character target, a field value of
+# non-whitespace bytes (obs-text included) with single spaces or tabs inside, optional whitespace around it
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/(1\.[01])")
+_HEADER = re.compile(rb"(" + _TOKEN + rb"):[ \t]*((?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?)[ \t]*")
+_DIGITS = re.compile(rb"[0-9]{1,18}")
+
+#: Headers that need h11's state machine (or, for these, its answer): chunked bodies, 100-continue,
+#: protocol switches.
+_TO_H11 = frozenset((b"transfer-encoding", b"expect", b"upgrade"))
+
+
+class PlainRequest(NamedTuple):
+    method: bytes
+    target: bytes
+    http_version: bytes  # b"1.0" or b"1.1"
+    headers: list[tuple[bytes, bytes]]  # names in lower case, as h11 gives them
+    body: bytes
+    keep_alive: bool  # h11's: HTTP/1.1 without "close" among the Connection header's tokens
+
+
+def parse(data: bytes) -> PlainRequest | None:
+    """``data`` as one plain request, or None: not plain, or not exactly one whole request (h11's job)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0 or end > MAX_HEAD_SIZE:
+        return None
+    lines = data[:end].split(b"\r\n")
+    line = _REQUEST_LINE.fullmatch(lines[0])
+    if line is None:
+        return None
+    method, target, version = line.groups()
+    if method == b"CONNECT":
+        return None
+    headers = []
+    length = 0
+    lengths = hosts = 0
+    keep_alive = version == b"1.1"
+    match_header = _HEADER.fullmatch
+    for raw in lines[1:]:
+        header = match_header(raw)
+        if header is None:
+            return None
+        name, value = header.groups()
+        name = name.lower()
+        if name == b"content-length":
+            if lengths or _DIGITS.fullmatch(value) is None:
+                return None
+            lengths = 1
+            length = int(value)
+        elif name == b"host":
+            hosts += 1
+        elif name == b"connection":
+            if keep_alive and b"close" in [token.strip().lower() for token in value.split(b",")]:
+                keep_alive = False
+        elif name in _TO_H11:
+            return None
+        headers.append((name, value))
+    if hosts > 1 or (hosts == 0 and version == b"1.1"):
+        return None
+    start = end + 4
+    if len(data) - start != length:
+        return None
+    return PlainRequest(method, target, version, headers, data[start:], keep_alive)
+
+
+def response(
+    status: int, reason: bytes, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool
+) -> tuple[bytes, bool]:
+    """A whole response with a ``Content-Length`` in ``headers``, as h11 writes it for a request with that
+    ``keep_alive``, and whether the connection closes after it. ``body`` is b"" for HEAD (its
+    ``Content-Length`` is the GET's)."""
+    close = not keep_alive
+    tokens: set[bytes] | None = None
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens = tokens or set()
+            tokens.update(token.strip().lower() for token in value.split(b",") if token.strip())
+    if tokens is not None and b"close" in tokens:
+        close = True
+    if not keep_alive:  # h11 rewrites the Connection header: "close" joins it, "keep-alive" leaves, at the end
+        tokens = (tokens or set()) - {b"keep-alive"} | {b"close"}
+        headers = [header for header in headers if header[0].lower() != b"connection"]
+        headers += [(b"Connection", token) for token in sorted(tokens)]
+    if status < 200 or status in (204, 304):
+        body = b""
+    head = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    head += [b"%s: %s\r\n" % header for header in headers]
+    head.append(b"\r\n")
+    if body:
+        head.append(body)
+    return b"".join(head), close
