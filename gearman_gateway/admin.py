@@ -178,7 +178,9 @@ class Admin:
 
     def latency(self) -> list[Any]:
         monitoring = self.controls.monitoring
-        return monitoring.latency.functions() if monitoring is not None else []
+        if monitoring is None or monitoring.latency is None:
+            return []
+        return monitoring.latency.functions()
 
     def history(self, **filters: Any) -> list[HistoryEntry]:
         """The job history, newest first (``History.entries`` filters); empty when it is off."""

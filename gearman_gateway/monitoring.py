@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 #: ``monitoring:`` keys and what each holds.
 _SECTIONS = {
-    "latency": {"max_functions": int},
-    "history": {"size": int, "exception_bytes": int},
+    "latency": {"enabled": bool, "max_functions": int},
+    "history": {"enabled": bool, "size": int, "exception_bytes": int},
 }
 
 
@@ -44,7 +44,10 @@ def validate(block: dict[str, Any]) -> None:
         for key, value in values.items():
             if key not in fields:
                 raise MonitoringError(f"monitoring.{section}: unknown key {key!r} (known: {', '.join(fields)})")
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            if fields[key] is bool:
+                if not isinstance(value, bool):
+                    raise MonitoringError(f"monitoring.{section}.{key} must be true or false, not {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise MonitoringError(f"monitoring.{section}.{key} must be a whole number >= 0, not {value!r}")
     outbox = block.get("hook_outbox", HOOK_OUTBOX)
     if isinstance(outbox, bool) or not isinstance(outbox, int) or outbox < 1:
@@ -62,11 +65,15 @@ class Monitoring:
         block = block or {}
         lat = block.get("latency") or {}
         hist = block.get("history") or {}
-        self.latency = latency.Latency(reactor, lat.get("max_functions", latency.MAX_FUNCTIONS))
-        scheduler.add_observer(self.latency)
+        # latency and history are opt-in (``enabled: true``): recording every job in Python costs the job path
+        # more than the issue's +3 % (docs/performance.md, issue 19); off, the scheduler has no observer
+        self.latency: latency.Latency | None = None
+        if lat.get("enabled", False):
+            self.latency = latency.Latency(reactor, lat.get("max_functions", latency.MAX_FUNCTIONS))
+            scheduler.add_observer(self.latency)
         size = hist.get("size", history.SIZE)
         self.history: history.History | None = None
-        if size:
+        if hist.get("enabled", False) and size:
             self.history = history.History(size, hist.get("exception_bytes", history.EXCEPTION_BYTES))
             scheduler.add_observer(self.history)
         self.hooks = parse_hooks(block.get("hooks") or [])

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration import test_http_frontend as frontend
@@ -14,8 +15,19 @@ from tests.integration.conftest import OUR_GEARMAND, ServerFactory
 from tests.integration.test_gear_clients import RecordingClient, WorkerThread
 from tests.integration.test_http_frontend import GEARMAN, HttpServer, needs_c_tools, start_http, wait_for
 
-web = frontend.web
 c_worker = frontend.c_worker
+#: latency and history are opt-in (docs/monitoring.md)
+MONITORING_ON = {"monitoring": {"latency": {"enabled": True}, "history": {"enabled": True}}}
+
+
+@pytest.fixture
+def web(gearmand: ServerFactory, tmp_path: Path) -> HttpServer:
+    """Our server with the http frontend, latency histograms and job history on."""
+    config = tmp_path / "monitoring-on.yaml"
+    config.write_text(yaml.safe_dump(MONITORING_ON))
+    return start_http(gearmand, "--config", str(config))
+
+
 TIMEOUT = 10.0
 # gear 0.16 calls Condition.notifyAll() from its threads; that noise is not about the server.
 pytestmark = pytest.mark.filterwarnings("ignore:notifyAll\\(\\) is deprecated:DeprecationWarning")
@@ -80,6 +92,15 @@ def test_c_tools_fill_the_latency_histograms(web: HttpServer, c_worker) -> None:
     assert values[("gearman_job_run_seconds_sum", (("function", "slowcat"),))] >= 0.25
 
 
+@needs_c_tools
+def test_latency_and_history_are_off_by_default(gearmand: ServerFactory, c_worker) -> None:
+    plain = start_http(gearmand)
+    c_worker(plain.server, "rev", "rev")
+    assert c_client(plain.server, "rev", "abc") == "cba"
+    assert plain.server.admin("latency") == ".\n" and plain.server.admin("show history") == ".\n"
+    assert plain.json("/_gearman/history")[1]["jobs"] == [] and plain.json("/_gearman/latency")[1]["functions"] == []
+
+
 def test_gear_jobs_fill_the_history(web: HttpServer) -> None:
     def handler(job) -> None:
         if job.arguments == b"fail":
@@ -135,7 +156,9 @@ def test_gear_jobs_fill_the_history(web: HttpServer) -> None:
 
 def test_latency_labels_are_bounded(gearmand: ServerFactory, tmp_path: Path) -> None:
     config = tmp_path / "gearmand.yaml"
-    config.write_text("monitoring:\n  latency:\n    max_functions: 2\n  history:\n    size: 3\n")
+    config.write_text(
+        "monitoring:\n  latency:\n    enabled: true\n    max_functions: 2\n  history:\n    enabled: true\n    size: 3\n"
+    )
     web = start_http(gearmand, "--config", str(config))
     functions = ["f1", "f2", "f3", "f4"]
     worker = WorkerThread(functions, lambda job: job.sendWorkComplete(b"ok"), "many")

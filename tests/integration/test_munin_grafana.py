@@ -16,7 +16,7 @@ from tests.integration import test_http_frontend as frontend
 from tests.integration.conftest import ServerFactory, free_port
 from tests.integration.test_hooks import start_with
 from tests.integration.test_http_frontend import needs_c_tools, wait_for
-from tests.integration.test_monitoring import c_client, gear_client, latency_lines
+from tests.integration.test_monitoring import MONITORING_ON, c_client, gear_client, latency_lines
 
 pytestmark = pytest.mark.filterwarnings("ignore:notifyAll\\(\\) is deprecated:DeprecationWarning")
 
@@ -59,7 +59,7 @@ def parse(output: str) -> dict[str, str]:
 @needs_munin
 @needs_c_tools
 def test_munin_run_config_and_fetch(gearmand: ServerFactory, c_worker, tmp_path: Path) -> None:
-    server = gearmand()
+    server = start_with(gearmand, tmp_path, MONITORING_ON).server
     c_worker(server, "re.verse", "rev")
     for n in range(3):
         c_client(server, "re.verse", f"job{n}")
@@ -97,7 +97,7 @@ def test_every_grafana_query_names_an_existing_metric(gearmand: ServerFactory, t
 
     dead = f"http://127.0.0.1:{free_port()}/"
     hooks = [{"functions": "g", "events": ["complete"], "url": dead, "retries": 0}]
-    web = start_with(gearmand, tmp_path, {"monitoring": {"hooks": hooks}})
+    web = start_with(gearmand, tmp_path, {"monitoring": {**MONITORING_ON["monitoring"], "hooks": hooks}})
     from tests.integration.test_gear_clients import WorkerThread
 
     worker = WorkerThread(["g"], lambda job: job.sendWorkComplete(b""), "g")

@@ -161,3 +161,20 @@ def test_history_ring_and_filters(sched: Scheduler, clock: Clock) -> None:
     assert [e.handle for e in history.entries(outcome="exception")] == [handles[2]]
     assert history.entries(function=b"g") == [] and len(history.entries(limit=2)) == 2
     assert [e.handle for e in history.entries(since=entries[1].finished)] == [handles[3], handles[2]]
+
+
+def test_without_observers_the_scheduler_keeps_no_observer_state(sched: Scheduler, clock: Clock) -> None:
+    """Nobody observes: no clock is read for observers and jobs carry no times (the job path's cost is main's)."""
+    assert sched._observing is None
+    job = sched.submit(b"f", b"x")
+    assert not hasattr(job, "submitted_at")
+    worker = worker_for(sched, b"f")
+    assert sched.grab(worker) is job
+    sched.work_complete(worker, job.handle, b"")
+    seen = Recorder()
+    queued = sched.submit(b"f", b"y")
+    clock.advance(1)
+    sched.add_observer(seen)  # jobs already in memory get the time the observer came
+    assert queued.submitted_at == clock.seconds() and queued.started_at == 0.0
+    sched.remove_observer(seen)
+    assert sched._observing is None
