@@ -5,6 +5,12 @@ until its receiver answers 2xx (or the job is accepted) or the hook's ``retries`
 may see an event twice (a timeout after it answered), so each carries an ``id`` to deduplicate on. Events
 live only in memory: a restart loses those not yet delivered.
 
+A circuit breaker per URL: after ``BREAKER_FAILURES`` failed attempts in a row to one URL, attempts to it
+pause (the hook's ``backoff``, doubling per failed probe up to ``max_backoff``); its events wait, parked, in
+the outbox, then one probe goes; a success closes the circuit and sends the parked events, a failure pauses
+again. So a dead receiver costs the server one attempt per pause, not one (and a log line) per event: once
+the outbox is full, each new event is dropped and counted before it is even built.
+
 Bounded: at most ``size`` events are queued, in flight or waiting for a retry; a new event past that is
 dropped, counted (``HookStats.dropped``) and logged (at most once per ``DROP_LOG_INTERVAL``). Nothing here
 runs on the job path: the observer only appends to the outbox; sending starts from a reactor call.
@@ -29,6 +35,8 @@ log = logging.getLogger("gearman_gateway.hooks")
 MAX_IN_FLIGHT = 16
 #: A dropped event is logged at most this often (seconds); the count is in the metrics.
 DROP_LOG_INTERVAL = 10.0
+#: Failed attempts in a row to one URL that open its circuit (attempts to it pause).
+BREAKER_FAILURES = 5
 #: The header that carries the body's HMAC-SHA256 with the hook's secret: ``sha256=<hex>``.
 SIGNATURE_HEADER = b"X-Gearman-Signature"
 
@@ -47,6 +55,7 @@ class HookStats:
     failed_attempts: int = 0
     given_up: int = 0
     dropped: int = 0
+    circuit_opened: int = 0  # times its URL's circuit opened (attempts paused)
 
 
 @dataclass(eq=False)
@@ -57,6 +66,20 @@ class Delivery:
     body: bytes
     attempts: int = 0
     timer: Any = field(default=None, repr=False)
+
+
+class Circuit:
+    """One URL's breaker: failed attempts in a row, the pause timer while open, a probe in flight, the events
+    parked meanwhile (held by the outbox) and the next pause."""
+
+    __slots__ = ("failures", "timer", "probing", "parked", "pause")
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.timer: Any = None
+        self.probing = False
+        self.parked: deque[Delivery] = deque()
+        self.pause = 0.0  # 0.0: the hook's backoff
 
 
 class Outbox:
@@ -77,6 +100,7 @@ class Outbox:
         self._running = True
         self._agent: Any = None
         self._pool: Any = None
+        self._circuits: dict[str, Circuit] = {}  # per URL
 
     def __len__(self) -> int:
         """Events not yet delivered nor given up on."""
@@ -119,6 +143,13 @@ class Outbox:
         while self._queue and self._in_flight < MAX_IN_FLIGHT and self._running:
             delivery = self._queue.popleft()
             self._held += 1
+            url = delivery.hook.url
+            circuit = self._circuits.get(url) if url is not None else None
+            if circuit is not None and circuit.failures >= BREAKER_FAILURES:
+                if circuit.timer is not None or circuit.probing:
+                    circuit.parked.append(delivery)  # open, or a probe is out: wait for its answer
+                    continue
+                circuit.probing = True  # half open: this one is the probe
             self._send(delivery)
 
     def _send(self, delivery: Delivery) -> None:
@@ -179,16 +210,67 @@ class Outbox:
     def _delivered(self, delivery: Delivery) -> None:
         self._held -= 1
         self.stats_for(delivery.hook).delivered += 1
+        url = delivery.hook.url
+        circuit = self._circuits.get(url) if url is not None else None
+        if circuit is not None:
+            del self._circuits[url]  # closed: no state kept for a healthy URL
+            if circuit.timer is not None:
+                circuit.timer.cancel()
+            if circuit.failures >= BREAKER_FAILURES:
+                log.warning("%s: %s answers again; sending %d waiting events", delivery.hook.label, url,
+                            len(circuit.parked))  # fmt: skip
+            self._unpark(circuit, len(circuit.parked))
+
+    def _unpark(self, circuit: Circuit, count: int) -> None:
+        """Put ``count`` parked events back at the head of the queue, in their order."""
+        moved = [circuit.parked.popleft() for _ in range(min(count, len(circuit.parked)))]
+        self._queue.extendleft(reversed(moved))
+        self._held -= len(moved)
+        if self._queue and not self._pump_due:
+            self._pump_due = True
+            self.reactor.callLater(0, self._pump)
+
+    def _tripped(self, delivery: Delivery) -> Circuit | None:
+        """Count a failed attempt against its URL; the circuit if it is open now (attempts paused)."""
+        hook = delivery.hook
+        if hook.url is None:
+            return None
+        circuit = self._circuits.get(hook.url)
+        if circuit is None:
+            circuit = self._circuits[hook.url] = Circuit()
+        circuit.failures += 1
+        if circuit.failures < BREAKER_FAILURES:
+            return None
+        circuit.probing = False
+        if circuit.timer is None and self._running:
+            pause = circuit.pause or hook.backoff
+            circuit.pause = min(pause * 2, hook.max_backoff)
+            circuit.timer = self.reactor.callLater(pause, self._half_open, circuit)
+            self.stats_for(hook).circuit_opened += 1
+            log.warning("%s: %d failed attempts in a row to %s; pausing its deliveries %.1fs", hook.label,
+                        circuit.failures, hook.url, pause)  # fmt: skip
+        return circuit
+
+    def _half_open(self, circuit: Circuit) -> None:
+        """The pause is over: the first parked event goes as the probe (``_pump``)."""
+        circuit.timer = None
+        if circuit.parked:
+            self._unpark(circuit, 1)
 
     def _failed(self, delivery: Delivery, why: str) -> None:
         hook = delivery.hook
         stats = self.stats_for(hook)
         stats.failed_attempts += 1
+        circuit = self._tripped(delivery)
         if delivery.attempts > hook.retries or not self._running:
             self._held -= 1
             stats.given_up += 1
-            log.warning("%s: %s event %s not delivered after %d attempts: %s", hook.label, delivery.event,
-                        delivery.event_id, delivery.attempts, why)  # fmt: skip
+            if circuit is None:  # an open circuit logged once for all its events
+                log.warning("%s: %s event %s not delivered after %d attempts: %s", hook.label, delivery.event,
+                            delivery.event_id, delivery.attempts, why)  # fmt: skip
+            return
+        if circuit is not None:
+            circuit.parked.append(delivery)  # retried as (or after) the next probe
             return
         delay = min(hook.backoff * 2 ** (delivery.attempts - 1), hook.max_backoff)
         log.info("%s: %s event %s failed (%s); retry in %.1fs", hook.label, delivery.event, delivery.event_id,
@@ -215,6 +297,14 @@ class Outbox:
             delivery.timer.cancel()
             self.stats_for(delivery.hook).given_up += 1
         self._waiting.clear()
+        for circuit in self._circuits.values():
+            if circuit.timer is not None:
+                circuit.timer.cancel()
+            for delivery in circuit.parked:
+                self.stats_for(delivery.hook).given_up += 1
+            self._held -= len(circuit.parked)
+            circuit.parked.clear()
+        self._circuits.clear()
         if self._pool is not None:
             return self._pool.closeCachedConnections()
         return defer.succeed(None)

@@ -117,6 +117,8 @@ def _hook_families(hooks: tuple[int, list] | None) -> list[str]:
                  per_hook("given_up")),
         *_family("gearman_hook_events_dropped_total", "counter", "Hook events dropped because the outbox was full.",
                  per_hook("dropped")),
+        *_family("gearman_hook_circuit_opened_total", "counter", "Times a hook's URL failed often enough in a row"
+                 " that attempts to it paused (circuit breaker).", per_hook("circuit_opened")),
         *_family("gearman_hook_outbox_events", "gauge", "Hook events queued, in flight or waiting for a retry.",
                  [("", waiting)]),
     ]  # fmt: skip

@@ -152,7 +152,8 @@ def test_every_event_reaches_an_http_receiver_signed(gearmand: ServerFactory, tm
 
 
 def test_events_reach_a_gearman_worker(gearmand: ServerFactory, tmp_path: Path) -> None:
-    config = {"monitoring": {"hooks": [{"functions": "*", "events": ["complete", "exception"], "job": "on_event"}]}}
+    hooks = [{"functions": "*", "events": ["complete", "exception"], "job": "on_event"}]
+    config = {"monitoring": {"hooks": hooks, "history": {"enabled": True}}}
     web = start_with(gearmand, tmp_path, config)
     got: list[dict] = []
     listener = WorkerThread(["on_event"], lambda job: (got.append(json.loads(job.arguments)), handler(job)), "hooks")
@@ -207,15 +208,35 @@ def test_a_dead_receiver_retries_drops_and_never_slows_jobs(gearmand: ServerFact
             worker.stop()
     hooked_rate, plain_rate = max(rates["hooked"]), max(rates["plain"])
     print(f"fg jobs/s through gear: dead hook receiver {hooked_rate:.0f}, no hook {plain_rate:.0f}")
-    assert hooked_rate > 0.7 * plain_rate, rates  # within this shared machine's noise
+    print({k: v for k, v in samples(hooked).items() if "hook" in k[0]})
+    assert hooked_rate > 0.8 * plain_rate, rates  # within this shared machine's noise
     values = samples(hooked)
-    assert values[("gearman_hook_events_dropped_total", (("hook", "0"),))] > 0  # 450 events, 5 places
+    assert values[("gearman_hook_events_dropped_total", (("hook", "0"),))] > 400  # 450 events, 5 places
     assert values[("gearman_hook_outbox_events", ())] <= 5
-    wait_for(lambda: samples(hooked)[("gearman_hook_outbox_events", ())] == 0, what="the outbox to give up")
-    values = samples(hooked)
-    given_up = values[("gearman_hook_events_given_up_total", (("hook", "0"),))]
-    assert given_up >= 5 and values[("gearman_hook_delivery_failures_total", (("hook", "0"),))] == 3 * given_up
-    assert "outbox full" in hooked.server.log()
+    # the circuit breaker: after 5 failed attempts in a row, one probe per pause (doubling from 0.05 s)
+    assert values[("gearman_hook_circuit_opened_total", (("hook", "0"),))] >= 1
+    assert values[("gearman_hook_delivery_failures_total", (("hook", "0"),))] < 40
+    log = hooked.server.log()
+    assert "outbox full" in log and "pausing its deliveries" in log
+
+
+def test_the_circuit_closes_when_the_receiver_answers_again(gearmand: ServerFactory, tmp_path: Path, receiver) -> None:
+    flaky = receiver(codes=[500] * 5)  # five failures in a row open the circuit, then 200s
+    hook = {"functions": "fast", "events": ["complete"], "url": flaky.url, "retries": 10, "backoff": 0.05}
+    web = start_with(gearmand, tmp_path, {"monitoring": {"hooks": [hook]}})
+    worker = WorkerThread(["fast"], handler, "w")
+    worker.start(web.server)
+    try:
+        run_jobs(web, 8)
+    finally:
+        worker.stop()
+    delivered = ("gearman_hook_events_delivered_total", (("hook", "0"),))
+    wait_for(lambda: samples(web)[delivered] == 8, what="all eight events after the pause")
+    values = samples(web)
+    assert values[("gearman_hook_circuit_opened_total", (("hook", "0"),))] == 1
+    assert values[("gearman_hook_delivery_failures_total", (("hook", "0"),))] == 5
+    assert len({e["id"] for e in flaky.events()}) == 8
+    assert "answers again" in web.server.log()
 
 
 def test_a_500_then_a_slow_receiver_are_retried(gearmand: ServerFactory, tmp_path: Path, receiver) -> None:
