@@ -207,8 +207,6 @@ class Scheduler:
         self._next_handle += 1
         self._seq += 1
         job = Job(handle, fn, unique, data, priority, background, when, reducer, key, self._seq)
-        if self._observing is not None:
-            self._observing.stamp(job)
         self.jobs_by_handle[handle] = job
         if key is not None:
             fn.by_unique[key] = job
@@ -564,9 +562,6 @@ class Scheduler:
         """``job``, out of its queue, runs on ``worker`` now."""
         job.state = _RUNNING
         job.worker = worker
-        observing = self._observing
-        if observing is not None:
-            job.started_at = observing.turn_now or observing.now()
         jobs = worker.jobs
         if jobs is NO_JOBS:
             jobs = worker.jobs = {}
@@ -726,8 +721,6 @@ class Scheduler:
         fn.completed += 1
         for listener in job.listeners:
             listener.job_complete(job, data)
-        if self._observing is not None:
-            self._observing.end(job, COMPLETE, data, worker)
         self._free(job)
 
     def work_fail(self, worker: Worker, handle: bytes) -> None:
@@ -1084,6 +1077,7 @@ class Scheduler:
         observing = self._observing
         if observing is None:
             observing = self._observing = Observing((), self.clock.seconds, self._turn_end)
+            self.__class__ = ObservedScheduler  # the job path with the times (ObservedScheduler)
             now = self.clock.seconds()
             for job in (*self.jobs_by_handle.values(), *self.dead_letters.values()):
                 job.submitted_at = now
@@ -1099,6 +1093,7 @@ class Scheduler:
         if not observing.observers:
             observing.flush()
             self._observing = None
+            self.__class__ = Scheduler
 
     # ------------------------------------------------------------------ shutdown
 
@@ -1167,3 +1162,33 @@ class Scheduler:
 
     def listener_count(self) -> int:
         return len(self._listener_jobs)
+
+
+class ObservedScheduler(Scheduler):
+    """The Scheduler while it has job observers: ``add_observer`` swaps the instance's class to this one (and
+    ``remove_observer`` of the last one back), so that a scheduler nobody observes runs the job path with no
+    test for observers at all. Here the three frequent transitions are wrapped: submit and start stamp the
+    job's times, WORK_COMPLETE tells the observers (``Observing``); the rarer ends call ``_finished``."""
+
+    def submit(self, *args: Any, **kwargs: Any) -> Job:
+        job = super().submit(*args, **kwargs)
+        if not hasattr(job, "submitted_at"):  # new (not joined to an existing job)
+            observing = self._observing
+            assert observing is not None
+            job.submitted_at = observing.turn_now or observing.now()
+            if not hasattr(job, "started_at"):  # (a job started within submit has its start already)
+                job.started_at = 0.0
+        return job
+
+    def _start(self, job: Job, worker: Worker) -> None:
+        super()._start(job, worker)
+        observing = self._observing
+        assert observing is not None
+        job.started_at = observing.turn_now or observing.now()
+
+    def work_complete(self, worker: Worker, handle: bytes, data: bytes) -> None:
+        job = worker.jobs.get(handle)
+        super().work_complete(worker, handle, data)
+        observing = self._observing
+        if job is not None and observing is not None:
+            observing.end(job, COMPLETE, data, worker)
