@@ -11,6 +11,7 @@ which side was the bottleneck.
 
     .venv/bin/python bench/connect_bench.py                           # 20,000 cycles, 4 processes, 3 rounds
     .venv/bin/python bench/connect_bench.py --cycles 5000 --rounds 1 --markdown
+    .venv/bin/python bench/connect_bench.py --tree /tmp/base --backlogs 1024  # ... and an older tree of ours
 """
 
 from __future__ import annotations
@@ -85,12 +86,22 @@ def run_once(connload: str, server: Server, cycles: int, processes: int) -> dict
     return row
 
 
+def tree_gearmand(tree: Path) -> list[str]:
+    """Our gearmand from another source tree (put first on the import path), e.g. a ``git worktree``."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(tree)!r}); "
+        "from gearman_gateway.cli.gearmand import main; sys.exit(main())"
+    )
+    return [sys.executable, "-c", code]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cycles", type=int, default=20_000, help="connect/close cycles per run (default 20,000)")
     parser.add_argument("--processes", type=int, default=4, help="connecting processes (default 4)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
     parser.add_argument("--backlogs", default="default,1024", help="comma list: default (32) and/or numbers")
+    parser.add_argument("--tree", action="append", default=[], help="another source tree of ours to run too")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     connload = build_connload()
@@ -100,6 +111,9 @@ def main() -> int:
         extra = [] if backlog == "default" else ["-b", backlog]
         ours = [OUR_GEARMAND, "-L", "127.0.0.1", "-p", "{PORT}", "-q", "memory", "-l", "none", *extra]
         servers.append(Server(f"ours {backlog}", ours, workdir))
+        for index, tree in enumerate(args.tree, 1):
+            other = [*tree_gearmand(Path(tree).resolve()), *ours[1:]]
+            servers.append(Server(f"tree{index} {backlog}", other, workdir))
         if os.access(DEBIAN_GEARMAND, os.X_OK):
             theirs = [DEBIAN_GEARMAND, "-L", "127.0.0.1", "-p", "{PORT}", "-l", str(workdir / "gearmand.log"), *extra]
             servers.append(Server(f"gearmand {backlog}", theirs, workdir))

@@ -382,6 +382,17 @@ class Stack:
                 process.wait()
 
 
+def tree_launcher(tree: Path) -> str:
+    """An executable that runs our gearmand from another source tree (first on the import path)."""
+    launcher = Path(tempfile.mkdtemp(prefix="gg-tree-")) / "gearmand"
+    launcher.write_text(
+        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(tree)!r})\n"
+        "from gearman_gateway.cli.gearmand import main\nsys.exit(main())\n"
+    )
+    launcher.chmod(0o755)
+    return str(launcher)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run (default 10)")
@@ -396,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--generator", choices=("python", "wrk", "ab"), default="python", help="load generator")
     parser.add_argument("--requests", type=int, default=3000, help="ab: requests per run (default 3000)")
+    parser.add_argument("--tree", action="append", default=[], help="another source tree of ours to run too")
     args = parser.parse_args(argv)
     if args.generator != "python" and not shutil.which(args.generator):
         package = {"wrk": "wrk", "ab": "apache2-utils"}[args.generator]
@@ -405,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     binaries = {"ours": OUR_GEARMAND if os.access(OUR_GEARMAND, os.X_OK) else shutil.which("gearmand") or "gearmand"}
     if os.access(REAL_GEARMAND, os.X_OK):
         binaries["gearmand"] = REAL_GEARMAND
+    for index, tree in enumerate(args.tree, 1):
+        binaries[f"tree{index}"] = tree_launcher(Path(tree).resolve())
+        args.servers += f",tree{index}"
     stacks: dict[str, Stack] = {}
     runs: dict[tuple[str, str], list[Result]] = {}
     try:

@@ -127,6 +127,9 @@ class Settings:
     check_args: bool = False
     # latency histograms, job history, event hooks (gearman_gateway/monitoring.py, docs/monitoring.md)
     monitoring: dict[str, Any] = field(default_factory=dict)
+    # the result cache of background jobs with a unique (gearman_gateway/results.py)
+    result_cache_memory: int = 64 * 1024 * 1024  # 0: no cache
+    result_ttl: float = 3600.0  # seconds a result is kept after its job finished (0: until evicted)
 
     @property
     def log_level(self) -> int:
@@ -172,6 +175,8 @@ _SERVER_YAML_KEYS: dict[str, str] = {
     "admin.allow_remote_shutdown": "allow_remote_shutdown",
     "shutdown.graceful_timeout": "graceful_timeout",
     "monitoring": "monitoring",
+    "results.max_memory": "result_cache_memory",
+    "results.ttl": "result_ttl",
 }
 #: each durable backend's options: ``queue.<backend>`` (a mapping, checked against stores.OPTIONS)
 _SERVER_YAML_KEYS.update(
@@ -497,6 +502,20 @@ def build_parser(for_file: bool = False, frontends: bool = True) -> argparse.Arg
         dest="graceful_timeout",
         metavar="SECONDS",
         help="longest wait for running jobs on a graceful shutdown (default 30)",
+    )
+    g.add_argument(
+        "--result-cache-memory",
+        type=nonnegative,
+        dest="result_cache_memory",
+        metavar="BYTES",
+        help="memory bound of the cache of background jobs' results, LRU (default 64 MiB; 0: no cache)",
+    )
+    g.add_argument(
+        "--result-ttl",
+        type=float,
+        dest="result_ttl",
+        metavar="SECONDS",
+        help="how long a background job's result is kept after it finished (default 3600; 0: until evicted)",
     )
     return p
 
@@ -841,6 +860,8 @@ def _validate(s: Settings, label: Callable[[str], str] = str) -> None:
     for name in ("backlog", "max_connections", "max_output_buffer", "threads"):
         check(getattr(s, name) >= 0, f"{label(name)} must be a whole number >= 0")
     check(s.graceful_timeout >= 0, f"{label('graceful_timeout')} must be >= 0")
+    check(s.result_cache_memory >= 0, f"{label('result_cache_memory')} must be >= 0")
+    check(s.result_ttl >= 0, f"{label('result_ttl')} must be >= 0")
     if s.job_handle_prefix is not None:
         check(0 < len(s.job_handle_prefix.encode()) <= 52, f"{label('job_handle_prefix')} must be 1 to 52 bytes")
     check(isinstance(s.frontends, list) and bool(s.frontends), f"{label('frontends')} must be a non-empty list")

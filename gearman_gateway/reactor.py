@@ -110,16 +110,18 @@ class _Server(tcp.Server):
         reactor: Any,
     ) -> None:
         """What ``tcp.Server.__init__`` keeps, less the strings it formats for every connection and the peer's
-        port; peers that share an address share its string."""
-        self.reactor = reactor
-        self.socket = sock
+        port; peers that share an address share its string. Set without ``__setattr__``'s check: all lean."""
+        _set = object.__setattr__
+        _set(self, "reactor", reactor)
+        _set(self, "socket", sock)
         sock.setblocking(False)
-        self._fd = sock.fileno()
-        self.protocol = protocol
+        _set(self, "_fd", sock.fileno())
+        _set(self, "protocol", protocol)
         if len(client) != 2:
-            self._addressType = address.IPv6Address
-        self.hostname = sys.intern(client[0]) if type(client[0]) is str else client[0]
-        self.server = server
+            _set(self, "_addressType", address.IPv6Address)
+        host = client[0]
+        _set(self, "hostname", sys.intern(host) if type(host) is str else host)
+        _set(self, "server", server)
         self.startReading()
 
     @property
@@ -175,15 +177,80 @@ class _Server(tcp.Server):
         except OSError as error:
             return None if error.args[0] in _WOULD_BLOCK else main.CONNECTION_LOST
         if not data:
-            return main.CONNECTION_DONE
+            # a frontend's connection takes the EOF itself (``peer_closed``: it closes through ``close_lean``);
+            # anything else, as Twisted (the reactor's ``_disconnectSelectable``)
+            ended = getattr(self.protocol, "peer_closed", None)
+            if ended is None:
+                return main.CONNECTION_DONE
+            ended()
+            return None
         self.protocol.dataReceived(data)
         return None
+
+    def close_lean(self, reason: Any) -> None:
+        """Close now, as Twisted's ``connectionLost`` does (once; the protocol's ``connectionLost`` last), for a
+        connection with nothing buffered in Twisted. Twisted's way formats the log prefix and repr and asks
+        the socket for the peer's address (made then in case they are asked for after the close), makes the
+        connection a ``_GrownServer`` and unregisters the descriptor three times; here the descriptor leaves
+        the reactor's tables once and the connection becomes a ``_ClosedServer``. Its peer's address after
+        this close has port 0 (``FrontendConnection`` keeps the host it needs)."""
+        reactor = self.reactor
+        forget = getattr(reactor, "forget", None)
+        if type(self) is not _Server or forget is None or "socket" not in self.__dict__:
+            self.stopReading()
+            self.stopWriting()
+            self.connectionLost(reason)
+            return
+        forget(self._fd)
+        object.__setattr__(self, "_fd", -1)
+        producer = self.producer
+        if producer is not None:
+            producer.stopProducing()
+        sock = self.socket
+        try:
+            sock.shutdown(2)  # as Twisted: a FIN, then the close (an unread request's RST comes after the FIN)
+        except OSError:
+            pass
+        sock.close()
+        kept = self.__dict__
+        protocol = kept.pop("protocol")  # as Twisted deletes it: it keeps this transport (a cycle)
+        del kept["socket"]
+        kept.pop("producer", None)
+        object.__setattr__(self, "__class__", _ClosedServer)
+        protocol.connectionLost(reason)
 
 
 class _GrownServer(_Server):
     """A connection that needed more than ``_LEAN_ATTRIBUTES`` (closing, buffered writes, large reads)."""
 
     __setattr__ = object.__setattr__  # grown already: its attributes are set at C speed (a dozen in a close)
+
+
+class _ClosedServer(_Server):
+    """A connection closed by ``close_lean``: what Twisted's close leaves, as class attributes (no class
+    change into ``_GrownServer`` and no dict of its own for them)."""
+
+    connected = 0
+    disconnected = 1
+    producer = None
+    client = _MadeWhenRead(lambda connection: (connection.hostname, 0))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name not in _LEAN_ATTRIBUTES:  # rare after a close: a dict of its own first (see _Server)
+            object.__setattr__(self, "__dict__", {**self.__dict__})
+        object.__setattr__(self, name, value)
+
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802
+        """Closed already."""
+
+    def readConnectionLost(self, reason: Any) -> None:  # noqa: N802
+        """Closed already."""
+
+    def close_lean(self, reason: Any) -> None:
+        """Closed already."""
+
+    def doRead(self) -> object:  # noqa: N802
+        return _NO_FILEDESC
 
 
 class _ListeningSocket(socket.socket):
@@ -296,6 +363,14 @@ class GatewayReactor(EPollReactor):
         self._after_poll: list[Callable[[], None]] = []
         self._after_poll_first: list[Callable[[], None]] = []
         self._after_next_poll: list[Callable[[], None]] = []
+
+    def forget(self, fd: int) -> None:
+        """Stop watching ``fd`` (about to be closed) in one step: what ``removeReader`` and ``removeWriter``
+        do together."""
+        self._reads.pop(fd, None)
+        self._writes.pop(fd, None)
+        if self._selectables.pop(fd, None) is not None:
+            self._poller.unregister(fd)
 
     def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> tcp.Port:  # noqa: N802
         listening = _Port(port, factory, backlog, interface, self)

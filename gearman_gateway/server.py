@@ -31,6 +31,7 @@ from gearman_gateway.config import LEVEL_ORDER, LEVELS, Settings
 from gearman_gateway.connections import ConnectionRegistry
 from gearman_gateway.durability import StoreService, build_store, retry_policies
 from gearman_gateway.monitoring import Monitoring
+from gearman_gateway.results import ResultCache
 from gearman_gateway.scheduler import Scheduler
 from gearman_gateway.turns import end_of_turn
 from protocols import MetricFamily, ReportsMetrics, ReportsState, ServiceState
@@ -107,6 +108,10 @@ class Server:
             turn_end=end_of_turn(reactor, first=True),
         )
         self.monitoring = Monitoring(settings.monitoring, self.scheduler, reactor)
+        self.results: ResultCache | None = None
+        if settings.result_cache_memory > 0:
+            self.results = ResultCache(reactor, settings.result_cache_memory, settings.result_ttl)
+            self.scheduler.observer = self.results
         self.connections = ConnectionRegistry(settings.max_connections)
         self.admin = Admin(
             self.scheduler,
@@ -128,7 +133,9 @@ class Server:
         if self.monitoring.hooks_service is not None:
             self.monitoring.hooks_service.setServiceParent(self.service)
         self.frontends: dict[str, list[IService]] = {}
-        context = protocols.FrontendContext(settings, self.scheduler, self.admin, self.connections, reactor)
+        context = protocols.FrontendContext(
+            settings, self.scheduler, self.admin, self.connections, reactor, results=self.results
+        )
         for frontend in enabled:
             own = dataclasses.replace(context, options=settings.options(frontend.name))
             services = frontend.build(own)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from gearman_gateway.admin import Admin
     from gearman_gateway.config import Settings
     from gearman_gateway.connections import ConnectionRegistry
+    from gearman_gateway.results import ResultCache
     from gearman_gateway.scheduler import Scheduler
 
 ENTRY_POINT_GROUP = "gearman_gateway.protocols"
@@ -46,6 +47,7 @@ class FrontendContext:
     connections: ConnectionRegistry
     reactor: Any
     options: Any = None  # this frontend's options: an instance of its ``options_type``
+    results: ResultCache | None = None  # the result cache (gearman_gateway/results.py), unless turned off
 
 
 class Frontend(Protocol):

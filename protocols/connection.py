@@ -183,11 +183,29 @@ class FrontendConnection(BatchedOutput):
         self.flush()
         transport = self.transport
         if self.open and self._socket is not None and not transport.dataBuffer and not transport._tempDataLen:
+            close_lean = getattr(transport, "close_lean", None)  # our reactor's (gearman_gateway.reactor)
+            if close_lean is not None:
+                close_lean(_CLOSED)
+                return
             transport.stopReading()
             transport.stopWriting()
             transport.connectionLost(_CLOSED)
         else:
             self.transport.loseConnection()
+
+    def peer_closed(self) -> None:
+        """The peer's EOF, from our reactor's connections (Twisted's reactor calls ``connectionLost``, or
+        ``readConnectionLost`` of a half-closeable protocol, instead): the connection closes in this turn
+        with what Twisted would give it (``close_lean``), or as Twisted's where the transport has more to
+        do. A half-closeable subclass (``IHalfCloseableProtocol``) overrides this with its
+        ``readConnectionLost``."""
+        transport = self.transport
+        if self.open and not transport.dataBuffer and not transport._tempDataLen:
+            transport.close_lean(_CLOSED)
+        else:
+            transport.stopReading()
+            transport.stopWriting()
+            transport.connectionLost(_CLOSED)
 
     # -- output
 
@@ -266,3 +284,24 @@ class FrontendConnection(BatchedOutput):
     @property
     def output_paused(self) -> bool:
         return self._paused_bytes >= 0
+
+
+class SessionConnection(FrontendConnection):
+    """A connection around a sans-IO ``session`` that may hold requests back (pipelined requests behind
+    one that waits) and asks to stop reading meanwhile; reading resumes when both the session and the
+    socket's output allow. Subclasses have a dict (no ``__slots__``): they are not the binary hot path."""
+
+    session: Any = None
+    _session_paused = False
+
+    def pause_reading(self) -> None:
+        self._session_paused = True
+        self.transport.stopReading()
+
+    def resume_reading(self) -> None:
+        self._session_paused = False
+        if not self.output_paused and self.session is not None:
+            self.transport.startReading()
+
+    def wants_reading(self) -> bool:
+        return self.session is not None and not self._session_paused

@@ -93,6 +93,11 @@ def default_handle_prefix() -> bytes:
 
 
 class Scheduler:
+    #: The job observers' state: None (a class attribute) while nobody observes; ``add_observer`` gives the
+    #: instance a class of its own (a subclass of ``ObservedScheduler``) that holds it, so it costs no
+    #: instance attribute (at most 29, see ``DiedJobs``) and the unobserved job path does not test it.
+    _observing: Observing | None = None
+
     def __init__(
         self,
         clock: Clock,
@@ -113,8 +118,6 @@ class Scheduler:
         reactor turn). With it, wake-ups wait for the end of the turn, when it is known which new jobs
         workers already grabbed, and a grab that finds nothing may be held until then (``grab``)."""
         self.clock = clock
-        # the job observers' state (None: nobody observes, no clock is read for them)
-        self._observing: Observing | None = None
         self.handle_prefix = (handle_prefix if handle_prefix is not None else default_handle_prefix()) + b":"
         if len(self.handle_prefix) + 10 > MAX_HANDLE_SIZE:
             raise ValueError(f"job handle prefix is too long ({len(self.handle_prefix) - 1} bytes, max 52)")
@@ -146,6 +149,8 @@ class Scheduler:
         # jobs whose worker died: the order of their deaths. Keep this class's attributes at 29 or fewer
         # (DiedJobs says why); tests/unit/test_scheduler.py checks it.
         self._died = DiedJobs()
+        #: Hears every background job with a unique, whoever submitted it (the result cache, results.py).
+        self.observer: JobListener | None = None
 
     # ------------------------------------------------------------------ functions
 
@@ -210,6 +215,8 @@ class Scheduler:
         self.jobs_by_handle[handle] = job
         if key is not None:
             fn.by_unique[key] = job
+            if background and self.observer is not None:
+                self._attach(job, self.observer)
         fn.total += 1
         fn.submitted += 1
         if background and self.store is not None:
@@ -237,6 +244,8 @@ class Scheduler:
             # gearmand leaves the job foreground and loses it when its clients leave; a background
             # submitter was promised it would run, so the job becomes background (and durable).
             job.background = True
+            if self.observer is not None and job.key is not None:
+                self._attach(job, self.observer)
             if self.store is not None and not job.stored:
                 self._persist(job, listener)
                 return job
@@ -317,6 +326,8 @@ class Scheduler:
                 self.jobs_by_handle[handle] = job
                 if key is not None:
                     fn.by_unique[key] = job
+                    if self.observer is not None:
+                        self._attach(job, self.observer)
                 fn.total += 1
                 fn.submitted += 1  # a job this process takes on, as a submit: `completed` never exceeds it
                 self._enqueue(job)
@@ -1054,6 +1065,8 @@ class Scheduler:
                 job.key = None
             else:
                 fn.by_unique[job.key] = job
+                if self.observer is not None:
+                    self._attach(job, self.observer)
         fn.total += 1
         fn.submitted += 1  # taken on again, with a fresh retry budget
         if self.store is not None and job.stored:
@@ -1076,8 +1089,8 @@ class Scheduler:
         in memory get the current time as their submit time."""
         observing = self._observing
         if observing is None:
-            observing = self._observing = Observing((), self.clock.seconds, self._turn_end)
-            self.__class__ = ObservedScheduler  # the job path with the times (ObservedScheduler)
+            observing = Observing((), self.clock.seconds, self._turn_end)
+            self.__class__ = type("ObservedScheduler", (ObservedScheduler,), {"_observing": observing})
             now = self.clock.seconds()
             for job in (*self.jobs_by_handle.values(), *self.dead_letters.values()):
                 job.submitted_at = now
@@ -1092,7 +1105,6 @@ class Scheduler:
         observing.observers = tuple(o for o in observing.observers if o is not observer)
         if not observing.observers:
             observing.flush()
-            self._observing = None
             self.__class__ = Scheduler
 
     # ------------------------------------------------------------------ shutdown
@@ -1124,27 +1136,44 @@ class Scheduler:
     def job_snapshot(self, handle: bytes) -> JobSnapshot | None:
         """A live job (queued or running) by handle; None when it finished or never existed."""
         job = self.jobs_by_handle.get(handle)
-        return None if job is None else job_snapshot(job)
+        return None if job is None else job_snapshot(job, self.observer)
 
-    def job_snapshot_by_unique(self, unique: bytes) -> JobSnapshot | None:
-        """The first live job with this unique in any function (GET_STATUS_UNIQUE names no function)."""
+    def job_snapshot_by_unique(self, unique: bytes, function: bytes | None = None) -> JobSnapshot | None:
+        """The first live job with this unique in any function (GET_STATUS_UNIQUE names no function), or
+        in ``function`` only."""
+        if function is not None:
+            fn = self.functions.get(function)
+            job = fn.by_unique.get(unique) if fn is not None and unique else None
+            return None if job is None else job_snapshot(job, self.observer)
         for fn in self.functions.values():
             job = fn.by_unique.get(unique)
             if job is not None:
-                return job_snapshot(job)
+                return job_snapshot(job, self.observer)
+        return None
+
+    def next_job(self, function: bytes) -> tuple[JobSnapshot, bytes] | None:
+        """The job a grab for ``function`` alone would take now (committed, due), and its workload: what
+        a memcached ``get <function>/peek`` shows without taking it."""
+        fn = self.functions.get(function)
+        if fn is None:
+            return None
+        for queue in fn.queues:
+            for job in queue:
+                if job.state is not _PENDING:
+                    return job_snapshot(job, self.observer), job.data
         return None
 
     def job_snapshots(self) -> list[JobSnapshot]:
         """Every live job, oldest handle first."""
-        return [job_snapshot(job) for job in self.jobs_by_handle.values()]
+        return [job_snapshot(job, self.observer) for job in self.jobs_by_handle.values()]
 
     def dead_job_snapshots(self) -> list[JobSnapshot]:
         """The dead-letter list, in the order the jobs died."""
-        return [job_snapshot(job) for job in self.dead_letters.values()]
+        return [job_snapshot(job, self.observer) for job in self.dead_letters.values()]
 
     def poison_job_snapshots(self) -> list[JobSnapshot]:
         """Live jobs whose workers died ``POISON_DEATHS`` times or more, in the order they became poison."""
-        return [job_snapshot(job) for job in self.poison_jobs]
+        return [job_snapshot(job, self.observer) for job in self.poison_jobs]
 
     def worker_snapshot(self, worker: Worker) -> WorkerSnapshot:
         return worker_snapshot(worker)

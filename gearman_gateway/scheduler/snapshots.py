@@ -103,7 +103,11 @@ def function_snapshot(fn: Function, poison_jobs: int) -> FunctionSnapshot:
     )
 
 
-def job_snapshot(job: Job) -> JobSnapshot:
+def job_snapshot(job: Job, observer: object = None) -> JobSnapshot:
+    """``observer``: the scheduler's (the result cache), a listener of the job but no client waiting on it."""
+    waiting = len(job.listeners)
+    if observer is not None and waiting and observer in job.listeners:
+        waiting -= 1
     return JobSnapshot(
         job.handle,
         job.function.name,
@@ -113,7 +117,7 @@ def job_snapshot(job: Job) -> JobSnapshot:
         job.state == _RUNNING,
         job.numerator,
         job.denominator,
-        len(job.listeners),
+        waiting,
         job.retries,
         job.failures,
         job.deaths,

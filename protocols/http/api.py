@@ -11,6 +11,7 @@ Sans-IO like the rest of the package: ``handle`` turns a request into an ``Answe
 ``GET <prefix>metrics``   Prometheus text format
 ``GET <prefix>latency``   per function: queue wait and run time p50/p99 over the last minute (JSON)
 ``GET <prefix>history``   recently finished jobs, newest first; ``?function=&outcome=&since=&limit=`` (JSON)
+``GET <prefix>results/F/U``  the kept result of the background job of function F, unique U (result cache)
 ========================  ===================================================================
 """
 
@@ -73,6 +74,9 @@ class HttpApi:
             return self._job(unquote_to_bytes(path[5:]))
         if path == b"history":
             return self._history(request.query)
+        if path.startswith(b"results/"):
+            function, _, unique = path[8:].partition(b"/")
+            return self._result(unquote_to_bytes(function), unquote_to_bytes(unique))
         handler = self._routes.get(path)
         if handler is None:
             return json_answer({"error": "not found"}, HTTPStatus.NOT_FOUND)
@@ -202,3 +206,22 @@ class HttpApi:
                 "worker_deaths": job.worker_deaths,
             }
         )
+
+    def _result(self, function: bytes, unique: bytes) -> Answer:
+        """A background job's kept result (gearman_gateway/results.py), answered as a foreground job's
+        would be (docs/http.md); 404 with the job's state while it is queued or running, or unknown."""
+        results = self.context.results
+        result = results.get((function, unique)) if results is not None and unique else None
+        if result is None:
+            job = self.context.scheduler.job_snapshot_by_unique(unique, function) if unique else None
+            state = "unknown" if job is None else "running" if job.running else "queued"
+            body = {"function": _text(function), "unique": _text(unique), "known": False, "state": state}
+            return json_answer(body, HTTPStatus.NOT_FOUND)
+        if not result.failed:
+            command, body = b"WORK_COMPLETE", result.data
+        elif result.data and self.context.settings.exceptions:
+            command, body = b"WORK_EXCEPTION", result.data
+        else:
+            command, body = b"WORK_FAIL", b""
+        headers = [(b"Content-Type", b"application/octet-stream"), _NO_STORE, (b"X-Gearman-Command", command)]
+        return Answer(HTTPStatus.OK, headers, body)

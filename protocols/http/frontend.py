@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from protocols.connection import FrontendConnection, FrontendFactory
+from protocols.connection import FrontendConnection, FrontendFactory, SessionConnection
 from protocols.http.api import HttpApi
 from protocols.http.metrics import HttpStats
 from protocols.http.session import HttpSession
@@ -22,14 +22,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("gearman_gateway.http")
 
 
-class HttpProtocol(FrontendConnection):
+class HttpProtocol(SessionConnection):
     label = "HTTP connection"
 
     def __init__(self, factory: HttpFactory) -> None:
         super().__init__(factory.context)
         self.factory = factory
         self.session: HttpSession | None = None
-        self._session_paused = False  # the session holds pipelined requests back
 
     def started(self) -> None:
         self.session = HttpSession(self.factory.context, self.factory.api, self)
@@ -55,18 +54,6 @@ class HttpProtocol(FrontendConnection):
     def abort(self) -> None:
         self.close_output()
         self.transport.abortConnection()
-
-    def pause_reading(self) -> None:
-        self._session_paused = True
-        self.transport.stopReading()
-
-    def resume_reading(self) -> None:
-        self._session_paused = False
-        if not self.output_paused and self.session is not None:
-            self.transport.startReading()
-
-    def wants_reading(self) -> bool:
-        return self.session is not None and not self._session_paused
 
 
 class HttpFactory(FrontendFactory):

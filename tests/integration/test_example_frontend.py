@@ -85,7 +85,7 @@ def test_help_lists_the_example_frontends_and_their_options(installed: dict[str,
     ours = gearmand_output("--help", env=installed).stdout
     assert "line protocol frontend (-r lineproto;" in ours and "--lineproto-port PORT" in ours
     assert "--linedial-connect HOST:PORT" in ours
-    assert "installed: binary, http, xmpp, linedial, lineproto" in " ".join(ours.split())
+    assert "installed: binary, http, memcached, xmpp, linedial, lineproto" in " ".join(ours.split())
     without = {name: value for name, value in installed.items() if name != "PYTHONPATH"}
     assert "--lineproto-port" not in gearmand_output("--help", env=without).stdout  # only the entry point adds it
 

@@ -11,13 +11,17 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from twisted.internet import protocol
 from twisted.internet.error import ConnectionDone
 
-from gearman_gateway.reactor import GatewayReactor, _GrownServer, _Server
+from gearman_gateway.config import make_settings
+from gearman_gateway.connections import ConnectionRegistry
+from gearman_gateway.reactor import GatewayReactor, _ClosedServer, _GrownServer, _Server
+from protocols.connection import FrontendConnection, FrontendFactory
 
 
 @pytest.fixture
@@ -241,7 +245,10 @@ class Grow(protocol.Protocol):
 _LATER_CONNECTIONS_COST = """
 import socket, sys, time, tracemalloc
 from twisted.internet import protocol
-from gearman_gateway.reactor import GatewayReactor, _GrownServer, _Server
+from gearman_gateway.config import make_settings
+from gearman_gateway.connections import ConnectionRegistry
+from gearman_gateway.reactor import GatewayReactor, _ClosedServer, _GrownServer, _Server
+from protocols.connection import FrontendConnection, FrontendFactory
 from tests.integration.test_reactor import Grow
 reactor = GatewayReactor()
 made = []
@@ -290,3 +297,82 @@ def test_connections_that_grew_leave_later_ones_as_lean_as_the_first() -> None:
 
     fresh, grown = cost("fresh"), cost("grow")
     assert grown <= fresh + 8, (fresh, grown)
+
+
+class Closing(FrontendConnection):
+    """A frontend's connection that replies ``bye`` and closes at once (``close_now``) when it reads ``quit``,
+    and records how its transport looks when the close reaches it."""
+
+    def __init__(self, context: Any, seen: list[dict[str, object]]) -> None:
+        super().__init__(context)
+        self.seen = seen
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        if data == b"quit":
+            self.queue(b"bye")
+            self.close_now()
+
+    def ended(self) -> None:
+        transport = self.transport
+        reactor = self.context.reactor
+        self.seen.append(
+            {
+                "class": type(transport),
+                "fileno": transport.fileno(),
+                "watched": transport_fd_watched(reactor, self.fd),
+                "kept": set(vars(transport)),
+                "peer": transport.getPeer().host,
+                "connected": transport.connected,
+                "repr": repr(transport),
+            }
+        )
+        transport.loseConnection()  # after the close: nothing
+        transport.abortConnection()
+        transport.write(b"late")
+        if len(self.seen) == 2:
+            reactor.stop()
+
+
+def transport_fd_watched(reactor: GatewayReactor, fd: int) -> bool:
+    return fd in reactor._selectables or fd in reactor._reads or fd in reactor._writes
+
+
+def test_a_frontend_connection_closes_in_one_step_on_eof_and_close_now(reactor: GatewayReactor) -> None:
+    """The peer's EOF and ``close_now`` close a frontend's connection at once (``close_lean``): the peer
+    gets what was queued and then the EOF, the descriptor leaves the reactor, the transport lets go of its
+    protocol and socket (no cycle) and becomes a ``_ClosedServer``, on which what Twisted's closed
+    connection ignores is ignored."""
+    seen: list[dict[str, object]] = []
+    context = SimpleNamespace(reactor=reactor, connections=ConnectionRegistry(), settings=make_settings({}))
+    factory = FrontendFactory(context)  # type: ignore[arg-type]
+    factory.protocol = lambda factory: Closing(factory.context, seen)
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    received: list[bytes] = []
+
+    def client() -> None:
+        address = ("127.0.0.1", port.getHost().port)
+        with socket.create_connection(address) as sock:
+            sock.shutdown(socket.SHUT_WR)  # EOF first
+            received.append(sock.recv(100))
+        with socket.create_connection(address) as sock:
+            sock.sendall(b"quit")
+            chunks = []
+            while chunk := sock.recv(100):
+                chunks.append(chunk)
+            received.append(b"".join(chunks))
+
+    reading = threading.Thread(target=client)
+    reactor.callWhenRunning(reading.start)
+    run(reactor)
+    port.stopListening()
+    reading.join(10)
+    assert received == [b"", b"bye"]
+    assert len(context.connections) == 0
+    for closed in seen:
+        assert closed["class"] is _ClosedServer
+        assert closed["fileno"] == -1
+        assert not closed["watched"]
+        assert not {"protocol", "socket", "producer"} & closed["kept"]  # type: ignore[operator]
+        assert closed["peer"] == "127.0.0.1"
+        assert closed["connected"] == 0
+        assert "fd -1" in closed["repr"]  # type: ignore[operator]

@@ -1,0 +1,85 @@
+"""What a memcached key means here: ``<function>[/<unique>][/<option>]*``.
+
+The queue servers that spoke memcached (Kestrel, Darner, MemcacheQ) put a queue's name in the key and
+options after it (``get q/t=500/open``); we keep that, and add the unique of a job, whose result a ``get``
+reads. The function is the first segment (a function name cannot hold ``/`` here); the options are the
+trailing segments that are option words; everything between is the unique, slashes included. So the only
+uniques a memcached client cannot name are those whose last segment is an option word.
+
+Options: ``t=<ms>`` wait up to that long; ``open`` a reliable read (the job stays this connection's);
+``close`` complete the open job (a ``set`` to it carries the result); ``abort`` give the open job back;
+``peek`` look without taking; ``error`` read a failed job's exception text; ``fail`` (a ``set``) fail the
+open job.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+#: Option words that take no value.
+FLAGS = frozenset({b"open", b"close", b"abort", b"peek", b"error", b"fail"})
+#: Longest wait a key can ask for before the server's own cap applies (digits beyond this are refused).
+_MAX_WAIT_DIGITS = 9
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    function: bytes
+    unique: bytes = b""
+    wait_ms: int | None = None  # t=<ms>
+    open: bool = False
+    close: bool = False
+    abort: bool = False
+    peek: bool = False
+    error: bool = False
+    fail: bool = False
+
+    @property
+    def has_options(self) -> bool:
+        return self.wait_ms is not None or self.open or self.close or self.abort or self.peek or self.error or self.fail
+
+    @property
+    def result_key(self) -> tuple[bytes, bytes]:
+        """The result cache's key."""
+        return self.function, self.unique
+
+
+def _wait(segment: bytes) -> int | None:
+    if segment[:2] != b"t=":
+        return None
+    digits = segment[2:]
+    if not digits.isdigit() or len(digits) > _MAX_WAIT_DIGITS:
+        return None
+    return int(digits)
+
+
+#: Keys parsed lately, by their bytes: workers repeat ``<function>/open/t=<ms>``, clients their functions.
+PARSED_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=PARSED_CACHE_SIZE)
+def parse(raw: bytes) -> Key | None:
+    """The key's parts; None when it names no function (empty, or starting with ``/``) or repeats an
+    option."""
+    segments = raw.split(b"/")
+    function = segments[0]
+    if not function:
+        return None
+    options: dict[str, bool | int] = {}
+    end = len(segments)
+    while end > 1:
+        segment = segments[end - 1]
+        wait = _wait(segment)
+        if wait is not None:
+            name = "wait_ms"
+        elif segment in FLAGS:
+            name = segment.decode()
+        else:
+            break
+        if name in options:
+            return None
+        options[name] = wait if wait is not None else True
+        end -= 1
+    unique = b"/".join(segments[1:end])
+    return Key(function, unique, **options)  # type: ignore[arg-type]

@@ -1,0 +1,565 @@
+"""One memcached connection, sans-IO: bytes in, scheduler calls and result-cache reads, reply bytes out.
+
+The codec (``codec.Decoder``) turns bytes into events; this session gives each event its meaning here
+(``keys`` says what a key names) and answers in the dialect the request came in (``replies``):
+
+- ``set``/``add``/``prepend``/``append`` of ``<function>[/<unique>]`` submit a background job (normal, normal,
+  high, low priority); the answer waits for the job's acknowledgement (a durable store's commit);
+- ``get <function>`` takes work as a worker (``/open``: held until ``/close`` or a ``set .../close`` with
+  the result; ``/abort`` or a lost connection give it back as a lost worker's job); ``get
+  <function>/<unique>`` reads the result cache; ``/t=<ms>`` waits;
+- ``delete``, ``touch``/``gat``, ``flush_all``, ``stats``, ``version`` and the meta and binary forms of them.
+
+Requests are answered in order: while one waits (a ``/t=`` wait, a store commit) the ones after it wait
+behind it, unparsed events kept here (reading pauses past ``MAX_QUEUED_EVENTS``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gearman_gateway.results import expiry
+from gearman_gateway.scheduler import JobListener, Priority, SchedulerError
+from gearman_gateway.scheduler.errors import ArgumentTooLarge
+from protocols.memcached import keys, replies
+from protocols.memcached.codec import Decoder
+from protocols.memcached.events import (
+    Arithmetic,
+    Delete,
+    Error,
+    Event,
+    FlushAll,
+    Get,
+    MetaDelete,
+    MetaGet,
+    MetaNoop,
+    MetaSet,
+    Noop,
+    Quit,
+    Stats,
+    Store,
+    Touch,
+    Verbosity,
+    Version,
+)
+from protocols.memcached.replies import DeleteOutcome, Item, StoreOutcome
+from protocols.memcached.stats import VERSION, Shared, stats
+
+if TYPE_CHECKING:
+    from gearman_gateway.results import Result, ResultCache
+    from gearman_gateway.scheduler import Job, Scheduler
+    from gearman_gateway.scheduler.worker import Worker
+    from protocols.memcached.options import MemcachedOptions
+
+#: Events parsed but not yet answered (behind a waiting request) past which reading pauses.
+MAX_QUEUED_EVENTS = 1024
+
+#: The priority each storage command submits with: ``prepend`` jumps the queue, ``append`` joins its tail.
+PRIORITIES = {"set": Priority.NORMAL, "add": Priority.NORMAL, "prepend": Priority.HIGH, "append": Priority.LOW}
+
+BAD_KEY = "bad key: <function>[/<unique>][/option] expected"
+OPTION_MISUSE = "that key option does not go with this command"
+ALREADY_OPEN = "a job of this function is already open on this connection: /close or /abort it first"
+QUEUE_DELETE_OFF = "deleting a whole queue is turned off (memcached.allow_queue_delete)"
+
+
+class Transport(Protocol):
+    """What a session needs from the connection it runs on."""
+
+    def write(self, data: bytes) -> None: ...
+    def close(self) -> None: ...  # after what was written has gone out
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+
+
+class _Pending:
+    """An answer that comes later (a ``/t=`` wait, a submit's acknowledgement)."""
+
+
+PENDING = _Pending()
+
+
+class _Ack(JobListener):
+    """A submit's acknowledgement: the reply once the job is queued (and committed), or refused."""
+
+    __slots__ = ("event", "reply", "then")
+
+    def __init__(self, event: Store | MetaSet) -> None:
+        self.event = event
+        self.reply: bytes | None = None
+        self.then: Callable[[bytes], None] | None = None
+
+    def job_created(self, job: Job) -> None:
+        self._answer(replies.store_reply(self.event, StoreOutcome.STORED))
+
+    def job_rejected(self, job: Job, error: SchedulerError) -> None:
+        self._answer(replies.error_reply(self.event, error.text))
+
+    def _answer(self, reply: bytes) -> None:
+        if self.then is not None:
+            self.then(reply)
+        else:
+            self.reply = reply
+
+
+@dataclass(slots=True)
+class _Wait:
+    """A retrieval that waits: for a result (``key.unique``) or for work."""
+
+    key: keys.Key
+    ms: int
+
+
+@dataclass(slots=True)
+class _Retrieval:
+    """A ``get`` of several keys being answered, one key after the other."""
+
+    event: Get | MetaGet
+    keys: tuple[bytes, ...]
+    items: list[Item | None] = field(default_factory=list)
+
+
+class _WorkerWaker:
+    """The scheduler's way to tell one of this connection's per-function workers that work came."""
+
+    __slots__ = ("session", "function")
+
+    def __init__(self, session: MemcachedSession, function: bytes) -> None:
+        self.session = session
+        self.function = function
+
+    def wake(self) -> None:
+        self.session._work_came(self.function)
+
+    def grabbed(self, job: Job | None) -> None:  # grabs are never held here
+        pass
+
+
+class MemcachedSession:
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        results: ResultCache | None,
+        clock: Any,
+        options: MemcachedOptions,
+        shared: Shared,
+        transport: Transport,
+    ) -> None:
+        self.scheduler = scheduler
+        self.results = results
+        self.clock = clock
+        self.options = options
+        self.shared = shared
+        self.transport = transport
+        self.decoder = Decoder(max_value_size=options.max_value_size)
+        self.closed = False
+        self._events: deque[Event] = deque()
+        self._busy = False  # a request is waiting for its answer
+        self._paused = False
+        self._running = False
+        self._input_ended = False  # the peer half-closed: close once everything read is answered
+        # one worker per function this connection takes work of, so that a grab takes only that function's
+        self._workers: dict[bytes, Worker] = {}
+        self._open: dict[bytes, Job] = {}  # the job each function has open here (get .../open)
+        self._waiting: tuple[bytes, bool, Callable[[Item | None], None]] | None = None  # function, open, then
+        self._cancel_wait: Callable[[], None] | None = None
+        self._handlers: dict[type, Callable[[Any], bytes | _Pending]] = {
+            Get: self._get,
+            MetaGet: self._get,
+            Store: self._store,
+            MetaSet: self._store,
+            Delete: self._delete,
+            MetaDelete: self._delete,
+            Touch: self._touch,
+            Arithmetic: lambda event: replies.arithmetic_reply(event, None),
+            FlushAll: self._flush_all,
+            Version: lambda event: replies.version_reply(event, VERSION),
+            Verbosity: replies.verbosity_reply,
+            Stats: self._stats,
+            Noop: replies.noop_reply,
+            MetaNoop: replies.noop_reply,
+        }
+
+    # ------------------------------------------------------------------ bytes in, bytes out
+
+    @property
+    def partial(self) -> bool:
+        """Part of a request is held (or being skipped): its rest must come, or the connection times out."""
+        decoder = self.decoder
+        return bool(decoder.buffered or decoder._skip is not None or decoder._long_line)
+
+    def receive_data(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self._events.extend(self.decoder.receive_data(data))
+        self._run()
+        if len(self._events) > MAX_QUEUED_EVENTS and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def input_ended(self) -> None:
+        """The peer sent its last byte (``printf ... | nc``): answer what it sent, waits included, then close."""
+        self._input_ended = True
+        self._run()
+
+    def connection_lost(self) -> None:
+        """The peer went away: waits stop, and open jobs go back as a lost worker's (they run elsewhere)."""
+        self.closed = True
+        self._events.clear()
+        self._stop_waiting()
+        workers, self._workers = self._workers, {}
+        self._open.clear()
+        for worker in workers.values():
+            self.scheduler.remove_worker(worker)
+
+    def _run(self) -> None:
+        if self._running:
+            return
+        self._running = True
+        try:
+            events = self._events
+            while events and not self._busy and not self.closed:
+                event = events.popleft()
+                reply = self._answer(event)
+                if reply is PENDING:
+                    self._busy = True
+                elif reply:
+                    self.transport.write(reply)  # type: ignore[arg-type]
+        finally:
+            self._running = False
+        if self._paused and len(self._events) < MAX_QUEUED_EVENTS // 2 and not self.closed:
+            self._paused = False
+            self.transport.resume_reading()
+        if self._input_ended and not self._busy and not self._events and not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def _answer(self, event: Event) -> bytes | _Pending:
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            return handler(event)
+        if isinstance(event, Error):
+            if event.close:
+                self._close(event.reply)
+                return b""
+            return b"" if event.noreply else event.reply
+        if isinstance(event, Quit):
+            self._close(replies.quit_reply(event))
+            return b""
+        return replies.error_reply(event, "not supported", client=True)
+
+    def _finish(self, reply: bytes) -> None:
+        """The waiting request's answer came: send it, and go on with the requests behind it."""
+        if self.closed:
+            return
+        self._busy = False
+        if reply:
+            self.transport.write(reply)
+        self._run()
+
+    def _close(self, last: bytes) -> None:
+        if last:
+            self.transport.write(last)
+        self.closed = True
+        self.transport.close()
+
+    # ------------------------------------------------------------------ retrievals
+
+    def _get(self, event: Get | MetaGet) -> bytes | _Pending:
+        run = _Retrieval(event, event.keys if isinstance(event, Get) else (event.key,))
+        self.shared.counters["cmd_get"] += len(run.keys)
+        return self._retrieve(run)
+
+    def _retrieve(self, run: _Retrieval) -> bytes | _Pending:
+        touch = run.event.exptime if isinstance(run.event, Get) else run.event.ttl
+        while len(run.items) < len(run.keys):
+            outcome = self._lookup(run.keys[len(run.items)], touch)
+            if isinstance(outcome, str):
+                return replies.error_reply(run.event, outcome, client=True)
+            if isinstance(outcome, _Wait):
+                self._wait(outcome, lambda item: self._resume(run, item))
+                return PENDING
+            self._count(outcome)
+            run.items.append(outcome)
+        if isinstance(run.event, MetaGet):
+            return replies.meta_get_reply(run.event, run.items[0])
+        return replies.get_reply(run.event, run.items)
+
+    def _resume(self, run: _Retrieval, item: Item | None) -> None:
+        self._count(item)
+        run.items.append(item)
+        reply = self._retrieve(run)
+        if reply is not PENDING:
+            self._finish(reply)  # type: ignore[arg-type]
+
+    def _count(self, item: Item | None) -> None:
+        self.shared.counters["get_hits" if item is not None else "get_misses"] += 1
+
+    def _lookup(self, raw: bytes, touch: int | None) -> Item | None | _Wait | str:
+        """One key of a retrieval: a hit, a miss, a wait to start, or why it is refused."""
+        key = keys.parse(raw)
+        if key is None or b"\0" in raw:
+            return None
+        if key.unique or key.error:
+            if key.open or key.close or key.abort or key.peek or key.fail:
+                return OPTION_MISUSE
+            return self._result(key, touch)
+        if key.error or key.fail:
+            return OPTION_MISUSE
+        return self._work(key)
+
+    def _result(self, key: keys.Key, touch: int | None) -> Item | None | _Wait:
+        results = self.results
+        if results is None:
+            return None
+        result = results.get(key.result_key)
+        if result is not None and touch is not None:
+            result = results.touch(key.result_key, touch)
+        if result is None:
+            return self._maybe_wait(key)
+        return self._result_item(key, result)
+
+    def _result_item(self, key: keys.Key, result: Result) -> Item | None:
+        if result.failed != key.error:
+            return None
+        assert self.results is not None
+        return Item(result.data, result.flags, result.cas, ttl=self.results.ttl_left(result))
+
+    def _work(self, key: keys.Key) -> Item | None | _Wait | str:
+        function = key.function
+        if key.close:
+            self._complete_open(function, b"")
+        elif key.abort:
+            self._abort_open(function)
+        if key.peek:
+            found = self.scheduler.next_job(function)
+            if found is None:
+                return None
+            snapshot, data = found
+            return Item(data, self.shared.peek_flags(snapshot.handle))
+        if (key.close or key.abort) and not key.open:
+            return None
+        if function in self._open:
+            return ALREADY_OPEN
+        item = self._take(function, key.open)
+        if item is not None:
+            return item
+        return self._maybe_wait(key)
+
+    def _maybe_wait(self, key: keys.Key) -> _Wait | None:
+        if not key.wait_ms or self.options.max_wait_ms <= 0:
+            return None
+        return _Wait(key, min(key.wait_ms, self.options.max_wait_ms))
+
+    # -- waiting
+
+    def _wait(self, wait: _Wait, then: Callable[[Item | None], None]) -> None:
+        key = wait.key
+
+        def done(item: Item | None) -> None:
+            self._stop_waiting()
+            then(item)
+
+        if key.unique or key.error:
+            assert self.results is not None
+            stop = self.results.wait(key.result_key, lambda result: done(self._result_item(key, result)))
+            timer = self.clock.callLater(wait.ms / 1000.0, done, None)
+        else:
+            self._waiting = (key.function, key.open, done)
+            self.scheduler.pre_sleep(self._workers[key.function])
+            stop = self._stop_work_wait
+            timer = self.clock.callLater(wait.ms / 1000.0, self._work_timeout)
+
+        def cancel() -> None:
+            if timer.active():
+                timer.cancel()
+            stop()
+
+        self._cancel_wait = cancel
+
+    def _stop_waiting(self) -> None:
+        cancel, self._cancel_wait = self._cancel_wait, None
+        if cancel is not None:
+            cancel()
+
+    def _stop_work_wait(self) -> None:
+        self._waiting = None
+
+    def _work_timeout(self) -> None:
+        """The wait for work is over: one last grab, which also wakes the worker up (a sleeping worker that
+        nobody waits on would take a NOOP meant for another)."""
+        waiting, self._waiting = self._waiting, None
+        if waiting is None or self.closed:
+            return
+        function, open_, then = waiting
+        worker = self._workers[function]
+        job = self.scheduler.grab(worker)
+        then(None if job is None else self._took(function, worker, job, open_))
+
+    def _work_came(self, function: bytes) -> None:
+        """A worker of this connection was woken: a waiting ``get`` tries again (after this turn of the
+        scheduler's, which may be waking it from inside a submit)."""
+        if self._waiting is not None and self._waiting[0] == function:
+            self.clock.callLater(0, self._grab_again, function)
+
+    def _grab_again(self, function: bytes) -> None:
+        waiting = self._waiting
+        if waiting is None or waiting[0] != function or self.closed:
+            return
+        worker = self._workers.get(function)
+        if worker is None:
+            return
+        job = self.scheduler.grab(worker)
+        if job is None:
+            self.scheduler.pre_sleep(worker)
+            return
+        self._waiting = None  # the worker keeps its registration while the job is open
+        waiting[2](self._took(function, worker, job, waiting[1]))
+
+    # ------------------------------------------------------------------ worker side
+
+    def _worker(self, function: bytes) -> Worker:
+        worker = self._workers.get(function)
+        if worker is None:
+            worker = self._workers[function] = self.scheduler.add_worker(_WorkerWaker(self, function))
+        if not worker.abilities:
+            self.scheduler.can_do(worker, function)
+        return worker
+
+    def _take(self, function: bytes, open_: bool) -> Item | None:
+        worker = self._worker(function)
+        job = self.scheduler.grab(worker)
+        if job is None:
+            return None  # the caller waits (worker still registered) or calls it idle
+        return self._took(function, worker, job, open_)
+
+    def _took(self, function: bytes, worker: Worker, job: Any, open_: bool) -> Item:
+        flags = self.shared.take_flags(job.handle)
+        item = Item(job.data, flags)
+        if open_:
+            self._open[function] = job
+        else:  # a plain get: the job is done when taken (Kestrel's at-most-once read)
+            self.scheduler.work_complete(worker, job.handle, b"")
+        return item
+
+    def _complete_open(self, function: bytes, data: bytes) -> bool:
+        job = self._open.pop(function, None)
+        if job is None:
+            return False
+        self.scheduler.work_complete(self._workers[function], job.handle, data)
+        return True
+
+    def _fail_open(self, function: bytes, text: bytes) -> bool:
+        job = self._open.pop(function, None)
+        if job is None:
+            return False
+        worker = self._workers[function]
+        if text:
+            self.scheduler.work_exception(worker, job.handle, text)
+        else:
+            self.scheduler.work_fail(worker, job.handle)
+        return True
+
+    def _abort_open(self, function: bytes) -> None:
+        """The open job goes back by the rule for a worker that died with it (as a lost connection)."""
+        if self._open.pop(function, None) is not None:
+            self.scheduler.remove_worker(self._workers.pop(function))
+
+    # ------------------------------------------------------------------ storage: submit, or a worker's result
+
+    def _store(self, event: Store | MetaSet) -> bytes | _Pending:
+        self.shared.counters["cmd_set"] += 1
+        key = keys.parse(event.key)
+        if key is None or b"\0" in event.key:
+            return replies.error_reply(event, BAD_KEY, client=True)
+        if key.close or key.fail:
+            others = key.open or key.abort or key.peek or key.error or key.wait_ms is not None
+            if key.unique or others or (key.close and key.fail):
+                return replies.error_reply(event, OPTION_MISUSE, client=True)
+            done = (self._complete_open if key.close else self._fail_open)(key.function, event.value)
+            return replies.store_reply(event, StoreOutcome.STORED if done else StoreOutcome.NOT_FOUND)
+        if key.has_options:
+            return replies.error_reply(event, OPTION_MISUSE, client=True)
+        command = event.command
+        priority = PRIORITIES.get(command)
+        if priority is None:  # replace, cas: there is never an item to replace
+            return replies.store_reply(event, StoreOutcome.NOT_STORED)
+        results = self.results
+        if (
+            command == "add"
+            and key.unique
+            and (
+                self.scheduler.job_snapshot_by_unique(key.unique, key.function) is not None
+                or (results is not None and results.get(key.result_key) is not None)
+            )
+        ):
+            return replies.store_reply(event, StoreOutcome.NOT_STORED)  # what memcexist asks
+        exptime = event.exptime if isinstance(event, Store) else event.ttl
+        if expiry(self.clock.seconds(), exptime) is None:
+            return replies.store_reply(event, StoreOutcome.STORED)  # born expired: memcached stores nothing
+        if key.unique:
+            if results is not None:
+                results.forget(key.result_key)  # a new run: its result replaces the old one
+        flags = event.flags if isinstance(event, Store) else event.client_flags
+        ack = _Ack(event)
+        try:
+            job = self.scheduler.submit(key.function, event.value, key.unique, priority, background=True, listener=ack)
+        except ArgumentTooLarge as error:
+            return replies.error_reply(event, error.text, client=True)
+        except SchedulerError as error:
+            return replies.error_reply(event, error.text)
+        if flags:
+            self.shared.remember_flags(job.handle, flags)
+        if key.unique and results is not None:
+            results.expect(key.result_key, flags, exptime or None)
+        if ack.reply is not None:
+            return ack.reply
+        ack.then = self._finish
+        return PENDING
+
+    # ------------------------------------------------------------------ the other commands
+
+    def _delete(self, event: Delete | MetaDelete) -> bytes:
+        key = keys.parse(event.key)
+        if key is None or key.has_options:
+            return replies.delete_reply(event, DeleteOutcome.NOT_FOUND)
+        scheduler = self.scheduler
+        deleted = False
+        if not key.unique:
+            if not self.options.allow_queue_delete:
+                return replies.error_reply(event, QUEUE_DELETE_OFF, client=True)
+            for snapshot in scheduler.job_snapshots():
+                if snapshot.function == key.function and not snapshot.running:
+                    deleted = scheduler.cancel(snapshot.handle) or deleted
+        else:
+            snapshot = scheduler.job_snapshot_by_unique(key.unique, key.function)
+            if snapshot is not None and not snapshot.running:
+                deleted = scheduler.cancel(snapshot.handle)  # its worker never sees it
+            if self.results is not None:
+                deleted = self.results.forget(key.result_key) or deleted  # a cancel leaves a failure
+        return replies.delete_reply(event, DeleteOutcome.DELETED if deleted else DeleteOutcome.NOT_FOUND)
+
+    def _touch(self, event: Touch) -> bytes:
+        self.shared.counters["cmd_touch"] += 1
+        key = keys.parse(event.key)
+        result = None
+        if key is not None and key.unique and not key.has_options and self.results is not None:
+            result = self.results.touch(key.result_key, event.exptime)
+        item = None if result is None else Item(result.data, result.flags, result.cas)
+        return replies.touch_reply(event, item)
+
+    def _flush_all(self, event: FlushAll) -> bytes:
+        """Results only: jobs are never flushed (``memcflush`` must not wipe a queue)."""
+        if self.results is not None:
+            if event.delay > 0:
+                at = expiry(self.clock.seconds(), event.delay)
+                self.clock.callLater(max(0.0, (at or 0) - self.clock.seconds()), self.results.clear)
+            else:
+                self.results.clear()
+        return replies.flush_reply(event)
+
+    def _stats(self, event: Stats) -> bytes:
+        return replies.stats_reply(event, stats(event.args, self.shared, self.scheduler, self.results))

@@ -1,0 +1,419 @@
+"""The memcached session driven with plain bytes: a real scheduler and result cache on a fake clock, no sockets."""
+
+from __future__ import annotations
+
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.task import Clock
+
+from gearman_gateway.results import ResultCache
+from gearman_gateway.scheduler import Job, JobListener, Scheduler
+from protocols.memcached import opcodes as op
+from protocols.memcached.options import MemcachedOptions
+from protocols.memcached.session import MAX_QUEUED_EVENTS, MemcachedSession
+from protocols.memcached.stats import Shared
+from tests.unit.test_http_session import FakeTransport as Transport
+
+
+class Waker:
+    def wake(self) -> None:
+        pass
+
+    def grabbed(self, job: Job | None) -> None:
+        pass
+
+
+class World:
+    """A scheduler with its result cache, and memcached connections to it."""
+
+    def __init__(self, store=None, **options) -> None:
+        self.clock = Clock()
+        self.scheduler = Scheduler(self.clock, handle_prefix=b"H:t", store=store)
+        self.results = ResultCache(self.clock, ttl=100)
+        self.scheduler.observer = self.results
+        self.options = MemcachedOptions(**options)
+        self.shared = Shared(self.clock)
+
+    def connect(self) -> tuple[MemcachedSession, Transport]:
+        transport = Transport()
+        session = MemcachedSession(self.scheduler, self.results, self.clock, self.options, self.shared, transport)
+        return session, transport
+
+    def talk(self, data: bytes) -> bytes:
+        session, transport = self.connect()
+        session.receive_data(data)
+        return transport.take()
+
+    def run_one(self, function: bytes, result: bytes) -> bytes:
+        """A Gearman worker runs the next job of ``function``; returns its workload."""
+        worker = self.scheduler.add_worker(Waker())
+        self.scheduler.can_do(worker, function)
+        job = self.scheduler.grab(worker)
+        assert job is not None
+        self.scheduler.work_complete(worker, job.handle, result)
+        self.scheduler.remove_worker(worker)
+        return job.data
+
+    def queued(self, function: bytes) -> int:
+        snapshot = self.scheduler.function_snapshot(function)
+        return 0 if snapshot is None else sum(snapshot.queued)
+
+
+def test_set_submits_and_get_reads_the_result_with_the_sets_flags() -> None:
+    world = World()
+    assert world.talk(b"set reverse/u1 16 0 5\r\nhello\r\n") == b"STORED\r\n"
+    assert world.talk(b"get reverse/u1\r\n") == b"END\r\n"  # queued: a miss
+    assert world.run_one(b"reverse", b"olleh") == b"hello"
+    assert world.talk(b"get reverse/u1\r\n") == b"VALUE reverse/u1 16 5\r\nolleh\r\nEND\r\n"
+    assert world.talk(b"gets reverse/u1 nope/x reverse/u1\r\n").count(b"VALUE reverse/u1 16 5 ") == 2
+
+
+def test_a_set_without_unique_is_fire_and_forget() -> None:
+    world = World()
+    assert world.talk(b"set fn 0 0 1 noreply\r\nx\r\nset fn 0 0 1\r\ny\r\n") == b"STORED\r\n"
+    assert world.queued(b"fn") == 2
+    assert world.run_one(b"fn", b"") == b"x"
+    assert len(world.results) == 0
+
+
+def test_prepend_and_append_choose_the_priority() -> None:
+    world = World()
+    world.talk(b"append fn 0 0 3\r\nlow\r\nset fn 0 0 6\r\nnormal\r\nprepend fn 0 0 4\r\nhigh\r\n")
+    assert [world.run_one(b"fn", b"") for _ in range(3)] == [b"high", b"normal", b"low"]
+
+
+def test_set_joins_a_queued_job_and_add_refuses() -> None:
+    world = World()
+    assert world.talk(b"set fn/u 0 0 1\r\na\r\nset fn/u 0 0 1\r\nb\r\nadd fn/u 0 0 1\r\nc\r\n") == (
+        b"STORED\r\nSTORED\r\nNOT_STORED\r\n"
+    )
+    assert world.queued(b"fn") == 1
+    world.run_one(b"fn", b"r")
+    assert world.talk(b"add fn/u 0 0 1\r\nd\r\n") == b"NOT_STORED\r\n"  # a result is kept
+    assert world.talk(b"add fn/v 0 0 1\r\nd\r\n") == b"STORED\r\n"
+
+
+def test_an_exptime_in_the_past_submits_nothing() -> None:
+    world = World()
+    world.clock.advance(10**9)
+    assert world.talk(b"add fn/probe 0 2678400 0\r\n\r\n") == b"STORED\r\n"  # memcexist's probe
+    assert world.talk(b"set fn 0 -1 1\r\nx\r\n") == b"STORED\r\n"
+    assert world.queued(b"fn") == 0
+
+
+def test_delete_cancels_a_queued_job_and_forgets_a_result() -> None:
+    world = World()
+    world.talk(b"set fn/u 0 0 1\r\nx\r\nset fn/v 0 0 1\r\ny\r\n")
+    assert world.talk(b"delete fn/u\r\n") == b"DELETED\r\n"
+    assert world.run_one(b"fn", b"done") == b"y"  # the worker never sees u
+    assert world.talk(b"get fn/u fn/u/error\r\n") == b"END\r\n"
+    assert world.talk(b"delete fn/v\r\ndelete fn/v\r\n") == b"DELETED\r\nNOT_FOUND\r\n"
+
+
+def test_deleting_a_whole_queue_is_refused_unless_allowed() -> None:
+    world = World()
+    world.talk(b"set fn 0 0 1\r\nx\r\n")
+    assert world.talk(b"delete fn\r\n").startswith(b"CLIENT_ERROR ")
+    allowed = World(allow_queue_delete=True)
+    allowed.talk(b"set fn 0 0 1\r\nx\r\nset fn 0 0 1\r\ny\r\n")
+    assert allowed.talk(b"delete fn\r\n") == b"DELETED\r\n" and allowed.queued(b"fn") == 0
+
+
+def test_flush_all_clears_results_never_jobs() -> None:
+    world = World()
+    world.talk(b"set fn/a 0 0 1\r\nx\r\nset fn/b 0 0 1\r\ny\r\n")
+    world.run_one(b"fn", b"r")
+    assert world.talk(b"flush_all \r\nflush_all 0\r\n") == b"OK\r\nOK\r\n"
+    assert len(world.results) == 0 and world.queued(b"fn") == 1
+
+
+def test_failed_jobs_answer_under_the_error_key() -> None:
+    world = World()
+    world.talk(b"set fn/u 0 0 1\r\nx\r\n")
+    worker = world.scheduler.add_worker(Waker())
+    world.scheduler.can_do(worker, b"fn")
+    job = world.scheduler.grab(worker)
+    world.scheduler.work_exception(worker, job.handle, b"bad input")
+    assert world.talk(b"get fn/u\r\n") == b"END\r\n"
+    assert world.talk(b"get fn/u/error\r\n") == b"VALUE fn/u/error 0 9\r\nbad input\r\nEND\r\n"
+
+
+def test_touch_and_gat_extend_a_result() -> None:
+    world = World()
+    world.talk(b"set fn/u 0 0 1\r\nx\r\n")
+    world.run_one(b"fn", b"r")
+    world.clock.advance(90)
+    assert world.talk(b"touch fn/u 1000\r\ntouch fn/none 10\r\n") == b"TOUCHED\r\nNOT_FOUND\r\n"
+    world.clock.advance(500)
+    assert world.talk(b"gat 2000 fn/u\r\n") == b"VALUE fn/u 0 1\r\nr\r\nEND\r\n"
+    world.clock.advance(1500)
+    assert world.talk(b"get fn/u\r\n").startswith(b"VALUE")
+
+
+def test_a_worker_takes_work_with_get() -> None:
+    world = World()
+    world.talk(b"set reverse 16 0 3\r\nabc\r\n")
+    session, transport = world.connect()
+    session.receive_data(b"get reverse\r\nget reverse\r\n")
+    assert transport.take() == b"VALUE reverse 16 3\r\nabc\r\nEND\r\nEND\r\n"
+    assert world.scheduler.function_snapshot(b"reverse").completed == 1
+    assert world.scheduler.function_snapshot(b"reverse").workers == 1  # a worker of it from now on
+    session.connection_lost()
+    assert world.scheduler.function_snapshot(b"reverse").workers == 0
+
+
+def test_open_close_serves_a_foreground_client() -> None:
+    world = World()
+    heard = []
+
+    class Client(JobListener):
+        def job_complete(self, job: Job, data: bytes) -> None:
+            heard.append(data)
+
+    client = Client()
+    world.scheduler.submit(b"reverse", b"hello", listener=client)
+    session, transport = world.connect()
+    session.receive_data(b"get reverse/open\r\nget reverse/open\r\n")
+    assert transport.take() == b"VALUE reverse/open 0 5\r\nhello\r\nEND\r\n" + b"CLIENT_ERROR " + (
+        b"a job of this function is already open on this connection: /close or /abort it first\r\n"
+    )
+    session.receive_data(b"set reverse/close 0 0 5\r\nolleh\r\nset reverse/close 0 0 1\r\nx\r\n")
+    assert transport.take() == b"STORED\r\nNOT_FOUND\r\n"
+    assert heard == [b"olleh"]
+
+
+def test_get_close_completes_with_nothing_and_close_open_takes_the_next() -> None:
+    world = World()
+    world.talk(b"set fn/a 0 0 1\r\n1\r\nset fn/b 0 0 1\r\n2\r\n")
+    session, transport = world.connect()
+    session.receive_data(b"get fn/open\r\nget fn/close/open\r\nget fn/close\r\n")
+    assert transport.take() == b"VALUE fn/open 0 1\r\n1\r\nEND\r\nVALUE fn/close/open 0 1\r\n2\r\nEND\r\nEND\r\n"
+    assert world.talk(b"get fn/a fn/b\r\n") == b"VALUE fn/a 0 0\r\n\r\nVALUE fn/b 0 0\r\n\r\nEND\r\n"
+
+
+def test_abort_and_a_lost_connection_give_the_job_back() -> None:
+    world = World()
+    world.talk(b"set fn/a 0 0 1\r\n1\r\n")
+    session, transport = world.connect()
+    session.receive_data(b"get fn/open\r\nget fn/abort\r\n")
+    assert transport.take() == b"VALUE fn/open 0 1\r\n1\r\nEND\r\nEND\r\n"
+    assert world.queued(b"fn") == 1
+    session.receive_data(b"get fn/open\r\n")
+    assert world.queued(b"fn") == 0
+    session.connection_lost()
+    assert world.queued(b"fn") == 1
+    assert world.run_one(b"fn", b"done") == b"1"
+    assert world.scheduler.function_snapshot(b"fn").worker_deaths == 2
+
+
+def test_worker_fail_with_and_without_text() -> None:
+    world = World()
+    world.talk(b"set fn/a 0 0 1\r\n1\r\nset fn/b 0 0 1\r\n2\r\n")
+    session, transport = world.connect()
+    session.receive_data(b"get fn/open\r\nset fn/fail 0 0 4\r\noops\r\nget fn/open\r\nset fn/fail 0 0 0\r\n\r\n")
+    assert transport.take().count(b"STORED\r\n") == 2
+    assert world.talk(b"get fn/a/error fn/b/error\r\n") == (
+        b"VALUE fn/a/error 0 4\r\noops\r\nVALUE fn/b/error 0 0\r\n\r\nEND\r\n"
+    )
+
+
+def test_peek_shows_without_taking() -> None:
+    world = World()
+    world.talk(b"set fn 5 0 3\r\nabc\r\n")
+    assert world.talk(b"get fn/peek\r\nget fn/peek\r\n") == b"VALUE fn/peek 5 3\r\nabc\r\nEND\r\n" * 2
+    assert world.queued(b"fn") == 1
+    assert world.talk(b"get other/peek\r\n") == b"END\r\n"
+
+
+def test_a_result_wait_ends_with_the_result_and_later_requests_wait_behind_it() -> None:
+    world = World()
+    world.talk(b"set fn/u 0 0 1\r\nx\r\n")
+    session, transport = world.connect()
+    session.receive_data(b"get fn/u/t=300\r\nversion\r\n")
+    assert transport.take() == b""
+    world.run_one(b"fn", b"r")
+    assert transport.take().startswith(b"VALUE fn/u/t=300 0 1\r\nr\r\nEND\r\nVERSION ")
+
+
+def test_a_wait_times_out_with_a_miss_capped_by_the_option() -> None:
+    world = World(max_wait_ms=200)
+    session, transport = world.connect()
+    session.receive_data(b"get fn/u/t=100000\r\nget fn/t=50\r\n")
+    world.clock.advance(0.199)
+    assert transport.take() == b""
+    world.clock.advance(0.002)
+    assert transport.take() == b"END\r\n"
+    world.clock.advance(0.051)
+    assert transport.take() == b"END\r\n"
+    assert world.scheduler.function_snapshot(b"fn").workers == 1
+
+
+def test_a_job_that_comes_as_a_work_wait_ends_is_taken() -> None:
+    world = World()
+    session, transport = world.connect()
+    session.receive_data(b"get fn/t=50\r\n")
+    world.clock.advance(0.02)
+    world.talk(b"set fn 0 0 1\r\nx\r\n")
+    world.clock.advance(0.04)  # the wake-up's grab and the timeout in one advance: the job is taken once
+    assert transport.take() == b"VALUE fn/t=50 0 1\r\nx\r\nEND\r\n"
+    assert world.queued(b"fn") == 0 and world.scheduler.function_snapshot(b"fn").completed == 1
+
+
+def test_a_work_wait_takes_a_job_that_comes() -> None:
+    world = World()
+    session, transport = world.connect()
+    session.receive_data(b"get fn/open/t=300\r\n")
+    world.talk(b"set fn 0 0 3\r\nabc\r\n")
+    world.clock.advance(0)
+    assert transport.take() == b"VALUE fn/open/t=300 0 3\r\nabc\r\nEND\r\n"
+    session.receive_data(b"set fn/close 0 0 2\r\nok\r\n")
+    assert transport.take() == b"STORED\r\n"
+    world.clock.advance(1)  # the timer was cancelled
+    assert transport.take() == b""
+
+
+def test_memcached_and_other_commands() -> None:
+    world = World()
+    out = world.talk(b"version\r\nverbosity 1\r\nincr x 1\r\nstats\r\nstats gearman\r\nstats nope\r\nbogus\r\n")
+    assert out.startswith(b"VERSION 1.6.18")
+    assert b"OK\r\nNOT_FOUND\r\nSTAT pid " in out and b"STAT gearman_jobs 0\r\n" in out
+    assert out.endswith(b"END\r\nEND\r\nERROR\r\nERROR\r\n")
+
+
+def test_errors_and_quit() -> None:
+    world = World(max_value_size=10)
+    session, transport = world.connect()
+    long_key = b"k" * 251
+    session.receive_data(b"get " + long_key + b"\r\nset fn 0 0 20\r\n" + b"x" * 20 + b"\r\nset \x01 0 0 1\r\nx\r\n")
+    assert transport.take() == (
+        b"CLIENT_ERROR bad command line format\r\nSERVER_ERROR object too large for cache\r\n"
+        b"CLIENT_ERROR bad command line format\r\n"
+    )
+    session.receive_data(b"set fn/" + b"u" * 65 + b" 0 0 1\r\nx\r\nquit\r\nversion\r\n")
+    assert transport.take() == b"CLIENT_ERROR Unique value too large\r\n"
+    assert transport.closed
+
+
+def test_binary_protocol() -> None:
+    world = World()
+
+    def req(opcode: int, key: bytes = b"", extras: bytes = b"", value: bytes = b"", opaque: int = 0) -> bytes:
+        body = len(extras) + len(key) + len(value)
+        header = struct.pack(">BBHBBHIIQ", 0x80, opcode, len(key), len(extras), 0, 0, body, opaque, 0)
+        return header + extras + key + value
+
+    session, transport = world.connect()
+    session.receive_data(req(op.SET, b"fn/u", struct.pack(">II", 7, 0), b"data", opaque=1))
+    reply = transport.take()
+    assert reply[0] == 0x81 and reply[1] == op.SET and struct.unpack(">H", reply[6:8])[0] == 0
+    world.run_one(b"fn", b"result")
+    session.receive_data(req(op.GETKQ, b"fn/u", opaque=2) + req(op.GETKQ, b"fn/x", opaque=3) + req(op.NOOP))
+    reply = transport.take()
+    assert reply.count(b"\x81") >= 2 and b"fn/uresult" in reply and b"fn/x" not in reply
+    assert reply.endswith(struct.pack(">BBHBBHIIQ", 0x81, op.NOOP, 0, 0, 0, 0, 0, 0, 0))
+
+
+def test_meta_commands() -> None:
+    world = World()
+    assert world.talk(b"ms fn/u 3 F16 T0\r\nabc\r\nmn\r\n") == b"HD\r\nMN\r\n"
+    world.run_one(b"fn", b"cba")
+    out = world.talk(b"mg fn/u v f t k\r\nmg fn/none v q\r\nmn\r\nmd fn/u\r\nmg fn/u v\r\n")
+    assert out == b"VA 3 f16 t100 kfn/u\r\ncba\r\nMN\r\nHD\r\nEN\r\n"
+    assert world.talk(b"ms Zm4vdQ== 1 b ME\r\nx\r\n") == b"HD\r\n"  # base64 "fn/u", mode E (add)
+    assert world.queued(b"fn") == 1
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.calls = []
+
+    def add(self, row, callback) -> None:
+        self.calls.append(callback)
+
+    def remove(self, job_id) -> None:
+        pass
+
+    def bury(self, job_id, reason) -> None:
+        pass
+
+    def revive(self, job_id) -> None:
+        pass
+
+
+def test_stored_only_once_committed_and_a_store_outage_is_a_server_error() -> None:
+    store = FakeStore()
+    world = World(store=store)
+    session, transport = world.connect()
+    session.receive_data(b"set fn 0 0 1\r\nx\r\nset fn 0 0 1\r\ny\r\nversion\r\n")
+    assert transport.take() == b""
+    store.calls[0](None)
+    assert transport.take() == b"STORED\r\n"
+    store.calls[1](OSError("disk full"))
+    assert transport.take().startswith(b"SERVER_ERROR Job could not be stored: disk full\r\nVERSION ")
+
+
+def test_reading_pauses_behind_a_wait() -> None:
+    world = World()
+    session, transport = world.connect()
+    session.receive_data(b"get fn/u/t=300\r\n" + b"version\r\n" * (MAX_QUEUED_EVENTS + 1))
+    assert transport.paused
+    world.clock.advance(0.4)
+    assert not transport.paused and transport.take().count(b"VERSION") == MAX_QUEUED_EVENTS + 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=200), max_size=8))
+def test_arbitrary_bytes_never_raise_or_loop(chunks: list[bytes]) -> None:
+    world = World()
+    session, transport = world.connect()
+    for chunk in chunks:
+        session.receive_data(chunk)
+    world.clock.advance(1)
+    session.connection_lost()
+    assert world.scheduler.totals().workers == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                b"set fn/u 0 0 1\r\nx\r\n",
+                b"get fn/open\r\n",
+                b"get fn/t=10\r\n",
+                b"get fn/u/t=10\r\n",
+                b"get fn/close\r\n",
+                b"get fn/abort\r\n",
+                b"set fn/close 0 0 1\r\ny\r\n",
+                b"delete fn/u\r\n",
+                b"get fn/peek\r\n",
+                b"\x80\x00\x00\x04\x00\x00\x00\x00",
+                b"get fn/u\r",
+            ]
+        ),
+        max_size=12,
+    )
+)
+def test_command_soup_leaves_no_worker_behind(commands: list[bytes]) -> None:
+    world = World()
+    session, transport = world.connect()
+    for command in commands:
+        session.receive_data(command)
+        world.clock.advance(0.02)
+    session.connection_lost()
+    assert world.scheduler.totals().workers == 0
+    assert world.scheduler.totals().running == 0
+
+
+def test_a_half_close_is_answered_in_full_then_closed() -> None:
+    world = World()
+    world.talk(b"set fn/u 0 0 1\r\nx\r\n")
+    session, transport = world.connect()
+    session.receive_data(b"get fn/u/t=300\r\nversion\r\n")
+    session.input_ended()
+    assert not transport.closed
+    world.run_one(b"fn", b"r")
+    assert transport.take().startswith(b"VALUE fn/u/t=300 0 1\r\nr\r\nEND\r\nVERSION ")
+    assert transport.closed
