@@ -1090,6 +1090,7 @@ class Scheduler:
         observing = self._observing
         if observing is None:
             observing = Observing((), self.clock.seconds, self._turn_end)
+            observing.last_seq = self._seq
             self.__class__ = type("ObservedScheduler", (ObservedScheduler,), {"_observing": observing})
             now = self.clock.seconds()
             for job in (*self.jobs_by_handle.values(), *self.dead_letters.values()):
@@ -1199,25 +1200,35 @@ class ObservedScheduler(Scheduler):
     test for observers at all. Here the three frequent transitions are wrapped: submit and start stamp the
     job's times, WORK_COMPLETE tells the observers (``Observing``); the rarer ends call ``_finished``."""
 
-    def submit(self, *args: Any, **kwargs: Any) -> Job:
-        job = super().submit(*args, **kwargs)
-        if not hasattr(job, "submitted_at"):  # new (not joined to an existing job)
-            observing = self._observing
-            assert observing is not None
+    _observing: Observing  # set in each instance's own subclass (``add_observer``)
+
+    def submit(
+        self,
+        function: bytes,
+        data: bytes,
+        unique: bytes = b"",
+        priority: int = Priority.NORMAL,
+        background: bool = False,
+        when: int = 0,
+        reducer: bytes | None = None,
+        listener: JobListener | None = None,
+    ) -> Job:
+        job = Scheduler.submit(self, function, data, unique, priority, background, when, reducer, listener)
+        observing = self._observing
+        if job.seq > observing.last_seq:  # new, not joined to an existing job (sequence numbers only grow)
+            observing.last_seq = job.seq
             job.submitted_at = observing.turn_now or observing.now()
-            if not hasattr(job, "started_at"):  # (a job started within submit has its start already)
+            if job.worker is None:
                 job.started_at = 0.0
         return job
 
     def _start(self, job: Job, worker: Worker) -> None:
-        super()._start(job, worker)
+        Scheduler._start(self, job, worker)
         observing = self._observing
-        assert observing is not None
         job.started_at = observing.turn_now or observing.now()
 
     def work_complete(self, worker: Worker, handle: bytes, data: bytes) -> None:
         job = worker.jobs.get(handle)
-        super().work_complete(worker, handle, data)
-        observing = self._observing
-        if job is not None and observing is not None:
-            observing.end(job, COMPLETE, data, worker)
+        Scheduler.work_complete(self, worker, handle, data)
+        if job is not None:
+            self._observing.end(job, COMPLETE, data, worker)

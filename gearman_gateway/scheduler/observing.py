@@ -25,7 +25,7 @@ class Observing:
     With a ``turn_end`` the clock is read once per reactor turn (jobs of one turn share a time) and the
     turn's ends are told to the observers in one call at its end; without one, per transition, at once."""
 
-    __slots__ = ("observers", "ended", "turn_now", "_read", "_turn_end")
+    __slots__ = ("observers", "ended", "turn_now", "last_seq", "_read", "_turn_end")
 
     def __init__(
         self,
@@ -36,6 +36,7 @@ class Observing:
         self.observers = observers
         self.ended: list[Ended] = []
         self.turn_now = 0.0  # 0.0: not read yet in this turn
+        self.last_seq = 0  # the newest job stamped at submit (ObservedScheduler.submit)
         self._read = read
         self._turn_end = turn_end
 
