@@ -230,7 +230,14 @@ def test_a_dead_receiver_retries_drops_and_never_slows_jobs(gearmand: ServerFact
 
 def test_the_circuit_closes_when_the_receiver_answers_again(gearmand: ServerFactory, tmp_path: Path, receiver) -> None:
     flaky = receiver(codes=[500] * 5)  # five failures in a row open the circuit, then 200s
-    hook = {"functions": "fast", "events": ["complete"], "url": flaky.url, "retries": 10, "backoff": 0.05}
+    hook = {
+        "functions": "fast",
+        "events": ["complete"],
+        "url": flaky.url,
+        "secret": SECRET,
+        "retries": 10,
+        "backoff": 0.05,
+    }
     web = start_with(gearmand, tmp_path, {"monitoring": {"hooks": [hook]}})
     worker = WorkerThread(["fast"], handler, "w")
     worker.start(web.server)
@@ -241,7 +248,7 @@ def test_the_circuit_closes_when_the_receiver_answers_again(gearmand: ServerFact
     delivered = ("gearman_hook_events_delivered_total", (("hook", "0"),))
     wait_for(lambda: samples(web)[delivered] == 8, what="all eight events after the pause")
     values = samples(web)
-    assert values[("gearman_hook_circuit_opened_total", (("hook", "0"),))] == 1
+    assert values[("gearman_hook_circuit_opened_total", (("hook", "0"),))] >= 1  # in-flight ends may reopen it
     # five 500s (requests already in flight when the circuit opened may fail too, once each)
     assert 5 <= values[("gearman_hook_delivery_failures_total", (("hook", "0"),))] <= 8
     assert len({e["id"] for e in flaky.events()}) == 8
