@@ -126,9 +126,9 @@ class HttpApi:
             context.connections,
             self.stats,
             admin.store_status(),
+            admin.frontend_metrics(),
             admin.latency(),
             admin.hook_stats(),
-            admin.frontend_metrics(),
         )
         return Answer(HTTPStatus.OK, [(b"Content-Type", metrics.CONTENT_TYPE), _NO_STORE], body)
 

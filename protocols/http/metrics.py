@@ -141,9 +141,9 @@ def render(
     connections: ConnectionRegistry,
     stats: HttpStats,
     store: dict | None = None,
+    frontends: Iterable[MetricFamily] = (),
     latency: list[FunctionLatency] | None = None,
     hooks: tuple[int, list] | None = None,
-    frontends: Iterable[MetricFamily] = (),
 ) -> bytes:
     functions = scheduler.function_snapshots()
     totals = scheduler.totals()
