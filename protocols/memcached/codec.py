@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Literal
 
 from protocols.memcached import binary, text
-from protocols.memcached.events import Error, Event, Quit
+from protocols.memcached.events import Error, Event, Quit, Store
 from protocols.memcached.limits import DEFAULT_MAX_LINE, DEFAULT_MAX_MULTIGET_LINE, DEFAULT_MAX_VALUE_SIZE
 from protocols.memcached.opcodes import REQUEST_MAGIC
 from protocols.memcached.reads import Block, Skip
@@ -136,8 +136,22 @@ class Decoder:
                     events.append(Error(text.LINE_TOO_LONG))
                     pos = newline + 1
                     continue
-                parsed = text.parse_line(bytes(src[pos:line_end]), max_value_size)
+                line = bytes(src[pos:line_end])
                 pos = newline + 1
+                fast = text.parse_plain(line, max_value_size)
+                if fast is None:
+                    parsed = text.parse_line(line, max_value_size)
+                elif type(fast) is tuple:  # a plain set: its data block, when all in, without a Block
+                    key, flags, exptime, size = fast
+                    stop = pos + size + 2
+                    if stop <= end and src[stop - 2] == 13 and src[stop - 1] == 10:
+                        data = src[pos : stop - 2] if type(src) is bytes else bytes(memoryview(src)[pos : stop - 2])
+                        events.append(Store("set", key, flags, exptime, data))
+                        pos = stop
+                        continue
+                    parsed = text.set_block(key, flags, exptime, size)
+                else:
+                    parsed = fast
             else:
                 if end - pos < binary.HEADER_SIZE:
                     return pos

@@ -81,6 +81,15 @@ _META_DELETE = {DeleteOutcome.DELETED: b"HD", DeleteOutcome.NOT_FOUND: b"NF", De
 _BINARY_DELETE = {DeleteOutcome.NOT_FOUND: op.KEY_ENOENT, DeleteOutcome.EXISTS: op.KEY_EEXISTS}
 
 
+#: A text ``get`` that found nothing.
+TEXT_MISS = text.END
+
+
+def text_hit(key: bytes, item: Item) -> bytes:
+    """A text ``get`` of one key that found ``item``: its VALUE line, data and END in one format."""
+    return b"VALUE %b %d %d\r\n%b\r\nEND\r\n" % (key, item.flags, len(item.value), item.value)
+
+
 def get_reply(event: Get, items: Sequence[Item | None]) -> bytes:
     """The answer to a retrieval: ``items`` has one entry per key of ``event.keys`` (None: a miss)."""
     if event.opcode is None:

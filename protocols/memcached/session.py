@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gearman_gateway.results import expiry
 from gearman_gateway.scheduler import JobListener, Priority, SchedulerError
 from gearman_gateway.scheduler.errors import ArgumentTooLarge
+from gearman_gateway.turns import end_of_turn
 from protocols.memcached import keys, replies
 from protocols.memcached.codec import Decoder
 from protocols.memcached.events import (
@@ -53,6 +54,9 @@ if TYPE_CHECKING:
     from gearman_gateway.scheduler import Job, Scheduler
     from gearman_gateway.scheduler.worker import Worker
     from protocols.memcached.options import MemcachedOptions
+
+#: How early (seconds) a wait timer may fire and still count as on time: a clock's float sums differ.
+_TIMER_SLACK = 1e-6
 
 #: Events parsed but not yet answered (behind a waiting request) past which reading pauses.
 MAX_QUEUED_EVENTS = 1024
@@ -165,7 +169,12 @@ class MemcachedSession:
         self._workers: dict[bytes, Worker] = {}
         self._open: dict[bytes, Job] = {}  # the job each function has open here (get .../open)
         self._waiting: tuple[bytes, bool, Callable[[Item | None], None]] | None = None  # function, open, then
-        self._cancel_wait: Callable[[], None] | None = None
+        self._cancel_wait: Callable[[], None] | None = None  # stops the current wait (not its timer)
+        self._timer: Any = None  # the connection's one wait timer (``_arm``)
+        self._on_timeout: Callable[[], None] | None = None  # what the current wait does when it times out
+        self._deadline = 0.0  # when it times out (clock seconds)
+        self._end_of_turn = end_of_turn(clock, first=True)
+        self._regrab_due = False  # a waiting get's grab is scheduled for the end of the turn
         self._handlers: dict[type, Callable[[Any], bytes | _Pending]] = {
             Get: self._get,
             MetaGet: self._get,
@@ -210,6 +219,9 @@ class MemcachedSession:
         self.closed = True
         self._events.clear()
         self._stop_waiting()
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
         workers, self._workers = self._workers, {}
         self._open.clear()
         for worker in workers.values():
@@ -269,9 +281,30 @@ class MemcachedSession:
     # ------------------------------------------------------------------ retrievals
 
     def _get(self, event: Get | MetaGet) -> bytes | _Pending:
+        if type(event) is Get and event.opcode is None and event.exptime is None and len(event.keys) == 1:
+            return self._get_one(event)
         run = _Retrieval(event, event.keys if isinstance(event, Get) else (event.key,))
         self.shared.counters["cmd_get"] += len(run.keys)
         return self._retrieve(run)
+
+    def _get_one(self, event: Get) -> bytes | _Pending:
+        """A text ``get`` of one key, no touch (what queue clients and workers send): no ``_Retrieval``
+        unless it waits, and its answer formatted in one go."""
+        counters = self.shared.counters
+        counters["cmd_get"] += 1
+        key = event.keys[0]
+        outcome = self._lookup(key, None)
+        if type(outcome) is Item:
+            counters["get_hits"] += 1
+            return replies.text_hit(key, outcome)
+        if outcome is None:
+            counters["get_misses"] += 1
+            return replies.TEXT_MISS
+        if isinstance(outcome, str):
+            return replies.error_reply(event, outcome, client=True)
+        run = _Retrieval(event, event.keys)
+        self._wait(outcome, lambda item: self._resume(run, item))  # type: ignore[arg-type]
+        return PENDING
 
     def _retrieve(self, run: _Retrieval) -> bytes | _Pending:
         touch = run.event.exptime if isinstance(run.event, Get) else run.event.ttl
@@ -365,22 +398,40 @@ class MemcachedSession:
 
         if key.unique or key.error:
             assert self.results is not None
-            stop = self.results.wait(key.result_key, lambda result: done(self._result_item(key, result)))
-            timer = self.clock.callLater(wait.ms / 1000.0, done, None)
+            self._cancel_wait = self.results.wait(key.result_key, lambda result: done(self._result_item(key, result)))
+            self._arm(wait.ms / 1000.0, lambda: done(None))
         else:
             self._waiting = (key.function, key.open, done)
             self.scheduler.pre_sleep(self._workers[key.function])
-            stop = self._stop_work_wait
-            timer = self.clock.callLater(wait.ms / 1000.0, self._work_timeout)
+            self._cancel_wait = self._stop_work_wait
+            self._arm(wait.ms / 1000.0, self._work_timeout)
 
-        def cancel() -> None:
-            if timer.active():
-                timer.cancel()
-            stop()
+    def _arm(self, seconds: float, on_timeout: Callable[[], None]) -> None:
+        """Time the current wait out after ``seconds``. One timer per connection, moved but never cancelled
+        while waits follow each other: a wait that ends early only disarms it (``_on_timeout``), and a timer
+        that fires before the current wait's deadline sets itself again for the rest."""
+        self._on_timeout = on_timeout
+        self._deadline = self.clock.seconds() + seconds
+        timer = self._timer
+        if timer is None:
+            self._timer = self.clock.callLater(seconds, self._timer_fired)
+        elif timer.getTime() > self._deadline:
+            timer.reset(seconds)
 
-        self._cancel_wait = cancel
+    def _timer_fired(self) -> None:
+        self._timer = None
+        on_timeout = self._on_timeout
+        if on_timeout is None or self.closed:
+            return
+        left = self._deadline - self.clock.seconds()
+        if left > _TIMER_SLACK:
+            self._timer = self.clock.callLater(left, self._timer_fired)
+            return
+        self._on_timeout = None
+        on_timeout()
 
     def _stop_waiting(self) -> None:
+        self._on_timeout = None
         cancel, self._cancel_wait = self._cancel_wait, None
         if cancel is not None:
             cancel()
@@ -401,9 +452,17 @@ class MemcachedSession:
 
     def _work_came(self, function: bytes) -> None:
         """A worker of this connection was woken: a waiting ``get`` tries again (after this turn of the
-        scheduler's, which may be waking it from inside a submit)."""
-        if self._waiting is not None and self._waiting[0] == function:
-            self.clock.callLater(0, self._grab_again, function)
+        scheduler's, which may be waking it from inside a submit): at the end of this reactor turn, no timer
+        (``callLater(0)`` only on a reactor without ``call_after_poll``)."""
+        if self._waiting is not None and self._waiting[0] == function and not self._regrab_due:
+            self._regrab_due = True
+            self._end_of_turn(self._grab_woken)
+
+    def _grab_woken(self) -> None:
+        self._regrab_due = False
+        waiting = self._waiting
+        if waiting is not None:
+            self._grab_again(waiting[0])
 
     def _grab_again(self, function: bytes) -> None:
         waiting = self._waiting

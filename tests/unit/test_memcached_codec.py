@@ -41,6 +41,7 @@ from protocols.memcached.events import (
     Version,
 )
 from protocols.memcached.limits import DEFAULT_MAX_LINE, DEFAULT_MAX_VALUE_SIZE, MAX_KEY_LENGTH
+from protocols.memcached.reads import Block
 from protocols.memcached.replies import DeleteOutcome, Item, StoreOutcome
 from tests.unit import memcached_transcripts as transcripts
 from tests.unit.memcached_model import MiniMemcached
@@ -964,3 +965,87 @@ def test_what_is_held_stays_within_the_limits(data: bytes, cuts: list[int]) -> N
 def test_the_model_answers_any_bytes(data: bytes) -> None:
     """Events of any input feed the reply encoders without trouble (through the miniature memcached)."""
     assert answer(data) == answer(data, 1)
+
+
+# ---------------------------------------------------------------------------- the fast path of get and set
+
+#: Tokens near the edges of what the fast path takes: numbers of every length and sign, keys with
+#: control characters, spaces, over-long keys, noreply, other commands.
+_NEAR_TOKENS = st.one_of(
+    st.integers(0, 2**65).map(lambda n: b"%d" % n),
+    st.sampled_from([b"", b"-1", b"+5", b"0", b"007", b"4294967296", b"2147483645", b"noreply", b"\t1", b"1 "]),
+    st.binary(min_size=0, max_size=6),
+    st.sampled_from([b"k", b"fn/u", b"a\x7fb", b"k\x00", b"x" * 250, b"x" * 251, b"bench/t=400"]),
+)
+_NEAR_LINES = st.builds(
+    lambda command, tokens: b" ".join([command, *tokens]),
+    st.sampled_from([b"set", b"get", b"gets", b"SET", b"sett", b"ge"]),
+    st.lists(_NEAR_TOKENS, max_size=6),
+)
+
+
+def _full_decode(data: bytes, cuts: list[int], max_value_size: int) -> list[Event]:
+    """The events the full decoder alone gives (the fast path turned off)."""
+    plain = text.parse_plain
+    text.parse_plain = lambda line, max_value_size: None  # type: ignore[assignment]
+    try:
+        return decode_in_pieces(data, cuts, max_value_size=max_value_size)
+    finally:
+        text.parse_plain = plain  # type: ignore[assignment]
+
+
+@HYPOTHESIS
+@given(
+    lines=st.lists(_NEAR_LINES, min_size=1, max_size=5),
+    values=st.lists(st.binary(max_size=12), min_size=5, max_size=5),
+    small=st.booleans(),
+    cuts=st.lists(st.integers(0, 4000), max_size=8),
+)
+def test_the_fast_path_gives_what_the_full_decoder_gives(
+    lines: list[bytes], values: list[bytes], small: bool, cuts: list[int]
+) -> None:
+    """``text.parse_plain`` (plain ``get``/``set`` lines, their data read where it lies) changes no event:
+    near-plain lines, each followed by a data block of the length it announces, or of another."""
+    max_value_size = 8 if small else DEFAULT_MAX_VALUE_SIZE
+    stream = b""
+    for line, value in zip(lines, values, strict=False):
+        stream += line + b"\r\n"
+        if line.startswith(b"set "):
+            stream += value + b"\r\n"
+    cuts = [c % (len(stream) + 1) for c in cuts]
+    fast = decode_in_pieces(stream, cuts, max_value_size=max_value_size)
+    assert fast == _full_decode(stream, cuts, max_value_size)
+    assert fast == decode(stream, max_value_size=max_value_size)
+
+
+@HYPOTHESIS
+@given(line=_NEAR_LINES, small=st.booleans())
+def test_the_fast_path_reads_a_line_as_parse_line_does(line: bytes, small: bool) -> None:
+    max_value_size = 8 if small else DEFAULT_MAX_VALUE_SIZE
+    fast = text.parse_plain(line, max_value_size)
+    if fast is None:
+        return
+    full = text.parse_line(line, max_value_size)
+    if isinstance(fast, tuple):
+        key, flags, exptime, size = fast
+        assert isinstance(full, Block) and (full.length, full.terminated, full.noreply) == (size, True, False)
+        assert full.complete(b"v") == Store("set", key, flags, exptime, b"v")
+    else:
+        assert fast == full
+
+
+def test_the_fast_path_takes_plain_get_and_set() -> None:
+    assert text.parse_plain(b"set bench 0 0 64", DEFAULT_MAX_VALUE_SIZE) == (b"bench", 0, 0, 64)
+    assert text.parse_plain(b"get bench/open/t=400", DEFAULT_MAX_VALUE_SIZE) == Get((b"bench/open/t=400",))
+    assert text.parse_plain(b"set bench 0 0 64 noreply", DEFAULT_MAX_VALUE_SIZE) is None
+    assert text.parse_plain(b"get  a", DEFAULT_MAX_VALUE_SIZE) is None
+    assert decode(b"set k 5 0 2\r\nab\r\nget k\r\n") == [Store("set", b"k", 5, 0, b"ab"), Get((b"k",))]
+
+
+@HYPOTHESIS
+@given(key=st.binary(min_size=1, max_size=20), flags=st.integers(0, 2**32 - 1), value=st.binary(max_size=30))
+def test_the_one_key_text_answers_are_get_replys(key: bytes, flags: int, value: bytes) -> None:
+    """The session's shortcut for a one-key text ``get`` answers what ``get_reply`` answers."""
+    item = Item(value, flags)
+    assert replies.text_hit(key, item) == replies.get_reply(Get((key,)), [item])
+    assert replies.TEXT_MISS == replies.get_reply(Get((key,)), [None])

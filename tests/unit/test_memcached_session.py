@@ -417,3 +417,23 @@ def test_a_half_close_is_answered_in_full_then_closed() -> None:
     world.run_one(b"fn", b"r")
     assert transport.take().startswith(b"VALUE fn/u/t=300 0 1\r\nr\r\nEND\r\nVERSION ")
     assert transport.closed
+
+
+def test_waits_in_a_row_share_one_timer_and_each_times_out_on_time() -> None:
+    world = World()
+    world.talk(b"set fn/a 0 0 1\r\nx\r\n")
+    session, transport = world.connect()
+    session.receive_data(b"get fn/a/t=300\r\n")
+    world.run_one(b"fn", b"r")  # the first wait ends early: its timer stays, disarmed
+    assert transport.take().startswith(b"VALUE fn/a/t=300")
+    world.clock.advance(0.2)
+    session.receive_data(b"get fn/b/t=300\r\n")  # due at 0.5: the timer (due at 0.3) is reused
+    assert len(world.clock.getDelayedCalls()) == 1
+    world.clock.advance(0.1)  # the old deadline: the timer sets itself again for the rest
+    assert transport.take() == b""
+    world.clock.advance(0.199)
+    assert transport.take() == b""
+    world.clock.advance(0.001)
+    assert transport.take() == b"END\r\n"
+    session.connection_lost()
+    assert world.clock.getDelayedCalls() == []
