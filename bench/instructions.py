@@ -46,7 +46,7 @@ START_TIMEOUT = 180.0
 GENERATOR_TIMEOUT = 600.0
 
 
-def server_argv(tree: Path, out_dir: Path, label: str) -> list[str]:
+def server_argv(tree: Path, out_dir: Path, label: str, config: str | None = None) -> list[str]:
     """Our gearmand from ``tree`` (put first on the import path) under callgrind."""
     launcher = (
         f"import sys; sys.path.insert(0, {str(tree)!r}); "
@@ -61,6 +61,7 @@ def server_argv(tree: Path, out_dir: Path, label: str) -> list[str]:
         launcher,
         *("-L", "127.0.0.1", "-p", "{PORT}", "-l", "none", "-q", "memory"),
         *("--data-dir", str(out_dir / f"{label}-data")),
+        *(("--config", config) if config else ()),
     ]
 
 
@@ -96,6 +97,7 @@ def main() -> int:
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS[:3]))
     parser.add_argument("--scale", type=float, default=DEFAULT_SCALE, help="times the standard job counts")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--config", help="a YAML config for this tree (the first) only, e.g. monitoring on")
     parser.add_argument("--no-install", action="store_true", help="do not apt-get install valgrind")
     args = parser.parse_args()
 
@@ -110,7 +112,7 @@ def main() -> int:
     try:
         for index, tree in enumerate(trees):
             label = f"tree{index}"
-            server = Server(label, server_argv(tree, out_dir, label), out_dir)
+            server = Server(label, server_argv(tree, out_dir, label, args.config if index == 0 else None), out_dir)
             server.start(timeout=START_TIMEOUT)
             try:
                 for scenario in args.scenarios:

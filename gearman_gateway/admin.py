@@ -15,10 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from gearman_gateway.connections import ConnectionRegistry
+from gearman_gateway.history import HistoryEntry
+from gearman_gateway.monitoring import Monitoring
 from gearman_gateway.scheduler import PRIORITY_NAMES, Scheduler
 from gearman_gateway.version import SERVER_VERSION
 
 OK = b"OK\r\n"
+#: `show history` without a count lists this many jobs.
+HISTORY_LINES = 20
 LIST_END = b".\n"
 
 
@@ -41,6 +45,11 @@ def _value(value: Any) -> bytes:
     return str(value).encode()
 
 
+def printable_bytes(data: bytes) -> bytes:
+    """Exception text on one admin line: tabs, line ends and other control bytes as ``\\xNN``."""
+    return bytes(data).decode("latin-1").encode("unicode_escape") if data else b"-"
+
+
 def _parse_int(text: bytes) -> int | None:
     try:
         return int(text)
@@ -58,6 +67,7 @@ class AdminControls:
     store_status: Callable[[], dict[str, Any]] | None = None  # the durable store's health, if any
     # every frontend: name, state, addresses ("host:port"), detail (Server.frontend_states)
     frontend_states: Callable[[], list[dict[str, Any]]] | None = None
+    monitoring: Monitoring | None = None  # latency and job history (gearman_gateway/monitoring.py)
     # the Prometheus families frontends add (protocols.MetricFamily; Server.frontend_metrics)
     frontend_metrics: Callable[[], list[Any]] | None = None
 
@@ -82,6 +92,7 @@ class Admin:
             b"shutdown": self._shutdown,
             b"requeue": self._requeue_dead,
             b"delete": self._delete_dead,
+            b"latency": self._latency,
         }
 
     def execute(self, words: list[bytes], peer_is_local: bool) -> bytes:
@@ -147,11 +158,77 @@ class Admin:
                 where = " ".join(frontend["addresses"]) or frontend["detail"]
                 lines.append(f"{frontend['name']}\t{frontend['state']}\t{where}\n".encode())
             return b"".join(lines) + LIST_END
+        if what[0] == b"history" and len(what) <= 3:
+            return self._history(words[2:])
         if what == [b"store"]:
             status = self.store_status()
             lines = [b"%s\t%s\n" % (key.encode(), _value(value)) for key, value in status.items()]
             return b"".join(lines) + LIST_END
         return b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"
+
+    def _latency(self, words: list[bytes], local: bool) -> bytes:
+        """Beyond gearmand: per function, the queue wait's and the run time's p50 and p99 over the last
+        minute, in seconds, and how many jobs that is: FUNCTION TAB WAIT_P50 TAB WAIT_P99 TAB RUN_P50 TAB
+        RUN_P99 TAB JOBS, then `.` (docs/monitoring.md)."""
+        lines = [
+            b"%s\t%.6f\t%.6f\t%.6f\t%.6f\t%d\n" % (f.name, f.wait_p50, f.wait_p99, f.run_p50, f.run_p99, f.recent)
+            for f in self.latency()
+        ]
+        return b"".join(lines) + LIST_END
+
+    def latency(self) -> list[Any]:
+        monitoring = self.controls.monitoring
+        if monitoring is None or monitoring.latency is None:
+            return []
+        return monitoring.latency.functions()
+
+    def history(self, **filters: Any) -> list[HistoryEntry]:
+        """The job history, newest first (``History.entries`` filters); empty when it is off."""
+        monitoring = self.controls.monitoring
+        if monitoring is None or monitoring.history is None:
+            return []
+        return monitoring.history.entries(**filters)
+
+    def hook_stats(self) -> tuple[int, list[tuple[Any, Any]]]:
+        """Events waiting in the hooks' outbox, and (hook, HookStats) for every configured hook."""
+        monitoring = self.controls.monitoring
+        if monitoring is None or monitoring.outbox is None:
+            return 0, []
+        outbox = monitoring.outbox
+        return len(outbox), [(hook, outbox.stats_for(hook)) for hook in monitoring.hooks]
+
+    def _history(self, args: list[bytes]) -> bytes:
+        """`show history [FUNCTION] [N]`: the last N (default HISTORY_LINES) finished jobs, newest first, of
+        one function or all: HANDLE TAB FUNCTION TAB OUTCOME TAB PRIORITY TAB BACKGROUND TAB SUBMITTED TAB
+        WAIT TAB RUN TAB WORKER TAB EXCEPTION. A lone argument of digits is N."""
+        function: bytes | None = None
+        count = HISTORY_LINES
+        if len(args) == 2:
+            function, number = args
+        elif len(args) == 1 and args[0].isdigit():
+            number = args[0]
+        else:
+            number = b"%d" % count
+            function = args[0] if args else None
+        if not number.isdigit():
+            return _err_args(b"show+history")
+        lines = [
+            b"%s\t%s\t%s\t%s\t%d\t%.3f\t%.6f\t%.6f\t%s\t%s\n"
+            % (
+                e.handle,
+                e.function,
+                e.outcome.encode(),
+                PRIORITY_NAMES[e.priority].encode(),
+                e.background,
+                e.submitted,
+                e.wait,
+                e.run,
+                e.worker or b"-",
+                printable_bytes(e.exception),
+            )
+            for e in self.history(function=function, limit=int(number))
+        ]
+        return b"".join(lines) + LIST_END
 
     def store_status(self) -> dict[str, Any]:
         if self.controls.store_status is None:

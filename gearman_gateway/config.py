@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 import protocols
-from gearman_gateway import stores
+from gearman_gateway import monitoring, stores
 from gearman_gateway.version import SERVER_VERSION
 from protocols.options import Declared, OptionError, declared, nonnegative
 
@@ -125,6 +125,8 @@ class Settings:
     allow_remote_shutdown: bool = False
     graceful_timeout: float = 30.0
     check_args: bool = False
+    # latency histograms, job history, event hooks (gearman_gateway/monitoring.py, docs/monitoring.md)
+    monitoring: dict[str, Any] = field(default_factory=dict)
     # the result cache of background jobs with a unique (gearman_gateway/results.py)
     result_cache_memory: int = 64 * 1024 * 1024  # 0: no cache
     result_ttl: float = 3600.0  # seconds a result is kept after its job finished (0: until evicted)
@@ -172,6 +174,7 @@ _SERVER_YAML_KEYS: dict[str, str] = {
     "limits.max_output_buffer": "max_output_buffer",
     "admin.allow_remote_shutdown": "allow_remote_shutdown",
     "shutdown.graceful_timeout": "graceful_timeout",
+    "monitoring": "monitoring",
     "results.max_memory": "result_cache_memory",
     "results.ttl": "result_ttl",
 }
@@ -237,6 +240,7 @@ def _yaml_names() -> dict[str, str]:
 def _dict_keys() -> set[str]:
     """YAML keys whose value is a mapping taken whole."""
     whole = {"endpoints", "retries", *(k for k, t in _SERVER_YAML_KEYS.items() if t.startswith("queue_options."))}
+    whole.add("monitoring")
     whole.update(item.yaml for item in frontend_declarations().values() if _origin(item.hint) is dict)
     return whole
 
@@ -844,6 +848,10 @@ def _validate(s: Settings, label: Callable[[str], str] = str) -> None:
         known = ", ".join(stores.OPTIONS[backend])
         check(not unknown, f"unknown {backend} queue option {', '.join(unknown)} (known: {known})")
     _validate_retries(s.retries, label)
+    try:
+        monitoring.validate(s.monitoring)
+    except monitoring.MonitoringError as error:
+        raise ConfigError(str(error)) from None
     if isinstance(s.worker_wakeup, str):
         check(s.worker_wakeup.lower() == "auto", f"{label('worker_wakeup')} must be auto or a number")
         s.worker_wakeup = None

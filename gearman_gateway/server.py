@@ -30,6 +30,7 @@ from gearman_gateway.admin import Admin, AdminControls
 from gearman_gateway.config import LEVEL_ORDER, LEVELS, Settings
 from gearman_gateway.connections import ConnectionRegistry
 from gearman_gateway.durability import StoreService, build_store, retry_policies
+from gearman_gateway.monitoring import Monitoring
 from gearman_gateway.results import ResultCache
 from gearman_gateway.scheduler import Scheduler
 from gearman_gateway.turns import end_of_turn
@@ -106,6 +107,7 @@ class Server:
             retry_policies=retry_policies(settings),
             turn_end=end_of_turn(reactor, first=True),
         )
+        self.monitoring = Monitoring(settings.monitoring, self.scheduler, reactor)
         self.results: ResultCache | None = None
         if settings.result_cache_memory > 0:
             self.results = ResultCache(reactor, settings.result_cache_memory, settings.result_ttl)
@@ -120,6 +122,7 @@ class Server:
                 allow_remote_shutdown=settings.allow_remote_shutdown,
                 store_status=self.store.describe if self.store is not None else None,
                 frontend_states=self.frontend_states,
+                monitoring=self.monitoring,
                 frontend_metrics=self.frontend_metrics,
             ),
         )
@@ -127,6 +130,8 @@ class Server:
         if self.store is not None:
             StoreService(self.store, self.scheduler, settings).setServiceParent(self.service)
         ConnectionsService(self.connections, reactor).setServiceParent(self.service)
+        if self.monitoring.hooks_service is not None:
+            self.monitoring.hooks_service.setServiceParent(self.service)
         self.frontends: dict[str, list[IService]] = {}
         context = protocols.FrontendContext(
             settings, self.scheduler, self.admin, self.connections, reactor, results=self.results

@@ -21,7 +21,7 @@ from gearman_gateway.scheduler.errors import (
 )
 from gearman_gateway.scheduler.function import Function
 from gearman_gateway.scheduler.job import Job, JobState, Priority
-from gearman_gateway.scheduler.listener import Clock, JobListener, Waker
+from gearman_gateway.scheduler.listener import OUTCOMES, Clock, JobListener, JobObserver, Waker
 from gearman_gateway.scheduler.snapshots import (
     PRIORITY_NAMES,
     FunctionSnapshot,
@@ -35,6 +35,7 @@ __all__ = [
     "HELD",
     "MAX_HANDLE_SIZE",
     "MAX_UNIQUE_SIZE",
+    "OUTCOMES",
     "POISON_DEATHS",
     "PRIORITY_NAMES",
     "ArgumentTooLarge",
@@ -45,6 +46,7 @@ __all__ = [
     "Job",
     "JobListener",
     "JobNotFound",
+    "JobObserver",
     "JobSnapshot",
     "JobState",
     "Priority",

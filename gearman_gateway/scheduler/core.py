@@ -34,7 +34,21 @@ from gearman_gateway.scheduler.died import DiedJobs
 from gearman_gateway.scheduler.errors import ArgumentTooLarge, JobNotFound, QueueFull, StoreUnavailable
 from gearman_gateway.scheduler.function import Function
 from gearman_gateway.scheduler.job import Job, JobState, Priority
-from gearman_gateway.scheduler.listener import Clock, DelayedCall, DurableStore, JobListener, Waker
+from gearman_gateway.scheduler.listener import (
+    CANCELLED,
+    COMPLETE,
+    DEAD_LETTER,
+    DROPPED,
+    EXCEPTION,
+    FAIL,
+    Clock,
+    DelayedCall,
+    DurableStore,
+    JobListener,
+    JobObserver,
+    Waker,
+)
+from gearman_gateway.scheduler.observing import Observing
 from gearman_gateway.scheduler.retry import RetryPolicies
 from gearman_gateway.scheduler.snapshots import (
     FunctionSnapshot,
@@ -79,6 +93,11 @@ def default_handle_prefix() -> bytes:
 
 
 class Scheduler:
+    #: The job observers' state: None (a class attribute) while nobody observes; ``add_observer`` gives the
+    #: instance a class of its own (a subclass of ``ObservedScheduler``) that holds it, so it costs no
+    #: instance attribute (at most 29, see ``DiedJobs``) and the unobserved job path does not test it.
+    _observing: Observing | None = None
+
     def __init__(
         self,
         clock: Clock,
@@ -296,6 +315,8 @@ class Scheduler:
                 key = None  # two stored jobs with one unique (imported): keep both, coalesce with the first
             priority = row.priority if row.priority in (0, 1, 2) else Priority.NORMAL
             job = Job(handle, fn, row.unique, row.data, priority, True, row.when, None, key, row.job_id)
+            if self._observing is not None:
+                self._observing.stamp(job)
             job.stored = True
             if row.dead:
                 job.state = _DEAD
@@ -332,6 +353,7 @@ class Scheduler:
             if not job.listeners and not job.background and job.state == _QUEUED:
                 log.debug("dropping abandoned job %s", printable(job.handle))
                 self._unqueue(job)
+                self._finished(job, DROPPED)
                 self._free(job)
 
     def job(self, handle: bytes) -> Job | None:
@@ -358,6 +380,7 @@ class Scheduler:
     def _cancel_queued(self, job: Job) -> None:
         self._unqueue(job)
         self._notify_fail(job)
+        self._finished(job, CANCELLED)
         self._free(job)
 
     # ------------------------------------------------------------------ worker side
@@ -714,15 +737,15 @@ class Scheduler:
     def work_fail(self, worker: Worker, handle: bytes) -> None:
         job = self._owned(worker, handle, "Job given in work result not found")
         self._release(job)
-        self._worker_failed(job, "WORK_FAIL", None)
+        self._worker_failed(job, "WORK_FAIL", None, worker)
 
     def work_exception(self, worker: Worker, handle: bytes, data: bytes) -> None:
         job = self._owned(worker, handle, "An exception was received for a job that does not exist")
         self._release(job)
         reason = "WORK_EXCEPTION: " + data[:200].decode("utf-8", "replace")
-        self._worker_failed(job, reason, data)
+        self._worker_failed(job, reason, data, worker)
 
-    def _worker_failed(self, job: Job, reason: str, exception: bytes | None) -> None:
+    def _worker_failed(self, job: Job, reason: str, exception: bytes | None, worker: Worker) -> None:
         """The worker failed the job: retry a background job as its function's policy says."""
         job.function.failed += 1
         job.failures += 1  # every failure counts, the last one too (`show dead jobs`)
@@ -737,9 +760,9 @@ class Scheduler:
                     listener.job_requeued(job)
                 self._enqueue_again(job)
                 return
-        self._give_up(job, reason, exception)
+        self._give_up(job, reason, exception, worker)
 
-    def _give_up(self, job: Job, reason: str, exception: bytes | None = None) -> None:
+    def _give_up(self, job: Job, reason: str, exception: bytes | None = None, worker: Worker | None = None) -> None:
         """The job has failed for good: its clients hear it; a background job whose function's policy
         says so goes to the dead-letter list, any other is dropped."""
         if exception is not None:
@@ -750,9 +773,16 @@ class Scheduler:
         else:
             self._notify_fail(job)
         if job.background and not job.cancelled and self.retry_policies.for_function(job.function.name).dead_letter:
+            self._finished(job, DEAD_LETTER, exception, worker)
             self._bury(job, reason)
         else:
+            self._finished(job, FAIL if exception is None else EXCEPTION, exception, worker)
             self._free(job)
+
+    def _finished(self, job: Job, outcome: str, data: bytes | None = None, worker: Worker | None = None) -> None:
+        """The job ended: the observers, if any, hear it at the end of the turn (``Observing``)."""
+        if self._observing is not None:
+            self._observing.end(job, outcome, data, worker)
 
     def _notify_fail(self, job: Job) -> None:
         listeners, job.listeners = job.listeners, ()
@@ -951,6 +981,7 @@ class Scheduler:
         functions of the workers that take it. gearmand only puts it at the tail of its priority. A job
         given back (CANT_DO, RESET_ABILITIES) did nothing wrong and keeps its turn at the head of where
         it waited."""
+        worker = job.worker
         self._release(job)
         job.retries += 1
         fn = job.function
@@ -958,12 +989,13 @@ class Scheduler:
             job.deaths += 1
             fn.deaths += 1
         if job.cancelled or (not job.listeners and not job.background):
+            self._finished(job, CANCELLED if job.cancelled else DROPPED, None, worker)
             self._free(job)
             return
         if self.job_retries > 0 and job.retries >= self.job_retries:
             log.warning("dropped job %s after %d attempts", printable(job.handle), job.retries)
             fn.failed += 1
-            self._give_up(job, f"its worker went away {job.retries} times")
+            self._give_up(job, f"its worker went away {job.retries} times", None, worker)
             return
         if lost and job.deaths == POISON_DEATHS:
             self.poison_jobs[job] = None
@@ -1050,6 +1082,32 @@ class Scheduler:
         self._store_remove(job)
         return True
 
+    # ------------------------------------------------------------------ observers
+
+    def add_observer(self, observer: JobObserver) -> None:
+        """``observer.jobs_finished`` hears the end of every job from now on (``JobObserver``). Jobs already
+        in memory get the current time as their submit time."""
+        observing = self._observing
+        if observing is None:
+            observing = Observing((), self.clock.seconds, self._turn_end)
+            observing.last_seq = self._seq
+            self.__class__ = type("ObservedScheduler", (ObservedScheduler,), {"_observing": observing})
+            now = self.clock.seconds()
+            for job in (*self.jobs_by_handle.values(), *self.dead_letters.values()):
+                job.submitted_at = now
+                job.started_at = now if job.worker is not None else 0.0
+        observing.observers = (*observing.observers, observer)
+
+    def remove_observer(self, observer: JobObserver) -> None:
+        """No more ends for ``observer``; with the last one gone the job path reads no clock for observers."""
+        observing = self._observing
+        if observing is None:
+            return
+        observing.observers = tuple(o for o in observing.observers if o is not observer)
+        if not observing.observers:
+            observing.flush()
+            self.__class__ = Scheduler
+
     # ------------------------------------------------------------------ shutdown
 
     def drain(self, callback: Callable[[], None]) -> None:
@@ -1134,3 +1192,43 @@ class Scheduler:
 
     def listener_count(self) -> int:
         return len(self._listener_jobs)
+
+
+class ObservedScheduler(Scheduler):
+    """The Scheduler while it has job observers: ``add_observer`` swaps the instance's class to this one (and
+    ``remove_observer`` of the last one back), so that a scheduler nobody observes runs the job path with no
+    test for observers at all. Here the three frequent transitions are wrapped: submit and start stamp the
+    job's times, WORK_COMPLETE tells the observers (``Observing``); the rarer ends call ``_finished``."""
+
+    _observing: Observing  # set in each instance's own subclass (``add_observer``)
+
+    def submit(
+        self,
+        function: bytes,
+        data: bytes,
+        unique: bytes = b"",
+        priority: int = Priority.NORMAL,
+        background: bool = False,
+        when: int = 0,
+        reducer: bytes | None = None,
+        listener: JobListener | None = None,
+    ) -> Job:
+        job = Scheduler.submit(self, function, data, unique, priority, background, when, reducer, listener)
+        observing = self._observing
+        if job.seq > observing.last_seq:  # new, not joined to an existing job (sequence numbers only grow)
+            observing.last_seq = job.seq
+            job.submitted_at = observing.turn_now or observing.now()
+            if job.worker is None:
+                job.started_at = 0.0
+        return job
+
+    def _start(self, job: Job, worker: Worker) -> None:
+        Scheduler._start(self, job, worker)
+        observing = self._observing
+        job.started_at = observing.turn_now or observing.now()
+
+    def work_complete(self, worker: Worker, handle: bytes, data: bytes) -> None:
+        job = worker.jobs.get(handle)
+        Scheduler.work_complete(self, worker, handle, data)
+        if job is not None:
+            self._observing.end(job, COMPLETE, data, worker)

@@ -63,6 +63,10 @@ class Job:
         "failures",
         "deaths",
         "reason",
+        # set only while the scheduler has job observers (scheduler/observing.py): the clock at submit
+        # and at the latest assignment to a worker (0.0: never ran); unset, they cost the job path nothing
+        "submitted_at",
+        "started_at",
     )
 
     def __init__(

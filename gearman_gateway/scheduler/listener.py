@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from gearman_gateway.scheduler.errors import SchedulerError
     from gearman_gateway.scheduler.job import Job
+    from gearman_gateway.scheduler.worker import Worker
     from gearman_gateway.stores.base import StoredJob
 
 
@@ -56,6 +57,42 @@ class JobListener:
 
     def job_exception(self, job: Job, data: bytes) -> None:
         """``WORK_EXCEPTION``; the job is done."""
+
+
+#: How a job ended, as ``JobObserver.job_finished`` says it (and the history, the hooks and the JSON show it).
+COMPLETE = "complete"  # WORK_COMPLETE
+FAIL = "fail"  # WORK_FAIL, or given up on (--job-retries, its workers kept dying)
+EXCEPTION = "exception"  # WORK_EXCEPTION
+DEAD_LETTER = "dead_letter"  # failed for good and moved to the dead-letter list
+CANCELLED = "cancelled"  # admin `cancel job`, `drop function`
+DROPPED = "dropped"  # a foreground job whose submitters all went away
+OUTCOMES = (COMPLETE, FAIL, EXCEPTION, DEAD_LETTER, CANCELLED, DROPPED)
+
+
+#: One finished job, as observers get it: (job, outcome, data, worker, now). ``outcome`` is one of
+#: ``OUTCOMES``; ``data`` the result (COMPLETE) or the exception's data (EXCEPTION, and DEAD_LETTER after
+#: one), else None; ``worker`` ran it last (None if none did; its ``waker`` is the frontend's connection);
+#: ``now`` the scheduler's clock at the end.
+Ended = tuple["Job", str, "bytes | None", "Worker | None", float]
+
+
+class JobObserver:
+    """Sees the end of every job, scheduler-wide (``Scheduler.add_observer``): where a listener is one
+    submitter's, an observer hears all jobs, foreground and background, whoever submitted them. The
+    latency histograms, the job history, the event hooks and any result cache are observers.
+
+    The scheduler gathers a reactor turn's ends and calls ``jobs_finished`` once at the end of the turn
+    (at once when it has no ``turn_end``), after the jobs' listeners heard them: the job path pays one tuple
+    per job, the observer one call per turn. An observer must still be quick and never wait (queue its I/O
+    and do it later); an exception it raises is logged and does not reach the other observers or the job.
+    ``job.submitted_at`` and ``job.started_at`` are the clock at submit and at the last assignment to a
+    worker (0.0: it never ran): the clock is read once per turn, so jobs of one turn share a time. The jobs
+    are done (or dead letters): read their fields, keep no reference to them."""
+
+    __slots__ = ()
+
+    def jobs_finished(self, ended: list[Ended]) -> None:
+        """These jobs ended (``Ended``), in the order they ended."""
 
 
 class Waker(Protocol):

@@ -9,6 +9,8 @@ Sans-IO like the rest of the package: ``handle`` turns a request into an ``Answe
 ``GET <prefix>workers``   every connection, as admin ``workers`` lists them (JSON)
 ``GET <prefix>jobs/H``    status of job handle H, percent-encoded if need be (JSON; 404 when unknown)
 ``GET <prefix>metrics``   Prometheus text format
+``GET <prefix>latency``   per function: queue wait and run time p50/p99 over the last minute (JSON)
+``GET <prefix>history``   recently finished jobs, newest first; ``?function=&outcome=&since=&limit=`` (JSON)
 ``GET <prefix>results/F/U``  the kept result of the background job of function F, unique U (result cache)
 ========================  ===================================================================
 """
@@ -21,7 +23,8 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote_to_bytes
 
-from gearman_gateway.scheduler import PRIORITY_NAMES
+from gearman_gateway import latency
+from gearman_gateway.scheduler import OUTCOMES, PRIORITY_NAMES
 from protocols.http import dashboard, mapping, metrics
 from protocols.http.mapping import Answer, ApiRequest
 
@@ -56,6 +59,7 @@ class HttpApi:
             b"status": self._status,
             b"workers": self._workers,
             b"metrics": self._metrics,
+            b"latency": self._latency,
         }
 
     def handle(self, method: bytes, request: ApiRequest, headers: Iterable[tuple[bytes, bytes]]) -> Answer:
@@ -68,6 +72,8 @@ class HttpApi:
         path = request.path
         if path.startswith(b"jobs/"):
             return self._job(unquote_to_bytes(path[5:]))
+        if path == b"history":
+            return self._history(request.query)
         if path.startswith(b"results/"):
             function, _, unique = path[8:].partition(b"/")
             return self._result(unquote_to_bytes(function), unquote_to_bytes(unique))
@@ -114,14 +120,70 @@ class HttpApi:
 
     def _metrics(self) -> Answer:
         context = self.context
+        admin = context.admin
         body = metrics.render(
             context.scheduler,
             context.connections,
             self.stats,
-            context.admin.store_status(),
-            context.admin.frontend_metrics(),
+            admin.store_status(),
+            admin.frontend_metrics(),
+            admin.latency(),
+            admin.hook_stats(),
         )
         return Answer(HTTPStatus.OK, [(b"Content-Type", metrics.CONTENT_TYPE), _NO_STORE], body)
+
+    def _latency(self) -> Answer:
+        return json_answer(
+            {
+                "window_seconds": latency.WINDOW,
+                "functions": [
+                    {
+                        "name": _text(f.name),
+                        "jobs": f.recent,
+                        "wait_p50": f.wait_p50,
+                        "wait_p99": f.wait_p99,
+                        "run_p50": f.run_p50,
+                        "run_p99": f.run_p99,
+                    }
+                    for f in self.context.admin.latency()
+                ],
+            }
+        )
+
+    def _history(self, query: bytes) -> Answer:
+        """Filters: ``function`` (exact name), ``outcome``, ``since`` (epoch seconds), ``limit`` (default 100)."""
+        args = {key.decode("utf-8", "replace"): values[0] for key, values in parse_qs(query).items()}
+        try:
+            since = float(args["since"]) if "since" in args else None
+            limit = int(args.get("limit", b"100"))
+        except ValueError:
+            return json_answer({"error": "since must be a number and limit a whole number"}, HTTPStatus.BAD_REQUEST)
+        outcome = _text(args["outcome"]) if "outcome" in args else None
+        if outcome is not None and outcome not in OUTCOMES:
+            return json_answer({"error": f"outcome must be one of {', '.join(OUTCOMES)}"}, HTTPStatus.BAD_REQUEST)
+        entries = self.context.admin.history(function=args.get("function"), outcome=outcome, since=since, limit=limit)
+        return json_answer(
+            {
+                "jobs": [
+                    {
+                        "handle": _text(e.handle),
+                        "function": _text(e.function),
+                        "unique": _text(e.unique),
+                        "priority": PRIORITY_NAMES[e.priority],
+                        "background": e.background,
+                        "submitted": e.submitted,
+                        "started": e.started or None,
+                        "finished": e.finished,
+                        "wait": e.wait,
+                        "run": e.run,
+                        "outcome": e.outcome,
+                        "exception": _text(e.exception),
+                        "worker": _text(e.worker),
+                    }
+                    for e in entries
+                ]
+            }
+        )
 
     def _job(self, handle: bytes) -> Answer:
         """GET_STATUS as JSON. Unknown means finished or never existed, as in the binary protocol."""

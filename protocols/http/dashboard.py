@@ -1,4 +1,6 @@
-"""The live dashboard: one static page that refreshes itself from ``status`` and ``workers`` (JSON).
+"""The live dashboard: one static page that refreshes itself from ``status``, ``workers``, ``latency`` and
+``history`` (JSON): throughput, functions, a latency chart per function (p50/p99 of the queue wait and the
+run time, the last minute's, sampled each second), the recently finished jobs, connections.
 
 Kept as a Python string so it ships inside the package with no data-file configuration. The page finds
 the API next to itself (it is served at the prefix root) and passes ``?access_token=`` on as a bearer
@@ -30,6 +32,11 @@ PAGE = b"""<!doctype html>
   #rate { font-size: 1.6em; font-weight: 600; min-width: 5em; }
   svg { background: #fff; border: 1px solid #dcdcde; }
   polyline { fill: none; stroke: #2271b1; stroke-width: 1.5; }
+  polyline.wait { stroke: #dba617; }
+  td.chart { padding: .1em .8em; }
+  .legend { color: #646970; font-size: .85em; }
+  .legend b.wait { color: #dba617; } .legend b.run { color: #2271b1; }
+  tr.fail td, tr.exception td, tr.dead_letter td { color: #b32d2e; }
 </style>
 </head>
 <body>
@@ -43,6 +50,21 @@ PAGE = b"""<!doctype html>
 <table id="functions">
 <thead><tr><th>function</th><th>queued high</th><th>queued normal</th><th>queued low</th><th>running</th>
 <th>workers</th><th>submitted</th><th>completed</th><th>failed</th></tr></thead>
+<tbody></tbody>
+</table>
+<h2>Latency (last minute, seconds)</h2>
+<div class="legend">chart: p99 of the <b class="wait">queue wait</b> and of the <b class="run">run time</b>,
+last 2 minutes</div>
+<table id="latency">
+<thead><tr><th>function</th><th>jobs</th><th>wait p50</th><th>wait p99</th><th>run p50</th><th>run p99</th>
+<th class="text">p99 chart</th></tr></thead>
+<tbody></tbody>
+</table>
+<h2>Recently finished jobs</h2>
+<table id="history">
+<thead><tr><th class="text">finished</th><th class="text">handle</th><th class="text">function</th>
+<th class="text">outcome</th><th>wait</th><th>run</th><th class="text">worker</th><th class="text">exception</th></tr>
+</thead>
 <tbody></tbody>
 </table>
 <h2>Connections</h2>
@@ -78,6 +100,32 @@ function row(tbody, cells, key) {
   tbody.appendChild(tr);
 }
 
+const latencies = new Map();  // function -> [{wait, run}] per second, the last SAMPLES
+
+function chart(name) {
+  const points = latencies.get(name) || [];
+  const max = Math.max(1e-6, ...points.map(p => Math.max(p.wait, p.run)));
+  const step = 160 / (SAMPLES - 1);
+  const offset = (SAMPLES - points.length) * step;
+  const line = key => points.map((p, i) => (offset + i * step).toFixed(1) + "," + (22 - (p[key] / max) * 20).toFixed(1))
+    .join(" ");
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("width", "160"); svg.setAttribute("height", "24"); svg.setAttribute("viewBox", "0 0 160 24");
+  svg.setAttribute("role", "img"); svg.setAttribute("aria-label", "p99 of " + name);
+  for (const key of ["wait", "run"]) {
+    const polyline = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+    polyline.setAttribute("class", key);
+    polyline.setAttribute("points", line(key));
+    svg.appendChild(polyline);
+  }
+  return svg;
+}
+
+function seconds(value) {
+  return value < 0.001 ? (value * 1e6).toFixed(0) + "\\u00b5s" : value < 1 ? (value * 1000).toFixed(1) + "ms"
+    : value.toFixed(2) + "s";
+}
+
 function fill(id, items, cellsOf, keyOf, emptyText) {
   const tbody = document.querySelector("#" + id + " tbody");
   tbody.replaceChildren();
@@ -104,7 +152,25 @@ function sparkline() {
 async function refresh() {
   const state = document.getElementById("state");
   try {
-    const [status, workers] = await Promise.all([getJSON("status"), getJSON("workers")]);
+    const [status, workers, latency, history] = await Promise.all(
+      [getJSON("status"), getJSON("workers"), getJSON("latency"), getJSON("history?limit=20")]);
+    for (const f of latency.functions) {
+      const points = latencies.get(f.name) || [];
+      points.push({ wait: f.wait_p99, run: f.run_p99 });
+      if (points.length > SAMPLES) points.shift();
+      latencies.set(f.name, points);
+    }
+    fill("latency", latency.functions, f => [[f.name, "text"], [f.jobs], [seconds(f.wait_p50)], [seconds(f.wait_p99)],
+      [seconds(f.run_p50)], [seconds(f.run_p99)], ["", "chart"]], f => "latency:" + f.name, "no finished jobs yet");
+    for (const tr of document.querySelectorAll("#latency tbody tr[data-key]")) {
+      tr.lastChild.appendChild(chart(tr.dataset.key.slice(8)));
+    }
+    fill("history", history.jobs, j => [[new Date(j.finished * 1000).toLocaleTimeString(), "text"],
+      [j.handle, "text"], [j.function, "text"], [j.outcome, "text"], [seconds(j.wait)], [seconds(j.run)],
+      [j.worker || "-", "text"], [j.exception, "text"]], j => "job:" + j.handle, "no finished jobs yet");
+    for (const tr of document.querySelectorAll("#history tbody tr[data-key]")) {
+      tr.className = tr.children[3].textContent;
+    }
     document.getElementById("version").textContent = "version " + status.version;
     const functions = status.functions.slice().sort((a, b) => a.name.localeCompare(b.name));
     fill("functions", functions, f => [

@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from gearman_gateway.latency import EXPOSED
 from gearman_gateway.scheduler import POISON_DEATHS, PRIORITY_NAMES
 from gearman_gateway.version import SERVER_VERSION
 
 if TYPE_CHECKING:
     from gearman_gateway.connections import ConnectionRegistry
+    from gearman_gateway.latency import FunctionLatency
     from gearman_gateway.scheduler import FunctionSnapshot, Scheduler
     from protocols import MetricFamily
 
@@ -72,6 +74,56 @@ def _store_families(store: dict) -> list[str]:
     ]  # fmt: skip
 
 
+def _histogram_families(functions: list[FunctionLatency]) -> list[str]:
+    """The queue wait and run time histograms per function (``gearman_gateway.latency``)."""
+    lines = []
+    for name, part, help_text in (
+        ("gearman_job_queue_wait_seconds", "wait", "Time from submit to the worker's assignment that ran the job"
+         " (the last one, if it was requeued), per function; past the configured number of functions, `other`."),
+        ("gearman_job_run_seconds", "run", "Time from a job's assignment to a worker to its end, per function;"
+         " past the configured number of functions, `other`."),
+    ):  # fmt: skip
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+        for function in functions:
+            histogram = getattr(function, part)
+            fn = f'function="{label(function.name)}"'
+            lines += [
+                f'{name}_bucket{{{fn},le="{bound!r}"}} {count}'
+                for bound, count in zip(EXPOSED, histogram.buckets, strict=True)
+            ]
+            lines += [
+                f'{name}_bucket{{{fn},le="+Inf"}} {histogram.count}',
+                f"{name}_sum{{{fn}}} {histogram.total!r}",
+                f"{name}_count{{{fn}}} {histogram.count}",
+            ]
+    return lines
+
+
+def _hook_families(hooks: tuple[int, list] | None) -> list[str]:
+    """The event hooks' deliveries (``gearman_gateway.hooks``), per hook by its place in the list."""
+    if not hooks or not hooks[1]:
+        return []
+    waiting, stats = hooks
+
+    def per_hook(field: str) -> list[tuple[str, int]]:
+        return [(f'{{hook="{hook.index}"}}', getattr(counts, field)) for hook, counts in stats]
+
+    return [
+        *_family("gearman_hook_events_delivered_total", "counter", "Hook events delivered (HTTP 2xx, or the"
+                 " background job accepted).", per_hook("delivered")),
+        *_family("gearman_hook_delivery_failures_total", "counter", "Hook delivery attempts that failed (refused,"
+                 " timed out, not 2xx); each retry counts.", per_hook("failed_attempts")),
+        *_family("gearman_hook_events_given_up_total", "counter", "Hook events dropped after their last retry.",
+                 per_hook("given_up")),
+        *_family("gearman_hook_events_dropped_total", "counter", "Hook events dropped because the outbox was full.",
+                 per_hook("dropped")),
+        *_family("gearman_hook_circuit_opened_total", "counter", "Times a hook's URL failed often enough in a row"
+                 " that attempts to it paused (circuit breaker).", per_hook("circuit_opened")),
+        *_family("gearman_hook_outbox_events", "gauge", "Hook events queued, in flight or waiting for a retry.",
+                 [("", waiting)]),
+    ]  # fmt: skip
+
+
 def _frontend_families(families: Iterable[MetricFamily]) -> list[str]:
     """Families other frontends add (``protocols.MetricFamily``), labels escaped like ours."""
     lines: list[str] = []
@@ -90,6 +142,8 @@ def render(
     stats: HttpStats,
     store: dict | None = None,
     frontends: Iterable[MetricFamily] = (),
+    latency: list[FunctionLatency] | None = None,
+    hooks: tuple[int, list] | None = None,
 ) -> bytes:
     functions = scheduler.function_snapshots()
     totals = scheduler.totals()
@@ -165,6 +219,8 @@ def render(
             [(f'{{code="{code}"}}', count) for code, count in sorted(stats.responses.items())],
         ),
         *_store_families(store or {}),
+        *_histogram_families(latency or []),
+        *_hook_families(hooks),
         *_family(
             "gearman_dead_letter_jobs",
             "gauge",

@@ -15,7 +15,9 @@ import pytest
 from PIL import Image
 
 from tests.integration import test_http_frontend as frontend
+from tests.integration.test_hooks import start_with
 from tests.integration.test_http_frontend import HttpServer
+from tests.integration.test_monitoring import MONITORING_ON
 
 web = frontend.web  # fixtures
 c_worker = frontend.c_worker
@@ -51,6 +53,12 @@ def chromium(tmp_path: Path):
     return run
 
 
+@pytest.fixture
+def monitored_web(gearmand, tmp_path: Path) -> HttpServer:
+    """The http frontend with latency histograms and job history on (they are opt-in)."""
+    return start_with(gearmand, tmp_path, MONITORING_ON)
+
+
 def cells(row: str) -> list[str]:
     return re.findall(r"<td[^>]*>(.*?)</td>", row)
 
@@ -79,3 +87,18 @@ def test_dashboard_shows_the_functions_of_a_running_server(web: HttpServer, c_wo
         assert image.size == (1000, 700)
         colours = image.convert("L").getcolors(maxcolors=1 << 16)
         assert colours is not None and len(colours) > 10  # text and tables, not a blank page
+
+
+@frontend.needs_c_tools
+def test_dashboard_shows_latency_and_history(monitored_web: HttpServer, c_worker, chromium, tmp_path) -> None:
+    web = monitored_web
+    c_worker(web.server, "reverse", "rev")
+    for data in (b"abc", b"de"):
+        assert web.request("POST", "/reverse", data)[2] == data[::-1]
+    dom = chromium(web.url("/_gearman/"), "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout.decode()
+    (latency,) = re.findall(r'<tr data-key="latency:reverse">(.*?)</tr>', html)
+    assert cells(latency)[:2] == ["reverse", "2"] and "<svg" in latency and "polyline" in latency
+    jobs = re.findall(r'<tr data-key="job:([^"]+)" class="([a-z_]+)">(.*?)</tr>', html)
+    assert [(outcome, cells(row)[2]) for _, outcome, row in jobs] == [("complete", "reverse")] * 2

@@ -1,0 +1,177 @@
+"""From jobs' ends and queue depths to hook events: which hooks want what, and the JSON they get.
+
+``HookObserver`` is a ``JobObserver``: at the end of a reactor turn it matches each finished job's function
+against the hooks' patterns (cached per name) and puts one JSON event per wanting hook into the outbox.
+``queue_depth_over N`` is not on the job path at all: ``HooksService`` looks at the functions' snapshots
+once a second and sends an event when a matching function's queued jobs go over N (again only after they
+fell back to N or fewer). Functions that hooks submit jobs to are never hooked themselves (no loops).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any
+
+from twisted.application.service import Service
+
+from gearman_gateway.hooks.config import QUEUE_DEPTH_OVER, Hook
+from gearman_gateway.hooks.outbox import Outbox
+from gearman_gateway.scheduler import PRIORITY_NAMES, JobObserver, Priority
+from gearman_gateway.scheduler.listener import COMPLETE
+
+if TYPE_CHECKING:
+    from gearman_gateway.scheduler import Scheduler
+    from gearman_gateway.scheduler.listener import Ended
+
+#: How often queue depths are looked at (seconds).
+DEPTH_INTERVAL = 1.0
+#: Bytes of a job's exception data put in its event.
+EXCEPTION_BYTES = 1000
+
+
+#: Event ids: this process's random prefix and a counter (unique without a uuid4 per event).
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_ids = itertools.count(1)
+
+
+def new_id() -> str:
+    return f"{_ID_PREFIX}-{next(_ids)}"
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")
+
+
+class HookObserver(JobObserver):
+    def __init__(self, hooks: list[Hook], outbox: Outbox) -> None:
+        self.hooks = [hook for hook in hooks if hook.events - {QUEUE_DEPTH_OVER}]
+        self.outbox = outbox
+        self.targets = {hook.job for hook in hooks if hook.job is not None}
+        self._matching: dict[bytes, list[Hook]] = {}
+
+    def matching(self, function: bytes) -> list[Hook]:
+        found = self._matching.get(function)
+        if found is None:
+            name = _text(function)
+            found = [] if function in self.targets else [
+                hook for hook in self.hooks if any(fnmatchcase(name, pattern) for pattern in hook.functions)
+            ]  # fmt: skip
+            if len(self._matching) < 10_000:
+                self._matching[function] = found
+        return found
+
+    def jobs_finished(self, ended: list[Ended]) -> None:
+        for job, outcome, data, _, now in ended:
+            hooks = self.matching(job.function.name)
+            if not hooks:
+                continue
+            wanting = [hook for hook in hooks if outcome in hook.events]
+            if not wanting:
+                continue
+            outbox = self.outbox
+            if outbox.full():  # a dead receiver: count the drops, build nothing
+                for hook in wanting:
+                    outbox.drop(hook, outcome)
+                continue
+            event_id = new_id()
+            started = job.started_at
+            body = json.dumps(
+                {
+                    "event": outcome,
+                    "id": event_id,
+                    "time": now,
+                    "function": _text(job.function.name),
+                    "handle": _text(job.handle),
+                    "unique": _text(job.unique),
+                    "priority": PRIORITY_NAMES[job.priority],
+                    "background": job.background,
+                    "submitted": job.submitted_at,
+                    "started": started or None,
+                    "finished": now,
+                    "wait": started - job.submitted_at if started else None,
+                    "run": now - started if started else None,
+                    "exception": _text(data[:EXCEPTION_BYTES]) if data is not None and outcome != COMPLETE else None,
+                    "reason": job.reason or None,
+                },
+                separators=(",", ":"),
+            ).encode()
+            for hook in wanting:
+                self.outbox.put(hook, outcome, event_id, body)
+
+
+class HooksService(Service):
+    """Watches queue depths for ``queue_depth_over`` hooks; stops the outbox at the server's stop."""
+
+    name = "hooks"
+
+    def __init__(self, hooks: list[Hook], outbox: Outbox, scheduler: Scheduler, reactor: Any) -> None:
+        self.depth_hooks = [hook for hook in hooks if QUEUE_DEPTH_OVER in hook.events]
+        self.outbox = outbox
+        self.scheduler = scheduler
+        self.reactor = reactor
+        self.targets = {hook.job for hook in hooks if hook.job is not None}
+        self._over: set[tuple[int, bytes]] = set()  # (hook, function) over its threshold, already told
+        self._loop: Any = None
+
+    def startService(self) -> None:  # noqa: N802
+        super().startService()
+        if self.depth_hooks:
+            from twisted.internet.task import LoopingCall
+
+            self._loop = LoopingCall(self.check_depths)
+            self._loop.clock = self.reactor
+            self._loop.start(DEPTH_INTERVAL, now=False)
+
+    def stopService(self) -> Any:  # noqa: N802
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        return self.outbox.stop()
+
+    def check_depths(self) -> None:
+        now = self.reactor.seconds()
+        for function in self.scheduler.function_snapshots():
+            if function.name in self.targets:
+                continue
+            queued = sum(function.queued)
+            name = _text(function.name)
+            for hook in self.depth_hooks:
+                if not any(fnmatchcase(name, pattern) for pattern in hook.functions):
+                    continue
+                key = (hook.index, function.name)
+                assert hook.queue_depth_over is not None
+                if queued <= hook.queue_depth_over:
+                    self._over.discard(key)
+                    continue
+                if key in self._over:
+                    continue
+                self._over.add(key)
+                event_id = new_id()
+                body = json.dumps(
+                    {
+                        "event": QUEUE_DEPTH_OVER,
+                        "id": event_id,
+                        "time": now,
+                        "function": name,
+                        "queued": queued,
+                        "queued_by_priority": dict(zip(PRIORITY_NAMES, function.queued, strict=True)),
+                        "threshold": hook.queue_depth_over,
+                        "running": function.running,
+                        "workers": function.workers,
+                    },
+                    separators=(",", ":"),
+                ).encode()
+                self.outbox.put(hook, QUEUE_DEPTH_OVER, event_id, body)
+
+
+def submitter(scheduler: Scheduler) -> Any:
+    """How the outbox submits a hook's background job: unique = the event's id, so a retried delivery whose
+    first job is still queued joins it instead of making a second one."""
+
+    def submit(function: bytes, data: bytes, unique: bytes) -> None:
+        scheduler.submit(function, data, unique=unique, priority=Priority.NORMAL, background=True)
+
+    return submit

@@ -1,0 +1,180 @@
+"""The scheduler's JobObserver seam, the latency histograms and the job history, on a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.task import Clock
+
+from gearman_gateway.history import History
+from gearman_gateway.latency import BOUNDS, OTHER, WINDOW, Latency, quantile
+from gearman_gateway.scheduler import Job, JobObserver, Priority, Scheduler, Worker
+from gearman_gateway.scheduler.listener import Ended
+from gearman_gateway.scheduler.retry import RetryPolicies, RetryPolicy
+
+
+class Waker:
+    client_id = b"w1"
+
+    def wake(self) -> None:
+        pass
+
+    def grabbed(self, job: Job | None) -> None:
+        pass
+
+
+class Recorder(JobObserver):
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def jobs_finished(self, ended: list[Ended]) -> None:
+        for job, outcome, data, worker, now in ended:
+            self.events.append((job.handle, outcome, data, worker is not None, job.submitted_at, job.started_at, now))
+
+
+@pytest.fixture
+def sched(clock: Clock) -> Scheduler:
+    policies = RetryPolicies(functions={b"dl": RetryPolicy(dead_letter=True)})
+    return Scheduler(clock, handle_prefix=b"H:t", retry_policies=policies)
+
+
+def worker_for(sched: Scheduler, name: bytes) -> Worker:
+    worker = sched.add_worker(Waker())
+    sched.can_do(worker, name)
+    return worker
+
+
+def test_every_end_reaches_the_observer_with_its_times(sched: Scheduler, clock: Clock) -> None:
+    seen = Recorder()
+    sched.add_observer(seen)
+    start = clock.seconds()
+    job = sched.submit(b"f", b"x")
+    clock.advance(2)
+    worker = worker_for(sched, b"f")
+    assert sched.grab(worker) is job
+    clock.advance(3)
+    sched.work_complete(worker, job.handle, b"done")
+    assert seen.events == [(job.handle, "complete", b"done", True, start, start + 2, start + 5)]
+    seen.events.clear()
+    for data in (b"fail", b"raise"):
+        job = sched.submit(b"f", data)
+        assert sched.grab(worker) is job
+        if data == b"fail":
+            sched.work_fail(worker, job.handle)
+        else:
+            sched.work_exception(worker, job.handle, b"boom")
+    dead = sched.submit(b"dl", b"d", background=True)
+    other = worker_for(sched, b"dl")
+    sched.grab(other)
+    sched.work_exception(other, dead.handle, b"bad")
+    cancelled = sched.submit(b"f", b"c", background=True)
+    sched.cancel(cancelled.handle)
+    assert [(e[1], e[2], e[3]) for e in seen.events] == [
+        ("fail", None, True),
+        ("exception", b"boom", True),
+        ("dead_letter", b"bad", True),
+        ("cancelled", None, False),
+    ]
+    sched.remove_observer(seen)
+    job = sched.submit(b"f", b"quiet")
+    sched.grab(worker)
+    sched.work_complete(worker, job.handle, b"")
+    assert len(seen.events) == 4
+
+
+def test_a_dropped_job_and_a_dead_worker(sched: Scheduler) -> None:
+    from gearman_gateway.scheduler import JobListener
+
+    seen = Recorder()
+    sched.add_observer(seen)
+    client = JobListener()
+    sched.submit(b"f", b"x", listener=client)
+    sched.detach(client)  # nobody waits for it any more: dropped
+    assert [e[1] for e in seen.events] == ["dropped"]
+    sched.job_retries = 1
+    job = sched.submit(b"f", b"y", background=True)
+    worker = worker_for(sched, b"f")
+    sched.grab(worker)
+    sched.remove_worker(worker)  # its worker died and --job-retries 1 is used up
+    assert seen.events[-1][:2] == (job.handle, "fail") and seen.events[-1][3]
+
+
+def test_quantiles_interpolate_within_buckets() -> None:
+    counts = [0] * (len(BOUNDS) + 1)
+    assert quantile(counts, 0.5) == 0.0
+    index = BOUNDS.index(0.1)
+    counts[index] = 100  # all in (0.075, 0.1]
+    assert quantile(counts, 0.5) == pytest.approx(0.0875)
+    assert quantile(counts, 0.99) == pytest.approx(0.075 + 0.025 * 0.99)
+    counts[-1] = 1000  # beyond the last bound
+    assert quantile(counts, 0.99) == BOUNDS[-1]
+
+
+def test_latency_window_and_folded_functions(sched: Scheduler, clock: Clock) -> None:
+    latency = Latency(clock, max_functions=1)
+    sched.add_observer(latency)
+    worker = worker_for(sched, b"a")
+    sched.can_do(worker, b"b")
+    sched.can_do(worker, b"c")
+
+    def run(name: bytes, wait: float, run: float) -> None:
+        job = sched.submit(name, b"")
+        clock.advance(wait)
+        assert sched.grab(worker) is job
+        clock.advance(run)
+        sched.work_complete(worker, job.handle, b"")
+
+    run(b"a", 0.01, 2.0)
+    clock.advance(WINDOW + 5)
+    for _ in range(10):
+        run(b"a", 0.001, 0.2)
+    run(b"b", 0, 1)
+    run(b"c", 0, 1)
+    a, other = latency.functions()
+    assert a.name == b"a" and other.name == OTHER
+    assert a.recent == 10 and a.run.count == 11  # the minute's, and since start
+    assert 0.15 < a.run_p50 <= 0.2 and 0.15 < a.run_p99 <= 0.2 and a.wait_p99 <= 0.00125  # (0.001 and a rounding error)
+    assert a.run.total == pytest.approx(4.0)
+    assert other.recent == 2 and other.run_p50 == pytest.approx(1.0, rel=0.25)
+    clock.advance(WINDOW + 1)
+    assert latency.functions()[0].recent == 0 and latency.functions()[0].run.count == 11
+
+
+def test_history_ring_and_filters(sched: Scheduler, clock: Clock) -> None:
+    history = History(size=3, exception_bytes=4)
+    sched.add_observer(history)
+    worker = worker_for(sched, b"f")
+    handles = []
+    for n in range(4):
+        job = sched.submit(b"f", b"%d" % n, unique=b"u%d" % n, priority=Priority.HIGH)
+        handles.append(job.handle)
+        clock.advance(1)
+        sched.grab(worker)
+        if n == 2:
+            sched.work_exception(worker, job.handle, b"0123456789")
+        else:
+            sched.work_complete(worker, job.handle, b"ok")
+    entries = history.entries()
+    assert [e.handle for e in entries] == handles[:0:-1]  # newest first; the oldest fell out of the ring
+    assert entries[1].exception == b"0123" and entries[1].outcome == "exception" and entries[0].exception == b""
+    assert entries[0].worker == b"w1" and entries[0].unique == b"u3" and entries[0].priority == Priority.HIGH
+    assert entries[0].wait == pytest.approx(1.0) and entries[0].run == 0.0
+    assert [e.handle for e in history.entries(outcome="exception")] == [handles[2]]
+    assert history.entries(function=b"g") == [] and len(history.entries(limit=2)) == 2
+    assert [e.handle for e in history.entries(since=entries[1].finished)] == [handles[3], handles[2]]
+
+
+def test_without_observers_the_scheduler_keeps_no_observer_state(sched: Scheduler, clock: Clock) -> None:
+    """Nobody observes: no clock is read for observers and jobs carry no times (the job path's cost is main's)."""
+    assert sched._observing is None
+    job = sched.submit(b"f", b"x")
+    assert not hasattr(job, "submitted_at")
+    worker = worker_for(sched, b"f")
+    assert sched.grab(worker) is job
+    sched.work_complete(worker, job.handle, b"")
+    seen = Recorder()
+    queued = sched.submit(b"f", b"y")
+    clock.advance(1)
+    sched.add_observer(seen)  # jobs already in memory get the time the observer came
+    assert queued.submitted_at == clock.seconds() and queued.started_at == 0.0
+    sched.remove_observer(seen)
+    assert sched._observing is None
