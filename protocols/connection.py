@@ -92,6 +92,15 @@ class FrontendConnection(BatchedOutput):
 
     label = "connection"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A half-closeable subclass (one with ``readConnectionLost``) hears our reactor's EOF there too:
+        ``peer_closed`` is bound to it once, here, so no frontend can forget it and the EOF path pays no
+        test per call."""
+        super().__init_subclass__(**kwargs)
+        half_close = cls.__dict__.get("readConnectionLost")
+        if half_close is not None and "peer_closed" not in cls.__dict__:
+            cls.peer_closed = half_close  # type: ignore[method-assign]
+
     def __init__(self, context: FrontendContext) -> None:
         BatchedOutput.__init__(self, write_batch(context.reactor))
         self.context = context
@@ -197,8 +206,8 @@ class FrontendConnection(BatchedOutput):
         """The peer's EOF, from our reactor's connections (Twisted's reactor calls ``connectionLost``, or
         ``readConnectionLost`` of a half-closeable protocol, instead): the connection closes in this turn
         with what Twisted would give it (``close_lean``), or as Twisted's where the transport has more to
-        do. A half-closeable subclass (``IHalfCloseableProtocol``) overrides this with its
-        ``readConnectionLost``."""
+        do. A half-closeable subclass (``IHalfCloseableProtocol``) gets its ``readConnectionLost`` here
+        instead (``__init_subclass__``)."""
         transport = self.transport
         if self.open and not transport.dataBuffer and not transport._tempDataLen:
             transport.close_lean(_CLOSED)

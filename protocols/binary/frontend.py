@@ -46,8 +46,6 @@ class BinaryConnection(BinarySession, FrontendConnection):
         self.drop_worker()
         self.close_now()
 
-    peer_closed = readConnectionLost  # from our reactor, which calls it without Twisted's adaptation
-
     def writeConnectionLost(self) -> None:  # noqa: N802
         self.transport.loseConnection()
 

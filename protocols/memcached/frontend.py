@@ -62,8 +62,6 @@ class MemcachedProtocol(SessionConnection):
         if self.session is not None:
             self.session.input_ended()
 
-    peer_closed = readConnectionLost  # our reactor calls it on EOF, without Twisted's half-close adaptation
-
     def writeConnectionLost(self) -> None:  # noqa: N802
         self.transport.loseConnection()
 
