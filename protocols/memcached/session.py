@@ -210,8 +210,15 @@ class MemcachedSession:
             self.transport.pause_reading()
 
     def input_ended(self) -> None:
-        """The peer sent its last byte (``printf ... | nc``): answer what it sent, waits included, then close."""
+        """The peer sent its last byte (``printf ... | nc``): answer what it sent, then close. Waits for
+        results go on; this connection takes no more work (its workers go, an open job goes back, a wait for
+        work ends as a miss): a peer that stopped sending may be gone altogether, and a job handed to it
+        would be lost (a plain ``get`` completes the job it takes)."""
         self._input_ended = True
+        waiting, self._waiting = self._waiting, None
+        self._drop_workers()
+        if waiting is not None:
+            waiting[2](None)
         self._run()
 
     def connection_lost(self) -> None:
@@ -222,6 +229,10 @@ class MemcachedSession:
         timer, self._timer = self._timer, None
         if timer is not None and timer.active():
             timer.cancel()
+        self._drop_workers()
+
+    def _drop_workers(self) -> None:
+        """This connection's workers go; the jobs open on them go back by the worker-failure rule."""
         workers, self._workers = self._workers, {}
         self._open.clear()
         for worker in workers.values():
@@ -373,7 +384,7 @@ class MemcachedSession:
                 return None
             snapshot, data = found
             return Item(data, self.shared.peek_flags(snapshot.handle))
-        if (key.close or key.abort) and not key.open:
+        if ((key.close or key.abort) and not key.open) or self._input_ended:
             return None
         if function in self._open:
             return ALREADY_OPEN
@@ -496,11 +507,12 @@ class MemcachedSession:
         return self._took(function, worker, job, open_)
 
     def _took(self, function: bytes, worker: Worker, job: Any, open_: bool) -> Item:
-        flags = self.shared.take_flags(job.handle)
-        item = Item(job.data, flags)
-        if open_:
+        shared = self.shared
+        if open_:  # its flags stay until it completes: given back, it is taken again with them
+            item = Item(job.data, shared.peek_flags(job.handle))
             self._open[function] = job
         else:  # a plain get: the job is done when taken (Kestrel's at-most-once read)
+            item = Item(job.data, shared.take_flags(job.handle))
             self.scheduler.work_complete(worker, job.handle, b"")
         return item
 
@@ -508,6 +520,7 @@ class MemcachedSession:
         job = self._open.pop(function, None)
         if job is None:
             return False
+        self.shared.take_flags(job.handle)
         self.scheduler.work_complete(self._workers[function], job.handle, data)
         return True
 
