@@ -168,8 +168,10 @@ class MemcachedSession:
         # one worker per function this connection takes work of, so that a grab takes only that function's
         self._workers: dict[bytes, Worker] = {}
         self._open: dict[bytes, Job] = {}  # the job each function has open here (get .../open)
-        self._waiting: tuple[bytes, bool, Callable[[Item | None], None]] | None = None  # function, open, then
-        self._cancel_wait: Callable[[], None] | None = None  # stops the current wait (not its timer)
+        # the current wait: the retrieval it belongs to, and what it waits for (a result, or work)
+        self._waiting_run: _Retrieval | None = None
+        self._waiting_key: keys.Key | None = None  # a result of this key
+        self._waiting: tuple[bytes, bool] | None = None  # work of this function (opened or not)
         self._timer: Any = None  # the connection's one wait timer (``_arm``)
         self._on_timeout: Callable[[], None] | None = None  # what the current wait does when it times out
         self._deadline = 0.0  # when it times out (clock seconds)
@@ -215,10 +217,10 @@ class MemcachedSession:
         work ends as a miss): a peer that stopped sending may be gone altogether, and a job handed to it
         would be lost (a plain ``get`` completes the job it takes)."""
         self._input_ended = True
-        waiting, self._waiting = self._waiting, None
+        waiting = self._waiting is not None
         self._drop_workers()
-        if waiting is not None:
-            waiting[2](None)
+        if waiting:
+            self._wait_done(None)
         self._run()
 
     def connection_lost(self) -> None:
@@ -313,8 +315,7 @@ class MemcachedSession:
             return replies.TEXT_MISS
         if isinstance(outcome, str):
             return replies.error_reply(event, outcome, client=True)
-        run = _Retrieval(event, event.keys)
-        self._wait(outcome, lambda item: self._resume(run, item))  # type: ignore[arg-type]
+        self._wait(outcome, _Retrieval(event, event.keys))  # type: ignore[arg-type]
         return PENDING
 
     def _retrieve(self, run: _Retrieval) -> bytes | _Pending:
@@ -324,7 +325,7 @@ class MemcachedSession:
             if isinstance(outcome, str):
                 return replies.error_reply(run.event, outcome, client=True)
             if isinstance(outcome, _Wait):
-                self._wait(outcome, lambda item: self._resume(run, item))
+                self._wait(outcome, run)
                 return PENDING
             self._count(outcome)
             run.items.append(outcome)
@@ -334,6 +335,10 @@ class MemcachedSession:
 
     def _resume(self, run: _Retrieval, item: Item | None) -> None:
         self._count(item)
+        event = run.event
+        if type(event) is Get and event.opcode is None and event.exptime is None and len(event.keys) == 1:
+            self._finish(replies.TEXT_MISS if item is None else replies.text_hit(event.keys[0], item))
+            return  # what _get_one began: one key, text, no touch
         run.items.append(item)
         reply = self._retrieve(run)
         if reply is not PENDING:
@@ -400,22 +405,35 @@ class MemcachedSession:
 
     # -- waiting
 
-    def _wait(self, wait: _Wait, then: Callable[[Item | None], None]) -> None:
+    def _wait(self, wait: _Wait, run: _Retrieval) -> None:
+        """``run`` waits for the key of ``wait``; ``_wait_done`` resumes it (no closure per wait)."""
         key = wait.key
-
-        def done(item: Item | None) -> None:
-            self._stop_waiting()
-            then(item)
-
+        self._waiting_run = run
         if key.unique or key.error:
             assert self.results is not None
-            self._cancel_wait = self.results.wait(key.result_key, lambda result: done(self._result_item(key, result)))
-            self._arm(wait.ms / 1000.0, lambda: done(None))
+            self._waiting_key = key
+            self.results.wait(key.result_key, self._result_came)
+            self._arm(wait.ms / 1000.0, self._result_timeout)
         else:
-            self._waiting = (key.function, key.open, done)
+            self._waiting = (key.function, key.open)
             self.scheduler.pre_sleep(self._workers[key.function])
-            self._cancel_wait = self._stop_work_wait
             self._arm(wait.ms / 1000.0, self._work_timeout)
+
+    def _result_came(self, result: Result) -> None:
+        key = self._waiting_key
+        assert key is not None
+        self._waiting_key = None  # the cache let go of its waiters
+        self._wait_done(self._result_item(key, result))
+
+    def _result_timeout(self) -> None:
+        self._wait_done(None)
+
+    def _wait_done(self, item: Item | None) -> None:
+        """The wait is over (``item``: what it found, None: a miss): its retrieval goes on."""
+        run = self._waiting_run
+        self._stop_waiting()
+        if run is not None:
+            self._resume(run, item)
 
     def _arm(self, seconds: float, on_timeout: Callable[[], None]) -> None:
         """Time the current wait out after ``seconds``. One timer per connection, moved but never cancelled
@@ -443,23 +461,22 @@ class MemcachedSession:
 
     def _stop_waiting(self) -> None:
         self._on_timeout = None
-        cancel, self._cancel_wait = self._cancel_wait, None
-        if cancel is not None:
-            cancel()
-
-    def _stop_work_wait(self) -> None:
+        self._waiting_run = None
         self._waiting = None
+        key, self._waiting_key = self._waiting_key, None
+        if key is not None and self.results is not None:
+            self.results.unwait(key.result_key, self._result_came)
 
     def _work_timeout(self) -> None:
         """The wait for work is over: one last grab, which also wakes the worker up (a sleeping worker that
         nobody waits on would take a NOOP meant for another)."""
-        waiting, self._waiting = self._waiting, None
+        waiting = self._waiting
         if waiting is None or self.closed:
             return
-        function, open_, then = waiting
+        function, open_ = waiting
         worker = self._workers[function]
         job = self.scheduler.grab(worker)
-        then(None if job is None else self._took(function, worker, job, open_))
+        self._wait_done(None if job is None else self._took(function, worker, job, open_))
 
     def _work_came(self, function: bytes) -> None:
         """A worker of this connection was woken: a waiting ``get`` tries again (after this turn of the
@@ -486,8 +503,7 @@ class MemcachedSession:
         if job is None:
             self.scheduler.pre_sleep(worker)
             return
-        self._waiting = None  # the worker keeps its registration while the job is open
-        waiting[2](self._took(function, worker, job, waiting[1]))
+        self._wait_done(self._took(function, worker, job, waiting[1]))  # the worker stays while the job is open
 
     # ------------------------------------------------------------------ worker side
 
