@@ -25,7 +25,7 @@ from gearman_gateway.results import expiry
 from gearman_gateway.scheduler import JobListener, Priority, SchedulerError
 from gearman_gateway.scheduler.errors import ArgumentTooLarge
 from gearman_gateway.turns import end_of_turn
-from protocols.memcached import keys, replies
+from protocols.memcached import keys, replies, text
 from protocols.memcached.codec import Decoder
 from protocols.memcached.events import (
     Arithmetic,
@@ -585,24 +585,31 @@ class MemcachedSession:
             )
         ):
             return replies.store_reply(event, StoreOutcome.NOT_STORED)  # what memcexist asks
-        exptime = event.exptime if isinstance(event, Store) else event.ttl
-        if expiry(self.clock.seconds(), exptime) is None:
+        plain = type(event) is Store
+        exptime = event.exptime if plain else event.ttl  # type: ignore[union-attr]
+        if exptime and expiry(self.clock.seconds(), exptime) is None:
             return replies.store_reply(event, StoreOutcome.STORED)  # born expired: memcached stores nothing
-        if key.unique:
-            if results is not None:
-                results.forget(key.result_key)  # a new run: its result replaces the old one
-        flags = event.flags if isinstance(event, Store) else event.client_flags
-        ack = _Ack(event)
+        unique = key.unique
+        if unique and results is not None:
+            results.forget(key.result_key)  # a new run: its result replaces the old one
+        flags = event.flags if plain else event.client_flags  # type: ignore[union-attr]
+        scheduler = self.scheduler
+        # with a durable store the answer waits for the commit; in memory the job is queued when submit returns
+        ack = None if scheduler.store is None else _Ack(event)
         try:
-            job = self.scheduler.submit(key.function, event.value, key.unique, priority, background=True, listener=ack)
+            job = scheduler.submit(key.function, event.value, unique, priority, background=True, listener=ack)
         except ArgumentTooLarge as error:
             return replies.error_reply(event, error.text, client=True)
         except SchedulerError as error:
             return replies.error_reply(event, error.text)
         if flags:
             self.shared.remember_flags(job.handle, flags)
-        if key.unique and results is not None:
+        if unique and results is not None:
             results.expect(key.result_key, flags, exptime or None)
+        if ack is None:
+            if plain and event.opcode is None:  # type: ignore[union-attr]
+                return b"" if event.noreply else text.STORED  # type: ignore[union-attr]
+            return replies.store_reply(event, StoreOutcome.STORED)
         if ack.reply is not None:
             return ack.reply
         ack.then = self._finish
