@@ -78,6 +78,9 @@ class Transport(Protocol):
     def pause_reading(self) -> None: ...
     def resume_reading(self) -> None: ...
 
+    # optional: ``write_soon(data)``, a write that may wait a couple of reactor turns to leave together with
+    # the next one (a worker's ``STORED`` for its result, with the next job it waits for)
+
 
 class _Pending:
     """An answer that comes later (a ``/t=`` wait, a submit's acknowledgement)."""
@@ -158,6 +161,7 @@ class MemcachedSession:
         self.options = options
         self.shared = shared
         self.transport = transport
+        self._write_soon: Callable[[bytes], None] = getattr(transport, "write_soon", transport.write)
         self.decoder = Decoder(max_value_size=options.max_value_size)
         self.closed = False
         self._events: deque[Event] = deque()
@@ -568,7 +572,13 @@ class MemcachedSession:
             if key.unique or others or (key.close and key.fail):
                 return replies.error_reply(event, OPTION_MISUSE, client=True)
             done = (self._complete_open if key.close else self._fail_open)(key.function, event.value)
-            return replies.store_reply(event, StoreOutcome.STORED if done else StoreOutcome.NOT_FOUND)
+            reply = replies.store_reply(event, StoreOutcome.STORED if done else StoreOutcome.NOT_FOUND)
+            if done and reply:
+                # the worker's next get usually follows, and waits for a job: this answer may wait for that
+                # one's (a couple of turns at most, as the binary protocol's foreground JOB_CREATED does)
+                self._write_soon(reply)
+                return b""
+            return reply
         if key.has_options:
             return replies.error_reply(event, OPTION_MISUSE, client=True)
         command = event.command
