@@ -78,8 +78,10 @@ def parse_plain(line: bytes, max_value_size: int) -> Get | tuple[bytes, int, int
     plain ``set <key> <flags> <exptime> <bytes>`` line's fields (the codec reads its data block where it
     lies); None for anything else, or anything unusual, which ``parse_line`` reads by the full rules. It
     must give what ``parse_line`` gives (tests/unit/test_memcached_codec.py checks it with hypothesis)."""
-    match = _PLAIN_SET(line)
-    if match is not None:
+    if line[:1] == b"s":
+        match = _PLAIN_SET(line)
+        if match is None:
+            return None
         key, flags, exptime, size = match.groups()
         length = int(size)
         if length > max_value_size:
