@@ -436,30 +436,24 @@ def test_peek_sees_a_job_whose_worker_died() -> None:
 
 
 def test_a_half_closed_worker_takes_no_more_work() -> None:
-    """A peer that stopped sending may be gone: its wait for work ends as a miss at once, and a job that
-    comes afterwards stays queued for others (a plain get would complete it: lost)."""
+    """A peer that stopped sending may be gone: its open job goes back, its wait for work ends as a miss at
+    once, and a job that comes afterwards stays queued for others (a plain get would complete it: lost);
+    a wait for a result behind them goes on."""
     world = World()
+    world.talk(b"set a 0 0 1\r\nx\r\n")
     session, transport = world.connect()
-    session.receive_data(b"get fn/t=300\r\n")
+    session.receive_data(b"get a/open\r\nget b/t=300\r\nget b/u/t=300\r\n")
+    assert transport.take() == b"VALUE a/open 0 1\r\nx\r\nEND\r\n"
     session.input_ended()
     assert transport.take() == b"END\r\n"
-    assert transport.closed
-    assert world.talk(b"set fn 0 0 1\r\nx\r\n") == b"STORED\r\n"
-    world.clock.advance(1)
-    assert world.scheduler.totals().workers == 0
-    assert world.run_one(b"fn", b"") == b"x"
-
-
-def test_a_half_closed_worker_gives_its_open_job_back() -> None:
-    world = World()
-    world.talk(b"set fn 0 0 1\r\nx\r\n")
-    session, transport = world.connect()
-    session.receive_data(b"get fn/open\r\nget fn/u/t=300\r\n")
-    session.input_ended()
-    assert transport.take() == b"VALUE fn/open 0 1\r\nx\r\nEND\r\n"  # the result wait goes on
-    assert not transport.closed
+    assert not transport.closed  # the result wait goes on
     assert world.scheduler.totals().running == 0
-    assert world.run_one(b"fn", b"") == b"x"
+    assert world.run_one(b"a", b"") == b"x"
+    assert world.talk(b"set b 0 0 1\r\ny\r\n") == b"STORED\r\n"
+    world.clock.advance(1)
+    assert transport.take() == b"END\r\n" and transport.closed
+    assert world.scheduler.totals().workers == 0
+    assert world.run_one(b"b", b"") == b"y"
 
 
 def test_waits_in_a_row_share_one_timer_and_each_times_out_on_time() -> None:
