@@ -33,7 +33,9 @@ class BinaryConnection(BinarySession, FrontendConnection):
 
     def __init__(self, factory: BinaryFactory) -> None:
         FrontendConnection.__init__(self, factory.context)  # its output joins the reactor's write batch
-        BinarySession.__init__(self, self._batch, factory.context.scheduler, factory.decoder, factory.exceptions)
+        BinarySession.__init__(
+            self, self._batch, factory.context.scheduler, factory.decoder, factory.exceptions, factory.grant
+        )
 
     dataReceived = BinarySession.receive_data  # noqa: N815  (Twisted's name; no call in between)
     ended = BinarySession.connection_lost
@@ -76,3 +78,6 @@ class BinaryFactory(FrontendFactory):
         # and the decoder stays one type (CPython's attribute caches in the hot path see only one)
         self.decoder = Decoder(REQ, options.max_packet_size, options.max_admin_line)
         self.decoder.shared = True
+        # what a connection may do until it presents a token: None (unchecked) when anonymous may do anything
+        anonymous = context.access.anonymous
+        self.grant = None if anonymous.unrestricted else anonymous

@@ -24,6 +24,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from gearman_gateway.scheduler import HELD, MAX_HANDLE_SIZE, Job, JobListener, Priority, SchedulerError, Worker
+from gearman_gateway.security import Denied, Grant
 from protocols.binary.codec import (
     FATAL,
     NO_JOB,
@@ -63,6 +64,10 @@ _HANDLE_TOO_LARGE = error_packet(
 _NOT_EXPECTED = error_packet(b"INVALID_COMMAND", b"Command not expected")
 _WRONG_MAGIC = error_packet(b"INVALID_MAGIC", b"Request magic expected")
 _UNKNOWN_OPTION = error_packet(b"UNKNOWN_OPTION", b"Server does not recognize given option")
+#: The option (``OPTION_REQ auth=<token>``) and admin line (``auth <token>``) that present a token.
+AUTH_OPTION = b"auth="
+AUTH_COMMAND = b"auth"
+_AUTH_TOO_LATE = "a token must come before the connection registers functions (CAN_DO)"
 
 #: ``BinarySession._submitting`` within a submit, and once that submit was acknowledged within it.
 _SUBMITTING = 1
@@ -131,6 +136,7 @@ class BinarySession(BatchedOutput, JobListener):
         "_submitting",
         "_large_reads",
         "_grab_slot",
+        "grant",
     )
 
     # provided by the host (see the module's docstring)
@@ -138,9 +144,13 @@ class BinarySession(BatchedOutput, JobListener):
     peer_is_local: bool
     context: FrontendContext
 
-    def __init__(self, batch: WriteBatch, scheduler: Scheduler, decoder: Decoder, exceptions: bool) -> None:
+    def __init__(
+        self, batch: WriteBatch, scheduler: Scheduler, decoder: Decoder, exceptions: bool, grant: Grant | None = None
+    ) -> None:
         """``decoder``: the session's own, or one shared by sessions while they send whole packets (its
-        ``shared`` set): a session that leaves part of a packet behind then takes a decoder of its own."""
+        ``shared`` set): a session that leaves part of a packet behind then takes a decoder of its own.
+        ``grant``: what the connection may do (``gearman_gateway.security``); None: everything, unchecked
+        (the anonymous identity of a server without a policy: its job path pays one test per job)."""
         BatchedOutput.__init__(self, batch)
         self.scheduler = scheduler
         self.decoder = decoder
@@ -154,6 +164,7 @@ class BinarySession(BatchedOutput, JobListener):
         self._submitting = 0  # _SUBMITTING within a submit, _ACKED_NOW once it was acknowledged within it
         self._large_reads = False  # reads were made larger for a large packet
         self._grab_slot: _GrabSlot | None = None  # the place of a held grab's answer
+        self.grant = grant
 
     # -- the host's side
 
@@ -186,6 +197,8 @@ class BinarySession(BatchedOutput, JobListener):
             self.scheduler.remove_worker(self.worker)
             self.worker = None
         self.scheduler.detach(self)
+        if self.grant is not None:
+            self.context.access.detach(self.grant)
 
     def drop_worker(self) -> None:
         """No more jobs for a connection that is closing: its held grab hears NO_JOB (in its place, before
@@ -236,7 +249,38 @@ class BinarySession(BatchedOutput, JobListener):
         self.close()
 
     def _admin(self, args: list[bytes]) -> None:
-        self.send(self.context.admin.execute(split_admin_words(args[0]), self.peer_is_local))
+        words = split_admin_words(args[0])
+        if words and words[0].lower() == AUTH_COMMAND:
+            refusal = self.authenticate(words[1] if len(words) == 2 else b"")
+            if refusal is None:
+                self.send(b"OK %s\n" % self.grant.name.encode())  # type: ignore[union-attr]
+            else:
+                self.send(b"ERR %s %s\r\n" % (refusal.code, refusal.text.replace(" ", "+").encode()))
+            return
+        self.send(self.context.admin.execute(words, self.peer_is_local, self.grant, "binary", self.peer))
+
+    def authenticate(self, token: bytes) -> Denied | None:
+        """The identity of ``token`` for this connection, before it registers any function (its
+        registrations would be under the old identity's names); a refusal leaves the identity as it was."""
+        if self.worker is not None:
+            return Denied(b"INVALID_COMMAND", _AUTH_TOO_LATE)
+        try:
+            self.grant = self.context.access.authenticate(self.grant, token, "binary", self.peer)
+        except Denied as refusal:
+            return refusal
+        return None
+
+    def take_identity(self, grant: Grant) -> Denied | None:
+        """Become ``grant`` (a client certificate's identity, found by ``Access.identity_for_certificate``
+        when the TLS handshake completes); a refusal (a cap reached) leaves the identity as it was."""
+        try:
+            self.grant = self.context.access.switch(self.grant, grant, "binary", self.peer)
+        except Denied as refusal:
+            return refusal
+        return None
+
+    def _denied(self, refusal: Denied) -> None:
+        self.send(error_packet(refusal.code, refusal.text.encode()))
 
     def _not_expected(self, args: list[bytes]) -> None:
         self.send(_NOT_EXPECTED)
@@ -330,6 +374,14 @@ class BinarySession(BatchedOutput, JobListener):
         when: int = 0,
         reducer: bytes | None = None,
     ) -> None:
+        if self.grant is not None:
+            try:
+                function = self.context.access.submit(self.grant, function, "binary", self.peer)
+            except Denied as refusal:
+                self._denied(refusal)
+                return
+            if reducer is not None:
+                reducer = self.grant.inside(reducer)
         self._submitting = _SUBMITTING
         try:
             job = self.scheduler.submit(function, data, unique, priority, background, when, reducer, self)
@@ -382,7 +434,7 @@ class BinarySession(BatchedOutput, JobListener):
             self.send(_HANDLE_TOO_LARGE)
             return
         job = self.scheduler.job_snapshot(handle)
-        if job is None:
+        if job is None or (self.grant is not None and self.grant.outside(job.function) is None):
             self.send(encode(Packet.STATUS_RES, handle, b"0", b"0", b"0", b"0"))
             return
         numbers = b"%d" % job.running, b"%d" % job.numerator, b"%d" % job.denominator
@@ -391,7 +443,7 @@ class BinarySession(BatchedOutput, JobListener):
     def _get_status_unique(self, args: list[bytes]) -> None:
         unique = args[0]
         job = self.scheduler.job_snapshot_by_unique(unique)
-        if job is None:
+        if job is None or (self.grant is not None and self.grant.outside(job.function) is None):
             self.send(encode(Packet.STATUS_RES_UNIQUE, unique, b"0", b"0", b"0", b"0", b"0"))
             return
         numbers = b"%d" % job.running, b"%d" % job.numerator, b"%d" % job.denominator, b"%d" % job.waiting_clients
@@ -404,6 +456,12 @@ class BinarySession(BatchedOutput, JobListener):
         if args[0].lower() == b"exceptions":
             self.exceptions = True
             self.send(encode(Packet.OPTION_RES, args[0]))
+        elif args[0][:5].lower() == AUTH_OPTION:
+            refusal = self.authenticate(args[0][5:])
+            if refusal is None:
+                self.send(encode(Packet.OPTION_RES, AUTH_COMMAND))  # never the token back
+            else:
+                self._denied(refusal)
         else:
             self.send(_UNKNOWN_OPTION)
 
@@ -494,16 +552,28 @@ class BinarySession(BatchedOutput, JobListener):
         if job is None:
             self._fill(slot, (NO_JOB,))
         else:
-            self._fill(slot, _assignment(slot.kind, job))
+            self._fill(slot, _assignment(slot.kind, job, self.grant))
 
     def _can_do(self, args: list[bytes]) -> None:
-        self.scheduler.can_do(self._worker(), args[0])
+        self._register(args[0], 0)
 
     def _can_do_timeout(self, args: list[bytes]) -> None:
-        self.scheduler.can_do(self._worker(), args[0], atoi(args[1]))
+        self._register(args[0], atoi(args[1]))
+
+    def _register(self, function: bytes, timeout: int) -> None:
+        """CAN_DO: a refused one is answered with an ERROR packet (gearmand never answers CAN_DO, so a
+        worker that is refused would otherwise wait for jobs that never come, unaware)."""
+        if self.grant is not None:
+            try:
+                function = self.context.access.register(self.grant, function, "binary", self.peer)
+            except Denied as refusal:
+                self._denied(refusal)
+                return
+        self.scheduler.can_do(self._worker(), function, timeout)
 
     def _cant_do(self, args: list[bytes]) -> None:
-        self.scheduler.cant_do(self._worker(), args[0])
+        function = args[0] if self.grant is None else self.grant.inside(args[0])
+        self.scheduler.cant_do(self._worker(), function)
 
     def _reset_abilities(self, args: list[bytes]) -> None:
         self.scheduler.reset_abilities(self._worker())
@@ -521,10 +591,10 @@ class BinarySession(BatchedOutput, JobListener):
         elif job is HELD:
             self._grab_slot = _GrabSlot(kind)
             self._keep_place(self._grab_slot)
-        elif kind == _JOB_ASSIGN:  # _assignment's usual case, without the call
+        elif kind == _JOB_ASSIGN and self.grant is None:  # _assignment's usual case, without the call
             self.send_pieces(payload_pieces(_JOB_ASSIGN, (job.handle, job.function.name, job.data)))  # type: ignore[union-attr]
         else:
-            self.send_pieces(_assignment(kind, job))  # type: ignore[arg-type]
+            self.send_pieces(_assignment(kind, job, self.grant))  # type: ignore[arg-type]
 
     _grab_job = _grab_with  # GRAB_JOB's handler, without a call in between
 
@@ -571,13 +641,20 @@ class BinarySession(BatchedOutput, JobListener):
         self._work_result(self.scheduler.work_exception, args[0], args[1])
 
 
-def _assignment(kind: int, job: Job) -> tuple[bytes, ...]:
-    """JOB_ASSIGN, JOB_ASSIGN_UNIQ or (for a reduce job) JOB_ASSIGN_ALL, as ``payload_pieces``."""
+def _assignment(kind: int, job: Job, grant: Grant | None = None) -> tuple[bytes, ...]:
+    """JOB_ASSIGN, JOB_ASSIGN_UNIQ or (for a reduce job) JOB_ASSIGN_ALL, as ``payload_pieces``; the function
+    names as the worker's ``grant`` knows them (a tenant's without its prefix)."""
+    name = job.function.name
+    reducer = job.reducer
+    if grant is not None and grant.prefix:
+        cut = len(grant.prefix)
+        name = name[cut:]
+        reducer = None if reducer is None else reducer[cut:] if reducer.startswith(grant.prefix) else reducer
     if kind == _JOB_ASSIGN:
-        return payload_pieces(_JOB_ASSIGN, (job.handle, job.function.name, job.data))
-    if kind == _JOB_ASSIGN_UNIQ or job.reducer is None:
-        return payload_pieces(_JOB_ASSIGN_UNIQ, (job.handle, job.function.name, job.unique, job.data))
-    return payload_pieces(Packet.JOB_ASSIGN_ALL, (job.handle, job.function.name, job.unique, job.reducer, job.data))
+        return payload_pieces(_JOB_ASSIGN, (job.handle, name, job.data))
+    if kind == _JOB_ASSIGN_UNIQ or reducer is None:
+        return payload_pieces(_JOB_ASSIGN_UNIQ, (job.handle, name, job.unique, job.data))
+    return payload_pieces(Packet.JOB_ASSIGN_ALL, (job.handle, name, job.unique, reducer, job.data))
 
 
 def _handler_table() -> list[Callable[[BinarySession, list[bytes]], None]]:
