@@ -459,7 +459,8 @@ class BinarySession(BatchedOutput, JobListener):
         elif args[0][:5].lower() == AUTH_OPTION:
             refusal = self.authenticate(args[0][5:])
             if refusal is None:
-                self.send(encode(Packet.OPTION_RES, AUTH_COMMAND))  # never the token back
+                # echoed as gearmand echoes options (gear's setOption checks it): to the peer that sent it
+                self.send(encode(Packet.OPTION_RES, args[0]))
             else:
                 self._denied(refusal)
         else:
