@@ -15,7 +15,7 @@ from zope.interface import implementer
 
 from protocols.binary.codec import Decoder
 from protocols.binary.packets import REQ
-from protocols.binary.session import BinarySession
+from protocols.binary.session import BinarySession, GuardedSession
 from protocols.connection import FrontendConnection, FrontendFactory
 
 if TYPE_CHECKING:
@@ -67,6 +67,19 @@ class BinaryConnection(BinarySession, FrontendConnection):
         self.transport.bufferSize = size
 
 
+class GuardedBinaryConnection(GuardedSession, BinaryConnection):
+    """A ``BinaryConnection`` whose requests are checked against its identity's grant (same slots: a
+    connection becomes one when it presents a token)."""
+
+    __slots__ = ()
+
+    dataReceived = GuardedSession.receive_data  # noqa: N815
+
+
+BinaryConnection.guarded = GuardedBinaryConnection
+GuardedBinaryConnection.guarded = GuardedBinaryConnection
+
+
 class BinaryFactory(FrontendFactory):
     protocol = BinaryConnection
 
@@ -81,3 +94,5 @@ class BinaryFactory(FrontendFactory):
         # what a connection may do until it presents a token: None (unchecked) when anonymous may do anything
         anonymous = context.access.anonymous
         self.grant = None if anonymous.unrestricted else anonymous
+        if self.grant is not None:
+            self.protocol = GuardedBinaryConnection

@@ -223,8 +223,9 @@ def test_tenant_queue_limit_and_connection_limit(secured: RunningServer) -> None
     anonymous = Raw(secured.port)
     anonymous.send(Packet.SUBMIT_JOB_BG, b"public.x", b"", b"x")  # others are not held back
     anonymous.expect(Packet.JOB_CREATED)
-    authed(secured, "globex"), authed(secured, "globex")
+    kept = [authed(secured, "globex"), authed(secured, "globex")]
     third = Raw(secured.port)
     third.send(Packet.OPTION_REQ, b"auth=" + TOKENS["globex"].encode())
     assert denied(third) == b"tenant globex has 2 connections open (its limit)"
     assert "tenant acme has 3 jobs queued (its limit): refused a job for other" in secured.log()
+    assert all(raw.nothing_within(0.01) for raw in kept)
