@@ -229,3 +229,36 @@ def test_tenant_queue_limit_and_connection_limit(secured: RunningServer) -> None
     assert denied(third) == b"tenant globex has 2 connections open (its limit)"
     assert "tenant acme has 3 jobs queued (its limit): refused a job for other" in secured.log()
     assert all(raw.nothing_within(0.01) for raw in kept)
+
+
+# -- this project's client library and tools
+
+
+def test_our_client_worker_and_tools_present_tokens(secured: RunningServer) -> None:
+    import os
+    import sys
+    from pathlib import Path
+
+    from gearman_gateway import Client, Worker
+
+    worker = Worker([secured.address], token=TOKENS["imgworker"])
+    worker.add_function("resize", lambda job: job.workload[::-1])
+    served = threading.Thread(target=worker.work, args=(TIMEOUT,), daemon=True)
+    served.start()
+    with Client([secured.address], timeout=TIMEOUT, token=TOKENS["app"]) as client:
+        assert client.do("resize", b"abc") == b"cba"
+    served.join(TIMEOUT)
+    worker.close()
+    tools = Path(sys.executable).parent
+    env = {**os.environ, "GEARMAN_TOKEN": TOKENS["ops"]}
+    drop = subprocess.run([tools / "gearadmin", "-p", str(secured.port), "--create-function", "by.ops"],
+                          capture_output=True, env=env, timeout=TIMEOUT, check=False)  # fmt: skip
+    assert drop.returncode == 0 and drop.stdout == b"OK\n", drop
+    bad = subprocess.run([tools / "gearadmin", "-p", str(secured.port), "--status"], capture_output=True,
+                         env={**env, "GEARMAN_TOKEN": "wrong-token-0123456789-abcdef"}, timeout=TIMEOUT)  # fmt: skip
+    assert bad.returncode == 1 and b"GEARMAN_TOKEN refused: PERMISSION_DENIED unknown+token" in bad.stderr
+    app = {**env, "GEARMAN_TOKEN": TOKENS["app"]}
+    submit = subprocess.run([tools / "gearman", "-p", str(secured.port), "-f", "thumb.x", "-b", "-s"],
+                            capture_output=True, env=app, timeout=TIMEOUT)  # fmt: skip
+    assert submit.returncode == 0, submit
+    assert "thumb.x\t1\t0\t0" in secured.admin("status")
