@@ -83,9 +83,9 @@ class Access:
         """The scheduler's name for a job submitted to ``function``; Denied when the grant does not allow it,
         or its tenant has as many jobs queued as it may."""
         if SEPARATOR in function:
-            self._refuse(grant, frontend, "submit", function, peer)
+            self._refuse(grant, frontend, "submit", f"submit {_shown(function)}", peer)
         if not grant.unrestricted and not grant.may_submit(function):
-            self._refuse(grant, frontend, "submit", function, peer)
+            self._refuse(grant, frontend, "submit", f"submit {_shown(function)}", peer)
         tenant = grant.tenant
         if tenant is None:
             return function
@@ -101,7 +101,7 @@ class Access:
     def register(self, grant: Grant, function: bytes, frontend: str, peer: str) -> bytes:
         """The scheduler's name for a worker's CAN_DO ``function``; Denied when not allowed."""
         if SEPARATOR in function or not (grant.unrestricted or grant.may_work(function)):
-            self._refuse(grant, frontend, "work", function, peer)
+            self._refuse(grant, frontend, "work", f"work {_shown(function)}", peer)
         if grant.tenant is None:
             return function
         name = grant.tenant.prefix + function
@@ -110,7 +110,7 @@ class Access:
 
     def admin(self, grant: Grant, command_class: str, command: bytes, frontend: str, peer: str) -> None:
         if not grant.may_admin(command_class):
-            self._refuse(grant, frontend, f"admin_{command_class}", command, peer)
+            self._refuse(grant, frontend, "admin", f"run {_shown(command)} (admin class {command_class})", peer)
 
     def queued(self, tenant: Tenant) -> int:
         """Jobs in memory (queued and running) in a tenant's functions."""
@@ -126,11 +126,11 @@ class Access:
                 total += snapshot.total
         return total
 
-    def _refuse(self, grant: Grant, frontend: str, action: str, what: bytes, peer: str) -> None:
-        self.denials[grant.name, frontend, action.partition("_")[0] if action.startswith("admin") else action] += 1
-        log.warning("permission denied: identity %s from %s (%s) may not %s %s",
-                    grant.name, peer, frontend, action.replace("_", " "), _shown(what))  # fmt: skip
-        raise Denied(PERMISSION_DENIED, f"identity {grant.name} may not {action.replace('_', ' ')} {_shown(what)}")
+    def _refuse(self, grant: Grant, frontend: str, action: str, what: str, peer: str) -> None:
+        """Count, log and raise a refusal: ``what`` the identity may not do (``submit resize``)."""
+        self.denials[grant.name, frontend, action] += 1
+        log.warning("permission denied: identity %s from %s (%s) may not %s", grant.name, peer, frontend, what)
+        raise Denied(PERMISSION_DENIED, f"identity {grant.name} may not {what}")
 
     def auth_failed(self, frontend: str, peer: str) -> None:
         self.denials[ANONYMOUS, frontend, "auth"] += 1

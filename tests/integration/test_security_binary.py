@@ -72,7 +72,9 @@ def test_anonymous_admin_read_allowed_and_write_denied_with_gearadmin(secured: R
     assert status.returncode == 0 and status.stdout.endswith(b".\n")
     drop = run([GEARADMIN, "-p", str(secured.port), "--drop-function", "public.echo"])
     assert b"PERMISSION_DENIED" in drop.stdout + drop.stderr
-    assert secured.admin("shutdown").startswith("ERR PERMISSION_DENIED identity+anonymous+may+not+admin+shutdown")
+    assert secured.admin("shutdown").startswith(
+        "ERR PERMISSION_DENIED identity+anonymous+may+not+run+shutdown+(admin+class+shutdown)"
+    )
     assert secured.proc.poll() is None
 
 

@@ -79,7 +79,7 @@ def test_http_submit_allowed_and_denied_by_bearer_token(secured: Secured) -> Non
 def test_http_api_needs_the_read_class_and_counts_refusals(secured: Secured) -> None:
     assert secured.curl("/_gearman/status")[0] == 200  # anonymous has read
     code, body = secured.curl("/_gearman/status", token=TOKENS["app"])  # app has no admin class
-    assert code == 403 and b"identity app may not admin read" in body
+    assert code == 403 and b"identity app may not run GET /_gearman/status (admin class read)" in body
     code, body = secured.curl("/_gearman/status", token=TOKENS["acme"])  # read, but a tenant
     assert code == 403 and b"tenant acme" in body
     secured.curl("/private", "-d", "x")
