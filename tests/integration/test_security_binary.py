@@ -264,3 +264,15 @@ def test_our_client_worker_and_tools_present_tokens(secured: RunningServer) -> N
                             capture_output=True, env=app, timeout=TIMEOUT)  # fmt: skip
     assert submit.returncode == 0, submit
     assert "thumb.x\t1\t0\t0" in secured.admin("status")
+
+
+def test_perl_gearman_client_presents_a_token(secured: RunningServer) -> None:
+    """Debian's libgearman-client-perl, with the subclass docs/security.md shows."""
+    if shutil.which("perl") is None or run(["perl", "-MGearman::Client", "-e", "1"]).returncode != 0:
+        pytest.fail("perl with Gearman::Client is missing: scripts/setup --test installs libgearman-client-perl")
+    script = str(Path(__file__).parent / "security" / "token_client.pl")
+    out = subprocess.run(["perl", script, secured.address, "resize", "private"], capture_output=True,
+                         env={"GEARMAN_TOKEN": TOKENS["app"], "PATH": "/usr/bin:/bin"}, timeout=TIMEOUT)  # fmt: skip
+    lines = out.stdout.decode().splitlines()
+    assert lines[0] == "resize: queued", out
+    assert "[PERMISSION_DENIED\x00identity app may not submit private]" in lines[1]  # Perl dies on ERROR
