@@ -656,16 +656,7 @@ class GuardedSession(BinarySession):
     def receive_data(self, data: bytes) -> None:  # type: ignore[override]
         BinarySession.receive_data(self, data, _GUARDED_HANDLERS)
 
-    def _submit(
-        self,
-        function: bytes,
-        unique: bytes,
-        data: bytes,
-        priority: int,
-        background: bool,
-        when: int = 0,
-        reducer: bytes | None = None,
-    ) -> None:
+    def _submit(self, function: bytes, *args: Any, reducer: bytes | None = None, **options: Any) -> None:
         try:
             function = self.context.access.submit(self.grant, function, "binary", self.peer)
         except Denied as refusal:
@@ -673,7 +664,7 @@ class GuardedSession(BinarySession):
             return
         if reducer is not None:
             reducer = self.grant.inside(reducer)
-        BinarySession._submit(self, function, unique, data, priority, background, when, reducer)
+        BinarySession._submit(self, function, *args, reducer=reducer, **options)
 
     def _register(self, function: bytes, timeout: int) -> None:
         """CAN_DO: a refused one is answered with an ERROR packet (gearmand never answers CAN_DO, so a
