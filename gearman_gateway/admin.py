@@ -19,6 +19,7 @@ from gearman_gateway.history import HistoryEntry
 from gearman_gateway.monitoring import Monitoring
 from gearman_gateway.scheduler import PRIORITY_NAMES, Scheduler
 from gearman_gateway.security import Access, Denied, Grant
+from gearman_gateway.security.grants import shown
 from gearman_gateway.version import SERVER_VERSION
 
 OK = b"OK\r\n"
@@ -154,7 +155,7 @@ class Admin:
     def _seen(self, name: bytes) -> bytes | None:
         """A scheduler function name as the caller sees it; None: not the caller's tenant's."""
         viewer = self._viewer
-        return name if viewer is None else viewer.outside(name)
+        return shown(name) if viewer is None else viewer.outside(name)
 
     def _named(self, name: bytes) -> bytes:
         """A function name the caller gave, as the scheduler knows it."""
@@ -389,7 +390,7 @@ class Admin:
     def snapshot(self) -> dict[str, Any]:
         functions = [
             {
-                "name": function.name.decode("utf-8", "replace"),
+                "name": shown(function.name).decode("utf-8", "replace"),
                 "total": function.total,
                 "running": function.running,
                 "queued": dict(zip(PRIORITY_NAMES, function.queued, strict=True)),
@@ -409,13 +410,13 @@ class Admin:
                     "fd": fd,
                     "ip": ip,
                     "id": client_id.decode("utf-8", "replace"),
-                    "functions": [n.decode("utf-8", "replace") for n in names],
+                    "functions": [shown(n).decode("utf-8", "replace") for n in names],
                 }
             )
         dead = [
             {
                 "handle": job.handle.decode("utf-8", "replace"),
-                "function": job.function.decode("utf-8", "replace"),
+                "function": shown(job.function).decode("utf-8", "replace"),
                 "failures": job.failed_attempts,
                 "reason": job.reason,
             }
@@ -424,7 +425,7 @@ class Admin:
         poison = [
             {
                 "handle": job.handle.decode("utf-8", "replace"),
-                "function": job.function.decode("utf-8", "replace"),
+                "function": shown(job.function).decode("utf-8", "replace"),
                 "deaths": job.worker_deaths,
                 "running": job.running,
                 "background": job.background,

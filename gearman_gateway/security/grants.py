@@ -26,6 +26,11 @@ def _matcher(globs: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?:{fnmatch.translate(glob)})" for glob in globs))
 
 
+def shown(name: bytes) -> bytes:
+    """A scheduler name as an operator (no tenant) reads it: a tenant's as ``tenant/name``."""
+    return name.replace(SEPARATOR, b"/") if SEPARATOR in name else name
+
+
 class Tenant:
     """A namespace: its prefix, limits and live figures."""
 
@@ -95,4 +100,4 @@ class Grant:
         prefix = self.prefix
         if prefix:
             return name[len(prefix) :] if name.startswith(prefix) else None
-        return name.replace(SEPARATOR, b"/") if SEPARATOR in name else name
+        return shown(name)

@@ -199,6 +199,8 @@ def test_admin_classes_and_the_tenant_view() -> None:
     acme, ops = access.identities["acme"], access.identities["ops"]
     assert admin.execute([b"status"], True, acme) == b"resize\t0\t0\t0\n.\n"
     assert admin.execute([b"status"], True, ops) == b"acme/resize\t0\t0\t0\nglobex/resize\t0\t0\t0\nplain\t0\t0\t0\n.\n"
+    assert admin.execute([b"status"], True) == admin.execute([b"status"], True, ops)  # unchecked: the same view
+    assert [f["name"] for f in admin.snapshot()["functions"]] == ["acme/resize", "globex/resize", "plain"]
     assert admin.execute([b"maxqueue", b"resize", b"5"], True, acme) == b"OK\r\n"
     assert server.scheduler.function(b"acme\0resize").maxqueue == [5, 5, 5]
     assert admin.execute([b"drop", b"function", b"resize"], True, acme).startswith(b"ERR PERMISSION_DENIED ")
@@ -260,3 +262,17 @@ def test_a_token_after_can_do_is_refused() -> None:
     assert session.replies() == [("ERROR", b"INVALID_COMMAND", b"a token must come before the connection registers "
                                   b"functions (CAN_DO)")]  # fmt: skip
     assert type(session) is Host
+
+
+def test_the_shipped_configs_load() -> None:
+    from pathlib import Path
+
+    from gearman_gateway.config import parse_args
+
+    repo = Path(__file__).resolve().parents[2]
+    hardened = parse_args(["--config", str(repo / "config" / "hardened.yaml"), "--config-file", ""])
+    access = Access(hardened.security)
+    assert not access.anonymous.may_submit(b"x") and not access.anonymous.may_admin("read")
+    assert access.tenants["customer-a"].max_queued_jobs == 100000
+    default = parse_args(["--config", str(repo / "config" / "gearmand.yaml"), "--config-file", ""])
+    assert Access(default.security).anonymous.unrestricted
