@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, unquote_to_bytes
 
 from gearman_gateway import latency
 from gearman_gateway.scheduler import OUTCOMES, PRIORITY_NAMES
-from gearman_gateway.security import Denied
+from gearman_gateway.security import Denied, Grant
 from protocols.http import dashboard, mapping, metrics
 from protocols.http.mapping import Answer, ApiRequest
 
@@ -87,11 +87,17 @@ class HttpApi:
         }
 
     def handle(
-        self, method: bytes, request: ApiRequest, headers: Iterable[tuple[bytes, bytes]], peer: str = "?"
+        self,
+        method: bytes,
+        request: ApiRequest,
+        headers: Iterable[tuple[bytes, bytes]],
+        peer: str = "?",
+        identity: Grant | None = None,
     ) -> Answer:
+        """``identity``: the connection's (a TLS client certificate's), unless the request has a token."""
         if method not in mapping.API_METHODS:
             return mapping.error(HTTPStatus.METHOD_NOT_ALLOWED, "", [(b"Allow", mapping.ALLOW_API)])
-        refusal = self._refusal(bearer_token(headers, request.query), request.path, peer)
+        refusal = self._refusal(bearer_token(headers, request.query), request.path, peer, identity)
         if refusal is not None:
             return refusal
         path = request.path
@@ -107,7 +113,7 @@ class HttpApi:
             return json_answer({"error": "not found"}, HTTPStatus.NOT_FOUND)
         return handler()
 
-    def _refusal(self, offered: bytes, path: bytes, peer: str) -> Answer | None:
+    def _refusal(self, offered: bytes, path: bytes, peer: str, identity: Grant | None) -> Answer | None:
         """Why the API is not for this caller, or None. ``--http-token`` (the API's own token) opens it
         whole, as before identities; otherwise the caller's identity (its token, or anonymous) needs the
         admin class ``read``, and no tenant: the API shows every tenant's functions."""
@@ -119,6 +125,8 @@ class HttpApi:
             if grant is None:
                 access.auth_failed("http", peer)
                 return unauthorized("unknown token")
+        elif identity is not None:
+            grant = identity
         elif self.token is not None:
             return unauthorized("a bearer token is required")
         else:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import h11
 
 from gearman_gateway.scheduler import ArgumentTooLarge, Job, JobListener, SchedulerError
-from gearman_gateway.security import PERMISSION_DENIED, Denied
+from gearman_gateway.security import PERMISSION_DENIED, Denied, Grant
 from protocols.deadlines import Deadlines, deadlines
 from protocols.http import mapping, plain
 from protocols.http.api import bearer_token, forbidden, unauthorized
@@ -196,7 +196,7 @@ class HttpSession:
         if type(routed) is JobRequest:
             self._submit(routed, body)
         elif type(routed) is ApiRequest:
-            self.respond(self.api.handle(self._method, routed, self._headers, self.peer))
+            self.respond(self.api.handle(self._method, routed, self._headers, self.peer, self.identity))
         else:
             assert type(routed) is Answer
             self.respond(routed)
@@ -223,6 +223,13 @@ class HttpSession:
 
     # -- jobs
 
+    #: The connection's identity when its TLS client certificate names one (``take_identity``); a bearer
+    #: token in a request wins over it; None: anonymous.
+    identity: Grant | None = None
+
+    def take_identity(self, grant: Grant) -> None:
+        self.identity = grant
+
     @property
     def peer(self) -> str:
         return getattr(self.transport, "peer", "?")
@@ -233,7 +240,7 @@ class HttpSession:
         function, 503 for a tenant's full queue)."""
         access = self.context.access
         offered = bearer_token(self._headers)
-        grant = access.anonymous
+        grant = self.identity or access.anonymous
         if offered:
             found = access.identity_for_token(offered)
             if found is None:

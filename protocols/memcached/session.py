@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gearman_gateway.results import expiry
 from gearman_gateway.scheduler import JobListener, Priority, SchedulerError
 from gearman_gateway.scheduler.errors import ArgumentTooLarge
-from gearman_gateway.security import PERMISSION_DENIED, Access, Denied
+from gearman_gateway.security import PERMISSION_DENIED, Access, Denied, Grant
 from gearman_gateway.turns import end_of_turn
 from protocols.memcached import keys, replies
 from protocols.memcached.codec import Decoder
@@ -255,6 +255,15 @@ class MemcachedSession:
         except Denied as refusal:
             return refusal
         return key if function is key.function else dataclasses.replace(key, function=function)
+
+    def take_identity(self, grant: Grant) -> Denied | None:
+        """Become ``grant`` (a verified client certificate's identity, ``Access.identity_for_certificate``);
+        a refusal (a cap reached) leaves the identity as it was."""
+        try:
+            self.grant = self.access.switch(self.grant, grant, "memcached", self.peer)
+        except Denied as refusal:
+            return refusal
+        return None
 
     def _authenticate(self, event: Store | MetaSet) -> bytes:
         """``set _auth 0 0 N`` with ``<token>`` or memcached's SASL-less ``<name> <token>``: the connection
