@@ -154,7 +154,7 @@ class BinarySession(BatchedOutput, JobListener):
         """``decoder``: the session's own, or one shared by sessions while they send whole packets (its
         ``shared`` set): a session that leaves part of a packet behind then takes a decoder of its own.
         ``grant``: what the connection may do (``gearman_gateway.security``); None: everything, unchecked
-        (the anonymous identity of a server without a policy: its job path pays one test per job)."""
+        (the anonymous identity of a server without a policy). A session with a grant is a ``GuardedSession``."""
         BatchedOutput.__init__(self, batch)
         self.scheduler = scheduler
         self.decoder = decoder
@@ -563,13 +563,10 @@ class BinarySession(BatchedOutput, JobListener):
             self._fill(slot, _assignment(slot.kind, job))
 
     def _can_do(self, args: list[bytes]) -> None:
-        self._register(args[0], 0)
+        self.scheduler.can_do(self._worker(), args[0])
 
     def _can_do_timeout(self, args: list[bytes]) -> None:
-        self._register(args[0], atoi(args[1]))
-
-    def _register(self, function: bytes, timeout: int) -> None:
-        self.scheduler.can_do(self._worker(), function, timeout)
+        self.scheduler.can_do(self._worker(), args[0], atoi(args[1]))
 
     def _cant_do(self, args: list[bytes]) -> None:
         self.scheduler.cant_do(self._worker(), args[0])
@@ -585,22 +582,17 @@ class BinarySession(BatchedOutput, JobListener):
         of the reactor turn: a job submitted meanwhile goes straight to this worker. Its place in the
         output is kept, so replies to later requests still follow it."""
         job = self.scheduler.grab(self.worker or self._worker(), True)
-        if job is None or job is HELD:
-            self._answer_grab(job, kind)
+        if job is None:
+            self.send(NO_JOB)
+        elif job is HELD:
+            self._grab_slot = _GrabSlot(kind)
+            self._keep_place(self._grab_slot)
         elif kind == _JOB_ASSIGN:  # _assignment's usual case, without the call
             self.send_pieces(payload_pieces(_JOB_ASSIGN, (job.handle, job.function.name, job.data)))  # type: ignore[union-attr]
         else:
             self.send_pieces(_assignment(kind, job))  # type: ignore[arg-type]
 
     _grab_job = _grab_with  # GRAB_JOB's handler, without a call in between
-
-    def _answer_grab(self, job: object, kind: int) -> None:
-        """No job (NO_JOB), or none yet: the grab is held, its answer's place kept."""
-        if job is None:
-            self.send(NO_JOB)
-        else:
-            self._grab_slot = _GrabSlot(kind)
-            self._keep_place(self._grab_slot)
 
     def _grab_job_uniq(self, args: list[bytes]) -> None:
         self._grab_with(args, _JOB_ASSIGN_UNIQ)
@@ -666,6 +658,12 @@ class GuardedSession(BinarySession):
             reducer = self.grant.inside(reducer)
         BinarySession._submit(self, function, *args, reducer=reducer, **options)
 
+    def _can_do(self, args: list[bytes]) -> None:
+        self._register(args[0], 0)
+
+    def _can_do_timeout(self, args: list[bytes]) -> None:
+        self._register(args[0], atoi(args[1]))
+
     def _register(self, function: bytes, timeout: int) -> None:
         """CAN_DO: a refused one is answered with an ERROR packet (gearmand never answers CAN_DO, so a
         refused worker would otherwise wait, unaware, for jobs that never come)."""
@@ -674,7 +672,7 @@ class GuardedSession(BinarySession):
         except Denied as refusal:
             self._denied(refusal)
             return
-        BinarySession._register(self, function, timeout)
+        self.scheduler.can_do(self._worker(), function, timeout)
 
     def _cant_do(self, args: list[bytes]) -> None:
         self.scheduler.cant_do(self._worker(), self.grant.inside(args[0]))
@@ -706,8 +704,11 @@ class GuardedSession(BinarySession):
             BinarySession._grab_with(self, args, kind)
             return
         job = self.scheduler.grab(self.worker or self._worker(), True)
-        if job is None or job is HELD:
-            self._answer_grab(job, kind)
+        if job is None:
+            self.send(NO_JOB)
+        elif job is HELD:  # its answer comes through grabbed()
+            self._grab_slot = _GrabSlot(kind)
+            self._keep_place(self._grab_slot)
         else:
             self.send_pieces(_assignment(kind, self._seen(job)))  # type: ignore[arg-type]
 
