@@ -211,6 +211,8 @@ def test_admin_classes_and_the_tenant_view() -> None:
 def admin_classes() -> set[str]:
     from gearman_gateway.admin import COMMAND_CLASSES
 
+    admin = Admin(Server().scheduler, ConnectionRegistry(), AdminControls(lambda g: None, str))
+    assert set(admin._commands) == set(COMMAND_CLASSES)  # every command has a class
     return set(COMMAND_CLASSES.values())
 
 
