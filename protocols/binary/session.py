@@ -20,6 +20,7 @@ larger pieces), and the attributes ``peer`` (text, for logs) and ``peer_is_local
 from __future__ import annotations
 
 import logging
+import types
 from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -72,6 +73,7 @@ _AUTH_TOO_LATE = "a token must come before the connection registers functions (C
 #: Packet type -> handler, of ``BinarySession`` and of ``GuardedSession`` (filled in once they are defined).
 _HANDLERS: list[Callable[[BinarySession, list[bytes]], None]] = []
 _GUARDED_HANDLERS: list[Callable[[BinarySession, list[bytes]], None]] = []
+_TENANT_HANDLERS: list[Callable[[BinarySession, list[bytes]], None]] = []
 
 #: ``BinarySession._submitting`` within a submit, and once that submit was acknowledged within it.
 _SUBMITTING = 1
@@ -287,12 +289,15 @@ class BinarySession(BatchedOutput, JobListener):
 
     def _become(self, grant: Grant) -> None:
         """From now on, every request is checked against ``grant``: the session becomes its class's
-        ``guarded`` counterpart (same slots), so that unchecked sessions pay nothing for the checks."""
+        ``guarded`` counterpart (same slots; ``tenanted`` for a tenant's identity), so that unchecked
+        sessions pay nothing for the checks."""
         self.grant = grant
-        self.__class__ = type(self).guarded
+        self.__class__ = type(self).tenanted if grant.prefix else type(self).guarded
 
-    #: What a session with a grant becomes (``GuardedSession``; a host's subclass names its own).
+    #: What a session with a grant becomes (``GuardedSession``, ``TenantSession``; a host's subclass names
+    #: its own).
     guarded: type[BinarySession]
+    tenanted: type[BinarySession]
 
     def _denied(self, refusal: Denied) -> None:
         self.send(error_packet(refusal.code, refusal.text.encode()))
@@ -645,9 +650,6 @@ class GuardedSession(BinarySession):
     __slots__ = ()
     grant: Grant
 
-    def receive_data(self, data: bytes) -> None:  # type: ignore[override]
-        BinarySession.receive_data(self, data, _GUARDED_HANDLERS)
-
     def _submit(self, function: bytes, *args: Any, reducer: bytes | None = None, **options: Any) -> None:
         try:
             function = self.context.access.submit(self.grant, function, "binary", self.peer)
@@ -694,15 +696,17 @@ class GuardedSession(BinarySession):
             return b""
         return handle
 
-    # the assignments: a tenant's worker gets its function names unprefixed
+
+class TenantSession(GuardedSession):
+    """A guarded session of a tenant's identity: its worker gets its function names unprefixed in every
+    assignment (a class of its own, so that a guarded session without a tenant pays nothing for it)."""
+
+    __slots__ = ()
 
     def grabbed(self, job: Job | None) -> None:
         BinarySession.grabbed(self, job if job is None else self._seen(job))
 
     def _grab_with(self, args: list[bytes], kind: int = _JOB_ASSIGN) -> None:
-        if not self.grant.prefix:
-            BinarySession._grab_with(self, args, kind)
-            return
         job = self.scheduler.grab(self.worker or self._worker(), True)
         if job is None:
             self.send(NO_JOB)
@@ -717,8 +721,6 @@ class GuardedSession(BinarySession):
     def _seen(self, job: Job) -> Any:
         """The job as the worker names it (its function and reducer without the tenant's prefix)."""
         prefix = self.grant.prefix
-        if not prefix:
-            return job
         cut = len(prefix)
         reducer = job.reducer
         return _Assigned(job.handle, _Named(job.function.name[cut:]), job.unique, job.data,
@@ -765,6 +767,18 @@ def _handler_table(session: type[BinarySession]) -> list[Callable[[BinarySession
 
 _HANDLERS[:] = _handler_table(BinarySession)
 _GUARDED_HANDLERS[:] = _handler_table(GuardedSession)
+_TENANT_HANDLERS[:] = _handler_table(TenantSession)
 
-BinarySession.guarded = GuardedSession
-GuardedSession.guarded = GuardedSession
+
+def _reading_with(handlers: list[Callable[[BinarySession, list[bytes]], None]]) -> Any:
+    """``BinarySession.receive_data`` itself, with another handler table as its default: no call in between
+    (Twisted calls ``dataReceived(data)``)."""
+    code = BinarySession.receive_data
+    return types.FunctionType(code.__code__, code.__globals__, code.__name__, (handlers,), code.__closure__)
+
+
+GuardedSession.receive_data = _reading_with(_GUARDED_HANDLERS)  # type: ignore[method-assign]
+TenantSession.receive_data = _reading_with(_TENANT_HANDLERS)  # type: ignore[method-assign]
+
+BinarySession.guarded = TenantSession.guarded = GuardedSession
+BinarySession.tenanted = GuardedSession.tenanted = TenantSession

@@ -28,7 +28,7 @@ from gearman_gateway.security.policy import Rules
 from gearman_gateway.security.tokens import parse_hash
 from protocols import FrontendContext
 from protocols.binary.packets import Packet
-from protocols.binary.session import GuardedSession
+from protocols.binary.session import GuardedSession, TenantSession
 from tests.unit.test_binary_session import Host, Server
 
 TOKEN = "a-token-that-is-long-enough-0123456789"
@@ -223,8 +223,12 @@ class GuardedHost(Host, GuardedSession):  # Host first: its layout (a dict), so 
     pass
 
 
-Host.guarded = GuardedHost
-GuardedHost.guarded = GuardedHost
+class TenantHost(Host, TenantSession):
+    pass
+
+
+for _host in (Host, GuardedHost, TenantHost):
+    _host.guarded, _host.tenanted = GuardedHost, TenantHost
 
 
 def guarded_server() -> tuple[Server, Access]:
@@ -245,7 +249,7 @@ def test_a_held_grab_answers_a_tenant_worker_with_its_own_names() -> None:
     worker, client = server.session(), server.session()
     for session in (worker, client):
         session.request(Packet.OPTION_REQ, b"auth=" + TOKEN.encode())
-        assert type(session) is GuardedHost and session.grant is access.identities["acme"]
+        assert type(session) is TenantHost and session.grant is access.identities["acme"]
     worker.request(Packet.CAN_DO, b"resize")
     worker.request(Packet.GRAB_JOB_UNIQ)  # nothing queued: the grab is held until the end of the turn
     client.request(Packet.SUBMIT_JOB, b"resize", b"u", b"data")
