@@ -89,6 +89,27 @@ def test_a_denied_can_do_is_refused_with_an_error_and_registers_nothing(secured:
     assert "public.work" in workers and "private" not in workers
 
 
+def test_c_worker_can_do_allowed_and_denied(secured: RunningServer) -> None:
+    """Debian's C worker: an allowed function runs a C client's job; a refused CAN_DO reaches libgearman as
+    an ERROR packet, which it reports (and keeps trying) instead of waiting in silence."""
+    port = str(secured.port)
+    quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL}
+    allowed = subprocess.Popen([c_tool(GEARMAN), "-p", port, "-w", "-f", "public.cat", "--", "cat"], **quiet)
+    refused = subprocess.Popen(
+        [GEARMAN, "-p", port, "-w", "-f", "private", "--", "cat"], stderr=subprocess.PIPE, **quiet
+    )
+    try:
+        job = run([GEARMAN, "-p", port, "-f", "public.cat", "meow"])
+        assert job.stdout == b"meow", job
+        assert refused.stderr is not None
+        assert b"unexpected packet:GEARMAN_ERROR" in refused.stderr.readline()
+    finally:
+        for proc in (allowed, refused):
+            proc.kill()
+            proc.wait()
+    assert "identity anonymous from 127.0.0.1 (binary) may not work private" in secured.log()
+
+
 # -- tokens
 
 
