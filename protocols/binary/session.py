@@ -684,7 +684,10 @@ class GuardedSession(BinarySession):
         self.scheduler.cant_do(self._worker(), self.grant.inside(args[0]))
 
     def _get_status(self, args: list[bytes]) -> None:
-        BinarySession._get_status(self, [self._own_handle(args[0])])
+        if self._own_handle(args[0]):
+            BinarySession._get_status(self, args)
+        else:  # another tenant's job: as unknown
+            self.send(encode(Packet.STATUS_RES, args[0], b"0", b"0", b"0", b"0"))
 
     def _get_status_unique(self, args: list[bytes]) -> None:
         job = self.scheduler.job_snapshot_by_unique(args[0])
@@ -693,12 +696,10 @@ class GuardedSession(BinarySession):
             return
         BinarySession._get_status_unique(self, args)
 
-    def _own_handle(self, handle: bytes) -> bytes:
-        """``handle``, or one that names no job when the job is another tenant's (answered as unknown)."""
+    def _own_handle(self, handle: bytes) -> bool:
+        """Whether ``handle`` is not another tenant's job (unknown handles are anyone's: they say nothing)."""
         job = self.scheduler.job_snapshot(handle) if len(handle) <= MAX_HANDLE_SIZE else None
-        if job is not None and self.grant.outside(job.function) is None:
-            return b""
-        return handle
+        return job is None or self.grant.outside(job.function) is not None
 
 
 class TenantSession(GuardedSession):

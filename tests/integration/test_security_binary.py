@@ -230,7 +230,9 @@ def test_tenants_same_function_never_meet(secured: RunningServer) -> None:
     assert "acme/resize\t1\t1\t1" in secured.admin("status")
     # a tenant cannot see or cancel the other's job by handle
     acme.send(Packet.GET_STATUS, globex_handle)
-    assert acme.expect(Packet.STATUS_RES)[1] == b"0"
+    assert acme.expect(Packet.STATUS_RES) == [globex_handle, b"0", b"0", b"0", b"0"]
+    acme.send(Packet.GET_STATUS, acme_handle)
+    assert acme.expect(Packet.STATUS_RES)[:3] == [acme_handle, b"1", b"1"]  # its own: known, running
     acme.send_raw(b"cancel job " + globex_handle + b"\n")
     assert acme.sock.recv(100) == b"ERR UNKNOWN_JOB\r\n"
 
