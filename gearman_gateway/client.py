@@ -105,12 +105,15 @@ class _ClientAPI(Endpoint, Generic[R, H, S, N]):
         client_id: str | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         backoff: Backoff | None = None,
+        token: str | None = None,
     ) -> None:
         """``timeout``: seconds any do*() or run_tasks() may take (None waits for ever). ``exceptions``:
-        ask servers to pass on WORK_EXCEPTION data (else a worker's exception reaches us as a failure)."""
+        ask servers to pass on WORK_EXCEPTION data (else a worker's exception reaches us as a failure).
+        ``token``: a gearman-gateway identity's token, presented first on every connection."""
         session = ClientSession(
             exceptions=exceptions, client_id=to_bytes(client_id) if client_id else None, backoff=backoff
         )
+        session.token = to_bytes(token) if token else None
         self._session: ClientSession = session
         self.timeout = timeout
         super().__init__(session, servers, connect_timeout)

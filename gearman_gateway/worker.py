@@ -44,9 +44,12 @@ class _WorkerAPI(Endpoint, Generic[B, N]):
         client_id: str | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         backoff: Backoff | None = None,
+        token: str | None = None,
     ) -> None:
-        """``client_id`` is what the server's ``workers`` list shows; ``backoff`` paces reconnects."""
+        """``client_id`` is what the server's ``workers`` list shows; ``backoff`` paces reconnects; ``token``:
+        a gearman-gateway identity's token, presented first on every connection."""
         session = WorkerSession(client_id=to_bytes(client_id) if client_id else None, backoff=backoff)
+        session.token = to_bytes(token) if token else None
         self._session: WorkerSession = session
         self._stopping = False
         super().__init__(session, servers, connect_timeout)

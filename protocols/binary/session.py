@@ -20,10 +20,12 @@ larger pieces), and the attributes ``peer`` (text, for logs) and ``peer_is_local
 from __future__ import annotations
 
 import logging
+import types
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gearman_gateway.scheduler import HELD, MAX_HANDLE_SIZE, Job, JobListener, Priority, SchedulerError, Worker
+from gearman_gateway.security import Denied, Grant
 from protocols.binary.codec import (
     FATAL,
     NO_JOB,
@@ -63,6 +65,15 @@ _HANDLE_TOO_LARGE = error_packet(
 _NOT_EXPECTED = error_packet(b"INVALID_COMMAND", b"Command not expected")
 _WRONG_MAGIC = error_packet(b"INVALID_MAGIC", b"Request magic expected")
 _UNKNOWN_OPTION = error_packet(b"UNKNOWN_OPTION", b"Server does not recognize given option")
+#: The option (``OPTION_REQ auth=<token>``) and admin line (``auth <token>``) that present a token.
+AUTH_OPTION = b"auth="
+AUTH_COMMAND = b"auth"
+_AUTH_TOO_LATE = "a token must come before the connection registers functions (CAN_DO)"
+
+#: Packet type -> handler, of ``BinarySession`` and of ``GuardedSession`` (filled in once they are defined).
+_HANDLERS: list[Callable[[BinarySession, list[bytes]], None]] = []
+_GUARDED_HANDLERS: list[Callable[[BinarySession, list[bytes]], None]] = []
+_TENANT_HANDLERS: list[Callable[[BinarySession, list[bytes]], None]] = []
 
 #: ``BinarySession._submitting`` within a submit, and once that submit was acknowledged within it.
 _SUBMITTING = 1
@@ -131,6 +142,7 @@ class BinarySession(BatchedOutput, JobListener):
         "_submitting",
         "_large_reads",
         "_grab_slot",
+        "grant",
     )
 
     # provided by the host (see the module's docstring)
@@ -138,9 +150,13 @@ class BinarySession(BatchedOutput, JobListener):
     peer_is_local: bool
     context: FrontendContext
 
-    def __init__(self, batch: WriteBatch, scheduler: Scheduler, decoder: Decoder, exceptions: bool) -> None:
+    def __init__(
+        self, batch: WriteBatch, scheduler: Scheduler, decoder: Decoder, exceptions: bool, grant: Grant | None = None
+    ) -> None:
         """``decoder``: the session's own, or one shared by sessions while they send whole packets (its
-        ``shared`` set): a session that leaves part of a packet behind then takes a decoder of its own."""
+        ``shared`` set): a session that leaves part of a packet behind then takes a decoder of its own.
+        ``grant``: what the connection may do (``gearman_gateway.security``); None: everything, unchecked
+        (the anonymous identity of a server without a policy). A session with a grant is a ``GuardedSession``."""
         BatchedOutput.__init__(self, batch)
         self.scheduler = scheduler
         self.decoder = decoder
@@ -154,6 +170,7 @@ class BinarySession(BatchedOutput, JobListener):
         self._submitting = 0  # _SUBMITTING within a submit, _ACKED_NOW once it was acknowledged within it
         self._large_reads = False  # reads were made larger for a large packet
         self._grab_slot: _GrabSlot | None = None  # the place of a held grab's answer
+        self.grant = grant
 
     # -- the host's side
 
@@ -186,6 +203,8 @@ class BinarySession(BatchedOutput, JobListener):
             self.scheduler.remove_worker(self.worker)
             self.worker = None
         self.scheduler.detach(self)
+        if self.grant is not None:
+            self.context.access.detach(self.grant)
 
     def drop_worker(self) -> None:
         """No more jobs for a connection that is closing: its held grab hears NO_JOB (in its place, before
@@ -202,9 +221,11 @@ class BinarySession(BatchedOutput, JobListener):
 
     # -- input
 
-    def receive_data(self, data: bytes) -> None:
-        """Handle every complete packet and admin line in ``data`` (and what earlier reads left over)."""
-        handlers = _HANDLERS
+    def receive_data(
+        self, data: bytes, handlers: list[Callable[[BinarySession, list[bytes]], None]] = _HANDLERS
+    ) -> None:
+        """Handle every complete packet and admin line in ``data`` (and what earlier reads left over), each
+        by its handler in ``handlers`` (a ``GuardedSession`` passes its own)."""
         decoder = self.decoder
         events = decoder.receive_data(data)
         if decoder.shared and decoder.pending:
@@ -236,7 +257,50 @@ class BinarySession(BatchedOutput, JobListener):
         self.close()
 
     def _admin(self, args: list[bytes]) -> None:
-        self.send(self.context.admin.execute(split_admin_words(args[0]), self.peer_is_local))
+        words = split_admin_words(args[0])
+        if words and words[0].lower() == AUTH_COMMAND:
+            refusal = self.authenticate(words[1] if len(words) == 2 else b"")
+            if refusal is None:
+                self.send(b"OK %s\n" % self.grant.name.encode())  # type: ignore[union-attr]
+            else:
+                self.send(b"ERR %s %s\r\n" % (refusal.code, refusal.text.replace(" ", "+").encode()))
+            return
+        self.send(self.context.admin.execute(words, self.peer_is_local, self.grant, "binary", self.peer))
+
+    def authenticate(self, token: bytes) -> Denied | None:
+        """The identity of ``token`` for this connection, before it registers any function (its
+        registrations would be under the old identity's names); a refusal leaves the identity as it was."""
+        if self.worker is not None:
+            return Denied(b"INVALID_COMMAND", _AUTH_TOO_LATE)
+        try:
+            self._become(self.context.access.authenticate(self.grant, token, "binary", self.peer))
+        except Denied as refusal:
+            return refusal
+        return None
+
+    def take_identity(self, grant: Grant) -> Denied | None:
+        """Become ``grant`` (a client certificate's identity, found by ``Access.identity_for_certificate``
+        when the TLS handshake completes); a refusal (a cap reached) leaves the identity as it was."""
+        try:
+            self._become(self.context.access.switch(self.grant, grant, "binary", self.peer))
+        except Denied as refusal:
+            return refusal
+        return None
+
+    def _become(self, grant: Grant) -> None:
+        """From now on, every request is checked against ``grant``: the session becomes its class's
+        ``guarded`` counterpart (same slots; ``tenanted`` for a tenant's identity), so that unchecked
+        sessions pay nothing for the checks."""
+        self.grant = grant
+        self.__class__ = type(self).tenanted if grant.prefix else type(self).guarded
+
+    #: What a session with a grant becomes (``GuardedSession``, ``TenantSession``; a host's subclass names
+    #: its own).
+    guarded: type[BinarySession]
+    tenanted: type[BinarySession]
+
+    def _denied(self, refusal: Denied) -> None:
+        self.send(error_packet(refusal.code, refusal.text.encode()))
 
     def _not_expected(self, args: list[bytes]) -> None:
         self.send(_NOT_EXPECTED)
@@ -404,6 +468,13 @@ class BinarySession(BatchedOutput, JobListener):
         if args[0].lower() == b"exceptions":
             self.exceptions = True
             self.send(encode(Packet.OPTION_RES, args[0]))
+        elif args[0][:5].lower() == AUTH_OPTION:
+            refusal = self.authenticate(args[0][5:])
+            if refusal is None:
+                # echoed as gearmand echoes options (gear's setOption checks it): to the peer that sent it
+                self.send(encode(Packet.OPTION_RES, args[0]))
+            else:
+                self._denied(refusal)
         else:
             self.send(_UNKNOWN_OPTION)
 
@@ -571,6 +642,110 @@ class BinarySession(BatchedOutput, JobListener):
         self._work_result(self.scheduler.work_exception, args[0], args[1])
 
 
+class GuardedSession(BinarySession):
+    """A session whose identity is checked (``gearman_gateway.security``): every submit, CAN_DO and admin
+    command through ``Access``, and a tenant's function names prefixed on the way in and stripped on the
+    way out. A separate class, so that a server without a policy runs ``BinarySession``'s job path as is."""
+
+    __slots__ = ()
+    grant: Grant
+
+    def _submit(self, function: bytes, unique: bytes, data: bytes, priority: int, background: bool,
+                when: int = 0, reducer: bytes | None = None) -> None:  # fmt: skip
+        # BinarySession._submit's parameters, passed on one by one (*args and **kwargs cost ~3x the call)
+        grant = self.grant
+        if grant.tenant is not None or not grant.submit_memo.get(function):  # else allowed before: as is
+            try:
+                function = self.context.access.submit(grant, function, "binary", self.peer)
+            except Denied as refusal:
+                self._denied(refusal)
+                return
+            if reducer is not None:
+                reducer = grant.inside(reducer)
+        BinarySession._submit(self, function, unique, data, priority, background, when, reducer)
+
+    def _can_do(self, args: list[bytes]) -> None:
+        self._register(args[0], 0)
+
+    def _can_do_timeout(self, args: list[bytes]) -> None:
+        self._register(args[0], atoi(args[1]))
+
+    def _register(self, function: bytes, timeout: int) -> None:
+        """CAN_DO: a refused one is answered with an ERROR packet (gearmand never answers CAN_DO, so a
+        refused worker would otherwise wait, unaware, for jobs that never come)."""
+        try:
+            function = self.context.access.register(self.grant, function, "binary", self.peer)
+        except Denied as refusal:
+            self._denied(refusal)
+            return
+        self.scheduler.can_do(self._worker(), function, timeout)
+
+    def _cant_do(self, args: list[bytes]) -> None:
+        self.scheduler.cant_do(self._worker(), self.grant.inside(args[0]))
+
+    def _get_status(self, args: list[bytes]) -> None:
+        if self._own_handle(args[0]):
+            BinarySession._get_status(self, args)
+        else:  # another tenant's job: as unknown
+            self.send(encode(Packet.STATUS_RES, args[0], b"0", b"0", b"0", b"0"))
+
+    def _get_status_unique(self, args: list[bytes]) -> None:
+        job = self.scheduler.job_snapshot_by_unique(args[0])
+        if job is not None and self.grant.outside(job.function) is None:
+            self.send(encode(Packet.STATUS_RES_UNIQUE, args[0], b"0", b"0", b"0", b"0", b"0"))  # not its own
+            return
+        BinarySession._get_status_unique(self, args)
+
+    def _own_handle(self, handle: bytes) -> bool:
+        """Whether ``handle`` is not another tenant's job (unknown handles are anyone's: they say nothing)."""
+        job = self.scheduler.job_snapshot(handle) if len(handle) <= MAX_HANDLE_SIZE else None
+        return job is None or self.grant.outside(job.function) is not None
+
+
+class TenantSession(GuardedSession):
+    """A guarded session of a tenant's identity: its worker gets its function names unprefixed in every
+    assignment (a class of its own, so that a guarded session without a tenant pays nothing for it)."""
+
+    __slots__ = ()
+
+    def grabbed(self, job: Job | None) -> None:
+        BinarySession.grabbed(self, job if job is None else self._seen(job))
+
+    def _grab_with(self, args: list[bytes], kind: int = _JOB_ASSIGN) -> None:
+        job = self.scheduler.grab(self.worker or self._worker(), True)
+        if job is None:
+            self.send(NO_JOB)
+        elif job is HELD:  # its answer comes through grabbed()
+            self._grab_slot = _GrabSlot(kind)
+            self._keep_place(self._grab_slot)
+        else:
+            self.send_pieces(_assignment(kind, self._seen(job)))  # type: ignore[arg-type]
+
+    _grab_job = _grab_with
+
+    def _seen(self, job: Job) -> Any:
+        """The job as the worker names it (its function and reducer without the tenant's prefix)."""
+        prefix = self.grant.prefix
+        cut = len(prefix)
+        reducer = job.reducer
+        return _Assigned(job.handle, _Named(job.function.name[cut:]), job.unique, job.data,
+                         reducer[cut:] if reducer is not None and reducer.startswith(prefix) else reducer)  # fmt: skip
+
+
+class _Named(NamedTuple):
+    name: bytes
+
+
+class _Assigned(NamedTuple):
+    """What ``_assignment`` reads of a job, with the names a tenant's worker knows."""
+
+    handle: bytes
+    function: _Named
+    unique: bytes
+    data: bytes
+    reducer: bytes | None
+
+
 def _assignment(kind: int, job: Job) -> tuple[bytes, ...]:
     """JOB_ASSIGN, JOB_ASSIGN_UNIQ or (for a reduce job) JOB_ASSIGN_ALL, as ``payload_pieces``."""
     if kind == _JOB_ASSIGN:
@@ -580,19 +755,35 @@ def _assignment(kind: int, job: Job) -> tuple[bytes, ...]:
     return payload_pieces(Packet.JOB_ASSIGN_ALL, (job.handle, job.function.name, job.unique, job.reducer, job.data))
 
 
-def _handler_table() -> list[Callable[[BinarySession, list[bytes]], None]]:
+def _handler_table(session: type[BinarySession]) -> list[Callable[[BinarySession, list[bytes]], None]]:
     """Packet type -> handler method, found by name (`SUBMIT_JOB_BG` -> `_submit_job_bg`)."""
     table = []
     for ptype in range(MAX_TYPE):
         if ptype == TEXT:
-            table.append(BinarySession._admin)
+            table.append(session._admin)
             continue
         try:
             name = "_" + Packet(ptype).name.lower()
         except ValueError:
             name = ""
-        table.append(getattr(BinarySession, name, BinarySession._not_expected))
+        table.append(getattr(session, name, session._not_expected))
     return table
 
 
-_HANDLERS = _handler_table()
+_HANDLERS[:] = _handler_table(BinarySession)
+_GUARDED_HANDLERS[:] = _handler_table(GuardedSession)
+_TENANT_HANDLERS[:] = _handler_table(TenantSession)
+
+
+def _reading_with(handlers: list[Callable[[BinarySession, list[bytes]], None]]) -> Any:
+    """``BinarySession.receive_data`` itself, with another handler table as its default: no call in between
+    (Twisted calls ``dataReceived(data)``)."""
+    code = BinarySession.receive_data
+    return types.FunctionType(code.__code__, code.__globals__, code.__name__, (handlers,), code.__closure__)
+
+
+GuardedSession.receive_data = _reading_with(_GUARDED_HANDLERS)  # type: ignore[method-assign]
+TenantSession.receive_data = _reading_with(_TENANT_HANDLERS)  # type: ignore[method-assign]
+
+BinarySession.guarded = TenantSession.guarded = GuardedSession
+BinarySession.tenanted = GuardedSession.tenanted = TenantSession
