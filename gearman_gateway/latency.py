@@ -1,10 +1,11 @@
 """How long jobs wait and run, per function: histograms for Prometheus, p50/p99 over the last minute.
 
-A ``JobObserver``: at each job's end it records the queue wait (submit to the assignment that ran it last)
-and the run time (that assignment to the end) from the two timestamps the scheduler keeps on the job. The
-job path pays nothing more than the scheduler's timestamps: the observer runs at the end of the reactor
-turn, and per job it looks the function up and appends two times to lists, counted into the buckets once
-a second (or when someone asks); the Prometheus buckets and the quantiles are computed when asked.
+A lazy ``JobObserver``: it reads the scheduler's ring of ends (scheduler/observing.py) when its figures are
+asked for, or when the ring is about to overwrite ends it has not read, never on the job path. Per end it
+takes the queue wait (submit to the assignment that ran it last) and the run time (that assignment to the
+end) from the two timestamps the scheduler keeps on the job, appends them to its function's lists, and
+counts those into the buckets once per second of ends (a sort and a binary search per bound); the
+Prometheus buckets and the quantiles are computed when asked.
 
 Labels stay bounded: the first ``max_functions`` functions that finish a job get their own histograms,
 later ones share the function ``other`` (a name beginning with a NUL byte, so no real function is it).
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import deque
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gearman_gateway.scheduler.listener import JobObserver
 
@@ -154,7 +155,9 @@ def _histogram(counts: list[int], total: float) -> Histogram:
 class Latency(JobObserver):
     """Queue wait and run time per function (module docstring)."""
 
-    __slots__ = ("max_functions", "clock", "_stats", "_lookup", "_other")
+    __slots__ = ("max_functions", "clock", "_stats", "_lookup", "_other", "_observing")
+
+    lazy = True  # the ends are read when figures are asked for (or before the ring overwrites them)
 
     #: Names remembered as folded into ``other``: past this many, a folded name is looked up each time.
     LOOKUP_MAX = 10_000
@@ -165,6 +168,10 @@ class Latency(JobObserver):
         self._stats: dict[bytes, _Stats] = {}  # own histograms, in the order functions first ended a job
         self._lookup: dict[bytes, _Stats] = {}  # every name seen -> its stats (own or other's)
         self._other: _Stats | None = None
+        self._observing: Any = None
+
+    def attached(self, observing: Any) -> None:
+        self._observing = observing
 
     def jobs_finished(self, ended: list[Ended]) -> None:
         lookup = self._lookup
@@ -194,6 +201,8 @@ class Latency(JobObserver):
 
     def functions(self) -> list[FunctionLatency]:
         """Every function with histograms of its own, then ``other`` if any function was folded into it."""
+        if self._observing is not None:
+            self._observing.tell(self)  # the ends not read yet
         now = self.clock.seconds()  # type: ignore[attr-defined]
         named = list(self._stats.items())
         if self._other is not None:

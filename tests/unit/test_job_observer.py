@@ -53,7 +53,7 @@ def test_every_end_reaches_the_observer_with_its_times(sched: Scheduler, clock: 
     assert sched.grab(worker) is job
     clock.advance(3)
     sched.work_complete(worker, job.handle, b"done")
-    assert seen.events == [(job.handle, "complete", b"done", True, start, start + 2, start + 5)]
+    assert seen.events == [(job.handle, "complete", None, True, start, start + 2, start + 5)]  # result not kept
     seen.events.clear()
     for data in (b"fail", b"raise"):
         job = sched.submit(b"f", data)
