@@ -13,14 +13,19 @@ later ones share the function ``other`` (a name beginning with a NUL byte, so no
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import deque
+from itertools import compress, repeat
+from operator import attrgetter, is_, itemgetter, sub
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gearman_gateway.scheduler.listener import JobObserver
 
 if TYPE_CHECKING:
     from gearman_gateway.scheduler.listener import Ended
+
+_JOB, _END = itemgetter(0), itemgetter(4)  # of an ``Ended``
+_STARTED, _SUBMITTED, _FUNCTION = attrgetter("started_at"), attrgetter("submitted_at"), attrgetter("function")
 
 #: The function whose histograms hold every function past ``max_functions``.
 OTHER = b"other"
@@ -174,19 +179,51 @@ class Latency(JobObserver):
         self._observing = observing
 
     def jobs_finished(self, ended: list[Ended]) -> None:
+        """A batch of ends (up to the ring's size), taken apart column by column with ``map`` (loops in C,
+        no Python step per job): the times, then per second of end and per function, two ``extend`` s."""
+        jobs = list(map(_JOB, ended))
+        starts = list(map(_STARTED, jobs))
+        if not all(starts):  # some never ran (cancelled, dropped while queued): no wait, no run time
+            ended = list(compress(ended, starts))
+            jobs = list(compress(jobs, starts))
+            starts = list(compress(starts, starts))
+            if not jobs:
+                return
+        ends = list(map(_END, ended))
+        waits = list(map(sub, starts, map(_SUBMITTED, jobs)))
+        runs = list(map(sub, ends, starts))
+        functions = list(map(_FUNCTION, jobs))
+        second, last = int(ends[0]), int(ends[-1])
+        if second >= last:  # one second (or a clock that stepped back): one slice
+            self._add(second, functions, waits, runs)
+            return
+        low = 0
+        while low < len(ends):
+            second = int(ends[low])
+            high = max(bisect_left(ends, second + 1, low), low + 1)
+            self._add(second, functions[low:high], waits[low:high], runs[low:high])
+            low = high
+
+    def _add(self, second: int, functions: list[Any], waits: list[float], runs: list[float]) -> None:
+        """Times of jobs that ended in ``second``, per function (usually one: a single ``count``)."""
+        first = functions[0]
+        if functions.count(first) == len(functions):
+            groups: Any = ((first, waits, runs),)
+        else:
+            groups = (
+                (fn, list(compress(waits, mine)), list(compress(runs, mine)))
+                for fn in dict.fromkeys(functions)
+                for mine in (list(map(is_, repeat(fn), functions)),)
+            )
         lookup = self._lookup
-        for job, _, _, _, now in ended:
-            started = job.started_at
-            if not started:
-                continue  # it never ran: no wait to the start, no run time
-            stats = lookup.get(job.function.name)
+        for fn, fn_waits, fn_runs in groups:
+            stats = lookup.get(fn.name)
             if stats is None:
-                stats = self._stats_for(job.function.name)
-            second = int(now)
+                stats = self._stats_for(fn.name)
             if second != stats.second:
                 stats.roll(second)
-            stats.waits.append(started - job.submitted_at)
-            stats.runs.append(now - started)
+            stats.waits.extend(fn_waits)
+            stats.runs.extend(fn_runs)
 
     def _stats_for(self, name: bytes) -> _Stats:
         if len(self._stats) < self.max_functions:

@@ -94,5 +94,7 @@ class Monitoring:
         self.hooks_service: HooksService | None = None
         if self.hooks:
             self.outbox = Outbox(reactor, block.get("hook_outbox", HOOK_OUTBOX), submitter(scheduler))
+            if any(hook.url is not None for hook in self.hooks):
+                self.outbox.prepare_http()
             scheduler.add_observer(HookObserver(self.hooks, self.outbox))
             self.hooks_service = HooksService(self.hooks, self.outbox, scheduler, reactor)

@@ -46,11 +46,17 @@ def _text(value: bytes) -> str:
 
 
 class HookObserver(JobObserver):
+    """Told the ends once per reactor turn; per end, the hooks that want its function and outcome are
+    looked up once per (function, outcome) and cached. With the outbox full (a dead receiver) an event is
+    counted as dropped before anything is built."""
+
     def __init__(self, hooks: list[Hook], outbox: Outbox) -> None:
         self.hooks = [hook for hook in hooks if hook.events - {QUEUE_DEPTH_OVER}]
         self.outbox = outbox
         self.targets = {hook.job for hook in hooks if hook.job is not None}
         self._matching: dict[bytes, list[Hook]] = {}
+        self._wanting: dict[tuple[bytes, str], tuple[Hook, ...]] = {}  # (function, outcome) -> hooks
+        self._by_index = {hook.index: hook for hook in self.hooks}
 
     def matching(self, function: bytes) -> list[Hook]:
         found = self._matching.get(function)
@@ -63,18 +69,29 @@ class HookObserver(JobObserver):
                 self._matching[function] = found
         return found
 
+    def wanting(self, function: bytes, outcome: str) -> tuple[Hook, ...]:
+        """The hooks that want this function's ``outcome`` events."""
+        key = (function, outcome)
+        found = self._wanting.get(key)
+        if found is None:
+            found = tuple(hook for hook in self.matching(function) if outcome in hook.events)
+            if len(self._wanting) < 10_000:
+                self._wanting[key] = found
+        return found
+
     def jobs_finished(self, ended: list[Ended]) -> None:
+        outbox = self.outbox
+        dropped: dict[tuple[int, str], int] | None = None  # (hook index, outcome) -> events
         for job, outcome, data, _, now in ended:
-            hooks = self.matching(job.function.name)
-            if not hooks:
-                continue
-            wanting = [hook for hook in hooks if outcome in hook.events]
+            wanting = self.wanting(job.function.name, outcome)
             if not wanting:
                 continue
-            outbox = self.outbox
-            if outbox.full():  # a dead receiver: count the drops, build nothing
+            if outbox.full():  # a dead receiver: count the drops (once per batch), build nothing
+                if dropped is None:
+                    dropped = {}
                 for hook in wanting:
-                    outbox.drop(hook, outcome)
+                    key = (hook.index, outcome)
+                    dropped[key] = dropped.get(key, 0) + 1
                 continue
             event_id = new_id()
             started = job.started_at
@@ -99,7 +116,10 @@ class HookObserver(JobObserver):
                 separators=(",", ":"),
             ).encode()
             for hook in wanting:
-                self.outbox.put(hook, outcome, event_id, body)
+                outbox.put(hook, outcome, event_id, body)
+        if dropped:
+            for (index, outcome), count in dropped.items():
+                outbox.drop(self._by_index[index], outcome, count)
 
 
 class HooksService(Service):
