@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 #: How often queue depths are looked at (seconds).
 DEPTH_INTERVAL = 1.0
+#: How often the ends of jobs become events (seconds): the delay an event may have before it is sent.
+READ_INTERVAL = 0.1
 #: Bytes of a job's exception data put in its event.
 EXCEPTION_BYTES = 1000
 
@@ -46,9 +48,13 @@ def _text(value: bytes) -> str:
 
 
 class HookObserver(JobObserver):
-    """Told the ends once per reactor turn; per end, the hooks that want its function and outcome are
-    looked up once per (function, outcome) and cached. With the outbox full (a dead receiver) an event is
-    counted as dropped before anything is built."""
+    """A lazy observer: ``HooksService`` has it read the scheduler's ring of ends every ``READ_INTERVAL``
+    (and the ring hands it what it would overwrite), so the job path pays no call per turn for hooks. Per
+    end, the hooks that want its function and outcome are looked up once per (function, outcome) and
+    cached. With the outbox full (a dead receiver) an event is counted as dropped before anything is
+    built."""
+
+    lazy = True
 
     def __init__(self, hooks: list[Hook], outbox: Outbox) -> None:
         self.hooks = [hook for hook in hooks if hook.events - {QUEUE_DEPTH_OVER}]
@@ -57,6 +63,15 @@ class HookObserver(JobObserver):
         self._matching: dict[bytes, list[Hook]] = {}
         self._wanting: dict[tuple[bytes, str], tuple[Hook, ...]] = {}  # (function, outcome) -> hooks
         self._by_index = {hook.index: hook for hook in self.hooks}
+        self._observing: Any = None
+
+    def attached(self, observing: Any) -> None:
+        self._observing = observing
+
+    def read_ends(self) -> None:
+        """The ends not read yet become events (``HooksService``'s loop)."""
+        if self._observing is not None:
+            self._observing.tell(self)
 
     def matching(self, function: bytes) -> list[Hook]:
         found = self._matching.get(function)
@@ -127,7 +142,10 @@ class HooksService(Service):
 
     name = "hooks"
 
-    def __init__(self, hooks: list[Hook], outbox: Outbox, scheduler: Scheduler, reactor: Any) -> None:
+    def __init__(
+        self, hooks: list[Hook], outbox: Outbox, scheduler: Scheduler, reactor: Any, observer: HookObserver
+    ) -> None:
+        self.observer = observer
         self.depth_hooks = [hook for hook in hooks if QUEUE_DEPTH_OVER in hook.events]
         self.outbox = outbox
         self.scheduler = scheduler
@@ -135,20 +153,27 @@ class HooksService(Service):
         self.targets = {hook.job for hook in hooks if hook.job is not None}
         self._over: set[tuple[int, bytes]] = set()  # (hook, function) over its threshold, already told
         self._loop: Any = None
+        self._reader: Any = None
 
     def startService(self) -> None:  # noqa: N802
         super().startService()
-        if self.depth_hooks:
-            from twisted.internet.task import LoopingCall
+        from twisted.internet.task import LoopingCall
 
+        if self.observer.hooks:
+            self._reader = LoopingCall(self.observer.read_ends)
+            self._reader.clock = self.reactor
+            self._reader.start(READ_INTERVAL, now=False)
+        if self.depth_hooks:
             self._loop = LoopingCall(self.check_depths)
             self._loop.clock = self.reactor
             self._loop.start(DEPTH_INTERVAL, now=False)
 
     def stopService(self) -> Any:  # noqa: N802
         super().stopService()
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
+        for loop in (self._loop, self._reader):
+            if loop is not None and loop.running:
+                loop.stop()
+        self.observer.read_ends()  # the last ends, before the outbox stops
         return self.outbox.stop()
 
     def check_depths(self) -> None:
