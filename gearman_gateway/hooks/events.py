@@ -12,7 +12,9 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
+from collections import Counter
 from fnmatch import fnmatchcase
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
 
 #: How often queue depths are looked at (seconds).
 DEPTH_INTERVAL = 1.0
+_JOB, _OUTCOME = itemgetter(0), itemgetter(1)  # of an ``Ended``
+_FUNCTION_NAME = attrgetter("function.name")
+
 #: How often the ends of jobs become events (seconds): the delay an event may have before it is sent.
 READ_INTERVAL = 0.1
 #: Bytes of a job's exception data put in its event.
@@ -51,8 +56,8 @@ class HookObserver(JobObserver):
     """A lazy observer: ``HooksService`` has it read the scheduler's ring of ends every ``READ_INTERVAL``
     (and the ring hands it what it would overwrite), so the job path pays no call per turn for hooks. Per
     end, the hooks that want its function and outcome are looked up once per (function, outcome) and
-    cached. With the outbox full (a dead receiver) an event is counted as dropped before anything is
-    built."""
+    cached. Once the outbox is full (a dead receiver) the rest of the batch is counted as dropped, per
+    function and outcome, and nothing is built."""
 
     lazy = True
 
@@ -62,7 +67,6 @@ class HookObserver(JobObserver):
         self.targets = {hook.job for hook in hooks if hook.job is not None}
         self._matching: dict[bytes, list[Hook]] = {}
         self._wanting: dict[tuple[bytes, str], tuple[Hook, ...]] = {}  # (function, outcome) -> hooks
-        self._by_index = {hook.index: hook for hook in self.hooks}
         self._observing: Any = None
 
     def attached(self, observing: Any) -> None:
@@ -96,18 +100,13 @@ class HookObserver(JobObserver):
 
     def jobs_finished(self, ended: list[Ended]) -> None:
         outbox = self.outbox
-        dropped: dict[tuple[int, str], int] | None = None  # (hook index, outcome) -> events
-        for job, outcome, data, _, now in ended:
+        for position, (job, outcome, data, _, now) in enumerate(ended):
             wanting = self.wanting(job.function.name, outcome)
             if not wanting:
                 continue
-            if outbox.full():  # a dead receiver: count the drops (once per batch), build nothing
-                if dropped is None:
-                    dropped = {}
-                for hook in wanting:
-                    key = (hook.index, outcome)
-                    dropped[key] = dropped.get(key, 0) + 1
-                continue
+            if outbox.full():  # a dead receiver: nothing can leave the outbox during this call
+                self._drop(ended[position:])
+                return
             event_id = new_id()
             started = job.started_at
             body = json.dumps(
@@ -132,9 +131,14 @@ class HookObserver(JobObserver):
             ).encode()
             for hook in wanting:
                 outbox.put(hook, outcome, event_id, body)
-        if dropped:
-            for (index, outcome), count in dropped.items():
-                outbox.drop(self._by_index[index], outcome, count)
+
+    def _drop(self, ended: list[Ended]) -> None:
+        """These ends' events are dropped (the outbox is full): counted per function and outcome in C
+        (``Counter`` over ``map``), then once per hook; nothing is built."""
+        counts = Counter(zip(map(_FUNCTION_NAME, map(_JOB, ended)), map(_OUTCOME, ended), strict=True))
+        for (function, outcome), count in counts.items():
+            for hook in self.wanting(function, outcome):
+                self.outbox.drop(hook, outcome, count)
 
 
 class HooksService(Service):
