@@ -70,9 +70,9 @@ OUTCOMES = (COMPLETE, FAIL, EXCEPTION, DEAD_LETTER, CANCELLED, DROPPED)
 
 
 #: One finished job, as observers get it: (job, outcome, data, worker, now). ``outcome`` is one of
-#: ``OUTCOMES``; ``data`` the result (COMPLETE) or the exception's data (EXCEPTION, and DEAD_LETTER after
-#: one), else None; ``worker`` ran it last (None if none did; its ``waker`` is the frontend's connection);
-#: ``now`` the scheduler's clock at the end.
+#: ``OUTCOMES``; ``data`` the exception's data (EXCEPTION, and DEAD_LETTER after one), else None (a
+#: COMPLETE's result is the client's, not kept); ``worker`` ran it last (None if none did; its ``waker`` is
+#: the frontend's connection); ``now`` the scheduler's clock at the end.
 Ended = tuple["Job", str, "bytes | None", "Worker | None", float]
 
 
