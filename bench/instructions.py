@@ -12,6 +12,7 @@ usual, so replies batch differently than at full speed: use it to compare code, 
     .venv/bin/python bench/instructions.py                       # this tree: tasks, fg, bg, ping
     git worktree add /tmp/base 9f85ac5
     .venv/bin/python bench/instructions.py --tree /tmp/base      # ... and the ratio to an older commit
+    .venv/bin/python bench/instructions.py --monitoring          # this tree, off and with latency + history on
 
 valgrind is installed with apt-get when missing (``--no-install`` to refuse).
 """
@@ -91,13 +92,44 @@ def measure(server: Server, gload: str, scenario: str, scale: float, out_dir: Pa
     return dumped_instructions(out_dir, server.label, server.pid, before), int(row["completed"])
 
 
+#: ``--monitoring``: latency histograms and the job history on (both are off by default).
+MONITORING_YAML = "monitoring:\n  latency: {enabled: true}\n  history: {enabled: true}\n"
+
+
+def runs_to_count(
+    configs: list[str], monitoring: bool, others: list[Path], out_dir: Path
+) -> list[tuple[Path, str | None, str]]:
+    """(tree, config, name) per server to count: this tree once per config (plain if none), with
+    monitoring on if asked, then the other trees plain."""
+    runs: list[tuple[Path, str | None, str]] = [(REPO, c, f"{REPO} --config {c}") for c in configs]
+    if not configs:
+        runs.append((REPO, None, str(REPO)))
+    if monitoring:
+        path = out_dir / "monitoring.yaml"
+        path.write_text(MONITORING_YAML)
+        runs.append((REPO, str(path), f"{REPO} --monitoring"))
+    runs.extend((tree, None, str(tree)) for tree in others)
+    return runs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tree", action="append", default=[], help="another source tree to count (repeatable)")
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS[:3]))
     parser.add_argument("--scale", type=float, default=DEFAULT_SCALE, help="times the standard job counts")
     parser.add_argument("--markdown", action="store_true")
-    parser.add_argument("--config", help="a YAML config for this tree (the first) only, e.g. monitoring on")
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        help="a YAML config for this tree (the first); repeat to count this tree once per config",
+    )
+    parser.add_argument(
+        "--monitoring",
+        action="store_true",
+        help="also count this tree with latency and history on (monitoring.latency/history.enabled)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the callgrind dumps (callgrind_annotate them)")
     parser.add_argument("--no-install", action="store_true", help="do not apt-get install valgrind")
     args = parser.parse_args()
 
@@ -105,31 +137,32 @@ def main() -> int:
     gload = build_gload()
     if gload is None:
         raise SystemExit("gload is needed (gcc and ../shared/bench/gload.c)")
-    trees = [REPO, *(Path(t).resolve() for t in args.tree)]
     out_dir = Path(tempfile.mkdtemp(prefix="gg-instructions-"))
+    runs = runs_to_count(args.config, args.monitoring, [Path(t).resolve() for t in args.tree], out_dir)
     print(f"# {revision()}; callgrind dumps in {out_dir}", file=sys.stderr)
     results: dict[tuple[str, int], float] = {}
     try:
-        for index, tree in enumerate(trees):
+        for index, (tree, config, name) in enumerate(runs):
             label = f"tree{index}"
-            server = Server(label, server_argv(tree, out_dir, label, args.config if index == 0 else None), out_dir)
+            server = Server(label, server_argv(tree, out_dir, label, config), out_dir)
             server.start(timeout=START_TIMEOUT)
             try:
                 for scenario in args.scenarios:
                     instructions, jobs = measure(server, gload, scenario, args.scale, out_dir)
                     results[scenario, index] = instructions / jobs
-                    print(f"{scenario:6} {tree}  {instructions / jobs:,.0f} instructions/job", file=sys.stderr)
+                    print(f"{scenario:6} {name}  {instructions / jobs:,.0f} instructions/job", file=sys.stderr)
             finally:
                 server.stop()
         rows = []
         for scenario in args.scenarios:
             first = results[scenario, 0]
-            for index, tree in enumerate(trees):
+            for index, (_, _, name) in enumerate(runs):
                 value = results[scenario, index]
-                rows.append([scenario, str(tree), f"{value:,.0f}", f"{value / first:.3f}"])
+                rows.append([scenario, name, f"{value:,.0f}", f"{value / first:.3f}"])
         print(table(["scenario", "tree", "instructions/job", "÷ first"], rows, args.markdown))
     finally:
-        shutil.rmtree(out_dir, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(out_dir, ignore_errors=True)
     return 0
 
 

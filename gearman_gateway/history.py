@@ -1,15 +1,15 @@
 """The job history: a bounded ring of recently finished jobs, in memory (admin `show history`, JSON).
 
-A ``JobObserver``: at the end of each reactor turn, the turn's finished jobs become plain tuples appended to
-a ``deque`` with a maximum length, so memory is bounded by ``size`` entries whatever the rate (the oldest
-entry goes when a new one comes). Readers get ``HistoryEntry`` values, newest first.
+A ``JobObserver`` that is only a view: the scheduler records every end in its ring (scheduler/observing.py,
+one tuple per job, the job path's only cost), which keeps at least ``size`` ends, so memory is bounded by
+``size`` entries whatever the rate (the oldest goes when a new one comes). Readers get ``HistoryEntry``
+values, newest first, built when read.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gearman_gateway.scheduler.listener import COMPLETE, JobObserver
 
@@ -65,51 +65,58 @@ def worker_label(worker: Worker | None) -> bytes:
 
 
 class History(JobObserver):
-    """The ring (module docstring)."""
+    """The ring (module docstring): a view of the scheduler's ring of ends, which keeps at least ``size``."""
 
-    __slots__ = ("_ring", "exception_bytes", "_labels")
+    __slots__ = ("_size", "exception_bytes", "_labels", "_observing")
+
+    lazy = True  # it reads the ring; nothing to be told
 
     def __init__(self, size: int = SIZE, exception_bytes: int = EXCEPTION_BYTES) -> None:
-        self._ring: deque[tuple] = deque(maxlen=size)
+        self._size = size
         self.exception_bytes = exception_bytes
         self._labels: dict[Worker | None, bytes] = {None: b""}  # worker -> its label (a worker ends many jobs)
+        self._observing: Any = None
+
+    def attached(self, observing: Any) -> None:
+        observing.reserve(self._size)
+        self._observing = observing
 
     @property
     def size(self) -> int:
-        return self._ring.maxlen or 0
+        return self._size
 
     def __len__(self) -> int:
-        return len(self._ring)
-
-    def jobs_finished(self, ended: list[Ended]) -> None:
-        limit = self.exception_bytes
-        labels = self._labels
-        if len(labels) > LABELS_MAX:
-            labels.clear()
-        ring = self._ring
-        for job, outcome, data, worker, now in ended:
-            label = labels.get(worker)
-            if label is None:
-                label = labels[worker] = worker_label(worker)
-            ring.append(
-                (
-                    job.handle,
-                    job.function.name,
-                    job.unique,
-                    job.priority,
-                    job.background,
-                    job.submitted_at,
-                    job.started_at,
-                    now,
-                    outcome,
-                    b"" if outcome is COMPLETE or data is None else data[:limit],
-                    label,
-                )
-            )
+        if self._observing is None:
+            return 0
+        return min(self._size, self._observing.position())
 
     def __iter__(self) -> Iterator[HistoryEntry]:
         """Newest first."""
-        return map(HistoryEntry._make, reversed(self._ring))
+        if self._observing is None:
+            return iter(())
+        return map(self._entry, self._observing.newest(self._size))
+
+    def _entry(self, ended: Ended) -> HistoryEntry:
+        job, outcome, data, worker, now = ended
+        labels = self._labels
+        label = labels.get(worker)
+        if label is None:
+            if len(labels) > LABELS_MAX:
+                labels.clear()
+            label = labels[worker] = worker_label(worker)
+        return HistoryEntry(
+            job.handle,
+            job.function.name,
+            job.unique,
+            job.priority,
+            job.background,
+            job.submitted_at,
+            job.started_at,
+            now,
+            outcome,
+            b"" if outcome is COMPLETE or data is None else data[: self.exception_bytes],
+            label,
+        )
 
     def entries(
         self,

@@ -1,10 +1,11 @@
 """How long jobs wait and run, per function: histograms for Prometheus, p50/p99 over the last minute.
 
-A ``JobObserver``: at each job's end it records the queue wait (submit to the assignment that ran it last)
-and the run time (that assignment to the end) from the two timestamps the scheduler keeps on the job. The
-job path pays nothing more than the scheduler's timestamps: the observer runs at the end of the reactor
-turn, and per job it looks the function up and appends two times to lists, counted into the buckets once
-a second (or when someone asks); the Prometheus buckets and the quantiles are computed when asked.
+A lazy ``JobObserver``: it reads the scheduler's ring of ends (scheduler/observing.py) when its figures are
+asked for, or when the ring is about to overwrite ends it has not read, never on the job path. Per end it
+takes the queue wait (submit to the assignment that ran it last) and the run time (that assignment to the
+end) from the two timestamps the scheduler keeps on the job, appends them to its function's lists, and
+counts those into the buckets once per second of ends (a sort and a binary search per bound); the
+Prometheus buckets and the quantiles are computed when asked.
 
 Labels stay bounded: the first ``max_functions`` functions that finish a job get their own histograms,
 later ones share the function ``other`` (a name beginning with a NUL byte, so no real function is it).
@@ -12,14 +13,19 @@ later ones share the function ``other`` (a name beginning with a NUL byte, so no
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import deque
-from typing import TYPE_CHECKING, NamedTuple
+from itertools import compress, repeat
+from operator import attrgetter, is_, itemgetter, sub
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gearman_gateway.scheduler.listener import JobObserver
 
 if TYPE_CHECKING:
     from gearman_gateway.scheduler.listener import Ended
+
+_JOB, _END = itemgetter(0), itemgetter(4)  # of an ``Ended``
+_STARTED, _SUBMITTED, _FUNCTION = attrgetter("started_at"), attrgetter("submitted_at"), attrgetter("function")
 
 #: The function whose histograms hold every function past ``max_functions``.
 OTHER = b"other"
@@ -154,7 +160,9 @@ def _histogram(counts: list[int], total: float) -> Histogram:
 class Latency(JobObserver):
     """Queue wait and run time per function (module docstring)."""
 
-    __slots__ = ("max_functions", "clock", "_stats", "_lookup", "_other")
+    __slots__ = ("max_functions", "clock", "_stats", "_lookup", "_other", "_observing")
+
+    lazy = True  # the ends are read when figures are asked for (or before the ring overwrites them)
 
     #: Names remembered as folded into ``other``: past this many, a folded name is looked up each time.
     LOOKUP_MAX = 10_000
@@ -165,21 +173,57 @@ class Latency(JobObserver):
         self._stats: dict[bytes, _Stats] = {}  # own histograms, in the order functions first ended a job
         self._lookup: dict[bytes, _Stats] = {}  # every name seen -> its stats (own or other's)
         self._other: _Stats | None = None
+        self._observing: Any = None
+
+    def attached(self, observing: Any) -> None:
+        self._observing = observing
 
     def jobs_finished(self, ended: list[Ended]) -> None:
+        """A batch of ends (up to the ring's size), taken apart column by column with ``map`` (loops in C,
+        no Python step per job): the times, then per second of end and per function, two ``extend`` s."""
+        jobs = list(map(_JOB, ended))
+        starts = list(map(_STARTED, jobs))
+        if not all(starts):  # some never ran (cancelled, dropped while queued): no wait, no run time
+            ended = list(compress(ended, starts))
+            jobs = list(compress(jobs, starts))
+            starts = list(compress(starts, starts))
+            if not jobs:
+                return
+        ends = list(map(_END, ended))
+        waits = list(map(sub, starts, map(_SUBMITTED, jobs)))
+        runs = list(map(sub, ends, starts))
+        functions = list(map(_FUNCTION, jobs))
+        second, last = int(ends[0]), int(ends[-1])
+        if second >= last:  # one second (or a clock that stepped back): one slice
+            self._add(second, functions, waits, runs)
+            return
+        low = 0
+        while low < len(ends):
+            second = int(ends[low])
+            high = max(bisect_left(ends, second + 1, low), low + 1)
+            self._add(second, functions[low:high], waits[low:high], runs[low:high])
+            low = high
+
+    def _add(self, second: int, functions: list[Any], waits: list[float], runs: list[float]) -> None:
+        """Times of jobs that ended in ``second``, per function (usually one: a single ``count``)."""
+        first = functions[0]
+        if functions.count(first) == len(functions):
+            groups: Any = ((first, waits, runs),)
+        else:
+            groups = (
+                (fn, list(compress(waits, mine)), list(compress(runs, mine)))
+                for fn in dict.fromkeys(functions)
+                for mine in (list(map(is_, repeat(fn), functions)),)
+            )
         lookup = self._lookup
-        for job, _, _, _, now in ended:
-            started = job.started_at
-            if not started:
-                continue  # it never ran: no wait to the start, no run time
-            stats = lookup.get(job.function.name)
+        for fn, fn_waits, fn_runs in groups:
+            stats = lookup.get(fn.name)
             if stats is None:
-                stats = self._stats_for(job.function.name)
-            second = int(now)
+                stats = self._stats_for(fn.name)
             if second != stats.second:
                 stats.roll(second)
-            stats.waits.append(started - job.submitted_at)
-            stats.runs.append(now - started)
+            stats.waits.extend(fn_waits)
+            stats.runs.extend(fn_runs)
 
     def _stats_for(self, name: bytes) -> _Stats:
         if len(self._stats) < self.max_functions:
@@ -194,6 +238,8 @@ class Latency(JobObserver):
 
     def functions(self) -> list[FunctionLatency]:
         """Every function with histograms of its own, then ``other`` if any function was folded into it."""
+        if self._observing is not None:
+            self._observing.tell(self)  # the ends not read yet
         now = self.clock.seconds()  # type: ignore[attr-defined]
         named = list(self._stats.items())
         if self._other is not None:

@@ -58,6 +58,19 @@ def validate(block: dict[str, Any]) -> None:
         raise MonitoringError(str(error)) from None
 
 
+def observes(block: dict[str, Any] | None) -> bool:
+    """Whether this ``monitoring:`` block attaches job observers: the server then makes its scheduler an
+    ``ObservedScheduler`` from the start (the cheap way to observe, scheduler/observing.py)."""
+    block = block or {}
+    lat = block.get("latency") or {}
+    hist = block.get("history") or {}
+    return bool(
+        lat.get("enabled", False)
+        or (hist.get("enabled", False) and hist.get("size", history.SIZE))
+        or block.get("hooks")
+    )
+
+
 class Monitoring:
     """The observers of one server, from its settings' ``monitoring`` block (validated)."""
 
@@ -81,5 +94,8 @@ class Monitoring:
         self.hooks_service: HooksService | None = None
         if self.hooks:
             self.outbox = Outbox(reactor, block.get("hook_outbox", HOOK_OUTBOX), submitter(scheduler))
-            scheduler.add_observer(HookObserver(self.hooks, self.outbox))
-            self.hooks_service = HooksService(self.hooks, self.outbox, scheduler, reactor)
+            if any(hook.url is not None for hook in self.hooks):
+                self.outbox.prepare_http()
+            observer = HookObserver(self.hooks, self.outbox)
+            scheduler.add_observer(observer)
+            self.hooks_service = HooksService(self.hooks, self.outbox, scheduler, reactor, observer)

@@ -30,9 +30,9 @@ from gearman_gateway.admin import Admin, AdminControls
 from gearman_gateway.config import LEVEL_ORDER, LEVELS, Settings
 from gearman_gateway.connections import ConnectionRegistry
 from gearman_gateway.durability import StoreService, build_store, retry_policies
-from gearman_gateway.monitoring import Monitoring
+from gearman_gateway.monitoring import Monitoring, observes
 from gearman_gateway.results import ResultCache
-from gearman_gateway.scheduler import Scheduler
+from gearman_gateway.scheduler import ObservedScheduler, Scheduler
 from gearman_gateway.security import Access
 from gearman_gateway.turns import end_of_turn
 from protocols import MetricFamily, ReportsMetrics, ReportsState, ServiceState
@@ -99,7 +99,9 @@ class Server:
         _check_reactor(enabled, reactor)
         prefix = settings.job_handle_prefix.encode() if settings.job_handle_prefix else None
         self.store = build_store(settings, reactor)
-        self.scheduler = Scheduler(
+        # with job observers the scheduler is made as an ObservedScheduler (made, not swapped: see observing.py)
+        scheduler_class = ObservedScheduler if observes(settings.monitoring) else Scheduler
+        self.scheduler = scheduler_class(
             reactor,
             handle_prefix=prefix,
             job_retries=settings.job_retries,

@@ -12,7 +12,9 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
+from collections import Counter
 from fnmatch import fnmatchcase
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
@@ -28,6 +30,11 @@ if TYPE_CHECKING:
 
 #: How often queue depths are looked at (seconds).
 DEPTH_INTERVAL = 1.0
+_JOB, _OUTCOME = itemgetter(0), itemgetter(1)  # of an ``Ended``
+_FUNCTION_NAME = attrgetter("function.name")
+
+#: How often the ends of jobs become events (seconds): the delay an event may have before it is sent.
+READ_INTERVAL = 0.1
 #: Bytes of a job's exception data put in its event.
 EXCEPTION_BYTES = 1000
 
@@ -46,11 +53,29 @@ def _text(value: bytes) -> str:
 
 
 class HookObserver(JobObserver):
+    """A lazy observer: ``HooksService`` has it read the scheduler's ring of ends every ``READ_INTERVAL``
+    (and the ring hands it what it would overwrite), so the job path pays no call per turn for hooks. Per
+    end, the hooks that want its function and outcome are looked up once per (function, outcome) and
+    cached. Once the outbox is full (a dead receiver) the rest of the batch is counted as dropped, per
+    function and outcome, and nothing is built."""
+
+    lazy = True
+
     def __init__(self, hooks: list[Hook], outbox: Outbox) -> None:
         self.hooks = [hook for hook in hooks if hook.events - {QUEUE_DEPTH_OVER}]
         self.outbox = outbox
         self.targets = {hook.job for hook in hooks if hook.job is not None}
         self._matching: dict[bytes, list[Hook]] = {}
+        self._wanting: dict[tuple[bytes, str], tuple[Hook, ...]] = {}  # (function, outcome) -> hooks
+        self._observing: Any = None
+
+    def attached(self, observing: Any) -> None:
+        self._observing = observing
+
+    def read_ends(self) -> None:
+        """The ends not read yet become events (``HooksService``'s loop)."""
+        if self._observing is not None:
+            self._observing.tell(self)
 
     def matching(self, function: bytes) -> list[Hook]:
         found = self._matching.get(function)
@@ -63,19 +88,25 @@ class HookObserver(JobObserver):
                 self._matching[function] = found
         return found
 
+    def wanting(self, function: bytes, outcome: str) -> tuple[Hook, ...]:
+        """The hooks that want this function's ``outcome`` events."""
+        key = (function, outcome)
+        found = self._wanting.get(key)
+        if found is None:
+            found = tuple(hook for hook in self.matching(function) if outcome in hook.events)
+            if len(self._wanting) < 10_000:
+                self._wanting[key] = found
+        return found
+
     def jobs_finished(self, ended: list[Ended]) -> None:
-        for job, outcome, data, _, now in ended:
-            hooks = self.matching(job.function.name)
-            if not hooks:
-                continue
-            wanting = [hook for hook in hooks if outcome in hook.events]
+        outbox = self.outbox
+        for position, (job, outcome, data, _, now) in enumerate(ended):
+            wanting = self.wanting(job.function.name, outcome)
             if not wanting:
                 continue
-            outbox = self.outbox
-            if outbox.full():  # a dead receiver: count the drops, build nothing
-                for hook in wanting:
-                    outbox.drop(hook, outcome)
-                continue
+            if outbox.full():  # a dead receiver: nothing can leave the outbox during this call
+                self._drop(ended[position:])
+                return
             event_id = new_id()
             started = job.started_at
             body = json.dumps(
@@ -99,7 +130,15 @@ class HookObserver(JobObserver):
                 separators=(",", ":"),
             ).encode()
             for hook in wanting:
-                self.outbox.put(hook, outcome, event_id, body)
+                outbox.put(hook, outcome, event_id, body)
+
+    def _drop(self, ended: list[Ended]) -> None:
+        """These ends' events are dropped (the outbox is full): counted per function and outcome in C
+        (``Counter`` over ``map``), then once per hook; nothing is built."""
+        counts = Counter(zip(map(_FUNCTION_NAME, map(_JOB, ended)), map(_OUTCOME, ended), strict=True))
+        for (function, outcome), count in counts.items():
+            for hook in self.wanting(function, outcome):
+                self.outbox.drop(hook, outcome, count)
 
 
 class HooksService(Service):
@@ -107,7 +146,10 @@ class HooksService(Service):
 
     name = "hooks"
 
-    def __init__(self, hooks: list[Hook], outbox: Outbox, scheduler: Scheduler, reactor: Any) -> None:
+    def __init__(
+        self, hooks: list[Hook], outbox: Outbox, scheduler: Scheduler, reactor: Any, observer: HookObserver
+    ) -> None:
+        self.observer = observer
         self.depth_hooks = [hook for hook in hooks if QUEUE_DEPTH_OVER in hook.events]
         self.outbox = outbox
         self.scheduler = scheduler
@@ -115,20 +157,27 @@ class HooksService(Service):
         self.targets = {hook.job for hook in hooks if hook.job is not None}
         self._over: set[tuple[int, bytes]] = set()  # (hook, function) over its threshold, already told
         self._loop: Any = None
+        self._reader: Any = None
 
     def startService(self) -> None:  # noqa: N802
         super().startService()
-        if self.depth_hooks:
-            from twisted.internet.task import LoopingCall
+        from twisted.internet.task import LoopingCall
 
+        if self.observer.hooks:
+            self._reader = LoopingCall(self.observer.read_ends)
+            self._reader.clock = self.reactor
+            self._reader.start(READ_INTERVAL, now=False)
+        if self.depth_hooks:
             self._loop = LoopingCall(self.check_depths)
             self._loop.clock = self.reactor
             self._loop.start(DEPTH_INTERVAL, now=False)
 
     def stopService(self) -> Any:  # noqa: N802
         super().stopService()
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
+        for loop in (self._loop, self._reader):
+            if loop is not None and loop.running:
+                loop.stop()
+        self.observer.read_ends()  # the last ends, before the outbox stops
         return self.outbox.stop()
 
     def check_depths(self) -> None:

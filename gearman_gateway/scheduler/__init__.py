@@ -8,6 +8,7 @@ from gearman_gateway.scheduler.core import (
     MAX_HANDLE_SIZE,
     MAX_UNIQUE_SIZE,
     POISON_DEATHS,
+    ObservedScheduler,
     Scheduler,
     default_handle_prefix,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "JobObserver",
     "JobSnapshot",
     "JobState",
+    "ObservedScheduler",
     "Priority",
     "QueueFull",
     "Scheduler",

@@ -36,7 +36,6 @@ from gearman_gateway.scheduler.function import Function
 from gearman_gateway.scheduler.job import Job, JobState, Priority
 from gearman_gateway.scheduler.listener import (
     CANCELLED,
-    COMPLETE,
     DEAD_LETTER,
     DROPPED,
     EXCEPTION,
@@ -48,7 +47,7 @@ from gearman_gateway.scheduler.listener import (
     JobObserver,
     Waker,
 )
-from gearman_gateway.scheduler.observing import Observing
+from gearman_gateway.scheduler.observing import Observing, observed_methods
 from gearman_gateway.scheduler.retry import RetryPolicies
 from gearman_gateway.scheduler.snapshots import (
     FunctionSnapshot,
@@ -1086,27 +1085,31 @@ class Scheduler:
 
     def add_observer(self, observer: JobObserver) -> None:
         """``observer.jobs_finished`` hears the end of every job from now on (``JobObserver``). Jobs already
-        in memory get the current time as their submit time."""
-        observing = self._observing
-        if observing is None:
-            observing = Observing((), self.clock.seconds, self._turn_end)
-            observing.last_seq = self._seq
-            self.__class__ = type("ObservedScheduler", (ObservedScheduler,), {"_observing": observing})
+        in memory get the current time as their submit time. Observers known before the scheduler exists
+        belong to an ``ObservedScheduler`` made as one: a plain Scheduler given one here becomes one by a
+        class swap, which costs every later ``self.x`` its fast path (scheduler/observing.py)."""
+        if self._observing is None:
+            own = _observed_class(ObservedScheduler, self.clock.seconds, self._turn_end)
+            own._seen(self._seq)
+            self.__class__ = own
             now = self.clock.seconds()
             for job in (*self.jobs_by_handle.values(), *self.dead_letters.values()):
                 job.submitted_at = now
                 job.started_at = now if job.worker is not None else 0.0
-        observing.observers = (*observing.observers, observer)
+        observing = self._observing
+        assert observing is not None
+        observing.add(observer)
 
     def remove_observer(self, observer: JobObserver) -> None:
-        """No more ends for ``observer``; with the last one gone the job path reads no clock for observers."""
+        """No more ends for ``observer``; with the last one gone a swapped Scheduler is plain again (an
+        ``ObservedScheduler`` made as one stays one, with nobody to tell)."""
         observing = self._observing
         if observing is None:
             return
-        observing.observers = tuple(o for o in observing.observers if o is not observer)
+        observing.remove(observer)
         if not observing.observers:
-            observing.flush()
-            self.__class__ = Scheduler
+            if not getattr(type(self), "made_observed", False):
+                self.__class__ = Scheduler
 
     # ------------------------------------------------------------------ shutdown
 
@@ -1197,40 +1200,24 @@ class Scheduler:
 
 
 class ObservedScheduler(Scheduler):
-    """The Scheduler while it has job observers: ``add_observer`` swaps the instance's class to this one (and
-    ``remove_observer`` of the last one back), so that a scheduler nobody observes runs the job path with no
-    test for observers at all. Here the three frequent transitions are wrapped: submit and start stamp the
-    job's times, WORK_COMPLETE tells the observers (``Observing``); the rarer ends call ``_finished``."""
+    """A Scheduler with job observers: each instance is made as one of a class of its own (``__new__``),
+    which holds its ``Observing`` and wraps the three frequent transitions (submit and start stamp the
+    job's times, WORK_COMPLETE tells the observers); the rarer ends call ``_finished``. Made as such, its
+    job path keeps CPython's fast attribute access (scheduler/observing.py says why that matters)."""
 
-    _observing: Observing  # set in each instance's own subclass (``add_observer``)
+    _observing: Observing  # in each instance's own class
+    #: True in the class of an instance made as an ObservedScheduler (not swapped to by ``add_observer``).
+    made_observed = False
 
-    def submit(
-        self,
-        function: bytes,
-        data: bytes,
-        unique: bytes = b"",
-        priority: int = Priority.NORMAL,
-        background: bool = False,
-        when: int = 0,
-        reducer: bytes | None = None,
-        listener: JobListener | None = None,
-    ) -> Job:
-        job = Scheduler.submit(self, function, data, unique, priority, background, when, reducer, listener)
-        observing = self._observing
-        if job.seq > observing.last_seq:  # new, not joined to an existing job (sequence numbers only grow)
-            observing.last_seq = job.seq
-            job.submitted_at = observing.turn_now or observing.now()
-            if job.worker is None:
-                job.started_at = 0.0
-        return job
+    def __new__(cls, clock: Clock, **options: Any) -> ObservedScheduler:
+        own = _observed_class(cls, clock.seconds, options.get("turn_end"))
+        own.made_observed = True
+        return object.__new__(own)
 
-    def _start(self, job: Job, worker: Worker) -> None:
-        Scheduler._start(self, job, worker)
-        observing = self._observing
-        job.started_at = observing.turn_now or observing.now()
 
-    def work_complete(self, worker: Worker, handle: bytes, data: bytes) -> None:
-        job = worker.jobs.get(handle)
-        Scheduler.work_complete(self, worker, handle, data)
-        if job is not None:
-            self._observing.end(job, COMPLETE, data, worker)
+def _observed_class(
+    base: type[ObservedScheduler], read: Callable[[], float], turn_end: Callable[[Callable[[], None]], None] | None
+) -> Any:
+    """A class of one scheduler's own, below ``base``, holding its observers' state and methods."""
+    observing = Observing(read, turn_end)
+    return type(base.__name__, (base,), {"_observing": observing, **observed_methods(Scheduler, observing)})

@@ -70,26 +70,34 @@ OUTCOMES = (COMPLETE, FAIL, EXCEPTION, DEAD_LETTER, CANCELLED, DROPPED)
 
 
 #: One finished job, as observers get it: (job, outcome, data, worker, now). ``outcome`` is one of
-#: ``OUTCOMES``; ``data`` the result (COMPLETE) or the exception's data (EXCEPTION, and DEAD_LETTER after
-#: one), else None; ``worker`` ran it last (None if none did; its ``waker`` is the frontend's connection);
-#: ``now`` the scheduler's clock at the end.
+#: ``OUTCOMES``; ``data`` the exception's data (EXCEPTION, and DEAD_LETTER after one), else None (a
+#: COMPLETE's result is the client's, not kept); ``worker`` ran it last (None if none did; its ``waker`` is
+#: the frontend's connection); ``now`` the scheduler's clock at the end.
 Ended = tuple["Job", str, "bytes | None", "Worker | None", float]
 
 
 class JobObserver:
     """Sees the end of every job, scheduler-wide (``Scheduler.add_observer``): where a listener is one
     submitter's, an observer hears all jobs, foreground and background, whoever submitted them. The
-    latency histograms, the job history, the event hooks and any result cache are observers.
+    latency histograms, the job history and the event hooks are observers.
 
-    The scheduler gathers a reactor turn's ends and calls ``jobs_finished`` once at the end of the turn
-    (at once when it has no ``turn_end``), after the jobs' listeners heard them: the job path pays one tuple
-    per job, the observer one call per turn. An observer must still be quick and never wait (queue its I/O
-    and do it later); an exception it raises is logged and does not reach the other observers or the job.
-    ``job.submitted_at`` and ``job.started_at`` are the clock at submit and at the last assignment to a
-    worker (0.0: it never ran): the clock is read once per turn, so jobs of one turn share a time. The jobs
-    are done (or dead letters): read their fields, keep no reference to them."""
+    The scheduler records each end in a ring (scheduler/observing.py) and tells an observer the ends it
+    has not heard in one ``jobs_finished`` call: at the end of the reactor turn (at once without a
+    ``turn_end``), or, for a ``lazy`` observer, only when the ring is about to overwrite them or when the
+    observer asks (``Observing.tell``): the job path pays one tuple per job, never a call per observer.
+    An observer must be quick and never wait (queue its I/O and do it later); an exception it raises is
+    logged and does not reach the other observers or the job. ``job.submitted_at`` and
+    ``job.started_at`` are the clock at submit and at the last assignment to a worker (0.0: it never ran).
+    The jobs are done (a dead letter excepted, their payload is gone): read their fields, keep no
+    reference to them."""
 
     __slots__ = ()
+
+    #: Told only when the ring would overwrite what it has not heard, or when it asks (``Observing.tell``).
+    lazy = False
+
+    def attached(self, observing: Any) -> None:
+        """Added to a scheduler: ``observing`` (scheduler/observing.py) is its ring of ends."""
 
     def jobs_finished(self, ended: list[Ended]) -> None:
         """These jobs ended (``Ended``), in the order they ended."""

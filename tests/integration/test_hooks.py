@@ -191,6 +191,10 @@ def run_jobs(web: HttpServer, count: int) -> float:
         client.shutdown()
 
 
+#: Jobs per measured round (three per server).
+ROUND = 300
+
+
 def test_a_dead_receiver_retries_drops_and_never_slows_jobs(gearmand: ServerFactory, tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}/nobody"
     hook = {"functions": "fast", "events": ["complete"], "url": dead, "retries": 2, "backoff": 0.05, "timeout": 0.5}
@@ -200,26 +204,28 @@ def test_a_dead_receiver_retries_drops_and_never_slows_jobs(gearmand: ServerFact
     for worker, web in zip(workers, (hooked, plain), strict=True):
         worker.start(web.server)
     try:
+        for web in (hooked, plain):  # warm up: first connections, the breaker opens, the outbox fills
+            run_jobs(web, 30)
         rates: dict[str, list[float]] = {"hooked": [], "plain": []}
         cpu: dict[str, float] = {"hooked": 0.0, "plain": 0.0}  # the server's CPU seconds, all rounds
         for _ in range(3):  # interleaved rounds, on one machine state
             for name, web in (("hooked", hooked), ("plain", plain)):
                 before = cpu_seconds(web.server.pid)
-                rates[name].append(run_jobs(web, 150))
+                rates[name].append(run_jobs(web, ROUND))
                 cpu[name] += cpu_seconds(web.server.pid) - before
     finally:
         for worker in workers:
             worker.stop()
     hooked_rate, plain_rate = max(rates["hooked"]), max(rates["plain"])
     print(f"fg jobs/s through gear: dead hook receiver {hooked_rate:.0f}, no hook {plain_rate:.0f}; server CPU ms per"
-          f" job {cpu['hooked'] / 0.45:.3f} and {cpu['plain'] / 0.45:.3f}")  # fmt: skip
+          f" job {cpu['hooked'] * 1000 / (3 * ROUND):.3f} and {cpu['plain'] * 1000 / (3 * ROUND):.3f}")  # fmt: skip
     # jobs/s of a client one job at a time moves ±50 % with this shared machine's load; the server's CPU per
-    # job less (1.33-1.55x measured with the breaker, docs/performance.md): a loose guard; the attempt count
-    # below is the breaker's own
-    assert cpu["hooked"] < 2.0 * cpu["plain"] + 0.05, cpu
+    # job much less (docs/performance.md, issue 19: 0.67-1.0x since Twisted's HTTP client is imported at
+    # start-up, not at the first event), and it comes in 10 ms ticks: a guard with slack
+    assert cpu["hooked"] < 1.5 * cpu["plain"] + 0.05, cpu
     assert hooked_rate > 0.4 * plain_rate, rates
     values = samples(hooked)
-    assert values[("gearman_hook_events_dropped_total", (("hook", "0"),))] > 400  # 450 events, 5 places
+    assert values[("gearman_hook_events_dropped_total", (("hook", "0"),))] > 3 * ROUND  # 5 places, 960 events
     assert values[("gearman_hook_outbox_events", ())] <= 5
     # the circuit breaker: after 5 failed attempts in a row, one probe per pause (doubling from 0.05 s)
     assert values[("gearman_hook_circuit_opened_total", (("hook", "0"),))] >= 1

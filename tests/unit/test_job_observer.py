@@ -53,7 +53,7 @@ def test_every_end_reaches_the_observer_with_its_times(sched: Scheduler, clock: 
     assert sched.grab(worker) is job
     clock.advance(3)
     sched.work_complete(worker, job.handle, b"done")
-    assert seen.events == [(job.handle, "complete", b"done", True, start, start + 2, start + 5)]
+    assert seen.events == [(job.handle, "complete", None, True, start, start + 2, start + 5)]  # result not kept
     seen.events.clear()
     for data in (b"fail", b"raise"):
         job = sched.submit(b"f", data)
@@ -178,3 +178,50 @@ def test_without_observers_the_scheduler_keeps_no_observer_state(sched: Schedule
     assert queued.submitted_at == clock.seconds() and queued.started_at == 0.0
     sched.remove_observer(seen)
     assert sched._observing is None
+
+
+def test_an_observed_scheduler_made_as_one_tells_at_the_turn_end_and_keeps_every_end(clock: Clock) -> None:
+    """Made as an ObservedScheduler (the server's way): eager observers hear a turn's ends at its end, lazy
+    ones when they ask or before the ring overwrites what they have not heard; the ring keeps no payload."""
+    from gearman_gateway.scheduler import ObservedScheduler
+    from gearman_gateway.scheduler.observing import RING
+
+    turn: list = []
+    sched = ObservedScheduler(clock, handle_prefix=b"H:o", turn_end=turn.append)
+    assert type(sched) is not ObservedScheduler and isinstance(sched, ObservedScheduler)
+    eager = Recorder()
+    lazy = Latency(clock)
+    history = History(size=RING + 50)  # bigger than the ring: it grows, keeping the ends in order
+    for observer in (eager, lazy, history):
+        sched.add_observer(observer)
+    worker = worker_for(sched, b"f")
+    job = sched.submit(b"f", b"payload")
+    assert sched.grab(worker) is job
+    sched.work_complete(worker, job.handle, b"result")
+    assert eager.events == [] and len(turn) == 1  # told at the end of the turn, armed once
+    turn.pop()()
+    assert [e[:3] for e in eager.events] == [(job.handle, "complete", None)] and job.data == b""
+    total = 3 * RING + 7  # the ring wraps: the lazy observer must still count every end
+    for n in range(total - 1):
+        job = sched.submit(b"f", b"%d" % n)
+        sched.grab(worker)
+        clock.advance(0.001)
+        sched.work_complete(worker, job.handle, b"")
+        while turn:
+            turn.pop()()
+    assert len(eager.events) == total
+    (fn,) = lazy.functions()
+    assert fn.run.count == total and fn.run_p50 == pytest.approx(0.001, rel=0.25)
+    entries = history.entries()
+    assert len(entries) == RING + 50 and entries[0].handle == job.handle
+    assert [e.finished for e in entries] == sorted((e.finished for e in entries), reverse=True)
+
+
+def test_a_dead_letter_keeps_its_payload_for_a_requeue(sched: Scheduler) -> None:
+    seen = Recorder()
+    sched.add_observer(seen)
+    dead = sched.submit(b"dl", b"keep me", background=True)
+    worker = worker_for(sched, b"dl")
+    sched.grab(worker)
+    sched.work_fail(worker, dead.handle)
+    assert seen.events[-1][1] == "dead_letter" and dead.data == b"keep me"
