@@ -106,6 +106,8 @@ class Server:
             store=self.store,
             retry_policies=retry_policies(settings),
             turn_end=end_of_turn(reactor, first=True),
+            max_jobs=settings.max_queued_jobs,
+            max_bytes=settings.max_queued_bytes,
         )
         self.monitoring = Monitoring(settings.monitoring, self.scheduler, reactor)
         self.results: ResultCache | None = None

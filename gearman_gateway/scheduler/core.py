@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable
 from itertools import islice, takewhile
 from typing import Any
 
+from gearman_gateway.ratelog import limits_log
+from gearman_gateway.scheduler.budget import JobBudget
 from gearman_gateway.scheduler.died import DiedJobs
 from gearman_gateway.scheduler.errors import ArgumentTooLarge, JobNotFound, QueueFull, StoreUnavailable
 from gearman_gateway.scheduler.function import Function
@@ -109,6 +111,8 @@ class Scheduler:
         store: DurableStore | None = None,
         retry_policies: RetryPolicies | None = None,
         turn_end: Callable[[Callable[[], None]], None] | None = None,
+        max_jobs: int = 0,
+        max_bytes: int = 0,
     ) -> None:
         """``job_retries``: attempts before a job whose worker keeps failing is dropped (0 or less:
         unlimited, as gearmand 1.1). ``worker_wakeup``: None wakes as many sleepers as there are
@@ -116,7 +120,9 @@ class Scheduler:
         ``store``: where background jobs are made durable before they are acknowledged (None: nowhere).
         ``turn_end``: schedules a callback for the end of the current batch of I/O events (the server's
         reactor turn). With it, wake-ups wait for the end of the turn, when it is known which new jobs
-        workers already grabbed, and a grab that finds nothing may be held until then (``grab``)."""
+        workers already grabbed, and a grab that finds nothing may be held until then (``grab``).
+        ``max_jobs``, ``max_bytes``: jobs and payload bytes in memory, across every function, past which a
+        submit gets QUEUE_ERROR (0: unlimited; ``JobBudget``)."""
         self.clock = clock
         self.handle_prefix = (handle_prefix if handle_prefix is not None else default_handle_prefix()) + b":"
         if len(self.handle_prefix) + 10 > MAX_HANDLE_SIZE:
@@ -132,14 +138,14 @@ class Scheduler:
         self._next_handle = 1
         self._seq = 0
         self._future: list[tuple[int, int, Job]] = []  # epoch jobs not yet due: (when, seq, job)
-        self._epoch_timer: DelayedCall | None = None
-        self._epoch_timer_at = 0.0
+        self._epoch_timer: DelayedCall | None = None  # due at the first of ``_future``'s times, or earlier
         self.draining = False
         self._drained: Callable[[], None] | None = None
         self.running_jobs = 0
         self.store = store
         self.retry_policies = retry_policies or RetryPolicies()
         self.dead_letters: dict[bytes, Job] = {}
+        self.budget = JobBudget(max_jobs, max_bytes)  # the memory bound on all jobs
         self._turn_end = turn_end
         self._turn_end_armed = False
         self._holding: dict[Worker, None] = {}  # workers whose empty grab is answered at the end of the turn
@@ -176,6 +182,12 @@ class Scheduler:
         del self.functions[fn.name]
         return True, "OK"
 
+    def _over_budget(self, fn: Function, size: int) -> QueueFull:
+        """A submit past the memory bound: counted, logged (at most once per interval) and refused."""
+        refusal = self.budget.refusal(len(self.jobs_by_handle), size)
+        limits_log.warning("submit", "refusing a job for %s: %s", printable(fn.name), refusal.text)
+        return refusal
+
     def set_maxqueue(self, name: bytes, limits: tuple[int, int, int]) -> None:
         self.function(name).maxqueue = [max(0, limit) for limit in limits]
 
@@ -208,6 +220,11 @@ class Scheduler:
         limit = fn.maxqueue[priority]
         if limit and fn.total >= limit:
             raise QueueFull("Job queue is full")
+        budget = self.budget
+        size = len(data)
+        if size > budget.room or len(self.jobs_by_handle) >= budget.max_jobs:
+            raise self._over_budget(fn, size)
+        budget.room -= size
         handle = self.handle_prefix + b"%d" % self._next_handle
         self._next_handle += 1
         self._seq += 1
@@ -324,6 +341,7 @@ class Scheduler:
                 self.dead_letters[handle] = job
             else:
                 self.jobs_by_handle[handle] = job
+                self.budget.room -= len(job.data)  # counted, never refused: it was accepted once
                 if key is not None:
                     fn.by_unique[key] = job
                     if self.observer is not None:
@@ -933,10 +951,9 @@ class Scheduler:
         due = self._future[0][0]
         timer = self._epoch_timer
         if timer is not None and timer.active():
-            if self._epoch_timer_at <= due:
+            if timer.getTime() <= due:
                 return
             timer.cancel()
-        self._epoch_timer_at = due
         self._epoch_timer = self.clock.callLater(max(0.0, due - self.clock.seconds()), self._epoch_due)
 
     def _epoch_due(self) -> None:
@@ -1019,6 +1036,7 @@ class Scheduler:
             # a cancelled job still running: forget it once its worker lets go
             self._release(job)
         self.jobs_by_handle.pop(job.handle, None)
+        self.budget.room += len(job.data)
         fn = job.function
         fn.total -= 1
         if job.key is not None and fn.by_unique.get(job.key) is job:
@@ -1060,6 +1078,7 @@ class Scheduler:
         job.reason = ""
         job.when = 0
         self.jobs_by_handle[job.handle] = job
+        self.budget.room -= len(job.data)  # an operator's decision: counted, not refused
         if job.key is not None:
             if job.key in fn.by_unique:
                 job.key = None
