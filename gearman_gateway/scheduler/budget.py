@@ -3,8 +3,8 @@ function. Past either, a submit is refused with QUEUE_ERROR (``QueueFull``); not
 dropped, and replayed or requeued jobs are counted but never refused (they were accepted once).
 
 One scheduler attribute (the scheduler keeps at most 29, see ``DiedJobs``). The job count is the scheduler's
-own ``len(jobs_by_handle)``; the bytes are counted here as ``room``, the payload bytes still free, so that
-the submit path pays one comparison and one subtraction, and the end of a job one addition.
+own ``len(jobs_by_handle)``; the bytes are counted here as ``room``, the payload bytes still free. Only a
+scheduler with a bound counts them (``BoundedScheduler``, bounded.py): an unbounded one pays nothing per job.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ class JobBudget:
         self.room = self.max_bytes  # payload bytes that may still be queued (negative after a replay past it)
         self.refused_jobs = 0  # submits refused because max_jobs jobs were in memory
         self.refused_bytes = 0  # submits refused because their payload did not fit in max_bytes
+
+    @property
+    def bounded(self) -> bool:
+        return self.max_jobs != UNLIMITED or self.max_bytes != UNLIMITED
 
     @property
     def queued_bytes(self) -> int:

@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterable
 from itertools import islice, takewhile
 from typing import Any
 
-from gearman_gateway.ratelog import limits_log
 from gearman_gateway.scheduler.budget import JobBudget
 from gearman_gateway.scheduler.died import DiedJobs
 from gearman_gateway.scheduler.errors import ArgumentTooLarge, JobNotFound, QueueFull, StoreUnavailable
@@ -145,7 +144,7 @@ class Scheduler:
         self.store = store
         self.retry_policies = retry_policies or RetryPolicies()
         self.dead_letters: dict[bytes, Job] = {}
-        self.budget = JobBudget(max_jobs, max_bytes)  # the memory bound on all jobs
+        self.budget = JobBudget(max_jobs, max_bytes)  # the memory bound on all jobs (``BoundedScheduler``)
         self._turn_end = turn_end
         self._turn_end_armed = False
         self._holding: dict[Worker, None] = {}  # workers whose empty grab is answered at the end of the turn
@@ -157,6 +156,17 @@ class Scheduler:
         self._died = DiedJobs()
         #: Hears every background job with a unique, whoever submitted it (the result cache, results.py).
         self.observer: JobListener | None = None
+        if self.budget.bounded:
+            self.__class__ = self._unobserved_class()
+
+    def _unobserved_class(self) -> type[Scheduler]:
+        """The class of this scheduler while nobody observes its jobs: with a memory bound, the subclass that
+        keeps it (``BoundedScheduler``), so that an unbounded server's job path pays nothing for it."""
+        if not self.budget.bounded:
+            return Scheduler
+        from gearman_gateway.scheduler.bounded import BoundedScheduler  # it imports this module
+
+        return BoundedScheduler
 
     # ------------------------------------------------------------------ functions
 
@@ -181,12 +191,6 @@ class Scheduler:
             self._cancel_queued(job)
         del self.functions[fn.name]
         return True, "OK"
-
-    def _over_budget(self, fn: Function, size: int) -> QueueFull:
-        """A submit past the memory bound: counted, logged (at most once per interval) and refused."""
-        refusal = self.budget.refusal(len(self.jobs_by_handle), size)
-        limits_log.warning("submit", "refusing a job for %s: %s", printable(fn.name), refusal.text)
-        return refusal
 
     def set_maxqueue(self, name: bytes, limits: tuple[int, int, int]) -> None:
         self.function(name).maxqueue = [max(0, limit) for limit in limits]
@@ -220,11 +224,6 @@ class Scheduler:
         limit = fn.maxqueue[priority]
         if limit and fn.total >= limit:
             raise QueueFull("Job queue is full")
-        budget = self.budget
-        size = len(data)
-        if size > budget.room or len(self.jobs_by_handle) >= budget.max_jobs:
-            raise self._over_budget(fn, size)
-        budget.room -= size
         handle = self.handle_prefix + b"%d" % self._next_handle
         self._next_handle += 1
         self._seq += 1
@@ -341,7 +340,6 @@ class Scheduler:
                 self.dead_letters[handle] = job
             else:
                 self.jobs_by_handle[handle] = job
-                self.budget.room -= len(job.data)  # counted, never refused: it was accepted once
                 if key is not None:
                     fn.by_unique[key] = job
                     if self.observer is not None:
@@ -1036,7 +1034,6 @@ class Scheduler:
             # a cancelled job still running: forget it once its worker lets go
             self._release(job)
         self.jobs_by_handle.pop(job.handle, None)
-        self.budget.room += len(job.data)
         fn = job.function
         fn.total -= 1
         if job.key is not None and fn.by_unique.get(job.key) is job:
@@ -1078,7 +1075,6 @@ class Scheduler:
         job.reason = ""
         job.when = 0
         self.jobs_by_handle[job.handle] = job
-        self.budget.room -= len(job.data)  # an operator's decision: counted, not refused
         if job.key is not None:
             if job.key in fn.by_unique:
                 job.key = None
@@ -1110,7 +1106,8 @@ class Scheduler:
         if observing is None:
             observing = Observing((), self.clock.seconds, self._turn_end)
             observing.last_seq = self._seq
-            self.__class__ = type("ObservedScheduler", (ObservedScheduler,), {"_observing": observing})
+            bases = (ObservedScheduler, self._unobserved_class())
+            self.__class__ = type("ObservedScheduler", bases, {"_observing": observing})
             now = self.clock.seconds()
             for job in (*self.jobs_by_handle.values(), *self.dead_letters.values()):
                 job.submitted_at = now
@@ -1125,7 +1122,7 @@ class Scheduler:
         observing.observers = tuple(o for o in observing.observers if o is not observer)
         if not observing.observers:
             observing.flush()
-            self.__class__ = Scheduler
+            self.__class__ = self._unobserved_class()
 
     # ------------------------------------------------------------------ shutdown
 
@@ -1198,6 +1195,12 @@ class Scheduler:
     def worker_snapshot(self, worker: Worker) -> WorkerSnapshot:
         return worker_snapshot(worker)
 
+    def queued_bytes(self) -> int:
+        """Payload bytes of the jobs in memory (counted as they come and go only under a memory bound)."""
+        if self.budget.bounded:
+            return self.budget.queued_bytes
+        return sum(len(job.data) for job in self.jobs_by_handle.values())
+
     def totals(self) -> SchedulerTotals:
         return SchedulerTotals(
             self.worker_count,
@@ -1232,7 +1235,7 @@ class ObservedScheduler(Scheduler):
         reducer: bytes | None = None,
         listener: JobListener | None = None,
     ) -> Job:
-        job = Scheduler.submit(self, function, data, unique, priority, background, when, reducer, listener)
+        job = super().submit(function, data, unique, priority, background, when, reducer, listener)  # bounded?
         observing = self._observing
         if job.seq > observing.last_seq:  # new, not joined to an existing job (sequence numbers only grow)
             observing.last_seq = job.seq

@@ -228,7 +228,7 @@ def render(
             "gearman_job_payload_bytes",
             "gauge",
             "Payload bytes of the jobs in memory (queued or running), every function (--max-queued-bytes).",
-            [("", scheduler.budget.queued_bytes)],
+            [("", scheduler.queued_bytes())],
         ),
         *_family(
             "gearman_http_responses_total",
