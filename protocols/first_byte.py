@@ -11,6 +11,7 @@ say (not TCP), the connection is left alone. All connections share one pending r
 
 from __future__ import annotations
 
+import _socket
 import logging
 import socket
 import struct
@@ -44,7 +45,7 @@ def bytes_received(transport: Any) -> int | None:
     """What the peer has sent so far, by the kernel's count; None when it cannot tell."""
     while transport is not None:
         handle = transport.getHandle()
-        if isinstance(handle, socket.socket):
+        if isinstance(handle, _socket.socket):  # our reactor's sockets are the C type itself
             try:
                 info = handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LENGTH)
             except (OSError, AttributeError):
