@@ -40,8 +40,11 @@ def memcached_set(port: int, key: str, value: bytes) -> bytes:
 
 @pytest.mark.parametrize(
     ("flags", "limit", "payload"),
-    [(("--max-queued-jobs", "3"), "max_queued_jobs", b"x"), (("--max-queued-bytes", "3000"), "max_queued_bytes", b"x" * 1000)],
-)  # fmt: skip
+    [
+        (("--max-queued-jobs", "3"), "max_queued_jobs", b"x"),
+        (("--max-queued-bytes", "3000"), "max_queued_bytes", b"x" * 1000),
+    ],
+)
 def test_queued_jobs_and_bytes_bound_every_frontend(
     gearmand: ServerFactory, flags: tuple[str, str], limit: str, payload: bytes
 ) -> None:
