@@ -34,7 +34,7 @@ class ConnectionRegistry:
         self._connections: dict[ConnectionInfo, None] = {}
         self.accepted_total = 0
         self.refused_total = 0  # refused by ``limit``
-        self.closed = {"first_byte_timeout": 0}  # admitted connections a limit closed, per limit
+        self.closed = {"first_byte_timeout": 0, "max_output_buffer": 0}  # admitted connections a limit closed
 
     def admit(self, connection: ConnectionInfo) -> bool:
         """Whether the connection may stay; a refusal is counted and logged (at most once per interval)."""

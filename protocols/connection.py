@@ -19,6 +19,7 @@ from twisted.internet.protocol import Factory
 from twisted.python import failure
 from zope.interface import implementer
 
+from gearman_gateway.ratelog import limits_log
 from protocols import first_byte
 from protocols.output import BatchedOutput, write_batch
 
@@ -231,7 +232,13 @@ class FrontendConnection(BatchedOutput):
         self._paused_bytes += size
         if self._paused_bytes <= self.context.settings.max_output_buffer:
             return True
-        log.warning("closing %s from %s: it stopped reading and its output passed the limit", self.label, self.peer)
+        self.context.connections.closed["max_output_buffer"] += 1
+        limits_log.warning(
+            "max_output_buffer",
+            "closing %s from %s: it stopped reading and its output passed the limit (--max-output-buffer)",
+            self.label,
+            self.peer,
+        )
         self.transport.abortConnection()
         self.connectionLost()
         return False

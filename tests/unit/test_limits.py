@@ -165,6 +165,7 @@ def test_registry_counts_each_limit_and_releases_only_admitted_connections() -> 
         "max_connections_per_ip": 1,
         "accept_rate_per_ip": 0,
         "first_byte_timeout": 0,
+        "max_output_buffer": 0,
     }
 
 
