@@ -39,6 +39,8 @@ def test_a_join_by_unique_is_never_refused() -> None:
     sched = bounded(max_jobs=1)
     first = sched.submit(b"f", b"x", unique=b"u", background=True)
     assert sched.submit(b"f", b"x", unique=b"u", listener=Listener()) is first
+    assert sched.submit(b"f", b"x", b"u", 1, True) is first  # as the frontends pass it: positionally
+    assert sched.budget.refused_jobs == 0 and sched.queued_bytes() == 1
 
 
 def test_max_bytes_counts_payloads_across_functions_and_frees_them() -> None:
