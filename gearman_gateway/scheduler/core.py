@@ -156,8 +156,15 @@ class Scheduler:
         self._died = DiedJobs()
         #: Hears every background job with a unique, whoever submitted it (the result cache, results.py).
         self.observer: JobListener | None = None
-        if self.budget.bounded:
-            self.__class__ = self._unobserved_class()
+
+    def __new__(cls, *args: Any, max_jobs: int = 0, max_bytes: int = 0, **kwargs: Any) -> Scheduler:
+        """A ``BoundedScheduler`` when a memory bound is set: made so from the start (swapping the class of a
+        made instance would cost CPython its fast attribute reads on every ``self.x`` of the job path)."""
+        if cls is Scheduler and (max_jobs or max_bytes):
+            from gearman_gateway.scheduler.bounded import BoundedScheduler  # it imports this module
+
+            cls = BoundedScheduler
+        return super().__new__(cls)
 
     def _unobserved_class(self) -> type[Scheduler]:
         """The class of this scheduler while nobody observes its jobs: with a memory bound, the subclass that
