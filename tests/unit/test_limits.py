@@ -201,3 +201,25 @@ def test_settings_from_flags_and_yaml(tmp_path) -> None:
 def test_bad_limits_are_refused_by_name(argv: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_args(["--config-file", "", *argv])
+
+
+def test_bytes_received_is_the_kernels_count_of_what_the_peer_sent() -> None:
+    import socket
+
+    from protocols.first_byte import bytes_received
+
+    class Transport:
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
+
+        def getHandle(self) -> socket.socket:  # noqa: N802 - Twisted's name
+            return self.sock
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener, socket.create_connection(listener.getsockname()) as peer:
+        accepted, _ = listener.accept()
+        with accepted:
+            assert bytes_received(Transport(accepted)) == 0
+            peer.sendall(b"hello")
+            assert accepted.recv(2, socket.MSG_PEEK) == b"he"  # it has come in (peeked at: left unread)
+            assert bytes_received(Transport(accepted)) == 5  # counted whether or not it was read
