@@ -7,31 +7,34 @@ is swapped in the same way, ``Scheduler.add_observer``)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from gearman_gateway.ratelog import limits_log
 from gearman_gateway.scheduler.core import Scheduler
-from gearman_gateway.scheduler.job import Job, JobState
+from gearman_gateway.scheduler.job import Job, JobState, Priority
+from gearman_gateway.scheduler.listener import JobListener
 from gearman_gateway.scheduler.text import printable
 from gearman_gateway.stores.base import StoredJob
 
+_DONE = JobState.DONE
+
 
 class BoundedScheduler(Scheduler):
-    def submit(self, function: bytes, data: bytes, *args: Any, **kwargs: Any) -> Job:
+    # Scheduler.submit's signature, called without super() or argument packing (each costs per job)
+    def submit(self, function: bytes, data: bytes, unique: bytes = b"", priority: int = Priority.NORMAL,
+               background: bool = False, when: int = 0, reducer: bytes | None = None,
+               listener: JobListener | None = None) -> Job:  # fmt: skip
         """Refused with QUEUE_ERROR when a new job would pass the bound; a submit that joins a job already in
         memory (same unique) is never refused: it costs nothing."""
         budget = self.budget
         size = len(data)
         if (size > budget.room or len(self.jobs_by_handle) >= budget.max_jobs) and not self._joins(
-            function,
-            data,
-            args[0] if args else kwargs.get("unique", b""),  # Scheduler.submit's third argument
+            function, data, unique
         ):
             refusal = budget.refusal(len(self.jobs_by_handle), size)
             limits_log.warning("submit", "refusing a job for %s: %s", printable(function), refusal.text)
             raise refusal
         seq = self._seq
-        job = super().submit(function, data, *args, **kwargs)
+        job = Scheduler.submit(self, function, data, unique, priority, background, when, reducer, listener)
         if self._seq != seq:  # a new job (not joined)
             budget.room -= size
         return job
@@ -45,9 +48,9 @@ class BoundedScheduler(Scheduler):
         return key is not None and key in fn.by_unique
 
     def _free(self, job: Job, keep_row: bool = False) -> None:
-        if job.state != JobState.DONE:
+        if job.state != _DONE:
             self.budget.room += len(job.data)
-        super()._free(job, keep_row)
+        Scheduler._free(self, job, keep_row)
 
     def replay(self, rows: Iterable[StoredJob]) -> int:
         """Replayed jobs are counted, never refused: they were accepted once."""

@@ -1113,8 +1113,9 @@ class Scheduler:
         if observing is None:
             observing = Observing((), self.clock.seconds, self._turn_end)
             observing.last_seq = self._seq
-            bases = (ObservedScheduler, self._unobserved_class())
-            self.__class__ = type("ObservedScheduler", bases, {"_observing": observing})
+            unobserved = self._unobserved_class()
+            own = {"_observing": observing, "_unobserved_submit": staticmethod(unobserved.submit)}
+            self.__class__ = type("ObservedScheduler", (ObservedScheduler, unobserved), own)
             now = self.clock.seconds()
             for job in (*self.jobs_by_handle.values(), *self.dead_letters.values()):
                 job.submitted_at = now
@@ -1230,6 +1231,7 @@ class ObservedScheduler(Scheduler):
     job's times, WORK_COMPLETE tells the observers (``Observing``); the rarer ends call ``_finished``."""
 
     _observing: Observing  # set in each instance's own subclass (``add_observer``)
+    _unobserved_submit: Callable[..., Job]  # Scheduler's, or BoundedScheduler's (``add_observer``)
 
     def submit(
         self,
@@ -1242,7 +1244,7 @@ class ObservedScheduler(Scheduler):
         reducer: bytes | None = None,
         listener: JobListener | None = None,
     ) -> Job:
-        job = super().submit(function, data, unique, priority, background, when, reducer, listener)  # bounded?
+        job = self._unobserved_submit(self, function, data, unique, priority, background, when, reducer, listener)
         observing = self._observing
         if job.seq > observing.last_seq:  # new, not joined to an existing job (sequence numbers only grow)
             observing.last_seq = job.seq
