@@ -114,12 +114,15 @@ def _echo(port: int) -> bool:
 def test_accept_rate_per_ip(gearmand: ServerFactory) -> None:
     server, web, _ = start(gearmand, "--accept-rate-per-ip", "2", "--accept-burst-per-ip", "5")
     time.sleep(2.5)  # the start-up probes took tokens: let the bucket fill (a rate is about time)
+    begun = time.monotonic()
     results = [_echo(server.port) for _ in range(10)]
-    assert results[:5] == [True] * 5 and results.count(True) <= 6  # the burst, then about 2 a second
-    assert "opens connections too fast (--accept-rate-per-ip)" in server.log()
+    refilled = int(2 * (time.monotonic() - begun)) + 1  # tokens that came back meanwhile (a slow machine)
+    assert results[:5] == [True] * 5 and results.count(True) <= 5 + refilled  # the burst, then 2 a second
+    refused = results.count(False)
+    assert refused >= 1 and "opens connections too fast (--accept-rate-per-ip)" in server.log()
     wait_for(lambda: _echo(server.port), what="the bucket to refill")
-    time.sleep(1.0)
-    assert metric(web, "accept_rate_per_ip") >= 4
+    time.sleep(1.0)  # a token for the metrics' own HTTP connection
+    assert metric(web, "accept_rate_per_ip") >= refused
 
 
 def test_first_byte_timeout_closes_silent_connections_only(gearmand: ServerFactory) -> None:
