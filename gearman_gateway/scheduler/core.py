@@ -1114,8 +1114,8 @@ class Scheduler:
             observing = Observing((), self.clock.seconds, self._turn_end)
             observing.last_seq = self._seq
             unobserved = self._unobserved_class()
-            own = {"_observing": observing, "_unobserved_submit": staticmethod(unobserved.submit)}
-            self.__class__ = type("ObservedScheduler", (ObservedScheduler, unobserved), own)
+            observing.submit = unobserved.submit  # Scheduler's, or BoundedScheduler's
+            self.__class__ = type("ObservedScheduler", (ObservedScheduler, unobserved), {"_observing": observing})
             now = self.clock.seconds()
             for job in (*self.jobs_by_handle.values(), *self.dead_letters.values()):
                 job.submitted_at = now
@@ -1231,7 +1231,6 @@ class ObservedScheduler(Scheduler):
     job's times, WORK_COMPLETE tells the observers (``Observing``); the rarer ends call ``_finished``."""
 
     _observing: Observing  # set in each instance's own subclass (``add_observer``)
-    _unobserved_submit: Callable[..., Job]  # Scheduler's, or BoundedScheduler's (``add_observer``)
 
     def submit(
         self,
@@ -1244,8 +1243,8 @@ class ObservedScheduler(Scheduler):
         reducer: bytes | None = None,
         listener: JobListener | None = None,
     ) -> Job:
-        job = self._unobserved_submit(self, function, data, unique, priority, background, when, reducer, listener)
         observing = self._observing
+        job = observing.submit(self, function, data, unique, priority, background, when, reducer, listener)
         if job.seq > observing.last_seq:  # new, not joined to an existing job (sequence numbers only grow)
             observing.last_seq = job.seq
             job.submitted_at = observing.turn_now or observing.now()

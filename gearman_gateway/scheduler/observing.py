@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gearman_gateway.scheduler.job import Job
@@ -25,7 +25,7 @@ class Observing:
     With a ``turn_end`` the clock is read once per reactor turn (jobs of one turn share a time) and the
     turn's ends are told to the observers in one call at its end; without one, per transition, at once."""
 
-    __slots__ = ("observers", "ended", "turn_now", "last_seq", "_read", "_turn_end")
+    __slots__ = ("observers", "ended", "turn_now", "last_seq", "_read", "_turn_end", "submit")
 
     def __init__(
         self,
@@ -35,6 +35,7 @@ class Observing:
     ) -> None:
         self.observers = observers
         self.ended: list[Ended] = []
+        self.submit: Callable[..., Any] | None = None  # the observed scheduler's own class's (add_observer)
         self.turn_now = 0.0  # 0.0: not read yet in this turn
         self.last_seq = 0  # the newest job stamped at submit (ObservedScheduler.submit)
         self._read = read
