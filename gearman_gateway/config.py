@@ -121,6 +121,14 @@ class Settings:
     # limits (the binary protocol's own are among its options)
     max_connections: int = 0  # 0: limited only by file descriptors
     max_output_buffer: int = 256 * 1024 * 1024
+    # the memory bound on jobs, across every function (0: unlimited; scheduler/budget.py)
+    max_queued_jobs: int = 0
+    max_queued_bytes: int = 0
+    # per peer address, and for connections that never speak (docs/security-limits.md)
+    max_connections_per_ip: int = 0  # 0: unlimited
+    accept_rate_per_ip: float = 0.0  # new connections per second per peer address; 0: unlimited
+    accept_burst_per_ip: int = 0  # connections at once above the rate; 0: as many as one second's rate
+    first_byte_timeout: float = 0.0  # seconds a new connection may stay silent; 0: forever
     # admin and shutdown
     allow_remote_shutdown: bool = False
     graceful_timeout: float = 30.0
@@ -174,6 +182,12 @@ _SERVER_YAML_KEYS: dict[str, str] = {
     "keepalive.count": "keepalive_count",
     "limits.max_connections": "max_connections",
     "limits.max_output_buffer": "max_output_buffer",
+    "limits.max_queued_jobs": "max_queued_jobs",
+    "limits.max_queued_bytes": "max_queued_bytes",
+    "limits.max_connections_per_ip": "max_connections_per_ip",
+    "limits.accept_rate_per_ip": "accept_rate_per_ip",
+    "limits.accept_burst_per_ip": "accept_burst_per_ip",
+    "limits.first_byte_timeout": "first_byte_timeout",
     "admin.allow_remote_shutdown": "allow_remote_shutdown",
     "shutdown.graceful_timeout": "graceful_timeout",
     "monitoring": "monitoring",
@@ -501,6 +515,49 @@ def build_parser(for_file: bool = False, frontends: bool = True) -> argparse.Arg
         dest="max_output_buffer",
         metavar="BYTES",
         help="close a peer that stops reading once this much is queued for it (default 256 MiB)",
+    )
+    g.add_argument(
+        "--max-queued-jobs",
+        type=nonnegative,
+        dest="max_queued_jobs",
+        metavar="N",
+        help="jobs in memory (queued or running, every function) past which submits get QUEUE_ERROR; nothing "
+        "queued is dropped (default 0: unlimited)",
+    )
+    g.add_argument(
+        "--max-queued-bytes",
+        type=nonnegative,
+        dest="max_queued_bytes",
+        metavar="BYTES",
+        help="payload bytes of the jobs in memory past which submits get QUEUE_ERROR (default 0: unlimited)",
+    )
+    g.add_argument(
+        "--max-connections-per-ip",
+        type=nonnegative,
+        dest="max_connections_per_ip",
+        metavar="N",
+        help="refuse a peer address's connections beyond N open ones (default 0: unlimited)",
+    )
+    g.add_argument(
+        "--accept-rate-per-ip",
+        type=float,
+        dest="accept_rate_per_ip",
+        metavar="PER_SECOND",
+        help="new connections a peer address may open per second; more are closed at once (default 0: unlimited)",
+    )
+    g.add_argument(
+        "--accept-burst-per-ip",
+        type=nonnegative,
+        dest="accept_burst_per_ip",
+        metavar="N",
+        help="connections a peer address may open at once above --accept-rate-per-ip (default: one second's worth)",
+    )
+    g.add_argument(
+        "--first-byte-timeout",
+        type=float,
+        dest="first_byte_timeout",
+        metavar="SECONDS",
+        help="close a connection that has sent nothing this long after it was accepted (default 0: never)",
     )
     g.add_argument(
         "--allow-remote-shutdown",
@@ -832,6 +889,10 @@ def _validate_retries(retries: dict[str, Any], label: Callable[[str], str]) -> N
                 raise ConfigError(f"{label(f'{where}.{key}')} must be {must}, not {_shown(value)}")
 
 
+#: The limits that count something (docs/security-limits.md); 0 is unlimited.
+_COUNT_LIMITS = ("max_queued_jobs", "max_queued_bytes", "max_connections_per_ip", "accept_burst_per_ip")
+
+
 def _validate(s: Settings, label: Callable[[str], str] = str) -> None:
     """Ranges and cross-checks; ``label`` names a field as the user wrote it."""
 
@@ -874,8 +935,10 @@ def _validate(s: Settings, label: Callable[[str], str] = str) -> None:
         s.worker_wakeup = None
     check(s.worker_wakeup is None or s.worker_wakeup >= 0, f"{label('worker_wakeup')} must be auto or >= 0")
     check(s.job_retries >= -1, f"{label('job_retries')} must be -1 (unlimited) or more")
-    for name in ("backlog", "max_connections", "max_output_buffer", "threads"):
+    for name in ("backlog", "max_connections", "max_output_buffer", "threads", *_COUNT_LIMITS):
         check(getattr(s, name) >= 0, f"{label(name)} must be a whole number >= 0")
+    for name in ("accept_rate_per_ip", "first_byte_timeout"):
+        check(getattr(s, name) >= 0, f"{label(name)} must be >= 0")
     check(s.graceful_timeout >= 0, f"{label('graceful_timeout')} must be >= 0")
     check(s.result_cache_memory >= 0, f"{label('result_cache_memory')} must be >= 0")
     check(s.result_ttl >= 0, f"{label('result_ttl')} must be >= 0")

@@ -27,6 +27,7 @@ from twisted.internet import defer
 
 import protocols
 from gearman_gateway.admin import Admin, AdminControls
+from gearman_gateway.admission import peer_limits
 from gearman_gateway.config import LEVEL_ORDER, LEVELS, Settings
 from gearman_gateway.connections import ConnectionRegistry
 from gearman_gateway.durability import StoreService, build_store, retry_policies
@@ -109,13 +110,15 @@ class Server:
             store=self.store,
             retry_policies=retry_policies(settings),
             turn_end=end_of_turn(reactor, first=True),
+            max_jobs=settings.max_queued_jobs,
+            max_bytes=settings.max_queued_bytes,
         )
         self.monitoring = Monitoring(settings.monitoring, self.scheduler, reactor)
         self.results: ResultCache | None = None
         if settings.result_cache_memory > 0:
             self.results = ResultCache(reactor, settings.result_cache_memory, settings.result_ttl)
             self.scheduler.observer = self.results
-        self.connections = ConnectionRegistry(settings.max_connections)
+        self.connections = ConnectionRegistry(settings.max_connections, peer_limits(settings, reactor))
         self.access = Access(settings.security, self.scheduler)
         self.admin = Admin(
             self.scheduler,

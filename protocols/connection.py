@@ -19,6 +19,8 @@ from twisted.internet.protocol import Factory
 from twisted.python import failure
 from zope.interface import implementer
 
+from gearman_gateway.ratelog import limits_log
+from protocols import first_byte
 from protocols.output import BatchedOutput, write_batch
 
 if TYPE_CHECKING:
@@ -141,12 +143,13 @@ class FrontendConnection(BatchedOutput):
         self.fd = fileno() if fileno is not None else handle.fileno()
         # gearmand's reactor's transport has the host at hand (one string for all peers on one address)
         self.peer = getattr(transport, "peer_host", None) or getattr(transport.getPeer(), "host", "?")
-        connections = self.context.connections
-        if not connections.admit(self):
-            log.warning("refusing %s from %s: %d connections open (limit)", self.label, self.peer, len(connections))
+        context = self.context
+        if not context.connections.admit(self):  # counted and logged there
             transport.abortConnection()
             return
         self.open = True
+        if context.settings.first_byte_timeout:
+            first_byte.watch(self)
         if isinstance(transport, tcp.Server):
             self._socket = transport.socket
             if not getattr(transport.server, "socket_options_inherited", False):
@@ -164,7 +167,10 @@ class FrontendConnection(BatchedOutput):
             return
         self.open = False
         self.close_output()
-        self.context.connections.remove(self)
+        context = self.context
+        context.connections.remove(self)
+        if context.settings.first_byte_timeout:
+            first_byte.unwatch(self)
         self.ended()
 
     def started(self) -> None:
@@ -226,7 +232,13 @@ class FrontendConnection(BatchedOutput):
         self._paused_bytes += size
         if self._paused_bytes <= self.context.settings.max_output_buffer:
             return True
-        log.warning("closing %s from %s: it stopped reading and its output passed the limit", self.label, self.peer)
+        self.context.connections.closed["max_output_buffer"] += 1
+        limits_log.warning(
+            "max_output_buffer",
+            "closing %s from %s: it stopped reading and its output passed the limit (--max-output-buffer)",
+            self.label,
+            self.peer,
+        )
         self.transport.abortConnection()
         self.connectionLost()
         return False

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from itertools import islice, takewhile
 from typing import Any
 
+from gearman_gateway.scheduler.budget import JobBudget
 from gearman_gateway.scheduler.died import DiedJobs
 from gearman_gateway.scheduler.errors import ArgumentTooLarge, JobNotFound, QueueFull, StoreUnavailable
 from gearman_gateway.scheduler.function import Function
@@ -108,6 +109,8 @@ class Scheduler:
         store: DurableStore | None = None,
         retry_policies: RetryPolicies | None = None,
         turn_end: Callable[[Callable[[], None]], None] | None = None,
+        max_jobs: int = 0,
+        max_bytes: int = 0,
     ) -> None:
         """``job_retries``: attempts before a job whose worker keeps failing is dropped (0 or less:
         unlimited, as gearmand 1.1). ``worker_wakeup``: None wakes as many sleepers as there are
@@ -115,7 +118,9 @@ class Scheduler:
         ``store``: where background jobs are made durable before they are acknowledged (None: nowhere).
         ``turn_end``: schedules a callback for the end of the current batch of I/O events (the server's
         reactor turn). With it, wake-ups wait for the end of the turn, when it is known which new jobs
-        workers already grabbed, and a grab that finds nothing may be held until then (``grab``)."""
+        workers already grabbed, and a grab that finds nothing may be held until then (``grab``).
+        ``max_jobs``, ``max_bytes``: jobs and payload bytes in memory, across every function, past which a
+        submit gets QUEUE_ERROR (0: unlimited; ``JobBudget``)."""
         self.clock = clock
         self.handle_prefix = (handle_prefix if handle_prefix is not None else default_handle_prefix()) + b":"
         if len(self.handle_prefix) + 10 > MAX_HANDLE_SIZE:
@@ -131,14 +136,14 @@ class Scheduler:
         self._next_handle = 1
         self._seq = 0
         self._future: list[tuple[int, int, Job]] = []  # epoch jobs not yet due: (when, seq, job)
-        self._epoch_timer: DelayedCall | None = None
-        self._epoch_timer_at = 0.0
+        self._epoch_timer: DelayedCall | None = None  # due at the first of ``_future``'s times, or earlier
         self.draining = False
         self._drained: Callable[[], None] | None = None
         self.running_jobs = 0
         self.store = store
         self.retry_policies = retry_policies or RetryPolicies()
         self.dead_letters: dict[bytes, Job] = {}
+        self.budget = JobBudget(max_jobs, max_bytes)  # the memory bound on all jobs (``BoundedScheduler``)
         self._turn_end = turn_end
         self._turn_end_armed = False
         self._holding: dict[Worker, None] = {}  # workers whose empty grab is answered at the end of the turn
@@ -150,6 +155,18 @@ class Scheduler:
         self._died = DiedJobs()
         #: Hears every background job with a unique, whoever submitted it (the result cache, results.py).
         self.observer: JobListener | None = None
+
+    def __new__(cls, *args: Any, max_jobs: int = 0, max_bytes: int = 0, **kwargs: Any) -> Scheduler:
+        """A ``BoundedScheduler`` when a memory bound is set: made so from the start (swapping the class of a
+        made instance would cost CPython its fast attribute reads on every ``self.x`` of the job path)."""
+        if cls is Scheduler and (max_jobs or max_bytes):
+            cls = _bounded_class()
+        return super().__new__(cls)
+
+    def _unobserved_class(self) -> type[Scheduler]:
+        """The class of this scheduler while nobody observes its jobs: with a memory bound, the subclass that
+        keeps it (``BoundedScheduler``), so that an unbounded server's job path pays nothing for it."""
+        return _bounded_class() if self.budget.bounded else Scheduler
 
     # ------------------------------------------------------------------ functions
 
@@ -932,10 +949,9 @@ class Scheduler:
         due = self._future[0][0]
         timer = self._epoch_timer
         if timer is not None and timer.active():
-            if self._epoch_timer_at <= due:
+            if timer.getTime() <= due:
                 return
             timer.cancel()
-        self._epoch_timer_at = due
         self._epoch_timer = self.clock.callLater(max(0.0, due - self.clock.seconds()), self._epoch_due)
 
     def _epoch_due(self) -> None:
@@ -1089,7 +1105,7 @@ class Scheduler:
         belong to an ``ObservedScheduler`` made as one: a plain Scheduler given one here becomes one by a
         class swap, which costs every later ``self.x`` its fast path (scheduler/observing.py)."""
         if self._observing is None:
-            own = _observed_class(ObservedScheduler, self.clock.seconds, self._turn_end)
+            own = _observed_class(self._unobserved_class(), self.clock.seconds, self._turn_end)
             own._seen(self._seq)
             self.__class__ = own
             now = self.clock.seconds()
@@ -1109,7 +1125,7 @@ class Scheduler:
         observing.remove(observer)
         if not observing.observers:
             if not getattr(type(self), "made_observed", False):
-                self.__class__ = Scheduler
+                self.__class__ = self._unobserved_class()
 
     # ------------------------------------------------------------------ shutdown
 
@@ -1184,6 +1200,12 @@ class Scheduler:
     def worker_snapshot(self, worker: Worker) -> WorkerSnapshot:
         return worker_snapshot(worker)
 
+    def queued_bytes(self) -> int:
+        """Payload bytes of the jobs in memory (counted as they come and go only under a memory bound)."""
+        if self.budget.bounded:
+            return self.budget.queued_bytes
+        return sum(len(job.data) for job in self.jobs_by_handle.values())
+
     def totals(self) -> SchedulerTotals:
         return SchedulerTotals(
             self.worker_count,
@@ -1210,14 +1232,23 @@ class ObservedScheduler(Scheduler):
     made_observed = False
 
     def __new__(cls, clock: Clock, **options: Any) -> ObservedScheduler:
-        own = _observed_class(cls, clock.seconds, options.get("turn_end"))
+        unobserved = _bounded_class() if options.get("max_jobs") or options.get("max_bytes") else Scheduler
+        own = _observed_class(unobserved, clock.seconds, options.get("turn_end"))
         own.made_observed = True
         return object.__new__(own)
 
 
+def _bounded_class() -> type[Scheduler]:
+    from gearman_gateway.scheduler.bounded import BoundedScheduler  # it imports this module
+
+    return BoundedScheduler
+
+
 def _observed_class(
-    base: type[ObservedScheduler], read: Callable[[], float], turn_end: Callable[[Callable[[], None]], None] | None
+    unobserved: type[Scheduler], read: Callable[[], float], turn_end: Callable[[Callable[[], None]], None] | None
 ) -> Any:
-    """A class of one scheduler's own, below ``base``, holding its observers' state and methods."""
+    """A class of one scheduler's own, holding its observers' state and wrapping the job path of
+    ``unobserved`` (Scheduler, or BoundedScheduler under a memory bound)."""
     observing = Observing(read, turn_end)
-    return type(base.__name__, (base,), {"_observing": observing, **observed_methods(Scheduler, observing)})
+    bases = (ObservedScheduler,) if unobserved is Scheduler else (ObservedScheduler, unobserved)
+    return type(ObservedScheduler.__name__, bases, {"_observing": observing, **observed_methods(unobserved, observing)})

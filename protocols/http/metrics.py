@@ -137,6 +137,12 @@ def _frontend_families(families: Iterable[MetricFamily]) -> list[str]:
     return lines
 
 
+def _limit_hits(scheduler: Scheduler, connections: ConnectionRegistry) -> list[tuple[str, int]]:
+    budget = scheduler.budget
+    hits = {**connections.refusals(), "max_queued_jobs": budget.refused_jobs, "max_queued_bytes": budget.refused_bytes}
+    return sorted(hits.items())
+
+
 def render(
     scheduler: Scheduler,
     connections: ConnectionRegistry,
@@ -212,6 +218,18 @@ def render(
             "counter",
             "Connections refused because --max-connections were open.",
             [("", connections.refused_total)],
+        ),
+        *_family(
+            "gearman_limit_hits_total",
+            "counter",
+            "Connections refused or closed, and submits refused, by a limit (docs/security-limits.md), per limit.",
+            [(f'{{limit="{name}"}}', count) for name, count in _limit_hits(scheduler, connections)],
+        ),
+        *_family(
+            "gearman_job_payload_bytes",
+            "gauge",
+            "Payload bytes of the jobs in memory (queued or running), every function (--max-queued-bytes).",
+            [("", scheduler.queued_bytes())],
         ),
         *_family(
             "gearman_http_responses_total",
