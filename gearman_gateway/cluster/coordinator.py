@@ -136,7 +136,7 @@ class SharedQueue:
         log.log(25, "%s: this is server %d of the cluster", self.backend.where, self.server)
         self.notifications.start()
         self._every("heartbeat", self.dead_after / 3, self._heartbeat)
-        self._every("renew", self.backend.lease / 3, lambda: self._run("lease renewal", self.link.renew))
+        self._every("renew", self.backend.lease / 3, self._renew)
         self._every("poll", self.poll_interval, self._poll)
 
     def stop(self) -> None:
@@ -210,6 +210,13 @@ class SharedQueue:
             if fn.total or fn.registrations
         }
         return {"functions": functions, "held": len(self._adopted)}
+
+    def _renew(self) -> None:
+        """The leases of the rows of every background job this server holds: claimed, submitted here, or being
+        written (a row committed after this list was made is fresh: its lease is whole)."""
+        assert self.scheduler is not None
+        held = [self._cluster_id(job_id) for job_id in self.scheduler.background_job_ids()]
+        self._run("lease renewal", lambda: self.link.renew(held))
 
     def _poll(self) -> None:
         self._run("takeover", self.link.take_over, lambda _: self.claim())

@@ -1196,6 +1196,10 @@ class Scheduler:
                     return job_snapshot(job, self.observer), job.data
         return None
 
+    def background_job_ids(self) -> list[int]:
+        """The job ids of every live background job, running or not (a shared store renews their leases)."""
+        return [job.seq for job in self.jobs_by_handle.values() if job.background]
+
     def job_snapshots(self) -> list[JobSnapshot]:
         """Every live job, oldest handle first."""
         return [job_snapshot(job, self.observer) for job in self.jobs_by_handle.values()]

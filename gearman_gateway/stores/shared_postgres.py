@@ -306,29 +306,32 @@ class ClusterLink:
 
         self._cursor_work("heartbeat", work)
 
-    def renew(self) -> int:
-        """Push the lease of every live row this server holds; how many it holds."""
+    def renew(self, held: list[int]) -> int:
+        """Push the lease of the live rows this server holds (``held``: their ids); how many were renewed. A row
+        it owns but no longer holds (a claim whose answer was lost with its connection) is left to lapse."""
 
         def work(cur: Any) -> int:
             cur.execute(
                 f"UPDATE {self.tables.jobs} SET lease_until = now() + %s * interval '1 second' "
-                "WHERE owner = %s AND NOT dead",
-                (self.store.lease, self.store.server),
+                "WHERE owner = %s AND NOT dead AND job_id = ANY(%s)",
+                (self.store.lease, self.store.server, held),
             )
             return int(cur.rowcount)
 
         return self._cursor_work("lease renewal", work)
 
     def take_over(self) -> set[bytes]:
-        """Make claimable the live rows of servers that missed their heartbeats for ``dead_after`` seconds or whose
-        lease lapsed (never this server's own); the functions of those rows, for a NOTIFY."""
+        """Make claimable the live rows of other servers that missed their heartbeats for ``dead_after`` seconds, and
+        any row whose lease lapsed; the functions of those rows, for a NOTIFY."""
         t, s = self.tables.jobs, self.tables.servers
 
         def work(cur: Any) -> set[bytes]:
             cur.execute(
-                f"UPDATE {t} SET owner = NULL, lease_until = NULL WHERE owner IS NOT NULL AND owner <> %s "
-                f"AND NOT dead AND (lease_until < now() OR owner NOT IN (SELECT id FROM {s} WHERE "
-                "heartbeat >= now() - %s * interval '1 second')) RETURNING function_name, owner",
+                f"WITH gone AS (SELECT job_id, owner FROM {t} WHERE owner IS NOT NULL AND NOT dead AND "
+                f"(lease_until < now() OR (owner <> %s AND owner NOT IN (SELECT id FROM {s} WHERE heartbeat >= "
+                "now() - %s * interval '1 second'))) FOR UPDATE SKIP LOCKED) "
+                f"UPDATE {t} SET owner = NULL, lease_until = NULL FROM gone WHERE {t}.job_id = gone.job_id "
+                f"RETURNING {t}.function_name, gone.owner",
                 (self.store.server, self.dead_after),
             )
             rows = cur.fetchall()
@@ -395,6 +398,7 @@ class Notifications:
         self._stop = threading.Event()
         self._conn: Any = None
         self.listening = False
+        self._lost = False  # the connection was lost: its return is logged
         self._thread = threading.Thread(target=self._run, name="cluster-listen", daemon=True)
 
     def start(self) -> None:
@@ -417,9 +421,9 @@ class Notifications:
                 conn = self._conn = self.store._connect()
                 conn.autocommit = True
                 conn.execute(f"LISTEN {self.store.tables.channel}")
-                if not self.listening:
-                    log.info("%s: listening for new jobs", self.store.where)
-                self.listening = True
+                if self._lost:
+                    log.warning("%s: LISTEN is back", self.store.where)
+                self.listening, self._lost = True, False
                 delay = 0.05
                 self.heard(None)
                 while not self._stop.is_set():
@@ -432,7 +436,7 @@ class Notifications:
                     log.warning(
                         "%s: LISTEN connection lost (%s); polling until it is back", self.store.where, one_line(exc)
                     )
-                self.listening = False
+                self.listening, self._lost = False, True
                 self._close()
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.RETRY_MAX)

@@ -138,4 +138,7 @@ def test_postgres_restart_mid_run_loses_nothing(gearmand, postgres_server_fn) ->
     expected = {b"before-%d" % i for i in range(200)} | set(accepted)
     wait_for(lambda: expected <= set(runs([worker])), 30, "every acknowledged job to run after the restart")
     worker.stop()
-    assert "listening for new jobs" in servers[1].log()
+    logs = servers[0].log() + servers[1].log()
+    assert refused or "store unavailable" in logs  # the outage was seen...
+    assert "LISTEN is back" in logs  # ...and LISTEN re-established
+    assert "cluster_listening\tyes" in servers[1].admin("show store")
