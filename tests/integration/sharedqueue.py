@@ -88,7 +88,7 @@ class RecordingWorker(threading.Thread):
                     with self.lock:
                         self.started_at[data] = time.monotonic()
                     if self.delay:
-                        time.sleep(self.delay)
+                        self.stopping.wait(self.delay)
                     raw.send(Packet.WORK_COMPLETE, handle, b"ok")
                     with self.lock:
                         self.done.append(data)
