@@ -26,9 +26,11 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from gearman_gateway.cluster.relay import Event, RelayBack, RelayWorker
 from gearman_gateway.stores.base import StoredJob
 from gearman_gateway.stores.runner import AddCallback, StoreRunner
 from gearman_gateway.stores.shared_postgres import (
+    LOCAL_BITS,
     ClusterLink,
     Notifications,
     Peer,
@@ -38,7 +40,7 @@ from gearman_gateway.stores.shared_postgres import (
 )
 
 if TYPE_CHECKING:
-    from gearman_gateway.scheduler import Scheduler
+    from gearman_gateway.scheduler import Job, Scheduler
 
 log = logging.getLogger("gearman_gateway.cluster")
 
@@ -48,6 +50,8 @@ log = logging.getLogger("gearman_gateway.cluster")
 PREFETCH = 256
 #: Longest time between two polls; shorter when ``dead_after`` is short (a dead server is found by a poll).
 POLL_MAX = 1.0
+#: Relay rows' ids: this bit set in the server's own part, so they never meet its background jobs' ids.
+RELAY_BIT = 1 << (LOCAL_BITS - 1)
 #: Seconds between two readings of the cluster's queues for admin `status cluster` (a count over the table).
 STATUS_INTERVAL = 2.0
 
@@ -65,6 +69,10 @@ class SharedQueue:
         self.notifications = Notifications(self.backend, self._heard_elsewhere)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cluster")
         self.scheduler: Scheduler | None = None
+        self.relay: RelayWorker | None = None
+        self._relay_rows = 0  # relay rows inserted so far (their ids)
+        self._relaying: dict[int, None] = {}  # relay rows this server claimed and runs: renewed like its own
+        self._outbox: list[Event] = []  # events of relayed jobs, written at the end of the turn
         self._adopted: dict[int, int] = {}  # the scheduler's job id -> the cluster's, for claimed jobs
         self._claiming = False
         self._claim_again = False
@@ -90,12 +98,15 @@ class SharedQueue:
 
     def attach(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler
+        self.relay = RelayWorker(scheduler, self.reactor, self._relay_out)
+
+    def _own_workers(self, name: bytes) -> int:
+        assert self.relay is not None
+        return self.relay.own_workers(name)
 
     # -- the DurableStore protocol (the scheduler's calls)
 
     def add(self, row: StoredJob, callback: AddCallback) -> None:
-        assert self.scheduler is not None
-        fn = self.scheduler.functions.get(row.function)
         shared = SharedRow(
             cluster_id(self.server, row.job_id),
             row.handle,
@@ -104,7 +115,7 @@ class SharedQueue:
             row.priority,
             row.data,
             row.when,
-            local=fn is not None and fn.registrations > 0,
+            local=self._own_workers(row.function) > 0,
         )
         self.runner.add(shared, callback)
 
@@ -200,12 +211,21 @@ class SharedQueue:
         self.peers, queues = result
         if queues is not None:
             self.cluster_queues = queues
+        elsewhere = {
+            name.encode("utf-8", "surrogateescape")
+            for peer in self.peers
+            if peer.alive and peer.server != self.server
+            for name, counts in (peer.info.get("functions") or {}).items()
+            if isinstance(counts, list) and len(counts) == 3 and counts[2]
+        }
+        assert self.relay is not None
+        self.relay.serve(elsewhere)
 
     def _summary(self) -> dict[str, Any]:
         """This server's queues as its peers' `status cluster` shows them."""
         assert self.scheduler is not None
         functions = {
-            fn.name.decode("utf-8", "replace"): [fn.total - fn.running, fn.running, fn.registrations]
+            fn.name.decode("utf-8", "replace"): [fn.total - fn.running, fn.running, self._own_workers(fn.name)]
             for fn in self.scheduler.functions.values()
             if fn.total or fn.registrations
         }
@@ -216,32 +236,38 @@ class SharedQueue:
         written (a row committed after this list was made is fresh: its lease is whole)."""
         assert self.scheduler is not None
         held = [self._cluster_id(job_id) for job_id in self.scheduler.background_job_ids()]
+        held += self._relaying
         self._run("lease renewal", lambda: self.link.renew(held))
 
     def _poll(self) -> None:
         self._run("takeover", self.link.take_over, lambda _: self.claim())
+        if self.relay is not None and self.relay.running:
+            self._take_events()
 
     # -- claims
 
-    def _heard_elsewhere(self, payload: str | None) -> None:
+    def _heard_elsewhere(self, channel: str, payload: str | None) -> None:
         """On the LISTEN thread."""
-        self.reactor.callFromThread(self._heard, payload)
+        self.reactor.callFromThread(self._heard, channel, payload)
 
-    def _heard(self, payload: str | None) -> None:
+    def _heard(self, channel: str, payload: str | None) -> None:
         self.notifications_heard += payload is not None
+        if channel == self.backend.tables.server_channel(self.server):
+            self._take_events()
+            return
         if payload:
             try:
                 function = bytes.fromhex(payload)
             except ValueError:
                 function = b""
             fn = self.scheduler.functions.get(function) if self.scheduler is not None and function else None
-            if function and (fn is None or not fn.registrations):
+            if function and (fn is None or not self._own_workers(function)):
                 return  # not a job for this server's workers
         self.claim()
 
     def _capable(self) -> list[bytes]:
         assert self.scheduler is not None
-        return [fn.name for fn in self.scheduler.functions.values() if fn.registrations]
+        return [fn.name for fn in self.scheduler.functions.values() if fn.registrations and self._own_workers(fn.name)]
 
     def claim(self) -> None:
         """Claim what this server's workers can do, up to PREFETCH held; one claim at a time."""
@@ -262,18 +288,63 @@ class SharedQueue:
         now = int(time.time())
         self._run("claim", lambda: (room, self.link.claim(functions, room, now)), self._claimed)
 
-    def _claimed(self, result: tuple[int, list[StoredJob]]) -> None:
+    def _claimed(self, result: tuple[int, list[tuple[StoredJob, int]]]) -> None:
         self._claiming = False
         room, rows = result
         self.claims += 1
         self.claimed += len(rows)
         scheduler = self.scheduler
         assert scheduler is not None
-        for row in rows:
-            self._adopted[scheduler.adopt(row)] = row.job_id
+        for row, reply_to in rows:
+            if reply_to:
+                self._run_relayed(row, reply_to)
+            else:
+                self._adopted[scheduler.adopt(row)] = row.job_id
         self._more = len(rows) >= room
         if self._claim_again or (self._more and len(self._adopted) <= PREFETCH // 2):
             self.claim()
+
+    # -- relay (cluster/relay.py)
+
+    def _relay_out(self, jobs: list[Job]) -> None:
+        """Relay rows for jobs the RelayWorker grabbed here."""
+        rows = []
+        for job in jobs:
+            self._relay_rows += 1
+            row_id = cluster_id(self.server, RELAY_BIT | self._relay_rows)
+            rows.append(StoredJob(row_id, job.handle, job.function.name, b"", job.priority, job.data))
+        self._run("relay", lambda: self.link.relay_out(rows))
+
+    def _run_relayed(self, row: StoredJob, reply_to: int) -> None:
+        """A relay row this server claimed: a foreground job here, its events going back to ``reply_to``."""
+        assert self.scheduler is not None
+        self._relaying[row.job_id] = None
+        back = RelayBack(self._emit, reply_to, row.handle, row.job_id)
+        try:
+            self.scheduler.submit(row.function, row.data, b"", row.priority, listener=back)
+        except Exception as error:  # noqa: BLE001 - a full queue, a shutdown: the client hears a failure
+            log.warning("cluster: relayed job %r refused here: %s", row.handle, error)
+            back.job_fail(None)  # type: ignore[arg-type]
+
+    def _emit(self, event: Event) -> None:
+        if event[4]:
+            self._relaying.pop(event[4], None)
+        if not self._outbox:
+            self.reactor.callLater(0, self._flush_events)
+        self._outbox.append(event)
+
+    def _flush_events(self) -> None:
+        events, self._outbox = self._outbox, []
+        if events:
+            self._run("relay events", lambda: self.link.emit(events))
+
+    def _take_events(self) -> None:
+        self._run("relay events", self.link.take_events, self._deliver)
+
+    def _deliver(self, events: list[tuple[bytes, int, bytes]]) -> None:
+        assert self.relay is not None
+        for handle, kind, data in events:
+            self.relay.deliver(handle, kind, data)
 
     # -- admin
 

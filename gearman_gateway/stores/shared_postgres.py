@@ -48,7 +48,7 @@ LOCAL_BITS = 40
 #: Longest notification payload we send (hex of the function name); a longer name sends "" (= "look at all").
 MAX_PAYLOAD = 200
 #: Row columns of a claim's answer, in order.
-_CLAIMED = "job_id, handle, unique_key, function_name, priority, data, when_to_run"
+_CLAIMED = "job_id, handle, unique_key, function_name, priority, data, when_to_run, reply_to"
 
 
 @dataclass(slots=True)
@@ -74,6 +74,11 @@ class _Tables:
         self.jobs = table
         self.servers = f"{table}_servers"
         self.channel = table
+        self.events = f"{table}_events"
+
+    def server_channel(self, server: int) -> str:
+        """Where a server hears of events of the jobs it relayed."""
+        return f"{self.channel}_{server}"
 
     def create(self) -> list[str]:
         t, s = self.jobs, self.servers
@@ -85,7 +90,11 @@ class _Tables:
             "handle BYTEA NOT NULL, unique_key BYTEA NOT NULL, function_name BYTEA NOT NULL, "
             "priority INTEGER NOT NULL, data BYTEA NOT NULL, when_to_run BIGINT NOT NULL, "
             "dead BOOLEAN NOT NULL DEFAULT false, reason TEXT NOT NULL DEFAULT '', owner BIGINT, "
-            "lease_until TIMESTAMPTZ)",
+            "lease_until TIMESTAMPTZ, reply_to BIGINT)",
+            # a relayed job's events for the server of its client (cluster/relay.py), in id order
+            f"CREATE TABLE IF NOT EXISTS {t}_events (id BIGSERIAL PRIMARY KEY, server BIGINT NOT NULL, "
+            "handle BYTEA NOT NULL, kind SMALLINT NOT NULL, data BYTEA NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {t}_events_server ON {t}_events (server, id)",
             # what claims read: unowned live rows of some functions, best priority and oldest first
             f"CREATE INDEX IF NOT EXISTS {t}_claimable ON {t} (function_name, priority, fifo) "
             "WHERE owner IS NULL AND NOT dead",
@@ -267,11 +276,12 @@ class ClusterLink:
             except Exception:  # noqa: BLE001 - a dead connection may fail to close in any way
                 pass
 
-    def claim(self, functions: list[bytes], limit: int, now: int) -> list[StoredJob]:
-        """Take up to ``limit`` unowned due jobs of these functions, best priority and oldest first."""
+    def claim(self, functions: list[bytes], limit: int, now: int) -> list[tuple[StoredJob, int]]:
+        """Take up to ``limit`` unowned due jobs of these functions, best priority and oldest first: each with the
+        number of the server it is relayed for (0: a background job)."""
         t = self.tables.jobs
 
-        def work(cur: Any) -> list[StoredJob]:
+        def work(cur: Any) -> list[tuple[StoredJob, int]]:
             cur.execute(
                 f"UPDATE {t} SET owner = %s, lease_until = now() + %s * interval '1 second' WHERE job_id IN "
                 f"(SELECT job_id FROM {t} WHERE owner IS NULL AND NOT dead AND function_name = ANY(%s) "
@@ -279,15 +289,62 @@ class ClusterLink:
                 f"RETURNING {_CLAIMED}, fifo",
                 (self.store.server, self.store.lease, functions, now, limit),
             )
-            rows = sorted(cur.fetchall(), key=lambda r: (r[4], r[7]))
+            rows = sorted(cur.fetchall(), key=lambda r: (r[4], r[8]))
             return [
-                StoredJob(
-                    int(r[0]), as_bytes(r[1]), as_bytes(r[3]), as_bytes(r[2]), int(r[4]), as_bytes(r[5]), int(r[6])
+                (
+                    StoredJob(
+                        int(r[0]), as_bytes(r[1]), as_bytes(r[3]), as_bytes(r[2]), int(r[4]), as_bytes(r[5]), int(r[6])
+                    ),
+                    int(r[7] or 0),
                 )
                 for r in rows
             ]
 
         return self._cursor_work("claim", work)
+
+    def relay_out(self, rows: list[StoredJob]) -> None:
+        """Relay rows for jobs of this server's clients: claimable by any server whose workers can do them."""
+        t = self.tables.jobs
+
+        def work(cur: Any) -> None:
+            for row in rows:
+                cur.execute(
+                    f"INSERT INTO {t} (job_id, handle, unique_key, function_name, priority, data, when_to_run, "
+                    "reply_to) VALUES (%s, %s, '', %s, %s, %s, 0, %s)",
+                    (row.job_id, row.handle, row.function, row.priority, row.data, self.store.server),
+                )
+            self.store._notify(cur, {row.function for row in rows})
+
+        self._cursor_work("relay", work)
+
+    def emit(self, events: list[tuple[int, bytes, int, bytes, int]]) -> None:
+        """Events of relayed jobs for the servers of their clients, in order, in one transaction; the relay rows of
+        finished ones are deleted with them; one NOTIFY per server."""
+
+        def work(cur: Any) -> None:
+            cur.executemany(
+                f"INSERT INTO {self.tables.events} (server, handle, kind, data) VALUES (%s, %s, %s, %s)",
+                [(server, handle, kind, data) for server, handle, kind, data, _ in events],
+            )
+            done = [row for *_, row in events if row]
+            if done:
+                cur.execute(f"DELETE FROM {self.tables.jobs} WHERE job_id = ANY(%s)", (done,))
+            for server in sorted({event[0] for event in events}):
+                cur.execute("SELECT pg_notify(%s, '')", (self.tables.server_channel(server),))
+
+        self._cursor_work("relay events", work)
+
+    def take_events(self) -> list[tuple[bytes, int, bytes]]:
+        """The events waiting for this server, oldest first (deleted as they are read)."""
+
+        def work(cur: Any) -> list[tuple[bytes, int, bytes]]:
+            cur.execute(
+                f"DELETE FROM {self.tables.events} WHERE server = %s RETURNING id, handle, kind, data",
+                (self.store.server,),
+            )
+            return [(as_bytes(h), int(k), as_bytes(d)) for _, h, k, d in sorted(cur.fetchall())]
+
+        return self._cursor_work("relay events", work)
 
     def heartbeat(self, info: dict[str, Any]) -> None:
         """This server is alive (its row is written again if another server cleaned it away)."""
@@ -386,13 +443,14 @@ def _json(text: str) -> dict[str, Any]:
 
 
 class Notifications:
-    """LISTEN on the cluster's channel, on a daemon thread with its own connection; ``heard(payload)`` for each
-    notification and ``heard(None)`` after every (re)connect (notifications may have been missed meanwhile).
+    """LISTEN on the cluster's channel and this server's own, on a daemon thread with its own connection;
+    ``heard(channel, payload)`` for each notification and ``heard("", None)`` after every (re)connect
+    (notifications may have been missed meanwhile).
     Reconnects with back-off after a database restart; the coordinator's poll keeps working meanwhile."""
 
     RETRY_MAX = 5.0
 
-    def __init__(self, store: SharedPostgresStore, heard: Callable[[str | None], None]) -> None:
+    def __init__(self, store: SharedPostgresStore, heard: Callable[[str, str | None], None]) -> None:
         self.store = store
         self.heard = heard
         self._stop = threading.Event()
@@ -421,14 +479,15 @@ class Notifications:
                 conn = self._conn = self.store._connect()
                 conn.autocommit = True
                 conn.execute(f"LISTEN {self.store.tables.channel}")
+                conn.execute(f"LISTEN {self.store.tables.server_channel(self.store.server)}")
                 if self._lost:
                     log.warning("%s: LISTEN is back", self.store.where)
                 self.listening, self._lost = True, False
                 delay = 0.05
-                self.heard(None)
+                self.heard("", None)
                 while not self._stop.is_set():
-                    for note in conn.notifies(timeout=1.0):
-                        self.heard(note.payload)
+                    for note in conn.notifies(timeout=0.25):
+                        self.heard(note.channel, note.payload)
             except Exception as exc:  # noqa: BLE001 - any failure: reconnect (the poll covers the gap)
                 if self._stop.is_set():
                     break
