@@ -134,6 +134,7 @@ class Server:
                 frontend_states=self.frontend_states,
                 monitoring=self.monitoring,
                 frontend_metrics=self.frontend_metrics,
+                cluster=self.cluster.cluster_view if self.cluster is not None else None,
             ),
         )
         self.service = OrderedServices()

@@ -360,6 +360,38 @@ class SharedQueue:
             "cluster_failing": "; ".join(f"{what}: {error}" for what, error in self._failing.items()),
         }
 
+    def cluster_view(self) -> dict[str, Any]:
+        """Admin `peers` and `status cluster`, and the JSON status's ``cluster``: the servers and the whole
+        cluster's queues, from the last heartbeats (at most ``dead_after / 3`` seconds old) and the last count of
+        the jobs no server holds (at most STATUS_INTERVAL old)."""
+        peers = []
+        totals: dict[str, list[int]] = {}
+        for peer in self.peers:
+            functions = (peer.info.get("functions") or {}) if peer.alive else {}
+            peers.append(
+                {
+                    "server": peer.server,
+                    "name": peer.name,
+                    "alive": peer.alive,
+                    "heartbeat_age": round(peer.heartbeat_age, 3),
+                    "held": int(peer.info.get("held", 0)),
+                    "this": peer.server == self.server,
+                }
+            )
+            for name, counts in functions.items():
+                if isinstance(counts, list) and len(counts) == 3:
+                    entry = totals.setdefault(name, [0, 0, 0])
+                    entry[0] += counts[0] + counts[1]
+                    entry[1] += counts[1]
+                    entry[2] += counts[2]
+        for name, (unowned, _) in self.cluster_queues.items():
+            totals.setdefault(name.decode("utf-8", "replace"), [0, 0, 0])[0] += unowned
+        functions = [
+            {"name": name, "total": total, "running": running, "workers": workers}
+            for name, (total, running, workers) in sorted(totals.items())
+        ]
+        return {"server": self.server, "peers": peers, "functions": functions}
+
     def close(self, timeout: float = 10.0) -> None:
         """Stop, then close the runner: its pending deletes go out, then this server's rows go back."""
         if not self._stopped:

@@ -3,12 +3,16 @@ another, and the client gets every packet its worker sent, in order; a job stays
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import threading
+import urllib.request
 
 import pytest
 
 from protocols.binary.packets import Packet
+from tests.integration.conftest import free_port, wait_listening
 from tests.integration.rawclient import Raw
 from tests.integration.sharedqueue import new_database, shared_args, wait_for
 
@@ -112,3 +116,31 @@ def test_relay_works_both_ways_and_stays_local_when_it_can(pair) -> None:
     assert packets[-1][1][1] == b"done by local"
     for raw in (on_a, on_b, local_a, local_b):
         raw.close()
+
+
+def test_peers_and_status_cluster_in_admin_and_json(gearmand, postgres_server) -> None:
+    conninfo = new_database(postgres_server)
+    http_port = free_port()
+    a = gearmand(*shared_args(conninfo), "-r", "http", "--http-port", str(http_port))
+    wait_listening(http_port, a.proc)
+    b = gearmand(*shared_args(conninfo))
+    ready = threading.Event()
+    worker = scripted_worker(b.port, b"seen", Packet.WORK_COMPLETE, ready)
+    ready.wait(5)
+    with Raw(a.port) as client:
+        for data in (b"1", b"2", b"3"):
+            client.send(Packet.SUBMIT_JOB_BG, b"waiting", b"", data)  # nobody can do it: the cluster's, unowned
+            client.expect(Packet.JOB_CREATED)
+    wait_for(lambda: "waiting\t3\t0\t0" in b.admin("status cluster"), 10, "the cluster's count")
+    assert "seen\t0\t0\t1" in a.admin("status cluster")  # b's worker, seen from a
+    peers = a.admin("peers").splitlines()
+    assert len(peers) == 3 and peers[-1] == "."
+    assert sum(line.endswith(" *") for line in peers) == 1
+    assert all("\talive\t" in line for line in peers[:2])
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/_gearman/status", timeout=5) as response:
+        status = json.load(response)
+    assert [p["alive"] for p in status["cluster"]["peers"]] == [True, True]
+    assert {"name": "waiting", "total": 3, "running": 0, "workers": 0} in status["cluster"]["functions"]
+    worker.close()
+    b.stop(signal.SIGKILL)
+    wait_for(lambda: "\tdead\t" in a.admin("peers"), 10, "the killed server to be seen dead")
