@@ -140,6 +140,12 @@ class SharedPostgresStore(PostgresStore):
                 cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_lock_class(),))
                 for statement in self.tables.create():
                     cur.execute(statement)
+                missing = {"owner", "lease_until", "fifo", "reply_to"} - self._columns(cur, self.table)
+                if missing:
+                    raise StoreError(
+                        f"{self.where}: the table exists without the shared layout (no {', '.join(sorted(missing))}): "
+                        f"a one-server queue table cannot be shared; name another (default {DEFAULT_SHARED_TABLE})"
+                    )
                 if not self.server:
                     cur.execute(
                         f"INSERT INTO {self.tables.servers} (name) VALUES (%s) RETURNING id",
