@@ -49,6 +49,7 @@ from durability import private_postgres
 sys.path.insert(0, str(REPO))
 from protocols.binary.packets import Packet  # noqa: E402
 from tests.integration.rawclient import Raw  # noqa: E402
+from tests.integration.sharedqueue import RecordingWorker, submit_background  # noqa: E402
 
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -139,11 +140,49 @@ def latency(submit_port: int, worker_port: int, count: int) -> tuple[float, floa
     return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
 
 
+def claim_path(submit: list[Server], work: Server, jobs: int, conninfo: str, hold: bool) -> float:
+    """Jobs/s of background jobs submitted to gateways without workers (handed to the cluster) and claimed by
+    four raw workers on another gateway; ``hold``: with a transaction left open (and its snapshot held) for the
+    whole run, which keeps vacuum from removing the dead rows that every claim and delete leaves."""
+    import psycopg
+
+    function = b"claim%d" % time.monotonic_ns()
+    workers = [RecordingWorker(work.port, function) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+        worker.ready.wait(5)
+    with contextlib.ExitStack() as stack:
+        if hold:
+            blocker = stack.enter_context(psycopg.connect(conninfo))
+            blocker.execute("SELECT txid_current()")  # a transaction with an id, open until the end
+        start = time.monotonic()
+        threads = [
+            threading.Thread(
+                target=submit_background, args=(s.port, function, [b"%d" % i for i in range(jobs // len(submit))])
+            )
+            for s in submit
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        total = jobs // len(submit) * len(submit)
+        while sum(len(w.done) for w in workers) < total:
+            if time.monotonic() - start > 300:
+                raise RuntimeError("claimed jobs did not all run within 300 s")
+            time.sleep(0.01)
+        wall = time.monotonic() - start
+    for worker in workers:
+        worker.stop()
+    return total / wall
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--jobs", type=int, default=30_000)
     ap.add_argument("--latency-jobs", type=int, default=300)
+    ap.add_argument("--claim-jobs", type=int, default=10_000, help="jobs per claim-path run")
     ap.add_argument("--generator", choices=("auto", "gload", "loadgen"), default="auto")
     ap.add_argument("--ours", default=OUR_GEARMAND)
     ap.add_argument("--markdown", action="store_true")
@@ -179,14 +218,20 @@ def main() -> int:
                 row.update(round=rnd + 1, load=loadavg())
                 rows.append(row)
                 print(f"r{rnd + 1} {label:20} {row}", flush=True)
-        a, b = (Server(f"relay{i}", base + shared, workdir).start() for i in range(2))
+        a, b, c = (Server(f"relay{i}", base + shared, workdir).start() for i in range(3))
+        claims: dict[bool, list[float]] = {False: [], True: []}
         try:
             time.sleep(1.0)
             local = latency(a.port, a.port, args.latency_jobs)
             relayed = latency(a.port, b.port, args.latency_jobs)
+            for _ in range(args.rounds):
+                for hold in (False, True):
+                    claims[hold].append(claim_path([a, b], c, args.claim_jobs, conninfo, hold))
+                    print(f"claim path, transaction held open {hold}: {claims[hold][-1]:,.0f} jobs/s", flush=True)
         finally:
             a.stop()
             b.stop()
+            c.stop()
     print(f"# load after: {loadavg()}\n")
     header = ["configuration", "jobs/s (median)", "gateway CPU µs/job", "PostgreSQL CPU µs/job"]
     lines = []
@@ -211,6 +256,17 @@ def main() -> int:
             [
                 ["local worker", f"{local[0] * 1000:.2f}", f"{local[1] * 1000:.2f}"],
                 ["relayed (worker on another gateway)", f"{relayed[0] * 1000:.2f}", f"{relayed[1] * 1000:.2f}"],
+            ],
+            args.markdown,
+        )
+    )
+    print()
+    print(
+        table(
+            ["claim path (submitted to 2 gateways, run by workers on a third)", "jobs/s (median)"],
+            [
+                ["no long transaction", f"{statistics.median(claims[False]):,.0f}"],
+                ["a transaction held open for the whole run", f"{statistics.median(claims[True]):,.0f}"],
             ],
             args.markdown,
         )
