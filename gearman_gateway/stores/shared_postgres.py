@@ -37,7 +37,7 @@ import psycopg
 from gearman_gateway.stores.base import HandedOff, StoredJob, StoreError
 from gearman_gateway.stores.ownership import HOST, this_process
 from gearman_gateway.stores.postgres import PostgresStore
-from gearman_gateway.stores.sql import as_bytes, one_line
+from gearman_gateway.stores.sql import as_bytes, close_quietly, one_line
 
 log = logging.getLogger("gearman_gateway.cluster")
 
@@ -127,34 +127,21 @@ class SharedPostgresStore(PostgresStore):
         )
         self._row_marks = "(%s, %s, %s, %s, %s, %s, %s, %s, now() + %s * interval '1 second')"
 
-    def open(self) -> None:
-        self._disconnect()
-        try:
-            self._conn = self._connect()
-        except self.driver_errors as exc:
-            raise StoreError(f"{self.where}: connect failed: {one_line(exc)}") from exc
-        try:
-            with self._transaction("open") as cur:
-                self._prepare_session(cur)
-                # two servers starting at once must not race to create the tables
-                cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_lock_class(),))
-                for statement in self.tables.create():
-                    cur.execute(statement)
-                missing = {"owner", "lease_until", "fifo", "reply_to"} - self._columns(cur, self.table)
-                if missing:
-                    raise StoreError(
-                        f"{self.where}: the table exists without the shared layout (no {', '.join(sorted(missing))}): "
-                        f"a one-server queue table cannot be shared; name another (default {DEFAULT_SHARED_TABLE})"
-                    )
-                if not self.server:
-                    cur.execute(
-                        f"INSERT INTO {self.tables.servers} (name) VALUES (%s) RETURNING id",
-                        (this_process(),),
-                    )
-                    self.server = int(cur.fetchone()[0])
-        except StoreError:
-            self._disconnect()
-            raise
+    def _set_up(self, cur: Any) -> None:
+        """In ``open``'s transaction: the tables (two servers starting at once never race to create them), and
+        this server's number (once: a reconnect keeps it)."""
+        cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_lock_class(),))
+        for statement in self.tables.create():
+            cur.execute(statement)
+        missing = {"owner", "lease_until", "fifo", "reply_to"} - self._columns(cur, self.table)
+        if missing:
+            raise StoreError(
+                f"{self.where}: the table exists without the shared layout (no {', '.join(sorted(missing))}): "
+                f"a one-server queue table cannot be shared; name another (default {DEFAULT_SHARED_TABLE})"
+            )
+        if not self.server:
+            cur.execute(f"INSERT INTO {self.tables.servers} (name) VALUES (%s) RETURNING id", (this_process(),))
+            self.server = int(cur.fetchone()[0])
 
     def close(self) -> None:
         """Leave the cluster cleanly: this server's live rows become claimable, its servers row goes."""
@@ -282,11 +269,7 @@ class ClusterLink:
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001 - a dead connection may fail to close in any way
-                pass
+        close_quietly(conn)
 
     def claim(self, functions: list[bytes], limit: int, now: int) -> list[tuple[StoredJob, int]]:
         """Take up to ``limit`` unowned due jobs of these functions, best priority and oldest first: each with the
@@ -516,11 +499,7 @@ class Notifications:
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001
-                pass
+        close_quietly(conn)
 
 
 __all__ = [
