@@ -65,7 +65,10 @@ class SharedQueue:
         self.reactor = reactor
         self.dead_after = dead_after
         self.poll_interval = min(POLL_MAX, dead_after / 3)
-        self.link = ClusterLink(self.backend, dead_after)
+        #: Seconds after an outage (this gateway's, or the database's restart) before any takeover: every live
+        #: gateway has written a heartbeat and renewed its leases by then.
+        self.takeover_grace = dead_after + runner.backend.lease / 3  # type: ignore[attr-defined]
+        self.link = ClusterLink(self.backend, dead_after, self.takeover_grace)
         self.notifications = Notifications(self.backend, self._heard_elsewhere)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cluster")
         self.scheduler: Scheduler | None = None
@@ -81,6 +84,9 @@ class SharedQueue:
         self._stopped = False
         self._failing: dict[str, str] = {}  # what -> its last error, while it fails
         self._last_status = 0.0
+        #: When this gateway's cluster work last came back from a failure: for a while after that it takes over
+        #: no other gateway's jobs (the others were probably cut off too, and have not written a heartbeat yet).
+        self._recovered_at = 0.0
         # figures for admin and the JSON status
         self.claims = 0
         self.claimed = 0
@@ -189,6 +195,7 @@ class SharedQueue:
             return
         if what in self._failing:
             del self._failing[what]
+            self._recovered_at = time.monotonic()
             log.warning("cluster: %s works again", what)
         if then is not None and not self._stopped:
             then(future.result())
@@ -240,7 +247,10 @@ class SharedQueue:
         self._run("lease renewal", lambda: self.link.renew(held))
 
     def _poll(self) -> None:
-        self._run("takeover", self.link.take_over, lambda _: self.claim())
+        if time.monotonic() - self._recovered_at < self.takeover_grace:
+            self.claim()  # just back from an outage: no takeover yet (see _recovered_at)
+        else:
+            self._run("takeover", self.link.take_over, lambda _: self.claim())
         if self.relay is not None and self.relay.running:
             self._take_events()
 

@@ -243,10 +243,13 @@ class Peer:
 class ClusterLink:
     """The coordinator's connection: claims, heartbeats, lease renewal, takeover of dead servers' jobs."""
 
-    def __init__(self, store: SharedPostgresStore, dead_after: float) -> None:
+    def __init__(self, store: SharedPostgresStore, dead_after: float, grace: float = 0.0) -> None:
         self.store = store
         self.tables = store.tables
         self.dead_after = dead_after
+        #: No takeover until the database has run this long since its (re)start: every gateway lost its
+        #: session with it and needs a moment to heartbeat and renew again.
+        self.grace = grace
         self._conn: Any = None
 
     def _cursor_work(self, what: str, work: Callable[[Any], Any]) -> Any:
@@ -381,11 +384,12 @@ class ClusterLink:
         def work(cur: Any) -> set[bytes]:
             cur.execute(
                 f"WITH gone AS (SELECT job_id, owner FROM {t} WHERE owner IS NOT NULL AND NOT dead AND "
+                "now() - pg_postmaster_start_time() > %s * interval '1 second' AND "
                 f"(lease_until < now() OR (owner <> %s AND owner NOT IN (SELECT id FROM {s} WHERE heartbeat >= "
                 "now() - %s * interval '1 second'))) FOR UPDATE SKIP LOCKED) "
                 f"UPDATE {t} SET owner = NULL, lease_until = NULL FROM gone WHERE {t}.job_id = gone.job_id "
                 f"RETURNING {t}.function_name, gone.owner",
-                (self.store.server, self.dead_after),
+                (self.grace, self.store.server, self.dead_after),
             )
             rows = cur.fetchall()
             if rows:

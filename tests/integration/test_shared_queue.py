@@ -195,3 +195,28 @@ def test_php_and_c_clients_on_two_servers_with_one_killed(cluster, tmp_path) -> 
     held.stop()
     seen = seen_file.read_text().split() if seen_file.exists() else []
     assert sorted(seen) == sorted([f"before-{i}" for i in range(20)] + [f"after-{i}" for i in range(20)]), out
+
+
+def test_primary_stopped_and_started_again_nothing_lost_nothing_taken_twice(gearmand, postgres_server_fn) -> None:
+    """PostgreSQL's primary goes away for longer than dead_after and comes back (docs/scale.md, HA): every
+    gateway was cut off, so none may take the others' jobs over on its return; each job runs once."""
+    servers = [gearmand(*shared_args(postgres_server_fn.conninfo, LEASE, DEAD_AFTER)) for _ in range(2)]
+    slow = RecordingWorker(servers[0].port, b"ha", delay=4.0)  # holds a job across the outage
+    fast = RecordingWorker(servers[1].port, b"ha")
+    for worker in (slow, fast):
+        worker.start()
+        worker.ready.wait(5)
+    payloads = [b"ha-%d" % i for i in range(30)]
+    submit_background(servers[0].port, b"ha", payloads[:3])  # held by the slow worker's gateway (12 s of work)
+    submit_background(servers[1].port, b"ha", payloads[3:])
+    wait_for(lambda: bool(slow.started_at), 10, "the slow worker to hold a job")
+    postgres_server_fn.stop("fast")
+    time.sleep(DEAD_AFTER * 2.5)  # every heartbeat is stale by now
+    postgres_server_fn.start()
+    wait_for(lambda: sum(runs([slow, fast]).values()) >= 30, 30, "every job to run")
+    time.sleep(LEASE + DEAD_AFTER)  # a takeover, if any, would run a job twice by now
+    counts = runs([slow, fast])
+    slow.stop()
+    fast.stop()
+    assert sorted(counts) == sorted(payloads)
+    assert set(counts.values()) == {1}, {data: n for data, n in counts.items() if n > 1}
