@@ -14,7 +14,7 @@ import pytest
 from protocols.binary.packets import Packet
 from tests.integration.conftest import free_port, wait_listening
 from tests.integration.rawclient import Raw
-from tests.integration.sharedqueue import new_database, shared_args, wait_for
+from tests.integration.sharedqueue import RecordingWorker, new_database, shared_args, submit_background, wait_for
 
 pytestmark = pytest.mark.skipif("GG_TEST_SERVER" in os.environ, reason="our shared mode")
 
@@ -144,3 +144,20 @@ def test_peers_and_status_cluster_in_admin_and_json(gearmand, postgres_server) -
     worker.close()
     b.stop(signal.SIGKILL)
     wait_for(lambda: "\tdead\t" in a.admin("peers"), 10, "the killed server to be seen dead")
+
+
+def test_jobs_held_where_the_last_worker_left_are_relayed_to_a_worker_elsewhere(pair) -> None:
+    a, b = pair
+    leaving = RecordingWorker(a.port, b"moved", delay=30)  # takes one job and is stopped before finishing it
+    leaving.start()
+    leaving.ready.wait(5)
+    payloads = [b"m-%d" % i for i in range(5)]
+    submit_background(a.port, b"moved", payloads)  # a's worker can do it: a holds them
+    wait_for(lambda: bool(leaving.started_at), 10, "a's worker to take a job")
+    leaving.stop()  # it finishes its one job and disconnects: a holds the other four with no worker
+    elsewhere = RecordingWorker(b.port, b"moved")
+    elsewhere.start()
+    wait_for(lambda: len(elsewhere.done) >= 4, 15, "a's held jobs to run on b")
+    elsewhere.stop()
+    assert sorted(leaving.done + elsewhere.done) == sorted(payloads)  # its one job was finished as it stopped
+    wait_for(lambda: "moved\t0\t0" in a.admin("status"), 5, "a to have finished them")
