@@ -470,7 +470,8 @@ class Notifications:
                 conn.cancel_safe(timeout=1.0)
             except Exception:  # noqa: BLE001 - it may be gone already
                 pass
-        self._thread.join(timeout=3.0)
+        if self._thread.is_alive():  # never started when the server failed to start
+            self._thread.join(timeout=3.0)
 
     def _run(self) -> None:
         delay = 0.05
