@@ -207,8 +207,8 @@ def test_primary_stopped_and_started_again_nothing_lost_nothing_taken_twice(gear
         worker.start()
         worker.ready.wait(5)
     payloads = [b"ha-%d" % i for i in range(30)]
-    submit_background(servers[0].port, b"ha", payloads[:3])  # held by the slow worker's gateway (12 s of work)
-    submit_background(servers[1].port, b"ha", payloads[3:])
+    submit_background(servers[0].port, b"ha", payloads[:2])  # held by the slow worker's gateway (8 s of work)
+    submit_background(servers[1].port, b"ha", payloads[2:])
     wait_for(lambda: bool(slow.started_at), 10, "the slow worker to hold a job")
     postgres_server_fn.stop("fast")
     time.sleep(DEAD_AFTER * 2.5)  # every heartbeat is stale by now
