@@ -177,19 +177,21 @@ class ResultCache(JobListener):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def wait(self, key: Key, waiter: Callable[[Result], None]) -> Callable[[], None]:
-        """Call ``waiter`` with the result of ``key`` when it comes; returns what stops waiting."""
-        waiters = self._waiters.setdefault(key, [])
-        waiters.append(waiter)
+    def wait(self, key: Key, waiter: Callable[[Result], None]) -> None:
+        """Call ``waiter`` once with the result of ``key`` when it comes (unless ``unwait`` comes first)."""
+        waiters = self._waiters.get(key)
+        if waiters is None:
+            self._waiters[key] = [waiter]
+        else:
+            waiters.append(waiter)
 
-        def cancel() -> None:
-            current = self._waiters.get(key)
-            if current is not None and waiter in current:
-                current.remove(waiter)
-                if not current:
-                    del self._waiters[key]
-
-        return cancel
+    def unwait(self, key: Key, waiter: Callable[[Result], None]) -> None:
+        """``waiter`` stops waiting for ``key`` (equal, not identical: a bound method made again will do)."""
+        current = self._waiters.get(key)
+        if current is not None and waiter in current:
+            current.remove(waiter)
+            if not current:
+                del self._waiters[key]
 
     def _evict(self) -> None:
         entries = self._entries

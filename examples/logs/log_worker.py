@@ -12,6 +12,7 @@ import os
 import re
 import sqlite3
 import sys
+import time
 
 from gearman_gateway import Worker
 
@@ -31,7 +32,16 @@ ON CONFLICT (host, path, status) DO UPDATE SET requests = requests + 1, bytes = 
 
 def open_totals(path):
     db = sqlite3.connect(path, timeout=30, isolation_level=None)  # autocommit: one line, one transaction
-    db.execute("PRAGMA journal_mode=WAL")  # workers add while summary.py reads
+    # WAL, so workers add while summary.py reads. Switching to it needs a moment alone with the file, and SQLite
+    # answers "database is locked" at once rather than wait when workers start together: so try again.
+    for attempt in range(200):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError:
+            if attempt == 199:
+                raise
+            time.sleep(0.05)
     db.execute("PRAGMA synchronous=NORMAL")
     db.executescript(SCHEMA)
     return db

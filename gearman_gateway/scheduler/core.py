@@ -1194,6 +1194,8 @@ class Scheduler:
             for job in queue:
                 if job.state is not _PENDING:
                     return job_snapshot(job, self.observer), job.data
+        for job in fn.died:  # a grab takes these only when no other job is queued
+            return job_snapshot(job, self.observer), job.data
         return None
 
     def background_job_ids(self) -> list[int]:

@@ -150,8 +150,9 @@ class Decoder:
                         pos = stop
                         continue
                     parsed = text.set_block(key, flags, exptime, size)
-                else:
-                    parsed = fast
+                else:  # a plain get: nothing more to look at
+                    events.append(fast)
+                    continue
             else:
                 if end - pos < binary.HEADER_SIZE:
                     return pos

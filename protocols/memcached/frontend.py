@@ -84,6 +84,10 @@ class MemcachedProtocol(SessionConnection):
     def write(self, data: bytes) -> None:
         self.queue(data)
 
+    def write_soon(self, data: bytes) -> None:
+        """Output that may wait up to ``ACK_WAIT_TURNS`` turns for more (``protocols.output``)."""
+        self.queue(data, urgent=False)
+
 
 class MemcachedFactory(FrontendFactory):
     protocol = MemcachedProtocol

@@ -15,7 +15,7 @@ open job.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 #: Option words that take no value.
 FLAGS = frozenset({b"open", b"close", b"abort", b"peek", b"error", b"fail"})
@@ -23,8 +23,10 @@ FLAGS = frozenset({b"open", b"close", b"abort", b"peek", b"error", b"fail"})
 _MAX_WAIT_DIGITS = 9
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Key:
+    """A parsed key. Shared through ``parse``'s cache: never changed once made."""
+
     function: bytes
     unique: bytes = b""
     wait_ms: int | None = None  # t=<ms>
@@ -34,15 +36,16 @@ class Key:
     peek: bool = False
     error: bool = False
     fail: bool = False
+    #: any option given (computed once: every request asks)
+    has_options: bool = field(init=False, compare=False, repr=False)
+    #: the result cache's key
+    result_key: tuple[bytes, bytes] = field(init=False, compare=False, repr=False)
 
-    @property
-    def has_options(self) -> bool:
-        return self.wait_ms is not None or self.open or self.close or self.abort or self.peek or self.error or self.fail
-
-    @property
-    def result_key(self) -> tuple[bytes, bytes]:
-        """The result cache's key."""
-        return self.function, self.unique
+    def __post_init__(self) -> None:
+        self.has_options = (
+            self.wait_ms is not None or self.open or self.close or self.abort or self.peek or self.error or self.fail
+        )
+        self.result_key = (self.function, self.unique)
 
 
 def _wait(segment: bytes) -> int | None:
@@ -66,6 +69,10 @@ def parse(raw: bytes) -> Key | None:
     function = segments[0]
     if not function:
         return None
+    if len(segments) == 2:  # the usual new key: <function>/<unique>
+        last = segments[1]
+        if last not in FLAGS and last[:2] != b"t=":
+            return Key(function, last)
     options: dict[str, bool | int] = {}
     end = len(segments)
     while end > 1:

@@ -25,7 +25,7 @@ from gearman_gateway.results import expiry
 from gearman_gateway.scheduler import JobListener, Priority, SchedulerError
 from gearman_gateway.scheduler.errors import ArgumentTooLarge
 from gearman_gateway.turns import end_of_turn
-from protocols.memcached import keys, replies
+from protocols.memcached import keys, replies, text
 from protocols.memcached.codec import Decoder
 from protocols.memcached.events import (
     Arithmetic,
@@ -77,6 +77,9 @@ class Transport(Protocol):
     def close(self) -> None: ...  # after what was written has gone out
     def pause_reading(self) -> None: ...
     def resume_reading(self) -> None: ...
+
+    # optional: ``write_soon(data)``, a write that may wait a couple of reactor turns to leave together with
+    # the next one (a worker's ``STORED`` for its result, with the next job it waits for)
 
 
 class _Pending:
@@ -158,6 +161,7 @@ class MemcachedSession:
         self.options = options
         self.shared = shared
         self.transport = transport
+        self._write_soon: Callable[[bytes], None] = getattr(transport, "write_soon", transport.write)
         self.decoder = Decoder(max_value_size=options.max_value_size)
         self.closed = False
         self._events: deque[Event] = deque()
@@ -168,8 +172,10 @@ class MemcachedSession:
         # one worker per function this connection takes work of, so that a grab takes only that function's
         self._workers: dict[bytes, Worker] = {}
         self._open: dict[bytes, Job] = {}  # the job each function has open here (get .../open)
-        self._waiting: tuple[bytes, bool, Callable[[Item | None], None]] | None = None  # function, open, then
-        self._cancel_wait: Callable[[], None] | None = None  # stops the current wait (not its timer)
+        # the current wait: the retrieval it belongs to, and what it waits for (a result, or work)
+        self._waiting_run: _Retrieval | None = None
+        self._waiting_key: keys.Key | None = None  # a result of this key
+        self._waiting: tuple[bytes, bool] | None = None  # work of this function (opened or not)
         self._timer: Any = None  # the connection's one wait timer (``_arm``)
         self._on_timeout: Callable[[], None] | None = None  # what the current wait does when it times out
         self._deadline = 0.0  # when it times out (clock seconds)
@@ -210,8 +216,15 @@ class MemcachedSession:
             self.transport.pause_reading()
 
     def input_ended(self) -> None:
-        """The peer sent its last byte (``printf ... | nc``): answer what it sent, waits included, then close."""
+        """The peer sent its last byte (``printf ... | nc``): answer what it sent, then close. Waits for
+        results go on; this connection takes no more work (its workers go, an open job goes back, a wait for
+        work ends as a miss): a peer that stopped sending may be gone altogether, and a job handed to it
+        would be lost (a plain ``get`` completes the job it takes)."""
         self._input_ended = True
+        waiting = self._waiting is not None
+        self._drop_workers()
+        if waiting:
+            self._wait_done(None)
         self._run()
 
     def connection_lost(self) -> None:
@@ -222,6 +235,10 @@ class MemcachedSession:
         timer, self._timer = self._timer, None
         if timer is not None and timer.active():
             timer.cancel()
+        self._drop_workers()
+
+    def _drop_workers(self) -> None:
+        """This connection's workers go; the jobs open on them go back by the worker-failure rule."""
         workers, self._workers = self._workers, {}
         self._open.clear()
         for worker in workers.values():
@@ -302,8 +319,7 @@ class MemcachedSession:
             return replies.TEXT_MISS
         if isinstance(outcome, str):
             return replies.error_reply(event, outcome, client=True)
-        run = _Retrieval(event, event.keys)
-        self._wait(outcome, lambda item: self._resume(run, item))  # type: ignore[arg-type]
+        self._wait(outcome, _Retrieval(event, event.keys))  # type: ignore[arg-type]
         return PENDING
 
     def _retrieve(self, run: _Retrieval) -> bytes | _Pending:
@@ -313,7 +329,7 @@ class MemcachedSession:
             if isinstance(outcome, str):
                 return replies.error_reply(run.event, outcome, client=True)
             if isinstance(outcome, _Wait):
-                self._wait(outcome, lambda item: self._resume(run, item))
+                self._wait(outcome, run)
                 return PENDING
             self._count(outcome)
             run.items.append(outcome)
@@ -323,6 +339,10 @@ class MemcachedSession:
 
     def _resume(self, run: _Retrieval, item: Item | None) -> None:
         self._count(item)
+        event = run.event
+        if type(event) is Get and event.opcode is None and event.exptime is None and len(event.keys) == 1:
+            self._finish(replies.TEXT_MISS if item is None else replies.text_hit(event.keys[0], item))
+            return  # what _get_one began: one key, text, no touch
         run.items.append(item)
         reply = self._retrieve(run)
         if reply is not PENDING:
@@ -373,7 +393,7 @@ class MemcachedSession:
                 return None
             snapshot, data = found
             return Item(data, self.shared.peek_flags(snapshot.handle))
-        if (key.close or key.abort) and not key.open:
+        if ((key.close or key.abort) and not key.open) or self._input_ended:
             return None
         if function in self._open:
             return ALREADY_OPEN
@@ -389,22 +409,35 @@ class MemcachedSession:
 
     # -- waiting
 
-    def _wait(self, wait: _Wait, then: Callable[[Item | None], None]) -> None:
+    def _wait(self, wait: _Wait, run: _Retrieval) -> None:
+        """``run`` waits for the key of ``wait``; ``_wait_done`` resumes it (no closure per wait)."""
         key = wait.key
-
-        def done(item: Item | None) -> None:
-            self._stop_waiting()
-            then(item)
-
+        self._waiting_run = run
         if key.unique or key.error:
             assert self.results is not None
-            self._cancel_wait = self.results.wait(key.result_key, lambda result: done(self._result_item(key, result)))
-            self._arm(wait.ms / 1000.0, lambda: done(None))
+            self._waiting_key = key
+            self.results.wait(key.result_key, self._result_came)
+            self._arm(wait.ms / 1000.0, self._result_timeout)
         else:
-            self._waiting = (key.function, key.open, done)
+            self._waiting = (key.function, key.open)
             self.scheduler.pre_sleep(self._workers[key.function])
-            self._cancel_wait = self._stop_work_wait
             self._arm(wait.ms / 1000.0, self._work_timeout)
+
+    def _result_came(self, result: Result) -> None:
+        key = self._waiting_key
+        assert key is not None
+        self._waiting_key = None  # the cache let go of its waiters
+        self._wait_done(self._result_item(key, result))
+
+    def _result_timeout(self) -> None:
+        self._wait_done(None)
+
+    def _wait_done(self, item: Item | None) -> None:
+        """The wait is over (``item``: what it found, None: a miss): its retrieval goes on."""
+        run = self._waiting_run
+        self._stop_waiting()
+        if run is not None:
+            self._resume(run, item)
 
     def _arm(self, seconds: float, on_timeout: Callable[[], None]) -> None:
         """Time the current wait out after ``seconds``. One timer per connection, moved but never cancelled
@@ -432,23 +465,22 @@ class MemcachedSession:
 
     def _stop_waiting(self) -> None:
         self._on_timeout = None
-        cancel, self._cancel_wait = self._cancel_wait, None
-        if cancel is not None:
-            cancel()
-
-    def _stop_work_wait(self) -> None:
+        self._waiting_run = None
         self._waiting = None
+        key, self._waiting_key = self._waiting_key, None
+        if key is not None and self.results is not None:
+            self.results.unwait(key.result_key, self._result_came)
 
     def _work_timeout(self) -> None:
         """The wait for work is over: one last grab, which also wakes the worker up (a sleeping worker that
         nobody waits on would take a NOOP meant for another)."""
-        waiting, self._waiting = self._waiting, None
+        waiting = self._waiting
         if waiting is None or self.closed:
             return
-        function, open_, then = waiting
+        function, open_ = waiting
         worker = self._workers[function]
         job = self.scheduler.grab(worker)
-        then(None if job is None else self._took(function, worker, job, open_))
+        self._wait_done(None if job is None else self._took(function, worker, job, open_))
 
     def _work_came(self, function: bytes) -> None:
         """A worker of this connection was woken: a waiting ``get`` tries again (after this turn of the
@@ -475,8 +507,7 @@ class MemcachedSession:
         if job is None:
             self.scheduler.pre_sleep(worker)
             return
-        self._waiting = None  # the worker keeps its registration while the job is open
-        waiting[2](self._took(function, worker, job, waiting[1]))
+        self._wait_done(self._took(function, worker, job, waiting[1]))  # the worker stays while the job is open
 
     # ------------------------------------------------------------------ worker side
 
@@ -496,11 +527,12 @@ class MemcachedSession:
         return self._took(function, worker, job, open_)
 
     def _took(self, function: bytes, worker: Worker, job: Any, open_: bool) -> Item:
-        flags = self.shared.take_flags(job.handle)
-        item = Item(job.data, flags)
-        if open_:
+        shared = self.shared
+        if open_:  # its flags stay until it completes: given back, it is taken again with them
+            item = Item(job.data, shared.peek_flags(job.handle))
             self._open[function] = job
         else:  # a plain get: the job is done when taken (Kestrel's at-most-once read)
+            item = Item(job.data, shared.take_flags(job.handle))
             self.scheduler.work_complete(worker, job.handle, b"")
         return item
 
@@ -508,6 +540,7 @@ class MemcachedSession:
         job = self._open.pop(function, None)
         if job is None:
             return False
+        self.shared.take_flags(job.handle)
         self.scheduler.work_complete(self._workers[function], job.handle, data)
         return True
 
@@ -539,7 +572,13 @@ class MemcachedSession:
             if key.unique or others or (key.close and key.fail):
                 return replies.error_reply(event, OPTION_MISUSE, client=True)
             done = (self._complete_open if key.close else self._fail_open)(key.function, event.value)
-            return replies.store_reply(event, StoreOutcome.STORED if done else StoreOutcome.NOT_FOUND)
+            reply = replies.store_reply(event, StoreOutcome.STORED if done else StoreOutcome.NOT_FOUND)
+            if done and reply:
+                # the worker's next get usually follows, and waits for a job: this answer may wait for that
+                # one's (a couple of turns at most, as the binary protocol's foreground JOB_CREATED does)
+                self._write_soon(reply)
+                return b""
+            return reply
         if key.has_options:
             return replies.error_reply(event, OPTION_MISUSE, client=True)
         command = event.command
@@ -556,24 +595,31 @@ class MemcachedSession:
             )
         ):
             return replies.store_reply(event, StoreOutcome.NOT_STORED)  # what memcexist asks
-        exptime = event.exptime if isinstance(event, Store) else event.ttl
-        if expiry(self.clock.seconds(), exptime) is None:
+        plain = type(event) is Store
+        exptime = event.exptime if plain else event.ttl  # type: ignore[union-attr]
+        if exptime and expiry(self.clock.seconds(), exptime) is None:
             return replies.store_reply(event, StoreOutcome.STORED)  # born expired: memcached stores nothing
-        if key.unique:
-            if results is not None:
-                results.forget(key.result_key)  # a new run: its result replaces the old one
-        flags = event.flags if isinstance(event, Store) else event.client_flags
-        ack = _Ack(event)
+        unique = key.unique
+        if unique and results is not None:
+            results.forget(key.result_key)  # a new run: its result replaces the old one
+        flags = event.flags if plain else event.client_flags  # type: ignore[union-attr]
+        scheduler = self.scheduler
+        # with a durable store the answer waits for the commit; in memory the job is queued when submit returns
+        ack = None if scheduler.store is None else _Ack(event)
         try:
-            job = self.scheduler.submit(key.function, event.value, key.unique, priority, background=True, listener=ack)
+            job = scheduler.submit(key.function, event.value, unique, priority, background=True, listener=ack)
         except ArgumentTooLarge as error:
             return replies.error_reply(event, error.text, client=True)
         except SchedulerError as error:
             return replies.error_reply(event, error.text)
         if flags:
             self.shared.remember_flags(job.handle, flags)
-        if key.unique and results is not None:
+        if unique and results is not None:
             results.expect(key.result_key, flags, exptime or None)
+        if ack is None:
+            if plain and event.opcode is None:  # type: ignore[union-attr]
+                return b"" if event.noreply else text.STORED  # type: ignore[union-attr]
+            return replies.store_reply(event, StoreOutcome.STORED)
         if ack.reply is not None:
             return ack.reply
         ack.then = self._finish

@@ -78,9 +78,17 @@ def run(argv: list[str], env: dict[str, str], cwd: Path, stdin: bytes | None = N
     return result.stdout.decode()
 
 
-def workers_of(server: RunningServer, function: str, count: int) -> None:
-    """Wait until `count` workers of `function` have registered."""
-    wait_for(lambda: (function_status(server, function) or (0, 0, 0))[2] >= count, TIMEOUT, f"{function} workers")
+def workers_of(server: RunningServer, function: str, count: int, logs: Path) -> None:
+    """Wait until `count` workers of `function` have registered; if they never do, say what the spawned
+    programs printed (their logs, proc-N.log in `logs`) and what the server lists."""
+    try:
+        wait_for(lambda: (function_status(server, function) or (0, 0, 0))[2] >= count, TIMEOUT, f"{function} workers")
+    except TimeoutError as timeout:
+        printed = "\n".join(
+            f"--- {log.name}:\n{log.read_text(errors='replace')[-2000:]}" for log in sorted(logs.glob("proc-*.log"))
+        )
+        listed = f"status:\n{server.admin('status')}workers:\n{server.admin('workers')}"
+        raise TimeoutError(f"{timeout}\n{listed}{printed}") from None
 
 
 def example_module(path: Path) -> ModuleType:
@@ -124,7 +132,7 @@ def test_logs_piped_into_gearman_n(
     """`gearman -n -f logger < access.log` (Debian's C tool, as Apache's CustomLog pipe runs it), two workers."""
     for _ in range(2):
         spawn(PYTHON, str(EXAMPLES / "logs" / "log_worker.py"), "logs.sqlite3")
-    workers_of(server, "logger", 2)
+    workers_of(server, "logger", 2, tmp_path)
     log = run([PYTHON, str(EXAMPLES / "logs" / "fake_traffic.py"), "300"], run_env, tmp_path)
     (tmp_path / "access.log").write_text(log + "not a log line\n")
     command = f"{GEARMAN} -h {server.host} -p {server.port} -n -f logger < access.log"
@@ -145,7 +153,7 @@ def test_logs_followed_with_tail_f(
 ) -> None:
     """`tail -f access.log | gearman -n -f logger` (our tool) keeps sending the lines appended to the log."""
     spawn(PYTHON, str(EXAMPLES / "logs" / "log_worker.py"), "logs.sqlite3")
-    workers_of(server, "logger", 1)
+    workers_of(server, "logger", 1, tmp_path)
     access = tmp_path / "access.log"
     access.write_text("")
     # -n +1: from the file's start, so lines appended before tail opened the file are sent too
@@ -174,7 +182,7 @@ def test_wordcount_map_reduce(
     corpus.write_text(run([PYTHON, str(EXAMPLES / "wordcount" / "make_corpus.py"), "0.3"], run_env, tmp_path))
     for _ in range(2):
         spawn(PYTHON, str(EXAMPLES / "wordcount" / "map_worker.py"))
-    workers_of(server, "wordcount_map", 2)
+    workers_of(server, "wordcount_map", 2, tmp_path)
     result = subprocess.run(
         [PYTHON, str(EXAMPLES / "wordcount" / "wordcount.py"), str(corpus), "--chunks", "12", "--top", "5"],
         env=run_env, capture_output=True, text=True, timeout=TIMEOUT, check=True,
@@ -203,7 +211,7 @@ def test_newsletter_pipeline(
         spawn(PYTHON, workers, role)
     spawn(PYTHON, workers, "send", "outbox")
     for function, count in (("newsletter", 1), ("render_box", 2), ("send_nl", 1)):
-        workers_of(server, function, count)
+        workers_of(server, function, count, tmp_path)
     out = run([PYTHON, str(EXAMPLES / "newsletter" / "cron.py"), "60", "--batch", "25"], run_env, tmp_path)
     assert out.startswith("60 newsletter jobs queued in ")
     outbox = tmp_path / "outbox"
@@ -224,8 +232,8 @@ def test_mixed_languages_php_and_perl_workers_python_client(
     needs("php", "perl")
     spawn("php", str(EXAMPLES / "mixed_languages" / "worker.php"))
     spawn("perl", str(EXAMPLES / "mixed_languages" / "worker.pl"))
-    workers_of(server, "php_reverse", 1)
-    workers_of(server, "perl_upper", 1)
+    workers_of(server, "php_reverse", 1, tmp_path)
+    workers_of(server, "perl_upper", 1, tmp_path)
     client = [PYTHON, str(EXAMPLES / "mixed_languages" / "client.py")]
     assert run([*client, "Hello World!"], run_env, tmp_path) == "!DLROW OLLEH\n"
     assert run(client, run_env, tmp_path) == "!DLROW OLLEH\n"
@@ -236,7 +244,7 @@ def test_mixed_languages_python_worker_php_and_perl_clients(
 ) -> None:
     needs("php", "perl")
     spawn(PYTHON, str(EXAMPLES / "mixed_languages" / "worker.py"))
-    workers_of(server, "py_title", 1)
+    workers_of(server, "py_title", 1, tmp_path)
     for client in (["php", "client.php"], ["perl", "client.pl"]):
         argv = [client[0], str(EXAMPLES / "mixed_languages" / client[1])]
         assert run([*argv, "hello gearman"], run_env, tmp_path) == "Hello Gearman\n"

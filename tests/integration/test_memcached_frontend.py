@@ -602,6 +602,21 @@ def test_a_half_closed_connection_gets_every_answer(gearmand: ServerFactory, wor
     assert out.startswith(b"STORED\r\nVALUE reverse/nc/t=10000 0 5\r\nolleh\r\nEND\r\nVERSION 1.6")
 
 
+def test_a_worker_that_leaves_while_waiting_eats_no_job(gearmand: ServerFactory) -> None:
+    """A worker closes while its `get <function>/t=` waits: the next job stays for others (a plain get
+    completes the job it takes, so one handed to the gone worker would be lost)."""
+    mc = start_memcached(gearmand, "--memcached-max-wait", "10000")
+    with socket.create_connection(("127.0.0.1", mc.port), timeout=TIMEOUT) as conn:
+        conn.sendall(b"get leaving/t=10000\r\n")
+        wait_workers(mc, "leaving", 1)
+        conn.shutdown(socket.SHUT_WR)
+        assert read_until(conn, None) == b"END\r\n"  # the wait ended as a miss, then the close
+    client = mc.client()
+    assert client.set("leaving", b"job") is True
+    assert client.get("leaving/peek") == b"job"
+    assert client.get("leaving") == b"job"
+
+
 def test_the_benchmark_runs() -> None:
     """bench/memcached_bench.py at a tiny scale: it builds its generators, runs every measure, prints ratios."""
     need("/usr/bin/memcached", "memcached")

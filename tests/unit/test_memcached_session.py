@@ -419,6 +419,43 @@ def test_a_half_close_is_answered_in_full_then_closed() -> None:
     assert transport.closed
 
 
+def test_peek_sees_a_job_whose_worker_died() -> None:
+    """A job given back by a lost worker waits in the died queue: /peek shows it (as a grab would take it),
+    behind any job that never ran."""
+    world = World()
+    world.talk(b"set fn 7 0 1\r\nx\r\n")
+    session, transport = world.connect()
+    session.receive_data(b"get fn/open\r\n")
+    assert transport.take() == b"VALUE fn/open 7 1\r\nx\r\nEND\r\n"
+    session.connection_lost()  # the job goes back, into the died queue
+    assert world.talk(b"get fn/peek\r\n") == b"VALUE fn/peek 7 1\r\nx\r\nEND\r\n"
+    world.talk(b"set fn 0 0 1\r\ny\r\n")
+    assert world.talk(b"get fn/peek\r\n") == b"VALUE fn/peek 0 1\r\ny\r\nEND\r\n"
+    assert world.talk(b"get fn\r\nget fn/peek\r\n") == b"VALUE fn 0 1\r\ny\r\nEND\r\nVALUE fn/peek 7 1\r\nx\r\nEND\r\n"
+    assert world.talk(b"get fn\r\n") == b"VALUE fn 7 1\r\nx\r\nEND\r\n"  # taken again with its flags
+
+
+def test_a_half_closed_worker_takes_no_more_work() -> None:
+    """A peer that stopped sending may be gone: its open job goes back, its wait for work ends as a miss at
+    once, and a job that comes afterwards stays queued for others (a plain get would complete it: lost);
+    a wait for a result behind them goes on."""
+    world = World()
+    world.talk(b"set a 0 0 1\r\nx\r\n")
+    session, transport = world.connect()
+    session.receive_data(b"get a/open\r\nget b/t=300\r\nget b/u/t=300\r\n")
+    assert transport.take() == b"VALUE a/open 0 1\r\nx\r\nEND\r\n"
+    session.input_ended()
+    assert transport.take() == b"END\r\n"
+    assert not transport.closed  # the result wait goes on
+    assert world.scheduler.totals().running == 0
+    assert world.run_one(b"a", b"") == b"x"
+    assert world.talk(b"set b 0 0 1\r\ny\r\n") == b"STORED\r\n"
+    world.clock.advance(1)
+    assert transport.take() == b"END\r\n" and transport.closed
+    assert world.scheduler.totals().workers == 0
+    assert world.run_one(b"b", b"") == b"y"
+
+
 def test_waits_in_a_row_share_one_timer_and_each_times_out_on_time() -> None:
     world = World()
     world.talk(b"set fn/a 0 0 1\r\nx\r\n")

@@ -158,8 +158,10 @@ def test_waiters_hear_the_result_once() -> None:
     cache = ResultCache(Clock())
     heard: list[bytes] = []
     cache.wait((b"f", b"u"), lambda result: heard.append(result.data))
-    stop = cache.wait((b"f", b"u"), lambda result: heard.append(b"never"))
-    stop()
+    never = lambda result: heard.append(b"never")  # noqa: E731
+    cache.wait((b"f", b"u"), never)
+    cache.unwait((b"f", b"u"), never)
+    cache.unwait((b"f", b"v"), never)  # not waiting: nothing happens
     cache.put((b"f", b"u"), b"r")
     cache.put((b"f", b"u"), b"again")
     assert heard == [b"r"]
