@@ -83,6 +83,7 @@ class SharedQueue:
         self._timers: dict[str, Any] = {}
         self._stopped = False
         self._failing: dict[str, str] = {}  # what -> its last error, while it fails
+        self._busy: set[str] = set()  # periodic work under way (``_run``'s ``once``)
         self._last_status = 0.0
         #: When this gateway's cluster work last came back from a failure: for a while after that it takes over
         #: no other gateway's jobs (the others were probably cut off too, and have not written a heartbeat yet).
@@ -176,15 +177,21 @@ class SharedQueue:
 
         tick()
 
-    def _run(self, what: str, work: Callable[[], Any], then: Callable[[Any], None] | None = None) -> None:
+    def _run(
+        self, what: str, work: Callable[[], Any], then: Callable[[Any], None] | None = None, once: bool = False
+    ) -> None:
         """``work`` on the cluster thread; ``then(result)`` back on the reactor's; a failure is logged once
-        until that kind of work succeeds again."""
-        if self._stopped:
+        until that kind of work succeeds again. ``once``: skipped while the same kind is still under way (the
+        periodic work: a database that hangs must not pile up a heartbeat per tick behind it)."""
+        if self._stopped or (once and what in self._busy):
             return
+        if once:
+            self._busy.add(what)
         future = self._thread.submit(work)
         future.add_done_callback(lambda f: self.reactor.callFromThread(self._ran, what, f, then))
 
     def _ran(self, what: str, future: Future, then: Callable[[Any], None] | None) -> None:
+        self._busy.discard(what)
         error = future.exception()
         if error is not None:
             if what not in self._failing:
@@ -212,7 +219,7 @@ class SharedQueue:
             self.link.heartbeat(info)
             return self.link.peers(), (self.link.queued() if status else None)
 
-        self._run("heartbeat", work, self._heartbeat_done)
+        self._run("heartbeat", work, self._heartbeat_done, once=True)
 
     def _heartbeat_done(self, result: tuple[list[Peer], dict[bytes, tuple[int, int]] | None]) -> None:
         self.peers, queues = result
@@ -244,13 +251,13 @@ class SharedQueue:
         assert self.scheduler is not None
         held = [self._cluster_id(job_id) for job_id in self.scheduler.background_job_ids()]
         held += self._relaying
-        self._run("lease renewal", lambda: self.link.renew(held))
+        self._run("lease renewal", lambda: self.link.renew(held), once=True)
 
     def _poll(self) -> None:
         if time.monotonic() - self._recovered_at < self.takeover_grace:
             self.claim()  # just back from an outage: no takeover yet (see _recovered_at)
         else:
-            self._run("takeover", self.link.take_over, lambda _: self.claim())
+            self._run("takeover", self.link.take_over, lambda _: self.claim(), once=True)
         if self.relay is not None and self.relay.running:
             self._take_events()
 
