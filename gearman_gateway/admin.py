@@ -92,6 +92,8 @@ class AdminControls:
     monitoring: Monitoring | None = None  # latency and job history (gearman_gateway/monitoring.py)
     # the Prometheus families frontends add (protocols.MetricFamily; Server.frontend_metrics)
     frontend_metrics: Callable[[], list[Any]] | None = None
+    # shared mode (docs/scale.md): the cluster's servers and queues (SharedQueue.cluster_view)
+    cluster: Callable[[], dict[str, Any]] | None = None
 
 
 class Admin:
@@ -127,6 +129,7 @@ class Admin:
             b"requeue": self._requeue_dead,
             b"delete": self._delete_dead,
             b"latency": self._latency,
+            b"peers": self._peers,
         }
 
     def execute(
@@ -172,10 +175,42 @@ class Admin:
     # -- list commands
 
     def _status(self, words: list[bytes], local: bool) -> bytes:
+        if len(words) > 1 and words[1].lower() == b"cluster":
+            return self._status_cluster()
         lines = [
             b"%s\t%d\t%d\t%d\n" % (name, function.total, function.running, function.workers)
             for function in self.scheduler.function_snapshots()
             if (name := self._seen(function.name)) is not None
+        ]
+        return b"".join(lines) + LIST_END
+
+    def _status_cluster(self) -> bytes:
+        """Beyond gearmand, shared mode: `status`'s columns for the whole cluster (FUNCTION TAB TOTAL TAB RUNNING
+        TAB WORKERS, then `.`): jobs waiting for a claim plus every live server's, from their last heartbeats."""
+        if self.controls.cluster is None:
+            return b"ERR NOT_SHARED this+server+is+not+in+shared+mode\r\n"
+        lines = [
+            b"%s\t%d\t%d\t%d\n" % (f["name"].encode(), f["total"], f["running"], f["workers"])
+            for f in self.controls.cluster()["functions"]
+        ]
+        return b"".join(lines) + LIST_END
+
+    def _peers(self, words: list[bytes], local: bool) -> bytes:
+        """Beyond gearmand, shared mode: the cluster's servers (NUMBER TAB NAME TAB alive|dead TAB SECONDS SINCE
+        ITS LAST HEARTBEAT TAB JOBS IT HOLDS, then `.`); this server's line ends in ` *`."""
+        if self.controls.cluster is None:
+            return b"ERR NOT_SHARED this+server+is+not+in+shared+mode\r\n"
+        lines = [
+            b"%d\t%s\t%s\t%.1f\t%d%s\n"
+            % (
+                p["server"],
+                p["name"].encode(),
+                b"alive" if p["alive"] else b"dead",
+                p["heartbeat_age"],
+                p["held"],
+                b" *" if p["this"] else b"",
+            )
+            for p in self.controls.cluster()["peers"]
         ]
         return b"".join(lines) + LIST_END
 
@@ -432,7 +467,9 @@ class Admin:
             }
             for job in self.scheduler.poison_job_snapshots()
         ]
+        cluster = {"cluster": self.controls.cluster()} if self.controls.cluster is not None else {}
         return {
+            **cluster,
             "version": SERVER_VERSION,
             "functions": functions,
             "connections": workers,

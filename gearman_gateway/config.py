@@ -104,6 +104,9 @@ class Settings:
     data_dir: str = field(default_factory=lambda: default_data_dir())  # where the sqlite file lives
     queue_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> its options
     import_gearmand_queue: bool = False  # on start, copy in the jobs of a queue table gearmand wrote
+    shared: bool = False  # shared mode: several servers on one PostgreSQL queue (docs/scale.md)
+    shared_lease: float = 10.0  # seconds a claimed job stays this server's unless renewed
+    shared_dead_after: float = 3.0  # seconds without a heartbeat after which a server's jobs are taken over
     gearmand_table: str | None = None  # that table (redis: key prefix); default gearmand's own default
     retries: dict[str, Any] = field(default_factory=dict)  # retry policies for failed background jobs
     # scheduling
@@ -169,6 +172,9 @@ _SERVER_YAML_KEYS: dict[str, str] = {
     "queue.data_dir": "data_dir",
     "queue.import_gearmand": "import_gearmand_queue",
     "queue.gearmand_table": "gearmand_table",
+    "queue.shared": "shared",
+    "queue.shared_lease": "shared_lease",
+    "queue.shared_dead_after": "shared_dead_after",
     "retries": "retries",
     "job_retries": "job_retries",
     "worker_wakeup": "worker_wakeup",
@@ -464,6 +470,26 @@ def build_parser(for_file: bool = False, frontends: bool = True) -> argparse.Arg
         g.add_argument(
             option, dest=f"t:{option}", metavar="TABLE", help="gearmand's own table (prefix), read by the import"
         )
+    g.add_argument(
+        "--shared",
+        action="store_true",
+        dest="shared",
+        help="postgres only: share the queue with other servers on the same tables (see docs/scale.md)",
+    )
+    g.add_argument(
+        "--shared-lease",
+        type=float,
+        dest="shared_lease",
+        metavar="SECONDS",
+        help="shared mode: how long a job a server claimed stays its own unless renewed (default 10)",
+    )
+    g.add_argument(
+        "--shared-dead-after",
+        type=float,
+        dest="shared_dead_after",
+        metavar="SECONDS",
+        help="shared mode: a server silent this long is dead and its jobs are taken over (default 3)",
+    )
     g.add_argument(
         "--store-queue-on-shutdown",
         action="store_true",
@@ -921,6 +947,10 @@ def _validate(s: Settings, label: Callable[[str], str] = str) -> None:
         unknown = sorted(set(options) - set(stores.OPTIONS[backend]))
         known = ", ".join(stores.OPTIONS[backend])
         check(not unknown, f"unknown {backend} queue option {', '.join(unknown)} (known: {known})")
+    if s.shared:
+        check(s.queue_type == "postgres", f"{label('shared')} needs the postgres queue (-q postgres)")
+    check(s.shared_lease > 0, f"{label('shared_lease')} must be > 0 seconds")
+    check(s.shared_dead_after > 0, f"{label('shared_dead_after')} must be > 0 seconds")
     _validate_retries(s.retries, label)
     try:
         monitoring.validate(s.monitoring)

@@ -15,6 +15,7 @@ from gearman_gateway.stores import GEARMAND_TABLES, QueueHeld, Store, StoredJob,
 from gearman_gateway.stores.runner import StoreRunner
 
 if TYPE_CHECKING:
+    from gearman_gateway.cluster import SharedQueue
     from gearman_gateway.scheduler import Scheduler
     from gearman_gateway.stores.sqlite_file import QueueFile
 
@@ -89,6 +90,10 @@ def build_store(settings: Settings, reactor: Any) -> StoreRunner | None:
     if settings.queue_type == "memory":
         return None
     options = store_options(settings)
+    if settings.shared:  # only a server in shared mode loads it
+        from gearman_gateway.stores.shared_postgres import SharedPostgresStore
+
+        return StoreRunner(SharedPostgresStore(lease=settings.shared_lease, **options), reactor)
     backend = create_store(settings.queue_type, **options)
     if settings.queue_type == "sqlite":
         make_queue_directory(settings)
@@ -104,10 +109,14 @@ class StoreService(Service):
 
     name = "store"
 
-    def __init__(self, runner: StoreRunner, scheduler: Scheduler, settings: Settings) -> None:
+    def __init__(
+        self, runner: StoreRunner, scheduler: Scheduler, settings: Settings, cluster: SharedQueue | None = None
+    ) -> None:
         self.runner = runner
         self.scheduler = scheduler
         self.settings = settings
+        #: Shared mode's coordinator: started once the store is open, stopped before it closes.
+        self.cluster = cluster
 
     def startService(self) -> None:  # noqa: N802
         runner = self.runner
@@ -121,11 +130,16 @@ class StoreService(Service):
         replayed = self.scheduler.replay(rows)
         dead = self.scheduler.totals().dead_letters
         log.log(25, "%s store: replayed %d jobs (%d in the dead-letter list)", runner.name, replayed - dead, dead)
+        if self.cluster is not None:
+            self.cluster.start()
         super().startService()
 
     def stopService(self) -> None:  # noqa: N802
         super().stopService()
-        self.runner.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        else:
+            self.runner.close()
 
 
 def gearmand_table_hint(settings: Settings) -> str:

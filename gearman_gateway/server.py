@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet import defer
@@ -38,6 +38,9 @@ from gearman_gateway.security import Access
 from gearman_gateway.turns import end_of_turn
 from protocols import MetricFamily, ReportsMetrics, ReportsState, ServiceState
 from protocols.listening import ListeningService
+
+if TYPE_CHECKING:
+    from gearman_gateway.cluster import SharedQueue
 
 log = logging.getLogger("gearman_gateway.server")
 NOTICE = LEVELS["NOTICE"]
@@ -100,6 +103,11 @@ class Server:
         _check_reactor(enabled, reactor)
         prefix = settings.job_handle_prefix.encode() if settings.job_handle_prefix else None
         self.store = build_store(settings, reactor)
+        self.cluster: SharedQueue | None = None
+        if settings.shared and self.store is not None:
+            from gearman_gateway.cluster import SharedQueue
+
+            self.cluster = SharedQueue(self.store, reactor, settings.shared_dead_after)
         # with job observers the scheduler is made as an ObservedScheduler (made, not swapped: see observing.py)
         scheduler_class = ObservedScheduler if observes(settings.monitoring) else Scheduler
         self.scheduler = scheduler_class(
@@ -107,12 +115,14 @@ class Server:
             handle_prefix=prefix,
             job_retries=settings.job_retries,
             worker_wakeup=settings.worker_wakeup,
-            store=self.store,
+            store=self.cluster or self.store,
             retry_policies=retry_policies(settings),
             turn_end=end_of_turn(reactor, first=True),
             max_jobs=settings.max_queued_jobs,
             max_bytes=settings.max_queued_bytes,
         )
+        if self.cluster is not None:
+            self.cluster.attach(self.scheduler)
         self.monitoring = Monitoring(settings.monitoring, self.scheduler, reactor)
         self.results: ResultCache | None = None
         if settings.result_cache_memory > 0:
@@ -127,16 +137,17 @@ class Server:
                 shutdown=lambda graceful: reactor.callLater(0, self.shutdown, graceful),
                 verbose_level=self._verbose_level,
                 allow_remote_shutdown=settings.allow_remote_shutdown,
-                store_status=self.store.describe if self.store is not None else None,
+                store_status=(self.cluster or self.store).describe if self.store is not None else None,
                 frontend_states=self.frontend_states,
                 monitoring=self.monitoring,
                 frontend_metrics=self.frontend_metrics,
+                cluster=self.cluster.cluster_view if self.cluster is not None else None,
             ),
             self.access,
         )
         self.service = OrderedServices()
         if self.store is not None:
-            StoreService(self.store, self.scheduler, settings).setServiceParent(self.service)
+            StoreService(self.store, self.scheduler, settings, self.cluster).setServiceParent(self.service)
         ConnectionsService(self.connections, reactor).setServiceParent(self.service)
         if self.monitoring.hooks_service is not None:
             self.monitoring.hooks_service.setServiceParent(self.service)
@@ -175,7 +186,9 @@ class Server:
             self.service.startService()
         except BaseException:  # never half-started: stop listening, give the queue file up
             self.stop()
-            if self.store is not None:
+            if self.cluster is not None:
+                self.cluster.close()
+            elif self.store is not None:
                 self.store.close()  # now, not after the listeners' close (which needs the reactor to run)
             raise
         self.reactor.addSystemEventTrigger("before", "shutdown", self.stop)

@@ -61,7 +61,7 @@ from gearman_gateway.scheduler.snapshots import (
 )
 from gearman_gateway.scheduler.text import printable
 from gearman_gateway.scheduler.worker import HELD, NO_JOBS, ONCE, Ability, Held, RegistrationTables, Worker, WorkerState
-from gearman_gateway.stores.base import StoredJob
+from gearman_gateway.stores.base import HandedOff, StoredJob
 
 log = logging.getLogger("gearman_gateway.scheduler")
 
@@ -295,6 +295,9 @@ class Scheduler:
             if job.state == _PENDING:
                 self._runnable_now(job)
             return
+        if isinstance(error, HandedOff):
+            self._handed_off(job, acks, error.handle)
+            return
         refusal = StoreUnavailable(f"Job could not be stored: {error}")
         if job.state == _PENDING:  # never acknowledged: for its submitters it never existed
             self._unqueue(job)
@@ -303,6 +306,20 @@ class Scheduler:
             job.background = False
         for listener in acks:
             listener.job_rejected(job, refusal)
+
+    def _handed_off(self, job: Job, acks: list[JobListener], handle: bytes) -> None:
+        """A shared store committed the job for the cluster (no worker here can run it), or found the cluster
+        already holds a job with its unique (``handle``): its submitters are acknowledged and this server keeps
+        no copy; the server that claims it runs it. A foreground job promoted to background stays here."""
+        if job.state == _PENDING:
+            self._unqueue(job)
+            self._free(job, keep_row=True)
+            if handle:
+                job.handle = handle
+        elif job.state == _DONE and not handle:  # cancelled while its row was written: nobody may claim it
+            self._store_remove(job, force=True)
+        for listener in acks:
+            listener.job_created(job)
 
     def _store_remove(self, job: Job, force: bool = False) -> None:
         if self.store is not None and (job.stored or force):
@@ -316,39 +333,54 @@ class Scheduler:
         count = 0
         prefix = self.handle_prefix
         for row in rows:
-            fn = self.function(row.function)
             self._seq = max(self._seq, row.job_id)
             handle = row.handle or self.handle_prefix + b"%d" % row.job_id
             if handle.startswith(prefix) and handle[len(prefix) :].isdigit():
                 self._next_handle = max(self._next_handle, int(handle[len(prefix) :]) + 1)
             if handle in self.jobs_by_handle or handle in self.dead_letters:
                 handle = self.handle_prefix + b"r%d" % row.job_id
-            if row.unique == b"-":
-                key: Any = (b"-", row.data) if row.data else None
-            else:
-                key = row.unique or None
-            if key is not None and key in fn.by_unique:
-                key = None  # two stored jobs with one unique (imported): keep both, coalesce with the first
-            priority = row.priority if row.priority in (0, 1, 2) else Priority.NORMAL
-            job = Job(handle, fn, row.unique, row.data, priority, True, row.when, None, key, row.job_id)
-            if self._observing is not None:
-                self._observing.stamp(job)
-            job.stored = True
-            if row.dead:
-                job.state = _DEAD
-                job.reason = row.reason
-                self.dead_letters[handle] = job
-            else:
-                self.jobs_by_handle[handle] = job
-                if key is not None:
-                    fn.by_unique[key] = job
-                    if self.observer is not None:
-                        self._attach(job, self.observer)
-                fn.total += 1
-                fn.submitted += 1  # a job this process takes on, as a submit: `completed` never exceeds it
-                self._enqueue(job)
+            self._take_on(row, handle, row.job_id)
             count += 1
         return count
+
+    def adopt(self, row: StoredJob) -> int:
+        """A background job this server claimed from a queue it shares with other servers (its row stays the
+        cluster's, under the cluster's id): it joins its queue with the handle it was given where it was
+        submitted, and a job id of this server's own sequence, which is returned (the store's calls name it)."""
+        self._seq += 1
+        handle = row.handle
+        if not handle or handle in self.jobs_by_handle or handle in self.dead_letters:
+            handle = self.handle_prefix + b"a%d" % self._seq
+        self._take_on(row, handle, self._seq)
+        return self._seq
+
+    def _take_on(self, row: StoredJob, handle: bytes, seq: int) -> None:
+        """A stored row becomes a live (or dead-letter) job of this scheduler: replay and adopt."""
+        fn = self.function(row.function)
+        if row.unique == b"-":
+            key: Any = (b"-", row.data) if row.data else None
+        else:
+            key = row.unique or None
+        if key is not None and key in fn.by_unique:
+            key = None  # two stored jobs with one unique (imported): keep both, coalesce with the first
+        priority = row.priority if row.priority in (0, 1, 2) else Priority.NORMAL
+        job = Job(handle, fn, row.unique, row.data, priority, True, row.when, None, key, seq)
+        if self._observing is not None:
+            self._observing.stamp(job)
+        job.stored = True
+        if row.dead:
+            job.state = _DEAD
+            job.reason = row.reason
+            self.dead_letters[handle] = job
+            return
+        self.jobs_by_handle[handle] = job
+        if key is not None:
+            fn.by_unique[key] = job
+            if self.observer is not None:
+                self._attach(job, self.observer)
+        fn.total += 1
+        fn.submitted += 1  # a job this process takes on, as a submit: `completed` never exceeds it
+        self._enqueue(job)
 
     def _attach(self, job: Job, listener: JobListener) -> None:
         if job.listeners:
@@ -1184,6 +1216,10 @@ class Scheduler:
         for job in fn.died:  # a grab takes these only when no other job is queued
             return job_snapshot(job, self.observer), job.data
         return None
+
+    def background_job_ids(self) -> list[int]:
+        """The job ids of every live background job, running or not (a shared store renews their leases)."""
+        return [job.seq for job in self.jobs_by_handle.values() if job.background]
 
     def job_snapshots(self) -> list[JobSnapshot]:
         """Every live job, oldest handle first."""

@@ -30,6 +30,16 @@ class StoreConflict(StoreError):
     this refuses that batch's jobs and is no outage."""
 
 
+class HandedOff(Exception):
+    """A store's answer to one add: the row is committed but the job is the cluster's, not this server's (no
+    worker here can run it, or it coalesced with a job held elsewhere: ``handle`` is then that job's). The
+    scheduler acknowledges it and keeps no copy. Not a StoreError: nothing failed."""
+
+    def __init__(self, handle: bytes = b"") -> None:
+        super().__init__("handed off to the cluster")
+        self.handle = handle
+
+
 @dataclass(slots=True)
 class StoredJob:
     job_id: int

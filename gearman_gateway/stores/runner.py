@@ -40,7 +40,8 @@ from gearman_gateway.turns import end_of_turn
 
 log = logging.getLogger("gearman_gateway.store")
 
-AddCallback = Callable[[StoreError | None], None]
+#: Called once per add: None (committed), a StoreError, or another answer of the backend (HandedOff).
+AddCallback = Callable[[Exception | None], None]
 
 #: Shortest time between the starts of two commits: batches that would be tiny are given this long to grow.
 MIN_COMMIT_INTERVAL = 0.005
@@ -163,16 +164,16 @@ class StoreRunner:
         future = self._thread.submit(self._write, batch)
         future.add_done_callback(lambda f: self.reactor.callFromThread(self._written, batch, f, started))
 
-    def _write(self, batch: _Batch) -> None:
+    def _write(self, batch: _Batch) -> dict[int, Exception] | None:
         """On the store's thread: one transaction for the whole batch where the backend can (SQL), else
-        one per kind of change."""
+        one per kind of change. A backend's ``write`` may answer some adds otherwise than with success: job id
+        -> what their callbacks get (shared mode's HandedOff)."""
         backend = self.backend
         adds = [row for row, _ in batch.adds]
         removes, buries, revives = batch.ids("remove"), batch.buries(), batch.ids("revive")
         write_all = getattr(backend, "write", None)
         if write_all is not None:
-            write_all(adds, removes, buries, revives)
-            return
+            return write_all(adds, removes, buries, revives)
         if adds:
             backend.add(adds)
             batch.added = True  # read on the reactor thread once the future is done
@@ -182,6 +183,7 @@ class StoreRunner:
             backend.bury([job_id], reason)
         if revives:
             backend.revive(revives)
+        return None
 
     def _written(self, batch: _Batch, future: Future, started: float) -> None:
         self._in_flight = False
@@ -198,7 +200,12 @@ class StoreRunner:
                 self.down_since = None
                 self.last_error = ""
             self._retry_delay = RETRY_MIN  # only a real commit proves the store works again
-            self._answer(batch.adds, None)
+            outcomes = future.result()
+            if outcomes:
+                for row, callback in batch.adds:
+                    self._answer([(row, callback)], outcomes.get(row.job_id))
+            else:
+                self._answer(batch.adds, None)
         elif isinstance(error, StoreConflict) and not batch.added:
             # nothing of the batch is kept (one transaction, or a non-transactional store that undid its adds)
             log.error("%s; its %d jobs are refused, the store stays up", error, len(batch.adds))
@@ -218,7 +225,7 @@ class StoreRunner:
         if self._pending:
             self._schedule()
 
-    def _answer(self, adds: list[tuple[StoredJob, AddCallback]], error: StoreError | None) -> None:
+    def _answer(self, adds: list[tuple[StoredJob, AddCallback]], error: Exception | None) -> None:
         for _, callback in adds:
             try:
                 callback(error)

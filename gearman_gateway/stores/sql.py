@@ -38,6 +38,15 @@ def one_line(exc: BaseException) -> str:
     return text if text and text != "(0, '')" else f"{type(exc).__name__} (connection closed)"
 
 
+def close_quietly(conn: Any) -> None:
+    """Close a DB-API connection, if any; closing a dead one may fail in any way, and it is gone either way."""
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
 def as_bytes(value: bytes | str | memoryview | None) -> bytes:
     """gearmand keeps unique and function in text columns; the scheduler wants bytes."""
     if value is None:
@@ -114,18 +123,22 @@ class SqlStore:
         try:
             with self._transaction("open") as cur:
                 self._prepare_session(cur)
-                if self.exclusive:  # before the table is created: two servers never race to create it
-                    self._claim(cur)
-                cur.execute(self._create_table())
-                found = self._columns(cur, self.table)
-            if found != set(COLUMNS):
-                raise StoreError(
-                    f"{self.where}: the table exists with other columns ({', '.join(sorted(found))}); "
-                    f"a table written by gearmand is read by the import option, not used as our queue"
-                )
+                self._set_up(cur)
         except StoreError:
             self._disconnect()
             raise
+
+    def _set_up(self, cur: Any) -> None:
+        """In ``open``'s transaction: claim the table, create it if missing, check its layout."""
+        if self.exclusive:  # before the table is created: two servers never race to create it
+            self._claim(cur)
+        cur.execute(self._create_table())
+        found = self._columns(cur, self.table)
+        if found != set(COLUMNS):
+            raise StoreError(
+                f"{self.where}: the table exists with other columns ({', '.join(sorted(found))}); "
+                f"a table written by gearmand is read by the import option, not used as our queue"
+            )
 
     def close(self) -> None:
         """The end of the store's use, and of its claim: the session ends (a reconnect is ``open`` again,
@@ -134,11 +147,7 @@ class SqlStore:
 
     def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001 - closing a dead connection may fail in any way; it is gone either way
-                pass
+        close_quietly(conn)
 
     def add(self, jobs: list[StoredJob]) -> None:
         if not jobs:

@@ -159,6 +159,7 @@ class HttpApi:
                 "functions": snapshot["functions"],
                 "poison_jobs": snapshot["poison_jobs"],
                 "frontends": self.context.admin.frontend_states(),
+                **({"cluster": snapshot["cluster"]} if "cluster" in snapshot else {}),  # shared mode
             }
         )
 

@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""Shared mode (issue 21, docs/scale.md): background jobs/s with 1, 2 and 3 gateways on one PostgreSQL, against
+one server on sqlite and one on postgres (its own table), in the same run; CPU per job of the gateways and of
+PostgreSQL; and the foreground latency of a relayed job against a local one.
+
+Throughput: the ``bg`` scenario (clients pipeline SUBMIT_JOB_BG, workers drain), split over the gateways: one
+generator per gateway, started together, each with its share of the jobs and its own clients and workers (so
+jobs stay on the server they were submitted to: the shared path is an owned insert and a delete per job). jobs/s
+is all jobs over the wall time from the first start to the last generator's end. CPU per job is user + system
+time of the gateway processes, and of every PostgreSQL process, over the run, from /proc.
+
+Relay latency: one client submits SUBMIT_JOB one at a time (each waits for its WORK_COMPLETE) to gateway A; the
+worker is on A (local) or only on B (relayed through the database); median and p99 over ``--latency-jobs``.
+
+    python3 bench/shared.py                  # 30,000 jobs per run, 2 rounds, 300 latency samples
+    python3 bench/shared.py --jobs 60000 --rounds 3 --markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from benchlib import (
+    OUR_GEARMAND,
+    REPO,
+    SCENARIO_ARGS,
+    Server,
+    generator_argv,
+    loadavg,
+    machine,
+    pick_generator,
+    revision,
+    scaled,
+    table,
+)
+from durability import private_postgres
+
+sys.path.insert(0, str(REPO))
+from protocols.binary.packets import Packet  # noqa: E402
+from tests.integration.rawclient import Raw  # noqa: E402
+from tests.integration.sharedqueue import RecordingWorker, submit_background  # noqa: E402
+
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (0 for one that is gone)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / CLK
+
+
+def postgres_pids(conninfo: str) -> list[int]:
+    """The postmaster and every child of it (its backends, walwriter, checkpointer...)."""
+    import psycopg
+
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        data = conn.execute("SHOW data_directory").fetchone()[0]
+    master = int(Path(data, "postmaster.pid").read_text().split()[0])
+    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True, text=True).stdout
+    return [master, *map(int, children.split())]
+
+
+def run_config(label: str, servers: list[Server], gen: str, gload: str | None, jobs: int, conninfo: str) -> dict:
+    share = scaled(SCENARIO_ARGS["bg"], jobs / len(servers) / 100_000)
+    argvs = [generator_argv(gen, gload, "bg", server, 120, 1, share) for server in servers]
+    ours = [s.pid for s in servers]
+    pg = postgres_pids(conninfo)  # now that the gateways have their sessions (backends)
+    before_ours, before_pg = cpu_seconds(ours), cpu_seconds(pg)
+    start = time.monotonic()
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for argv in argvs]
+    outs = [proc.communicate(timeout=300) for proc in procs]
+    wall = time.monotonic() - start
+    used_ours, used_pg = cpu_seconds(ours) - before_ours, cpu_seconds(pg) - before_pg
+    errors = [err.strip()[-300:] for proc, (_, err) in zip(procs, outs, strict=True) if proc.returncode]
+    done = jobs if not errors else 0
+    return {
+        "label": label,
+        "jobs_per_s": round(done / wall) if done else 0,
+        "gateway_cpu_us_per_job": round(used_ours / jobs * 1e6, 1),
+        "postgres_cpu_us_per_job": round(used_pg / jobs * 1e6, 1),
+        "error": "; ".join(errors),
+    }
+
+
+def latency(submit_port: int, worker_port: int, count: int) -> tuple[float, float]:
+    """Median and p99 seconds of a foreground job's round trip, the worker on ``worker_port``."""
+    function = b"lat%d" % worker_port
+    stop = threading.Event()
+
+    def work() -> None:
+        with contextlib.suppress(EOFError, OSError), Raw(worker_port) as raw:
+            raw.send(Packet.CAN_DO, function)
+            while not stop.is_set():
+                raw.send(Packet.GRAB_JOB)
+                kind, args = raw.recv(10)
+                if kind == Packet.NO_JOB:
+                    raw.send(Packet.PRE_SLEEP)
+                    with contextlib.suppress(TimeoutError):
+                        raw.recv(0.5)  # a NOOP, or nothing before we look at stop again
+                    continue
+                if kind == Packet.JOB_ASSIGN:
+                    raw.send(Packet.WORK_COMPLETE, args[0], b"ok")
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    samples = []
+    with Raw(submit_port) as client:
+        deadline = time.monotonic() + 10
+        while True:  # until the relay (or the local worker) serves the function
+            client.send(Packet.SUBMIT_JOB, function, b"", b"warm")
+            client.expect(Packet.JOB_CREATED)
+            with contextlib.suppress(TimeoutError):
+                if client.recv(2)[0] == Packet.WORK_COMPLETE:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the function is never served")
+        for _ in range(count):
+            started = time.perf_counter()
+            client.send(Packet.SUBMIT_JOB, function, b"", b"x")
+            client.expect(Packet.JOB_CREATED)
+            client.expect(Packet.WORK_COMPLETE)
+            samples.append(time.perf_counter() - started)
+    stop.set()
+    samples.sort()
+    return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+
+
+def claim_path(submit: list[Server], work: Server, jobs: int, conninfo: str, hold: bool) -> float:
+    """Jobs/s of background jobs submitted to gateways without workers (handed to the cluster) and claimed by
+    four raw workers on another gateway; ``hold``: with a transaction left open (and its snapshot held) for the
+    whole run, which keeps vacuum from removing the dead rows that every claim and delete leaves."""
+    import psycopg
+
+    function = b"claim%d" % time.monotonic_ns()
+    workers = [RecordingWorker(work.port, function) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+        worker.ready.wait(5)
+    with contextlib.ExitStack() as stack:
+        if hold:
+            blocker = stack.enter_context(psycopg.connect(conninfo))
+            blocker.execute("SELECT txid_current()")  # a transaction with an id, open until the end
+        start = time.monotonic()
+        threads = [
+            threading.Thread(
+                target=submit_background, args=(s.port, function, [b"%d" % i for i in range(jobs // len(submit))])
+            )
+            for s in submit
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        total = jobs // len(submit) * len(submit)
+        while sum(len(w.done) for w in workers) < total:
+            if time.monotonic() - start > 300:
+                raise RuntimeError("claimed jobs did not all run within 300 s")
+            time.sleep(0.01)
+        wall = time.monotonic() - start
+    for worker in workers:
+        worker.stop()
+    return total / wall
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--jobs", type=int, default=30_000)
+    ap.add_argument("--latency-jobs", type=int, default=300)
+    ap.add_argument("--claim-jobs", type=int, default=10_000, help="jobs per claim-path run")
+    ap.add_argument("--generator", choices=("auto", "gload", "loadgen"), default="auto")
+    ap.add_argument("--ours", default=OUR_GEARMAND)
+    ap.add_argument("--markdown", action="store_true")
+    args = ap.parse_args()
+
+    gen, gload = pick_generator(args.generator)
+    workdir = Path(tempfile.mkdtemp(prefix="gg-shared-"))
+    workdir.chmod(0o755)
+    base = [args.ours, "-L", "127.0.0.1", "-p", "{PORT}", "-l", "none"]
+    print(f"# machine: {machine()}; gearman-gateway {revision()}")
+    print(f"# load before: {loadavg()}; generator: {gen}; {args.rounds} rounds of {args.jobs:,} jobs")
+    rows: list[dict[str, Any]] = []
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, True)
+        conninfo = stack.enter_context(private_postgres(workdir / "pg"))
+        shared = ["-q", "postgres", "--libpq-conninfo", conninfo, "--shared"]
+        configs = {
+            "sqlite, 1 server": [["-q", "sqlite", "--data-dir", str(workdir / "sqlite")]],
+            "postgres, 1 server": [["-q", "postgres", "--libpq-conninfo", conninfo]],
+            "shared, 1 gateway": [shared],
+            "shared, 2 gateways": [shared] * 2,
+            "shared, 3 gateways": [shared] * 3,
+        }
+        for rnd in range(args.rounds):
+            for label, options in configs.items():
+                servers = [Server(f"{label[:6]}{i}", base + opts, workdir).start() for i, opts in enumerate(options)]
+                try:
+                    time.sleep(0.5)
+                    row = run_config(label, servers, gen, gload, args.jobs, conninfo)
+                finally:
+                    for server in servers:
+                        server.stop()
+                row.update(round=rnd + 1, load=loadavg())
+                rows.append(row)
+                print(f"r{rnd + 1} {label:20} {row}", flush=True)
+        a, b, c = (Server(f"relay{i}", base + shared, workdir).start() for i in range(3))
+        claims: dict[bool, list[float]] = {False: [], True: []}
+        try:
+            time.sleep(1.0)
+            local = latency(a.port, a.port, args.latency_jobs)
+            relayed = latency(a.port, b.port, args.latency_jobs)
+            for _ in range(args.rounds):
+                for hold in (False, True):
+                    claims[hold].append(claim_path([a, b], c, args.claim_jobs, conninfo, hold))
+                    print(f"claim path, transaction held open {hold}: {claims[hold][-1]:,.0f} jobs/s", flush=True)
+        finally:
+            a.stop()
+            b.stop()
+            c.stop()
+    print(f"# load after: {loadavg()}\n")
+    header = ["configuration", "jobs/s (median)", "gateway CPU µs/job", "PostgreSQL CPU µs/job"]
+    lines = []
+    for label in configs:
+        mine = [r for r in rows if r["label"] == label and not r["error"]]
+        if not mine:
+            lines.append([label, "error", "", ""])
+            continue
+        lines.append(
+            [
+                label,
+                f"{statistics.median(r['jobs_per_s'] for r in mine):,.0f}",
+                f"{statistics.median(r['gateway_cpu_us_per_job'] for r in mine):.0f}",
+                f"{statistics.median(r['postgres_cpu_us_per_job'] for r in mine):.0f}",
+            ]
+        )
+    print(table(header, lines, args.markdown))
+    print()
+    print(
+        table(
+            ["foreground job", "median ms", "p99 ms"],
+            [
+                ["local worker", f"{local[0] * 1000:.2f}", f"{local[1] * 1000:.2f}"],
+                ["relayed (worker on another gateway)", f"{relayed[0] * 1000:.2f}", f"{relayed[1] * 1000:.2f}"],
+            ],
+            args.markdown,
+        )
+    )
+    print()
+    print(
+        table(
+            ["claim path (submitted to 2 gateways, run by workers on a third)", "jobs/s (median)"],
+            [
+                ["no long transaction", f"{statistics.median(claims[False]):,.0f}"],
+                ["a transaction held open for the whole run", f"{statistics.median(claims[True]):,.0f}"],
+            ],
+            args.markdown,
+        )
+    )
+    return 1 if any(r["error"] for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,416 @@
+"""The scheduler's durable store in shared mode, and this server's life in the cluster (docs/scale.md).
+
+``SharedQueue`` stands where the store runner stands for one server (DESIGN.md seam 3: ``add``, ``remove``,
+``bury``, ``revive``), so the scheduler knows no SQL and no cluster: it numbers jobs with its own sequence, and
+this class turns those numbers into cluster-unique ids (``cluster_id``) before the runner group-commits them.
+A new job is inserted as this server's when one of its workers can do the function, else as the cluster's
+(``HandedOff``: the scheduler acknowledges it and forgets it).
+
+On a thread of its own, with a connection of its own (``ClusterLink``), it:
+* claims unowned jobs of the functions its workers can do, up to PREFETCH held and not yet finished, when a
+  notification names one of them, after every (re)LISTEN, and on every poll (the fallback for a lost
+  notification, or no LISTEN at all behind a transaction-mode pooler); claimed rows join the scheduler's queues
+  (``Scheduler.adopt``);
+* writes a heartbeat every ``dead_after / 3`` seconds, and renews the lease of every row it holds every
+  ``lease / 3`` seconds;
+* on every poll, makes claimable the rows of servers whose heartbeat is ``dead_after`` old (or whose lease
+  lapsed), and notifies.
+Failures of any of these are logged and retried at their next tick: the scheduler goes on with what it holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from gearman_gateway.cluster.relay import Event, RelayBack, RelayWorker
+from gearman_gateway.stores.base import StoredJob
+from gearman_gateway.stores.runner import AddCallback, StoreRunner
+from gearman_gateway.stores.shared_postgres import (
+    LOCAL_BITS,
+    ClusterLink,
+    Notifications,
+    Peer,
+    SharedPostgresStore,
+    SharedRow,
+    cluster_id,
+)
+
+if TYPE_CHECKING:
+    from gearman_gateway.scheduler import Job, Scheduler
+
+log = logging.getLogger("gearman_gateway.cluster")
+
+#: Claimed jobs a server holds at most before its workers have finished some: enough to keep its workers busy
+#: between two claims (one claim per PREFETCH / 2 jobs under load), few enough that a server that dies leaves
+#: little for the others to wait for.
+PREFETCH = 256
+#: Longest time between two polls; shorter when ``dead_after`` is short (a dead server is found by a poll).
+POLL_MAX = 1.0
+#: Relay rows' ids: this bit set in the server's own part, so they never meet its background jobs' ids.
+RELAY_BIT = 1 << (LOCAL_BITS - 1)
+#: Seconds between two readings of the cluster's queues for admin `status cluster` (a count over the table).
+STATUS_INTERVAL = 2.0
+
+
+class SharedQueue:
+    """The DurableStore of a scheduler in shared mode (see the module's docstring)."""
+
+    def __init__(self, runner: StoreRunner, reactor: Any, dead_after: float = 3.0) -> None:
+        self.runner = runner
+        self.backend: SharedPostgresStore = runner.backend  # type: ignore[assignment]
+        self.reactor = reactor
+        self.dead_after = dead_after
+        self.poll_interval = min(POLL_MAX, dead_after / 3)
+        #: Seconds after an outage (this gateway's, or the database's restart) before any takeover: every live
+        #: gateway has written a heartbeat and renewed its leases by then.
+        self.takeover_grace = dead_after + runner.backend.lease / 3  # type: ignore[attr-defined]
+        self.link = ClusterLink(self.backend, dead_after, self.takeover_grace)
+        self.notifications = Notifications(self.backend, self._heard_elsewhere)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cluster")
+        self.scheduler: Scheduler | None = None
+        self.relay: RelayWorker | None = None
+        self._relay_rows = 0  # relay rows inserted so far (their ids)
+        self._relaying: dict[int, None] = {}  # relay rows this server claimed and runs: renewed like its own
+        self._outbox: list[Event] = []  # events of relayed jobs, written at the end of the turn
+        self._adopted: dict[int, int] = {}  # the scheduler's job id -> the cluster's, for claimed jobs
+        self._claiming = False
+        self._claim_again = False
+        self._more = False  # the last claim was full: more may be waiting
+        self._timers: dict[str, Any] = {}
+        self._stopped = False
+        self._failing: dict[str, str] = {}  # what -> its last error, while it fails
+        self._busy: set[str] = set()  # periodic work under way (``_run``'s ``once``)
+        self._last_status = 0.0
+        #: When this gateway's cluster work last came back from a failure: for a while after that it takes over
+        #: no other gateway's jobs (the others were probably cut off too, and have not written a heartbeat yet).
+        self._recovered_at = 0.0
+        # figures for admin and the JSON status
+        self.claims = 0
+        self.claimed = 0
+        self.notifications_heard = 0
+        self.peers: list[Peer] = []
+        self.cluster_queues: dict[bytes, tuple[int, int]] = {}
+
+    @property
+    def name(self) -> str:
+        return self.runner.name
+
+    @property
+    def server(self) -> int:
+        return self.backend.server
+
+    def attach(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        self.relay = RelayWorker(scheduler, self.reactor, self._relay_out)
+
+    def _own_workers(self, name: bytes) -> int:
+        assert self.relay is not None
+        return self.relay.own_workers(name)
+
+    # -- the DurableStore protocol (the scheduler's calls)
+
+    def add(self, row: StoredJob, callback: AddCallback) -> None:
+        shared = SharedRow(
+            cluster_id(self.server, row.job_id),
+            row.handle,
+            row.function,
+            row.unique,
+            row.priority,
+            row.data,
+            row.when,
+            local=self._own_workers(row.function) > 0,
+        )
+        self.runner.add(shared, callback)
+
+    def remove(self, job_id: int) -> None:
+        adopted = self._adopted.pop(job_id, None)
+        self.runner.remove(adopted if adopted is not None else cluster_id(self.server, job_id))
+        if self._more and not self._claiming and len(self._adopted) <= PREFETCH // 2:
+            self.claim()
+
+    def bury(self, job_id: int, reason: str) -> None:
+        self.runner.bury(self._cluster_id(job_id), reason)
+
+    def revive(self, job_id: int) -> None:
+        self.runner.revive(self._cluster_id(job_id))
+
+    def _cluster_id(self, job_id: int) -> int:
+        adopted = self._adopted.get(job_id)
+        return adopted if adopted is not None else cluster_id(self.server, job_id)
+
+    # -- life
+
+    def start(self) -> None:
+        """After the store opened (this server has its number): cluster-unique handles, then the threads and
+        timers. The handle prefix gains the server's number: three servers on one host never hand out one
+        handle, nor does one server before and after a restart."""
+        assert self.scheduler is not None
+        prefix = self.scheduler.handle_prefix
+        self.scheduler.handle_prefix = prefix[:-1] + b"-%d:" % self.server
+        log.log(25, "%s: this is server %d of the cluster", self.backend.where, self.server)
+        self.notifications.start()
+        self._every("heartbeat", self.dead_after / 3, self._heartbeat)
+        self._every("renew", self.backend.lease / 3, self._renew)
+        self._every("poll", self.poll_interval, self._poll)
+
+    def stop(self) -> None:
+        """Before the runner closes (which gives this server's rows back to the cluster)."""
+        self._stopped = True
+        for call in self._timers.values():
+            if call.active():
+                call.cancel()
+        self._timers.clear()
+        self.notifications.stop()
+        self._thread.submit(self.link.close)
+        self._thread.shutdown(wait=True)
+
+    def _every(self, what: str, interval: float, action: Callable[[], None]) -> None:
+        def tick() -> None:
+            if self._stopped:
+                return
+            action()
+            self._timers[what] = self.reactor.callLater(interval, tick)
+
+        tick()
+
+    def _run(
+        self, what: str, work: Callable[[], Any], then: Callable[[Any], None] | None = None, once: bool = False
+    ) -> None:
+        """``work`` on the cluster thread; ``then(result)`` back on the reactor's; a failure is logged once
+        until that kind of work succeeds again. ``once``: skipped while the same kind is still under way (the
+        periodic work: a database that hangs must not pile up a heartbeat per tick behind it)."""
+        if self._stopped or (once and what in self._busy):
+            return
+        if once:
+            self._busy.add(what)
+        future = self._thread.submit(work)
+        future.add_done_callback(lambda f: self.reactor.callFromThread(self._ran, what, f, then))
+
+    def _ran(self, what: str, future: Future, then: Callable[[Any], None] | None) -> None:
+        self._busy.discard(what)
+        error = future.exception()
+        if error is not None:
+            if what not in self._failing:
+                log.error("cluster: %s failing: %s", what, error)
+            self._failing[what] = str(error)
+            if what == "claim":
+                self._claiming = False
+            return
+        if what in self._failing:
+            del self._failing[what]
+            self._recovered_at = time.monotonic()
+            log.warning("cluster: %s works again", what)
+        if then is not None and not self._stopped:
+            then(future.result())
+
+    # -- heartbeats, takeover, status
+
+    def _heartbeat(self) -> None:
+        info = self._summary()
+        status = time.monotonic() - self._last_status >= STATUS_INTERVAL
+        if status:
+            self._last_status = time.monotonic()
+
+        def work() -> tuple[list[Peer], dict[bytes, tuple[int, int]] | None]:
+            self.link.heartbeat(info)
+            return self.link.peers(), (self.link.queued() if status else None)
+
+        self._run("heartbeat", work, self._heartbeat_done, once=True)
+
+    def _heartbeat_done(self, result: tuple[list[Peer], dict[bytes, tuple[int, int]] | None]) -> None:
+        self.peers, queues = result
+        if queues is not None:
+            self.cluster_queues = queues
+        elsewhere = {
+            name.encode("utf-8", "surrogateescape")
+            for peer in self.peers
+            if peer.alive and peer.server != self.server
+            for name, counts in (peer.info.get("functions") or {}).items()
+            if isinstance(counts, list) and len(counts) == 3 and counts[2]
+        }
+        assert self.relay is not None
+        self.relay.serve(elsewhere)
+
+    def _summary(self) -> dict[str, Any]:
+        """This server's queues as its peers' `status cluster` shows them."""
+        assert self.scheduler is not None
+        functions = {
+            fn.name.decode("utf-8", "replace"): [fn.total - fn.running, fn.running, self._own_workers(fn.name)]
+            for fn in self.scheduler.functions.values()
+            if fn.total or fn.registrations
+        }
+        return {"functions": functions, "held": len(self._adopted)}
+
+    def _renew(self) -> None:
+        """The leases of the rows of every background job this server holds: claimed, submitted here, or being
+        written (a row committed after this list was made is fresh: its lease is whole)."""
+        assert self.scheduler is not None
+        held = [self._cluster_id(job_id) for job_id in self.scheduler.background_job_ids()]
+        held += self._relaying
+        self._run("lease renewal", lambda: self.link.renew(held), once=True)
+
+    def _poll(self) -> None:
+        if time.monotonic() - self._recovered_at < self.takeover_grace:
+            self.claim()  # just back from an outage: no takeover yet (see _recovered_at)
+        else:
+            self._run("takeover", self.link.take_over, lambda _: self.claim(), once=True)
+        if self.relay is not None and self.relay.running:
+            self._take_events()
+
+    # -- claims
+
+    def _heard_elsewhere(self, channel: str, payload: str | None) -> None:
+        """On the LISTEN thread."""
+        self.reactor.callFromThread(self._heard, channel, payload)
+
+    def _heard(self, channel: str, payload: str | None) -> None:
+        self.notifications_heard += payload is not None
+        if channel == self.backend.tables.server_channel(self.server):
+            self._take_events()
+            return
+        if payload:
+            try:
+                function = bytes.fromhex(payload)
+            except ValueError:
+                function = b""
+            fn = self.scheduler.functions.get(function) if self.scheduler is not None and function else None
+            if function and (fn is None or not self._own_workers(function)):
+                return  # not a job for this server's workers
+        self.claim()
+
+    def _capable(self) -> list[bytes]:
+        assert self.scheduler is not None
+        return [fn.name for fn in self.scheduler.functions.values() if fn.registrations and self._own_workers(fn.name)]
+
+    def claim(self) -> None:
+        """Claim what this server's workers can do, up to PREFETCH held; one claim at a time."""
+        if self._stopped or self.scheduler is None:
+            return
+        if self._claiming:
+            self._claim_again = True
+            return
+        functions = self._capable()
+        room = PREFETCH - len(self._adopted)
+        if not functions:
+            return
+        if room <= 0:
+            self._more = True
+            return
+        self._claiming = True
+        self._claim_again = False
+        now = int(time.time())
+        self._run("claim", lambda: (room, self.link.claim(functions, room, now)), self._claimed)
+
+    def _claimed(self, result: tuple[int, list[tuple[StoredJob, int]]]) -> None:
+        self._claiming = False
+        room, rows = result
+        self.claims += 1
+        self.claimed += len(rows)
+        scheduler = self.scheduler
+        assert scheduler is not None
+        for row, reply_to in rows:
+            if reply_to:
+                self._run_relayed(row, reply_to)
+            else:
+                self._adopted[scheduler.adopt(row)] = row.job_id
+        self._more = len(rows) >= room
+        if self._claim_again or (self._more and len(self._adopted) <= PREFETCH // 2):
+            self.claim()
+
+    # -- relay (cluster/relay.py)
+
+    def _relay_out(self, jobs: list[Job]) -> None:
+        """Relay rows for jobs the RelayWorker grabbed here."""
+        rows = []
+        for job in jobs:
+            self._relay_rows += 1
+            row_id = cluster_id(self.server, RELAY_BIT | self._relay_rows)
+            rows.append(StoredJob(row_id, job.handle, job.function.name, b"", job.priority, job.data))
+        self._run("relay", lambda: self.link.relay_out(rows))
+
+    def _run_relayed(self, row: StoredJob, reply_to: int) -> None:
+        """A relay row this server claimed: a foreground job here, its events going back to ``reply_to``."""
+        assert self.scheduler is not None
+        self._relaying[row.job_id] = None
+        back = RelayBack(self._emit, reply_to, row.handle, row.job_id)
+        try:
+            self.scheduler.submit(row.function, row.data, b"", row.priority, listener=back)
+        except Exception as error:  # noqa: BLE001 - a full queue, a shutdown: the client hears a failure
+            log.warning("cluster: relayed job %r refused here: %s", row.handle, error)
+            back.job_fail(None)  # type: ignore[arg-type]
+
+    def _emit(self, event: Event) -> None:
+        if event[4]:
+            self._relaying.pop(event[4], None)
+        if not self._outbox:
+            self.reactor.callLater(0, self._flush_events)
+        self._outbox.append(event)
+
+    def _flush_events(self) -> None:
+        events, self._outbox = self._outbox, []
+        if events:
+            self._run("relay events", lambda: self.link.emit(events))
+
+    def _take_events(self) -> None:
+        self._run("relay events", self.link.take_events, self._deliver)
+
+    def _deliver(self, events: list[tuple[bytes, int, bytes]]) -> None:
+        assert self.relay is not None
+        for handle, kind, data in events:
+            self.relay.deliver(handle, kind, data)
+
+    # -- admin
+
+    def describe(self) -> dict[str, Any]:
+        """The runner's figures and the cluster's: `show store`, the JSON status."""
+        return {
+            **self.runner.describe(),
+            "cluster_server": self.server,
+            "cluster_listening": self.notifications.listening,
+            "cluster_claims": self.claims,
+            "cluster_claimed": self.claimed,
+            "cluster_held": len(self._adopted),
+            "cluster_failing": "; ".join(f"{what}: {error}" for what, error in self._failing.items()),
+        }
+
+    def cluster_view(self) -> dict[str, Any]:
+        """Admin `peers` and `status cluster`, and the JSON status's ``cluster``: the servers and the whole
+        cluster's queues, from the last heartbeats (at most ``dead_after / 3`` seconds old) and the last count of
+        the jobs no server holds (at most STATUS_INTERVAL old)."""
+        peers = []
+        totals: dict[str, list[int]] = {}
+        for peer in self.peers:
+            functions = (peer.info.get("functions") or {}) if peer.alive else {}
+            peers.append(
+                {
+                    "server": peer.server,
+                    "name": peer.name,
+                    "alive": peer.alive,
+                    "heartbeat_age": round(peer.heartbeat_age, 3),
+                    "held": int(peer.info.get("held", 0)),
+                    "this": peer.server == self.server,
+                }
+            )
+            for name, counts in functions.items():
+                if isinstance(counts, list) and len(counts) == 3:
+                    entry = totals.setdefault(name, [0, 0, 0])
+                    entry[0] += counts[0] + counts[1]
+                    entry[1] += counts[1]
+                    entry[2] += counts[2]
+        for name, (unowned, _) in self.cluster_queues.items():
+            totals.setdefault(name.decode("utf-8", "replace"), [0, 0, 0])[0] += unowned
+        functions = [
+            {"name": name, "total": total, "running": running, "workers": workers}
+            for name, (total, running, workers) in sorted(totals.items())
+        ]
+        return {"server": self.server, "peers": peers, "functions": functions}
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop, then close the runner: its pending deletes go out, then this server's rows go back."""
+        if not self._stopped:
+            self.stop()
+        self.runner.close(timeout)

@@ -1,0 +1,520 @@
+"""Shared mode (issue 21): several gateways on one set of PostgreSQL tables, row by row instead of table by table.
+
+Two tables (``TABLE`` and ``TABLE_servers``) and one notification channel (``TABLE``):
+
+* ``TABLE`` holds every background job of the cluster. ``job_id`` is cluster-unique (the submitting server's
+  number in the high bits, its own sequence in the low ones: ``cluster_id``); ``fifo`` is a database sequence
+  taken at insert, so the order of claims is submission order across servers; ``owner`` is the number of the
+  server that holds the job (NULL: any server may claim it) and ``lease_until`` when that hold lapses unless
+  renewed. A partial unique index on (function, unique) of live rows makes coalescing cluster-wide: the insert
+  of a second job with a held unique does nothing and the submitter is told the first one's handle.
+* ``TABLE_servers`` has one row per running gateway: its number, name, start and last heartbeat, and a small JSON
+  summary of its queues for admin ``status cluster`` and ``peers``.
+
+A job submitted where a worker for its function is connected is inserted already owned (it runs there with no
+further round trip); any other is inserted unowned and announced with ``pg_notify(channel, hex(function))``, a
+payload of at most 200 characters (PostgreSQL caps payloads at 8000 bytes, and every NOTIFY takes a lock at
+commit: a few per batch, never one per job). Servers claim unowned jobs of the functions their workers can do
+with ``UPDATE ... WHERE job_id IN (SELECT ... FOR UPDATE SKIP LOCKED)``, so concurrent claims never wait on each
+other nor take one row twice.
+
+Everything here is blocking psycopg code; ``SharedPostgresStore`` runs on the store runner's thread (the
+group-committed writes), ``ClusterLink`` on the cluster coordinator's thread (claims, heartbeats, leases,
+takeover), ``Notifications`` on a thread of its own (LISTEN). Each has its own connection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from gearman_gateway.stores.base import HandedOff, StoredJob, StoreError
+from gearman_gateway.stores.ownership import HOST, this_process
+from gearman_gateway.stores.postgres import PostgresStore
+from gearman_gateway.stores.sql import as_bytes, close_quietly, one_line
+
+log = logging.getLogger("gearman_gateway.cluster")
+
+DEFAULT_SHARED_TABLE = "gearman_gateway_shared"
+#: Bits of a job id that hold the submitting server's own sequence (the rest hold its number): 2^40 jobs per
+#: server start, 2^23 server starts per database.
+LOCAL_BITS = 40
+#: Longest notification payload we send (hex of the function name); a longer name sends "" (= "look at all").
+MAX_PAYLOAD = 200
+#: Row columns of a claim's answer, in order.
+_CLAIMED = "job_id, handle, unique_key, function_name, priority, data, when_to_run, reply_to"
+
+
+@dataclass(slots=True)
+class SharedRow(StoredJob):
+    """A row as the coordinator hands it to the store: with whether this server keeps it (``local``)."""
+
+    local: bool = False
+
+
+def cluster_id(server: int, seq: int) -> int:
+    return (server << LOCAL_BITS) | seq
+
+
+def payload_for(function: bytes) -> str:
+    text = function.hex()
+    return text if len(text) <= MAX_PAYLOAD else ""
+
+
+class _Tables:
+    """The statements of one pair of tables."""
+
+    def __init__(self, table: str) -> None:
+        self.jobs = table
+        self.servers = f"{table}_servers"
+        self.channel = table
+        self.events = f"{table}_events"
+
+    def server_channel(self, server: int) -> str:
+        """Where a server hears of events of the jobs it relayed."""
+        return f"{self.channel}_{server}"
+
+    def create(self) -> list[str]:
+        t, s = self.jobs, self.servers
+        return [
+            f"CREATE TABLE IF NOT EXISTS {s} (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL, "
+            "started TIMESTAMPTZ NOT NULL DEFAULT now(), heartbeat TIMESTAMPTZ NOT NULL DEFAULT now(), "
+            "info TEXT NOT NULL DEFAULT '{}')",
+            f"CREATE TABLE IF NOT EXISTS {t} (job_id BIGINT PRIMARY KEY, fifo BIGSERIAL NOT NULL, "
+            "handle BYTEA NOT NULL, unique_key BYTEA NOT NULL, function_name BYTEA NOT NULL, "
+            "priority INTEGER NOT NULL, data BYTEA NOT NULL, when_to_run BIGINT NOT NULL, "
+            "dead BOOLEAN NOT NULL DEFAULT false, reason TEXT NOT NULL DEFAULT '', owner BIGINT, "
+            "lease_until TIMESTAMPTZ, reply_to BIGINT)",
+            # a relayed job's events for the server of its client (cluster/relay.py), in id order
+            f"CREATE TABLE IF NOT EXISTS {t}_events (id BIGSERIAL PRIMARY KEY, server BIGINT NOT NULL, "
+            "handle BYTEA NOT NULL, kind SMALLINT NOT NULL, data BYTEA NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {t}_events_server ON {t}_events (server, id)",
+            # what claims read: unowned live rows of some functions, best priority and oldest first
+            f"CREATE INDEX IF NOT EXISTS {t}_claimable ON {t} (function_name, priority, fifo) "
+            "WHERE owner IS NULL AND NOT dead",
+            f"CREATE INDEX IF NOT EXISTS {t}_owner ON {t} (owner) WHERE owner IS NOT NULL",
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {t}_unique ON {t} (function_name, unique_key) "
+            "WHERE unique_key <> '' AND unique_key <> '-' AND NOT dead",
+        ]
+
+
+class SharedPostgresStore(PostgresStore):
+    """The Store protocol for shared mode: group-committed inserts (owned or unowned), deletes, buries and
+    revives of this server's rows. ``open`` creates the tables and registers this server (once: a reconnect
+    keeps its number); ``close`` gives back this server's live rows and removes its servers row, so the others
+    take its queued jobs over at once after a clean stop."""
+
+    name = "postgres"
+    exclusive = False
+
+    def __init__(self, conninfo: str = "", table: str = DEFAULT_SHARED_TABLE, lease: float = 10.0, **options: Any):
+        super().__init__(conninfo, table, **options)
+        self.where = self.where.replace("postgres store", "shared postgres store")
+        self.tables = _Tables(self.table)
+        self.lease = lease
+        #: This server's number in the cluster (``TABLE_servers.id``), 0 until the first open.
+        self.server = 0
+        t = self.table
+        self._insert_head = (
+            f"INSERT INTO {t} (job_id, handle, unique_key, function_name, priority, data, when_to_run, owner, "
+            "lease_until) VALUES "
+        )
+        self._row_marks = "(%s, %s, %s, %s, %s, %s, %s, %s, now() + %s * interval '1 second')"
+
+    def _set_up(self, cur: Any) -> None:
+        """In ``open``'s transaction: the tables (two servers starting at once never race to create them), and
+        this server's number (once: a reconnect keeps it)."""
+        cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_lock_class(),))
+        for statement in self.tables.create():
+            cur.execute(statement)
+        missing = {"owner", "lease_until", "fifo", "reply_to"} - self._columns(cur, self.table)
+        if missing:
+            raise StoreError(
+                f"{self.where}: the table exists without the shared layout (no {', '.join(sorted(missing))}): "
+                f"a one-server queue table cannot be shared; name another (default {DEFAULT_SHARED_TABLE})"
+            )
+        if not self.server:
+            cur.execute(f"INSERT INTO {self.tables.servers} (name) VALUES (%s) RETURNING id", (this_process(),))
+            self.server = int(cur.fetchone()[0])
+
+    def close(self) -> None:
+        """Leave the cluster cleanly: this server's live rows become claimable, its servers row goes."""
+        if self._conn is not None and self.server:
+            try:
+                with self._transaction("leave") as cur:
+                    cur.execute(
+                        f"UPDATE {self.table} SET owner = NULL, lease_until = NULL WHERE owner = %s AND NOT dead "
+                        "RETURNING function_name",
+                        (self.server,),
+                    )
+                    self._notify(cur, {row[0] for row in cur.fetchall()})
+                    cur.execute(f"DELETE FROM {self.tables.servers} WHERE id = %s", (self.server,))
+            except StoreError as error:
+                log.warning(
+                    "%s: leaving the cluster: %s (the others take its jobs over when it looks dead)", self.where, error
+                )
+        self._disconnect()
+
+    def load(self) -> list[StoredJob]:
+        """Nothing to replay: the cluster's jobs are claimed as workers ask for them."""
+        return []
+
+    def write(
+        self, adds: list[StoredJob], removes: list[int], buries: list[tuple[int, str]], revives: list[int]
+    ) -> dict[int, Exception]:
+        """One transaction: inserts (each owned by this server or not; a held unique inserts nothing), deletes,
+        buries, revives, and one NOTIFY per function of the unowned new rows. Returns the adds that are not this
+        server's: job id -> HandedOff."""
+        outcomes: dict[int, Exception] = {}
+        with self._transaction(f"batch of {len(adds)} adds and {len(removes)} removes") as cur:
+            if adds:
+                inserted = self._insert_shared(cur, adds)
+                announce = set()
+                for row in adds:
+                    if row.job_id not in inserted:
+                        outcomes[row.job_id] = HandedOff(self._holder_handle(cur, row))
+                    elif not getattr(row, "local", False):
+                        outcomes[row.job_id] = HandedOff()
+                        announce.add(row.function)
+                self._notify(cur, announce)
+            self._each_chunk(cur, f"DELETE FROM {self.table}", (), removes)
+            for job_id, reason in buries:
+                self._each_chunk(cur, self._set_dead(), (True, reason), [job_id])
+            self._each_chunk(cur, self._set_dead(), (False, ""), revives)
+        return outcomes
+
+    def add(self, jobs: list[StoredJob]) -> None:
+        self.write(jobs, [], [], [])
+
+    def _insert_shared(self, cur: Any, jobs: list[StoredJob]) -> set[int]:
+        """Multi-row inserts that skip rows whose unique is held; the ids that went in."""
+        inserted: set[int] = set()
+        for start in range(0, len(jobs), 200):
+            chunk = jobs[start : start + 200]
+            statement = self._insert_head + ", ".join([self._row_marks] * len(chunk))
+            params: list[Any] = []
+            for j in chunk:
+                local = getattr(j, "local", False)
+                owner = self.server if local else None
+                params += (j.job_id, j.handle, j.unique, j.function, j.priority, j.data, j.when, owner, self.lease)
+            cur.execute(statement + " ON CONFLICT DO NOTHING RETURNING job_id", params)
+            inserted.update(row[0] for row in cur.fetchall())
+        return inserted
+
+    def _holder_handle(self, cur: Any, row: StoredJob) -> bytes:
+        cur.execute(
+            f"SELECT handle FROM {self.table} WHERE function_name = %s AND unique_key = %s AND NOT dead",
+            (row.function, row.unique),
+        )
+        found = cur.fetchone()
+        return as_bytes(found[0]) if found else b""
+
+    def _notify(self, cur: Any, functions: set[bytes]) -> None:
+        payloads = sorted({payload_for(as_bytes(f)) for f in functions})
+        for payload in payloads:
+            cur.execute("SELECT pg_notify(%s, %s)", (self.tables.channel, payload))
+
+    def _set_dead(self) -> str:
+        return f"UPDATE {self.table} SET dead = %s, reason = %s"
+
+
+def _lock_class() -> int:
+    return int.from_bytes(b"ggws", "big")
+
+
+@dataclass(slots=True)
+class Peer:
+    """One server of the cluster as ``TABLE_servers`` shows it."""
+
+    server: int
+    name: str
+    started: float
+    heartbeat_age: float  # seconds since its last heartbeat
+    alive: bool
+    info: dict[str, Any]
+
+
+class ClusterLink:
+    """The coordinator's connection: claims, heartbeats, lease renewal, takeover of dead servers' jobs."""
+
+    def __init__(self, store: SharedPostgresStore, dead_after: float, grace: float = 0.0) -> None:
+        self.store = store
+        self.tables = store.tables
+        self.dead_after = dead_after
+        #: No takeover until the database has run this long since its (re)start: every gateway lost its
+        #: session with it and needs a moment to heartbeat and renew again.
+        self.grace = grace
+        self._conn: Any = None
+
+    def _cursor_work(self, what: str, work: Callable[[Any], Any]) -> Any:
+        """``work(cursor)`` in one transaction, connecting first if needed; StoreError on any failure (the
+        connection is then dropped: the next call reconnects).
+
+        These commits do not wait for the WAL flush (``synchronous_commit = off`` for the transaction): nothing
+        here is an acknowledged job. A claim, renewal or takeover lost in a database crash leaves a row as it
+        was (it lapses or is claimed again); relay rows and events serve a client that is waiting, whose
+        job fails over like any foreground job when its server goes away."""
+        try:
+            if self._conn is None:
+                self._conn = self.store._connect()
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                cur.execute("SET LOCAL synchronous_commit = off")
+                return work(cur)
+        except psycopg.Error as exc:
+            self.close()
+            raise StoreError(f"{self.store.where}: {what} failed: {one_line(exc)}") from exc
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        close_quietly(conn)
+
+    def claim(self, functions: list[bytes], limit: int, now: int) -> list[tuple[StoredJob, int]]:
+        """Take up to ``limit`` unowned due jobs of these functions, best priority and oldest first: each with the
+        number of the server it is relayed for (0: a background job)."""
+        t = self.tables.jobs
+
+        def work(cur: Any) -> list[tuple[StoredJob, int]]:
+            cur.execute(
+                f"UPDATE {t} SET owner = %s, lease_until = now() + %s * interval '1 second' WHERE job_id IN "
+                f"(SELECT job_id FROM {t} WHERE owner IS NULL AND NOT dead AND function_name = ANY(%s) "
+                "AND when_to_run <= %s ORDER BY priority, fifo LIMIT %s FOR UPDATE SKIP LOCKED) "
+                f"RETURNING {_CLAIMED}, fifo",
+                (self.store.server, self.store.lease, functions, now, limit),
+            )
+            rows = sorted(cur.fetchall(), key=lambda r: (r[4], r[8]))
+            return [
+                (
+                    StoredJob(
+                        int(r[0]), as_bytes(r[1]), as_bytes(r[3]), as_bytes(r[2]), int(r[4]), as_bytes(r[5]), int(r[6])
+                    ),
+                    int(r[7] or 0),
+                )
+                for r in rows
+            ]
+
+        return self._cursor_work("claim", work)
+
+    def relay_out(self, rows: list[StoredJob]) -> None:
+        """Relay rows for jobs of this server's clients: claimable by any server whose workers can do them."""
+        t = self.tables.jobs
+
+        def work(cur: Any) -> None:
+            for row in rows:
+                cur.execute(
+                    f"INSERT INTO {t} (job_id, handle, unique_key, function_name, priority, data, when_to_run, "
+                    "reply_to) VALUES (%s, %s, '', %s, %s, %s, 0, %s)",
+                    (row.job_id, row.handle, row.function, row.priority, row.data, self.store.server),
+                )
+            self.store._notify(cur, {row.function for row in rows})
+
+        self._cursor_work("relay", work)
+
+    def emit(self, events: list[tuple[int, bytes, int, bytes, int]]) -> None:
+        """Events of relayed jobs for the servers of their clients, in order, in one transaction; the relay rows of
+        finished ones are deleted with them; one NOTIFY per server."""
+
+        def work(cur: Any) -> None:
+            cur.executemany(
+                f"INSERT INTO {self.tables.events} (server, handle, kind, data) VALUES (%s, %s, %s, %s)",
+                [(server, handle, kind, data) for server, handle, kind, data, _ in events],
+            )
+            done = [row for *_, row in events if row]
+            if done:
+                cur.execute(f"DELETE FROM {self.tables.jobs} WHERE job_id = ANY(%s)", (done,))
+            for server in sorted({event[0] for event in events}):
+                cur.execute("SELECT pg_notify(%s, '')", (self.tables.server_channel(server),))
+
+        self._cursor_work("relay events", work)
+
+    def take_events(self) -> list[tuple[bytes, int, bytes]]:
+        """The events waiting for this server, oldest first (deleted as they are read)."""
+
+        def work(cur: Any) -> list[tuple[bytes, int, bytes]]:
+            cur.execute(
+                f"DELETE FROM {self.tables.events} WHERE server = %s RETURNING id, handle, kind, data",
+                (self.store.server,),
+            )
+            return [(as_bytes(h), int(k), as_bytes(d)) for _, h, k, d in sorted(cur.fetchall())]
+
+        return self._cursor_work("relay events", work)
+
+    def heartbeat(self, info: dict[str, Any]) -> None:
+        """This server is alive (its row is written again if another server cleaned it away)."""
+        s = self.tables.servers
+
+        def work(cur: Any) -> None:
+            text = json.dumps(info)
+            cur.execute(f"UPDATE {s} SET heartbeat = now(), info = %s WHERE id = %s", (text, self.store.server))
+            if cur.rowcount == 0:
+                log.warning(
+                    "this server (number %d) was taken for dead by the cluster; it joins again", self.store.server
+                )
+                cur.execute(
+                    f"INSERT INTO {s} (id, name, info) VALUES (%s, %s, %s)", (self.store.server, this_process(), text)
+                )
+
+        self._cursor_work("heartbeat", work)
+
+    def renew(self, held: list[int]) -> int:
+        """Push the lease of the live rows this server holds (``held``: their ids) once a third of it is spent (a
+        short job's row is never touched); how many were renewed. A row it owns but no longer holds (a claim whose
+        answer was lost with its connection) is left to lapse."""
+
+        def work(cur: Any) -> int:
+            cur.execute(
+                f"UPDATE {self.tables.jobs} SET lease_until = now() + %s * interval '1 second' "
+                "WHERE owner = %s AND NOT dead AND job_id = ANY(%s) AND lease_until < now() + %s * interval '1 second'",
+                (self.store.lease, self.store.server, held, self.store.lease * 2 / 3),
+            )
+            return int(cur.rowcount)
+
+        return self._cursor_work("lease renewal", work)
+
+    def take_over(self) -> set[bytes]:
+        """Make claimable the live rows of other servers that missed their heartbeats for ``dead_after`` seconds, and
+        any row whose lease lapsed; the functions of those rows, for a NOTIFY."""
+        t, s = self.tables.jobs, self.tables.servers
+
+        def work(cur: Any) -> set[bytes]:
+            cur.execute(
+                f"WITH gone AS (SELECT job_id, owner FROM {t} WHERE owner IS NOT NULL AND NOT dead AND "
+                "now() - pg_postmaster_start_time() > %s * interval '1 second' AND "
+                f"(lease_until < now() OR (owner <> %s AND owner NOT IN (SELECT id FROM {s} WHERE heartbeat >= "
+                "now() - %s * interval '1 second'))) FOR UPDATE SKIP LOCKED) "
+                f"UPDATE {t} SET owner = NULL, lease_until = NULL FROM gone WHERE {t}.job_id = gone.job_id "
+                f"RETURNING {t}.function_name, gone.owner",
+                (self.grace, self.store.server, self.dead_after),
+            )
+            rows = cur.fetchall()
+            if rows:
+                owners = sorted({int(r[1]) for r in rows})
+                log.warning(
+                    "took over %d jobs of server(s) %s: dead (no heartbeat for %.1fs) or lease lapsed",
+                    len(rows),
+                    ", ".join(map(str, owners)),
+                    self.dead_after,
+                )
+            functions = {as_bytes(r[0]) for r in rows}
+            self.store._notify(cur, functions)
+            return functions
+
+        return self._cursor_work("takeover", work)
+
+    def peers(self) -> list[Peer]:
+        s = self.tables.servers
+
+        def work(cur: Any) -> list[Peer]:
+            cur.execute(
+                f"SELECT id, name, extract(epoch FROM started), extract(epoch FROM now() - heartbeat), info "
+                f"FROM {s} ORDER BY id"
+            )
+            return [
+                Peer(int(i), n, float(st), float(age), float(age) < self.dead_after, _json(info))
+                for i, n, st, age, info in cur.fetchall()
+            ]
+
+        return self._cursor_work("peers", work)
+
+    def queued(self) -> dict[bytes, tuple[int, int]]:
+        """The cluster's live jobs per function: (unowned, owned by some server)."""
+
+        def work(cur: Any) -> dict[bytes, tuple[int, int]]:
+            cur.execute(
+                f"SELECT function_name, count(*) FILTER (WHERE owner IS NULL), count(*) FILTER (WHERE owner IS NOT "
+                f"NULL) FROM {self.tables.jobs} WHERE NOT dead GROUP BY function_name ORDER BY function_name"
+            )
+            return {as_bytes(f): (int(a), int(b)) for f, a, b in cur.fetchall()}
+
+        return self._cursor_work("cluster status", work)
+
+
+def _json(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+class Notifications:
+    """LISTEN on the cluster's channel and this server's own, on a daemon thread with its own connection;
+    ``heard(channel, payload)`` for each notification and ``heard("", None)`` after every (re)connect
+    (notifications may have been missed meanwhile).
+    Reconnects with back-off after a database restart; the coordinator's poll keeps working meanwhile."""
+
+    RETRY_MAX = 5.0
+
+    def __init__(self, store: SharedPostgresStore, heard: Callable[[str, str | None], None]) -> None:
+        self.store = store
+        self.heard = heard
+        self._stop = threading.Event()
+        self._conn: Any = None
+        self.listening = False
+        self._lost = False  # the connection was lost: its return is logged
+        self._thread = threading.Thread(target=self._run, name="cluster-listen", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        conn = self._conn
+        if conn is not None:
+            try:
+                conn.cancel_safe(timeout=1.0)
+            except Exception:  # noqa: BLE001 - it may be gone already
+                pass
+        if self._thread.is_alive():  # never started when the server failed to start
+            self._thread.join(timeout=3.0)
+
+    def _run(self) -> None:
+        delay = 0.05
+        while not self._stop.is_set():
+            try:
+                conn = self._conn = self.store._connect()
+                conn.autocommit = True
+                conn.execute(f"LISTEN {self.store.tables.channel}")
+                conn.execute(f"LISTEN {self.store.tables.server_channel(self.store.server)}")
+                if self._lost:
+                    log.warning("%s: LISTEN is back", self.store.where)
+                self.listening, self._lost = True, False
+                delay = 0.05
+                self.heard("", None)
+                while not self._stop.is_set():
+                    for note in conn.notifies(timeout=0.25):
+                        self.heard(note.channel, note.payload)
+            except Exception as exc:  # noqa: BLE001 - any failure: reconnect (the poll covers the gap)
+                if self._stop.is_set():
+                    break
+                if self.listening:
+                    log.warning(
+                        "%s: LISTEN connection lost (%s); polling until it is back", self.store.where, one_line(exc)
+                    )
+                self.listening, self._lost = False, True
+                self._close()
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.RETRY_MAX)
+        self._close()
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        close_quietly(conn)
+
+
+__all__ = [
+    "DEFAULT_SHARED_TABLE",
+    "HOST",
+    "ClusterLink",
+    "HandedOff",
+    "Notifications",
+    "Peer",
+    "SharedPostgresStore",
+    "SharedRow",
+    "cluster_id",
+]

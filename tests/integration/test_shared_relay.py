@@ -1,0 +1,163 @@
+"""Job relay (issue 21 item 2): a foreground job submitted to one gateway runs on a worker connected only to
+another, and the client gets every packet its worker sent, in order; a job stays local when it can."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import urllib.request
+
+import pytest
+
+from protocols.binary.packets import Packet
+from tests.integration.conftest import free_port, wait_listening
+from tests.integration.rawclient import Raw
+from tests.integration.sharedqueue import RecordingWorker, new_database, shared_args, submit_background, wait_for
+
+pytestmark = pytest.mark.skipif("GG_TEST_SERVER" in os.environ, reason="our shared mode")
+
+
+def scripted_worker(port: int, function: bytes, ending: int, ready: threading.Event, name: bytes = b"") -> Raw:
+    """A raw worker that, for one job, sends DATA, WARNING, STATUS and then ``ending`` (COMPLETE, FAIL or
+    EXCEPTION) with its ``name`` in the data."""
+    raw = Raw(port)
+    raw.send(Packet.CAN_DO, function)
+
+    def run() -> None:
+        ready.set()
+        try:
+            work()
+        except (EOFError, OSError, AssertionError):
+            pass  # closed by the test (a worker that never got its job)
+
+    def work() -> None:
+        raw.send(Packet.PRE_SLEEP)
+        raw.expect(Packet.NOOP, timeout=20)
+        raw.send(Packet.GRAB_JOB)
+        handle, _, data = raw.expect(Packet.JOB_ASSIGN, timeout=10)
+        raw.send(Packet.WORK_DATA, handle, b"part-1 of " + data)
+        raw.send(Packet.WORK_WARNING, handle, b"careful")
+        raw.send(Packet.WORK_STATUS, handle, b"1", b"2")
+        raw.send(Packet.WORK_DATA, handle, b"part-2")
+        if ending == Packet.WORK_FAIL:
+            raw.send(Packet.WORK_FAIL, handle)
+        else:
+            raw.send(ending, handle, b"done by " + name)
+
+    threading.Thread(target=run, daemon=True).start()
+    return raw
+
+
+def wait_relay_ready(server, function: bytes) -> None:
+    """The client's server lists the function as served (by its relay) once a heartbeat has told it."""
+    wait_for(lambda: f"{function.decode()}\t0\t0\t1" in server.admin("status"), 10, "the relay to serve it")
+
+
+@pytest.fixture
+def pair(gearmand, postgres_server):
+    conninfo = new_database(postgres_server)
+    return [gearmand(*shared_args(conninfo)) for _ in range(2)]
+
+
+@pytest.mark.parametrize("ending", [Packet.WORK_COMPLETE, Packet.WORK_FAIL, Packet.WORK_EXCEPTION])
+def test_every_packet_is_relayed_in_order(pair, ending) -> None:
+    a, b = pair
+    ready = threading.Event()
+    worker = scripted_worker(b.port, b"far", ending, ready, b"b")
+    ready.wait(5)
+    wait_relay_ready(a, b"far")
+    with Raw(a.port) as client:
+        client.send(Packet.OPTION_REQ, b"exceptions")
+        client.expect(Packet.OPTION_RES)
+        client.send(Packet.SUBMIT_JOB, b"far", b"", b"x")
+        handle = client.expect(Packet.JOB_CREATED)[0]
+        got = [client.recv(15) for _ in range(5)]
+    worker.close()
+    expected_end = (ending, [handle] if ending == Packet.WORK_FAIL else [handle, b"done by b"])
+    assert got == [
+        (Packet.WORK_DATA, [handle, b"part-1 of x"]),
+        (Packet.WORK_WARNING, [handle, b"careful"]),
+        (Packet.WORK_STATUS, [handle, b"1", b"2"]),
+        (Packet.WORK_DATA, [handle, b"part-2"]),
+        expected_end,
+    ]
+
+
+def test_relay_works_both_ways_and_stays_local_when_it_can(pair) -> None:
+    a, b = pair
+    ready_a, ready_b = threading.Event(), threading.Event()
+    on_a = scripted_worker(a.port, b"onlya", Packet.WORK_COMPLETE, ready_a, b"a")
+    on_b = scripted_worker(b.port, b"onlyb", Packet.WORK_COMPLETE, ready_b, b"b")
+    ready_a.wait(5)
+    ready_b.wait(5)
+    wait_relay_ready(a, b"onlyb")
+    wait_relay_ready(b, b"onlya")
+    results = {}
+    for server, function in ((a, b"onlyb"), (b, b"onlya")):
+        with Raw(server.port) as client:
+            client.send(Packet.SUBMIT_JOB, function, b"", b"y")
+            client.expect(Packet.JOB_CREATED)
+            packets = [client.recv(15) for _ in range(5)]
+            results[function] = packets[-1]
+            assert packets[-1][0] == Packet.WORK_COMPLETE, packets
+    assert results[b"onlyb"][1][1] == b"done by b" and results[b"onlya"][1][1] == b"done by a"
+    # both servers now have a worker for "both": a job submitted to a runs on a's
+    ready_a2, ready_b2 = threading.Event(), threading.Event()
+    local_a = scripted_worker(a.port, b"both", Packet.WORK_COMPLETE, ready_a2, b"local")
+    local_b = scripted_worker(b.port, b"both", Packet.WORK_COMPLETE, ready_b2, b"remote")
+    ready_a2.wait(5)
+    ready_b2.wait(5)
+    with Raw(a.port) as client:
+        client.send(Packet.SUBMIT_JOB, b"both", b"", b"z")
+        client.expect(Packet.JOB_CREATED)
+        packets = [client.recv(15) for _ in range(5)]
+    assert packets[-1][1][1] == b"done by local"
+    for raw in (on_a, on_b, local_a, local_b):
+        raw.close()
+
+
+def test_peers_and_status_cluster_in_admin_and_json(gearmand, postgres_server) -> None:
+    conninfo = new_database(postgres_server)
+    http_port = free_port()
+    a = gearmand(*shared_args(conninfo), "-r", "http", "--http-port", str(http_port))
+    wait_listening(http_port, a.proc)
+    b = gearmand(*shared_args(conninfo))
+    ready = threading.Event()
+    worker = scripted_worker(b.port, b"seen", Packet.WORK_COMPLETE, ready)
+    ready.wait(5)
+    with Raw(a.port) as client:
+        for data in (b"1", b"2", b"3"):
+            client.send(Packet.SUBMIT_JOB_BG, b"waiting", b"", data)  # nobody can do it: the cluster's, unowned
+            client.expect(Packet.JOB_CREATED)
+    wait_for(lambda: "waiting\t3\t0\t0" in b.admin("status cluster"), 10, "the cluster's count")
+    assert "seen\t0\t0\t1" in a.admin("status cluster")  # b's worker, seen from a
+    peers = a.admin("peers").splitlines()
+    assert len(peers) == 3 and peers[-1] == "."
+    assert sum(line.endswith(" *") for line in peers) == 1
+    assert all("\talive\t" in line for line in peers[:2])
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/_gearman/status", timeout=5) as response:
+        status = json.load(response)
+    assert [p["alive"] for p in status["cluster"]["peers"]] == [True, True]
+    assert {"name": "waiting", "total": 3, "running": 0, "workers": 0} in status["cluster"]["functions"]
+    worker.close()
+    b.stop(signal.SIGKILL)
+    wait_for(lambda: "\tdead\t" in a.admin("peers"), 10, "the killed server to be seen dead")
+
+
+def test_jobs_held_where_the_last_worker_left_are_relayed_to_a_worker_elsewhere(pair) -> None:
+    a, b = pair
+    leaving = RecordingWorker(a.port, b"moved", delay=30)  # takes one job and is stopped before finishing it
+    leaving.start()
+    leaving.ready.wait(5)
+    payloads = [b"m-%d" % i for i in range(5)]
+    submit_background(a.port, b"moved", payloads)  # a's worker can do it: a holds them
+    wait_for(lambda: bool(leaving.started_at), 10, "a's worker to take a job")
+    leaving.stop()  # it finishes its one job and disconnects: a holds the other four with no worker
+    elsewhere = RecordingWorker(b.port, b"moved")
+    elsewhere.start()
+    wait_for(lambda: len(elsewhere.done) >= 4, 15, "a's held jobs to run on b")
+    elsewhere.stop()
+    assert sorted(leaving.done + elsewhere.done) == sorted(payloads)  # its one job was finished as it stopped
+    wait_for(lambda: "moved\t0\t0" in a.admin("status"), 5, "a to have finished them")

@@ -1,0 +1,77 @@
+"""The scheduler's two calls for shared mode (docs/scale.md): a store's HandedOff answer to an add, and adopt."""
+
+from __future__ import annotations
+
+from gearman_gateway.scheduler import JobState, Scheduler
+from gearman_gateway.stores.base import HandedOff, StoredJob
+from tests.unit.test_scheduler import Listener, assert_clean, new_worker
+from tests.unit.test_scheduler_store import FakeStore
+
+
+class HandingStore(FakeStore):
+    """Answers every add with HandedOff (``handle``: the cluster's job it coalesced with)."""
+
+    def __init__(self, handle: bytes = b"") -> None:
+        super().__init__()
+        self.handle = handle
+
+    def commit(self, error: Exception | None = None) -> None:
+        waiting, self.waiting = self.waiting, []
+        for row, callback in waiting:
+            self.rows[row.job_id] = row
+            callback(HandedOff(self.handle))
+
+
+def test_a_handed_off_job_is_acknowledged_and_forgotten(clock) -> None:
+    store = HandingStore()
+    sched = Scheduler(clock, handle_prefix=b"H:s", store=store)
+    client = Listener()
+    job = sched.submit(b"f", b"x", unique=b"u", background=True, listener=client)
+    assert job.state == JobState.PENDING
+    store.commit()
+    assert client.events == [("created", job.handle)]
+    assert store.removed == [] and job.job_id in store.rows  # the row is the cluster's now
+    assert_clean(sched)
+    # a new submit with the same unique is a new job here (the cluster's index coalesces it)
+    again = sched.submit(b"f", b"y", unique=b"u", background=True, listener=client)
+    assert again is not job
+
+
+def test_a_coalesced_job_is_acknowledged_with_the_clusters_handle(clock) -> None:
+    store = HandingStore(handle=b"H:other-2:7")
+    sched = Scheduler(clock, handle_prefix=b"H:s", store=store)
+    client = Listener()
+    sched.submit(b"f", b"x", unique=b"u", background=True, listener=client)
+    store.commit()
+    assert client.events == [("created", b"H:other-2:7")]
+    assert_clean(sched)
+
+
+def test_a_held_grab_that_claimed_a_handed_off_job_takes_the_next(clock) -> None:
+    store = HandingStore()
+    sched = Scheduler(clock, handle_prefix=b"H:s", store=store, turn_end=lambda callback: None)
+    worker, _ = new_worker(sched, b"f")
+    answers = []
+    worker.waker.grabbed = answers.append
+    sched.submit(b"f", b"x", background=True)
+    assert sched.grab(worker, hold=True) is not None  # HELD: it claims the PENDING job
+    store.commit()
+    assert answers == [] and worker.holding is True  # waits for another job (or the end of the turn)
+
+
+def test_adopted_rows_run_with_their_handles_and_fresh_ids(clock) -> None:
+    store = FakeStore()
+    sched = Scheduler(clock, handle_prefix=b"H:s", store=store)
+    sched.submit(b"f", b"local", background=True)
+    store.commit()
+    first = sched.adopt(StoredJob(1 << 41, b"H:a-2:1", b"f", b"", 0, b"high"))
+    second = sched.adopt(StoredJob(1 << 42, b"H:s:1", b"f", b"u", 1, b"clash"))  # its handle is taken here
+    assert len({first, second, 1}) == 3
+    worker, _ = new_worker(sched, b"f")
+    order = []
+    while (job := sched.grab(worker)) is not None:
+        order.append((job.handle, job.data))
+        sched.work_complete(worker, job.handle, b"")
+    assert order == [(b"H:a-2:1", b"high"), (b"H:s:1", b"local"), (b"H:s:a%d" % second, b"clash")]
+    assert sorted(store.removed) == sorted([1, first, second])
+    assert_clean(sched)
