@@ -38,6 +38,7 @@ COMMAND_CLASSES = {
     b"getpid": "read",
     b"show": "read",
     b"latency": "read",
+    b"peers": "read",
     b"cancel": "cancel",
     b"create": "functions",
     b"drop": "functions",
