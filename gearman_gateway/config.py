@@ -127,7 +127,7 @@ class Settings:
     # the memory bound on jobs, across every function (0: unlimited; scheduler/budget.py)
     max_queued_jobs: int = 0
     max_queued_bytes: int = 0
-    # per peer address, and for connections that never speak (docs/security-limits.md)
+    # per peer address, and for connections that never speak (docs/security.md#limits)
     max_connections_per_ip: int = 0  # 0: unlimited
     accept_rate_per_ip: float = 0.0  # new connections per second per peer address; 0: unlimited
     accept_burst_per_ip: int = 0  # connections at once above the rate; 0: as many as one second's rate
@@ -915,7 +915,7 @@ def _validate_retries(retries: dict[str, Any], label: Callable[[str], str]) -> N
                 raise ConfigError(f"{label(f'{where}.{key}')} must be {must}, not {_shown(value)}")
 
 
-#: The limits that count something (docs/security-limits.md); 0 is unlimited.
+#: The limits that count something (docs/security.md#limits); 0 is unlimited.
 _COUNT_LIMITS = ("max_queued_jobs", "max_queued_bytes", "max_connections_per_ip", "accept_burst_per_ip")
 
 

@@ -222,7 +222,7 @@ def render(
         *_family(
             "gearman_limit_hits_total",
             "counter",
-            "Connections refused or closed, and submits refused, by a limit (docs/security-limits.md), per limit.",
+            "Connections refused or closed, and submits refused, by a limit (docs/security.md#limits), per limit.",
             [(f'{{limit="{name}"}}', count) for name, count in _limit_hits(scheduler, connections)],
         ),
         *_family(

@@ -1,4 +1,4 @@
-"""Every limit of docs/security-limits.md hit against the real `gearmand`: the client sees the documented
+"""Every limit of docs/security.md#limits hit against the real `gearmand`: the client sees the documented
 refusal, the log says so, the Prometheus counter counts it, and the server goes on serving others."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The limits of docs/security-limits.md, driven without sockets: the scheduler's memory bound on jobs, the
+"""The limits of docs/security.md#limits, driven without sockets: the scheduler's memory bound on jobs, the
 per-address connection cap and accept rate, the rate-limited log lines, and their settings."""
 
 from __future__ import annotations
