@@ -126,7 +126,11 @@ class _Server(tcp.Server):
         host = client[0]
         _set(self, "hostname", sys.intern(host) if type(host) is str else host)
         _set(self, "server", server)
-        self.startReading()
+        watch = getattr(reactor, "watch_new_reader", None)
+        if watch is None:
+            self.startReading()
+        else:
+            watch(self, self._fd)
 
     @property
     def peer_host(self) -> str:
@@ -308,6 +312,7 @@ class _Port(tcp.Port):
             # the kernel's queue into ours before each set-up: a connection costs the set-up many times what
             # its accept costs, and connects that find the kernel's queue full are dropped (retried a second
             # later), while ours only waits
+            got = 0
             while budget:
                 try:
                     accepted.append(accept())
@@ -318,10 +323,15 @@ class _Port(tcp.Port):
                     super().doRead()
                     break
                 budget -= 1
+                got += 1
             if not accepted:
                 return None
             fd, client = accepted.popleft()
             self._set_up(build, fd, client)
+            if got < 2 and not accepted:
+                # a lone connection, not a burst: what came during its set-up is the next poll's (the
+                # listening socket stays readable), not worth an accept that finds nothing, every time
+                return None
 
     def _set_up(self, build: Callable[[], Any], fd: int, client: Any) -> None:
         """One accepted socket's first read, then its connection. A peer that closed (or reset) before sending
@@ -379,6 +389,13 @@ class GatewayReactor(EPollReactor):
         self._after_poll: list[Callable[[], None]] = []
         self._after_poll_first: list[Callable[[], None]] = []
         self._after_next_poll: list[Callable[[], None]] = []
+
+    def watch_new_reader(self, selectable: Any, fd: int) -> None:
+        """``addReader`` for a descriptor the reactor does not know yet (a connection just accepted), in one
+        step instead of Twisted's three calls."""
+        self._poller.register(fd, _READABLE)
+        self._reads[fd] = None
+        self._selectables[fd] = selectable
 
     def forget(self, fd: int) -> None:
         """Stop watching ``fd`` (about to be closed) in one step: what ``removeReader`` and ``removeWriter``
