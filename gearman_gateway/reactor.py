@@ -419,13 +419,16 @@ class GatewayReactor(EPollReactor):
         while self._started:
             try:
                 while self._started:
-                    # cancelled calls are dropped from the heap in runUntilCurrent: it runs when many wait
-                    if self.threadCallQueue or self._newTimedCalls or self._justStopped or self._cancellations > 50:
-                        self.runUntilCurrent()
-                        timeout = self.timeout()
-                    elif self._pendingTimedCalls:  # only when the first is due (a timeout pends most turns)
-                        timeout = self._pendingTimedCalls[0].time - seconds()
-                        if timeout <= 0:
+                    if self.threadCallQueue or self._newTimedCalls or self._pendingTimedCalls or self._justStopped:
+                        # a timeout pends in most turns of a busy server: the bookkeeping only when a call is
+                        # due, new or from a thread, or when many were cancelled (runUntilCurrent drops those)
+                        if (
+                            self._newTimedCalls
+                            or self.threadCallQueue
+                            or self._justStopped
+                            or self._cancellations > 50
+                            or (timeout := self._pendingTimedCalls[0].time - seconds()) <= 0
+                        ):
                             self.runUntilCurrent()
                             timeout = self.timeout()
                         elif timeout > _LONGEST_POLL:
