@@ -35,6 +35,7 @@ from connect_bench import build_connload
 SCENARIOS = ("echo", "connect", "http")
 GEARMAN_TOOL = "/usr/bin/gearman"
 START_TIMEOUT = 180.0
+QUIET = subprocess.DEVNULL
 
 
 def our_argv(tree: Path) -> list[str]:
@@ -114,12 +115,8 @@ def main() -> int:
             http_port = free_port()
             server = Server(label, callgrind(argv, out_dir, label, http_port), out_dir)
             server.start(timeout=START_TIMEOUT)
-            worker = subprocess.Popen(
-                [GEARMAN_TOOL, "-h", "127.0.0.1", "-p", str(server.port), "-w", "-f", "bench"],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            worker_argv = [GEARMAN_TOOL, "-h", "127.0.0.1", "-p", str(server.port), "-w", "-f", "bench"]
+            worker = subprocess.Popen(worker_argv, stdin=QUIET, stdout=QUIET, stderr=QUIET)
             try:
                 for scenario in args.scenarios:
                     load(scenario, server, http_port, max(args.count // 5, 20), connload, body)

@@ -368,6 +368,16 @@ class Closing(FrontendConnection):
             reactor.stop()
 
 
+def quit_and_read(address: tuple[str, int]) -> bytes:
+    """What a ``Closing`` connection answers to ``quit``, up to its close."""
+    with socket.create_connection(address) as sock:
+        sock.sendall(b"quit")
+        chunks = []
+        while chunk := sock.recv(100):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
 def transport_fd_watched(reactor: GatewayReactor, fd: int) -> bool:
     return fd in reactor._selectables or fd in reactor._reads or fd in reactor._writes
 
@@ -390,12 +400,7 @@ def test_a_frontend_connection_closes_in_one_step_on_eof_and_close_now(reactor: 
             sock.sendall(b"x")  # a byte (a connection is built for it), then the EOF
             sock.shutdown(socket.SHUT_WR)
             received.append(sock.recv(100))
-        with socket.create_connection(address) as sock:
-            sock.sendall(b"quit")
-            chunks = []
-            while chunk := sock.recv(100):
-                chunks.append(chunk)
-            received.append(b"".join(chunks))
+        received.append(quit_and_read(address))
 
     reading = threading.Thread(target=client)
     reactor.callWhenRunning(reading.start)
@@ -448,12 +453,7 @@ def test_a_peer_that_closes_before_sending_a_byte_gets_no_connection(reactor: Ga
             received.append(sock.recv(100))  # the server's close
             sock.close()
         reactor.callFromThread(lambda: watched_between.append(set(reactor._selectables)))
-        with socket.create_connection(address) as sock:
-            sock.sendall(b"quit")
-            chunks = []
-            while chunk := sock.recv(100):
-                chunks.append(chunk)
-            received.append(b"".join(chunks))
+        received.append(quit_and_read(address))
         reactor.callFromThread(reactor.stop)
 
     reading = threading.Thread(target=client)
