@@ -285,7 +285,9 @@ class _Port(tcp.Port):
     while the kernel's accept queue overflows (dropped SYNs, retried a second later). With a factory that
     builds connections without Twisted's address object (``build_connection``: every frontend's
     ``FrontendFactory``) each accept also skips that object and Twisted's per-turn log buffering; the socket
-    options the factory names are set once on the listening socket, which accepted sockets inherit."""
+    options the factory names are set once on the listening socket, which accepted sockets inherit; and a
+    socket is read before its connection is built, so that a peer that already closed without a word costs
+    an accept, a read and a close (``_set_up``)."""
 
     transport = _Server
 
