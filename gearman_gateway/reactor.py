@@ -3,9 +3,10 @@
 1. Poll results are dispatched straight to ``_doReadOrWrite`` instead of through ``log.callWithLogger``
    (three wrapper calls per socket event that only attach a log prefix), and a plain "readable" event,
    the usual one, straight to ``doRead``.
-2. Turns in which no timed call is pending and nothing was queued from another thread (most turns of a
-   busy server) skip Twisted's timed-call bookkeeping, and a TCP server connection's read goes to its
-   protocol without the ``_dataReceived`` step: fewer Python calls per turn and per read.
+2. Turns in which no timed call is due and nothing was queued from another thread (most turns of a
+   busy server, where a timeout or two is usually pending) skip Twisted's timed-call bookkeeping, and a
+   TCP server connection's read goes to its protocol without the ``_dataReceived`` step: fewer Python
+   calls per turn and per read.
 3. A TCP server connection keeps only what serving needs: Twisted's log prefix, repr, peer host name, write
    list and bound ``fileno`` are made when first used or not kept at all, and a connection that comes to
    need more (it closes, its writes back up, it reads large packets) becomes a ``_GrownServer`` first, so
@@ -40,6 +41,9 @@ from twisted.internet.posixbase import _NO_FILEDESC
 
 _READABLE = select.EPOLLIN
 _WOULD_BLOCK = (errno.EAGAIN, errno.EWOULDBLOCK)
+_DONTWAIT = socket.MSG_DONTWAIT
+#: Twisted's longest poll timeout (seconds that fit epoll_wait's milliseconds in a C int).
+_LONGEST_POLL = 2147483
 
 log = logging.getLogger("gearman_gateway.reactor")
 
@@ -122,7 +126,11 @@ class _Server(tcp.Server):
         host = client[0]
         _set(self, "hostname", sys.intern(host) if type(host) is str else host)
         _set(self, "server", server)
-        self.startReading()
+        watch = getattr(reactor, "watch_new_reader", None)
+        if watch is None:
+            self.startReading()
+        else:
+            watch(self, self._fd)
 
     @property
     def peer_host(self) -> str:
@@ -277,7 +285,9 @@ class _Port(tcp.Port):
     while the kernel's accept queue overflows (dropped SYNs, retried a second later). With a factory that
     builds connections without Twisted's address object (``build_connection``: every frontend's
     ``FrontendFactory``) each accept also skips that object and Twisted's per-turn log buffering; the socket
-    options the factory names are set once on the listening socket, which accepted sockets inherit."""
+    options the factory names are set once on the listening socket, which accepted sockets inherit; and a
+    socket is read before its connection is built, so that a peer that already closed without a word costs
+    an accept, a read and a close (``_set_up``)."""
 
     transport = _Server
 
@@ -304,6 +314,7 @@ class _Port(tcp.Port):
             # the kernel's queue into ours before each set-up: a connection costs the set-up many times what
             # its accept costs, and connects that find the kernel's queue full are dropped (retried a second
             # later), while ours only waits
+            got = 0
             while budget:
                 try:
                     accepted.append(accept())
@@ -314,15 +325,33 @@ class _Port(tcp.Port):
                     super().doRead()
                     break
                 budget -= 1
+                got += 1
             if not accepted:
                 return None
             fd, client = accepted.popleft()
             self._set_up(build, fd, client)
+            if got < 2 and not accepted:
+                # a lone connection, not a burst: what came during its set-up is the next poll's (the
+                # listening socket stays readable), not worth an accept that finds nothing, every time
+                return None
 
     def _set_up(self, build: Callable[[], Any], fd: int, client: Any) -> None:
-        """One accepted socket's connection, and its first read."""
+        """One accepted socket's first read, then its connection. A peer that closed (or reset) before sending
+        a byte is done with here: no connection, no epoll registration (a TCP health check, or a client
+        that connects and gives up, costs an accept, a read and a close)."""
         family, kind, proto = self.accepted_kind
         sock = _socket.socket(family, kind, proto, fileno=fd)
+        try:
+            # its first bytes (or its EOF) are usually there already: read them now, not a poll later
+            first: bytes | None = sock.recv(self.transport.bufferSize, _DONTWAIT)
+        except BlockingIOError:
+            first = None
+        except OSError:  # reset before it sent anything
+            first = b""
+        if first == b"":
+            sock.close()
+            self.factory.closed_unread()
+            return
         try:
             if len(client) == 4:  # IPv6: the scope id in the host, as Twisted does
                 host = socket.getnameinfo(client, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)[0]
@@ -336,9 +365,8 @@ class _Port(tcp.Port):
             log.exception("accepting a connection on %r", self)
             sock.close()
             return
-        if getattr(connection, "open", False):
-            # its first bytes (or its EOF) are usually there already: read them now, not a poll later
-            self.reactor.read_now(transport)
+        if first is not None and getattr(connection, "open", False):
+            self.reactor.received_now(transport, first)
 
 
 class _Descriptors(dict[int, None]):
@@ -364,6 +392,13 @@ class GatewayReactor(EPollReactor):
         self._after_poll_first: list[Callable[[], None]] = []
         self._after_next_poll: list[Callable[[], None]] = []
 
+    def watch_new_reader(self, selectable: Any, fd: int) -> None:
+        """``addReader`` for a descriptor the reactor does not know yet (a connection just accepted), in one
+        step instead of Twisted's three calls."""
+        self._poller.register(fd, _READABLE)
+        self._reads[fd] = None
+        self._selectables[fd] = selectable
+
     def forget(self, fd: int) -> None:
         """Stop watching ``fd`` (about to be closed) in one step: what ``removeReader`` and ``removeWriter``
         do together."""
@@ -378,30 +413,41 @@ class GatewayReactor(EPollReactor):
         return listening
 
     def mainLoop(self) -> None:  # noqa: N802
-        """Twisted's loop, with ``runUntilCurrent`` and ``timeout`` only in turns that need them. As in
+        """Twisted's loop, with ``runUntilCurrent`` and ``timeout`` only in turns that need them (a call is due,
+        new or queued from a thread, or many were cancelled). As in
         Twisted's, anything raised out of a turn is logged and the loop goes on (stopping is
         ``reactor.stop``'s job, which runs the shutdown triggers)."""
+        seconds = self.seconds
         while self._started:
             try:
                 while self._started:
                     if self.threadCallQueue or self._newTimedCalls or self._pendingTimedCalls or self._justStopped:
-                        self.runUntilCurrent()
-                        timeout = self.timeout()
+                        # a timeout pends in most turns of a busy server: the bookkeeping only when a call is
+                        # due, new or from a thread, or when many were cancelled (runUntilCurrent drops those)
+                        if (
+                            self._newTimedCalls
+                            or self.threadCallQueue
+                            or self._justStopped
+                            or self._cancellations > 50
+                            or (timeout := self._pendingTimedCalls[0].time - seconds()) <= 0
+                        ):
+                            self.runUntilCurrent()
+                            timeout = self.timeout()
+                        elif timeout > _LONGEST_POLL:
+                            timeout = _LONGEST_POLL
                     else:
                         timeout = None
                     self.doIteration(timeout if self.running else 0)
             except BaseException:  # as Twisted's loop: even SystemExit is logged, and the loop goes on
                 log.exception("unexpected error in the main loop")
 
-    def read_now(self, selectable: _Server) -> None:
-        """What a readable event for ``selectable`` would do, now (nothing when there is nothing to read)."""
+    def received_now(self, selectable: _Server, data: bytes) -> None:
+        """``data``, read from ``selectable``'s socket outside a poll, to its protocol as ``doRead`` would."""
         try:
-            why = selectable.doRead()
+            selectable.protocol.dataReceived(data)
         except BaseException as error:  # as Twisted: the application's error drops the connection
             log.exception("unhandled error reading %r", selectable)
-            why = error
-        if why:
-            self._disconnectSelectable(selectable, why, True)
+            self._disconnectSelectable(selectable, error, True)
 
     def call_after_poll(self, callback: Callable[[], None], first: bool = False) -> None:
         """``first``: before the callbacks registered without it (the scheduler's end of turn, which

@@ -77,6 +77,11 @@ class FrontendFactory(Factory):
     def inherited_socket_options(self) -> list[tuple[int, int, int]]:
         return socket_options(self.context)
 
+    def closed_unread(self) -> None:
+        """Our reactor accepted a socket whose peer closed before sending a byte, and closed it without
+        building a connection: counted as accepted all the same."""
+        self.context.connections.accepted_total += 1
+
 
 @implementer(IProtocol, ILoggingContext, IPushProducer)
 class FrontendConnection(BatchedOutput):

@@ -74,13 +74,17 @@ class Answer:
     body: bytes = b""
 
 
+def _gearmand_phrase(status: HTTPStatus) -> bytes:
+    return status.phrase.upper().replace(" ", "_").replace("-", "_").encode()
+
+
+#: Made once: every response asks.
+_REASONS = {int(status): _gearmand_phrase(status) for status in HTTPStatus}
+
+
 def reason(status: int) -> bytes:
     """gearmand's reason phrases: upper case with underscores (``404 NOT_FOUND``)."""
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        return b"UNKNOWN"
-    return phrase.upper().replace(" ", "_").replace("-", "_").encode()
+    return _REASONS.get(status, b"UNKNOWN")
 
 
 def error(status: int, text: str = "", headers: Headers | None = None) -> Answer:

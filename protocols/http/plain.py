@@ -89,24 +89,25 @@ def response(
 ) -> tuple[bytes, bool]:
     """A whole response with a ``Content-Length`` in ``headers``, as h11 writes it for a request with that
     ``keep_alive``, and whether the connection closes after it. ``body`` is b"" for HEAD (its
-    ``Content-Length`` is the GET's)."""
-    close = not keep_alive
+    ``Content-Length`` is the GET's). One pass over the headers: ``Connection`` headers (rare in ours)
+    are the only ones h11 changes."""
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
     tokens: set[bytes] | None = None
-    for name, value in headers:
-        if name.lower() == b"connection":
+    for header in headers:
+        name = header[0]
+        if len(name) == 10 and name.lower() == b"connection":
             tokens = tokens or set()
-            tokens.update(token.strip().lower() for token in value.split(b",") if token.strip())
-    if tokens is not None and b"close" in tokens:
-        close = True
-    if not keep_alive:  # h11 rewrites the Connection header: "close" joins it, "keep-alive" leaves, at the end
-        tokens = (tokens or set()) - {b"keep-alive"} | {b"close"}
-        headers = [header for header in headers if header[0].lower() != b"connection"]
-        headers += [(b"Connection", token) for token in sorted(tokens)]
-    if status < 200 or status in (204, 304):
-        body = b""
-    head = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-    head += [b"%s: %s\r\n" % header for header in headers]
-    head.append(b"\r\n")
-    if body:
-        head.append(body)
-    return b"".join(head), close
+            tokens.update(token.strip().lower() for token in header[1].split(b",") if token.strip())
+            if not keep_alive:  # h11 rewrites it at the end (below)
+                continue
+        lines.append(b"%s: %s\r\n" % header)
+    close = not keep_alive or (tokens is not None and b"close" in tokens)
+    if not keep_alive:  # h11: "close" joins the Connection header's tokens, "keep-alive" leaves
+        if tokens is None:
+            lines.append(b"Connection: close\r\n")
+        else:
+            lines += [b"Connection: %s\r\n" % token for token in sorted(tokens - {b"keep-alive"} | {b"close"})]
+    lines.append(b"\r\n")
+    if body and status >= 200 and status != 204 and status != 304:
+        lines.append(body)
+    return b"".join(lines), close

@@ -49,6 +49,41 @@ def test_timed_calls_and_calls_from_threads_run(reactor: GatewayReactor) -> None
     assert seen == {"timed", "thread"}
 
 
+def test_timed_calls_run_when_due_behind_a_later_one_and_cancelled_ones_are_dropped(
+    reactor: GatewayReactor,
+) -> None:
+    """With a far call pending, turns skip the timed-call bookkeeping until a call is due: calls added later
+    (sooner, or moved sooner) still run on time, in order, and many cancelled calls are dropped from the
+    heap although the first pending call is not due."""
+    order: list[str] = []
+    reactor.callLater(1000, order.append, "far")
+    moved = reactor.callLater(500, order.append, "moved sooner")
+    heap_sizes: list[int] = []
+
+    def cancel_many() -> None:
+        calls = [reactor.callLater(900, order.append, "cancelled") for _ in range(200)]
+
+        def cancel() -> None:  # a turn later, when they are in the heap
+            heap_sizes.append(len(reactor._pendingTimedCalls))
+            for call in calls:
+                call.cancel()
+            reactor.call_after_next_poll(lambda: heap_sizes.append(len(reactor._pendingTimedCalls)))
+
+        reactor.call_after_next_poll(cancel)
+
+    def second() -> None:
+        order.append("second")
+        moved.reset(0.01)
+
+    reactor.callLater(0.02, order.append, "first")
+    reactor.callLater(0.05, second)
+    reactor.callLater(0.03, cancel_many)
+    reactor.callLater(0.3, reactor.stop)
+    run(reactor)
+    assert order == ["first", "second", "moved sooner"]
+    assert len(heap_sizes) == 2 and heap_sizes[0] > 200 and heap_sizes[1] < 10, heap_sizes
+
+
 def test_a_failing_after_poll_callback_is_logged_and_the_loop_goes_on(
     reactor: GatewayReactor, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -333,6 +368,16 @@ class Closing(FrontendConnection):
             reactor.stop()
 
 
+def quit_and_read(address: tuple[str, int]) -> bytes:
+    """What a ``Closing`` connection answers to ``quit``, up to its close."""
+    with socket.create_connection(address) as sock:
+        sock.sendall(b"quit")
+        chunks = []
+        while chunk := sock.recv(100):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
 def transport_fd_watched(reactor: GatewayReactor, fd: int) -> bool:
     return fd in reactor._selectables or fd in reactor._reads or fd in reactor._writes
 
@@ -352,14 +397,10 @@ def test_a_frontend_connection_closes_in_one_step_on_eof_and_close_now(reactor: 
     def client() -> None:
         address = ("127.0.0.1", port.getHost().port)
         with socket.create_connection(address) as sock:
-            sock.shutdown(socket.SHUT_WR)  # EOF first
+            sock.sendall(b"x")  # a byte (a connection is built for it), then the EOF
+            sock.shutdown(socket.SHUT_WR)
             received.append(sock.recv(100))
-        with socket.create_connection(address) as sock:
-            sock.sendall(b"quit")
-            chunks = []
-            while chunk := sock.recv(100):
-                chunks.append(chunk)
-            received.append(b"".join(chunks))
+        received.append(quit_and_read(address))
 
     reading = threading.Thread(target=client)
     reactor.callWhenRunning(reading.start)
@@ -376,3 +417,57 @@ def test_a_frontend_connection_closes_in_one_step_on_eof_and_close_now(reactor: 
         assert closed["peer"] == "127.0.0.1"
         assert closed["connected"] == 0
         assert "fd -1" in closed["repr"]  # type: ignore[operator]
+
+
+def test_a_peer_that_closes_before_sending_a_byte_gets_no_connection(reactor: GatewayReactor) -> None:
+    """A connect and close with nothing sent (a TCP health check) is read at accept and closed there: no
+    connection is built, nothing is registered with the reactor, it is counted as accepted, and the peer
+    sees the close; a peer that resets before it is accepted likewise. The next connection is served as
+    usual. (The reactor waits until the peers have closed, so that their EOFs are there at accept.)"""
+    seen: list[dict[str, object]] = []
+    context = SimpleNamespace(reactor=reactor, connections=ConnectionRegistry(), settings=make_settings({}))
+    factory = FrontendFactory(context)  # type: ignore[arg-type]
+    built: list[Closing] = []
+
+    def build(factory: FrontendFactory) -> Closing:
+        built.append(Closing(factory.context, seen))
+        return built[-1]
+
+    factory.protocol = build
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    address = ("127.0.0.1", port.getHost().port)
+    watched_before = set(reactor._selectables)
+    closed = threading.Event()
+    received: list[bytes] = []
+    watched_between: list[set[int]] = []
+
+    def client() -> None:
+        peers = [socket.create_connection(address) for _ in range(20)]
+        for sock in peers:
+            sock.shutdown(socket.SHUT_WR)
+        resetting = socket.create_connection(address)
+        resetting.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        resetting.close()
+        closed.set()
+        for sock in peers:
+            received.append(sock.recv(100))  # the server's close
+            sock.close()
+        reactor.callFromThread(lambda: watched_between.append(set(reactor._selectables)))
+        received.append(quit_and_read(address))
+        reactor.callFromThread(reactor.stop)
+
+    reading = threading.Thread(target=client)
+
+    def start() -> None:
+        reading.start()
+        assert closed.wait(10)  # the reactor accepts nothing until every peer has closed
+
+    reactor.callWhenRunning(start)
+    run(reactor)
+    port.stopListening()
+    reading.join(10)
+    assert received == [b""] * 20 + [b"bye"]
+    assert len(built) == 1 and len(seen) == 1  # only the connection that sent something
+    assert watched_between == [watched_before]
+    assert context.connections.accepted_total in (21, 22)  # the reset one, if the kernel still queued it
+    assert len(context.connections) == 0
