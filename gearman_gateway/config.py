@@ -913,9 +913,9 @@ def _validate_tls(s: Settings, label: Callable[[str], str]) -> None:
         s.ssl_client_cert != "required" or s.ssl_ca_file is not None,
         f"{name('ssl_client_cert')} required needs {name('ssl_ca_file')} to verify client certificates with",
     )
-    for field in ("ssl_certificate", "ssl_key", "ssl_ca_file"):
-        path = getattr(s, field)
-        check(path is None or os.access(path, os.R_OK), f"{name(field)} {path}: not a readable file")
+    for option in ("ssl_certificate", "ssl_key", "ssl_ca_file"):
+        path = getattr(s, option)
+        check(path is None or os.access(path, os.R_OK), f"{name(option)} {path}: not a readable file")
     tls = [
         label(f"{frontend}.{option}")
         for frontend in s.frontends

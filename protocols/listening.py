@@ -44,15 +44,17 @@ def listening_services(
 
 def tls_services(context: FrontendContext, ports: list[int], factory: Factory, label: str) -> list[ListeningService]:
     """TLS listeners on each listen address and port, with the server's certificate options."""
-    from protocols.tls import TlsFiles, server_options, tls_endpoint
+    from protocols.tls import TlsFiles, server_options, tls_listener
 
     settings = context.settings
     creator = server_options(TlsFiles.from_settings(settings))
     services = []
     for port in ports:
         for address in settings.listen or ["0.0.0.0"]:
-            description, endpoint = tls_endpoint(context.reactor, address, port, settings.backlog, creator)
-            services.append(ListeningService(context.reactor, description, factory, f"{label} (TLS)", endpoint))
+            description, endpoint, wrapped = tls_listener(
+                context.reactor, address, port, settings.backlog, creator, factory
+            )
+            services.append(ListeningService(context.reactor, description, wrapped, f"{label} (TLS)", endpoint))
     return services
 
 

@@ -10,6 +10,8 @@ floor (PyPI gear turns 1.3 off), 1.3 is on. Imported only when a listener uses T
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,12 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
+from OpenSSL import SSL, crypto
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.ssl import CertificateOptions, TLSVersion
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+
+log = logging.getLogger("gearman_gateway.server")
 
 #: ``--ssl-client-cert`` values: ask for no certificate, accept a client without one, refuse it.
 CLIENT_CERT_MODES = ("none", "optional", "required")
@@ -50,8 +58,9 @@ def _read(path: str, flag: str) -> bytes:
 
 
 def _certificates(path: str, flag: str) -> list[x509.Certificate]:
+    text = _read(path, flag)
     try:
-        found = x509.load_pem_x509_certificates(_read(path, flag))
+        found = x509.load_pem_x509_certificates(text)
     except ValueError:
         found = []
     if not found:
@@ -61,9 +70,6 @@ def _certificates(path: str, flag: str) -> list[x509.Certificate]:
 
 def server_options(files: TlsFiles) -> Any:
     """A Twisted ``CertificateOptions`` (an ``IOpenSSLServerConnectionCreator``) for every TLS listener."""
-    from OpenSSL import crypto
-    from twisted.internet.ssl import CertificateOptions, TLSVersion
-
     chain = _certificates(files.certificate, "--ssl-certificate")
     try:
         key = serialization.load_pem_private_key(_read(files.key, "--ssl-key"), password=None)
@@ -74,7 +80,7 @@ def server_options(files: TlsFiles) -> Any:
         raise TlsError(f"--ssl-key {files.key} is not the key of --ssl-certificate {files.certificate}")
     verify = files.ca_file is not None and files.client_cert != "none"
     authorities = _certificates(files.ca_file, "--ssl-ca-file") if verify and files.ca_file else []
-    return CertificateOptions(
+    return _ServerOptions(
         privateKey=crypto.PKey.from_cryptography_key(key),  # type: ignore[arg-type]
         certificate=crypto.X509.from_cryptography(leaf),
         extraCertChain=[crypto.X509.from_cryptography(c) for c in chain[1:]],
@@ -88,11 +94,80 @@ def server_options(files: TlsFiles) -> Any:
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def tls_endpoint(reactor: Any, address: str, port: int, backlog: int, creator: Any) -> tuple[str, Any]:
-    """A TLS endpoint on one address and port, with a description in endpoint-string form for messages."""
-    from twisted.internet.endpoints import SSL4ServerEndpoint
+class _ServerOptions(CertificateOptions):
+    """Twisted's options, except that a client offering ALPN protocols (curl offers h2 and http/1.1) goes
+    on without one: Twisted 26's callback answers ``b""`` to a list it shares nothing with, which
+    pyOpenSSL 26 turns into a failed handshake ("internal error" alert)."""
 
-    return f"tls:port={port}:interface={address}", SSL4ServerEndpoint(reactor, port, creator, backlog, address)
+    def _makeContext(self) -> SSL.Context:  # noqa: N802
+        context = super()._makeContext()
+        context.set_alpn_select_callback(_no_alpn)
+        mode = context.get_verify_mode()
+        if mode != SSL.VERIFY_NONE:
+            context.set_verify(mode, _note_verify_error)
+        return context
+
+
+#: OpenSSL's X509_V_ERR numbers of the failures a client certificate most often has.
+VERIFY_ERRORS = {
+    9: "certificate is not yet valid",
+    10: "certificate has expired",
+    18: "self-signed certificate",
+    19: "self-signed certificate in chain",
+    20: "issuer not known (not signed by a CA of --ssl-ca-file)",
+    21: "issuer not known (not signed by a CA of --ssl-ca-file)",
+    26: "certificate not meant for this purpose",
+}
+
+
+def _note_verify_error(connection: SSL.Connection, certificate: Any, error: int, depth: int, ok: int) -> bool:
+    """OpenSSL's verdict, unchanged; a failure is kept on the connection for the refusal's log line."""
+    if not ok:
+        protocol = connection.get_app_data()
+        subject = certificate.get_subject().CN if certificate is not None else None
+        reason = VERIFY_ERRORS.get(error, f"verify error {error}")
+        protocol.verify_failure = f"{reason} (subject CN={subject}, depth {depth})"
+    return bool(ok)
+
+
+def _no_alpn(connection: SSL.Connection, offered: Sequence[bytes]) -> Any:
+    return SSL.NO_OVERLAPPING_PROTOCOLS
+
+
+def tls_listener(
+    reactor: Any, address: str, port: int, backlog: int, creator: Any, factory: Any
+) -> tuple[str, Any, TLSMemoryBIOFactory]:
+    """A TLS listener on one address and port: (a description for messages, a TCP endpoint, the
+    frontend's factory wrapped in TLS). Twisted's own SSL endpoint would do the same but log nothing
+    when a handshake fails."""
+    kind = TCP6ServerEndpoint if ":" in address else TCP4ServerEndpoint
+    endpoint = kind(reactor, port, backlog, address)
+    return f"tls:port={port}:interface={address}", endpoint, _LoggedTlsFactory(creator, False, factory)
+
+
+class _LoggedTlsProtocol(TLSMemoryBIOProtocol):
+    """Twisted's TLS layer, saying why a handshake failed (another CA, an expired certificate, none
+    where one is required, plaintext on the TLS port): the frontend under it never saw the client."""
+
+    verify_failure: str | None = None  # set by _note_verify_error
+
+    def _tlsShutdownFinished(self, reason: Any) -> None:  # noqa: N802
+        error = reason.value if reason is not None else None
+        if isinstance(error, SSL.Error) and not isinstance(error, SSL.SysCallError) and not self._handshakeDone:
+            peer = getattr(self.transport.getPeer(), "host", "?")
+            log.log(25, "TLS handshake with %s refused: %s", peer, self.verify_failure or handshake_error(error))
+        super()._tlsShutdownFinished(reason)
+
+
+class _LoggedTlsFactory(TLSMemoryBIOFactory):
+    protocol = _LoggedTlsProtocol
+
+
+def handshake_error(error: SSL.Error) -> str:
+    """OpenSSL's reasons ("certificate verify failed", "wrong version number"), not its tuple list."""
+    details = error.args[0] if error.args and isinstance(error.args[0], list) else []
+    reasons = [str(item[-1]) for item in details if isinstance(item, tuple) and item]
+    return "; ".join(reasons) or str(error)
 
 
 def peer_names(transport: Any) -> list[str]:

@@ -50,7 +50,7 @@ class Authority:
     cert: x509.Certificate = field(init=False)
 
     def __post_init__(self) -> None:
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self.cert = (
             x509.CertificateBuilder()
             .subject_name(_name(self.name))
@@ -69,7 +69,7 @@ class Authority:
         self, common_name: str, san: list[x509.GeneralName], server: bool, expired: bool = False
     ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         key = _key()
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         start, end = (now - 10 * DAY, now - DAY) if expired else (now - DAY, now + 30 * DAY)
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
         builder = (
@@ -82,9 +82,7 @@ class Authority:
             .not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False
-            )
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False)
         )
         if san:
             builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
@@ -100,7 +98,11 @@ class Pki:
     server_key: str
 
     def client(
-        self, common_name: str, san: list[x509.GeneralName] | None = None, expired: bool = False, by: Authority | None = None
+        self,
+        common_name: str,
+        san: list[x509.GeneralName] | None = None,
+        expired: bool = False,
+        by: Authority | None = None,
     ) -> tuple[str, str]:
         """(certificate file, key file) of a client certificate."""
         cert, key = (by or self.authority).issue(common_name, san or [], server=False, expired=expired)

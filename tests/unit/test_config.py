@@ -645,7 +645,8 @@ def test_tls_options_from_the_command_line_and_yaml(tmp_path: Path) -> None:
     cert, key = write(tmp_path, "cert", "c.pem"), write(tmp_path, "key", "k.pem")
     s = parse_args(["--ssl-port", "4731", "--ssl-certificate", cert, "--ssl-key", key, "-r", "memcached"])
     assert (binary(s).ssl, binary(s).ssl_port, s.ssl_client_cert, s.ssl_ca_file) == (False, 4731, "optional", None)
-    text = f"ssl: true\nhttp: {{ssl_port: 8443}}\ntls: {{certificate: {cert}, key: {key}, ca_file: {cert}, client_cert: required}}\n"
+    tls = f"{{certificate: {cert}, key: {key}, ca_file: {cert}, client_cert: required}}"
+    text = f"ssl: true\nhttp: {{ssl_port: 8443}}\ntls: {tls}\n"
     s = parse_args(["--config", write(tmp_path, text), "-r", "http"])
     assert (binary(s).ssl, s.options("http").ssl_port, s.ssl_ca_file, s.ssl_client_cert) == (
         True,
