@@ -333,3 +333,37 @@ def test_unusable_certificate_files_stop_the_start_with_the_reason(
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_async_client_over_tls(tls: TlsServer, pki: Pki) -> None:
+    import asyncio
+
+    from gearman_gateway.client import AsyncClient
+
+    thread = gear_worker(tls.tls_port, pki, "async-worker", b"tls_async")
+
+    async def submit() -> bytes:
+        client = AsyncClient(f"127.0.0.1:{tls.tls_port}", ssl_ca=pki.ca, timeout=TIMEOUT)
+        try:
+            return await client.do("tls_async", b"from asyncio")
+        finally:
+            await client.close()
+
+    assert asyncio.run(submit()) == b"FROM ASYNCIO"
+    thread.join(TIMEOUT)
+
+
+def test_yaml_endpoints_take_twisted_ssl_strings(tmp_path: Path, pki: Pki, gearmand) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    config = tmp_path / "tls.yaml"
+    config.write_text(
+        "endpoints:\n  memcached:\n"
+        f"    - 'ssl:{port}:interface=127.0.0.1:privateKey={pki.server_key}:certKey={pki.server_cert}'\n"
+    )
+    server = gearmand("-q", "memory", "-r", "memcached", "--config", str(config))
+    wait_listening(port, server.proc)
+    mc = MemcacheClient(("127.0.0.1", port), tls_context=context_for(pki, None), default_noreply=False, timeout=TIMEOUT)
+    try:
+        assert mc.version()
+    finally:
+        mc.close()
