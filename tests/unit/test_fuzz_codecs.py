@@ -6,11 +6,17 @@ new here: the binary session, the admin commands and the HTTP session (h11 and t
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fuzz_targets import SEEDS, TARGETS
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def spliced(seeds: list[bytes]) -> st.SearchStrategy[bytes]:
@@ -39,3 +45,18 @@ def test_no_input_makes_a_codec_raise(name: str) -> None:
 def test_every_seed_is_served(name: str) -> None:
     for seed in SEEDS[name]:
         TARGETS[name](seed)
+
+
+@pytest.mark.parametrize(("engine", "inputs"), [("auto", 200), ("mutation", 2000)])
+def test_the_fuzz_command_reports_inputs_and_crashes_per_codec(engine: str, inputs: int, tmp_path: Path) -> None:
+    """bench/fuzz.py with a tiny budget: one table row, inputs counted, no crash (exit status 0). "auto" is
+    atheris where it is installed (its child process instruments the code first: a few seconds)."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "fuzz.py"), "--codec", "http-plain", "--inputs", str(inputs),
+         "--seconds", "20", "--engine", engine, "--corpus", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| http-plain |"))
+    tried = int(row.split("|")[2].strip().replace(",", ""))
+    assert 0 < tried <= inputs and row.split("|")[-2].strip() == "0", row
