@@ -18,12 +18,34 @@ from gearman_gateway.connections import ConnectionRegistry
 from gearman_gateway.history import HistoryEntry
 from gearman_gateway.monitoring import Monitoring
 from gearman_gateway.scheduler import PRIORITY_NAMES, Scheduler
+from gearman_gateway.security import Access, Denied, Grant
+from gearman_gateway.security.grants import shown
 from gearman_gateway.version import SERVER_VERSION
 
 OK = b"OK\r\n"
 #: `show history` without a count lists this many jobs.
 HISTORY_LINES = 20
 LIST_END = b".\n"
+
+
+#: The class of every admin command (``security.ADMIN_CLASSES``): what an identity's ``admin:`` list grants.
+COMMAND_CLASSES = {
+    b"status": "read",
+    b"prioritystatus": "read",
+    b"workers": "read",
+    b"version": "read",
+    b"verbose": "read",
+    b"getpid": "read",
+    b"show": "read",
+    b"latency": "read",
+    b"cancel": "cancel",
+    b"create": "functions",
+    b"drop": "functions",
+    b"maxqueue": "maxqueue",
+    b"shutdown": "shutdown",
+    b"requeue": "dead_letters",
+    b"delete": "dead_letters",
+}
 
 
 def _err_unknown(word: bytes) -> bytes:
@@ -73,10 +95,22 @@ class AdminControls:
 
 
 class Admin:
-    def __init__(self, scheduler: Scheduler, connections: ConnectionRegistry, controls: AdminControls) -> None:
+    """The admin commands of one server. A command runs for a caller's ``Grant`` (None: the unrestricted
+    caller of a server without a security policy): its class must be granted, and a tenant's caller sees
+    and names only its own functions, unprefixed (``Grant.outside``/``inside``, set for the call)."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        connections: ConnectionRegistry,
+        controls: AdminControls,
+        access: Access | None = None,
+    ) -> None:
         self.scheduler = scheduler
         self.connections = connections
         self.controls = controls
+        self.access = access
+        self._viewer: Grant | None = None  # the caller of the running command
         self._commands: dict[bytes, Callable[[list[bytes], bool], bytes]] = {
             b"status": self._status,
             b"prioritystatus": self._priority_status,
@@ -95,28 +129,61 @@ class Admin:
             b"latency": self._latency,
         }
 
-    def execute(self, words: list[bytes], peer_is_local: bool) -> bytes:
-        """The complete reply to one command line, already split into words."""
+    def execute(
+        self, words: list[bytes], peer_is_local: bool, grant: Grant | None = None, frontend: str = "", peer: str = "?"
+    ) -> bytes:
+        """The complete reply to one command line, already split into words, run for ``grant``."""
         if not words:
             return _err_unknown(b"")
-        handler = self._commands.get(words[0].lower())
+        command = words[0].lower()
+        handler = self._commands.get(command)
         if handler is None:
             return _err_unknown(words[0])
-        return handler(words, peer_is_local)
+        if grant is None or grant.unrestricted:
+            return handler(words, peer_is_local)
+        try:
+            if self.access is not None:
+                self.access.admin(grant, COMMAND_CLASSES[command], command, frontend, peer)
+        except Denied as refusal:
+            return b"ERR PERMISSION_DENIED %s\r\n" % refusal.text.replace(" ", "+").encode()
+        self._viewer = grant
+        try:
+            return handler(words, peer_is_local)
+        finally:
+            self._viewer = None
+
+    def _seen(self, name: bytes) -> bytes | None:
+        """A scheduler function name as the caller sees it; None: not the caller's tenant's."""
+        viewer = self._viewer
+        return shown(name) if viewer is None else viewer.outside(name)
+
+    def _named(self, name: bytes) -> bytes:
+        """A function name the caller gave, as the scheduler knows it."""
+        viewer = self._viewer
+        return name if viewer is None else viewer.inside(name)
+
+    def _own_handle(self, handle: bytes) -> bool:
+        """Whether the caller may act on a job (a tenant only on its own functions')."""
+        if self._viewer is None or self._viewer.tenant is None:
+            return True
+        job = self.scheduler.job_snapshot(handle)
+        return job is not None and self._seen(job.function) is not None
 
     # -- list commands
 
     def _status(self, words: list[bytes], local: bool) -> bytes:
         lines = [
-            b"%s\t%d\t%d\t%d\n" % (function.name, function.total, function.running, function.workers)
+            b"%s\t%d\t%d\t%d\n" % (name, function.total, function.running, function.workers)
             for function in self.scheduler.function_snapshots()
+            if (name := self._seen(function.name)) is not None
         ]
         return b"".join(lines) + LIST_END
 
     def _priority_status(self, words: list[bytes], local: bool) -> bytes:
         lines = [
-            b"%s\t%d\t%d\t%d\t%d\n" % (function.name, *function.queued, function.workers)
+            b"%s\t%d\t%d\t%d\t%d\n" % (name, *function.queued, function.workers)
             for function in self.scheduler.function_snapshots()
+            if (name := self._seen(function.name)) is not None
         ]
         return b"".join(lines) + LIST_END
 
@@ -124,7 +191,10 @@ class Admin:
         lines = []
         for connection in self.connections:
             fd, ip, client_id, functions = connection.describe()
-            names = b"".join(b" " + name for name in functions)
+            seen = [name for name in map(self._seen, functions) if name is not None]
+            if self._viewer is not None and self._viewer.tenant is not None and not seen:
+                continue  # a tenant sees only the workers of its own functions
+            names = b"".join(b" " + name for name in seen)
             lines.append(b"%d %s %s :%s\n" % (fd, ip.encode(), client_id or b"-", names))
         return b"".join(lines) + LIST_END
 
@@ -135,21 +205,21 @@ class Admin:
         if what == [b"jobs"]:
             lines = [
                 b"%s\t%d\t%d\t%d\n" % (job.handle, job.retries, job.cancelled, job.background)
-                for job in self.scheduler.job_snapshots()
+                for job in self._own_jobs(self.scheduler.job_snapshots())
             ]
             return b"".join(lines) + LIST_END
         if what == [b"unique", b"jobs"]:
-            return b"".join(job.unique + b"\n" for job in self.scheduler.job_snapshots()) + LIST_END
+            return b"".join(job.unique + b"\n" for job in self._own_jobs(self.scheduler.job_snapshots())) + LIST_END
         if what == [b"dead", b"jobs"]:
             lines = [
-                b"%s\t%s\t%d\t%s\n" % (job.handle, job.function, job.failed_attempts, job.reason.encode())
-                for job in self.scheduler.dead_job_snapshots()
+                b"%s\t%s\t%d\t%s\n" % (job.handle, self._seen(job.function), job.failed_attempts, job.reason.encode())
+                for job in self._own_jobs(self.scheduler.dead_job_snapshots())
             ]
             return b"".join(lines) + LIST_END
         if what == [b"poison", b"jobs"]:
             lines = [
-                b"%s\t%s\t%d\n" % (job.handle, job.function, job.worker_deaths)
-                for job in self.scheduler.poison_job_snapshots()
+                b"%s\t%s\t%d\n" % (job.handle, self._seen(job.function), job.worker_deaths)
+                for job in self._own_jobs(self.scheduler.poison_job_snapshots())
             ]
             return b"".join(lines) + LIST_END
         if what == [b"frontends"]:  # beyond gearmand: name TAB state TAB addresses, or what it connects to
@@ -171,8 +241,9 @@ class Admin:
         minute, in seconds, and how many jobs that is: FUNCTION TAB WAIT_P50 TAB WAIT_P99 TAB RUN_P50 TAB
         RUN_P99 TAB JOBS, then `.` (docs/monitoring.md)."""
         lines = [
-            b"%s\t%.6f\t%.6f\t%.6f\t%.6f\t%d\n" % (f.name, f.wait_p50, f.wait_p99, f.run_p50, f.run_p99, f.recent)
+            b"%s\t%.6f\t%.6f\t%.6f\t%.6f\t%d\n" % (name, f.wait_p50, f.wait_p99, f.run_p50, f.run_p99, f.recent)
             for f in self.latency()
+            if (name := self._seen(f.name)) is not None
         ]
         return b"".join(lines) + LIST_END
 
@@ -226,7 +297,8 @@ class Admin:
                 e.worker or b"-",
                 printable_bytes(e.exception),
             )
-            for e in self.history(function=function, limit=int(number))
+            for e in self.history(function=None if function is None else self._named(function), limit=int(number))
+            if self._seen(e.function) is not None
         ]
         return b"".join(lines) + LIST_END
 
@@ -246,9 +318,13 @@ class Admin:
         if len(words) != 3 or words[1].lower() != b"dead":
             return _err_args(words[0].lower())
         if words[2].lower() == b"all":
-            handles = [job.handle for job in self.scheduler.dead_job_snapshots()]
+            handles = [job.handle for job in self._own_jobs(self.scheduler.dead_job_snapshots())]
         else:
             handles = [words[2]]
+            if self._viewer is not None and self._viewer.tenant is not None:  # only its own dead jobs
+                handles = [
+                    job.handle for job in self._own_jobs(self.scheduler.dead_job_snapshots()) if job.handle in handles
+                ]
         done = [handle for handle in handles if action(handle)]
         if not done and words[2].lower() != b"all":
             return b"ERR UNKNOWN_JOB\r\n"
@@ -273,7 +349,7 @@ class Admin:
             limits = limits * 3
         while len(limits) < 3:
             limits.append(0)
-        self.scheduler.set_maxqueue(words[1], (limits[0], limits[1], limits[2]))
+        self.scheduler.set_maxqueue(self._named(words[1]), (limits[0], limits[1], limits[2]))
         return OK
 
     def _cancel(self, words: list[bytes], local: bool) -> bytes:
@@ -281,18 +357,18 @@ class Admin:
             return _err_unknown(words[0])
         if len(words) > 3:
             return b"ERR UNKNOWN_ERROR\r\n"
-        return OK if self.scheduler.cancel(words[2]) else b"ERR UNKNOWN_JOB\r\n"
+        return OK if self._own_handle(words[2]) and self.scheduler.cancel(words[2]) else b"ERR UNKNOWN_JOB\r\n"
 
     def _create(self, words: list[bytes], local: bool) -> bytes:
         if len(words) != 3 or words[1].lower() != b"function":
             return _err_args(b"create")
-        self.scheduler.function(words[2])
+        self.scheduler.function(self._named(words[2]))
         return OK
 
     def _drop(self, words: list[bytes], local: bool) -> bytes:
         if len(words) != 3 or words[1].lower() != b"function":
             return _err_args(b"drop")
-        dropped, why = self.scheduler.drop_function(words[2])
+        dropped, why = self.scheduler.drop_function(self._named(words[2]))
         return OK if dropped else b"ERR %s\r\n" % why.encode()
 
     def _shutdown(self, words: list[bytes], local: bool) -> bytes:
@@ -303,12 +379,18 @@ class Admin:
         self.controls.shutdown(len(words) == 2)
         return OK
 
+    def _own_jobs(self, jobs: list[Any]) -> list[Any]:
+        """The jobs (snapshots) of the caller's functions."""
+        if self._viewer is None or self._viewer.tenant is None:
+            return jobs
+        return [job for job in jobs if self._seen(job.function) is not None]
+
     # -- structured data for JSON frontends
 
     def snapshot(self) -> dict[str, Any]:
         functions = [
             {
-                "name": function.name.decode("utf-8", "replace"),
+                "name": shown(function.name).decode("utf-8", "replace"),
                 "total": function.total,
                 "running": function.running,
                 "queued": dict(zip(PRIORITY_NAMES, function.queued, strict=True)),
@@ -328,13 +410,13 @@ class Admin:
                     "fd": fd,
                     "ip": ip,
                     "id": client_id.decode("utf-8", "replace"),
-                    "functions": [n.decode("utf-8", "replace") for n in names],
+                    "functions": [shown(n).decode("utf-8", "replace") for n in names],
                 }
             )
         dead = [
             {
                 "handle": job.handle.decode("utf-8", "replace"),
-                "function": job.function.decode("utf-8", "replace"),
+                "function": shown(job.function).decode("utf-8", "replace"),
                 "failures": job.failed_attempts,
                 "reason": job.reason,
             }
@@ -343,7 +425,7 @@ class Admin:
         poison = [
             {
                 "handle": job.handle.decode("utf-8", "replace"),
-                "function": job.function.decode("utf-8", "replace"),
+                "function": shown(job.function).decode("utf-8", "replace"),
                 "deaths": job.worker_deaths,
                 "running": job.running,
                 "background": job.background,

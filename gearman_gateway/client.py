@@ -111,15 +111,18 @@ class _ClientAPI(Endpoint, Generic[R, H, S, N]):
         ssl_cert: str | None = None,
         ssl_key: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        token: str | None = None,
     ) -> None:
         """``timeout``: seconds any do*() or run_tasks() may take (None waits for ever). ``exceptions``:
         ask servers to pass on WORK_EXCEPTION data (else a worker's exception reaches us as a failure).
         ``ssl_ca``/``ssl_cert``/``ssl_key`` (gear's names): any given, servers are reached over TLS, verified
         against ``ssl_ca`` (else the system's CAs), presenting the client certificate ``ssl_cert``;
-        or ``ssl_context``, made as one likes."""
+        or ``ssl_context``, made as one likes.
+        ``token``: a gearman-gateway identity's token, presented first on every connection."""
         session = ClientSession(
             exceptions=exceptions, client_id=to_bytes(client_id) if client_id else None, backoff=backoff
         )
+        session.token = to_bytes(token) if token else None
         self._session: ClientSession = session
         self.timeout = timeout
         super().__init__(session, servers, connect_timeout, ssl_context or client_context(ssl_ca, ssl_cert, ssl_key))

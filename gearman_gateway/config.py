@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 import protocols
-from gearman_gateway import monitoring, stores
+from gearman_gateway import monitoring, security, stores
 from gearman_gateway.version import SERVER_VERSION
 from protocols.options import Declared, OptionError, declared, nonnegative
 
@@ -130,6 +130,8 @@ class Settings:
     # the result cache of background jobs with a unique (gearman_gateway/results.py)
     result_cache_memory: int = 64 * 1024 * 1024  # 0: no cache
     result_ttl: float = 3600.0  # seconds a result is kept after its job finished (0: until evicted)
+    # identities, permissions and tenants (gearman_gateway/security, docs/security.md); empty: allow all
+    security: dict[str, Any] = field(default_factory=dict)
 
     @property
     def log_level(self) -> int:
@@ -181,6 +183,7 @@ _SERVER_YAML_KEYS: dict[str, str] = {
     "monitoring": "monitoring",
     "results.max_memory": "result_cache_memory",
     "results.ttl": "result_ttl",
+    "security": "security",
 }
 #: each durable backend's options: ``queue.<backend>`` (a mapping, checked against stores.OPTIONS)
 _SERVER_YAML_KEYS.update(
@@ -244,7 +247,7 @@ def _yaml_names() -> dict[str, str]:
 def _dict_keys() -> set[str]:
     """YAML keys whose value is a mapping taken whole."""
     whole = {"endpoints", "retries", *(k for k, t in _SERVER_YAML_KEYS.items() if t.startswith("queue_options."))}
-    whole.add("monitoring")
+    whole.update(("monitoring", "security"))
     whole.update(item.yaml for item in frontend_declarations().values() if _origin(item.hint) is dict)
     return whole
 
@@ -346,6 +349,15 @@ def build_parser(for_file: bool = False, frontends: bool = True) -> argparse.Arg
             f"{DEFAULT_CONFIG_FILE}, read if it exists; '' reads none)",
         )
         g.add_argument("--check-args", action="store_true", dest="check_args", help="validate options and exit")
+        g.add_argument(
+            "--hash-token",
+            nargs="?",
+            const="",
+            metavar="TOKEN",
+            dest="hash_token",
+            help="print the sha256: hash of TOKEN for an identity's token: in the config (docs/security.md), "
+            "and exit; without TOKEN, make a random one and print both",
+        )
     g.add_argument("--config", metavar="FILE", dest="config", help="YAML configuration file")
     g = p.add_argument_group("listening (every frontend; each has its own port below)")
     g.add_argument(
@@ -673,6 +685,7 @@ def parse_args(argv: list[str]) -> Settings:
     for name in [key for key in given if key.startswith("r:")]:
         values.setdefault("retries", {}).setdefault("default", {})[name[2:]] = given.pop(name)
         labels[f"retries.default.{name[2:]}"] = _RETRY_FLAGS[name[2:]]
+    given.pop("hash_token", None)  # cli/gearmand.py answers it before parsing
     more_verbose = given.pop("more_verbose", 0)
     enabled = given.pop("protocols", None)
     for name in IGNORED_OPTIONS:
@@ -864,6 +877,10 @@ def _validate(s: Settings, label: Callable[[str], str] = str) -> None:
     try:
         monitoring.validate(s.monitoring)
     except monitoring.MonitoringError as error:
+        raise ConfigError(str(error)) from None
+    try:
+        security.parse_policy(s.security)
+    except security.PolicyError as error:
         raise ConfigError(str(error)) from None
     if isinstance(s.worker_wakeup, str):
         check(s.worker_wakeup.lower() == "auto", f"{label('worker_wakeup')} must be auto or a number")

@@ -33,6 +33,7 @@ from gearman_gateway.durability import StoreService, build_store, retry_policies
 from gearman_gateway.monitoring import Monitoring
 from gearman_gateway.results import ResultCache
 from gearman_gateway.scheduler import Scheduler
+from gearman_gateway.security import Access
 from gearman_gateway.turns import end_of_turn
 from protocols import MetricFamily, ReportsMetrics, ReportsState, ServiceState
 from protocols.listening import ListeningService
@@ -113,6 +114,7 @@ class Server:
             self.results = ResultCache(reactor, settings.result_cache_memory, settings.result_ttl)
             self.scheduler.observer = self.results
         self.connections = ConnectionRegistry(settings.max_connections)
+        self.access = Access(settings.security, self.scheduler)
         self.admin = Admin(
             self.scheduler,
             self.connections,
@@ -125,6 +127,7 @@ class Server:
                 monitoring=self.monitoring,
                 frontend_metrics=self.frontend_metrics,
             ),
+            self.access,
         )
         self.service = OrderedServices()
         if self.store is not None:
@@ -134,7 +137,7 @@ class Server:
             self.monitoring.hooks_service.setServiceParent(self.service)
         self.frontends: dict[str, list[IService]] = {}
         context = protocols.FrontendContext(
-            settings, self.scheduler, self.admin, self.connections, reactor, results=self.results
+            settings, self.scheduler, self.admin, self.connections, reactor, results=self.results, access=self.access
         )
         for frontend in enabled:
             own = dataclasses.replace(context, options=settings.options(frontend.name))
@@ -201,8 +204,9 @@ class Server:
         return found
 
     def frontend_metrics(self) -> list[MetricFamily]:
-        """The Prometheus families the enabled frontends' services add (``ReportsMetrics``)."""
-        return [
+        """The Prometheus families the enabled frontends' services add (``ReportsMetrics``), and the security
+        policy's refusals."""
+        return self.access.metric_families() + [
             family
             for services in self.frontends.values()
             for service in services

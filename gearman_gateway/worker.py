@@ -50,10 +50,13 @@ class _WorkerAPI(Endpoint, Generic[B, N]):
         ssl_cert: str | None = None,
         ssl_key: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        token: str | None = None,
     ) -> None:
         """``client_id`` is what the server's ``workers`` list shows; ``backoff`` paces reconnects;
-        ``ssl_ca``/``ssl_cert``/``ssl_key``: TLS, as for ``Client``."""
+        ``ssl_ca``/``ssl_cert``/``ssl_key``: TLS, as for ``Client``;
+        ``token``: a gearman-gateway identity's token, presented first on every connection."""
         session = WorkerSession(client_id=to_bytes(client_id) if client_id else None, backoff=backoff)
+        session.token = to_bytes(token) if token else None
         self._session: WorkerSession = session
         self._stopping = False
         super().__init__(session, servers, connect_timeout, ssl_context or client_context(ssl_ca, ssl_cert, ssl_key))

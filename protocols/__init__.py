@@ -14,10 +14,11 @@ import dataclasses
 import functools
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from gearman_gateway.security import Access
 from protocols.options import NoOptions, declared
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ REACTOR_IMPORTED_BY: list[str] = []
 @dataclass
 class FrontendContext:
     """Everything a frontend may use: the server-wide settings, its own options, the scheduler seam, admin
-    data, the connection registry and the reactor."""
+    data, the connection registry, the reactor and the security policy's checks."""
 
     settings: Settings
     scheduler: Scheduler
@@ -48,6 +49,7 @@ class FrontendContext:
     reactor: Any
     options: Any = None  # this frontend's options: an instance of its ``options_type``
     results: ResultCache | None = None  # the result cache (gearman_gateway/results.py), unless turned off
+    access: Access = field(default_factory=Access)  # identities and permissions (gearman_gateway/security)
 
 
 class Frontend(Protocol):

@@ -17,6 +17,7 @@ import ssl
 import sys
 from typing import NoReturn
 
+from gearman_gateway.cli import TOKEN_VARIABLE
 from gearman_gateway.clientlib.tls import tool_context
 
 #: Option -> admin command, in the order the C tool runs them (it pushes them on a stack in the reverse
@@ -55,7 +56,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="gearadmin", add_help=False, description="Gearman server admin tool")
+    p = Parser(
+        prog="gearadmin",
+        add_help=False,
+        description="Gearman server admin tool",
+        epilog=f"{TOKEN_VARIABLE}=TOKEN in the environment: run the commands as that identity (docs/security.md)",
+    )
     p.add_argument("--help", action="help", help="show this help and exit")
     p.add_argument("-h", "--host", default="localhost", help="server host (default localhost)")
     p.add_argument("-p", "--port", default="4730", help="server port number or service name (default 4730)")
@@ -189,7 +195,10 @@ def run(args: argparse.Namespace, lines: list[bytes]) -> int:
     host = args.host
     port = port_number(args.port)
     status = 0
+    token = os.environ.get(TOKEN_VARIABLE)
     with connect(host, port, args.timeout, tls_context(args)) as sock:
+        if token:  # the identity's token first (docs/security.md): `auth TOKEN` answers OK <identity>
+            lines = [b"auth " + os.fsencode(token), *lines]
         for line in lines:
             try:
                 sock.sendall(line + b"\r\n")
@@ -200,6 +209,10 @@ def run(args: argparse.Namespace, lines: list[bytes]) -> int:
                 raise AdminError(f"lost the connection to {host}:{port}: {error.strerror or error}") from None
             if reply is None:
                 raise AdminError(f"{host}:{port} closed the connection before replying to {line.decode()!r}")
+            if line.startswith(b"auth "):
+                if reply.startswith(b"ERR"):
+                    raise AdminError(f"{TOKEN_VARIABLE} refused: {reply[4:].decode(errors='replace').strip()}")
+                continue
             if not show(reply, 1, 2):
                 status = FAILED
     return status

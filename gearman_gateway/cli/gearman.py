@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import BinaryIO, NoReturn
 
+from gearman_gateway.cli import TOKEN_VARIABLE
 from gearman_gateway.client import Client, Task, TaskState
 from gearman_gateway.clientlib.errors import WORK_FAIL, GearmanError, GearmanTimeout
 from gearman_gateway.clientlib.links import DEFAULT_HOST, DEFAULT_PORT, Address, parse_servers
@@ -54,6 +55,7 @@ Common options to both client and worker modes.
 \t--ssl-ca-file <file>      - CA certificates to verify the server with (default: the system's)
 \t--ssl-certificate <file>  - Client certificate to present (PEM)
 \t--ssl-key <file>          - Key of --ssl-certificate (PEM)
+	GEARMAN_TOKEN - (environment) an identity's token, sent first on every connection
 
 Client options:
 \t-b            - Run jobs in the background(false)
@@ -313,7 +315,9 @@ def workloads(args: Args, stdin: BinaryIO) -> Iterator[bytes]:
 
 def run_client(args: Args, stdin: BinaryIO, stdout: BinaryIO, stderr: BinaryIO, bar: bool) -> int:
     timeout = args.timeout_ms / 1000 if args.timeout_ms >= 0 else None
-    client = Client(servers(args), timeout=timeout, ssl_context=tls_context(args))
+    client = Client(
+        servers(args), timeout=timeout, ssl_context=tls_context(args), token=os.environ.get(TOKEN_VARIABLE) or None
+    )
     unique = os.fsencode(args.unique) if args.unique is not None else None
     out = ClientOutput(args, stdout, stderr, bar)
     client.set_created_fn(out.created)
@@ -436,7 +440,7 @@ class Termination:
 
 
 def run_worker(args: Args, stdout: BinaryIO, stderr: BinaryIO, termination: Termination) -> int:
-    worker = Worker(servers(args), ssl_context=tls_context(args))
+    worker = Worker(servers(args), ssl_context=tls_context(args), token=os.environ.get(TOKEN_VARIABLE) or None)
     runner = CommandRunner(args, stdout, stderr, worker.close)
     for function in args.functions:
         worker.add_function(os.fsencode(function), runner)

@@ -15,6 +15,8 @@ from gearman_gateway.allocator import settle_collector, tune_for_large_payloads
 from gearman_gateway.cli.daemon import Daemon
 from gearman_gateway.config import LEVELS, ConfigError, Settings, choose_reactor, parse_args
 from gearman_gateway.durability import sqlite_queue_file
+from gearman_gateway.security import TokenError, new_token
+from gearman_gateway.security import hash_token as hash_token_text
 
 log = logging.getLogger("gearman_gateway.server")
 NOTICE = LEVELS["NOTICE"]
@@ -160,9 +162,28 @@ def run(settings: Settings) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def hash_token(args: list[str]) -> int:
+    """``gearmand --hash-token [TOKEN]``: the line an identity's ``token:`` takes (a new random token first,
+    when none is given: that one goes to the clients, the hash to the config)."""
+    given = args[0].partition("=")[2] or (args[1] if len(args) > 1 else "")
+    token = given or new_token()
     try:
-        settings = parse_args(sys.argv[1:] if argv is None else argv)
+        hashed = hash_token_text(token)
+    except TokenError as error:
+        print(f"gearmand: error: {error}", file=sys.stderr)
+        return 2
+    if not given:
+        print(f"token: {token}")
+    print(f"hash:  {hashed}" if not given else hashed)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0].partition("=")[0] == "--hash-token":
+        return hash_token(args)
+    try:
+        settings = parse_args(args)
     except ConfigError as error:
         print(f"gearmand: error: {error}", file=sys.stderr)
         return 2

@@ -271,6 +271,8 @@ class ClientSession(Session):
         return bool(link.unsent)  # type: ignore[attr-defined]
 
     def on_up(self, link: ClientLink) -> None:  # type: ignore[override]
+        if self.present_token(link):
+            link.awaiting.append(None)
         if self.exceptions:
             link.send(Packet.OPTION_REQ, b"exceptions")
             link.awaiting.append(None)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 from gearman_gateway.clientlib.links import Address, Backoff, Link, LinkState
 from protocols.binary.codec import FATAL
+from protocols.binary.packets import Packet
 
 log = logging.getLogger("gearman_gateway.client")
 
@@ -30,6 +31,8 @@ class Session:
         self.flush_hook: Callable[[], None] = lambda: None
         #: Monotonic seconds; tests replace it to drive back-off without waiting.
         self.clock: Callable[[], float] = time.monotonic
+        #: A gearman-gateway identity's token, presented on every connection first (docs/security.md).
+        self.token: bytes | None = None
 
     def add_server(self, address: Address) -> Link:
         for link in self.links:
@@ -67,6 +70,14 @@ class Session:
                 data = link.take_output()
                 if data:
                     yield link, data
+
+    def present_token(self, link: Link) -> bool:
+        """Send ``OPTION_REQ auth=<token>`` first on a new connection, if there is a token; True if sent
+        (its OPTION_RES, or an ERROR for an unknown token, will come)."""
+        if not self.token:
+            return False
+        link.send(Packet.OPTION_REQ, b"auth=" + self.token)
+        return True
 
     # -- what the transport reports
 

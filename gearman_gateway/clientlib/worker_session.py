@@ -209,6 +209,7 @@ class WorkerSession(Session):
     # -- link life cycle and packets
 
     def on_up(self, link: WorkerLink) -> None:  # type: ignore[override]
+        self.present_token(link)
         if self.client_id:
             link.send(Packet.SET_CLIENT_ID, self.client_id)
         for function in self.functions.values():

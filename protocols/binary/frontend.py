@@ -15,7 +15,7 @@ from zope.interface import implementer
 
 from protocols.binary.codec import Decoder
 from protocols.binary.packets import REQ
-from protocols.binary.session import BinarySession
+from protocols.binary.session import BinarySession, GuardedSession
 from protocols.connection import FrontendConnection, FrontendFactory
 
 if TYPE_CHECKING:
@@ -33,7 +33,9 @@ class BinaryConnection(BinarySession, FrontendConnection):
 
     def __init__(self, factory: BinaryFactory) -> None:
         FrontendConnection.__init__(self, factory.context)  # its output joins the reactor's write batch
-        BinarySession.__init__(self, self._batch, factory.context.scheduler, factory.decoder, factory.exceptions)
+        BinarySession.__init__(
+            self, self._batch, factory.context.scheduler, factory.decoder, factory.exceptions, factory.grant
+        )
 
     dataReceived = BinarySession.receive_data  # noqa: N815  (Twisted's name; no call in between)
     ended = BinarySession.connection_lost
@@ -65,6 +67,19 @@ class BinaryConnection(BinarySession, FrontendConnection):
         self.transport.bufferSize = size
 
 
+class GuardedBinaryConnection(GuardedSession, BinaryConnection):
+    """A ``BinaryConnection`` whose requests are checked against its identity's grant (same slots: a
+    connection becomes one when it presents a token)."""
+
+    __slots__ = ()
+
+    dataReceived = GuardedSession.receive_data  # noqa: N815
+
+
+BinaryConnection.guarded = GuardedBinaryConnection
+GuardedBinaryConnection.guarded = GuardedBinaryConnection
+
+
 class BinaryFactory(FrontendFactory):
     protocol = BinaryConnection
 
@@ -76,3 +91,8 @@ class BinaryFactory(FrontendFactory):
         # and the decoder stays one type (CPython's attribute caches in the hot path see only one)
         self.decoder = Decoder(REQ, options.max_packet_size, options.max_admin_line)
         self.decoder.shared = True
+        # what a connection may do until it presents a token: None (unchecked) when anonymous may do anything
+        anonymous = context.access.anonymous
+        self.grant = None if anonymous.unrestricted else anonymous
+        if self.grant is not None:
+            self.protocol = GuardedBinaryConnection

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gearman_gateway.scheduler import HELD, MAX_HANDLE_SIZE, Job, JobListener, Priority, SchedulerError, Worker
+from gearman_gateway.security import Denied, Grant
 from protocols.binary.codec import (
     FATAL,
     NO_JOB,
@@ -63,6 +64,14 @@ _HANDLE_TOO_LARGE = error_packet(
 _NOT_EXPECTED = error_packet(b"INVALID_COMMAND", b"Command not expected")
 _WRONG_MAGIC = error_packet(b"INVALID_MAGIC", b"Request magic expected")
 _UNKNOWN_OPTION = error_packet(b"UNKNOWN_OPTION", b"Server does not recognize given option")
+#: The option (``OPTION_REQ auth=<token>``) and admin line (``auth <token>``) that present a token.
+AUTH_OPTION = b"auth="
+AUTH_COMMAND = b"auth"
+_AUTH_TOO_LATE = "a token must come before the connection registers functions (CAN_DO)"
+
+#: Packet type -> handler, of ``BinarySession`` and of ``GuardedSession`` (filled in once they are defined).
+_HANDLERS: list[Callable[[BinarySession, list[bytes]], None]] = []
+_GUARDED_HANDLERS: list[Callable[[BinarySession, list[bytes]], None]] = []
 
 #: ``BinarySession._submitting`` within a submit, and once that submit was acknowledged within it.
 _SUBMITTING = 1
@@ -131,6 +140,7 @@ class BinarySession(BatchedOutput, JobListener):
         "_submitting",
         "_large_reads",
         "_grab_slot",
+        "grant",
     )
 
     # provided by the host (see the module's docstring)
@@ -138,9 +148,13 @@ class BinarySession(BatchedOutput, JobListener):
     peer_is_local: bool
     context: FrontendContext
 
-    def __init__(self, batch: WriteBatch, scheduler: Scheduler, decoder: Decoder, exceptions: bool) -> None:
+    def __init__(
+        self, batch: WriteBatch, scheduler: Scheduler, decoder: Decoder, exceptions: bool, grant: Grant | None = None
+    ) -> None:
         """``decoder``: the session's own, or one shared by sessions while they send whole packets (its
-        ``shared`` set): a session that leaves part of a packet behind then takes a decoder of its own."""
+        ``shared`` set): a session that leaves part of a packet behind then takes a decoder of its own.
+        ``grant``: what the connection may do (``gearman_gateway.security``); None: everything, unchecked
+        (the anonymous identity of a server without a policy: its job path pays one test per job)."""
         BatchedOutput.__init__(self, batch)
         self.scheduler = scheduler
         self.decoder = decoder
@@ -154,6 +168,7 @@ class BinarySession(BatchedOutput, JobListener):
         self._submitting = 0  # _SUBMITTING within a submit, _ACKED_NOW once it was acknowledged within it
         self._large_reads = False  # reads were made larger for a large packet
         self._grab_slot: _GrabSlot | None = None  # the place of a held grab's answer
+        self.grant = grant
 
     # -- the host's side
 
@@ -186,6 +201,8 @@ class BinarySession(BatchedOutput, JobListener):
             self.scheduler.remove_worker(self.worker)
             self.worker = None
         self.scheduler.detach(self)
+        if self.grant is not None:
+            self.context.access.detach(self.grant)
 
     def drop_worker(self) -> None:
         """No more jobs for a connection that is closing: its held grab hears NO_JOB (in its place, before
@@ -202,9 +219,11 @@ class BinarySession(BatchedOutput, JobListener):
 
     # -- input
 
-    def receive_data(self, data: bytes) -> None:
-        """Handle every complete packet and admin line in ``data`` (and what earlier reads left over)."""
-        handlers = _HANDLERS
+    def receive_data(
+        self, data: bytes, handlers: list[Callable[[BinarySession, list[bytes]], None]] = _HANDLERS
+    ) -> None:
+        """Handle every complete packet and admin line in ``data`` (and what earlier reads left over), each
+        by its handler in ``handlers`` (a ``GuardedSession`` passes its own)."""
         decoder = self.decoder
         events = decoder.receive_data(data)
         if decoder.shared and decoder.pending:
@@ -236,7 +255,47 @@ class BinarySession(BatchedOutput, JobListener):
         self.close()
 
     def _admin(self, args: list[bytes]) -> None:
-        self.send(self.context.admin.execute(split_admin_words(args[0]), self.peer_is_local))
+        words = split_admin_words(args[0])
+        if words and words[0].lower() == AUTH_COMMAND:
+            refusal = self.authenticate(words[1] if len(words) == 2 else b"")
+            if refusal is None:
+                self.send(b"OK %s\n" % self.grant.name.encode())  # type: ignore[union-attr]
+            else:
+                self.send(b"ERR %s %s\r\n" % (refusal.code, refusal.text.replace(" ", "+").encode()))
+            return
+        self.send(self.context.admin.execute(words, self.peer_is_local, self.grant, "binary", self.peer))
+
+    def authenticate(self, token: bytes) -> Denied | None:
+        """The identity of ``token`` for this connection, before it registers any function (its
+        registrations would be under the old identity's names); a refusal leaves the identity as it was."""
+        if self.worker is not None:
+            return Denied(b"INVALID_COMMAND", _AUTH_TOO_LATE)
+        try:
+            self._become(self.context.access.authenticate(self.grant, token, "binary", self.peer))
+        except Denied as refusal:
+            return refusal
+        return None
+
+    def take_identity(self, grant: Grant) -> Denied | None:
+        """Become ``grant`` (a client certificate's identity, found by ``Access.identity_for_certificate``
+        when the TLS handshake completes); a refusal (a cap reached) leaves the identity as it was."""
+        try:
+            self._become(self.context.access.switch(self.grant, grant, "binary", self.peer))
+        except Denied as refusal:
+            return refusal
+        return None
+
+    def _become(self, grant: Grant) -> None:
+        """From now on, every request is checked against ``grant``: the session becomes its class's
+        ``guarded`` counterpart (same slots), so that unchecked sessions pay nothing for the checks."""
+        self.grant = grant
+        self.__class__ = type(self).guarded
+
+    #: What a session with a grant becomes (``GuardedSession``; a host's subclass names its own).
+    guarded: type[BinarySession]
+
+    def _denied(self, refusal: Denied) -> None:
+        self.send(error_packet(refusal.code, refusal.text.encode()))
 
     def _not_expected(self, args: list[bytes]) -> None:
         self.send(_NOT_EXPECTED)
@@ -404,6 +463,13 @@ class BinarySession(BatchedOutput, JobListener):
         if args[0].lower() == b"exceptions":
             self.exceptions = True
             self.send(encode(Packet.OPTION_RES, args[0]))
+        elif args[0][:5].lower() == AUTH_OPTION:
+            refusal = self.authenticate(args[0][5:])
+            if refusal is None:
+                # echoed as gearmand echoes options (gear's setOption checks it): to the peer that sent it
+                self.send(encode(Packet.OPTION_RES, args[0]))
+            else:
+                self._denied(refusal)
         else:
             self.send(_UNKNOWN_OPTION)
 
@@ -497,10 +563,13 @@ class BinarySession(BatchedOutput, JobListener):
             self._fill(slot, _assignment(slot.kind, job))
 
     def _can_do(self, args: list[bytes]) -> None:
-        self.scheduler.can_do(self._worker(), args[0])
+        self._register(args[0], 0)
 
     def _can_do_timeout(self, args: list[bytes]) -> None:
-        self.scheduler.can_do(self._worker(), args[0], atoi(args[1]))
+        self._register(args[0], atoi(args[1]))
+
+    def _register(self, function: bytes, timeout: int) -> None:
+        self.scheduler.can_do(self._worker(), function, timeout)
 
     def _cant_do(self, args: list[bytes]) -> None:
         self.scheduler.cant_do(self._worker(), args[0])
@@ -516,17 +585,22 @@ class BinarySession(BatchedOutput, JobListener):
         of the reactor turn: a job submitted meanwhile goes straight to this worker. Its place in the
         output is kept, so replies to later requests still follow it."""
         job = self.scheduler.grab(self.worker or self._worker(), True)
-        if job is None:
-            self.send(NO_JOB)
-        elif job is HELD:
-            self._grab_slot = _GrabSlot(kind)
-            self._keep_place(self._grab_slot)
+        if job is None or job is HELD:
+            self._answer_grab(job, kind)
         elif kind == _JOB_ASSIGN:  # _assignment's usual case, without the call
             self.send_pieces(payload_pieces(_JOB_ASSIGN, (job.handle, job.function.name, job.data)))  # type: ignore[union-attr]
         else:
             self.send_pieces(_assignment(kind, job))  # type: ignore[arg-type]
 
     _grab_job = _grab_with  # GRAB_JOB's handler, without a call in between
+
+    def _answer_grab(self, job: object, kind: int) -> None:
+        """No job (NO_JOB), or none yet: the grab is held, its answer's place kept."""
+        if job is None:
+            self.send(NO_JOB)
+        else:
+            self._grab_slot = _GrabSlot(kind)
+            self._keep_place(self._grab_slot)
 
     def _grab_job_uniq(self, args: list[bytes]) -> None:
         self._grab_with(args, _JOB_ASSIGN_UNIQ)
@@ -571,6 +645,99 @@ class BinarySession(BatchedOutput, JobListener):
         self._work_result(self.scheduler.work_exception, args[0], args[1])
 
 
+class GuardedSession(BinarySession):
+    """A session whose identity is checked (``gearman_gateway.security``): every submit, CAN_DO and admin
+    command through ``Access``, and a tenant's function names prefixed on the way in and stripped on the
+    way out. A separate class, so that a server without a policy runs ``BinarySession``'s job path as is."""
+
+    __slots__ = ()
+    grant: Grant
+
+    def receive_data(self, data: bytes) -> None:  # type: ignore[override]
+        BinarySession.receive_data(self, data, _GUARDED_HANDLERS)
+
+    def _submit(self, function: bytes, *args: Any, reducer: bytes | None = None, **options: Any) -> None:
+        try:
+            function = self.context.access.submit(self.grant, function, "binary", self.peer)
+        except Denied as refusal:
+            self._denied(refusal)
+            return
+        if reducer is not None:
+            reducer = self.grant.inside(reducer)
+        BinarySession._submit(self, function, *args, reducer=reducer, **options)
+
+    def _register(self, function: bytes, timeout: int) -> None:
+        """CAN_DO: a refused one is answered with an ERROR packet (gearmand never answers CAN_DO, so a
+        refused worker would otherwise wait, unaware, for jobs that never come)."""
+        try:
+            function = self.context.access.register(self.grant, function, "binary", self.peer)
+        except Denied as refusal:
+            self._denied(refusal)
+            return
+        BinarySession._register(self, function, timeout)
+
+    def _cant_do(self, args: list[bytes]) -> None:
+        self.scheduler.cant_do(self._worker(), self.grant.inside(args[0]))
+
+    def _get_status(self, args: list[bytes]) -> None:
+        BinarySession._get_status(self, [self._own_handle(args[0])])
+
+    def _get_status_unique(self, args: list[bytes]) -> None:
+        job = self.scheduler.job_snapshot_by_unique(args[0])
+        if job is not None and self.grant.outside(job.function) is None:
+            self.send(encode(Packet.STATUS_RES_UNIQUE, args[0], b"0", b"0", b"0", b"0", b"0"))  # not its own
+            return
+        BinarySession._get_status_unique(self, args)
+
+    def _own_handle(self, handle: bytes) -> bytes:
+        """``handle``, or one that names no job when the job is another tenant's (answered as unknown)."""
+        job = self.scheduler.job_snapshot(handle) if len(handle) <= MAX_HANDLE_SIZE else None
+        if job is not None and self.grant.outside(job.function) is None:
+            return b""
+        return handle
+
+    # the assignments: a tenant's worker gets its function names unprefixed
+
+    def grabbed(self, job: Job | None) -> None:
+        BinarySession.grabbed(self, job if job is None else self._seen(job))
+
+    def _grab_with(self, args: list[bytes], kind: int = _JOB_ASSIGN) -> None:
+        if not self.grant.prefix:
+            BinarySession._grab_with(self, args, kind)
+            return
+        job = self.scheduler.grab(self.worker or self._worker(), True)
+        if job is None or job is HELD:
+            self._answer_grab(job, kind)
+        else:
+            self.send_pieces(_assignment(kind, self._seen(job)))  # type: ignore[arg-type]
+
+    _grab_job = _grab_with
+
+    def _seen(self, job: Job) -> Any:
+        """The job as the worker names it (its function and reducer without the tenant's prefix)."""
+        prefix = self.grant.prefix
+        if not prefix:
+            return job
+        cut = len(prefix)
+        reducer = job.reducer
+        return _Assigned(job.handle, _Named(job.function.name[cut:]), job.unique, job.data,
+                         reducer[cut:] if reducer is not None and reducer.startswith(prefix) else reducer)  # fmt: skip
+
+
+class _Named(NamedTuple):
+    name: bytes
+
+
+class _Assigned(NamedTuple):
+    """What ``_assignment`` reads of a job, with the names a tenant's worker knows."""
+
+    handle: bytes
+    function: _Named
+    unique: bytes
+    data: bytes
+    reducer: bytes | None
+
+
 def _assignment(kind: int, job: Job) -> tuple[bytes, ...]:
     """JOB_ASSIGN, JOB_ASSIGN_UNIQ or (for a reduce job) JOB_ASSIGN_ALL, as ``payload_pieces``."""
     if kind == _JOB_ASSIGN:
@@ -580,19 +747,23 @@ def _assignment(kind: int, job: Job) -> tuple[bytes, ...]:
     return payload_pieces(Packet.JOB_ASSIGN_ALL, (job.handle, job.function.name, job.unique, job.reducer, job.data))
 
 
-def _handler_table() -> list[Callable[[BinarySession, list[bytes]], None]]:
+def _handler_table(session: type[BinarySession]) -> list[Callable[[BinarySession, list[bytes]], None]]:
     """Packet type -> handler method, found by name (`SUBMIT_JOB_BG` -> `_submit_job_bg`)."""
     table = []
     for ptype in range(MAX_TYPE):
         if ptype == TEXT:
-            table.append(BinarySession._admin)
+            table.append(session._admin)
             continue
         try:
             name = "_" + Packet(ptype).name.lower()
         except ValueError:
             name = ""
-        table.append(getattr(BinarySession, name, BinarySession._not_expected))
+        table.append(getattr(session, name, session._not_expected))
     return table
 
 
-_HANDLERS = _handler_table()
+_HANDLERS[:] = _handler_table(BinarySession)
+_GUARDED_HANDLERS[:] = _handler_table(GuardedSession)
+
+BinarySession.guarded = GuardedSession
+GuardedSession.guarded = GuardedSession

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, unquote_to_bytes
 
 from gearman_gateway import latency
 from gearman_gateway.scheduler import OUTCOMES, PRIORITY_NAMES
+from gearman_gateway.security import Denied, Grant
 from protocols.http import dashboard, mapping, metrics
 from protocols.http.mapping import Answer, ApiRequest
 
@@ -40,6 +41,29 @@ _NO_STORE = (b"Cache-Control", b"no-store")
 
 def _text(value: bytes) -> str:
     return value.decode("utf-8", "replace")
+
+
+def bearer_token(headers: Iterable[tuple[bytes, bytes]], query: bytes = b"") -> bytes:
+    """The token of an ``Authorization: Bearer`` header, else (for the API only: a job's query is part of
+    its function name) of ``?access_token=``; empty when none."""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, credentials = value.partition(b" ")
+            if scheme.lower() == b"bearer":
+                return credentials.strip()
+    if query:
+        return (parse_qs(query).get(b"access_token") or [b""])[0]
+    return b""
+
+
+def unauthorized(text: str) -> Answer:
+    answer = json_answer({"error": text}, HTTPStatus.UNAUTHORIZED)
+    answer.headers.append((b"WWW-Authenticate", b'Bearer realm="gearman"'))
+    return answer
+
+
+def forbidden(text: str) -> Answer:
+    return json_answer({"error": text}, HTTPStatus.FORBIDDEN)
 
 
 def json_answer(data: Any, status: int = HTTPStatus.OK) -> Answer:
@@ -62,13 +86,20 @@ class HttpApi:
             b"latency": self._latency,
         }
 
-    def handle(self, method: bytes, request: ApiRequest, headers: Iterable[tuple[bytes, bytes]]) -> Answer:
+    def handle(
+        self,
+        method: bytes,
+        request: ApiRequest,
+        headers: Iterable[tuple[bytes, bytes]],
+        peer: str = "?",
+        identity: Grant | None = None,
+    ) -> Answer:
+        """``identity``: the connection's (a TLS client certificate's), unless the request has a token."""
         if method not in mapping.API_METHODS:
             return mapping.error(HTTPStatus.METHOD_NOT_ALLOWED, "", [(b"Allow", mapping.ALLOW_API)])
-        if self.token is not None and not self._authorized(headers, request.query):
-            answer = json_answer({"error": "a bearer token is required"}, HTTPStatus.UNAUTHORIZED)
-            answer.headers.append((b"WWW-Authenticate", b'Bearer realm="gearman"'))
-            return answer
+        refusal = self._refusal(bearer_token(headers, request.query), request.path, peer, identity)
+        if refusal is not None:
+            return refusal
         path = request.path
         if path.startswith(b"jobs/"):
             return self._job(unquote_to_bytes(path[5:]))
@@ -82,17 +113,33 @@ class HttpApi:
             return json_answer({"error": "not found"}, HTTPStatus.NOT_FOUND)
         return handler()
 
-    def _authorized(self, headers: Iterable[tuple[bytes, bytes]], query: bytes) -> bool:
-        assert self.token is not None
-        offered = b""
-        for name, value in headers:
-            if name == b"authorization":
-                scheme, _, credentials = value.partition(b" ")
-                if scheme.lower() == b"bearer":
-                    offered = credentials.strip()
-        if not offered and query:
-            offered = (parse_qs(query).get(b"access_token") or [b""])[0]
-        return hmac.compare_digest(offered, self.token)
+    def _refusal(self, offered: bytes, path: bytes, peer: str, identity: Grant | None) -> Answer | None:
+        """Why the API is not for this caller, or None. ``--http-token`` (the API's own token) opens it
+        whole, as before identities; otherwise the caller's identity (its token, or anonymous) needs the
+        admin class ``read``, and no tenant: the API shows every tenant's functions."""
+        if self.token is not None and offered and hmac.compare_digest(offered, self.token):
+            return None
+        access = self.context.access
+        if offered:
+            grant = access.identity_for_token(offered)
+            if grant is None:
+                access.auth_failed("http", peer)
+                return unauthorized("unknown token")
+        elif identity is not None:
+            grant = identity
+        elif self.token is not None:
+            return unauthorized("a bearer token is required")
+        else:
+            grant = access.anonymous
+        if grant.unrestricted:
+            return None
+        try:
+            access.admin(grant, "read", b"GET " + self.prefix + path, "http", peer)
+        except Denied as refusal:
+            return forbidden(refusal.text)
+        if grant.tenant is not None:
+            return forbidden(f"identity {grant.name} is tenant {grant.tenant.name}'s: the API shows every tenant")
+        return None
 
     # -- endpoints
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from gearman_gateway.latency import EXPOSED
 from gearman_gateway.scheduler import POISON_DEATHS, PRIORITY_NAMES
+from gearman_gateway.security.grants import shown
 from gearman_gateway.version import SERVER_VERSION
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def label(value: bytes | str) -> str:
     """A label value: UTF-8 text, undecodable bytes as ``\\xNN`` (so distinct names stay distinct), then
     the format's escapes for backslash, double quote and newline."""
     if isinstance(value, bytes):
-        value = value.decode("utf-8", "backslashreplace")
+        value = shown(value).decode("utf-8", "backslashreplace")  # a tenant's function as tenant/name
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import h11
 
 from gearman_gateway.scheduler import ArgumentTooLarge, Job, JobListener, SchedulerError
+from gearman_gateway.security import PERMISSION_DENIED, Denied, Grant
 from protocols.deadlines import Deadlines, deadlines
 from protocols.http import mapping, plain
+from protocols.http.api import bearer_token, forbidden, unauthorized
 from protocols.http.mapping import Answer, ApiRequest, JobRequest
 
 if TYPE_CHECKING:
@@ -194,7 +196,7 @@ class HttpSession:
         if type(routed) is JobRequest:
             self._submit(routed, body)
         elif type(routed) is ApiRequest:
-            self.respond(self.api.handle(self._method, routed, self._headers))
+            self.respond(self.api.handle(self._method, routed, self._headers, self.peer, self.identity))
         else:
             assert type(routed) is Answer
             self.respond(routed)
@@ -221,11 +223,48 @@ class HttpSession:
 
     # -- jobs
 
+    #: The connection's identity when its TLS client certificate names one (``take_identity``); a bearer
+    #: token in a request wins over it; None: anonymous.
+    identity: Grant | None = None
+
+    def take_identity(self, grant: Grant) -> None:
+        self.identity = grant
+
+    @property
+    def peer(self) -> str:
+        return getattr(self.transport, "peer", "?")
+
+    def _scheduler_name(self, request: JobRequest) -> bytes | None:
+        """The scheduler's name for the request's function, as its caller's identity (a bearer token, or
+        anonymous) may submit it; None when refused (answered: 401 for an unknown token, 403 for a refused
+        function, 503 for a tenant's full queue)."""
+        access = self.context.access
+        offered = bearer_token(self._headers)
+        grant = self.identity or access.anonymous
+        if offered:
+            found = access.identity_for_token(offered)
+            if found is None:
+                access.auth_failed("http", self.peer)
+                self.respond(unauthorized("unknown token"))
+                return None
+            grant = found
+        try:
+            return access.submit(grant, request.function, "http", self.peer)
+        except Denied as refusal:
+            if refusal.code == PERMISSION_DENIED:
+                self.respond(forbidden(refusal.text))
+            else:
+                self.respond(mapping.error(HTTPStatus.SERVICE_UNAVAILABLE, f"{refusal.code.decode()} {refusal.text}"))
+            return None
+
     def _submit(self, request: JobRequest, workload: bytes) -> None:
+        function = self._scheduler_name(request)
+        if function is None:
+            return
         listener = self.waiting = HttpJob(self, request)
         try:
             self.scheduler.submit(
-                request.function, workload, request.unique, request.priority, request.background, 0, None, listener
+                function, workload, request.unique, request.priority, request.background, 0, None, listener
             )
         except SchedulerError as problem:
             self.refuse(listener, problem)

@@ -34,8 +34,9 @@ class MemcachedProtocol(SessionConnection):
         factory = self.factory
         context = factory.context
         self.session = MemcachedSession(
-            context.scheduler, context.results, context.reactor, context.options, factory.shared, self
-        )
+            context.scheduler, context.results, context.reactor, context.options, factory.shared, self,
+            context.access, self.peer,
+        )  # fmt: skip
         counters = factory.shared.counters
         counters["curr_connections"] += 1
         counters["total_connections"] += 1

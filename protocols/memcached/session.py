@@ -16,6 +16,7 @@ behind it, unparsed events kept here (reading pauses past ``MAX_QUEUED_EVENTS``)
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gearman_gateway.results import expiry
 from gearman_gateway.scheduler import JobListener, Priority, SchedulerError
 from gearman_gateway.scheduler.errors import ArgumentTooLarge
+from gearman_gateway.security import PERMISSION_DENIED, Access, Denied, Grant
 from gearman_gateway.turns import end_of_turn
 from protocols.memcached import keys, replies
 from protocols.memcached.codec import Decoder
@@ -64,6 +66,8 @@ MAX_QUEUED_EVENTS = 1024
 #: The priority each storage command submits with: ``prepend`` jumps the queue, ``append`` joins its tail.
 PRIORITIES = {"set": Priority.NORMAL, "add": Priority.NORMAL, "prepend": Priority.HIGH, "append": Priority.LOW}
 
+#: The key a ``set`` of a token goes to (``_authenticate``).
+AUTH_KEY = b"_auth"
 BAD_KEY = "bad key: <function>[/<unique>][/option] expected"
 OPTION_MISUSE = "that key option does not go with this command"
 ALREADY_OPEN = "a job of this function is already open on this connection: /close or /abort it first"
@@ -151,7 +155,12 @@ class MemcachedSession:
         options: MemcachedOptions,
         shared: Shared,
         transport: Transport,
+        access: Access | None = None,
+        peer: str = "?",
     ) -> None:
+        self.access = access if access is not None else Access()
+        self.grant = self.access.anonymous  # until a ``set _auth`` shows a token
+        self.peer = peer
         self.scheduler = scheduler
         self.results = results
         self.clock = clock
@@ -226,6 +235,52 @@ class MemcachedSession:
         self._open.clear()
         for worker in workers.values():
             self.scheduler.remove_worker(worker)
+        self.access.detach(self.grant)
+
+    # ------------------------------------------------------------------ identity and permissions
+
+    def _key(self, raw: bytes, action: str) -> keys.Key | Denied | None:
+        """A key as the scheduler knows it (a tenant's function prefixed), if the connection's identity may
+        ``submit`` to its function (store, delete, read a result) or ``work`` on it (take, finish a job);
+        else the refusal (None: not a key)."""
+        key = keys.parse(raw)
+        if key is None or b"\0" in raw:
+            return None
+        access = self.access
+        try:
+            if action == "submit":
+                function = access.submit(self.grant, key.function, "memcached", self.peer)
+            else:
+                function = access.register(self.grant, key.function, "memcached", self.peer)
+        except Denied as refusal:
+            return refusal
+        return key if function is key.function else dataclasses.replace(key, function=function)
+
+    def take_identity(self, grant: Grant) -> Denied | None:
+        """Become ``grant`` (a verified client certificate's identity, ``Access.identity_for_certificate``);
+        a refusal (a cap reached) leaves the identity as it was."""
+        try:
+            self.grant = self.access.switch(self.grant, grant, "memcached", self.peer)
+        except Denied as refusal:
+            return refusal
+        return None
+
+    def _authenticate(self, event: Store | MetaSet) -> bytes:
+        """``set _auth 0 0 N`` with ``<token>`` or memcached's SASL-less ``<name> <token>``: the connection
+        becomes that identity (before it takes any work), or CLIENT_ERROR."""
+        name, _, token = event.value.strip().rpartition(b" ")
+        if self._workers:
+            return replies.error_reply(event, "a token must come before the connection takes work", client=True)
+        try:
+            grant = self.access.authenticate(self.grant, token, "memcached", self.peer)
+        except Denied as refusal:
+            return replies.error_reply(event, refusal.text, client=True)
+        if name and name.decode(errors="replace") != grant.name:
+            self.access.detach(grant)
+            self.grant = self.access.anonymous
+            return replies.error_reply(event, "the token is not that identity's", client=True)
+        self.grant = grant
+        return replies.store_reply(event, StoreOutcome.STORED)
 
     def _run(self) -> None:
         if self._running:
@@ -333,9 +388,13 @@ class MemcachedSession:
 
     def _lookup(self, raw: bytes, touch: int | None) -> Item | None | _Wait | str:
         """One key of a retrieval: a hit, a miss, a wait to start, or why it is refused."""
-        key = keys.parse(raw)
-        if key is None or b"\0" in raw:
+        parsed = keys.parse(raw)
+        if parsed is None:
             return None
+        key = self._key(raw, "submit" if parsed.unique or parsed.error else "work")
+        if key is None or type(key) is Denied:
+            return None if key is None else key.text
+        assert isinstance(key, keys.Key)
         if key.unique or key.error:
             if key.open or key.close or key.abort or key.peek or key.fail:
                 return OPTION_MISUSE
@@ -531,9 +590,15 @@ class MemcachedSession:
 
     def _store(self, event: Store | MetaSet) -> bytes | _Pending:
         self.shared.counters["cmd_set"] += 1
-        key = keys.parse(event.key)
-        if key is None or b"\0" in event.key:
+        if event.key == AUTH_KEY:
+            return self._authenticate(event)
+        parsed = keys.parse(event.key)
+        key = None if parsed is None else self._key(event.key, "work" if parsed.close or parsed.fail else "submit")
+        if key is None:
             return replies.error_reply(event, BAD_KEY, client=True)
+        if type(key) is Denied:  # refused (CLIENT_ERROR), or a tenant's full queue (SERVER_ERROR)
+            return replies.error_reply(event, key.text, client=key.code == PERMISSION_DENIED)
+        assert isinstance(key, keys.Key)
         if key.close or key.fail:
             others = key.open or key.abort or key.peek or key.error or key.wait_ms is not None
             if key.unique or others or (key.close and key.fail):
@@ -582,8 +647,10 @@ class MemcachedSession:
     # ------------------------------------------------------------------ the other commands
 
     def _delete(self, event: Delete | MetaDelete) -> bytes:
-        key = keys.parse(event.key)
-        if key is None or key.has_options:
+        key = self._key(event.key, "submit")
+        if type(key) is Denied:
+            return replies.error_reply(event, key.text, client=True)
+        if not isinstance(key, keys.Key) or key.has_options:
             return replies.delete_reply(event, DeleteOutcome.NOT_FOUND)
         scheduler = self.scheduler
         deleted = False
@@ -603,9 +670,9 @@ class MemcachedSession:
 
     def _touch(self, event: Touch) -> bytes:
         self.shared.counters["cmd_touch"] += 1
-        key = keys.parse(event.key)
+        key = self._key(event.key, "submit")
         result = None
-        if key is not None and key.unique and not key.has_options and self.results is not None:
+        if isinstance(key, keys.Key) and key.unique and not key.has_options and self.results is not None:
             result = self.results.touch(key.result_key, event.exptime)
         item = None if result is None else Item(result.data, result.flags, result.cas)
         return replies.touch_reply(event, item)

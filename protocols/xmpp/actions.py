@@ -104,6 +104,7 @@ class Submit:
     background: bool
     require_worker: bool
     timeout: float | None
+    sender: str = ""  # who asked (a bare JID; a room occupant's room JID): its identity's permissions apply
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,7 @@ class ListFunctions:
     """Count every function's jobs and workers and report with ``functions_result``."""
 
     request_id: int
+    sender: str = ""  # who asked: a tenant's identity sees only its own functions
 
 
 @dataclass(frozen=True, slots=True)

@@ -255,7 +255,7 @@ class ChatCommands:
         if isinstance(command, grammar.HelpCommand):
             return [self._reply(target, replies.HELP, ReplyKind.ANSWER)]
         if isinstance(command, grammar.ListCommand):
-            return [ListFunctions(self._open(_Request("functions", target)))]
+            return [ListFunctions(self._open(_Request("functions", target)), identity)]
         if isinstance(command, grammar.StatusCommand):
             return [QueryStatus(self._open(_Request("status", target, handle=command.handle)), command.handle)]
         if isinstance(command, grammar.JobCommand):
@@ -269,6 +269,7 @@ class ChatCommands:
                     background=command.background,
                     require_worker=not command.background and self.settings.no_worker == "reply",
                     timeout=None if command.background else self.settings.job_timeout,
+                    sender=identity,
                 )
             ]
         event = LogEvent(logging.DEBUG, "bad_command", f"xmpp: {identity}: {command.reason}")

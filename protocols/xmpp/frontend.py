@@ -21,6 +21,7 @@ from twisted.application.service import Service
 from twisted.internet import defer
 
 from gearman_gateway.scheduler import Job, JobListener, SchedulerError
+from gearman_gateway.security import Denied
 from protocols import MetricFamily, ServiceState
 from protocols.xmpp.actions import (
     Action,
@@ -204,15 +205,21 @@ class XmppService(Service):
 
     def _submit(self, action: Submit) -> None:
         request_id = action.request_id
+        access = self.context.access
+        try:
+            name = access.submit(access.identity_for_jid(action.sender), action.function, "xmpp", action.sender)
+        except Denied as refusal:
+            self.run(self.commands.job_refused(request_id, refusal.text))
+            return
         if action.require_worker:
-            function = self.scheduler.function_snapshot(action.function)
+            function = self.scheduler.function_snapshot(name)
             if function is None or function.workers == 0:
                 self.run(self.commands.no_worker(request_id))
                 return
         listener = ChatJob(self, request_id)
         try:
             self.scheduler.submit(
-                action.function,
+                name,
                 action.payload,
                 priority=action.priority,
                 background=action.background,
@@ -238,8 +245,10 @@ class XmppService(Service):
             self.run(self.commands.status_result(action.request_id, True, job.running, job.numerator, job.denominator))
 
     def _functions(self, action: ListFunctions) -> None:
+        grant = self.context.access.identity_for_jid(action.sender)
         rows = [
-            FunctionCounts(function.name, sum(function.queued), function.running, function.workers)
+            FunctionCounts(name, sum(function.queued), function.running, function.workers)
             for function in self.scheduler.function_snapshots()
+            if (name := grant.outside(function.name)) is not None
         ]
         self.run(self.commands.functions_result(action.request_id, rows))

@@ -18,6 +18,7 @@ import protocols
 from gearman_gateway.config import ConfigError, make_settings, parse_args
 from gearman_gateway.connections import ConnectionRegistry
 from gearman_gateway.scheduler import Scheduler
+from gearman_gateway.security import Access
 from protocols.http import metrics
 from protocols.xmpp import options as xmpp_options
 from protocols.xmpp.actions import ChatMessage, Reply
@@ -161,10 +162,10 @@ class Reactor(Clock):
         function(*args)
 
 
-def service(**chat: Any) -> tuple[XmppService, FakeClient, Scheduler]:
+def service(security: dict[str, Any] | None = None, **chat: Any) -> tuple[XmppService, FakeClient, Scheduler]:
     reactor = Reactor()
     scheduler = Scheduler(reactor, handle_prefix=b"H:t")
-    context = SimpleNamespace(scheduler=scheduler, reactor=reactor)
+    context = SimpleNamespace(scheduler=scheduler, reactor=reactor, access=Access(security, scheduler))
     settings = xmpp_options.chat_settings(make_settings({"xmpp": {"jid": "bot@example.org", **chat}}).options("xmpp"))
     spec = ConnectSpec("bot@example.org", "pw", "127.0.0.1", 5222, "starttls")
     bot = XmppService(context, settings, spec)  # type: ignore[arg-type]
@@ -209,6 +210,22 @@ def test_empty_allowed_warns_at_start(caplog: pytest.LogCaptureFixture) -> None:
         bot.startService()
     assert client.started
     assert "allowed is empty" in caplog.text
+
+
+def test_a_sender_gets_its_jids_identity_permissions_and_tenant() -> None:
+    security = {
+        "anonymous": {"submit": ["public.*"]},
+        "identities": {"alice": {"jids": ["alice@example.org"], "tenant": "acme", "submit": ["*"]}},
+    }
+    bot, client, scheduler = service(security, allowed=["example.org"], no_worker="wait")
+    bot.on_message(ChatMessage("bob@example.org/pc", "private x"))
+    assert client.sent[-1].text == "[failed] private not queued: identity anonymous may not submit private"
+    bot.on_message(ChatMessage("bob@example.org/pc", "public.echo x"))
+    bot.on_message(ChatMessage("alice@example.org/phone", "resize x"))
+    assert {f.name for f in scheduler.function_snapshots()} == {b"public.echo", b"acme\0resize"}
+    bot.on_message(ChatMessage("alice@example.org/phone", "functions"))
+    assert "resize" in client.sent[-1].text and "public.echo" not in client.sent[-1].text
+    assert bot.context.access.denials["anonymous", "xmpp", "submit"] == 1
 
 
 def test_metrics_render_in_prometheus_format() -> None:
