@@ -151,6 +151,14 @@ class _LoggedTlsProtocol(TLSMemoryBIOProtocol):
 
     verify_failure: str | None = None  # set by _note_verify_error
 
+    def _checkHandshakeStatus(self) -> None:  # noqa: N802
+        """Twisted's step of the handshake; once it is done, before any application data reaches the
+        frontend, a verified client certificate's names may give the connection its identity."""
+        done = self._handshakeDone
+        super()._checkHandshakeStatus()
+        if self._handshakeDone and not done:
+            take_certificate_identity(self.wrappedProtocol, self)
+
     def _tlsShutdownFinished(self, reason: Any) -> None:  # noqa: N802
         error = reason.value if reason is not None else None
         if isinstance(error, SSL.Error) and not isinstance(error, SSL.SysCallError) and not self._handshakeDone:
@@ -161,6 +169,26 @@ class _LoggedTlsProtocol(TLSMemoryBIOProtocol):
 
 class _LoggedTlsFactory(TLSMemoryBIOFactory):
     protocol = _LoggedTlsProtocol
+
+
+def take_certificate_identity(connection: Any, tls: Any) -> None:
+    """The identity (``security.identities.*.certificates``) that the client certificate's names map to,
+    for the frontend's connection: binary connections and the HTTP and memcached sessions have
+    ``take_identity(grant)``. A certificate that names no identity leaves the connection anonymous; an
+    identity at its connection cap closes it (Access.attach says why)."""
+    names = peer_names(tls)
+    access = getattr(getattr(connection, "context", None), "access", None)
+    if not names or access is None:
+        return
+    holder = getattr(connection, "session", None) or connection
+    take = getattr(holder, "take_identity", None)
+    peer = getattr(tls.transport.getPeer(), "host", "?")
+    grant = access.identity_for_certificate(names)
+    if take is None or grant is None:
+        log.info("TLS client %s: certificate names %s, which no identity lists: anonymous", peer, ", ".join(names))
+        return
+    if take(grant) is not None:
+        tls.loseConnection()
 
 
 def handshake_error(error: SSL.Error) -> str:

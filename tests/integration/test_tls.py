@@ -22,6 +22,7 @@ import pytest
 from pymemcache.client.base import Client as MemcacheClient
 
 from gearman_gateway.client import Client
+from gearman_gateway.clientlib.errors import ServerError
 from gearman_gateway.worker import Worker
 from tests.integration.conftest import RunningServer, _factory, free_port, wait_listening
 from tests.tlscerts import Pki, make_pki
@@ -367,3 +368,75 @@ def test_yaml_endpoints_take_twisted_ssl_strings(tmp_path: Path, pki: Pki, gearm
         assert mc.version()
     finally:
         mc.close()
+
+
+# ---------------------------------------------------------------------------- identities from certificates
+
+
+@pytest.fixture
+def secured_tls(tmp_path: Path, pki: Pki, gearmand) -> TlsServer:  # type: ignore[no-untyped-def]
+    """Anonymous may only work and read; the identity ``billing`` (a certificate with CN billing-client or
+    the SAN DNS name billing.example.org) may submit only ``invoice.*``."""
+    config = tmp_path / "secured.yaml"
+    config.write_text(
+        "security:\n"
+        "  anonymous: {submit: [], work: ['*'], admin: [read]}\n"
+        "  identities:\n"
+        "    billing: {certificates: [billing-client, billing.example.org], submit: ['invoice.*']}\n"
+    )
+    return start_tls_server(gearmand, pki, "--config", str(config))
+
+
+def test_a_client_certificate_names_an_identity_that_may_submit_only_its_functions(
+    secured_tls: TlsServer, pki: Pki
+) -> None:
+    thread = gear_worker(secured_tls.tls_port, pki, "anon-worker", b"invoice.make")  # anonymous may work
+    client = gear_client(secured_tls.tls_port, pki, "billing-client")
+    try:
+        assert gear_run(client, b"invoice.make", b"march") == b"MARCH"  # gear, TLS 1.2, identity billing
+        refused = gear.Job(b"payroll.run", b"x")
+        with pytest.raises(gear.GearmanError):  # gear logs the ERROR packet (PERMISSION_DENIED) and gives up
+            client.submitJob(refused, timeout=TIMEOUT)
+        assert refused.handle is None
+    finally:
+        client.shutdown()
+    thread.join(TIMEOUT)
+    billing = pki.client("other-cn", [x509_dns("billing.example.org")])  # the identity by a SAN DNS name
+    with Client(f"127.0.0.1:{secured_tls.tls_port}", ssl_ca=pki.ca, ssl_cert=billing[0], ssl_key=billing[1]) as ours:
+        with pytest.raises(ServerError, match="PERMISSION_DENIED: identity billing may not submit payroll.run"):
+            ours.do_background("payroll.run", b"x")
+        assert ours.do_background("invoice.later", b"x")
+    with Client(f"127.0.0.1:{secured_tls.tls_port}", ssl_ca=pki.ca) as anonymous:  # TLS without a certificate
+        with pytest.raises(ServerError, match="identity anonymous may not submit invoice.make"):
+            anonymous.do_background("invoice.make", b"x")
+    log = secured_tls.server.log()
+    assert "identity billing from 127.0.0.1 (binary) may not submit payroll.run" in log
+
+
+def test_https_and_memcached_take_the_certificate_identity_too(secured_tls: TlsServer, pki: Pki) -> None:
+    curl = need("curl")
+    cert, key = pki.client("billing-client")
+    url = f"https://127.0.0.1:{secured_tls.http_port}"
+    background = ["-H", "X-Gearman-Background: true", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", "x"]
+    base = [curl, "-sS", "--cacert", pki.ca, *background]
+    as_billing = subprocess.run([*base, "--cert", cert, "--key", key, f"{url}/invoice.http"], capture_output=True)
+    anonymous = subprocess.run([*base, f"{url}/invoice.http"], capture_output=True)
+    assert (as_billing.stdout, anonymous.stdout) == (b"200", b"403"), (as_billing, anonymous)
+    mc = MemcacheClient(
+        ("127.0.0.1", secured_tls.memcached_port),
+        tls_context=context_for(pki, (cert, key)),
+        default_noreply=False,
+        timeout=TIMEOUT,
+    )
+    try:
+        assert mc.set("invoice.mc", b"x") is True
+        with pytest.raises(Exception, match="identity billing may not submit payroll.mc"):  # CLIENT_ERROR
+            mc.set("payroll.mc", b"x")
+    finally:
+        mc.close()
+
+
+def x509_dns(name: str):  # type: ignore[no-untyped-def]
+    from cryptography import x509
+
+    return x509.DNSName(name)
