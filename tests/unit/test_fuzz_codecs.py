@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fuzz_targets import SEEDS, TARGETS
+from tests.unit.test_http_session import Harness
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,3 +61,17 @@ def test_the_fuzz_command_reports_inputs_and_crashes_per_codec(engine: str, inpu
     row = next(line for line in result.stdout.splitlines() if line.startswith("| http-plain |"))
     tried = int(row.split("|")[2].strip().replace(",", ""))
     assert 0 < tried <= inputs and row.split("|")[-2].strip() == "0", row
+
+
+def test_found_by_the_fuzzer_a_bad_request_after_a_head_gets_its_400_with_a_body() -> None:
+    """bench/fuzz.py's first find (http target): after a HEAD, a request h11 cannot parse was answered as
+    if it too were a HEAD (no body) while h11 expected the body its Content-Length declares: the session
+    raised in its timer instead of answering 400 and closing."""
+    harness = Harness()
+    harness.worker(b"f")
+    session, transport, _ = harness.session()
+    session.receive_data(b"HEAD /f HTTP/1.1\r\nHost: h\r\n\r\nGET3\r\n\r\n")
+    harness.clock.advance(60)  # the HEAD's job times out (504, no body); then the bad request is read
+    out = transport.take()
+    assert out.startswith(b"HTTP/1.1 504 ") and b"HTTP/1.1 400 " in out
+    assert out.endswith(b"\r\n\r\nillegal request line\n") and transport.closed
