@@ -70,13 +70,14 @@ def run_child(codec: str, inputs: int, seconds: float, corpus: Path) -> None:
 
 def run_codec_atheris(codec: str, inputs: int, seconds: float, corpus: Path) -> dict[str, object]:
     started = time.monotonic()
+    before = set(corpus.glob("crash-*"))  # a corpus given again keeps an earlier run's finds
     result = subprocess.run(
         [sys.executable, __file__, "--child", codec, "--inputs", str(inputs), "--seconds", str(seconds),
          "--corpus", str(corpus)],
         capture_output=True, text=True, cwd=REPO,
     )  # fmt: skip
     stats = dict(re.findall(r"stat::(\w+):\s+(\d+)", result.stderr))
-    crashes = sorted(p.name for p in corpus.glob("crash-*"))
+    crashes = sorted(p.name for p in set(corpus.glob("crash-*")) - before)
     if result.returncode != 0 and not crashes:
         crashes = [f"exit status {result.returncode}"]
     if crashes:
