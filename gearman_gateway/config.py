@@ -373,7 +373,7 @@ def build_parser(for_file: bool = False, frontends: bool = True) -> argparse.Arg
         help="enable another protocol frontend (installed: " + ", ".join(protocols.available()) + "); repeatable",
     )
     g = p.add_argument_group(
-        "TLS (for every TLS listener: --ssl, --ssl-port, --http-ssl, --memcached-ssl... and ssl: endpoints)"
+        "TLS (the certificate of every TLS listener: --ssl, --ssl-port, --http-ssl, --memcached-ssl...)"
     )
     g.add_argument(
         "--ssl-certificate", dest="ssl_certificate", metavar="FILE", help="the server's certificate (PEM, chain after)"
