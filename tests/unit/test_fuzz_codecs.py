@@ -75,3 +75,14 @@ def test_found_by_the_fuzzer_a_bad_request_after_a_head_gets_its_400_with_a_body
     out = transport.take()
     assert out.startswith(b"HTTP/1.1 504 ") and b"HTTP/1.1 400 " in out
     assert out.endswith(b"\r\n\r\nillegal request line\n") and transport.closed
+
+
+def test_found_by_the_fuzzer_a_head_whose_body_is_bad_gets_a_bodiless_400() -> None:
+    """The second find (http target), the first one's mirror: when the bad part is the HEAD request's own
+    (chunked) body, the 400 answers that HEAD and must have no body."""
+    harness = Harness()
+    harness.worker(b"f")
+    session, transport, _ = harness.session()
+    session.receive_data(b"HEAD /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n\r\n")
+    out = transport.take()
+    assert out.startswith(b"HTTP/1.1 400 ") and out.endswith(b"\r\n\r\n") and transport.closed
