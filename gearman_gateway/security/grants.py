@@ -50,7 +50,7 @@ class Grant:
     lookup."""
 
     __slots__ = ("name", "rules", "tenant", "prefix", "max_connections", "connections", "unrestricted",
-                 "_submit", "_work", "_memo")  # fmt: skip
+                 "submit_memo", "_submit", "_work", "_memo")  # fmt: skip
 
     def __init__(self, name: str, rules: Rules, tenant: Tenant | None = None, max_connections: int = 0) -> None:
         self.name = name
@@ -62,6 +62,7 @@ class Grant:
         self._submit = _matcher(rules.submit)
         self._work = _matcher(rules.work)
         self._memo: tuple[dict[bytes, bool], dict[bytes, bool]] = ({}, {})
+        self.submit_memo = self._memo[0]  # what may_submit answered, by name (the binary job path looks here first)
         # everything allowed in the one global namespace: a frontend may skip every check
         self.unrestricted = (
             tenant is None and "*" in rules.submit and "*" in rules.work and rules.admin == frozenset(ADMIN_CLASSES)

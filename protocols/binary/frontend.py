@@ -15,7 +15,7 @@ from zope.interface import implementer
 
 from protocols.binary.codec import Decoder
 from protocols.binary.packets import REQ
-from protocols.binary.session import BinarySession, GuardedSession
+from protocols.binary.session import BinarySession, GuardedSession, TenantSession
 from protocols.connection import FrontendConnection, FrontendFactory
 
 if TYPE_CHECKING:
@@ -76,8 +76,16 @@ class GuardedBinaryConnection(GuardedSession, BinaryConnection):
     dataReceived = GuardedSession.receive_data  # noqa: N815
 
 
-BinaryConnection.guarded = GuardedBinaryConnection
-GuardedBinaryConnection.guarded = GuardedBinaryConnection
+class TenantBinaryConnection(TenantSession, BinaryConnection):
+    """A guarded ``BinaryConnection`` of a tenant's identity."""
+
+    __slots__ = ()
+
+    dataReceived = TenantSession.receive_data  # noqa: N815
+
+
+for _host in (BinaryConnection, GuardedBinaryConnection, TenantBinaryConnection):
+    _host.guarded, _host.tenanted = GuardedBinaryConnection, TenantBinaryConnection
 
 
 class BinaryFactory(FrontendFactory):

@@ -20,6 +20,7 @@ larger pieces), and the attributes ``peer`` (text, for logs) and ``peer_is_local
 from __future__ import annotations
 
 import logging
+import types
 from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -72,6 +73,7 @@ _AUTH_TOO_LATE = "a token must come before the connection registers functions (C
 #: Packet type -> handler, of ``BinarySession`` and of ``GuardedSession`` (filled in once they are defined).
 _HANDLERS: list[Callable[[BinarySession, list[bytes]], None]] = []
 _GUARDED_HANDLERS: list[Callable[[BinarySession, list[bytes]], None]] = []
+_TENANT_HANDLERS: list[Callable[[BinarySession, list[bytes]], None]] = []
 
 #: ``BinarySession._submitting`` within a submit, and once that submit was acknowledged within it.
 _SUBMITTING = 1
@@ -154,7 +156,7 @@ class BinarySession(BatchedOutput, JobListener):
         """``decoder``: the session's own, or one shared by sessions while they send whole packets (its
         ``shared`` set): a session that leaves part of a packet behind then takes a decoder of its own.
         ``grant``: what the connection may do (``gearman_gateway.security``); None: everything, unchecked
-        (the anonymous identity of a server without a policy: its job path pays one test per job)."""
+        (the anonymous identity of a server without a policy). A session with a grant is a ``GuardedSession``."""
         BatchedOutput.__init__(self, batch)
         self.scheduler = scheduler
         self.decoder = decoder
@@ -287,12 +289,15 @@ class BinarySession(BatchedOutput, JobListener):
 
     def _become(self, grant: Grant) -> None:
         """From now on, every request is checked against ``grant``: the session becomes its class's
-        ``guarded`` counterpart (same slots), so that unchecked sessions pay nothing for the checks."""
+        ``guarded`` counterpart (same slots; ``tenanted`` for a tenant's identity), so that unchecked
+        sessions pay nothing for the checks."""
         self.grant = grant
-        self.__class__ = type(self).guarded
+        self.__class__ = type(self).tenanted if grant.prefix else type(self).guarded
 
-    #: What a session with a grant becomes (``GuardedSession``; a host's subclass names its own).
+    #: What a session with a grant becomes (``GuardedSession``, ``TenantSession``; a host's subclass names
+    #: its own).
     guarded: type[BinarySession]
+    tenanted: type[BinarySession]
 
     def _denied(self, refusal: Denied) -> None:
         self.send(error_packet(refusal.code, refusal.text.encode()))
@@ -563,13 +568,10 @@ class BinarySession(BatchedOutput, JobListener):
             self._fill(slot, _assignment(slot.kind, job))
 
     def _can_do(self, args: list[bytes]) -> None:
-        self._register(args[0], 0)
+        self.scheduler.can_do(self._worker(), args[0])
 
     def _can_do_timeout(self, args: list[bytes]) -> None:
-        self._register(args[0], atoi(args[1]))
-
-    def _register(self, function: bytes, timeout: int) -> None:
-        self.scheduler.can_do(self._worker(), function, timeout)
+        self.scheduler.can_do(self._worker(), args[0], atoi(args[1]))
 
     def _cant_do(self, args: list[bytes]) -> None:
         self.scheduler.cant_do(self._worker(), args[0])
@@ -585,22 +587,17 @@ class BinarySession(BatchedOutput, JobListener):
         of the reactor turn: a job submitted meanwhile goes straight to this worker. Its place in the
         output is kept, so replies to later requests still follow it."""
         job = self.scheduler.grab(self.worker or self._worker(), True)
-        if job is None or job is HELD:
-            self._answer_grab(job, kind)
+        if job is None:
+            self.send(NO_JOB)
+        elif job is HELD:
+            self._grab_slot = _GrabSlot(kind)
+            self._keep_place(self._grab_slot)
         elif kind == _JOB_ASSIGN:  # _assignment's usual case, without the call
             self.send_pieces(payload_pieces(_JOB_ASSIGN, (job.handle, job.function.name, job.data)))  # type: ignore[union-attr]
         else:
             self.send_pieces(_assignment(kind, job))  # type: ignore[arg-type]
 
     _grab_job = _grab_with  # GRAB_JOB's handler, without a call in between
-
-    def _answer_grab(self, job: object, kind: int) -> None:
-        """No job (NO_JOB), or none yet: the grab is held, its answer's place kept."""
-        if job is None:
-            self.send(NO_JOB)
-        else:
-            self._grab_slot = _GrabSlot(kind)
-            self._keep_place(self._grab_slot)
 
     def _grab_job_uniq(self, args: list[bytes]) -> None:
         self._grab_with(args, _JOB_ASSIGN_UNIQ)
@@ -653,18 +650,25 @@ class GuardedSession(BinarySession):
     __slots__ = ()
     grant: Grant
 
-    def receive_data(self, data: bytes) -> None:  # type: ignore[override]
-        BinarySession.receive_data(self, data, _GUARDED_HANDLERS)
+    def _submit(self, function: bytes, unique: bytes, data: bytes, priority: int, background: bool,
+                when: int = 0, reducer: bytes | None = None) -> None:  # fmt: skip
+        # BinarySession._submit's parameters, passed on one by one (*args and **kwargs cost ~3x the call)
+        grant = self.grant
+        if grant.tenant is not None or not grant.submit_memo.get(function):  # else allowed before: as is
+            try:
+                function = self.context.access.submit(grant, function, "binary", self.peer)
+            except Denied as refusal:
+                self._denied(refusal)
+                return
+            if reducer is not None:
+                reducer = grant.inside(reducer)
+        BinarySession._submit(self, function, unique, data, priority, background, when, reducer)
 
-    def _submit(self, function: bytes, *args: Any, reducer: bytes | None = None, **options: Any) -> None:
-        try:
-            function = self.context.access.submit(self.grant, function, "binary", self.peer)
-        except Denied as refusal:
-            self._denied(refusal)
-            return
-        if reducer is not None:
-            reducer = self.grant.inside(reducer)
-        BinarySession._submit(self, function, *args, reducer=reducer, **options)
+    def _can_do(self, args: list[bytes]) -> None:
+        self._register(args[0], 0)
+
+    def _can_do_timeout(self, args: list[bytes]) -> None:
+        self._register(args[0], atoi(args[1]))
 
     def _register(self, function: bytes, timeout: int) -> None:
         """CAN_DO: a refused one is answered with an ERROR packet (gearmand never answers CAN_DO, so a
@@ -674,13 +678,16 @@ class GuardedSession(BinarySession):
         except Denied as refusal:
             self._denied(refusal)
             return
-        BinarySession._register(self, function, timeout)
+        self.scheduler.can_do(self._worker(), function, timeout)
 
     def _cant_do(self, args: list[bytes]) -> None:
         self.scheduler.cant_do(self._worker(), self.grant.inside(args[0]))
 
     def _get_status(self, args: list[bytes]) -> None:
-        BinarySession._get_status(self, [self._own_handle(args[0])])
+        if self._own_handle(args[0]):
+            BinarySession._get_status(self, args)
+        else:  # another tenant's job: as unknown
+            self.send(encode(Packet.STATUS_RES, args[0], b"0", b"0", b"0", b"0"))
 
     def _get_status_unique(self, args: list[bytes]) -> None:
         job = self.scheduler.job_snapshot_by_unique(args[0])
@@ -689,25 +696,28 @@ class GuardedSession(BinarySession):
             return
         BinarySession._get_status_unique(self, args)
 
-    def _own_handle(self, handle: bytes) -> bytes:
-        """``handle``, or one that names no job when the job is another tenant's (answered as unknown)."""
+    def _own_handle(self, handle: bytes) -> bool:
+        """Whether ``handle`` is not another tenant's job (unknown handles are anyone's: they say nothing)."""
         job = self.scheduler.job_snapshot(handle) if len(handle) <= MAX_HANDLE_SIZE else None
-        if job is not None and self.grant.outside(job.function) is None:
-            return b""
-        return handle
+        return job is None or self.grant.outside(job.function) is not None
 
-    # the assignments: a tenant's worker gets its function names unprefixed
+
+class TenantSession(GuardedSession):
+    """A guarded session of a tenant's identity: its worker gets its function names unprefixed in every
+    assignment (a class of its own, so that a guarded session without a tenant pays nothing for it)."""
+
+    __slots__ = ()
 
     def grabbed(self, job: Job | None) -> None:
         BinarySession.grabbed(self, job if job is None else self._seen(job))
 
     def _grab_with(self, args: list[bytes], kind: int = _JOB_ASSIGN) -> None:
-        if not self.grant.prefix:
-            BinarySession._grab_with(self, args, kind)
-            return
         job = self.scheduler.grab(self.worker or self._worker(), True)
-        if job is None or job is HELD:
-            self._answer_grab(job, kind)
+        if job is None:
+            self.send(NO_JOB)
+        elif job is HELD:  # its answer comes through grabbed()
+            self._grab_slot = _GrabSlot(kind)
+            self._keep_place(self._grab_slot)
         else:
             self.send_pieces(_assignment(kind, self._seen(job)))  # type: ignore[arg-type]
 
@@ -716,8 +726,6 @@ class GuardedSession(BinarySession):
     def _seen(self, job: Job) -> Any:
         """The job as the worker names it (its function and reducer without the tenant's prefix)."""
         prefix = self.grant.prefix
-        if not prefix:
-            return job
         cut = len(prefix)
         reducer = job.reducer
         return _Assigned(job.handle, _Named(job.function.name[cut:]), job.unique, job.data,
@@ -764,6 +772,18 @@ def _handler_table(session: type[BinarySession]) -> list[Callable[[BinarySession
 
 _HANDLERS[:] = _handler_table(BinarySession)
 _GUARDED_HANDLERS[:] = _handler_table(GuardedSession)
+_TENANT_HANDLERS[:] = _handler_table(TenantSession)
 
-BinarySession.guarded = GuardedSession
-GuardedSession.guarded = GuardedSession
+
+def _reading_with(handlers: list[Callable[[BinarySession, list[bytes]], None]]) -> Any:
+    """``BinarySession.receive_data`` itself, with another handler table as its default: no call in between
+    (Twisted calls ``dataReceived(data)``)."""
+    code = BinarySession.receive_data
+    return types.FunctionType(code.__code__, code.__globals__, code.__name__, (handlers,), code.__closure__)
+
+
+GuardedSession.receive_data = _reading_with(_GUARDED_HANDLERS)  # type: ignore[method-assign]
+TenantSession.receive_data = _reading_with(_TENANT_HANDLERS)  # type: ignore[method-assign]
+
+BinarySession.guarded = TenantSession.guarded = GuardedSession
+BinarySession.tenanted = GuardedSession.tenanted = TenantSession

@@ -89,6 +89,27 @@ def test_a_denied_can_do_is_refused_with_an_error_and_registers_nothing(secured:
     assert "public.work" in workers and "private" not in workers
 
 
+def test_c_worker_can_do_allowed_and_denied(secured: RunningServer) -> None:
+    """Debian's C worker: an allowed function runs a C client's job; a refused CAN_DO reaches libgearman as
+    an ERROR packet, which it reports (and keeps trying) instead of waiting in silence."""
+    port = str(secured.port)
+    quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL}
+    allowed = subprocess.Popen([c_tool(GEARMAN), "-p", port, "-w", "-f", "public.cat", "--", "cat"], **quiet)
+    refused = subprocess.Popen(
+        [GEARMAN, "-p", port, "-w", "-f", "private", "--", "cat"], stderr=subprocess.PIPE, **quiet
+    )
+    try:
+        job = run([GEARMAN, "-p", port, "-f", "public.cat", "meow"])
+        assert job.stdout == b"meow", job
+        assert refused.stderr is not None
+        assert b"unexpected packet:GEARMAN_ERROR" in refused.stderr.readline()
+    finally:
+        for proc in (allowed, refused):
+            proc.kill()
+            proc.wait()
+    assert "identity anonymous from 127.0.0.1 (binary) may not work private" in secured.log()
+
+
 # -- tokens
 
 
@@ -209,7 +230,9 @@ def test_tenants_same_function_never_meet(secured: RunningServer) -> None:
     assert "acme/resize\t1\t1\t1" in secured.admin("status")
     # a tenant cannot see or cancel the other's job by handle
     acme.send(Packet.GET_STATUS, globex_handle)
-    assert acme.expect(Packet.STATUS_RES)[1] == b"0"
+    assert acme.expect(Packet.STATUS_RES) == [globex_handle, b"0", b"0", b"0", b"0"]
+    acme.send(Packet.GET_STATUS, acme_handle)
+    assert acme.expect(Packet.STATUS_RES)[:3] == [acme_handle, b"1", b"1"]  # its own: known, running
     acme.send_raw(b"cancel job " + globex_handle + b"\n")
     assert acme.sock.recv(100) == b"ERR UNKNOWN_JOB\r\n"
 

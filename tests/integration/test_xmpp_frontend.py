@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests import xmppfixture
 from tests.integration import xmppbot
@@ -27,7 +28,7 @@ from tests.xmppfixture import ProsodyServer, run
 
 pytestmark = pytest.mark.filterwarnings("ignore:notifyAll\\(\\) is deprecated:DeprecationWarning")
 
-ACCOUNTS = {**xmppfixture.ACCOUNTS, "eve": "evepass", "bot2": "bot2pass"}
+ACCOUNTS = {**xmppfixture.ACCOUNTS, "eve": "evepass", "bot2": "bot2pass", "bot3": "bot3pass"}
 ALLOWED = ["alice@localhost", "bob@localhost", "carol@localhost", "dave@localhost"]
 
 
@@ -474,3 +475,40 @@ def test_a_room_that_hides_real_jids_is_checked_as_the_room(
     finally:
         for worker in workers:
             worker.stop()
+
+
+# -- a bot whose server has a security policy: a sender's JID names its identity (docs/security.md)
+
+
+@pytest.fixture(scope="module")
+def bot3(factory: ServerFactory, prosody: ProsodyServer, module_dir: Path) -> RunningServer:
+    """Anyone at localhost may talk to it; only bob's identity may submit, and only ``reverse``."""
+    config = xmppbot.bot_config(module_dir, prosody, user="bot3", allowed=["@localhost"], no_worker="wait")
+    data = yaml.safe_load(config.read_text())
+    data["security"] = {
+        "anonymous": {"admin": ["read"]},
+        "identities": {"bob": {"jids": ["bob@localhost"], "submit": ["reverse"]}},
+    }
+    config.write_text(yaml.safe_dump(data))
+    server = factory("--config", str(config))
+    xmppbot.wait_bot(server)
+    return server
+
+
+def test_a_senders_jid_identity_decides_what_it_may_submit(bot3: RunningServer, prosody: ProsodyServer) -> None:
+    async def scenario() -> None:
+        bob, carol = await chat(prosody, "bob", resource="id"), await chat(prosody, "carol", resource="id")
+        try:
+            reply = await ask(bob, "bot3@localhost", "bg reverse hi")
+            assert reply.startswith("queued reverse"), reply
+            reply = await ask(bob, "bot3@localhost", "bg upper hi")
+            assert reply == "[failed] upper not queued: identity bob may not submit upper", reply
+            reply = await ask(carol, "bot3@localhost", "bg reverse hi")
+            assert reply == "[failed] reverse not queued: identity anonymous may not submit reverse", reply
+        finally:
+            await bob.stop()
+            await carol.stop()
+
+    run(scenario())
+    assert "reverse\t1\t0\t0" in bot3.admin("status")
+    assert "identity anonymous from carol@localhost (xmpp) may not submit reverse" in bot3.log()

@@ -28,7 +28,7 @@ from gearman_gateway.security.policy import Rules
 from gearman_gateway.security.tokens import parse_hash
 from protocols import FrontendContext
 from protocols.binary.packets import Packet
-from protocols.binary.session import GuardedSession
+from protocols.binary.session import GuardedSession, TenantSession
 from tests.unit.test_binary_session import Host, Server
 
 TOKEN = "a-token-that-is-long-enough-0123456789"
@@ -211,6 +211,8 @@ def test_admin_classes_and_the_tenant_view() -> None:
 def admin_classes() -> set[str]:
     from gearman_gateway.admin import COMMAND_CLASSES
 
+    admin = Admin(Server().scheduler, ConnectionRegistry(), AdminControls(lambda g: None, str))
+    assert set(admin._commands) == set(COMMAND_CLASSES)  # every command has a class
     return set(COMMAND_CLASSES.values())
 
 
@@ -221,8 +223,12 @@ class GuardedHost(Host, GuardedSession):  # Host first: its layout (a dict), so 
     pass
 
 
-Host.guarded = GuardedHost
-GuardedHost.guarded = GuardedHost
+class TenantHost(Host, TenantSession):
+    pass
+
+
+for _host in (Host, GuardedHost, TenantHost):
+    _host.guarded, _host.tenanted = GuardedHost, TenantHost
 
 
 def guarded_server() -> tuple[Server, Access]:
@@ -243,7 +249,7 @@ def test_a_held_grab_answers_a_tenant_worker_with_its_own_names() -> None:
     worker, client = server.session(), server.session()
     for session in (worker, client):
         session.request(Packet.OPTION_REQ, b"auth=" + TOKEN.encode())
-        assert type(session) is GuardedHost and session.grant is access.identities["acme"]
+        assert type(session) is TenantHost and session.grant is access.identities["acme"]
     worker.request(Packet.CAN_DO, b"resize")
     worker.request(Packet.GRAB_JOB_UNIQ)  # nothing queued: the grab is held until the end of the turn
     client.request(Packet.SUBMIT_JOB, b"resize", b"u", b"data")
