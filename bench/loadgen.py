@@ -36,6 +36,7 @@ import queue
 import resource
 import select
 import socket
+import ssl
 import sys
 import time
 from array import array
@@ -97,6 +98,7 @@ class Spec:
     label: str = ""
     uniq: bool = False
     procs: int = 2
+    tls_ca: str | None = None  # connect with TLS, verifying the server against this CA file
 
 
 # -- /proc figures
@@ -140,9 +142,11 @@ class Conn:
 
     __slots__ = ("sock", "fd", "kind", "decoder", "out", "writing", "sleeping", "ready", "outstanding", "t0")
 
-    def __init__(self, host: str, port: int, kind: int) -> None:
+    def __init__(self, host: str, port: int, kind: int, tls_ca: str | None = None) -> None:
         self.sock = socket.create_connection((host, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls_ca is not None:  # the handshake while still blocking
+            self.sock = ssl.create_default_context(cafile=tls_ca).wrap_socket(self.sock, server_hostname=host)
         self.sock.setblocking(False)
         self.fd = self.sock.fileno()
         self.kind = kind
@@ -192,7 +196,7 @@ class Part:
         return len(range(self.index, count, self.spec.procs))
 
     def open(self, kind: int, function: bytes) -> Conn:
-        conn = Conn(self.spec.host, self.spec.port, kind)
+        conn = Conn(self.spec.host, self.spec.port, kind, self.spec.tls_ca)
         self.conns[conn.fd] = conn
         self.ep.register(conn.fd, EPOLLIN)
         if kind != K_CLIENT:
@@ -204,7 +208,7 @@ class Part:
         out = conn.out
         try:
             sent = conn.sock.send(out)
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             sent = 0
         if sent == len(out):
             out.clear()
@@ -275,7 +279,7 @@ class Part:
     def readable(self, conn: Conn) -> None:
         try:
             n = conn.sock.recv_into(self.rbuf)  # one reused buffer: no 256 KiB allocation per read
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantReadError):
             return
         except OSError:
             n = 0
@@ -286,7 +290,10 @@ class Part:
             self.errors += 1
             print(f"loadgen: connection closed by the server (kind {conn.kind})", file=sys.stderr)
             return
-        events = conn.decoder.receive_data(self.rview[:n].tobytes())
+        data = self.rview[:n].tobytes()
+        while self.spec.tls_ca is not None and conn.sock.pending():  # decrypted already: epoll cannot tell
+            data += conn.sock.recv(conn.sock.pending())
+        events = conn.decoder.receive_data(data)
         if conn.kind == K_CLIENT:
             self.client_events(conn, events)
         else:
@@ -560,6 +567,7 @@ def spec_from_args(argv: list[str] | None = None) -> Spec:
     ap.add_argument("-l", "--label", default="")
     ap.add_argument("-u", "--uniq", action="store_true", help="workers use GRAB_JOB_UNIQ")
     ap.add_argument("-j", "--procs", type=int, default=2, help="generator processes (default 2)")
+    ap.add_argument("--tls-ca", metavar="FILE", help="connect with TLS, verifying the server against this CA")
     a = ap.parse_args(argv)
     clients, workers, window, jobs, payload, idle = DEFAULTS[a.scenario]
     if a.scenario in ("fg", "large", "idle", "ping", "echo"):
@@ -585,6 +593,7 @@ def spec_from_args(argv: list[str] | None = None) -> Spec:
         label=a.label,
         uniq=a.uniq,
         procs=a.procs,
+        tls_ca=a.tls_ca,
     )
 
 

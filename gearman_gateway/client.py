@@ -10,6 +10,7 @@ servers a job goes to the server its unique key hashes to and fails over to the 
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -26,6 +27,7 @@ from gearman_gateway.clientlib.errors import (
 )
 from gearman_gateway.clientlib.fields import to_bytes
 from gearman_gateway.clientlib.links import Backoff
+from gearman_gateway.clientlib.tls import client_context
 from gearman_gateway.clientlib.transport import CONNECT_TIMEOUT, Steps, T, Wait
 
 __all__ = [
@@ -105,10 +107,17 @@ class _ClientAPI(Endpoint, Generic[R, H, S, N]):
         client_id: str | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         backoff: Backoff | None = None,
+        ssl_ca: str | None = None,
+        ssl_cert: str | None = None,
+        ssl_key: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         token: str | None = None,
     ) -> None:
         """``timeout``: seconds any do*() or run_tasks() may take (None waits for ever). ``exceptions``:
         ask servers to pass on WORK_EXCEPTION data (else a worker's exception reaches us as a failure).
+        ``ssl_ca``/``ssl_cert``/``ssl_key`` (gear's names): any given, servers are reached over TLS, verified
+        against ``ssl_ca`` (else the system's CAs), presenting the client certificate ``ssl_cert``;
+        or ``ssl_context``, made as one likes.
         ``token``: a gearman-gateway identity's token, presented first on every connection."""
         session = ClientSession(
             exceptions=exceptions, client_id=to_bytes(client_id) if client_id else None, backoff=backoff
@@ -116,7 +125,7 @@ class _ClientAPI(Endpoint, Generic[R, H, S, N]):
         session.token = to_bytes(token) if token else None
         self._session: ClientSession = session
         self.timeout = timeout
-        super().__init__(session, servers, connect_timeout)
+        super().__init__(session, servers, connect_timeout, ssl_context or client_context(ssl_ca, ssl_cert, ssl_key))
 
     def set_timeout(self, seconds: float | None) -> None:
         """Seconds (not milliseconds as in C and PHP) any do*() or run_tasks() may take; None: no limit."""

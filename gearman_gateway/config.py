@@ -52,13 +52,8 @@ REACTORS = tuple(REACTOR_KINDS)
 DEFAULT_REACTOR = "epoll"
 #: gearmand reads this file of options when it exists (its --config-file default); a missing one is no error.
 DEFAULT_CONFIG_FILE = "/etc/gearmand.conf"
-#: gearmand's TLS options: accepted, but refused until TLS lands (issue 18) rather than serving plaintext.
-TLS_OPTIONS = {
-    "ssl": "--ssl",
-    "ssl_ca_file": "--ssl-ca-file",
-    "ssl_certificate": "--ssl-certificate",
-    "ssl_key": "--ssl-key",
-}
+#: ``--ssl-client-cert``: ask for no client certificate, accept a client without one, or refuse it.
+CLIENT_CERT_MODES = ("none", "optional", "required")
 #: gearmand options that change nothing here, with why (the help and docs/compatibility.md say the same).
 IGNORED_OPTIONS = ("syslog", "coredump", "store_queue_on_shutdown")
 
@@ -87,6 +82,11 @@ class Settings:
     listen: list[str] = field(default_factory=list)  # empty: all IPv4 interfaces
     backlog: int = 32
     endpoints: dict[str, list[str]] = field(default_factory=dict)  # frontend -> Twisted endpoint strings
+    # TLS listeners' certificate options (each frontend's ``ssl``/``ssl_port`` say which listen with TLS)
+    ssl_certificate: str | None = None  # PEM: the server's certificate, then any intermediates
+    ssl_key: str | None = None  # PEM, unencrypted
+    ssl_ca_file: str | None = None  # PEM CAs a client certificate must chain to; given: one is asked for
+    ssl_client_cert: str = "optional"  # CLIENT_CERT_MODES
     frontends: list[str] = field(default_factory=lambda: ["binary"])
     # frontend name -> its options (protocols/<name>/options.py), for every installed frontend
     frontend_options: dict[str, Any] = field(default_factory=default_frontend_options)
@@ -159,6 +159,10 @@ _SERVER_YAML_KEYS: dict[str, str] = {
     "listen": "listen",
     "backlog": "backlog",
     "endpoints": "endpoints",
+    "tls.certificate": "ssl_certificate",
+    "tls.key": "ssl_key",
+    "tls.ca_file": "ssl_ca_file",
+    "tls.client_cert": "ssl_client_cert",
     "frontends": "frontends",
     "daemon": "daemon",
     "pid_file": "pid_file",
@@ -388,11 +392,26 @@ def build_parser(for_file: bool = False, frontends: bool = True) -> argparse.Arg
         metavar="NAME",
         help="enable another protocol frontend (installed: " + ", ".join(protocols.available()) + "); repeatable",
     )
-    g = p.add_argument_group("TLS (not yet supported, issue 18: given any of these, the server refuses to start)")
-    g.add_argument("--ssl", action="store_true", help="TLS on the binary port")
-    g.add_argument("--ssl-ca-file", dest="ssl_ca_file", metavar="FILE", help="CA certificates to verify clients with")
-    g.add_argument("--ssl-certificate", dest="ssl_certificate", metavar="FILE", help="the server's certificate")
-    g.add_argument("--ssl-key", dest="ssl_key", metavar="FILE", help="the key of --ssl-certificate")
+    g = p.add_argument_group(
+        "TLS (the certificate of every TLS listener: --ssl, --ssl-port, --http-ssl, --memcached-ssl...)"
+    )
+    g.add_argument(
+        "--ssl-certificate", dest="ssl_certificate", metavar="FILE", help="the server's certificate (PEM, chain after)"
+    )
+    g.add_argument("--ssl-key", dest="ssl_key", metavar="FILE", help="the unencrypted PEM key of --ssl-certificate")
+    g.add_argument(
+        "--ssl-ca-file",
+        dest="ssl_ca_file",
+        metavar="FILE",
+        help="CA certificates (PEM) that client certificates must chain to; given, clients are asked for one "
+        "and a presented one that fails verification is refused",
+    )
+    g.add_argument(
+        "--ssl-client-cert",
+        dest="ssl_client_cert",
+        choices=CLIENT_CERT_MODES,
+        help="with --ssl-ca-file: none (do not ask), optional (default: a client without one is accepted) or required",
+    )
     if frontends:
         _add_frontend_groups(p)
     g = p.add_argument_group("process")
@@ -734,12 +753,6 @@ def parse_args(argv: list[str]) -> Settings:
     if config_file:
         # the command line wins, option by option (a repeatable option given there replaces the file's)
         given = {**read_config_file(config_file, required=explicit), **given}
-    tls = [flag for dest, flag in TLS_OPTIONS.items() if given.pop(dest, None) is not None]
-    if tls:
-        raise ConfigError(
-            f"TLS is not yet supported (issue 18): {', '.join(tls)} given; the server does not start rather "
-            "than serve without TLS"
-        )
     values: dict[str, Any] = {}
     labels: dict[str, str] = {}
     if "config" in given:
@@ -986,7 +999,43 @@ def _validate(s: Settings, label: Callable[[str], str] = str) -> None:
             isinstance(endpoints, list) and all(isinstance(e, str) and e for e in endpoints),
             f"{where} must be a list of Twisted endpoint strings (tcp:PORT:interface=ADDRESS, ssl:...)",
         )
+    _validate_tls(s, label)
     choose_reactor(s, label)
+
+
+def _validate_tls(s: Settings, label: Callable[[str], str]) -> None:
+    """TLS listeners need a certificate and its key; the files must be readable (their contents are checked
+    when the listeners are made); ``required`` client certificates need a CA to verify them with."""
+
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    def name(field_name: str) -> str:  # as written, else as its flag (a default)
+        written = label(field_name)
+        return _flag(field_name) if written == field_name else written
+
+    check(
+        s.ssl_client_cert in CLIENT_CERT_MODES,
+        f"{name('ssl_client_cert')} must be one of {', '.join(CLIENT_CERT_MODES)}, not {s.ssl_client_cert!r}",
+    )
+    check(
+        s.ssl_client_cert != "required" or s.ssl_ca_file is not None,
+        f"{name('ssl_client_cert')} required needs {name('ssl_ca_file')} to verify client certificates with",
+    )
+    for option in ("ssl_certificate", "ssl_key", "ssl_ca_file"):
+        path = getattr(s, option)
+        check(path is None or os.access(path, os.R_OK), f"{name(option)} {path}: not a readable file")
+    tls = [
+        label(f"{frontend}.{option}")
+        for frontend in s.frontends
+        for option in ("ssl", "ssl_port")
+        if getattr(s.frontend_options.get(frontend), option, None) not in (None, False)
+    ]
+    check(
+        not tls or (s.ssl_certificate is not None and s.ssl_key is not None),
+        f"{', '.join(tls)} needs {name('ssl_certificate')} and {name('ssl_key')}",
+    )
 
 
 def choose_reactor(s: Settings, label: Callable[[str], str] = str) -> tuple[str, list[str]]:

@@ -14,6 +14,7 @@ session (``clientlib.worker_session``); ``AsyncWorker`` also accepts ``async def
 from __future__ import annotations
 
 import inspect
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, TypeVar
@@ -22,6 +23,7 @@ from gearman_gateway.clientlib.api import AsyncEndpoint, BlockingEndpoint, Endpo
 from gearman_gateway.clientlib.errors import WORK_FAIL, GearmanError, WorkFail
 from gearman_gateway.clientlib.fields import to_bytes
 from gearman_gateway.clientlib.links import Backoff
+from gearman_gateway.clientlib.tls import client_context
 from gearman_gateway.clientlib.transport import CONNECT_TIMEOUT, Steps, Wait
 from gearman_gateway.clientlib.worker_session import Job, WorkerSession
 
@@ -44,15 +46,20 @@ class _WorkerAPI(Endpoint, Generic[B, N]):
         client_id: str | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         backoff: Backoff | None = None,
+        ssl_ca: str | None = None,
+        ssl_cert: str | None = None,
+        ssl_key: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         token: str | None = None,
     ) -> None:
-        """``client_id`` is what the server's ``workers`` list shows; ``backoff`` paces reconnects; ``token``:
-        a gearman-gateway identity's token, presented first on every connection."""
+        """``client_id`` is what the server's ``workers`` list shows; ``backoff`` paces reconnects;
+        ``ssl_ca``/``ssl_cert``/``ssl_key``: TLS, as for ``Client``;
+        ``token``: a gearman-gateway identity's token, presented first on every connection."""
         session = WorkerSession(client_id=to_bytes(client_id) if client_id else None, backoff=backoff)
         session.token = to_bytes(token) if token else None
         self._session: WorkerSession = session
         self._stopping = False
-        super().__init__(session, servers, connect_timeout)
+        super().__init__(session, servers, connect_timeout, ssl_context or client_context(ssl_ca, ssl_cert, ssl_key))
 
     def add_function(self, name: str | bytes, callback: Callable[[Job], Any], timeout: float | None = None) -> None:
         """Serve ``name`` with ``callback(job)``. ``timeout``: seconds the server lets one job run before

@@ -25,10 +25,37 @@ log = logging.getLogger("gearman_gateway.server")
 def listening_services(
     context: FrontendContext, name: str, port: int, factory: Factory, label: str
 ) -> list[ListeningService]:
-    """A frontend's listeners: its endpoint strings from the config, else TCP on each listen address."""
+    """A frontend's listeners: its endpoint strings from the config, else TCP on each listen address, and
+    TLS ones where its options say (``ssl``: the port itself is TLS; ``ssl_port``: a TLS port beside it)."""
     settings = context.settings
-    endpoints = settings.endpoints.get(name) or tcp_endpoints(settings.listen, port, settings.backlog)
-    return [ListeningService(context.reactor, endpoint, factory, label) for endpoint in endpoints]
+    configured = settings.endpoints.get(name)
+    if configured:
+        return [ListeningService(context.reactor, endpoint, factory, label) for endpoint in configured]
+    tls_first = bool(getattr(context.options, "ssl", False))
+    plain = [] if tls_first else tcp_endpoints(settings.listen, port, settings.backlog)
+    services = [ListeningService(context.reactor, endpoint, factory, label) for endpoint in plain]
+    tls_ports = [port] if tls_first else []
+    if getattr(context.options, "ssl_port", None) is not None:
+        tls_ports.append(context.options.ssl_port)
+    if tls_ports:
+        services += tls_services(context, tls_ports, factory, label)
+    return services
+
+
+def tls_services(context: FrontendContext, ports: list[int], factory: Factory, label: str) -> list[ListeningService]:
+    """TLS listeners on each listen address and port, with the server's certificate options."""
+    from protocols.tls import TlsFiles, server_options, tls_listener
+
+    settings = context.settings
+    creator = server_options(TlsFiles.from_settings(settings))
+    services = []
+    for port in ports:
+        for address in settings.listen or ["0.0.0.0"]:
+            description, endpoint, wrapped = tls_listener(
+                context.reactor, address, port, settings.backlog, creator, factory
+            )
+            services.append(ListeningService(context.reactor, description, wrapped, f"{label} (TLS)", endpoint))
+    return services
 
 
 def tcp_endpoints(addresses: list[str], port: int, backlog: int) -> list[str]:
@@ -46,8 +73,8 @@ class ListeningService(StreamServerEndpointService):
 
     _raiseSynchronously = True  # Twisted's switch: a failed listen raises out of privilegedStartService
 
-    def __init__(self, reactor: Any, description: str, factory: Factory, label: str) -> None:
-        super().__init__(serverFromString(reactor, description), factory)
+    def __init__(self, reactor: Any, description: str, factory: Factory, label: str, endpoint: Any = None) -> None:
+        super().__init__(endpoint or serverFromString(reactor, description), factory)
         self.description = description
         self.label = label
         self.port: IListeningPort | None = None

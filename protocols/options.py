@@ -145,3 +145,39 @@ def check(ok: bool, message: str) -> None:
 
 def check_port(value: Any, label: str) -> None:
     check(isinstance(value, int) and 0 <= value <= 65535, f"{label} must be 0-65535, not {value!r}")
+
+
+# -- TLS on a frontend's listeners (protocols/listening.py reads the fields ``ssl`` and ``ssl_port``)
+
+
+def tls_on_port(flag: str, what: str, **names: Any) -> Any:
+    """The ``ssl`` option: the frontend's port itself speaks TLS (gearmand's ``--ssl`` for the binary one)."""
+    return option(
+        False,
+        flags=(flag,),
+        help=f"TLS on the {what} port instead of plaintext (needs --ssl-certificate and --ssl-key)",
+        **names,
+    )
+
+
+def tls_port(flag: str, what: str, **names: Any) -> Any:
+    """The ``ssl_port`` option: a TLS listener beside the plaintext one (e.g. plain on loopback, TLS outside)."""
+    return option(
+        None,
+        flags=(flag,),
+        parse=port_number,
+        metavar="PORT",
+        help=f"also listen with TLS for the {what} frontend on this port (default: none)",
+        **names,
+    )
+
+
+def check_tls_port(options: Any, label: Any) -> None:
+    """A TLS port beside the plaintext one cannot be the same port."""
+    if options.ssl_port is None:
+        return
+    check_port(options.ssl_port, label("ssl_port"))
+    check(
+        options.ssl_port != options.port or options.port == 0,
+        f"{label('ssl_port')} must differ from {label('port')} ({options.port})",
+    )

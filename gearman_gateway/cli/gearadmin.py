@@ -13,10 +13,12 @@ import argparse
 import os
 import signal
 import socket
+import ssl
 import sys
 from typing import NoReturn
 
 from gearman_gateway.cli import TOKEN_VARIABLE
+from gearman_gateway.clientlib.tls import tool_context
 
 #: Option -> admin command, in the order the C tool runs them (it pushes them on a stack in the reverse
 #: order); our own commands come after gearmand's.
@@ -64,7 +66,12 @@ def build_parser() -> Parser:
     p.add_argument("-h", "--host", default="localhost", help="server host (default localhost)")
     p.add_argument("-p", "--port", default="4730", help="server port number or service name (default 4730)")
     p.add_argument("-t", "--timeout", type=float, default=10.0, help="seconds to wait for a reply (default 10)")
-    p.add_argument("-S", "--ssl", action="store_true", help="SSL connections (not supported by this tool)")
+    p.add_argument("-S", "--ssl", action="store_true", help="TLS (SSL) connection")
+    p.add_argument(
+        "--ssl-ca-file", metavar="FILE", help="with -S: CAs to verify the server with (default: the system's)"
+    )
+    p.add_argument("--ssl-certificate", metavar="FILE", help="with -S: client certificate to present (PEM)")
+    p.add_argument("--ssl-key", metavar="FILE", help="with -S: the key of --ssl-certificate (PEM)")
     p.add_argument("--status", action="store_true", help="functions with queued, running and worker counts")
     p.add_argument("--priority-status", action="store_true", help="queued jobs per priority")
     p.add_argument("--workers", action="store_true", help="connections and their functions")
@@ -113,9 +120,18 @@ def port_number(text: str) -> int:
     return port
 
 
-def connect(host: str, port: int, timeout: float) -> socket.socket:
+def connect(host: str, port: int, timeout: float, tls: ssl.SSLContext | None = None) -> socket.socket:
     try:
-        return socket.create_connection((host, port), timeout=timeout)
+        sock = socket.create_connection((host, port), timeout=timeout)
+        if tls is None:
+            return sock
+        try:
+            return tls.wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+    except ssl.SSLError as error:
+        raise AdminError(f"TLS with {host}:{port} failed: {error.reason or error}") from None
     except UnicodeError:  # the IDNA codec refuses it before any lookup (an empty or too long label)
         raise AdminError(f"cannot connect to {host}:{port}: bad host name") from None
     except TimeoutError:
@@ -162,12 +178,25 @@ def _write(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """-S: TLS, verifying the server against --ssl-ca-file (else the system's CAs)."""
+    files = (args.ssl_ca_file, args.ssl_certificate, args.ssl_key)
+    if not args.ssl:
+        if any(files):
+            raise AdminError("--ssl-ca-file, --ssl-certificate and --ssl-key need -S (--ssl)")
+        return None
+    try:
+        return tool_context(*files)
+    except ValueError as error:
+        raise AdminError(str(error)) from None
+
+
 def run(args: argparse.Namespace, lines: list[bytes]) -> int:
     host = args.host
     port = port_number(args.port)
     status = 0
     token = os.environ.get(TOKEN_VARIABLE)
-    with connect(host, port, args.timeout) as sock:
+    with connect(host, port, args.timeout, tls_context(args)) as sock:
         if token:  # the identity's token first (docs/security.md): `auth TOKEN` answers OK <identity>
             lines = [b"auth " + os.fsencode(token), *lines]
         for line in lines:
@@ -196,8 +225,6 @@ MAX_TIMEOUT = 86400
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-        if args.ssl:
-            raise AdminError("SSL (-S) is not supported by this tool")
         if not 0 < args.timeout <= MAX_TIMEOUT:  # also inf and nan, which sockets refuse with a traceback
             raise AdminError(f"-t {args.timeout:g}: the timeout must be a number of seconds from 0 to {MAX_TIMEOUT}")
         lines = commands(args)

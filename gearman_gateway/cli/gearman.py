@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -33,6 +34,7 @@ from gearman_gateway.cli import TOKEN_VARIABLE
 from gearman_gateway.client import Client, Task, TaskState
 from gearman_gateway.clientlib.errors import WORK_FAIL, GearmanError, GearmanTimeout
 from gearman_gateway.clientlib.links import DEFAULT_HOST, DEFAULT_PORT, Address, parse_servers
+from gearman_gateway.clientlib.tls import tool_context
 from gearman_gateway.worker import Job, Worker
 
 #: The C tool's getopt string; every flag means what it means there.
@@ -49,8 +51,11 @@ Common options to both client and worker modes.
 \t-p <port>     - Job server port
 \t-t <timeout>  - Timeout in milliseconds
 \t-i <pidfile>  - Create a pidfile for the process
-\t-S            - Enable SSL connections (not supported here)
-\tGEARMAN_TOKEN - (environment) an identity's token, sent first on every connection
+\t-S, --ssl     - Enable SSL (TLS) connections
+\t--ssl-ca-file <file>      - CA certificates to verify the server with (default: the system's)
+\t--ssl-certificate <file>  - Client certificate to present (PEM)
+\t--ssl-key <file>          - Key of --ssl-certificate (PEM)
+	GEARMAN_TOKEN - (environment) an identity's token, sent first on every connection
 
 Client options:
 \t-b            - Run jobs in the background(false)
@@ -82,6 +87,9 @@ class Args:
     pid_file: str | None = None
     daemon: bool = False
     ssl: bool = False
+    ssl_ca_file: str | None = None
+    ssl_certificate: str | None = None
+    ssl_key: str | None = None
     verbose: bool = False
     background: bool = False
     priority: str = "normal"
@@ -132,6 +140,7 @@ SWITCHES: dict[str, tuple[str, object]] = {
     "-P": ("prefix", True),
     "-s": ("no_input", True),
     "-S": ("ssl", True),
+    "--ssl": ("ssl", True),
     "-v": ("verbose", True),
     "-w": ("worker", True),
 }
@@ -154,13 +163,18 @@ VALUES: dict[str, tuple[str, Callable[[str], object]]] = {
     "-p": ("port", port),
     "-t": ("timeout_ms", atoi),
     "-u": ("unique", str),
+    "--ssl-ca-file": ("ssl_ca_file", str),
+    "--ssl-certificate": ("ssl_certificate", str),
+    "--ssl-key": ("ssl_key", str),
 }
+#: Long options (ours; the C tool has only -S): TLS and its files.
+LONG_OPTIONS = ["ssl", "ssl-ca-file=", "ssl-certificate=", "ssl-key="]
 
 
 def parse_args(argv: list[str]) -> tuple[Args, bool]:
     """Options as the C tool reads them; returns (args, help wanted)."""
     try:
-        options, rest = getopt.gnu_getopt(argv, OPTSTRING)
+        options, rest = getopt.gnu_getopt(argv, OPTSTRING, LONG_OPTIONS)
     except getopt.GetoptError as error:
         raise UsageError(f"-{error.opt}" if error.opt else str(error)) from None
     args = Args(arguments=rest)
@@ -182,7 +196,19 @@ def parse_args(argv: list[str]) -> tuple[Args, bool]:
         raise UsageError("No Functions were provided")
     if "" in args.functions:
         raise CliError("-f: a function name cannot be empty")
+    if not args.ssl and (args.ssl_ca_file or args.ssl_certificate or args.ssl_key):
+        raise CliError("--ssl-ca-file, --ssl-certificate and --ssl-key need -S (--ssl)")
     return args, wants_help
+
+
+def tls_context(args: Args) -> ssl.SSLContext | None:
+    """-S: TLS, verifying the server against --ssl-ca-file (else the system's CAs)."""
+    if not args.ssl:
+        return None
+    try:
+        return tool_context(args.ssl_ca_file, args.ssl_certificate, args.ssl_key)
+    except ValueError as error:
+        raise CliError(str(error)) from None
 
 
 def servers(args: Args) -> list[str]:
@@ -289,7 +315,9 @@ def workloads(args: Args, stdin: BinaryIO) -> Iterator[bytes]:
 
 def run_client(args: Args, stdin: BinaryIO, stdout: BinaryIO, stderr: BinaryIO, bar: bool) -> int:
     timeout = args.timeout_ms / 1000 if args.timeout_ms >= 0 else None
-    client = Client(servers(args), timeout=timeout, token=os.environ.get(TOKEN_VARIABLE) or None)
+    client = Client(
+        servers(args), timeout=timeout, ssl_context=tls_context(args), token=os.environ.get(TOKEN_VARIABLE) or None
+    )
     unique = os.fsencode(args.unique) if args.unique is not None else None
     out = ClientOutput(args, stdout, stderr, bar)
     client.set_created_fn(out.created)
@@ -412,7 +440,7 @@ class Termination:
 
 
 def run_worker(args: Args, stdout: BinaryIO, stderr: BinaryIO, termination: Termination) -> int:
-    worker = Worker(servers(args), token=os.environ.get(TOKEN_VARIABLE) or None)
+    worker = Worker(servers(args), ssl_context=tls_context(args), token=os.environ.get(TOKEN_VARIABLE) or None)
     runner = CommandRunner(args, stdout, stderr, worker.close)
     for function in args.functions:
         worker.add_function(os.fsencode(function), runner)
@@ -561,9 +589,6 @@ def main(argv: list[str] | None = None) -> int:
     if wants_help:
         say(stdout, USAGE.format(name=name))
         return 0
-    if args.ssl:
-        say(stderr, f"{name}: SSL (-S) is not supported by this client\n")
-        return 1
     termination = Termination()
     signal.signal(signal.SIGTERM, termination.terminate)
     signal.signal(signal.SIGINT, termination.interrupt)

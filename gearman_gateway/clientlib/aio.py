@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from gearman_gateway.clientlib.links import BadHostName, Link
-from gearman_gateway.clientlib.session import Session
-from gearman_gateway.clientlib.transport import CONNECT_TIMEOUT, Steps, T, TransportBase, Wait
+from gearman_gateway.clientlib.transport import Steps, T, TransportBase, Wait
 
 
 class _LinkProtocol(asyncio.Protocol):
@@ -38,8 +38,8 @@ class _LinkProtocol(asyncio.Protocol):
 
 
 class AsyncTransport(TransportBase):
-    def __init__(self, session: Session, connect_timeout: float = CONNECT_TIMEOUT) -> None:
-        super().__init__(session, connect_timeout)
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
         self._protocols: dict[Link, _LinkProtocol] = {}
         self._connecting: set[asyncio.Task[None]] = set()
         self._event: asyncio.Event | None = None
@@ -135,7 +135,13 @@ class AsyncTransport(TransportBase):
         loop = asyncio.get_running_loop()
         try:
             _, protocol = await asyncio.wait_for(
-                loop.create_connection(lambda: _LinkProtocol(self, link), link.address.host, link.address.port),
+                loop.create_connection(
+                    lambda: _LinkProtocol(self, link),
+                    link.address.host,
+                    link.address.port,
+                    ssl=self.tls,
+                    server_hostname=link.address.host if self.tls is not None else None,
+                ),
                 self.connect_timeout,
             )
         except (OSError, TimeoutError) as error:

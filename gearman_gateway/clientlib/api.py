@@ -6,6 +6,7 @@ the protocol logic lives in the session, and the waiting methods are steps (see 
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +20,16 @@ if TYPE_CHECKING:
 
 
 class Endpoint:
-    def __init__(self, session: Session, servers: str | Iterable[str] | None, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        session: Session,
+        servers: str | Iterable[str] | None,
+        connect_timeout: float,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self._session = session
         self.connect_timeout = connect_timeout
+        self.tls = tls  # every server is reached over TLS with this context (clientlib.tls); None: plaintext
         self._transport = self._new_transport()
         if servers:
             self.add_servers(servers)
@@ -50,7 +58,7 @@ class BlockingEndpoint(Endpoint):
     _transport: BlockingTransport
 
     def _new_transport(self) -> BlockingTransport:
-        return BlockingTransport(self._session, self.connect_timeout)
+        return BlockingTransport(self._session, self.connect_timeout, self.tls)
 
     def close(self) -> None:
         """Close the connections; what was under way is abandoned. The object can be used again."""
@@ -70,7 +78,7 @@ class AsyncEndpoint(Endpoint):
     def _new_transport(self) -> AsyncTransport:
         from gearman_gateway.clientlib.aio import AsyncTransport  # asyncio only for those who use it
 
-        return AsyncTransport(self._session, self.connect_timeout)
+        return AsyncTransport(self._session, self.connect_timeout, self.tls)
 
     async def close(self) -> None:
         """Close the connections; what was under way is abandoned. The object can be used again."""

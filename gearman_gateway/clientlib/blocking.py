@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import selectors
 import socket
+import ssl
 from collections.abc import Callable
+from typing import Any
 
 from gearman_gateway.clientlib.links import BadHostName, Link
-from gearman_gateway.clientlib.session import Session
-from gearman_gateway.clientlib.transport import CONNECT_TIMEOUT, READ_SIZE, Steps, T, TransportBase, Wait
+from gearman_gateway.clientlib.transport import READ_SIZE, Steps, T, TransportBase, Wait
 
 
 class BlockingTransport(TransportBase):
-    def __init__(self, session: Session, connect_timeout: float = CONNECT_TIMEOUT) -> None:
-        super().__init__(session, connect_timeout)
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
         self._selector = selectors.DefaultSelector()
         self._sockets: dict[Link, socket.socket] = {}
         self._wake_r, self._wake_w = socket.socketpair()
@@ -87,6 +88,13 @@ class BlockingTransport(TransportBase):
             self.session.connect_failed(link, BadHostName(link.address.host))
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:  # the handshake too is bounded by connect_timeout
+            try:
+                sock = self.tls.wrap_socket(sock, server_hostname=link.address.host)
+            except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+                sock.close()
+                self.session.connect_failed(link, error)
+                return
         sock.settimeout(None)  # reads happen only when select says so; writes may block on a full buffer
         self._sockets[link] = sock
         self._selector.register(sock, selectors.EVENT_READ, link)
@@ -94,9 +102,11 @@ class BlockingTransport(TransportBase):
 
     def _read(self, link: Link, sock: socket.socket) -> None:
         try:
-            data = sock.recv(READ_SIZE)
+            data = _read_tls(sock) if isinstance(sock, ssl.SSLSocket) else sock.recv(READ_SIZE)
         except OSError as error:
             self._drop(link, error)
+            return
+        if data is None:  # TLS records without application data (a TLS 1.3 session ticket), or part of one
             return
         if not data:
             self._drop(link, None)
@@ -116,3 +126,20 @@ class BlockingTransport(TransportBase):
                 pass
         except OSError:
             pass
+
+
+def _read_tls(sock: ssl.SSLSocket) -> bytes | None:
+    """Everything readable now, without blocking: OpenSSL may already hold records that select() cannot
+    see, and a readable socket may carry no application data. b"": the server closed; None: nothing yet."""
+    chunks = []
+    sock.setblocking(False)
+    try:
+        while True:
+            chunk = sock.recv(READ_SIZE)
+            if not chunk:
+                return b"".join(chunks) if chunks else b""
+            chunks.append(chunk)
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+        return b"".join(chunks) if chunks else None
+    finally:
+        sock.setblocking(True)

@@ -12,6 +12,7 @@ worker's steps may also yield an awaitable (an async callback's result). ``Block
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
@@ -29,9 +30,12 @@ READ_SIZE = 1 << 20
 class TransportBase:
     """The transport loop's decisions; subclasses supply connecting, writing and waiting."""
 
-    def __init__(self, session: Session, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+    def __init__(
+        self, session: Session, connect_timeout: float = CONNECT_TIMEOUT, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.session = session
         self.connect_timeout = connect_timeout
+        self.tls = tls
         self.interrupted = False
         session.flush_hook = self.flush
 

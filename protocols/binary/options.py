@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from protocols.binary.codec import DEFAULT_MAX_LINE, DEFAULT_MAX_PACKET_SIZE
-from protocols.options import check, check_port, nonnegative, option, port_number
+from protocols.options import check, check_port, check_tls_port, nonnegative, option, port_number, tls_on_port, tls_port
 
 
 @dataclass
@@ -20,6 +20,8 @@ class BinaryOptions:
         alias="port",
         help="binary and admin port (default 4730); the default queue file is named after it",
     )
+    ssl: bool = tls_on_port("--ssl", "binary and admin", yaml="ssl", alias="ssl")
+    ssl_port: int | None = tls_port("--ssl-port", "binary and admin", yaml="ssl_port", alias="ssl_port")
     max_packet_size: int = option(
         DEFAULT_MAX_PACKET_SIZE,
         flags=("--max-packet-size",),
@@ -42,5 +44,6 @@ class BinaryOptions:
 
 def check_options(options: BinaryOptions, label: Callable[[str], str]) -> None:
     check_port(options.port, label("port"))
+    check_tls_port(options, label)
     check(options.max_packet_size >= 1024, f"{label('max_packet_size')} must be >= 1024")
     check(options.max_admin_line >= 64, f"{label('max_admin_line')} must be >= 64")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from protocols.options import check, check_port, nonnegative, option, port_number
+from protocols.options import check, check_port, check_tls_port, nonnegative, option, port_number, tls_on_port, tls_port
 
 #: Request bodies larger than this get 413 by default: an HTTP job's payload is read whole into memory.
 MAX_BODY_SIZE = 64 * 1024 * 1024
@@ -14,6 +14,8 @@ MAX_BODY_SIZE = 64 * 1024 * 1024
 @dataclass
 class HttpOptions:
     port: int = option(8080, flags=("--http-port",), parse=port_number, help="HTTP frontend port (default 8080)")
+    ssl: bool = tls_on_port("--http-ssl", "http")
+    ssl_port: int | None = tls_port("--http-ssl-port", "http")
     request_timeout: float = option(
         30.0,
         flags=("--http-request-timeout",),
@@ -49,6 +51,7 @@ class HttpOptions:
 
 def check_options(options: HttpOptions, label: Callable[[str], str]) -> None:
     check_port(options.port, label("port"))
+    check_tls_port(options, label)
     for name in ("request_timeout", "keepalive_timeout", "max_body_size"):
         check(getattr(options, name) >= 0, f"{label(name)} must be >= 0")
     prefix = options.prefix

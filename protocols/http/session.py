@@ -204,6 +204,8 @@ class HttpSession:
     def _bad_request(self, problem: h11.RemoteProtocolError) -> None:
         text = mapping.problem_text(str(problem))
         log.info("bad HTTP request: %s", text)
+        if self.conn.our_state is h11.IDLE:  # a request h11 could not read has no method of its own: the
+            self._method = b""  # previous one's would be wrong (after a HEAD, h11 wants this 400's body)
         if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             status = problem.error_status_hint
             self._busy = True

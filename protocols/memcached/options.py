@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from protocols.memcached.limits import DEFAULT_MAX_VALUE_SIZE
-from protocols.options import check, check_port, nonnegative, option, port_number
+from protocols.options import check, check_port, check_tls_port, nonnegative, option, port_number, tls_on_port, tls_port
 
 #: Longest ``/t=<ms>`` wait served by default: below gomemcache's 500 ms default read timeout, so that a
 #: client that waits gets a miss rather than a timeout of its own (which would make it drop the connection).
@@ -22,6 +22,8 @@ class MemcachedOptions:
     port: int = option(
         11211, flags=("--memcached-port",), parse=port_number, help="memcached frontend port (default 11211)"
     )
+    ssl: bool = tls_on_port("--memcached-ssl", "memcached")
+    ssl_port: int | None = tls_port("--memcached-ssl-port", "memcached")
     max_value_size: int = option(
         DEFAULT_MAX_VALUE_SIZE,
         flags=("--memcached-max-value-size",),
@@ -51,6 +53,7 @@ class MemcachedOptions:
 
 def check_options(options: MemcachedOptions, label: Callable[[str], str]) -> None:
     check_port(options.port, label("port"))
+    check_tls_port(options, label)
     check(options.max_value_size >= 1, f"{label('max_value_size')} must be >= 1")
     check(options.max_wait_ms >= 0, f"{label('max_wait_ms')} must be >= 0")
     check(options.read_timeout > 0, f"{label('read_timeout')} must be > 0")

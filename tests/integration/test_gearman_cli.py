@@ -433,7 +433,8 @@ def test_bad_input_is_one_line_never_a_traceback(tmp_path: Path) -> None:
         ),
         (["-i", str(missing)], {}, f"gearman: -i {missing}: cannot write the pid file: No such file or directory"),
         (["-d", "-w", "-i", str(missing)], {}, f"gearman: -i {missing}: cannot write the pid file: No such file"),
-        (["-S"], {}, "gearman: SSL (-S) is not supported by this client"),
+        (["--ssl-ca-file", str(missing)], {}, "gearman: --ssl-ca-file, --ssl-certificate and --ssl-key need -S"),
+        (["-S", "--ssl-ca-file", str(missing)], {}, f"gearman: --ssl-ca-file {missing}: not a readable file"),
     ]
     for args, env, expected in cases:
         assert one_line(cli(*args, "-f", "fn", "-s", env=env)).startswith(expected), (args, env)

@@ -136,7 +136,11 @@ def test_gearadmin_errors_are_one_line() -> None:
         (["-t", "0", "--status"], "gearadmin: -t 0: the timeout must be a number of seconds from 0 to 86400"),
         (["-t", "inf", "--status"], "gearadmin: -t inf: the timeout must be a number of seconds from 0 to 86400"),
         (["-t", "1e30", "--status"], "gearadmin: -t 1e+30: the timeout must be a number of seconds from 0 to 86400"),
-        (["-S", "--status"], "gearadmin: SSL (-S) is not supported by this tool"),
+        (
+            ["--ssl-key", "/nonexistent", "--status"],
+            "gearadmin: --ssl-ca-file, --ssl-certificate and --ssl-key need -S",
+        ),
+        (["-S", "--ssl-key", "/nonexistent", "--status"], "gearadmin: --ssl-key /nonexistent: not a readable file"),
         ([], "gearadmin: No option execution operation given. (--help lists the options)"),
         (["--cancel-job", "H:x:1\r\nshutdown"], "gearadmin: --cancel-job: the argument cannot contain a line break"),
     ]

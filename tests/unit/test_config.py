@@ -623,25 +623,37 @@ def test_store_queue_on_shutdown_is_accepted_and_changes_nothing() -> None:
 
 
 @pytest.mark.parametrize(
-    "argv",
+    ("argv", "message"),
     [
-        ["--ssl"],
-        ["--ssl-ca-file", "ca.pem"],
-        ["--ssl-certificate=cert.pem", "--ssl-key", "key.pem"],
-        ["--ssl", "--check-args"],
+        (["--ssl"], "--ssl needs --ssl-certificate and --ssl-key"),
+        (["--ssl-port", "4731"], "--ssl-port needs --ssl-certificate and --ssl-key"),
+        (["-r", "http", "--http-ssl"], "--http-ssl needs --ssl-certificate and --ssl-key"),
+        (["--ssl-ca-file", "/nonexistent/ca.pem"], "--ssl-ca-file /nonexistent/ca.pem: not a readable file"),
+        (["--ssl-client-cert", "required"], "--ssl-client-cert required needs --ssl-ca-file"),
+        (["--ssl-client-cert", "maybe"], "argument --ssl-client-cert: invalid choice: 'maybe'"),
+        (
+            ["-p", "4730", "--ssl-port", "4730", "--ssl-certificate", __file__, "--ssl-key", __file__],
+            "--ssl-port must differ from --port (4730)",
+        ),
     ],
 )
-def test_tls_options_are_known_but_refused_until_tls_lands(argv: list[str]) -> None:
-    message = config_error(argv)
-    assert message.startswith("TLS is not yet supported (issue 18): --ssl")
-    assert "unrecognized" not in message
+def test_tls_option_mistakes_are_one_clear_line(argv: list[str], message: str) -> None:
+    assert config_error(argv).startswith(message)
 
 
-def test_cli_tls_refusal_is_one_line_and_exit_2() -> None:
-    result = run_gearmand("--ssl", "-p", "0")
-    assert result.returncode == 2
-    assert result.stderr.startswith("gearmand: error: TLS is not yet supported (issue 18): --ssl given")
-    assert len(result.stderr.splitlines()) == 1 and result.stdout == ""
+def test_tls_options_from_the_command_line_and_yaml(tmp_path: Path) -> None:
+    cert, key = write(tmp_path, "cert", "c.pem"), write(tmp_path, "key", "k.pem")
+    s = parse_args(["--ssl-port", "4731", "--ssl-certificate", cert, "--ssl-key", key, "-r", "memcached"])
+    assert (binary(s).ssl, binary(s).ssl_port, s.ssl_client_cert, s.ssl_ca_file) == (False, 4731, "optional", None)
+    tls = f"{{certificate: {cert}, key: {key}, ca_file: {cert}, client_cert: required}}"
+    text = f"ssl: true\nhttp: {{ssl_port: 8443}}\ntls: {tls}\n"
+    s = parse_args(["--config", write(tmp_path, text), "-r", "http"])
+    assert (binary(s).ssl, s.options("http").ssl_port, s.ssl_ca_file, s.ssl_client_cert) == (
+        True,
+        8443,
+        cert,
+        "required",
+    )
 
 
 # ---------------------------------------------------------------------------- --config-file (gearmand's)
@@ -722,7 +734,7 @@ def test_the_default_config_file_is_read_when_it_exists(no_default_config_file: 
     assert binary(parse_args(["-p", "4800"])).port == 4800
     assert binary(parse_args(["--config-file="])).port == 4730  # '' reads no file
     no_default_config_file.write_text("--ssl\n")
-    assert config_error(["--check-args"]).startswith("TLS is not yet supported")
+    assert config_error(["--check-args"]) == "--ssl needs --ssl-certificate and --ssl-key"
 
 
 def test_cli_check_args_reads_the_config_file(tmp_path: Path) -> None:
@@ -766,13 +778,12 @@ def gearmand_1_1_20_options() -> list[tuple[str, bool]]:
 
 
 def test_every_option_of_gearmand_1_1_20_is_accepted() -> None:
-    tls = set(config.TLS_OPTIONS.values())
     for name, takes_value in gearmand_1_1_20_options():
         if name in ("help", "version"):
             continue  # they print and exit: test_cli_help, test_cli_version
         argv = [f"--{name}={SAMPLE_VALUES[name]}" if takes_value else f"--{name}"]
-        if f"--{name}" in tls:
-            assert config_error(argv).startswith("TLS is not yet supported"), name
+        if name.startswith("ssl"):  # known, but each needs real files (test_tls_option_mistakes_are_one_clear_line)
+            assert f"--{name}" in config_error(argv) and "unrecognized" not in config_error(argv), name
         else:
             parse_args(argv)  # no ConfigError
 
