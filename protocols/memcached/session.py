@@ -703,6 +703,10 @@ class MemcachedSession:
         if not key.unique:
             if not self.options.allow_queue_delete:
                 return replies.error_reply(event, QUEUE_DELETE_OFF, client=True)
+            try:  # other submitters' jobs too: an operator's cancel, not a submitter's
+                self.access.admin(self.grant, "cancel", b"delete " + event.key, "memcached", self.peer)
+            except Denied as refusal:
+                return replies.error_reply(event, refusal.text, client=True)
             for snapshot in scheduler.job_snapshots():
                 if snapshot.function == key.function and not snapshot.running:
                     deleted = scheduler.cancel(snapshot.handle) or deleted
@@ -734,4 +738,11 @@ class MemcachedSession:
         return replies.flush_reply(event)
 
     def _stats(self, event: Stats) -> bytes:
-        return replies.stats_reply(event, stats(event.args, self.shared, self.scheduler, self.results))
+        """``stats gearman`` names functions: an admin ``read``, and a tenant sees only its own."""
+        if event.args == (b"gearman",):
+            try:
+                self.access.admin(self.grant, "read", b"stats gearman", "memcached", self.peer)
+            except Denied as refusal:
+                return replies.error_reply(event, refusal.text, client=True)
+        lines = stats(event.args, self.shared, self.scheduler, self.results, self.grant.outside)
+        return replies.stats_reply(event, lines)

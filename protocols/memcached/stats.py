@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -58,13 +58,18 @@ class Shared:
 
 
 def stats(
-    group: tuple[bytes, ...], shared: Shared, scheduler: Scheduler, results: ResultCache | None
+    group: tuple[bytes, ...],
+    shared: Shared,
+    scheduler: Scheduler,
+    results: ResultCache | None,
+    view: Callable[[bytes], bytes | None] = bytes,
 ) -> Iterable[tuple[str | bytes, object]] | None:
-    """The lines of ``stats [group]``; None for a group we do not know (memcached answers ERROR)."""
+    """The lines of ``stats [group]``; None for a group we do not know (memcached answers ERROR). ``view``:
+    a function's name as the caller sees it, None to leave it out (a tenant's, ``Grant.outside``)."""
     if not group:
         return general(shared, scheduler, results)
     if group == (b"gearman",):
-        return per_function(scheduler)
+        return per_function(scheduler, view)
     if group[0] in EMPTY_GROUPS:
         return []
     return None
@@ -95,10 +100,13 @@ def general(shared: Shared, scheduler: Scheduler, results: ResultCache | None) -
     return lines
 
 
-def per_function(scheduler: Scheduler) -> list[tuple[bytes, object]]:
+def per_function(scheduler: Scheduler, view: Callable[[bytes], bytes | None] = bytes) -> list[tuple[bytes, object]]:
     lines: list[tuple[bytes, object]] = []
     for fn in scheduler.function_snapshots():
-        lines.append((fn.name + b":queued", sum(fn.queued)))
-        lines.append((fn.name + b":running", fn.running))
-        lines.append((fn.name + b":workers", fn.workers))
+        name = view(fn.name)
+        if name is None:
+            continue
+        lines.append((name + b":queued", sum(fn.queued)))
+        lines.append((name + b":running", fn.running))
+        lines.append((name + b":workers", fn.workers))
     return lines

@@ -133,6 +133,40 @@ def test_memcached_tenants_and_their_queue_limit(secured: Secured) -> None:
     assert acme.get("resize") == b"acme 0"
 
 
+def test_memcached_stats_gearman_is_an_admin_read_and_a_tenant_sees_its_own(secured: Secured) -> None:
+    acme, globex, app, ops = (secured.memcache() for _ in range(4))
+    for client, name in ((acme, "acme"), (globex, "globex"), (app, "app"), (ops, "ops")):
+        assert client.set("_auth", TOKENS[name].encode()) is True
+    assert acme.set("resize", b"acme's") is True
+    assert globex.set("resize", b"globex's") is True
+    assert acme.stats("gearman") == {b"resize:queued": 1, b"resize:running": 0, b"resize:workers": 0}
+    operator = ops.stats("gearman")
+    assert operator[b"acme/resize:queued"] == 1 and operator[b"globex/resize:queued"] == 1
+    with pytest.raises(MemcacheClientError, match=r"identity app may not run stats gearman \(admin class read\)"):
+        app.stats("gearman")
+    assert app.stats()[b"gearman_jobs"] == 2  # the general stats name no function: anyone may read them
+
+
+def test_memcached_queue_delete_is_an_admin_cancel(gearmand: ServerFactory, tmp_path: Path) -> None:
+    """``delete <function>`` cancels other submitters' jobs too: the ``cancel`` class, not ``submit``."""
+    memcached = free_port()
+    server = gearmand("--config", write_config(tmp_path), "-q", "memory", "-r", "memcached", "--memcached-port",
+                      str(memcached), "--memcached-allow-queue-delete", wait=False)  # fmt: skip
+    wait_listening(memcached, server.proc)
+    app, acme = (Client(("127.0.0.1", memcached), timeout=TIMEOUT, default_noreply=False) for _ in range(2))
+    app.set("_auth", TOKENS["app"].encode())
+    acme.set("_auth", TOKENS["acme"].encode())
+    assert app.set("resize", b"queued") is True
+    with pytest.raises(MemcacheClientError, match=r"identity app may not run delete resize \(admin class cancel\)"):
+        app.delete("resize", noreply=False)
+    assert acme.set("resize", b"acme's") is True
+    assert acme.delete("resize", noreply=False) is True  # acme may cancel: its own queue only
+    assert acme.get("resize") is None
+    status = server.admin("status").splitlines()
+    assert "resize\t1\t0\t0" in status  # app's job is still queued
+    assert not any(line.startswith("acme/resize\t1") for line in status)  # acme's is gone
+
+
 # -- the hardened example config
 
 
