@@ -6,6 +6,7 @@ session of its own), no session settings carried from one transaction to the nex
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -57,6 +58,7 @@ def pgbouncer(postgres_server) -> Iterator[int]:
     finally:
         proc.terminate()
         proc.wait(5)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_two_gateways_poll_through_a_transaction_pooler(gearmand, postgres_server, pgbouncer) -> None:
