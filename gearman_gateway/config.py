@@ -107,6 +107,7 @@ class Settings:
     shared: bool = False  # shared mode: several servers on one PostgreSQL queue (docs/scale.md)
     shared_lease: float = 10.0  # seconds a claimed job stays this server's unless renewed
     shared_dead_after: float = 3.0  # seconds without a heartbeat after which a server's jobs are taken over
+    shared_listen: bool = True  # shared mode: LISTEN for the cluster's notifications (off: poll only, pooler-safe)
     gearmand_table: str | None = None  # that table (redis: key prefix); default gearmand's own default
     retries: dict[str, Any] = field(default_factory=dict)  # retry policies for failed background jobs
     # scheduling
@@ -179,6 +180,7 @@ _SERVER_YAML_KEYS: dict[str, str] = {
     "queue.shared": "shared",
     "queue.shared_lease": "shared_lease",
     "queue.shared_dead_after": "shared_dead_after",
+    "queue.shared_listen": "shared_listen",
     "retries": "retries",
     "job_retries": "job_retries",
     "worker_wakeup": "worker_wakeup",
@@ -325,6 +327,14 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     where = f", line {mark.line + 1}, column {mark.column + 1}"
     context = getattr(error, "context", None)
     return f"{where}: {problem}" + (f" ({context})" if context else "")
+
+
+def _on_off(text: str) -> bool:
+    """An on|off option's value."""
+    value = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected on or off, not {text!r}")
+    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -508,6 +518,15 @@ def build_parser(for_file: bool = False, frontends: bool = True) -> argparse.Arg
         dest="shared_dead_after",
         metavar="SECONDS",
         help="shared mode: a server silent this long is dead and its jobs are taken over (default 3)",
+    )
+    g.add_argument(
+        "--shared-listen",
+        type=_on_off,
+        dest="shared_listen",
+        metavar="on|off",
+        help="shared mode: LISTEN for the cluster's notifications (default on); off: poll only (up to a second "
+        "more latency), with session settings per transaction and no prepared statements, as a transaction-mode "
+        "pooler (PgBouncer) needs",
     )
     g.add_argument(
         "--store-queue-on-shutdown",

@@ -93,7 +93,9 @@ def build_store(settings: Settings, reactor: Any) -> StoreRunner | None:
     if settings.shared:  # only a server in shared mode loads it
         from gearman_gateway.stores.shared_postgres import SharedPostgresStore
 
-        return StoreRunner(SharedPostgresStore(lease=settings.shared_lease, **options), reactor)
+        return StoreRunner(
+            SharedPostgresStore(lease=settings.shared_lease, listen=settings.shared_listen, **options), reactor
+        )
     backend = create_store(settings.queue_type, **options)
     if settings.queue_type == "sqlite":
         make_queue_directory(settings)

@@ -152,7 +152,12 @@ class SharedQueue:
         prefix = self.scheduler.handle_prefix
         self.scheduler.handle_prefix = prefix[:-1] + b"-%d:" % self.server
         log.log(25, "%s: this is server %d of the cluster", self.backend.where, self.server)
-        self.notifications.start()
+        if self.backend.listen:
+            self.notifications.start()
+        else:
+            log.log(
+                25, "%s: no LISTEN (--shared-listen off): polling every %.2fs", self.backend.where, self.poll_interval
+            )
         self._every("heartbeat", self.dead_after / 3, self._heartbeat)
         self._every("renew", self.backend.lease / 3, self._renew)
         self._every("poll", self.poll_interval, self._poll)

@@ -64,10 +64,13 @@ class RelayWorker:
         return fn.registrations - (name in self.functions)
 
     def serve(self, elsewhere: set[bytes]) -> None:
-        """Can do exactly the functions served elsewhere and by no worker here."""
+        """Can do exactly the functions served elsewhere and by no worker here. A job it relayed stays its own
+        when it stops offering the function (the peer's worker left, or a worker connected here): it runs where it
+        was claimed and its events come back as usual; given back to the queue here, it could run twice, or
+        wait here for ever while its result came back to nobody."""
         wanted = {name for name in elsewhere if not self.own_workers(name)}
         for name in self.functions - wanted:
-            self.scheduler.cant_do(self.worker, name)
+            self.scheduler.cant_do(self.worker, name, keep_running=True)
         for name in wanted - self.functions:
             self.scheduler.can_do(self.worker, name)
         changed = wanted != self.functions

@@ -447,6 +447,8 @@ class Scheduler:
             self._unhold(worker)  # nobody is left to answer
         for fn in list(worker.abilities):
             self._unregister(worker, fn, lost=True)
+        for job in list(worker.jobs.values()):  # kept after a CANT_DO (``keep_running``)
+            self._requeue(job, lost=True)
         worker.state = WorkerState.GONE
         self.worker_count -= 1
 
@@ -467,25 +469,29 @@ class Scheduler:
         elif worker.state == _NOOP_SENT:
             fn.noop_pending.add(worker)
 
-    def cant_do(self, worker: Worker, name: bytes) -> None:
+    def cant_do(self, worker: Worker, name: bytes, keep_running: bool = False) -> None:
+        """``keep_running``: the worker's running jobs of the function stay its own and their results are still
+        taken (the cluster's relay: a job it relayed runs elsewhere and must not run here too, nor lose its
+        result); else they go back to their queue (gearmand)."""
         self.end_hold(worker)
         fn = self.functions.get(name)
         if fn is not None and fn in worker.abilities:
-            self._unregister(worker, fn)
+            self._unregister(worker, fn, keep_running=keep_running)
 
     def reset_abilities(self, worker: Worker) -> None:
         self.end_hold(worker)
         for fn in list(worker.abilities):
             self._unregister(worker, fn)
 
-    def _unregister(self, worker: Worker, fn: Function, lost: bool = False) -> None:
+    def _unregister(self, worker: Worker, fn: Function, lost: bool = False, keep_running: bool = False) -> None:
         ability = self.registrations.remove(worker, fn)
         fn.registrations -= ability.count
         fn.sleepers.pop(worker, None)
         was_pending = worker in fn.noop_pending
         fn.noop_pending.discard(worker)
-        for job in [job for job in worker.jobs.values() if job.function is fn]:
-            self._requeue(job, lost)
+        if not keep_running:
+            for job in [job for job in worker.jobs.values() if job.function is fn]:
+                self._requeue(job, lost)
         if was_pending:
             self._wake(fn)
 

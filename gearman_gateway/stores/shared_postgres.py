@@ -28,7 +28,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,11 +114,22 @@ class SharedPostgresStore(PostgresStore):
     name = "postgres"
     exclusive = False
 
-    def __init__(self, conninfo: str = "", table: str = DEFAULT_SHARED_TABLE, lease: float = 10.0, **options: Any):
+    def __init__(
+        self,
+        conninfo: str = "",
+        table: str = DEFAULT_SHARED_TABLE,
+        lease: float = 10.0,
+        listen: bool = True,
+        **options: Any,
+    ):
         super().__init__(conninfo, table, **options)
         self.where = self.where.replace("postgres store", "shared postgres store")
         self.tables = _Tables(self.table)
         self.lease = lease
+        #: False (``--shared-listen off``): no LISTEN, and nothing kept in a session from one transaction to the
+        #: next (a transaction-mode pooler hands each transaction another server session): the timeouts and
+        #: synchronous_commit are set in every transaction, and psycopg prepares no statements.
+        self.listen = listen
         #: This server's number in the cluster (``TABLE_servers.id``), 0 until the first open.
         self.server = 0
         t = self.table
@@ -126,6 +138,35 @@ class SharedPostgresStore(PostgresStore):
             "lease_until) VALUES "
         )
         self._row_marks = "(%s, %s, %s, %s, %s, %s, %s, %s, now() + %s * interval '1 second')"
+
+    def _connect(self) -> Any:
+        conn = super()._connect()
+        if not self.listen:
+            conn.prepare_threshold = None  # a prepared statement lives in one server session
+        return conn
+
+    def _session_settings(self) -> tuple[str, tuple[str, str]]:
+        """The timeouts and synchronous_commit = on, for this transaction only (``set_config(..., true)``)."""
+        return (
+            "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true), "
+            "set_config('synchronous_commit', 'on', true)",
+            (f"{int(self.lock_timeout * 1000)}ms", f"{int(self.statement_timeout * 1000)}ms"),
+        )
+
+    def _prepare_session(self, cursor: Any) -> None:
+        if self.listen:
+            super()._prepare_session(cursor)
+            return
+        cursor.execute("SELECT current_setting('fsync')")
+        if cursor.fetchone()[0] == "off":
+            log.warning("%s: the server runs with fsync=off; a crash of its machine can lose jobs", self.where)
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[Any]:
+        with super()._transaction(what) as cur:
+            if not self.listen:
+                cur.execute(*self._session_settings())
+            yield cur
 
     def _set_up(self, cur: Any) -> None:
         """In ``open``'s transaction: the tables (two servers starting at once never race to create them), and

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
+import time
 import urllib.request
 
 import pytest
@@ -161,3 +163,70 @@ def test_jobs_held_where_the_last_worker_left_are_relayed_to_a_worker_elsewhere(
     elsewhere.stop()
     assert sorted(leaving.done + elsewhere.done) == sorted(payloads)  # its one job was finished as it stopped
     wait_for(lambda: "moved\t0\t0" in a.admin("status"), 5, "a to have finished them")
+
+
+def run_relayed(port: int, function: bytes, data: bytes) -> tuple[bytes, bytes]:
+    """A foreground job submitted to ``port``: its handle and its WORK_COMPLETE's data (after any WORK_DATA,
+    WARNING or STATUS), checking that nothing else (a second result) follows."""
+    with Raw(port) as client:
+        client.send(Packet.SUBMIT_JOB, function, b"", data)
+        handle = client.expect(Packet.JOB_CREATED)[0]
+        kind, args = client.recv(10)
+        while kind in (Packet.WORK_DATA, Packet.WORK_WARNING, Packet.WORK_STATUS):
+            kind, args = client.recv(10)
+        assert (kind, args[0]) == (Packet.WORK_COMPLETE, handle), (kind, args)
+        result = args[1]
+        with pytest.raises(TimeoutError):
+            client.recv(0.3)
+    return handle, result
+
+
+@pytest.fixture
+def polling_pair(gearmand, postgres_server):
+    """a polls (--shared-listen off): it takes its relayed jobs' events only on its poll, after the heartbeat
+    that may already have told it the peer's worker left (the order that hung the client)."""
+    conninfo = new_database(postgres_server)
+    return gearmand(*shared_args(conninfo), "--shared-listen", "off"), gearmand(*shared_args(conninfo))
+
+
+def test_a_relayed_job_whose_worker_left_right_after_it_reaches_its_client(polling_pair) -> None:
+    a, b = polling_pair
+    for round_ in range(3):  # Debian's C worker, gone as soon as its one job is done
+        worker = subprocess.Popen(
+            ["gearman", "-w", "-c", "1", "-h", "127.0.0.1", "-p", str(b.port), "-f", "leaving", "--", "rev"],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            wait_relay_ready(a, b"leaving")
+            _, result = run_relayed(a.port, b"leaving", b"job-%d" % round_)
+            assert result == b"%d-boj" % round_
+            assert worker.wait(5) == 0
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+        wait_for(lambda: "leaving\t0\t0\t0" in a.admin("status"), 5, "a to forget the relayed job")
+
+
+def test_a_local_worker_connecting_mid_relay_does_not_run_the_job_again(pair) -> None:
+    a, b = pair
+    far = RecordingWorker(b.port, b"mid", delay=1.5)
+    far.start()
+    far.ready.wait(5)
+    wait_relay_ready(a, b"mid")
+    result: list[tuple[bytes, bytes]] = []
+    client = threading.Thread(target=lambda: result.append(run_relayed(a.port, b"mid", b"once")), daemon=True)
+    client.start()
+    wait_for(lambda: bool(far.started_at), 10, "b's worker to take the relayed job")
+    near = RecordingWorker(a.port, b"mid")
+    near.start()
+    near.ready.wait(5)
+    # a's relay stops offering "mid" (a has a worker of its own now) and keeps the job: 1 queued, 1 running,
+    # 1 worker (the new one)
+    wait_for(lambda: "mid\t1\t1\t1" in a.admin("status"), 5, "a's relay to give up the function")
+    client.join(10)
+    assert result and result[0][1] == b"ok"
+    time.sleep(0.3)  # a second run would show now
+    assert far.done == [b"once"] and near.done == []
+    assert "mid\t0\t0\t1" in a.admin("status")
+    near.stop()
+    far.stop()

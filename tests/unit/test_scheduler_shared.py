@@ -75,3 +75,35 @@ def test_adopted_rows_run_with_their_handles_and_fresh_ids(clock) -> None:
     assert order == [(b"H:a-2:1", b"high"), (b"H:s:1", b"local"), (b"H:s:a%d" % second, b"clash")]
     assert sorted(store.removed) == sorted([1, first, second])
     assert_clean(sched)
+
+
+def kept_job(clock):
+    """A scheduler whose worker ("the relay") took a job and then said CANT_DO with keep_running."""
+    sched = Scheduler(clock, handle_prefix=b"H:s")
+    relay, _ = new_worker(sched, b"f")
+    client = Listener()
+    job = sched.submit(b"f", b"x", listener=client)
+    assert sched.grab(relay) is job
+    sched.cant_do(relay, b"f", keep_running=True)
+    return sched, relay, client, job
+
+
+def test_cant_do_keep_running_keeps_the_running_job_and_takes_its_result(clock) -> None:
+    """The relay's CANT_DO (cluster/relay.py): its running job neither goes back to the queue (it would run twice)
+    nor loses its result; a worker that connects meanwhile gets nothing of it."""
+    sched, relay, client, job = kept_job(clock)
+    local, _ = new_worker(sched, b"f")
+    assert sched.grab(local) is None
+    sched.work_complete(relay, job.handle, b"from afar")
+    assert client.events[-1] == ("complete", job.handle, b"from afar")
+    assert_clean(sched)
+
+
+def test_a_worker_that_leaves_gives_back_the_jobs_it_kept(clock) -> None:
+    sched, relay, client, job = kept_job(clock)
+    sched.remove_worker(relay)
+    other, _ = new_worker(sched, b"f")
+    assert sched.grab(other) is job
+    sched.work_complete(other, job.handle, b"here")
+    assert client.events[-1] == ("complete", job.handle, b"here")
+    assert_clean(sched)
