@@ -94,9 +94,10 @@ class History(JobObserver):
         """Newest first."""
         if self._observing is None:
             return iter(())
-        return map(self._entry, self._observing.newest(self._size))
+        return map(self.entry, self._observing.newest(self._size))
 
-    def _entry(self, ended: Ended) -> HistoryEntry:
+    def entry(self, ended: Ended) -> HistoryEntry:
+        """One end of the ring as a ``HistoryEntry`` (the durable history writes these too)."""
         job, outcome, data, worker, now = ended
         labels = self._labels
         label = labels.get(worker)
