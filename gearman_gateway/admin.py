@@ -348,7 +348,11 @@ class Admin:
     def store_status(self) -> dict[str, Any]:
         if self.controls.store_status is None:
             return {"backend": "memory", "state": "up", "durable": False}
-        return self.controls.store_status()
+        status = self.controls.store_status()
+        monitoring = self.controls.monitoring
+        if monitoring is not None and monitoring.durable is not None:  # the durable job history's table
+            status = {**status, **monitoring.durable.stats()}
+        return status
 
     def frontend_states(self) -> list[dict[str, Any]]:
         return self.controls.frontend_states() if self.controls.frontend_states is not None else []

@@ -63,6 +63,17 @@ class DurableHistory(JobObserver):
         self._in_flight = False
         self._executor: ThreadPoolExecutor | None = None
 
+    def stats(self) -> dict[str, Any]:
+        """For admin `show store` and the metrics."""
+        return {
+            "history_table": self.writer.table,
+            "history_retention_seconds": self.retention,
+            "history_written": self.written,
+            "history_dropped": self.dropped,
+            "history_pruned": self.pruned,
+            "history_pending": len(self.pending),
+        }
+
     # -- collecting (reactor thread)
 
     def attached(self, observing: Any) -> None:
@@ -161,6 +172,8 @@ class DurableHistory(JobObserver):
         """Newest first, and which source answered: ``memory``, or ``memory+store`` when the ring held
         fewer than asked (or not the whole range since ``since``) and older jobs came from the table."""
         history = self.history
+        if self._observing is not None:
+            self._observing.tell(self)  # the ends the ring's view has let go of but the table does not have yet
         found = history.entries(function, outcome, since, limit)
         if limit is not None and len(found) >= limit:
             return found, "memory"
@@ -211,7 +224,8 @@ class DurableHistoryService(Service):
         durable.writer.open()
         durable.reader.open(statement_timeout=READ_TIMEOUT)
         durable.start()
-        log.info(
+        log.log(
+            25,
             "durable history in %s, kept %s seconds (%d unwritten at most)",
             durable.writer.where,
             f"{durable.retention:g}",
