@@ -59,6 +59,7 @@ class DurableHistory(JobObserver):
         self.dropped = 0
         self.pruned = 0
         self.failing = False  # the last write failed (logged once until one succeeds)
+        self._dropping = False  # records were dropped since the last write that succeeded (logged once)
         self._observing: Any = None
         self._in_flight = False
         self._executor: ThreadPoolExecutor | None = None
@@ -89,8 +90,10 @@ class DurableHistory(JobObserver):
         if over > 0:
             for _ in range(over):
                 self.pending.popleft()
+            if not self._dropping:  # once per outage; the count is in `show store` and the metrics
+                log.warning("durable history: %d unwritten records kept at most, the oldest dropped", self.buffer)
+            self._dropping = True
             self.dropped += over
-            log.warning("durable history: %d unwritten records dropped (the store is slow or down)", over)
 
     # -- writing (a thread of its own, one batch in flight)
 
@@ -115,8 +118,8 @@ class DurableHistory(JobObserver):
         if error is None:
             self.written += len(batch)
             if self.failing:
-                log.warning("durable history: %s writes again", self.writer.where)
-            self.failing = False
+                log.warning("durable history: %s writes again (%d dropped so far)", self.writer.where, self.dropped)
+            self.failing = self._dropping = False
             return
         if not self.failing:
             log.error("durable history: cannot write to %s: %s (records wait, bounded)", self.writer.where, error)
