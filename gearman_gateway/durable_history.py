@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 
+from gearman_gateway.history import pick
 from gearman_gateway.history_table import HistoryTable
 from gearman_gateway.scheduler.listener import JobObserver
 
@@ -187,23 +188,16 @@ class DurableHistory(JobObserver):
             return found, "memory"  # the ring reaches back past ``since``
         # what the ring no longer holds: unwritten records first, then the table
         before = oldest
-        older = [
-            e
-            for e in reversed(self.pending)
-            if (before is None or e.finished < before)
-            and (function is None or e.function == function)
-            and (outcome is None or e.outcome == outcome)
-            and (since is None or e.finished >= since)
-        ]
-        found += older[: None if limit is None else max(0, limit - len(found))]
+        left = None if limit is None else limit - len(found)
+        unwritten = (e for e in reversed(self.pending) if before is None or e.finished < before)
+        older = pick(unwritten, function, outcome, since, left)
+        found += older
         if limit is not None and len(found) >= limit:
             return found, "memory"
         if older:
-            before = min(before or older[-1].finished, older[-1].finished)
+            before = older[-1].finished
         try:
-            rest = self.reader.entries(
-                function, outcome, since, before, None if limit is None else max(0, limit - len(found))
-            )
+            rest = self.reader.entries(function, outcome, since, before, None if limit is None else limit - len(found))
         except Exception as error:
             log.warning("durable history: cannot read %s: %s", self.reader.where, error)
             return found, "memory (store unreadable)"

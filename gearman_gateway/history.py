@@ -8,7 +8,7 @@ values, newest first, built when read.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gearman_gateway.scheduler.listener import COMPLETE, JobObserver
@@ -127,17 +127,29 @@ class History(JobObserver):
         limit: int | None = None,
     ) -> list[HistoryEntry]:
         """Newest first, those of ``function`` with ``outcome`` finished at ``since`` or later, at most ``limit``."""
-        found: list[HistoryEntry] = []
-        if limit is not None and limit <= 0:
-            return found
-        for entry in self:
-            if since is not None and entry.finished < since:
-                break  # newest first: all the rest are older
-            if function is not None and entry.function != function:
-                continue
-            if outcome is not None and entry.outcome != outcome:
-                continue
-            found.append(entry)
-            if limit is not None and len(found) >= limit:
-                break
+        return pick(self, function, outcome, since, limit)
+
+
+def pick(
+    entries: Iterable[HistoryEntry],
+    function: bytes | None = None,
+    outcome: str | None = None,
+    since: float | None = None,
+    limit: int | None = None,
+) -> list[HistoryEntry]:
+    """The filters of ``History.entries`` on any entries given newest first (the durable history's unwritten
+    records too)."""
+    found: list[HistoryEntry] = []
+    if limit is not None and limit <= 0:
         return found
+    for entry in entries:
+        if since is not None and entry.finished < since:
+            break  # newest first: all the rest are older
+        if function is not None and entry.function != function:
+            continue
+        if outcome is not None and entry.outcome != outcome:
+            continue
+        found.append(entry)
+        if limit is not None and len(found) >= limit:
+            break
+    return found
