@@ -1,4 +1,4 @@
-"""The durable job history's table in the configured store (sqlite or PostgreSQL): plain blocking SQL.
+"""The durable job history's table in the configured store (sqlite, PostgreSQL, MySQL): plain blocking SQL.
 
 Kept apart from the queue's own table and connection: the history is written by a thread of its own
 (gearman_gateway/durable_history.py) and read by admin commands, so neither waits for the other nor for
@@ -17,7 +17,7 @@ from gearman_gateway.history import HistoryEntry
 log = logging.getLogger("gearman_gateway.history")
 
 #: Stores that can hold the history (queue types); the others are refused at start-up.
-SUPPORTED = ("sqlite", "postgres")
+SUPPORTED = ("sqlite", "postgres", "mysql")
 #: Default retention: a week.
 RETENTION = 7 * 86400.0
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -36,7 +36,13 @@ COLUMNS = (
     "exception_data",
     "worker",
 )
-_FLOAT = {"sqlite": "REAL", "postgres": "DOUBLE PRECISION"}
+_FLOAT = {"sqlite": "REAL", "postgres": "DOUBLE PRECISION", "mysql": "DOUBLE"}
+#: How a read connection bounds its statements (whole-statement timeouts), per backend; MySQL and MariaDB
+#: name it differently (the one the server lacks fails, and is skipped).
+_READ_TIMEOUT = {
+    "postgres": ["SELECT set_config('statement_timeout', '{ms}ms', false)"],
+    "mysql": ["SET SESSION max_execution_time = {ms}", "SET SESSION max_statement_time = {s}"],
+}
 
 
 def parse_retention(value: Any) -> float:
@@ -83,17 +89,25 @@ class HistoryTable:
         """Connect, and make the table and its index if they are missing."""
         conn = self._conn = self.store._connect()
         cur = conn.cursor()
-        if self.kind == "postgres" and statement_timeout is not None:
-            cur.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(statement_timeout * 1000)}ms",))
+        if statement_timeout is not None:
+            for statement in _READ_TIMEOUT.get(self.kind, []):
+                try:
+                    cur.execute(statement.format(ms=int(statement_timeout * 1000), s=statement_timeout))
+                except self.store.driver_errors:
+                    conn.rollback()
         types = self.store.types
         blob, real = types["bytes"], _FLOAT[self.kind]
+        index = f"{self.table}_finished"
+        inline = f", INDEX {index} (finished)" if self.kind == "mysql" else ""  # MySQL has no CREATE INDEX IF ...
         cur.execute(
             f"CREATE TABLE IF NOT EXISTS {self.table} (handle {blob} NOT NULL, function_name {blob} NOT NULL, "
             f"unique_key {blob} NOT NULL, priority INTEGER NOT NULL, background {types['bool']} NOT NULL, "
             f"submitted {real} NOT NULL, started {real} NOT NULL, finished {real} NOT NULL, "
-            f"outcome VARCHAR(16) NOT NULL, exception_data {blob} NOT NULL, worker {blob} NOT NULL)"
+            f"outcome VARCHAR(16) NOT NULL, exception_data {blob} NOT NULL, worker {blob} NOT NULL{inline})"
+            f"{self.store.table_options}"
         )
-        cur.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_finished ON {self.table} (finished)")
+        if not inline:
+            cur.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {self.table} (finished)")
         conn.commit()
 
     def close(self) -> None:
@@ -123,7 +137,7 @@ class HistoryTable:
             raise
 
     def write(self, entries: list[HistoryEntry]) -> None:
-        bool_ = bool if self.kind == "postgres" else int
+        bool_ = bool if self.kind != "sqlite" else int
         rows = [
             (*e[:4], bool_(e.background), e.submitted, e.started, e.finished, e.outcome, e.exception, e.worker)
             for e in entries

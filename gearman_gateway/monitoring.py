@@ -83,7 +83,8 @@ def check_durable_store(block: dict[str, Any] | None, queue_type: str) -> None:
     hist = (block or {}).get("history") or {}
     if hist.get("durable", False) and queue_type not in history_table.SUPPORTED:
         raise MonitoringError(
-            f"monitoring.history.durable needs the {' or '.join(history_table.SUPPORTED)} queue, not {queue_type} "
+            f"monitoring.history.durable needs the {', '.join(history_table.SUPPORTED[:-1])} or "
+            f"{history_table.SUPPORTED[-1]} queue, not {queue_type} "
             "(choose one with -q / queue.type, or set durable: false)"
         )
 

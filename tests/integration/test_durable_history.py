@@ -1,5 +1,5 @@
 """The durable job history (``monitoring.history.durable``, docs/monitoring.md): real jobs from Debian's C
-tools, written to the sqlite file or a private PostgreSQL, still listed by `show history` after a restart,
+tools, written to the sqlite file or a private PostgreSQL or MariaDB, still listed by `show history` after a restart,
 pruned after the retention; stores that cannot hold it are refused at start-up."""
 
 from __future__ import annotations
@@ -92,11 +92,14 @@ def test_rows_older_than_the_retention_are_pruned(gearmand: ServerFactory, tmp_p
     assert status["history_retention_seconds"] == "1.0"
 
 
-def test_postgres_history_survives_a_restart(gearmand: ServerFactory, tmp_path: Path, postgres_server) -> None:
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_database_history_survives_a_restart(gearmand: ServerFactory, tmp_path: Path, request, kind: str) -> None:
+    """A private PostgreSQL or MariaDB (tests/dbfixtures.py), a table of this test's own."""
     if not Path(GEARMAN).exists():
         pytest.skip("Debian's gearman-tools are not installed")
+    database = request.getfixturevalue("postgres_server" if kind == "postgres" else "mariadb_server")
     table = f"h{uuid.uuid4().hex[:12]}"
-    queue = {"type": "postgres", "postgres": {**postgres_server.store_options(), "table": table}}
+    queue = {"type": kind, kind: {**database.store_options(), "table": table}}
     args = ("--config", config(tmp_path, queue=queue))
     server = gearmand(*args)
     worker = subprocess.Popen(
@@ -113,14 +116,17 @@ def test_postgres_history_survives_a_restart(gearmand: ServerFactory, tmp_path: 
         worker.kill()
         worker.wait()
     assert server.stop() == 0
-    with postgres_server.connect() as db:
-        assert db.execute(f"SELECT COUNT(*) FROM {table}_history").fetchone()[0] == 4
+    with database.connect() as db:
+        cur = db.cursor()
+        cur.execute(f"SELECT COUNT(*) FROM {table}_history")
+        assert cur.fetchone()[0] == 4
     again = gearmand(*args)
     assert [row[0] for row in history(again, "rev", "10")] == before
+    assert store(again)["history_table"] == f"{table}_history"
 
 
 @pytest.mark.parametrize("queue", ["builtin", "redis"])
 def test_a_store_without_history_is_refused(gearmand: ServerFactory, tmp_path: Path, queue: str) -> None:
     server = gearmand("--config", config(tmp_path), "-q", queue, wait=False)
     assert server.proc.wait(TIMEOUT) != 0
-    assert "monitoring.history.durable needs the sqlite or postgres queue" in server.log()
+    assert "monitoring.history.durable needs the sqlite, postgres or mysql queue, not" in server.log()

@@ -43,10 +43,10 @@ def test_durable_needs_the_history_and_a_store_that_holds_it() -> None:
         monitoring.validate({"history": {"enabled": True, "durable": True, "buffer": 0}})
     block = {"history": {"enabled": True, "durable": True, "retention": "1h"}}
     monitoring.validate(block)
-    for kind in ("sqlite", "postgres"):
+    for kind in ("sqlite", "postgres", "mysql"):
         monitoring.check_durable_store(block, kind)
-    for kind in ("memory", "redis", "memcached", "mysql"):
-        with pytest.raises(monitoring.MonitoringError, match=f"needs the sqlite or postgres queue, not {kind}"):
+    for kind in ("memory", "redis", "memcached"):
+        with pytest.raises(monitoring.MonitoringError, match=f"needs the sqlite, postgres or mysql queue, not {kind}"):
             monitoring.check_durable_store(block, kind)
     monitoring.check_durable_store({"history": {"enabled": True}}, "memory")  # not durable: any store
 
