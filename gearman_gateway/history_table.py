@@ -23,6 +23,7 @@ RETENTION = 7 * 86400.0
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _RETENTION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*\Z")
 
+#: The table's columns: ``HistoryEntry``'s fields, in its order.
 COLUMNS = (
     "handle",
     "function_name",
@@ -137,12 +138,8 @@ class HistoryTable:
             raise
 
     def write(self, entries: list[HistoryEntry]) -> None:
-        bool_ = bool if self.kind != "sqlite" else int
-        rows = [
-            (*e[:4], bool_(e.background), e.submitted, e.started, e.finished, e.outcome, e.exception, e.worker)
-            for e in entries
-        ]
-        self._run(lambda cur: cur.executemany(self._insert, rows))
+        # a HistoryEntry is the row itself: its fields are COLUMNS, in order (bool is an int to sqlite and MySQL)
+        self._run(lambda cur: cur.executemany(self._insert, entries))
 
     def prune(self, before: float) -> int:
         """Delete the rows of jobs that finished before ``before``; how many went."""
