@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 
-from gearman_gateway.history import pick
+from gearman_gateway.history import HistoryEntry, pick
 from gearman_gateway.history_table import HistoryTable
 from gearman_gateway.scheduler.listener import JobObserver
 
 if TYPE_CHECKING:
-    from gearman_gateway.history import History, HistoryEntry
+    from gearman_gateway.history import History
     from gearman_gateway.scheduler.listener import Ended
 
 log = logging.getLogger("gearman_gateway.history")
@@ -55,7 +55,7 @@ class DurableHistory(JobObserver):
         self.reader = reader
         self.retention = retention
         self.buffer = buffer
-        self.pending: deque[HistoryEntry] = deque()
+        self.pending: deque[tuple[Any, ...]] = deque()  # HistoryEntry's fields, oldest first
         self.written = 0
         self.dropped = 0
         self.pruned = 0
@@ -82,8 +82,7 @@ class DurableHistory(JobObserver):
         self._observing = observing
 
     def jobs_finished(self, ended: list[Ended]) -> None:
-        pending = self.pending
-        pending.extend(map(self.history.entry, ended))
+        self.pending.extend(self.history.rows(ended))  # plain tuples: the cheapest to build, and the rows
         self._trim()
 
     def _trim(self) -> None:
@@ -113,7 +112,7 @@ class DurableHistory(JobObserver):
         future = self._executor.submit(self.writer.write, batch)
         future.add_done_callback(lambda f: reactor.callFromThread(self._written, batch, f))
 
-    def _written(self, batch: list[HistoryEntry], future: Future) -> None:
+    def _written(self, batch: list[tuple[Any, ...]], future: Future) -> None:
         self._in_flight = False
         error = future.exception()
         if error is None:
@@ -189,7 +188,8 @@ class DurableHistory(JobObserver):
         # what the ring no longer holds: unwritten records first, then the table
         before = oldest
         left = None if limit is None else limit - len(found)
-        unwritten = (e for e in reversed(self.pending) if before is None or e.finished < before)
+        newest_first = map(HistoryEntry._make, reversed(self.pending))
+        unwritten = (e for e in newest_first if before is None or e.finished < before)
         older = pick(unwritten, function, outcome, since, left)
         found += older
         if limit is not None and len(found) >= limit:

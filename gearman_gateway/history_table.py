@@ -137,8 +137,9 @@ class HistoryTable:
             self.close()
             raise
 
-    def write(self, entries: list[HistoryEntry]) -> None:
-        # a HistoryEntry is the row itself: its fields are COLUMNS, in order (bool is an int to sqlite and MySQL)
+    def write(self, entries: list[Any]) -> None:
+        """``HistoryEntry`` s or plain tuples of its fields: the fields are COLUMNS, in order (bool is an int to
+        sqlite and MySQL)."""
         self._run(lambda cur: cur.executemany(self._insert, entries))
 
     def prune(self, before: float) -> int:
