@@ -36,6 +36,8 @@ log = logging.getLogger("gearman_gateway.history")
 
 #: Unwritten records kept at most by default.
 BUFFER = 10000
+#: Records written in one transaction at most; a bigger backlog goes in several, one after the other.
+MAX_BATCH = 2000
 #: Seconds between two batches.
 FLUSH_INTERVAL = 1.0
 #: Seconds a read from the table may take (PostgreSQL's statement timeout on the read connection).
@@ -64,6 +66,7 @@ class DurableHistory(JobObserver):
         self._observing: Any = None
         self._in_flight = False
         self._executor: ThreadPoolExecutor | None = None
+        self._reactor: Any = None
 
     def stats(self) -> dict[str, Any]:
         """For admin `show store` and the metrics."""
@@ -101,13 +104,19 @@ class DurableHistory(JobObserver):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gg-history")
 
     def flush(self, reactor: Any) -> None:
-        """Hear the new ends and hand what waits to the thread (unless a batch is in flight)."""
+        """Hear the new ends and hand what waits to the thread (unless a batch is in flight), at most
+        MAX_BATCH records a transaction."""
+        self._reactor = reactor
         if self._observing is not None:
             self._observing.tell(self)
         if self._in_flight or not self.pending or self._executor is None:
             return
-        batch = list(self.pending)
-        self.pending.clear()
+        pending = self.pending
+        if len(pending) <= MAX_BATCH:
+            batch = list(pending)
+            pending.clear()
+        else:  # a short transaction: the queue's own commits share the store (sqlite: one writer at a time)
+            batch = [pending.popleft() for _ in range(MAX_BATCH)]
         self._in_flight = True
         future = self._executor.submit(self.writer.write, batch)
         future.add_done_callback(lambda f: reactor.callFromThread(self._written, batch, f))
@@ -120,6 +129,8 @@ class DurableHistory(JobObserver):
             if self.failing:
                 log.warning("durable history: %s writes again (%d dropped so far)", self.writer.where, self.dropped)
             self.failing = self._dropping = False
+            if len(self.pending) >= MAX_BATCH:  # a backlog: the next batch now, not in a second
+                self.flush(self._reactor)
             return
         if not self.failing:
             log.error("durable history: cannot write to %s: %s (records wait, bounded)", self.writer.where, error)

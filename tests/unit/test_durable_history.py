@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 
-from gearman_gateway import monitoring
+from gearman_gateway import durable_history, monitoring
 from gearman_gateway.durable_history import build
 from gearman_gateway.history import History
 from gearman_gateway.history_table import parse_retention
@@ -66,27 +66,50 @@ class ThreadedClock(Clock):
         f(*args)
 
 
-def test_a_locked_store_keeps_the_newest_unwritten_records_and_counts_the_drops(tmp_path: Path) -> None:
-    clock = ThreadedClock()
-    clock.advance(1_000_000)
-    sched = Scheduler(clock, handle_prefix=b"H:t")
-    history = History(size=2)
-    sched.add_observer(history)
-    path = tmp_path / "q.sqlite3"
-    durable = build(history, SqliteStore(path, busy_timeout=0.05), "sqlite", 3600.0, buffer=5)
-    sched.add_observer(durable)
-    durable.writer.open()
-    durable.start()
-    worker = worker_for(sched, b"f")
-    handles = []
+class Durable:
+    """A scheduler with a history of 2 and a durable history on a real sqlite file, on a fake clock."""
 
-    def run(count: int) -> None:
+    def __init__(self, path: Path, buffer: int = 5) -> None:
+        self.clock = clock = ThreadedClock()
+        clock.advance(1_000_000)
+        self.sched = Scheduler(clock, handle_prefix=b"H:t")
+        history = History(size=2)
+        self.sched.add_observer(history)
+        self.durable = build(history, SqliteStore(path, busy_timeout=0.05), "sqlite", 3600.0, buffer=buffer)
+        self.sched.add_observer(self.durable)
+        self.durable.writer.open()
+        self.durable.start()
+        self.worker = worker_for(self.sched, b"f")
+        self.handles: list[bytes] = []
+
+    def run(self, count: int) -> None:
         for _ in range(count):
-            job = sched.submit(b"f", b"x")
-            handles.append(job.handle)
-            clock.advance(0.1)
-            sched.grab(worker)
-            sched.work_complete(worker, job.handle, b"")
+            job = self.sched.submit(b"f", b"x")
+            self.handles.append(job.handle)
+            self.clock.advance(0.1)
+            self.sched.grab(self.worker)
+            self.sched.work_complete(self.worker, job.handle, b"")
+
+
+def test_a_backlog_goes_in_short_transactions_one_after_the_other(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(durable_history, "MAX_BATCH", 2)
+    d = Durable(tmp_path / "q.sqlite3", buffer=100)
+    d.run(5)
+    d.durable.flush(d.clock)
+    d.clock.settle()  # 2 written; 3 left, so the next batch goes at once
+    assert d.durable.written == 2 and len(d.durable.pending) == 1  # 2 more in flight
+    d.clock.settle()
+    assert d.durable.written == 4 and len(d.durable.pending) == 1 and d.clock.answers.empty()
+    d.durable.flush(d.clock)  # the rest with the next tick
+    d.clock.settle()
+    assert d.durable.written == 5 and not d.durable.pending
+    d.durable.stop()
+
+
+def test_a_locked_store_keeps_the_newest_unwritten_records_and_counts_the_drops(tmp_path: Path) -> None:
+    path = tmp_path / "q.sqlite3"
+    d = Durable(path)
+    clock, durable, run, handles = d.clock, d.durable, d.run, d.handles
 
     lock = sqlite3.connect(path, isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")  # another process holds the file: writes fail after busy_timeout
