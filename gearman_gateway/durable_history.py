@@ -27,6 +27,8 @@ from twisted.application.service import Service
 from gearman_gateway.history import HistoryEntry, pick
 from gearman_gateway.history_table import HistoryTable
 from gearman_gateway.scheduler.listener import JobObserver
+from gearman_gateway.stores.base import StoreError
+from gearman_gateway.stores.sql import one_line
 
 if TYPE_CHECKING:
     from gearman_gateway.history import History
@@ -229,8 +231,14 @@ class DurableHistoryService(Service):
         from twisted.internet.task import LoopingCall
 
         durable = self.durable
-        durable.writer.open()
-        durable.reader.open(statement_timeout=READ_TIMEOUT)
+        try:
+            durable.writer.open()
+            durable.reader.open(statement_timeout=READ_TIMEOUT)
+        except Exception as error:  # a driver's error: say which table and setting, on one line
+            durable.writer.close()
+            raise StoreError(
+                f"durable history (monitoring.history.durable): cannot open {durable.writer.where}: {one_line(error)}"
+            ) from None
         durable.start()
         log.log(
             25,
