@@ -70,6 +70,9 @@ def test_sqlite_history_survives_a_restart(gearmand: ServerFactory, tmp_path: Pa
     answer = json.loads(web.request("GET", "/_gearman/history?limit=2")[2])
     assert answer["source"] == "memory" and [j["handle"] for j in answer["jobs"]] == handles[:2]
     every = handles
+    metrics = web.request("GET", "/_gearman/metrics")[2].decode().splitlines()
+    assert "gearman_history_records_written_total 5" in metrics
+    assert "gearman_history_records_dropped_total 0" in metrics
     assert web.server.stop() == 0
 
     again = gearmand(*args)
