@@ -13,6 +13,7 @@ usual, so replies batch differently than at full speed: use it to compare code, 
     git worktree add /tmp/base 9f85ac5
     .venv/bin/python bench/instructions.py --tree /tmp/base      # ... and the ratio to an older commit
     .venv/bin/python bench/instructions.py --monitoring          # this tree, off and with latency + history on
+    .venv/bin/python bench/instructions.py --queue sqlite --config a.yaml --config b.yaml   # one count per config
 
 valgrind is installed with apt-get when missing (``--no-install`` to refuse).
 """
@@ -47,7 +48,7 @@ START_TIMEOUT = 180.0
 GENERATOR_TIMEOUT = 600.0
 
 
-def server_argv(tree: Path, out_dir: Path, label: str, config: str | None = None) -> list[str]:
+def server_argv(tree: Path, out_dir: Path, label: str, config: str | None = None, queue: str = "memory") -> list[str]:
     """Our gearmand from ``tree`` (put first on the import path) under callgrind."""
     launcher = (
         f"import sys; sys.path.insert(0, {str(tree)!r}); "
@@ -60,7 +61,7 @@ def server_argv(tree: Path, out_dir: Path, label: str, config: str | None = None
         sys.executable,
         "-c",
         launcher,
-        *("-L", "127.0.0.1", "-p", "{PORT}", "-l", "none", "-q", "memory"),
+        *("-L", "127.0.0.1", "-p", "{PORT}", "-l", "none", "-q", queue),
         *("--data-dir", str(out_dir / f"{label}-data")),
         *(("--config", config) if config else ()),
     ]
@@ -129,6 +130,11 @@ def main() -> int:
         action="store_true",
         help="also count this tree with latency and history on (monitoring.latency/history.enabled)",
     )
+    parser.add_argument(
+        "--queue",
+        default="memory",
+        help="queue type of every server (default memory; sqlite for monitoring.history.durable, in --data-dir)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the callgrind dumps (callgrind_annotate them)")
     parser.add_argument("--no-install", action="store_true", help="do not apt-get install valgrind")
     args = parser.parse_args()
@@ -144,7 +150,7 @@ def main() -> int:
     try:
         for index, (tree, config, name) in enumerate(runs):
             label = f"tree{index}"
-            server = Server(label, server_argv(tree, out_dir, label, config), out_dir)
+            server = Server(label, server_argv(tree, out_dir, label, config, args.queue), out_dir)
             server.start(timeout=START_TIMEOUT)
             try:
                 for scenario in args.scenarios:

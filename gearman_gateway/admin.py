@@ -291,10 +291,17 @@ class Admin:
 
     def history(self, **filters: Any) -> list[HistoryEntry]:
         """The job history, newest first (``History.entries`` filters); empty when it is off."""
+        return self.history_from(**filters)[0]
+
+    def history_from(self, **filters: Any) -> tuple[list[HistoryEntry], str]:
+        """The job history and which source answered: ``memory`` (the ring), or with a durable history
+        ``memory+store`` when older jobs came from the store's table (durable_history.py)."""
         monitoring = self.controls.monitoring
         if monitoring is None or monitoring.history is None:
-            return []
-        return monitoring.history.entries(**filters)
+            return [], "off"
+        if monitoring.durable is not None:
+            return monitoring.durable.entries(**filters)
+        return monitoring.history.entries(**filters), "memory"
 
     def hook_stats(self) -> tuple[int, list[tuple[Any, Any]]]:
         """Events waiting in the hooks' outbox, and (hook, HookStats) for every configured hook."""
@@ -341,7 +348,11 @@ class Admin:
     def store_status(self) -> dict[str, Any]:
         if self.controls.store_status is None:
             return {"backend": "memory", "state": "up", "durable": False}
-        return self.controls.store_status()
+        status = self.controls.store_status()
+        monitoring = self.controls.monitoring
+        if monitoring is not None and monitoring.durable is not None:  # the durable job history's table
+            status = {**status, **monitoring.durable.stats()}
+        return status
 
     def frontend_states(self) -> list[dict[str, Any]]:
         return self.controls.frontend_states() if self.controls.frontend_states is not None else []

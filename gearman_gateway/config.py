@@ -986,6 +986,7 @@ def _validate(s: Settings, label: Callable[[str], str] = str) -> None:
     _validate_retries(s.retries, label)
     try:
         monitoring.validate(s.monitoring)
+        monitoring.check_durable_store(s.monitoring, s.queue_type)
     except monitoring.MonitoringError as error:
         raise ConfigError(str(error)) from None
     try:

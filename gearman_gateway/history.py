@@ -8,7 +8,7 @@ values, newest first, built when read.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gearman_gateway.scheduler.listener import COMPLETE, JobObserver
@@ -94,29 +94,41 @@ class History(JobObserver):
         """Newest first."""
         if self._observing is None:
             return iter(())
-        return map(self._entry, self._observing.newest(self._size))
+        return map(self.entry, self._observing.newest(self._size))
 
-    def _entry(self, ended: Ended) -> HistoryEntry:
-        job, outcome, data, worker, now = ended
+    def entry(self, ended: Ended) -> HistoryEntry:
+        """One end of the ring as a ``HistoryEntry``."""
+        return HistoryEntry._make(self.rows((ended,))[0])
+
+    def label(self, worker: Worker | None) -> bytes:
         labels = self._labels
         label = labels.get(worker)
         if label is None:
             if len(labels) > LABELS_MAX:
                 labels.clear()
             label = labels[worker] = worker_label(worker)
-        return HistoryEntry(
-            job.handle,
-            job.function.name,
-            job.unique,
-            job.priority,
-            job.background,
-            job.submitted_at,
-            job.started_at,
-            now,
-            outcome,
-            b"" if outcome is COMPLETE or data is None else data[: self.exception_bytes],
-            label,
-        )
+        return label
+
+    def rows(self, ended: Iterable[Ended]) -> list[tuple[Any, ...]]:
+        """Ends as plain tuples of ``HistoryEntry``'s fields (the durable history's rows): one comprehension,
+        no call per end but for a worker not seen yet."""
+        labels, label, cut = self._labels, self.label, self.exception_bytes
+        return [
+            (
+                job.handle,
+                job.function.name,
+                job.unique,
+                job.priority,
+                job.background,
+                job.submitted_at,
+                job.started_at,
+                now,
+                outcome,
+                b"" if outcome is COMPLETE or data is None else data[:cut],
+                labels.get(worker) or label(worker),
+            )
+            for job, outcome, data, worker, now in ended
+        ]
 
     def entries(
         self,
@@ -126,17 +138,29 @@ class History(JobObserver):
         limit: int | None = None,
     ) -> list[HistoryEntry]:
         """Newest first, those of ``function`` with ``outcome`` finished at ``since`` or later, at most ``limit``."""
-        found: list[HistoryEntry] = []
-        if limit is not None and limit <= 0:
-            return found
-        for entry in self:
-            if since is not None and entry.finished < since:
-                break  # newest first: all the rest are older
-            if function is not None and entry.function != function:
-                continue
-            if outcome is not None and entry.outcome != outcome:
-                continue
-            found.append(entry)
-            if limit is not None and len(found) >= limit:
-                break
+        return pick(self, function, outcome, since, limit)
+
+
+def pick(
+    entries: Iterable[HistoryEntry],
+    function: bytes | None = None,
+    outcome: str | None = None,
+    since: float | None = None,
+    limit: int | None = None,
+) -> list[HistoryEntry]:
+    """The filters of ``History.entries`` on any entries given newest first (the durable history's unwritten
+    records too)."""
+    found: list[HistoryEntry] = []
+    if limit is not None and limit <= 0:
         return found
+    for entry in entries:
+        if since is not None and entry.finished < since:
+            break  # newest first: all the rest are older
+        if function is not None and entry.function != function:
+            continue
+        if outcome is not None and entry.outcome != outcome:
+            continue
+        found.append(entry)
+        if limit is not None and len(found) >= limit:
+            break
+    return found

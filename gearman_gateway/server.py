@@ -123,7 +123,13 @@ class Server:
         )
         if self.cluster is not None:
             self.cluster.attach(self.scheduler)
-        self.monitoring = Monitoring(settings.monitoring, self.scheduler, reactor)
+        self.monitoring = Monitoring(
+            settings.monitoring,
+            self.scheduler,
+            reactor,
+            store=self.store.backend if self.store is not None else None,
+            queue_type=settings.queue_type,
+        )
         self.results: ResultCache | None = None
         if settings.result_cache_memory > 0:
             self.results = ResultCache(reactor, settings.result_cache_memory, settings.result_ttl)
@@ -148,6 +154,8 @@ class Server:
         self.service = OrderedServices()
         if self.store is not None:
             StoreService(self.store, self.scheduler, settings, self.cluster).setServiceParent(self.service)
+        if self.monitoring.durable_service is not None:  # stops after the connections: their last jobs are in
+            self.monitoring.durable_service.setServiceParent(self.service)
         ConnectionsService(self.connections, reactor).setServiceParent(self.service)
         if self.monitoring.hooks_service is not None:
             self.monitoring.hooks_service.setServiceParent(self.service)

@@ -209,9 +209,12 @@ class HttpApi:
         outcome = _text(args["outcome"]) if "outcome" in args else None
         if outcome is not None and outcome not in OUTCOMES:
             return json_answer({"error": f"outcome must be one of {', '.join(OUTCOMES)}"}, HTTPStatus.BAD_REQUEST)
-        entries = self.context.admin.history(function=args.get("function"), outcome=outcome, since=since, limit=limit)
+        entries, source = self.context.admin.history_from(
+            function=args.get("function"), outcome=outcome, since=since, limit=limit
+        )
         return json_answer(
             {
+                "source": source,
                 "jobs": [
                     {
                         "handle": _text(e.handle),
@@ -229,7 +232,7 @@ class HttpApi:
                         "worker": _text(e.worker),
                     }
                     for e in entries
-                ]
+                ],
             }
         )
 

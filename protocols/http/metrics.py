@@ -72,6 +72,24 @@ def _store_families(store: dict) -> list[str]:
         f"gearman_store_commit_latency_seconds_count{backend} {store.get('commits', 0)}",
         *_family("gearman_store_last_commit_seconds", "gauge", "Latency of the latest commit.",
                  [(backend, store.get("last_commit_seconds", 0.0))]),
+        *_history_families(store),
+    ]  # fmt: skip
+
+
+def _history_families(store: dict) -> list[str]:
+    """The durable job history's table (``monitoring.history.durable``): nothing when it is off."""
+    if "history_written" not in store:
+        return []
+    return [
+        *_family("gearman_history_records_written_total", "counter", "Finished jobs written to the store's"
+                 " history table.", [("", store["history_written"])]),
+        *_family("gearman_history_records_dropped_total", "counter", "Finished jobs never written to the history"
+                 " table: the store was slow or down and the unwritten records were full.",
+                 [("", store["history_dropped"])]),
+        *_family("gearman_history_records_pruned_total", "counter", "History rows deleted past the retention.",
+                 [("", store["history_pruned"])]),
+        *_family("gearman_history_records_pending", "gauge", "Finished jobs waiting to be written.",
+                 [("", store["history_pending"])]),
     ]  # fmt: skip
 
 
