@@ -1,7 +1,7 @@
 """Soak tests against the real `gearmand`: 10,000 connections at once while jobs flow, with the server's memory
 bounded; workers killed at random under load; a slowloris HTTP client and a client that never reads, with
-another client's latency measured during the attack. They run in the README's test command at a short
-length; ``SOAK=1`` runs the worker-killing load for the full 60 seconds (``SOAK_SECONDS=N`` for any other)."""
+another client's latency measured during the attack. They run in the README's test command at full length:
+the worker-killing load lasts 60 seconds, as issue 18 asks (``SOAK_SECONDS=N`` for another length)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from tests.integration.test_http_frontend import wait_for
 
 pytestmark = pytest.mark.soak
 
-#: The worker-killing load's length: 60 s with SOAK=1, short by default (the suite stays within budget).
-LOAD_SECONDS = float(os.environ.get("SOAK_SECONDS") or (60 if os.environ.get("SOAK") == "1" else 12))
+#: The worker-killing load's length (the whole suite stays within its 15 minutes with it: about 9 now).
+LOAD_SECONDS = float(os.environ.get("SOAK_SECONDS") or 60)
 CONNECTIONS = 10_000
 #: The server's resident memory with 10,000 idle connections stays under this (measured 43 MiB here).
 RSS_BOUND_MIB = 120
@@ -144,6 +144,7 @@ while True:
 """
 
 
+@pytest.mark.timeout(LOAD_SECONDS + 180)
 def test_workers_killed_at_random_under_load(gearmand: ServerFactory, tmp_path: Path) -> None:
     """Every foreground client gets its result (or WORK_FAIL) and every background job runs."""
     server = gearmand("-q", "memory")
