@@ -19,6 +19,7 @@ from gearman_gateway.security import hash_token
 
 from .conftest import RunningServer, ServerFactory, free_port, wait_listening
 from .security_setup import TOKENS, write_config
+from .test_memcached_frontend import start_memcached
 
 CURL = "/usr/bin/curl"
 TIMEOUT = 10.0
@@ -149,11 +150,9 @@ def test_memcached_stats_gearman_is_an_admin_read_and_a_tenant_sees_its_own(secu
 
 def test_memcached_queue_delete_is_an_admin_cancel(gearmand: ServerFactory, tmp_path: Path) -> None:
     """``delete <function>`` cancels other submitters' jobs too: the ``cancel`` class, not ``submit``."""
-    memcached = free_port()
-    server = gearmand("--config", write_config(tmp_path), "-q", "memory", "-r", "memcached", "--memcached-port",
-                      str(memcached), "--memcached-allow-queue-delete", wait=False)  # fmt: skip
-    wait_listening(memcached, server.proc)
-    app, acme = (Client(("127.0.0.1", memcached), timeout=TIMEOUT, default_noreply=False) for _ in range(2))
+    mc = start_memcached(gearmand, "--config", write_config(tmp_path), "-q", "memory", "--memcached-allow-queue-delete")
+    server = mc.server
+    app, acme = (Client(("127.0.0.1", mc.port), timeout=TIMEOUT, default_noreply=False) for _ in range(2))
     app.set("_auth", TOKENS["app"].encode())
     acme.set("_auth", TOKENS["acme"].encode())
     assert app.set("resize", b"queued") is True
