@@ -688,6 +688,30 @@ class Scheduler:
         if worker.holding:
             self._answer_hold(worker, None)
 
+    def hold(self, worker: Worker) -> Job | Held | None:
+        """A grab that waits as long as its caller likes, for frontends whose workers wait with a timeout of
+        their own (memcached's ``get <function>/t=<ms>``): ``grab(worker, hold=True)``, except that a grab
+        that finds nothing stays held past the end of the turn, until a job comes for the worker (handed
+        over by ``_enqueue`` as it is queued, through ``waker.grabbed``) or ``end_hold`` answers it with
+        None. The worker never sleeps, so nothing wakes it: the job goes straight to it. None: nothing,
+        and no hold (draining, or no abilities)."""
+        if self.store is not None:  # a PENDING job may be the best: claim it (answered at its commit)
+            job = self.grab(worker, hold=True)
+            if job is HELD and worker.holding is True:
+                self._holding.pop(worker, None)  # the turn's hold lasts
+            if job is not None or self._turn_end is not None:
+                return job
+        else:
+            job = self.grab(worker)
+            if job is not None:
+                return job
+        if self.draining or not worker.abilities:
+            return None
+        worker.holding = True
+        for fn in worker.abilities:
+            fn.holders[worker] = None
+        return HELD
+
     def _set_awake(self, worker: Worker) -> None:
         """A worker that grabs is awake. If it had been sent a NOOP, that NOOP may now be spent on
         another function's job: wake someone else for whatever is still waiting."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gearman_gateway.results import expiry
 from gearman_gateway.scheduler import JobListener, Priority, SchedulerError
 from gearman_gateway.scheduler.errors import ArgumentTooLarge
+from gearman_gateway.scheduler.worker import HELD
 from gearman_gateway.security import PERMISSION_DENIED, Access, Denied, Grant
 from gearman_gateway.turns import end_of_turn
 from protocols.memcached import keys, replies, text
@@ -134,7 +135,8 @@ class _Retrieval:
 
 
 class _WorkerWaker:
-    """The scheduler's way to tell one of this connection's per-function workers that work came."""
+    """The scheduler's way to answer one of this connection's per-function workers: a waiting ``get`` holds
+    its grab (``Scheduler.hold``), and the scheduler hands it the next job of its function as it is queued."""
 
     __slots__ = ("session", "function")
 
@@ -142,11 +144,11 @@ class _WorkerWaker:
         self.session = session
         self.function = function
 
-    def wake(self) -> None:
-        self.session._work_came(self.function)
-
-    def grabbed(self, job: Job | None) -> None:  # grabs are never held here
+    def wake(self) -> None:  # these workers hold their grabs and never sleep: no NOOP comes
         pass
+
+    def grabbed(self, job: Job | None) -> None:
+        self.session._handed(self.function, job)
 
 
 class MemcachedSession:
@@ -189,7 +191,7 @@ class MemcachedSession:
         self._on_timeout: Callable[[], None] | None = None  # what the current wait does when it times out
         self._deadline = 0.0  # when it times out (clock seconds)
         self._end_of_turn = end_of_turn(clock, first=True)
-        self._regrab_due = False  # a waiting get's grab is scheduled for the end of the turn
+        self._handed_job: Job | None = None  # handed to the waiting get, taken at the end of the turn
         self._handlers: dict[type, Callable[[Any], bytes | _Pending]] = {
             Get: self._get,
             MetaGet: self._get,
@@ -247,7 +249,9 @@ class MemcachedSession:
         self._drop_workers()
 
     def _drop_workers(self) -> None:
-        """This connection's workers go; the jobs open on them go back by the worker-failure rule."""
+        """This connection's workers go; the jobs open on them go back by the worker-failure rule. A job
+        handed to a waiting get but not taken yet goes back to the head of its queue (as CANT_DO does)."""
+        self._give_back()
         workers, self._workers = self._workers, {}
         self._open.clear()
         for worker in workers.values():
@@ -456,10 +460,17 @@ class MemcachedSession:
             return None
         if function in self._open:
             return ALREADY_OPEN
-        item = self._take(function, key.open)
-        if item is not None:
-            return item
-        return self._maybe_wait(key)
+        worker = self._worker(function)
+        wait_ms = key.wait_ms
+        if wait_ms and self.options.max_wait_ms > 0:
+            job = self.scheduler.hold(worker)
+            if job is HELD:  # the next job is handed over (``_handed``), or the timer ends the wait
+                return _Wait(key, min(wait_ms, self.options.max_wait_ms))
+        else:
+            job = self.scheduler.grab(worker)
+        if job is None:
+            return None  # the worker stays registered: gearmand's idle worker
+        return self._took(function, worker, job, key.open)  # type: ignore[arg-type]
 
     def _maybe_wait(self, key: keys.Key) -> _Wait | None:
         if not key.wait_ms or self.options.max_wait_ms <= 0:
@@ -478,8 +489,7 @@ class MemcachedSession:
             self.results.wait(key.result_key, self._result_came)
             self._arm(wait.ms / 1000.0, self._result_timeout)
         else:
-            self._waiting = (key.function, key.open)
-            self.scheduler.pre_sleep(self._workers[key.function])
+            self._waiting = (key.function, key.open)  # its grab is held (``_work``)
             self._arm(wait.ms / 1000.0, self._work_timeout)
 
     def _result_came(self, result: Result) -> None:
@@ -531,42 +541,47 @@ class MemcachedSession:
             self.results.unwait(key.result_key, self._result_came)
 
     def _work_timeout(self) -> None:
-        """The wait for work is over: one last grab, which also wakes the worker up (a sleeping worker that
-        nobody waits on would take a NOOP meant for another)."""
+        """The wait for work is over: its held grab ends, answered with nothing (``_handed``)."""
+        waiting = self._waiting
+        if waiting is None or self.closed or self._handed_job is not None:
+            return
+        worker = self._workers.get(waiting[0])
+        if worker is not None:
+            self.scheduler.end_hold(worker)
+        if self._waiting is waiting:  # its grab was not held any more
+            self._wait_done(None)
+
+    def _handed(self, function: bytes, job: Job | None) -> None:
+        """The scheduler answered the held grab of this connection's worker of ``function``: with a job
+        (already running on the worker; taken at the end of the turn, as the scheduler may be handing it
+        over from inside a submit whose submitter still has work to do), or with nothing (the wait ends
+        as a miss)."""
+        if job is None:
+            waiting = self._waiting
+            if waiting is not None and waiting[0] == function and self._handed_job is None:
+                self._wait_done(None)
+            return
+        self._handed_job = job
+        self._on_timeout = None  # the wait is over: its timer only disarms
+        self._end_of_turn(self._take_handed)
+
+    def _take_handed(self) -> None:
         waiting = self._waiting
         if waiting is None or self.closed:
+            self._give_back()  # never expected: nobody waits for it
             return
+        job, self._handed_job = self._handed_job, None
+        if job is None:
+            return  # the connection's workers went meanwhile, and gave it back
         function, open_ = waiting
         worker = self._workers[function]
-        job = self.scheduler.grab(worker)
-        self._wait_done(None if job is None else self._took(function, worker, job, open_))
+        self._wait_done(self._took(function, worker, job, open_))  # the worker stays while the job is open
 
-    def _work_came(self, function: bytes) -> None:
-        """A worker of this connection was woken: a waiting ``get`` tries again (after this turn of the
-        scheduler's, which may be waking it from inside a submit): at the end of this reactor turn, no timer
-        (``callLater(0)`` only on a reactor without ``call_after_poll``)."""
-        if self._waiting is not None and self._waiting[0] == function and not self._regrab_due:
-            self._regrab_due = True
-            self._end_of_turn(self._grab_woken)
-
-    def _grab_woken(self) -> None:
-        self._regrab_due = False
-        waiting = self._waiting
-        if waiting is not None:
-            self._grab_again(waiting[0])
-
-    def _grab_again(self, function: bytes) -> None:
-        waiting = self._waiting
-        if waiting is None or waiting[0] != function or self.closed:
-            return
-        worker = self._workers.get(function)
-        if worker is None:
-            return
-        job = self.scheduler.grab(worker)
-        if job is None:
-            self.scheduler.pre_sleep(worker)
-            return
-        self._wait_done(self._took(function, worker, job, waiting[1]))  # the worker stays while the job is open
+    def _give_back(self) -> None:
+        """A job handed over but not taken goes back to the head of its queue (as CANT_DO gives it back)."""
+        job, self._handed_job = self._handed_job, None
+        if job is not None and job.worker is not None and job.worker is self._workers.get(job.function.name):
+            self.scheduler.cant_do(job.worker, job.function.name)
 
     # ------------------------------------------------------------------ worker side
 
@@ -577,13 +592,6 @@ class MemcachedSession:
         if not worker.abilities:
             self.scheduler.can_do(worker, function)
         return worker
-
-    def _take(self, function: bytes, open_: bool) -> Item | None:
-        worker = self._worker(function)
-        job = self.scheduler.grab(worker)
-        if job is None:
-            return None  # the caller waits (worker still registered) or calls it idle
-        return self._took(function, worker, job, open_)
 
     def _took(self, function: bytes, worker: Worker, job: Any, open_: bool) -> Item:
         shared = self.shared

@@ -474,3 +474,53 @@ def test_waits_in_a_row_share_one_timer_and_each_times_out_on_time() -> None:
     assert transport.take() == b"END\r\n"
     session.connection_lost()
     assert world.clock.getDelayedCalls() == []
+
+
+def test_a_waiting_worker_is_handed_the_job_as_it_is_submitted() -> None:
+    """No sleep and wake-up: the submit hands the job to the waiting get's held grab; the get answers at the
+    end of the turn, with the flags the submitter registered after its submit, and a plain get's result
+    reaches the result cache with them too."""
+    world = World()
+    session, transport = world.connect()
+    session.receive_data(b"get fn/t=300\r\n")
+    assert world.talk(b"set fn/u 16 0 1\r\nx\r\n") == b"STORED\r\n"
+    assert world.queued(b"fn") == 0 and world.scheduler.totals().running == 1  # already its worker's
+    assert transport.take() == b""
+    world.clock.advance(0)
+    assert transport.take() == b"VALUE fn/t=300 16 1\r\nx\r\nEND\r\n"
+    assert world.talk(b"get fn/u\r\n") == b"VALUE fn/u 16 0\r\n\r\nEND\r\n"
+    world.clock.advance(1)  # the wait's timer fires disarmed
+    assert transport.take() == b"" and world.scheduler.totals().running == 0
+
+
+def test_a_job_handed_to_a_worker_that_goes_before_taking_it_goes_back_first() -> None:
+    """Handed over, then the connection closes (or half-closes) in the same turn: the job goes back to the
+    head of its queue as given back, not as a lost worker's, and runs elsewhere."""
+    for end in ("connection_lost", "input_ended"):
+        world = World()
+        session, transport = world.connect()
+        session.receive_data(b"get fn/open/t=300\r\n")
+        world.talk(b"set fn 0 0 1\r\nx\r\nset fn 0 0 1\r\ny\r\n")
+        getattr(session, end)()
+        world.clock.advance(0)
+        assert transport.take() == (b"END\r\n" if end == "input_ended" else b"")
+        assert world.scheduler.totals().workers == 0
+        assert all(job.deaths == 0 for job in world.scheduler.jobs_by_handle.values())
+        assert [world.run_one(b"fn", b""), world.run_one(b"fn", b"")] == [b"x", b"y"]
+
+
+def test_a_waiting_worker_gets_a_job_once_it_is_committed() -> None:
+    store = FakeStore()
+    world = World(store=store)
+    session, transport = world.connect()
+    session.receive_data(b"get fn/t=300\r\n")
+    client, client_transport = world.connect()
+    client.receive_data(b"set fn 3 0 1\r\nx\r\n")
+    world.clock.advance(0)
+    assert transport.take() == b"" and client_transport.take() == b""
+    store.calls[0](None)
+    world.clock.advance(0)
+    assert client_transport.take() == b"STORED\r\n"
+    assert transport.take() == b"VALUE fn/t=300 3 1\r\nx\r\nEND\r\n"
+    world.clock.advance(1)
+    assert transport.take() == b""

@@ -229,3 +229,29 @@ def test_a_job_refused_at_once_leaves_no_trace_and_the_held_grab_goes_on_waiting
     turns.end()
     assert waker.answers == [None]
     assert_clean(sched)
+
+
+def test_a_lasting_hold_claims_a_pending_job_and_gets_one_committed_later(sched, store, turns) -> None:
+    """``hold`` with a durable store: a PENDING best job is claimed (answered at its commit); a job that
+    comes while it holds is claimed as it is placed; both outlive the end of the turn."""
+    first = sched.submit(b"f", b"1", background=True)
+    worker, waker = worker_for(sched, b"f")
+    assert sched.hold(worker) is HELD and worker.holding is first
+    turns.end()
+    store.commit()
+    assert waker.answers == [first] and first.worker is worker
+    sched.work_complete(worker, first.handle, b"")
+    assert sched.hold(worker) is HELD and worker.holding is True
+    turns.end()
+    second = sched.submit(b"f", b"2", background=True)
+    assert worker.holding is second
+    turns.end()
+    store.commit()
+    assert waker.answers == [first, second]
+    sched.work_complete(worker, second.handle, b"")
+    assert sched.hold(worker) is HELD
+    sched.end_hold(worker)
+    assert waker.answers[-1] is None and not worker.holding
+    turns.end()
+    sched.remove_worker(worker)
+    assert_clean(sched)

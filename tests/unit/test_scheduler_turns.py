@@ -186,3 +186,37 @@ def test_held_grab_respects_can_do_timeout(sched: Scheduler, turns: Turns, clock
     assert waker.answers == [job] and job.timer is not None
     clock.advance(1.5)
     assert job.state == JobState.QUEUED and job.retries == 1  # timed out and requeued
+
+
+def test_a_lasting_hold_outlives_the_turn_and_gets_the_next_job(sched: Scheduler, turns: Turns) -> None:
+    """``hold``: memcached's ``get <function>/t=`` waits longer than a turn; the job goes straight to it."""
+    worker, waker = worker_for(sched, b"f")
+    assert sched.hold(worker) is HELD
+    turns.end()
+    turns.end()
+    assert waker.answers == [] and worker.holding is True and worker.state == WorkerState.AWAKE
+    job = sched.submit(b"f", b"x", background=True)
+    assert waker.answers == [job] and job.worker is worker and not worker.holding
+    assert all(worker not in fn.holders for fn in sched.functions.values())
+    turns.end()
+    assert waker.noops == 0
+    sched.work_complete(worker, job.handle, b"")
+    assert sched.hold(worker) is HELD
+    sched.end_hold(worker)  # the frontend's own timeout
+    assert waker.answers == [job, None] and not worker.holding
+    assert sched.submit(b"f", b"y", background=True).state == JobState.QUEUED
+    assert sched.hold(worker).data == b"y"  # a queued job is taken at once
+    sched.remove_worker(worker)
+
+
+def test_a_lasting_hold_without_turns_or_work(clock: Clock) -> None:
+    plain = Scheduler(clock, handle_prefix=b"H:p")
+    worker, waker = worker_for(plain, b"f")
+    assert plain.hold(worker) is HELD
+    job = plain.submit(b"f", b"x", background=True)
+    assert waker.answers == [job]
+    idle, _ = worker_for(plain)
+    assert plain.hold(idle) is None and not idle.holding  # no function: nothing to wait for
+    plain.drain(lambda: None)
+    other, _ = worker_for(plain, b"f")
+    assert plain.hold(other) is None and not other.holding
