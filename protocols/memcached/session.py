@@ -118,14 +118,6 @@ class _Ack(JobListener):
 
 
 @dataclass(slots=True)
-class _Wait:
-    """A retrieval that waits: for a result (``key.unique``) or for work."""
-
-    key: keys.Key
-    ms: int
-
-
-@dataclass(slots=True)
 class _Retrieval:
     """A ``get`` of several keys being answered, one key after the other."""
 
@@ -184,7 +176,7 @@ class MemcachedSession:
         self._workers: dict[bytes, Worker] = {}
         self._open: dict[bytes, Job] = {}  # the job each function has open here (get .../open)
         # the current wait: the retrieval it belongs to, and what it waits for (a result, or work)
-        self._waiting_run: _Retrieval | None = None
+        self._waiting_run: _Retrieval | Get | None = None
         self._waiting_key: keys.Key | None = None  # a result of this key
         self._waiting: tuple[bytes, bool] | None = None  # work of this function (opened or not)
         self._timer: Any = None  # the connection's one wait timer (``_arm``)
@@ -260,13 +252,16 @@ class MemcachedSession:
 
     # ------------------------------------------------------------------ identity and permissions
 
-    def _key(self, raw: bytes, action: str) -> keys.Key | Denied | None:
+    def _key(self, raw: bytes, action: str, key: keys.Key | None = None) -> keys.Key | Denied | None:
         """A key as the scheduler knows it (a tenant's function prefixed), if the connection's identity may
         ``submit`` to its function (store, delete, read a result) or ``work`` on it (take, finish a job);
-        else the refusal (None: not a key)."""
-        key = keys.parse(raw)
+        else the refusal (None: not a key). ``key``: ``raw`` already parsed."""
+        if key is None:
+            key = keys.parse(raw)
         if key is None or b"\0" in raw:
             return None
+        if self.grant.unrestricted:  # everything allowed, one namespace: the key as it is
+            return key
         access = self.access
         try:
             if action == "submit":
@@ -358,28 +353,25 @@ class MemcachedSession:
 
     def _get(self, event: Get | MetaGet) -> bytes | _Pending:
         if type(event) is Get and event.opcode is None and event.exptime is None and len(event.keys) == 1:
-            return self._get_one(event)
+            # a text get of one key, no touch (what queue clients and workers send): no ``_Retrieval`` (a wait
+            # keeps the event itself), and its answer formatted in one go
+            counters = self.shared.counters
+            counters["cmd_get"] += 1
+            raw = event.keys[0]
+            outcome = self._lookup(raw, None)
+            if type(outcome) is Item:
+                counters["get_hits"] += 1
+                return replies.text_hit(raw, outcome)
+            if outcome is None:
+                counters["get_misses"] += 1
+                return replies.TEXT_MISS
+            if type(outcome) is str:
+                return replies.error_reply(event, outcome, client=True)
+            self._wait(outcome, event)  # type: ignore[arg-type]
+            return PENDING
         run = _Retrieval(event, event.keys if isinstance(event, Get) else (event.key,))
         self.shared.counters["cmd_get"] += len(run.keys)
         return self._retrieve(run)
-
-    def _get_one(self, event: Get) -> bytes | _Pending:
-        """A text ``get`` of one key, no touch (what queue clients and workers send): no ``_Retrieval``
-        unless it waits, and its answer formatted in one go."""
-        counters = self.shared.counters
-        counters["cmd_get"] += 1
-        key = event.keys[0]
-        outcome = self._lookup(key, None)
-        if type(outcome) is Item:
-            counters["get_hits"] += 1
-            return replies.text_hit(key, outcome)
-        if outcome is None:
-            counters["get_misses"] += 1
-            return replies.TEXT_MISS
-        if isinstance(outcome, str):
-            return replies.error_reply(event, outcome, client=True)
-        self._wait(outcome, _Retrieval(event, event.keys))  # type: ignore[arg-type]
-        return PENDING
 
     def _retrieve(self, run: _Retrieval) -> bytes | _Pending:
         touch = run.event.exptime if isinstance(run.event, Get) else run.event.ttl
@@ -387,21 +379,26 @@ class MemcachedSession:
             outcome = self._lookup(run.keys[len(run.items)], touch)
             if isinstance(outcome, str):
                 return replies.error_reply(run.event, outcome, client=True)
-            if isinstance(outcome, _Wait):
+            if type(outcome) is keys.Key:
                 self._wait(outcome, run)
                 return PENDING
-            self._count(outcome)
-            run.items.append(outcome)
+            self._count(outcome)  # type: ignore[arg-type]
+            run.items.append(outcome)  # type: ignore[arg-type]
         if isinstance(run.event, MetaGet):
             return replies.meta_get_reply(run.event, run.items[0])
         return replies.get_reply(run.event, run.items)
 
-    def _resume(self, run: _Retrieval, item: Item | None) -> None:
+    def _resume(self, run: _Retrieval | Get, item: Item | None) -> None:
+        if type(run) is Get:  # what _get began: one key, text, no touch
+            if item is None:
+                self.shared.counters["get_misses"] += 1
+                self._finish(replies.TEXT_MISS)
+            else:
+                self.shared.counters["get_hits"] += 1
+                self._finish(replies.text_hit(run.keys[0], item))
+            return
+        assert isinstance(run, _Retrieval)
         self._count(item)
-        event = run.event
-        if type(event) is Get and event.opcode is None and event.exptime is None and len(event.keys) == 1:
-            self._finish(replies.TEXT_MISS if item is None else replies.text_hit(event.keys[0], item))
-            return  # what _get_one began: one key, text, no touch
         run.items.append(item)
         reply = self._retrieve(run)
         if reply is not PENDING:
@@ -410,12 +407,12 @@ class MemcachedSession:
     def _count(self, item: Item | None) -> None:
         self.shared.counters["get_hits" if item is not None else "get_misses"] += 1
 
-    def _lookup(self, raw: bytes, touch: int | None) -> Item | None | _Wait | str:
-        """One key of a retrieval: a hit, a miss, a wait to start, or why it is refused."""
+    def _lookup(self, raw: bytes, touch: int | None) -> Item | None | keys.Key | str:
+        """One key of a retrieval: a hit, a miss, the key to wait for, or why it is refused."""
         parsed = keys.parse(raw)
         if parsed is None:
             return None
-        key = self._key(raw, "submit" if parsed.unique or parsed.error else "work")
+        key = self._key(raw, "submit" if parsed.unique or parsed.error else "work", parsed)
         if key is None or type(key) is Denied:
             return None if key is None else key.text
         assert isinstance(key, keys.Key)
@@ -423,11 +420,11 @@ class MemcachedSession:
             if key.open or key.close or key.abort or key.peek or key.fail:
                 return OPTION_MISUSE
             return self._result(key, touch)
-        if key.error or key.fail:
+        if key.fail:
             return OPTION_MISUSE
         return self._work(key)
 
-    def _result(self, key: keys.Key, touch: int | None) -> Item | None | _Wait:
+    def _result(self, key: keys.Key, touch: int | None) -> Item | None | keys.Key:
         results = self.results
         if results is None:
             return None
@@ -444,7 +441,7 @@ class MemcachedSession:
         assert self.results is not None
         return Item(result.data, result.flags, result.cas, ttl=self.results.ttl_left(result))
 
-    def _work(self, key: keys.Key) -> Item | None | _Wait | str:
+    def _work(self, key: keys.Key) -> Item | None | keys.Key | str:
         function = key.function
         if key.close:
             self._complete_open(function, b"")
@@ -465,32 +462,34 @@ class MemcachedSession:
         if wait_ms and self.options.max_wait_ms > 0:
             job = self.scheduler.hold(worker)
             if job is HELD:  # the next job is handed over (``_handed``), or the timer ends the wait
-                return _Wait(key, min(wait_ms, self.options.max_wait_ms))
+                return key
         else:
             job = self.scheduler.grab(worker)
         if job is None:
             return None  # the worker stays registered: gearmand's idle worker
         return self._took(function, worker, job, key.open)  # type: ignore[arg-type]
 
-    def _maybe_wait(self, key: keys.Key) -> _Wait | None:
+    def _maybe_wait(self, key: keys.Key) -> keys.Key | None:
+        """The key, to wait for (``_wait``), if it asks to wait and waits are allowed."""
         if not key.wait_ms or self.options.max_wait_ms <= 0:
             return None
-        return _Wait(key, min(key.wait_ms, self.options.max_wait_ms))
+        return key
 
     # -- waiting
 
-    def _wait(self, wait: _Wait, run: _Retrieval) -> None:
-        """``run`` waits for the key of ``wait``; ``_wait_done`` resumes it (no closure per wait)."""
-        key = wait.key
+    def _wait(self, key: keys.Key, run: _Retrieval | Get) -> None:
+        """``run`` (a one-key text get stands for itself) waits for ``key``, up to its ``t=`` capped by the
+        configured maximum; ``_wait_done`` resumes it (no closure per wait)."""
         self._waiting_run = run
+        seconds = min(key.wait_ms, self.options.max_wait_ms) / 1000.0  # type: ignore[type-var]
         if key.unique or key.error:
             assert self.results is not None
             self._waiting_key = key
             self.results.wait(key.result_key, self._result_came)
-            self._arm(wait.ms / 1000.0, self._result_timeout)
+            self._arm(seconds, self._result_timeout)
         else:
             self._waiting = (key.function, key.open)  # its grab is held (``_work``)
-            self._arm(wait.ms / 1000.0, self._work_timeout)
+            self._arm(seconds, self._work_timeout)
 
     def _result_came(self, result: Result) -> None:
         key = self._waiting_key
@@ -634,7 +633,11 @@ class MemcachedSession:
         if event.key == AUTH_KEY:
             return self._authenticate(event)
         parsed = keys.parse(event.key)
-        key = None if parsed is None else self._key(event.key, "work" if parsed.close or parsed.fail else "submit")
+        key = (
+            None
+            if parsed is None
+            else self._key(event.key, "work" if parsed.close or parsed.fail else "submit", parsed)
+        )
         if key is None:
             return replies.error_reply(event, BAD_KEY, client=True)
         if type(key) is Denied:  # refused (CLIENT_ERROR), or a tenant's full queue (SERVER_ERROR)
