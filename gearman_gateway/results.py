@@ -37,6 +37,8 @@ DEFAULT_TTL = 3600.0
 ENTRY_OVERHEAD = 200
 #: memcached reads an exptime over 30 days as an absolute Unix time, not a count of seconds.
 RELATIVE_LIMIT = 60 * 60 * 24 * 30
+#: No wish of a submitter's: memcached flags 0, the default TTL.
+_NO_WISH: tuple[int, float | None] = (0, None)
 #: Submitters' wishes (flags, TTL) remembered for jobs not finished yet, at most this many: a job dropped
 #: without a word (its worker gone for good) must not leave its wish behind for ever.
 MAX_EXPECTED = 100_000
@@ -86,7 +88,9 @@ class ResultCache(JobListener):
     # -- the scheduler's side (JobListener)
 
     def job_complete(self, job: Job, data: bytes) -> None:
-        self._finish(job, data, failed=False)
+        key = (job.function.name, job.unique)
+        flags, ttl = self._expected.pop(key, _NO_WISH)
+        self.put(key, data, flags=flags, ttl=ttl)
 
     def job_fail(self, job: Job) -> None:
         self._finish(job, b"", failed=True)
@@ -96,7 +100,7 @@ class ResultCache(JobListener):
 
     def _finish(self, job: Job, data: bytes, failed: bool) -> None:
         key = (job.function.name, job.unique)
-        flags, ttl = self._expected.pop(key, (0, None))
+        flags, ttl = self._expected.pop(key, _NO_WISH)
         self.put(key, data, flags=flags, ttl=ttl, failed=failed)
 
     # -- what a frontend calls
@@ -115,16 +119,20 @@ class ResultCache(JobListener):
             expires: float | None = now + self.ttl if self.ttl > 0 else 0.0
         else:
             expires = expiry(now, ttl)
-        self._cas += 1
-        result = Result(data, flags, expires or 0.0, failed, len(data) + len(key[0]) + len(key[1]) + ENTRY_OVERHEAD)
-        result.cas = self._cas
-        self.forget(key)
-        waiters = self._waiters.pop(key, None)
-        if expires is not None and result.size <= self.max_memory:
-            self._entries[key] = result
-            self.memory += result.size
+        self._cas = cas = self._cas + 1
+        size = len(data) + len(key[0]) + len(key[1]) + ENTRY_OVERHEAD
+        result = Result(data, flags, expires or 0.0, failed, size, cas)
+        entries = self._entries
+        old = entries.pop(key, None)  # (``forget``)
+        if old is not None:
+            self.memory -= old.size
+        waiters = self._waiters.pop(key, None) if self._waiters else None
+        if expires is not None and size <= self.max_memory:
+            entries[key] = result
+            self.memory += size
             self.stats["stored"] += 1
-            self._evict()
+            if self.memory > self.max_memory:
+                self._evict()
         if waiters:
             for waiter in waiters:
                 waiter(result)

@@ -45,8 +45,7 @@ class MemcachedProtocol(SessionConnection):
         session = self.session
         if session is None:
             return
-        session.receive_data(data)
-        if session.partial and not session.closed:
+        if session.receive_data(data) and not session.closed:
             if self._stall is None:
                 self._stall = self.context.reactor.callLater(self.context.options.read_timeout, self._stalled)
             else:

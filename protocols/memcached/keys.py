@@ -69,10 +69,15 @@ def parse(raw: bytes) -> Key | None:
     function = segments[0]
     if not function:
         return None
-    if len(segments) == 2:  # the usual new key: <function>/<unique>
+    count = len(segments)
+    if count == 2:  # the usual new key: <function>/<unique>
         last = segments[1]
         if last not in FLAGS and last[:2] != b"t=":
             return Key(function, last)
+    elif count == 3:  # a client's wait for its result: <function>/<unique>/t=<ms>
+        unique, last = segments[1], segments[2]
+        if last[:2] == b"t=" and unique not in FLAGS and unique[:2] != b"t=" and (wait := _wait(last)) is not None:
+            return Key(function, unique, wait)
     options: dict[str, bool | int] = {}
     end = len(segments)
     while end > 1:
