@@ -6,6 +6,7 @@ turn become one send per connection, and one transaction per store.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ def end_of_turn(reactor: Any, first: bool = False) -> Callable[[Callable[[], Non
     after_poll = getattr(reactor, "call_after_poll", None)
     if after_poll is not None:
         if first:
-            return lambda callback: after_poll(callback, first=True)
+            return functools.partial(after_poll, first=True)  # no Python frame per call
         return after_poll
     return lambda callback: reactor.callLater(0, callback)
 

@@ -182,6 +182,7 @@ class MemcachedSession:
         self._timer: Any = None  # the connection's one wait timer (``_arm``)
         self._on_timeout: Callable[[], None] | None = None  # what the current wait does when it times out
         self._deadline = 0.0  # when it times out (clock seconds)
+        self._timer_due = 0.0  # when the timer fires (clock seconds): no ``getTime()`` call per wait
         self._end_of_turn = end_of_turn(clock, first=True)
         self._handed_job: Job | None = None  # handed to the waiting get, taken at the end of the turn
         self._handlers: dict[type, Callable[[Any], bytes | _Pending]] = {
@@ -412,12 +413,13 @@ class MemcachedSession:
 
     def _lookup(self, raw: bytes, touch: int | None) -> Item | None | keys.Key | str:
         """One key of a retrieval: a hit, a miss, the key to wait for, or why it is refused."""
-        parsed = keys.parse(raw)
-        if parsed is None:
+        key = keys.parse(raw)
+        if key is None:
             return None
-        key = self._key(raw, "submit" if parsed.unique or parsed.error else "work", parsed)
-        if key is None or type(key) is Denied:
-            return None if key is None else key.text
+        if not self.grant.unrestricted or b"\0" in raw:  # else ``_key`` would answer ``key``
+            key = self._key(raw, "submit" if key.unique or key.error else "work", key)  # type: ignore[assignment]
+            if key is None or type(key) is Denied:
+                return None if key is None else key.text  # type: ignore[attr-defined]
         assert isinstance(key, keys.Key)
         if key.unique or key.error:
             if key.open or key.close or key.abort or key.peek or key.fail:
@@ -441,8 +443,9 @@ class MemcachedSession:
     def _result_item(self, key: keys.Key, result: Result) -> Item | None:
         if result.failed != key.error:
             return None
-        assert self.results is not None
-        return Item(result.data, result.flags, result.cas, ttl=self.results.ttl_left(result))
+        expires = result.expires  # (``ResultCache.ttl_left``, without the call)
+        ttl = max(0, int(expires - self.clock.seconds())) if expires else -1
+        return Item(result.data, result.flags, result.cas, ttl)
 
     def _work(self, key: keys.Key) -> Item | None | keys.Key | str:
         function = key.function
@@ -518,12 +521,14 @@ class MemcachedSession:
         while waits follow each other: a wait that ends early only disarms it (``_on_timeout``), and a timer
         that fires before the current wait's deadline sets itself again for the rest."""
         self._on_timeout = on_timeout
-        self._deadline = self.clock.seconds() + seconds
+        self._deadline = deadline = self.clock.seconds() + seconds
         timer = self._timer
         if timer is None:
             self._timer = self.clock.callLater(seconds, self._timer_fired)
-        elif timer.getTime() > self._deadline:
+            self._timer_due = deadline
+        elif self._timer_due > deadline:
             timer.reset(seconds)
+            self._timer_due = deadline
 
     def _timer_fired(self) -> None:
         self._timer = None
@@ -533,6 +538,7 @@ class MemcachedSession:
         left = self._deadline - self.clock.seconds()
         if left > _TIMER_SLACK:
             self._timer = self.clock.callLater(left, self._timer_fired)
+            self._timer_due = self._deadline
             return
         self._on_timeout = None
         on_timeout()
@@ -638,12 +644,10 @@ class MemcachedSession:
         self.shared.counters["cmd_set"] += 1
         if event.key == AUTH_KEY:
             return self._authenticate(event)
-        parsed = keys.parse(event.key)
-        key = (
-            None
-            if parsed is None
-            else self._key(event.key, "work" if parsed.close or parsed.fail else "submit", parsed)
-        )
+        raw = event.key
+        key = parsed = keys.parse(raw)
+        if parsed is not None and (not self.grant.unrestricted or b"\0" in raw):  # else: ``key`` as it is
+            key = self._key(raw, "work" if parsed.close or parsed.fail else "submit", parsed)  # type: ignore[assignment]
         if key is None:
             return replies.error_reply(event, BAD_KEY, client=True)
         if type(key) is Denied:  # refused (CLIENT_ERROR), or a tenant's full queue (SERVER_ERROR)
@@ -654,7 +658,10 @@ class MemcachedSession:
             if key.unique or others or (key.close and key.fail):
                 return replies.error_reply(event, OPTION_MISUSE, client=True)
             done = (self._complete_open if key.close else self._fail_open)(key.function, event.value)
-            reply = replies.store_reply(event, StoreOutcome.STORED if done else StoreOutcome.NOT_FOUND)
+            if done and type(event) is Store and event.opcode is None:
+                reply = b"" if event.noreply else text.STORED
+            else:
+                reply = replies.store_reply(event, StoreOutcome.STORED if done else StoreOutcome.NOT_FOUND)
             if done and reply:
                 # the worker's next get usually follows, and waits for a job: this answer may wait for that
                 # one's (a couple of turns at most, as the binary protocol's foreground JOB_CREATED does)
