@@ -106,7 +106,11 @@ class ResultCache(JobListener):
     # -- what a frontend calls
 
     def expect(self, key: Key, flags: int, ttl: float | None) -> None:
-        """A submitter's flags and TTL (seconds from completion; None: the default) for the job of ``key``."""
+        """A submitter's flags and TTL (seconds from completion; None: the default) for the job of ``key``,
+        submitted again: the result of its last run goes (``forget``), its next one replaces it."""
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.memory -= old.size
         expected = self._expected
         if len(expected) >= MAX_EXPECTED and key not in expected:
             del expected[next(iter(expected))]

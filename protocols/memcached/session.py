@@ -463,16 +463,19 @@ class MemcachedSession:
             return None
         if function in self._open:
             return ALREADY_OPEN
-        worker = self._worker(function)
-        wait_ms = key.wait_ms
-        if wait_ms and self.options.max_wait_ms > 0:
-            job = self.scheduler.hold(worker)
+        worker = self._workers.get(function)
+        if worker is None or not worker.abilities:
+            worker = self._worker(function)
+        scheduler = self.scheduler
+        job = scheduler.grab(worker)
+        if job is None:
+            if not key.wait_ms or self.options.max_wait_ms <= 0:
+                return None  # the worker stays registered: gearmand's idle worker
+            job = scheduler.hold(worker)
             if job is HELD:  # the next job is handed over (``_handed``), or the timer ends the wait
                 return key
-        else:
-            job = self.scheduler.grab(worker)
-        if job is None:
-            return None  # the worker stays registered: gearmand's idle worker
+            if job is None:
+                return None
         return self._took(function, worker, job, key.open)  # type: ignore[arg-type]
 
     def _maybe_wait(self, key: keys.Key) -> keys.Key | None:
@@ -689,8 +692,6 @@ class MemcachedSession:
         if exptime and expiry(self.clock.seconds(), exptime) is None:
             return replies.store_reply(event, StoreOutcome.STORED)  # born expired: memcached stores nothing
         unique = key.unique
-        if unique and results is not None:
-            results.forget(key.result_key)  # a new run: its result replaces the old one
         flags = event.flags if plain else event.client_flags  # type: ignore[union-attr]
         scheduler = self.scheduler
         # with a durable store the answer waits for the commit; in memory the job is queued when submit returns
@@ -704,7 +705,7 @@ class MemcachedSession:
         if flags:
             self.shared.remember_flags(job.handle, flags)
         if unique and results is not None:
-            results.expect(key.result_key, flags, exptime or None)
+            results.expect(key.result_key, flags, exptime or None)  # a new run: its old result goes
         if ack is None:
             if plain and event.opcode is None:  # type: ignore[union-attr]
                 return b"" if event.noreply else text.STORED  # type: ignore[union-attr]
