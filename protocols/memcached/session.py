@@ -308,9 +308,11 @@ class MemcachedSession:
         self._running = True
         try:
             events = self._events
+            handlers = self._handlers
             while events and not self._busy and not self.closed:
                 event = events.popleft()
-                reply = self._answer(event)
+                handler = handlers.get(type(event))  # (``_answer``'s first look, without its call)
+                reply = handler(event) if handler is not None else self._answer(event)
                 if reply is PENDING:
                     self._busy = True
                 elif reply:
@@ -345,7 +347,8 @@ class MemcachedSession:
         self._busy = False
         if reply:
             self.transport.write(reply)
-        self._run()
+        if self._events or self._paused or self._input_ended:  # else ``_run`` would have nothing to do
+            self._run()
 
     def _close(self, last: bytes) -> None:
         if last:
@@ -437,7 +440,7 @@ class MemcachedSession:
         if result is not None and touch is not None:
             result = results.touch(key.result_key, touch)
         if result is None:
-            return self._maybe_wait(key)
+            return key if key.wait_ms and self.options.max_wait_ms > 0 else None  # (``_maybe_wait``)
         return self._result_item(key, result)
 
     def _result_item(self, key: keys.Key, result: Result) -> Item | None:
