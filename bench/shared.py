@@ -7,13 +7,17 @@ Throughput: the ``bg`` scenario (clients pipeline SUBMIT_JOB_BG, workers drain),
 generator per gateway, started together, each with its share of the jobs and its own clients and workers (so
 jobs stay on the server they were submitted to: the shared path is an owned insert and a delete per job). jobs/s
 is all jobs over the wall time from the first start to the last generator's end. CPU per job is user + system
-time of the gateway processes, and of every PostgreSQL process, over the run, from /proc.
+time over the run, from /proc: of the gateway processes, of PostgreSQL's backends (one session per gateway
+connection: they scale with cores) and of its other processes (WAL writer, checkpointer, autovacuum...), and of the
+load generators (getrusage of the children). "% of a core" is CPU time over wall time: the busiest gateway near
+100 % means that gateway was the bottleneck; everything together near the machine's cores means the machine was.
 
 Relay latency: one client submits SUBMIT_JOB one at a time (each waits for its WORK_COMPLETE) to gateway A; the
 worker is on A (local) or only on B (relayed through the database); median and p99 over ``--latency-jobs``.
 
     python3 bench/shared.py                  # 30,000 jobs per run, 2 rounds, 300 latency samples
     python3 bench/shared.py --jobs 60000 --rounds 3 --markdown
+    python3 bench/shared.py --rounds 3 --throughput-only --markdown   # the CPU table only (issue 21, item 5)
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -64,35 +69,55 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLK
 
 
-def postgres_pids(conninfo: str) -> list[int]:
-    """The postmaster and every child of it (its backends, walwriter, checkpointer...)."""
+def postgres_pids(conninfo: str) -> tuple[list[int], list[int]]:
+    """PostgreSQL's client backends (``postgres: USER DB HOST(PORT) ...``), and the postmaster with its other
+    children (WAL writer, checkpointer, autovacuum launcher...)."""
     import psycopg
 
     with psycopg.connect(conninfo, autocommit=True) as conn:
         data = conn.execute("SHOW data_directory").fetchone()[0]
+        user = conn.execute("SELECT current_user").fetchone()[0]
     master = int(Path(data, "postmaster.pid").read_text().split()[0])
-    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True, text=True).stdout
-    return [master, *map(int, children.split())]
+    ps = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(master)], capture_output=True, text=True).stdout
+    backends, others = [], [master]
+    for line in ps.splitlines():
+        pid, _, args = line.strip().partition(" ")
+        (backends if args.startswith(f"postgres: {user} ") else others).append(int(pid))
+    return backends, others
+
+
+def children_cpu() -> float:
+    """User + system CPU seconds of this process's children that have ended (the load generators)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_config(label: str, servers: list[Server], gen: str, gload: str | None, jobs: int, conninfo: str) -> dict:
     share = scaled(SCENARIO_ARGS["bg"], jobs / len(servers) / 100_000)
     argvs = [generator_argv(gen, gload, "bg", server, 120, 1, share) for server in servers]
     ours = [s.pid for s in servers]
-    pg = postgres_pids(conninfo)  # now that the gateways have their sessions (backends)
-    before_ours, before_pg = cpu_seconds(ours), cpu_seconds(pg)
+    backends, others = postgres_pids(conninfo)  # now that the gateways have their sessions (backends)
+    before = [cpu_seconds([pid]) for pid in ours], cpu_seconds(backends), cpu_seconds(others), children_cpu()
     start = time.monotonic()
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for argv in argvs]
     outs = [proc.communicate(timeout=300) for proc in procs]
     wall = time.monotonic() - start
-    used_ours, used_pg = cpu_seconds(ours) - before_ours, cpu_seconds(pg) - before_pg
+    per_gateway = [cpu_seconds([pid]) - was for pid, was in zip(ours, before[0], strict=True)]
+    used_backends, used_others = cpu_seconds(backends) - before[1], cpu_seconds(others) - before[2]
+    used_gen = children_cpu() - before[3]
     errors = [err.strip()[-300:] for proc, (_, err) in zip(procs, outs, strict=True) if proc.returncode]
     done = jobs if not errors else 0
     return {
         "label": label,
         "jobs_per_s": round(done / wall) if done else 0,
-        "gateway_cpu_us_per_job": round(used_ours / jobs * 1e6, 1),
-        "postgres_cpu_us_per_job": round(used_pg / jobs * 1e6, 1),
+        "gateway_cpu_us_per_job": round(sum(per_gateway) / jobs * 1e6, 1),
+        "postgres_cpu_us_per_job": round((used_backends + used_others) / jobs * 1e6, 1),
+        "backends_cpu_us_per_job": round(used_backends / jobs * 1e6, 1),
+        "pg_other_cpu_us_per_job": round(used_others / jobs * 1e6, 1),
+        "generator_cpu_us_per_job": round(used_gen / jobs * 1e6, 1),
+        "busiest_gateway_core": round(max(per_gateway) / wall, 3),
+        "postgres_cores": round((used_backends + used_others) / wall, 3),
+        "all_cores": round((sum(per_gateway) + used_backends + used_others + used_gen) / wall, 3),
         "error": "; ".join(errors),
     }
 
@@ -177,6 +202,31 @@ def claim_path(submit: list[Server], work: Server, jobs: int, conninfo: str, hol
     return total / wall
 
 
+#: The CPU table's columns after the configuration: (heading, row key, format).
+CPU_COLUMNS = [
+    ("jobs/s (median)", "jobs_per_s", "{:,.0f}"),
+    ("gateways CPU µs/job", "gateway_cpu_us_per_job", "{:.1f}"),
+    ("PG backends µs/job", "backends_cpu_us_per_job", "{:.1f}"),
+    ("PG other µs/job", "pg_other_cpu_us_per_job", "{:.1f}"),
+    ("load generators µs/job", "generator_cpu_us_per_job", "{:.1f}"),
+    ("busiest gateway, % of a core", "busiest_gateway_core", "{:.0%}"),
+    ("PostgreSQL, cores", "postgres_cores", "{:.2f}"),
+    ("all measured, cores", "all_cores", "{:.2f}"),
+]
+
+
+def cpu_table(rows: list[dict[str, Any]], labels: list[str], markdown: bool) -> str:
+    """Medians over the rounds of each configuration."""
+    lines = []
+    for label in labels:
+        mine = [r for r in rows if r["label"] == label and not r["error"]]
+        if not mine:
+            lines.append([label, "error"] + [""] * (len(CPU_COLUMNS) - 1))
+            continue
+        lines.append([label] + [form.format(statistics.median(r[key] for r in mine)) for _, key, form in CPU_COLUMNS])
+    return table(["configuration"] + [heading for heading, _, _ in CPU_COLUMNS], lines, markdown)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=2)
@@ -186,6 +236,7 @@ def main() -> int:
     ap.add_argument("--generator", choices=("auto", "gload", "loadgen"), default="auto")
     ap.add_argument("--ours", default=OUR_GEARMAND)
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--throughput-only", action="store_true", help="only the jobs/s and CPU table")
     args = ap.parse_args()
 
     gen, gload = pick_generator(args.generator)
@@ -218,8 +269,12 @@ def main() -> int:
                 row.update(round=rnd + 1, load=loadavg())
                 rows.append(row)
                 print(f"r{rnd + 1} {label:20} {row}", flush=True)
-        a, b, c = (Server(f"relay{i}", base + shared, workdir).start() for i in range(3))
         claims: dict[bool, list[float]] = {False: [], True: []}
+        if args.throughput_only:
+            print(f"# load after: {loadavg()}\n")
+            print(cpu_table(rows, list(configs), args.markdown))
+            return 1 if any(r["error"] for r in rows) else 0
+        a, b, c = (Server(f"relay{i}", base + shared, workdir).start() for i in range(3))
         try:
             time.sleep(1.0)
             local = latency(a.port, a.port, args.latency_jobs)
@@ -233,22 +288,7 @@ def main() -> int:
             b.stop()
             c.stop()
     print(f"# load after: {loadavg()}\n")
-    header = ["configuration", "jobs/s (median)", "gateway CPU µs/job", "PostgreSQL CPU µs/job"]
-    lines = []
-    for label in configs:
-        mine = [r for r in rows if r["label"] == label and not r["error"]]
-        if not mine:
-            lines.append([label, "error", "", ""])
-            continue
-        lines.append(
-            [
-                label,
-                f"{statistics.median(r['jobs_per_s'] for r in mine):,.0f}",
-                f"{statistics.median(r['gateway_cpu_us_per_job'] for r in mine):.0f}",
-                f"{statistics.median(r['postgres_cpu_us_per_job'] for r in mine):.0f}",
-            ]
-        )
-    print(table(header, lines, args.markdown))
+    print(cpu_table(rows, list(configs), args.markdown))
     print()
     print(
         table(

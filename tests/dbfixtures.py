@@ -10,6 +10,8 @@ template that every instance copies (``cp -a``, ~0.1 s).
 
 ``start_postgres(root)``, ``start_mariadb(root)``, ``start_redis(root)`` and ``start_memcached(root)`` raise
 DbUnavailable when a server cannot run here; ``unavailable(reason)`` turns that into a skip, or a failure under CI=true.
+``start_postgres_standby(primary, root)`` clones a running PostgreSQL into a streaming standby (``promote()``
+makes it the primary), for failover tests.
 """
 
 from __future__ import annotations
@@ -229,6 +231,27 @@ class PostgresServer(DbServer):
         self.bin_dir = bin_dir
         self.env = env  # more environment for the server, e.g. PYTHONPATH for PL/Python
 
+    def promote(self) -> None:
+        """A standby becomes a primary (``pg_ctl promote``, which waits until it accepts writes)."""
+        _run([f"{self.bin_dir}/pg_ctl", "promote", "-w", "-t", "30", "-D", str(self.data_dir)], "pg_ctl promote",
+             **_as_postgres_user())  # fmt: skip
+
+    def replicate_synchronously(self) -> None:
+        """On a primary with a standby attached: from now on a COMMIT returns only once every standby has applied
+        it (``synchronous_standby_names = '*'``, ``synchronous_commit = remote_apply``). Set with ALTER SYSTEM,
+        after the standby was cloned, so that the standby does not inherit it: once promoted it must not wait for
+        a standby of its own."""
+        with self.connect() as conn:
+            conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            conn.execute("ALTER SYSTEM SET synchronous_commit = 'remote_apply'")
+            conn.execute("SELECT pg_reload_conf()")
+            deadline = time.monotonic() + START_TIMEOUT
+            query = "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'"
+            while conn.execute(query).fetchone()[0] == 0:
+                if time.monotonic() > deadline:
+                    raise DbUnavailable(f"no synchronous standby attached to {self!r}")
+                time.sleep(0.02)
+
     @property
     def conninfo(self) -> str:
         return f"host={self.host} port={self.port} user=postgres dbname=postgres"
@@ -418,12 +441,16 @@ def _instance_dir(root: Path, kind: str) -> Path:
     return directory
 
 
-def _start(server_for_port: Callable[[int], DbServer], template: Path) -> DbServer:
-    """Copy the template into the instance's dir and start it; retry on a new port if the bind was lost."""
+def _start(server_for_port: Callable[[int], DbServer], template: Path | Callable[[Path], None]) -> DbServer:
+    """Copy the template into the instance's dir (or make its data dir with ``template(data_dir)``) and start
+    it; retry on a new port if the bind was lost."""
     for attempt in range(START_ATTEMPTS):
         server = server_for_port(free_port())
         shutil.rmtree(server.data_dir, ignore_errors=True)
-        _run(["cp", "-a", str(template), str(server.data_dir)], "copy of the data template")
+        if callable(template):
+            template(server.data_dir)
+        else:
+            _run(["cp", "-a", str(template), str(server.data_dir)], "copy of the data template")
         try:
             return server.start()
         except DbUnavailable:
@@ -462,6 +489,24 @@ def start_postgres(root: Path, env: dict[str, str] | None = None, plpython: bool
         return PostgresServer(directory, port, bin_dir, env)
 
     return _start(server, template)  # type: ignore[return-value]
+
+
+def start_postgres_standby(primary: PostgresServer, root: Path) -> PostgresServer:
+    """A streaming standby of ``primary`` on a free port: ``pg_basebackup -R`` (its primary_conninfo points at
+    ``primary``), started as a hot standby that answers read-only queries."""
+
+    def clone(path: Path) -> None:
+        args = [f"{primary.bin_dir}/pg_basebackup", "-h", primary.host, "-p", str(primary.port), "-U", "postgres",
+                "-D", str(path), "-R", "-X", "stream", "-c", "fast", "--no-sync"]  # fmt: skip
+        _run(args, "pg_basebackup", **_as_postgres_user())
+
+    def server(port: int) -> PostgresServer:
+        directory = _instance_dir(root, "postgres-standby")
+        if IS_ROOT:
+            shutil.chown(directory, "postgres", "postgres")
+        return PostgresServer(directory, port, primary.bin_dir, primary.env)
+
+    return _start(server, clone)  # type: ignore[return-value]
 
 
 def start_mariadb(root: Path) -> MariaDbServer:

@@ -209,6 +209,7 @@ class SharedQueue:
             del self._failing[what]
             self._recovered_at = time.monotonic()
             log.warning("cluster: %s works again", what)
+            self.runner.retry_now()  # the database is back (perhaps a promoted standby): so is the store
         if then is not None and not self._stopped:
             then(future.result())
 
@@ -252,10 +253,13 @@ class SharedQueue:
 
     def _renew(self) -> None:
         """The leases of the rows of every background job this server holds: claimed, submitted here, or being
-        written (a row committed after this list was made is fresh: its lease is whole)."""
+        written (a row committed after this list was made is fresh: its lease is whole); and of finished jobs
+        whose delete is not committed yet (after an outage longer than the lease, until the store reconnects:
+        else another server would take the row over and run the job again)."""
         assert self.scheduler is not None
         held = [self._cluster_id(job_id) for job_id in self.scheduler.background_job_ids()]
         held += self._relaying
+        held += self.runner.unwritten()
         self._run("lease renewal", lambda: self.link.renew(held), once=True)
 
     def _poll(self) -> None:

@@ -88,6 +88,7 @@ class StoreRunner:
         self._pending = _Batch()
         self._scheduled = False
         self._in_flight = False
+        self._writing: _Batch | None = None  # the batch in flight, for ``unwritten``
         self.available = False
         self.last_error = ""
         self.down_since: float | None = None
@@ -160,6 +161,7 @@ class StoreRunner:
             return
         batch, self._pending = self._pending, _Batch()
         self._in_flight = True
+        self._writing = batch
         started = self._last_commit_start = time.monotonic()
         future = self._thread.submit(self._write, batch)
         future.add_done_callback(lambda f: self.reactor.callFromThread(self._written, batch, f, started))
@@ -187,6 +189,7 @@ class StoreRunner:
 
     def _written(self, batch: _Batch, future: Future, started: float) -> None:
         self._in_flight = False
+        self._writing = None
         error = future.exception()
         if error is None:
             elapsed = time.monotonic() - started
@@ -274,6 +277,19 @@ class StoreRunner:
         # the process's life (the sqlite file's lock, the claim of the queue)
         future = self._thread.submit(self.backend.open)
         future.add_done_callback(lambda f: self.reactor.callFromThread(self._reconnected, f))
+
+    def unwritten(self) -> list[int]:
+        """The ids of rows with a delete, bury or revive not yet committed (pending, in flight, or kept from a
+        failed batch): a shared store keeps their leases, or another server would run a finished job again."""
+        writing = self._writing.marks if self._writing is not None else {}
+        return [*writing, *self._pending.marks]
+
+    def retry_now(self) -> None:
+        """The database answers again (another connection to it works): reconnect now instead of at the end of
+        the back-off, so submits are refused no longer than needed."""
+        call = self._timers.get("reconnect")
+        if call is not None and call.active():
+            call.reset(0)
 
     def _reconnected(self, future: Future) -> None:
         self._reconnecting = False

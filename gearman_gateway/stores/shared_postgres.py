@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -288,10 +289,13 @@ class ClusterLink:
         self.store = store
         self.tables = store.tables
         self.dead_after = dead_after
-        #: No takeover until the database has run this long since its (re)start: every gateway lost its
-        #: session with it and needs a moment to heartbeat and renew again.
+        #: No takeover until the database has run this long since its (re)start, nor until this link has been
+        #: back this long after a lost connection (a failover to a standby that has run for long): every
+        #: gateway lost its session with the database and needs a moment to heartbeat and renew again.
         self.grace = grace
         self._conn: Any = None
+        self._failed = False  # the last call failed: the next connection is a return after an outage
+        self.back_at = 0.0  # time.monotonic() of that return
 
     def _cursor_work(self, what: str, work: Callable[[Any], Any]) -> Any:
         """``work(cursor)`` in one transaction, connecting first if needed; StoreError on any failure (the
@@ -304,10 +308,13 @@ class ClusterLink:
         try:
             if self._conn is None:
                 self._conn = self.store._connect()
+                if self._failed:
+                    self._failed, self.back_at = False, time.monotonic()
             with self._conn.transaction(), self._conn.cursor() as cur:
                 cur.execute("SET LOCAL synchronous_commit = off")
                 return work(cur)
         except psycopg.Error as exc:
+            self._failed = True
             self.close()
             raise StoreError(f"{self.store.where}: {what} failed: {one_line(exc)}") from exc
 
@@ -423,6 +430,8 @@ class ClusterLink:
         t, s = self.tables.jobs, self.tables.servers
 
         def work(cur: Any) -> set[bytes]:
+            if time.monotonic() - self.back_at < self.grace:
+                return set()  # checked once connected, on the link's thread: the reactor's view comes too late
             cur.execute(
                 f"WITH gone AS (SELECT job_id, owner FROM {t} WHERE owner IS NOT NULL AND NOT dead AND "
                 "now() - pg_postmaster_start_time() > %s * interval '1 second' AND "

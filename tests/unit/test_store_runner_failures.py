@@ -233,3 +233,27 @@ def test_closing_while_a_reconnect_is_pending_leaves_nothing_to_fire(reactor, sq
         globalLogPublisher.removeObserver(observe)
         other.close()
     assert failures == [], [event["log_failure"].getTraceback() for event in failures]
+
+
+def test_a_delete_not_yet_written_is_unwritten_until_it_is(reactor, sqlite_runner) -> None:
+    """Shared mode renews the leases of the rows listed by ``unwritten()`` (a finished job whose delete waits for
+    the store to come back must not be taken over and run again): a delete is listed while in flight and while
+    kept from a failed batch, and no longer once committed."""
+    runner, path = sqlite_runner
+
+    async def scenario() -> None:
+        assert await added(runner, job(1)) is None
+        other = theirs(path, lock=True)  # the next commit fails (busy_timeout 0.3 s)
+        try:
+            runner.remove(1)
+            assert runner.unwritten() == [1]  # pending
+            await until(reactor, lambda: runner.describe()["pending"] == 0)
+            assert runner.unwritten() == [1]  # in flight
+            await until(reactor, lambda: not runner.available)
+            assert runner.unwritten() == [1]  # kept for after the reconnect
+        finally:
+            other.close()
+        await until(reactor, lambda: runner.available and not runner.unwritten())
+
+    drive(reactor, scenario)
+    assert rows(path) == []
