@@ -335,6 +335,8 @@ class _Port(tcp.Port):
                 asked = min(_QUEUED(ask(_TCP, _TCP_INFO, _QUEUED_END))[0], budget)
             except OSError:  # cannot tell (not Linux): accept until the queue is empty
                 asked = budget
+            if not asked and budget == ACCEPTS_PER_TURN:
+                asked = 1  # readable, yet none counted: see for ourselves, so that a readable socket never spins
             got = 0
             while got < asked:
                 try:
