@@ -98,6 +98,9 @@ def main() -> int:
     parser.add_argument("--no-gearmand", action="store_true", help="ours only")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the callgrind dumps (for callgrind_annotate)")
+    parser.add_argument(
+        "--start-timeout", type=float, default=START_TIMEOUT, help="seconds a server may take to start under valgrind"
+    )
     args = parser.parse_args()
     ensure_debian_package("/usr/bin/valgrind", "valgrind", True)
     connload = build_connload()
@@ -114,7 +117,7 @@ def main() -> int:
         for label, argv in servers:
             http_port = free_port()
             server = Server(label, callgrind(argv, out_dir, label, http_port), out_dir)
-            server.start(timeout=START_TIMEOUT)
+            server.start(timeout=args.start_timeout)
             worker_argv = [GEARMAN_TOOL, "-h", "127.0.0.1", "-p", str(server.port), "-w", "-f", "bench"]
             worker = subprocess.Popen(worker_argv, stdin=QUIET, stdout=QUIET, stderr=QUIET)
             try:

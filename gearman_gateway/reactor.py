@@ -30,6 +30,7 @@ import errno
 import logging
 import select
 import socket
+import struct
 import sys
 from collections import deque
 from collections.abc import Callable
@@ -42,6 +43,11 @@ from twisted.internet.posixbase import _NO_FILEDESC
 _READABLE = select.EPOLLIN
 _WOULD_BLOCK = (errno.EAGAIN, errno.EWOULDBLOCK)
 _DONTWAIT = socket.MSG_DONTWAIT
+#: A listening socket's TCP_INFO says how many connections wait in its accept queue (``tcpi_unacked``).
+_TCP = socket.IPPROTO_TCP
+_TCP_INFO = getattr(socket, "TCP_INFO", -1)
+_QUEUED = struct.Struct("=24xI").unpack_from
+_QUEUED_END = 28
 #: Twisted's longest poll timeout (seconds that fit epoll_wait's milliseconds in a C int).
 _LONGEST_POLL = 2147483
 
@@ -131,6 +137,15 @@ class _Server(tcp.Server):
             self.startReading()
         else:
             watch(self, self._fd)
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:  # noqa: N802
+        """Twisted's (through its TLS mixin), in one step for the usual case: every frontend connection
+        registers itself as the push producer of its new transport."""
+        if streaming and self.producer is None and not self.disconnected and not self.TLS:
+            object.__setattr__(self, "producer", producer)
+            object.__setattr__(self, "streamingProducer", True)
+        else:
+            super().registerProducer(producer, streaming)
 
     @property
     def peer_host(self) -> str:
@@ -308,31 +323,39 @@ class _Port(tcp.Port):
         if build is None:
             return super().doRead()
         accept = self.socket._accept  # the C accept: (descriptor, address), no Python socket object
+        ask = self.socket.getsockopt
         accepted: deque[tuple[int, Any]] = deque()
         budget = ACCEPTS_PER_TURN
         while True:
             # the kernel's queue into ours before each set-up: a connection costs the set-up many times what
             # its accept costs, and connects that find the kernel's queue full are dropped (retried a second
-            # later), while ours only waits
+            # later), while ours only waits. As many accepts as the kernel says are queued (TCP_INFO of a
+            # listening socket), not one more that fails: an EAGAIN's exception costs more than the question
+            try:
+                asked = min(_QUEUED(ask(_TCP, _TCP_INFO, _QUEUED_END))[0], budget)
+            except OSError:  # cannot tell (not Linux): accept until the queue is empty
+                asked = budget
+            if not asked and budget == ACCEPTS_PER_TURN:
+                asked = 1  # readable, yet none counted: see for ourselves, so that a readable socket never spins
             got = 0
-            while budget:
+            while got < asked:
                 try:
                     accepted.append(accept())
-                except BlockingIOError:
+                except BlockingIOError:  # empty (a queued connection may have been reset meanwhile)
                     break
                 except OSError:  # EMFILE, EPERM, ECONNABORTED...: Twisted's handling, which logs and recovers
-                    budget = 0
+                    budget = got = 0
                     super().doRead()
                     break
-                budget -= 1
                 got += 1
+            budget -= got
             if not accepted:
                 return None
             fd, client = accepted.popleft()
             self._set_up(build, fd, client)
             if got < 2 and not accepted:
                 # a lone connection, not a burst: what came during its set-up is the next poll's (the
-                # listening socket stays readable), not worth an accept that finds nothing, every time
+                # listening socket stays readable), not worth a question every time
                 return None
 
     def _set_up(self, build: Callable[[], Any], fd: int, client: Any) -> None:
@@ -366,7 +389,11 @@ class _Port(tcp.Port):
             sock.close()
             return
         if first is not None and getattr(connection, "open", False):
-            self.reactor.received_now(transport, first)
+            try:  # as doRead would hand it over
+                connection.dataReceived(first)
+            except BaseException as error:  # as Twisted: the application's error drops the connection
+                log.exception("unhandled error reading %r", transport)
+                self.reactor._disconnectSelectable(transport, error, True)
 
 
 class _Descriptors(dict[int, None]):
@@ -440,14 +467,6 @@ class GatewayReactor(EPollReactor):
                     self.doIteration(timeout if self.running else 0)
             except BaseException:  # as Twisted's loop: even SystemExit is logged, and the loop goes on
                 log.exception("unexpected error in the main loop")
-
-    def received_now(self, selectable: _Server, data: bytes) -> None:
-        """``data``, read from ``selectable``'s socket outside a poll, to its protocol as ``doRead`` would."""
-        try:
-            selectable.protocol.dataReceived(data)
-        except BaseException as error:  # as Twisted: the application's error drops the connection
-            log.exception("unhandled error reading %r", selectable)
-            self._disconnectSelectable(selectable, error, True)
 
     def call_after_poll(self, callback: Callable[[], None], first: bool = False) -> None:
         """``first``: before the callbacks registered without it (the scheduler's end of turn, which

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from gearman_gateway.connections import ConnectionRegistry
     from gearman_gateway.results import ResultCache
     from gearman_gateway.scheduler import Scheduler
+    from protocols.output import WriteBatch
 
 ENTRY_POINT_GROUP = "gearman_gateway.protocols"
 #: The distribution whose entry points are the built-in frontends.
@@ -50,6 +51,14 @@ class FrontendContext:
     options: Any = None  # this frontend's options: an instance of its ``options_type``
     results: ResultCache | None = None  # the result cache (gearman_gateway/results.py), unless turned off
     access: Access = field(default_factory=Access)  # identities and permissions (gearman_gateway/security)
+
+    @functools.cached_property
+    def write_batch(self) -> WriteBatch:
+        """The reactor's ``WriteBatch`` (``protocols.output.write_batch``), kept here after the first ask:
+        every new connection joins it, and an attribute read is cheaper than the per-reactor lookup."""
+        from protocols.output import write_batch
+
+        return write_batch(self.reactor)
 
 
 class Frontend(Protocol):

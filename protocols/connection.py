@@ -109,7 +109,15 @@ class FrontendConnection(BatchedOutput):
             cls.peer_closed = half_close  # type: ignore[method-assign]
 
     def __init__(self, context: FrontendContext) -> None:
-        BatchedOutput.__init__(self, write_batch(context.reactor))
+        try:
+            batch = context.write_batch  # FrontendContext's, made once
+        except AttributeError:  # a context of another kind (tests, embedders)
+            batch = write_batch(context.reactor)
+        BatchedOutput.__init__(self, batch)
+        self.init_connection(context)
+
+    def init_connection(self, context: FrontendContext) -> None:
+        """``__init__`` less the output's part, for a class whose session sets that up (``BinaryConnection``)."""
         self.context = context
         self.transport: Any = None
         self.open = False
@@ -143,11 +151,15 @@ class FrontendConnection(BatchedOutput):
 
     def connectionMade(self) -> None:  # noqa: N802
         transport = self.transport
-        handle = transport.getHandle()
-        fileno = getattr(transport, "fileno", None)  # the reactor's own int for it, where there is one
-        self.fd = fileno() if fileno is not None else handle.fileno()
-        # gearmand's reactor's transport has the host at hand (one string for all peers on one address)
-        self.peer = getattr(transport, "peer_host", None) or getattr(transport.getPeer(), "host", "?")
+        tcp_connection = isinstance(transport, tcp.Server)  # ours (gearman_gateway.reactor) or Twisted's
+        if tcp_connection:
+            # what set-up needs is at hand: the reactor's own int for the descriptor where it keeps one, and
+            # the peer's host (gearmand's reactor's: one string for all peers on one address)
+            self.fd = getattr(transport, "_fd", None) or transport.socket.fileno()
+            self.peer = transport.hostname
+        else:  # TLS (the socket under it), or another transport
+            self.fd = transport.getHandle().fileno()
+            self.peer = getattr(transport.getPeer(), "host", "?")
         context = self.context
         if not context.connections.admit(self):  # counted and logged there
             transport.abortConnection()
@@ -155,15 +167,15 @@ class FrontendConnection(BatchedOutput):
         self.open = True
         if context.settings.first_byte_timeout:
             first_byte.watch(self)
-        if isinstance(transport, tcp.Server):
+        if tcp_connection:
             self._socket = transport.socket
             if not getattr(transport.server, "socket_options_inherited", False):
-                set_socket_options(handle, self.context)
-        else:  # TLS (the socket under it), or a reactor of Twisted's
+                set_socket_options(transport.socket, context)
+        else:
             transport.setTcpNoDelay(True)
-            if self.context.settings.keepalive:
+            if context.settings.keepalive:
                 transport.setTcpKeepAlive(True)
-                set_socket_options(handle, self.context)
+                set_socket_options(transport.getHandle(), context)
         transport.registerProducer(self, True)
         self.started()
 
@@ -171,7 +183,7 @@ class FrontendConnection(BatchedOutput):
         if not self.open:
             return
         self.open = False
-        self.close_output()
+        self._out = None  # close_output's (without the call)
         context = self.context
         context.connections.remove(self)
         if context.settings.first_byte_timeout:
@@ -200,7 +212,8 @@ class FrontendConnection(BatchedOutput):
         call: a peer's EOF, an HTTP response after which HTTP closes."""
         if not self.open:
             return
-        self.flush()
+        if self._out:
+            self.flush()
         transport = self.transport
         if self.open and self._socket is not None and not transport.dataBuffer and not transport._tempDataLen:
             close_lean = getattr(transport, "close_lean", None)  # our reactor's (gearman_gateway.reactor)

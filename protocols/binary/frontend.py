@@ -17,6 +17,7 @@ from protocols.binary.codec import Decoder
 from protocols.binary.packets import REQ
 from protocols.binary.session import BinarySession, GuardedSession, TenantSession
 from protocols.connection import FrontendConnection, FrontendFactory
+from protocols.output import write_batch
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -32,10 +33,12 @@ class BinaryConnection(BinarySession, FrontendConnection):
     __slots__ = FrontendConnection.SLOTS
 
     def __init__(self, factory: BinaryFactory) -> None:
-        FrontendConnection.__init__(self, factory.context)  # its output joins the reactor's write batch
+        context = factory.context
+        # its output joins the reactor's write batch (set up once, by the session)
         BinarySession.__init__(
-            self, self._batch, factory.context.scheduler, factory.decoder, factory.exceptions, factory.grant
+            self, factory.batch, context.scheduler, factory.decoder, factory.exceptions, factory.grant
         )
+        FrontendConnection.init_connection(self, context)
 
     dataReceived = BinarySession.receive_data  # noqa: N815  (Twisted's name; no call in between)
     ended = BinarySession.connection_lost
@@ -95,6 +98,7 @@ class BinaryFactory(FrontendFactory):
         super().__init__(context)
         options: BinaryOptions = context.options
         self.exceptions = context.settings.exceptions
+        self.batch = write_batch(context.reactor)
         # every connection's while it sends whole packets: an idle worker's then keeps none of its own (80 B),
         # and the decoder stays one type (CPython's attribute caches in the hot path see only one)
         self.decoder = Decoder(REQ, options.max_packet_size, options.max_admin_line)
