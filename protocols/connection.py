@@ -157,8 +157,9 @@ class FrontendConnection(BatchedOutput):
             # the peer's host (gearmand's reactor's: one string for all peers on one address)
             self.fd = getattr(transport, "_fd", None) or transport.socket.fileno()
             self.peer = transport.hostname
-        else:  # TLS (the socket under it), or another transport
-            self.fd = transport.getHandle().fileno()
+        else:  # TLS (its wrapper hands ``fileno`` on to the TCP transport under it), or another transport
+            fileno = getattr(transport, "fileno", None)
+            self.fd = fileno() if fileno is not None else transport.getHandle().fileno()
             self.peer = getattr(transport.getPeer(), "host", "?")
         context = self.context
         if not context.connections.admit(self):  # counted and logged there
