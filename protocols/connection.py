@@ -176,7 +176,8 @@ class FrontendConnection(BatchedOutput):
             transport.setTcpNoDelay(True)
             if context.settings.keepalive:
                 transport.setTcpKeepAlive(True)
-                set_socket_options(transport.getHandle(), context)
+                # the TLS wrapper's getHandle is its OpenSSL connection (no socket); ``socket`` reaches the TCP one
+                set_socket_options(getattr(transport, "socket", None) or transport.getHandle(), context)
         transport.registerProducer(self, True)
         self.started()
 

@@ -310,6 +310,17 @@ def test_required_client_certificates_refuse_a_client_without_one(tmp_path: Path
     assert handshake(strict.tls_port, context_for(pki, pki.client("strict"))) in ("TLSv1.2", "TLSv1.3")
 
 
+def test_tls_connections_take_keepalive_socket_options(pki: Pki, gearmand) -> None:  # type: ignore[no-untyped-def]
+    """``--keepalive`` sets its options on the TCP socket under TLS (the wrapper's handle has none)."""
+    server = start_tls_server(gearmand, pki, "--keepalive", "--keepalive-idle", "30")
+    thread = gear_worker(server.tls_port, pki, "ka-worker", b"tls_keepalive")
+    client = gear_client(server.tls_port, pki, "ka-client")
+    assert gear_run(client, b"tls_keepalive", b"kept alive") == b"KEPT ALIVE"
+    thread.join(TIMEOUT)
+    client.shutdown()
+    assert "Traceback" not in server.server.log()
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
