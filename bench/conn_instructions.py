@@ -10,6 +10,8 @@ counters are dumped (as bench/instructions.py does for jobs):
   connect   bench/connload.c connect/close cycles from one process (nothing sent)
   echo      connload -w: connect, one ECHO_REQ, its answer, close (a client that connects per request)
   http      ab: POST /bench on a new connection each (HTTP/1.0), one C ``gearman -w -f bench`` worker
+  keepalive the same POSTs (HTTP/1.1) one after another on one kept-alive connection (ours only: gearmand
+            1.1.20 closes after every response); the client is this script, whose instructions do not count
 
 Only user-space instructions count (the kernel's TCP work is the same for both servers, and system calls are
 counted by ``strace -c``, see docs/performance.md); gearmand's threads are summed.
@@ -21,6 +23,7 @@ counted by ``strace -c``, see docs/performance.md); gearmand's threads are summe
 from __future__ import annotations
 
 import argparse
+import http.client
 import shutil
 import subprocess
 import sys
@@ -32,7 +35,7 @@ from benchlib import DEBIAN_GEARMAND, REPO, Server, ensure_debian_package, free_
 from connect_bench import build_connload
 
 #: echo before connect: a connect run ends with one echo (see ``load``), whose count is taken off its figure
-SCENARIOS = ("echo", "connect", "http")
+SCENARIOS = ("echo", "connect", "http", "keepalive")
 GEARMAN_TOOL = "/usr/bin/gearman"
 START_TIMEOUT = 180.0
 QUIET = subprocess.DEVNULL
@@ -70,12 +73,29 @@ def load(scenario: str, server: Server, http_port: int, count: int, connload: st
                 [connload, "-p", str(server.port), "-n", "1", "-c", "1", "-w"], capture_output=True, check=True
             )
         return count
+    if scenario == "keepalive":
+        return keepalive(http_port, count, body.read_bytes())
     argv = ["ab", "-q", "-n", str(count), "-c", "1", "-p", str(body), "-T", "text/plain"]
     out = subprocess.run(
         [*argv, f"http://127.0.0.1:{http_port}/bench"], capture_output=True, text=True, timeout=900, check=True
     ).stdout
     if "Failed requests:        0" not in out or "Non-2xx" in out:
         raise RuntimeError(f"{server.label} http: {out}")
+    return count
+
+
+def keepalive(http_port: int, count: int, body: bytes) -> int:
+    """``count`` POSTs on one HTTP/1.1 connection, each answered before the next is sent."""
+    connection = http.client.HTTPConnection("127.0.0.1", http_port, timeout=120)
+    try:
+        for _ in range(count):
+            connection.request("POST", "/bench", body=body, headers={"Content-Type": "text/plain"})
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200 or response.will_close:
+                raise RuntimeError(f"keepalive: {response.status}, will close: {response.will_close}")
+    finally:
+        connection.close()
     return count
 
 
@@ -122,6 +142,8 @@ def main() -> int:
             worker = subprocess.Popen(worker_argv, stdin=QUIET, stdout=QUIET, stderr=QUIET)
             try:
                 for scenario in args.scenarios:
+                    if scenario == "keepalive" and label == "gearmand":
+                        continue
                     load(scenario, server, http_port, max(args.count // 5, 20), connload, body)
                     subprocess.run(["callgrind_control", "-z", str(server.pid)], capture_output=True, check=True)
                     done = load(scenario, server, http_port, args.count, connload, body)
@@ -140,6 +162,8 @@ def main() -> int:
         for scenario in args.scenarios:
             reference = results.get(("gearmand", scenario))
             for label, _argv in servers:
+                if (label, scenario) not in results:
+                    continue
                 value = results[label, scenario]
                 ratio = f"{value / reference:.2f}" if reference else "-"
                 rows.append([scenario, label, f"{value:,.0f}", ratio])

@@ -64,14 +64,21 @@ class Deadlines:
                 log.exception("timeout callback %r failed", callback)
 
 
-_registry: weakref.WeakKeyDictionary[Any, dict[float, Deadlines]] = weakref.WeakKeyDictionary()
+#: Per clock (by a weak reference, which hashes and compares as its clock while that lives; the entry goes
+#: with the clock): its ``Deadlines`` per timeout. A dict of weak references rather than a
+#: ``WeakKeyDictionary``, whose ``get`` is a Python call: this is looked up per HTTP request.
+_registry: dict[weakref.ref[Any], dict[float, Deadlines]] = {}
+
+
+def _forget(ref: weakref.ref[Any]) -> None:
+    _registry.pop(ref, None)
 
 
 def deadlines(clock: Any, timeout: float) -> Deadlines:
     """The clock's one ``Deadlines`` for ``timeout``, shared by every connection that uses it."""
-    per_clock = _registry.get(clock)
+    per_clock = _registry.get(weakref.ref(clock))
     if per_clock is None:
-        per_clock = _registry[clock] = {}
+        per_clock = _registry[weakref.ref(clock, _forget)] = {}
     found = per_clock.get(timeout)
     if found is None:
         found = per_clock[timeout] = Deadlines(clock, timeout)

@@ -51,6 +51,15 @@ class HttpProtocol(SessionConnection):
     # response went out whole (a new connection per request is what gearmand's users do)
     close = FrontendConnection.close_now
 
+    def write_last(self, data: bytes) -> None:
+        """The last response: straight to the socket and closed, in this turn (through ``queue`` it would
+        wait for the end of the turn's write batch only for ``close`` to flush it at once)."""
+        if self.output_queued:
+            self.queue(data)
+        elif self.open:
+            self.write_pieces([data])
+        self.close_now()
+
     def abort(self) -> None:
         self.close_output()
         self.transport.abortConnection()

@@ -9,6 +9,11 @@ no ``Transfer-Encoding``, ``Expect``, ``Upgrade`` or ``CONNECT``. For such bytes
 events this module gives (``Request``, the body as one ``Data``, ``EndOfMessage``), which
 tests/unit/test_http_plain.py checks with hypothesis; anything else (``parse`` returns None) goes to h11,
 which stays the reference for correctness and for every error.
+
+A client sends the same head again and again (wrk, ab, a PHP page's curl posting same-sized bodies), and
+the head's parse is most of a plain request's cost (regular-expression matches are some 4,000 instructions
+per header line): the heads seen lately and what they parse to are kept (``_heads``, bounded), so a head
+seen before costs one dict lookup.
 """
 
 from __future__ import annotations
@@ -30,6 +35,15 @@ _DIGITS = re.compile(rb"[0-9]{1,18}")
 #: protocol switches.
 _TO_H11 = frozenset((b"transfer-encoding", b"expect", b"upgrade"))
 
+#: Heads kept at most (then all are forgotten at once: a cache, not a record), and the longest kept.
+HEAD_CACHE_SIZE = 256
+MAX_CACHED_HEAD = 1024
+
+#: A head's parse: method, target, version, headers (shared by every request with this head: read-only),
+#: the body's length and h11's keep-alive decision.
+_Head = tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]], int, bool]
+_heads: dict[bytes, _Head] = {}
+
 
 class PlainRequest(NamedTuple):
     method: bytes
@@ -45,7 +59,26 @@ def parse(data: bytes) -> PlainRequest | None:
     end = data.find(b"\r\n\r\n")
     if end < 0 or end > MAX_HEAD_SIZE:
         return None
-    lines = data[:end].split(b"\r\n")
+    head = data[:end]
+    known = _heads.get(head)
+    if known is None:
+        known = _parse_head(head)
+        if known is None:
+            return None
+        if end <= MAX_CACHED_HEAD:
+            if len(_heads) >= HEAD_CACHE_SIZE:
+                _heads.clear()
+            _heads[head] = known
+    method, target, version, headers, length, keep_alive = known
+    start = end + 4
+    if len(data) - start != length:
+        return None
+    return PlainRequest(method, target, version, headers, data[start:], keep_alive)
+
+
+def _parse_head(head: bytes) -> _Head | None:
+    """A head (up to its blank line) as ``parse`` takes it, or None."""
+    lines = head.split(b"\r\n")
     line = _REQUEST_LINE.fullmatch(lines[0])
     if line is None:
         return None
@@ -78,10 +111,7 @@ def parse(data: bytes) -> PlainRequest | None:
         headers.append((name, value))
     if hosts > 1 or (hosts == 0 and version == b"1.1"):
         return None
-    start = end + 4
-    if len(data) - start != length:
-        return None
-    return PlainRequest(method, target, version, headers, data[start:], keep_alive)
+    return method, target, version, headers, length, keep_alive
 
 
 def response(
@@ -111,3 +141,16 @@ def response(
     if body and status >= 200 and status != 204 and status != 304:
         lines.append(body)
     return b"".join(lines), close
+
+
+_JOB_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nX-Gearman-Job-Handle: %s\r\nX-Gearman-Command: %s\r\nContent-Length: %d\r\n"
+    b"Server: %s\r\n%s\r\n%s"
+)
+
+
+def job_response(handle: bytes, command: bytes, body: bytes, length: int, keep_alive: bool, server: bytes) -> bytes:
+    """``response`` for a job's answer (gearmand's headers: handle, command, length, server; no
+    ``Connection`` header of its own), in one formatting: ``length`` is the data's, ``body`` b"" for HEAD."""
+    close = b"" if keep_alive else b"Connection: close\r\n"
+    return _JOB_RESPONSE % (handle, command, length, server, close, body)

@@ -44,6 +44,7 @@ class Transport(Protocol):
 
     def write(self, data: bytes) -> None: ...
     def close(self) -> None: ...  # after what was written has gone out
+    def write_last(self, data: bytes) -> None: ...  # write, then close
     def abort(self) -> None: ...  # at once: the response cannot be finished correctly
     def pause_reading(self) -> None: ...
     def resume_reading(self) -> None: ...
@@ -56,6 +57,22 @@ class HttpSession:
     #: False: every request through h11 (the tests compare both paths' bytes).
     fast_path = True
 
+    # The exchange's state, at its starting values here (a new connection per request is the usual case
+    # of gearmand's users: a connection sets only what it changes).
+    conn: h11.Connection | None = None  # made for the first request that is not plain
+    _plain: bool | None = None  # the current exchange is plain: whether it keeps the connection
+    closed = False
+    _route: mapping.Routed | None = None  # the request being read
+    _method = b""
+    _version = b"1.1"
+    _headers: Any = ()
+    _body: Any = ()  # a list while h11 reads a body
+    _body_size = 0
+    waiting: HttpJob | None = None  # the job whose outcome the current response waits for
+    _busy = False  # a request is complete and its response not yet finished
+    _processing = False
+    _reading_paused = False
+
     def __init__(self, context: FrontendContext, api: HttpApi, transport: Transport) -> None:
         self.context = context
         self.settings = context.settings
@@ -64,19 +81,6 @@ class HttpSession:
         self.clock: Any = context.reactor
         self.api = api
         self.transport = transport
-        self.conn: h11.Connection | None = None  # made for the first request that is not plain
-        self._plain: bool | None = None  # the current exchange is plain: whether it keeps the connection
-        self.closed = False
-        self._route: mapping.Routed | None = None  # the request being read
-        self._method = b""
-        self._version = b"1.1"
-        self._headers: Any = ()
-        self._body: list[bytes] = []
-        self._body_size = 0
-        self.waiting: HttpJob | None = None  # the job whose outcome the current response waits for
-        self._busy = False  # a request is complete and its response not yet finished
-        self._processing = False
-        self._reading_paused = False
         timeout = self.options.keepalive_timeout
         self._idle_deadlines: Deadlines | None = deadlines(self.clock, timeout) if timeout else None
         self._arm_idle()
@@ -106,10 +110,12 @@ class HttpSession:
 
     def connection_lost(self) -> None:
         """The peer went away: a job nobody else waits for is dropped (if no worker has it yet)."""
-        self.closed = True
-        self._cancel_idle()
-        listener, self.waiting = self.waiting, None
+        if not self.closed:  # else the idle timer went when it closed
+            self.closed = True
+            self._cancel_idle()
+        listener = self.waiting
         if listener is not None:
+            self.waiting = None
             listener.cancel_timer()
             self.scheduler.detach(listener)
 
@@ -337,17 +343,34 @@ class HttpSession:
     def chunked(self) -> bool:
         return self._version == b"1.1"
 
+    def respond_job(self, handle: bytes, command: bytes, data: bytes) -> None:
+        """A job's outcome (or a background job's JOB_CREATED) as gearmand answers it: 200, the job's
+        headers and its data. On the fast path without the general ``respond``'s header lists."""
+        keep_alive = self._plain
+        if keep_alive is None:
+            self.respond(Answer(200, mapping.job_headers(handle, command, len(data)), data))
+            return
+        self.api.stats.count(200)
+        body = data if self._method != b"HEAD" else b""
+        self._plain_sent(plain.job_response(handle, command, body, len(data), keep_alive, mapping.SERVER), keep_alive)
+
     def _respond_plain(self, status: int, headers: mapping.Headers, body: bytes) -> None:
-        keep_alive, self._plain = self._plain, None
+        data, close = plain.response(status, mapping.reason(status), headers, body, bool(self._plain))
+        self._plain_sent(data, not close)
+
+    def _plain_sent(self, data: bytes, keep_alive: bool) -> None:
+        """A plain exchange's response ``data`` is complete: out, and the next exchange or the close."""
+        self._plain = None
         self.waiting = None
         self._busy = False
         if self.closed:
             return
-        data, close = plain.response(status, mapping.reason(status), headers, body, bool(keep_alive))
-        self.transport.write(data)
-        if close:
-            self._close()
+        if not keep_alive:  # out and closed in this turn
+            self.closed = True
+            self._cancel_idle()
+            self.transport.write_last(data)
             return
+        self.transport.write(data)
         if self._reading_paused:
             self._reading_paused = False
             self.transport.resume_reading()
@@ -445,7 +468,7 @@ class HttpJob(JobListener):
         self.handle = job.handle
         if self.request.background:
             if self.session.waiting is self:
-                self.session.respond(Answer(200, mapping.job_headers(job.handle, b"JOB_CREATED", 0)))
+                self.session.respond_job(job.handle, b"JOB_CREATED", b"")
             return
         self._arm_timer()
 
@@ -544,7 +567,7 @@ class HttpJob(JobListener):
         if session.waiting is not self:
             return
         if self.formatter is None:
-            session.respond(Answer(200, mapping.job_headers(self.handle, command, len(data)), data))
+            session.respond_job(self.handle, command, data)
             return
         if not self.streaming:
             self._start_stream()

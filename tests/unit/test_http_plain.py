@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocols.http import plain
+from protocols.http import mapping, plain
 from protocols.http.session import HttpSession
 from tests.unit.test_http_session import Harness
 
@@ -273,3 +273,45 @@ def test_a_session_on_the_fast_path_writes_what_h11_writes(data: bytes) -> None:
 
 def test_the_fast_path_is_on_by_default() -> None:
     assert HttpSession.fast_path is True
+
+
+# -- the job's answer and the cache of heads
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(max_size=12),
+    st.sampled_from([b"WORK_COMPLETE", b"WORK_FAIL", b"WORK_EXCEPTION", b"JOB_CREATED"]),
+    st.binary(max_size=20),
+    st.booleans(),
+    st.booleans(),
+)
+def test_a_jobs_answer_is_the_general_responses_bytes(
+    handle: bytes, command: bytes, data: bytes, keep_alive: bool, head: bool
+) -> None:
+    body = b"" if head else data
+    expected = plain.response(200, b"OK", mapping.job_headers(handle, command, len(data)), body, keep_alive)
+    assert plain.job_response(handle, command, body, len(data), keep_alive, mapping.SERVER) == expected[0]
+    assert expected[1] is not keep_alive
+
+
+def test_a_head_seen_before_parses_as_it_did_the_first_time() -> None:
+    plain._heads.clear()
+    head = b"POST /f HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n"
+    first = plain.parse(head + b"hello")
+    assert head[:-4] in plain._heads
+    again = plain.parse(head + b"olleh")
+    assert again == first._replace(body=b"olleh")  # type: ignore[union-attr]
+    assert plain.parse(head + b"hell") is None  # the body must still be exactly Content-Length
+    assert plain.parse(b"GET /f HTTP/1.1\r\n\r\n") is None
+    assert b"GET /f HTTP/1.1" not in plain._heads  # what is not plain is not kept
+
+
+def test_the_cache_of_heads_is_bounded() -> None:
+    plain._heads.clear()
+    for n in range(plain.HEAD_CACHE_SIZE * 2 + 1):
+        assert plain.parse(b"GET /f%d HTTP/1.0\r\n\r\n" % n) is not None
+        assert len(plain._heads) <= plain.HEAD_CACHE_SIZE
+    long_head = b"GET /f HTTP/1.0\r\nX-A: " + b"a" * plain.MAX_CACHED_HEAD + b"\r\n\r\n"
+    assert plain.parse(long_head) is not None
+    assert long_head[:-4] not in plain._heads

@@ -36,6 +36,10 @@ class FakeTransport:
     def close(self) -> None:
         self.closed = True
 
+    def write_last(self, data: bytes) -> None:
+        self.write(data)
+        self.close()
+
     def abort(self) -> None:
         self.aborted = True
 
