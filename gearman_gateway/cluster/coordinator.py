@@ -31,6 +31,7 @@ from gearman_gateway.stores.base import StoredJob
 from gearman_gateway.stores.runner import AddCallback, StoreRunner
 from gearman_gateway.stores.shared_postgres import (
     LOCAL_BITS,
+    Ahead,
     ClusterLink,
     Notifications,
     Peer,
@@ -106,6 +107,7 @@ class SharedQueue:
     def attach(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler
         self.relay = RelayWorker(scheduler, self.reactor, self._relay_out)
+        self.backend.claim_room = lambda: PREFETCH - len(self._adopted)
 
     def _own_workers(self, name: bytes) -> int:
         assert self.relay is not None
@@ -114,6 +116,7 @@ class SharedQueue:
     # -- the DurableStore protocol (the scheduler's calls)
 
     def add(self, row: StoredJob, callback: AddCallback) -> None:
+        local = self._own_workers(row.function) > 0
         shared = SharedRow(
             cluster_id(self.server, row.job_id),
             row.handle,
@@ -122,9 +125,28 @@ class SharedQueue:
             row.priority,
             row.data,
             row.when,
-            local=self._own_workers(row.function) > 0,
+            local=local,
         )
-        self.runner.add(shared, callback)
+        self.runner.add(shared, (lambda error: self._committed_here(error, callback)) if local else callback)
+
+    def _committed_here(self, error: Exception | None, callback: AddCallback) -> None:
+        """A job inserted as this server's: the older jobs its batch claimed (Ahead) are queued ahead of it
+        before it becomes runnable (FIFO across servers, docs/scale.md)."""
+        if isinstance(error, Ahead):
+            self._adopt(error.rows, ahead=True)
+            error = None
+        callback(error)
+
+    def _adopt(self, rows: list[StoredJob], ahead: bool = False) -> None:
+        assert self.scheduler is not None
+        self.claims += 1
+        self.claimed += len(rows)
+        if ahead:
+            for seq, row in zip(self.scheduler.adopt_ahead(rows), rows, strict=True):
+                self._adopted[seq] = row.job_id
+        else:
+            for row in rows:
+                self._adopted[self.scheduler.adopt(row)] = row.job_id
 
     def remove(self, job_id: int) -> None:
         adopted = self._adopted.pop(job_id, None)
@@ -313,15 +335,10 @@ class SharedQueue:
     def _claimed(self, result: tuple[int, list[tuple[StoredJob, int]]]) -> None:
         self._claiming = False
         room, rows = result
-        self.claims += 1
-        self.claimed += len(rows)
-        scheduler = self.scheduler
-        assert scheduler is not None
         for row, reply_to in rows:
             if reply_to:
                 self._run_relayed(row, reply_to)
-            else:
-                self._adopted[scheduler.adopt(row)] = row.job_id
+        self._adopt([row for row, reply_to in rows if not reply_to])
         self._more = len(rows) >= room
         if self._claim_again or (self._more and len(self._adopted) <= PREFETCH // 2):
             self.claim()

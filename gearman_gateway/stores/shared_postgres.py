@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -59,6 +60,15 @@ class SharedRow(StoredJob):
     local: bool = False
 
 
+class Ahead(Exception):
+    """The answer to the first of a batch's adds that stay this server's: the older unowned jobs of their
+    functions that the batch's transaction claimed (``rows``), to be queued ahead of the batch's new jobs."""
+
+    def __init__(self, rows: list[StoredJob]) -> None:
+        super().__init__("claimed ahead")
+        self.rows = rows
+
+
 def cluster_id(server: int, seq: int) -> int:
     return (server << LOCAL_BITS) | seq
 
@@ -66,6 +76,29 @@ def cluster_id(server: int, seq: int) -> int:
 def payload_for(function: bytes) -> str:
     text = function.hex()
     return text if len(text) <= MAX_PAYLOAD else ""
+
+
+def claim_rows(
+    cur: Any, table: str, server: int, lease: float, functions: list[bytes], limit: int, now: int, relayed: bool = True
+) -> list[tuple[StoredJob, int]]:
+    """Take up to ``limit`` unowned due jobs of these functions, best priority and oldest (``fifo``) first, in
+    that order: each with the number of the server it is relayed for (0: a background job). ``relayed`` False:
+    background jobs only."""
+    cur.execute(
+        f"UPDATE {table} SET owner = %s, lease_until = now() + %s * interval '1 second' WHERE job_id IN "
+        f"(SELECT job_id FROM {table} WHERE owner IS NULL AND NOT dead AND function_name = ANY(%s) "
+        f"AND when_to_run <= %s{'' if relayed else ' AND reply_to IS NULL'} ORDER BY priority, fifo LIMIT %s "
+        f"FOR UPDATE SKIP LOCKED) RETURNING {_CLAIMED}, fifo",
+        (server, lease, functions, now, limit),
+    )
+    rows = sorted(cur.fetchall(), key=lambda r: (r[4], r[8]))
+    return [
+        (
+            StoredJob(int(r[0]), as_bytes(r[1]), as_bytes(r[3]), as_bytes(r[2]), int(r[4]), as_bytes(r[5]), int(r[6])),
+            int(r[7] or 0),
+        )
+        for r in rows
+    ]
 
 
 class _Tables:
@@ -132,6 +165,8 @@ class SharedPostgresStore(PostgresStore):
         self.listen = listen
         #: This server's number in the cluster (``TABLE_servers.id``), 0 until the first open.
         self.server = 0
+        #: How many more claimed jobs this server may hold (read on the store's thread; set by the coordinator).
+        self.claim_room: Callable[[], int] = lambda: 256
         t = self.table
         self._insert_head = (
             f"INSERT INTO {t} (job_id, handle, unique_key, function_name, priority, data, when_to_run, owner, "
@@ -209,26 +244,55 @@ class SharedPostgresStore(PostgresStore):
     def write(
         self, adds: list[StoredJob], removes: list[int], buries: list[tuple[int, str]], revives: list[int]
     ) -> dict[int, Exception]:
-        """One transaction: inserts (each owned by this server or not; a held unique inserts nothing), deletes,
-        buries, revives, and one NOTIFY per function of the unowned new rows. Returns the adds that are not this
-        server's: job id -> HandedOff."""
+        """One transaction: inserts (each owned by this server or not; a held unique inserts nothing), the claim
+        of the older unowned jobs of the functions of the owned ones (``_claim_ahead``), deletes, buries,
+        revives, and one NOTIFY per function of the unowned new rows. Returns the adds that are not this
+        server's (job id -> HandedOff) and, for the first owned one, the jobs claimed ahead of it (Ahead)."""
         outcomes: dict[int, Exception] = {}
         with self._transaction(f"batch of {len(adds)} adds and {len(removes)} removes") as cur:
             if adds:
                 inserted = self._insert_shared(cur, adds)
+                owned = [row for row in adds if row.job_id in inserted and getattr(row, "local", False)]
+                ahead, given_back = self._claim_ahead(cur, owned) if owned else ([], set())
                 announce = set()
                 for row in adds:
                     if row.job_id not in inserted:
                         outcomes[row.job_id] = HandedOff(self._holder_handle(cur, row))
-                    elif not getattr(row, "local", False):
+                    elif row.job_id in given_back or not getattr(row, "local", False):
                         outcomes[row.job_id] = HandedOff()
                         announce.add(row.function)
+                    elif ahead:
+                        outcomes[row.job_id], ahead = Ahead(ahead), []
                 self._notify(cur, announce)
             self._each_chunk(cur, f"DELETE FROM {self.table}", (), removes)
             for job_id, reason in buries:
                 self._each_chunk(cur, self._set_dead(), (True, reason), [job_id])
             self._each_chunk(cur, self._set_dead(), (False, ""), revives)
         return outcomes
+
+    def _claim_ahead(self, cur: Any, owned: list[StoredJob]) -> tuple[list[StoredJob], set[int]]:
+        """FIFO across servers: before this server runs its new jobs, it claims the older unowned background jobs
+        of their functions (best priority, oldest first), which it queues ahead of them. When more wait than it
+        may hold (``claim_room``), none is claimed and its new jobs go to the table behind them (given back).
+        Relay rows are left to the coordinator's claims. Returns (claimed rows, ids given back)."""
+        functions = sorted({row.function for row in owned})
+        room = max(self.claim_room(), 0)
+        now = int(time.time())
+        claimed = claim_rows(cur, self.table, self.server, self.lease, functions, room, now, relayed=False)
+        if len(claimed) >= room:
+            cur.execute(
+                f"SELECT 1 FROM {self.table} WHERE owner IS NULL AND NOT dead AND function_name = ANY(%s) "
+                "AND when_to_run <= %s AND reply_to IS NULL AND priority <= %s LIMIT 1",
+                (functions, now, max(row.priority for row in owned)),
+            )
+            if cur.fetchone() is not None:  # claimed rows and new ones all go back, for claims in order
+                ids = [row.job_id for row in owned]
+                cur.execute(
+                    f"UPDATE {self.table} SET owner = NULL, lease_until = NULL WHERE job_id = ANY(%s)",
+                    (ids + [row.job_id for row, _ in claimed],),
+                )
+                return [], set(ids)
+        return [row for row, _ in claimed], set()
 
     def add(self, jobs: list[StoredJob]) -> None:
         self.write(jobs, [], [], [])
@@ -316,30 +380,11 @@ class ClusterLink:
         close_quietly(conn)
 
     def claim(self, functions: list[bytes], limit: int, now: int) -> list[tuple[StoredJob, int]]:
-        """Take up to ``limit`` unowned due jobs of these functions, best priority and oldest first: each with the
-        number of the server it is relayed for (0: a background job)."""
-        t = self.tables.jobs
-
-        def work(cur: Any) -> list[tuple[StoredJob, int]]:
-            cur.execute(
-                f"UPDATE {t} SET owner = %s, lease_until = now() + %s * interval '1 second' WHERE job_id IN "
-                f"(SELECT job_id FROM {t} WHERE owner IS NULL AND NOT dead AND function_name = ANY(%s) "
-                "AND when_to_run <= %s ORDER BY priority, fifo LIMIT %s FOR UPDATE SKIP LOCKED) "
-                f"RETURNING {_CLAIMED}, fifo",
-                (self.store.server, self.store.lease, functions, now, limit),
-            )
-            rows = sorted(cur.fetchall(), key=lambda r: (r[4], r[8]))
-            return [
-                (
-                    StoredJob(
-                        int(r[0]), as_bytes(r[1]), as_bytes(r[3]), as_bytes(r[2]), int(r[4]), as_bytes(r[5]), int(r[6])
-                    ),
-                    int(r[7] or 0),
-                )
-                for r in rows
-            ]
-
-        return self._cursor_work("claim", work)
+        """Take up to ``limit`` unowned due jobs of these functions (``claim_rows``)."""
+        store = self.store
+        return self._cursor_work(
+            "claim", lambda cur: claim_rows(cur, self.tables.jobs, store.server, store.lease, functions, limit, now)
+        )
 
     def relay_out(self, rows: list[StoredJob]) -> None:
         """Relay rows for jobs of this server's clients: claimable by any server whose workers can do them."""
@@ -550,6 +595,7 @@ class Notifications:
 
 __all__ = [
     "DEFAULT_SHARED_TABLE",
+    "Ahead",
     "HOST",
     "ClusterLink",
     "HandedOff",
