@@ -26,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from gearman_gateway.cluster.relay import Event, RelayBack, RelayWorker
+from gearman_gateway.cluster.relay import FINAL, Event, RelayBack, RelayWorker
 from gearman_gateway.stores.base import StoredJob
 from gearman_gateway.stores.runner import AddCallback, StoreRunner
 from gearman_gateway.stores.shared_postgres import (
@@ -76,6 +76,10 @@ class SharedQueue:
         self.relay: RelayWorker | None = None
         self._relay_rows = 0  # relay rows inserted so far (their ids)
         self._relaying: dict[int, None] = {}  # relay rows this server claimed and runs: renewed like its own
+        #: Clients of other servers attached to jobs here (coalesced by unique): (server, handle there), until the
+        #: transaction of their final event has deleted their watcher rows.
+        self._watching: set[tuple[int, bytes]] = set()
+        self._watched: set[bytes] = set()  # jobs of this server's clients that watch a job elsewhere: handles
         self._outbox: list[Event] = []  # events of relayed jobs, written at the end of the turn
         self._adopted: dict[int, int] = {}  # the scheduler's job id -> the cluster's, for claimed jobs
         self._claiming = False
@@ -134,6 +138,7 @@ class SharedQueue:
         before it becomes runnable (FIFO across servers, docs/scale.md)."""
         if isinstance(error, Ahead):
             self._adopt(error.rows, ahead=True)
+            self._take_watchers()
             error = None
         callback(error)
 
@@ -287,6 +292,9 @@ class SharedQueue:
             self._run("takeover", self.link.take_over, lambda _: self.claim(), once=True)
         if self.relay is not None and self.relay.running:
             self._take_events()
+        if self._watched:
+            self._run("watchers", self.link.orphans, self._orphaned, once=True)
+        self._take_watchers()  # a lost notification, or no LISTEN
 
     # -- claims
 
@@ -297,7 +305,10 @@ class SharedQueue:
     def _heard(self, channel: str, payload: str | None) -> None:
         self.notifications_heard += payload is not None
         if channel == self.backend.tables.server_channel(self.server):
-            self._take_events()
+            if payload == "w":
+                self._take_watchers()
+            else:
+                self._take_events()
             return
         if payload:
             try:
@@ -339,6 +350,8 @@ class SharedQueue:
             if reply_to:
                 self._run_relayed(row, reply_to)
         self._adopt([row for row, reply_to in rows if not reply_to])
+        if rows:
+            self._take_watchers()
         self._more = len(rows) >= room
         if self._claim_again or (self._more and len(self._adopted) <= PREFETCH // 2):
             self.claim()
@@ -351,8 +364,11 @@ class SharedQueue:
         for job in jobs:
             self._relay_rows += 1
             row_id = cluster_id(self.server, RELAY_BIT | self._relay_rows)
-            rows.append(StoredJob(row_id, job.handle, job.function.name, b"", job.priority, job.data))
-        self._run("relay", lambda: self.link.relay_out(rows))
+            # a foreground job's unique coalesces it with the cluster's live jobs; a background job's is held by
+            # its own row already
+            unique = b"" if job.background else job.unique
+            rows.append(StoredJob(row_id, job.handle, job.function.name, unique, job.priority, job.data))
+        self._run("relay", lambda: self.link.relay_out(rows), self._watched.update)
 
     def _run_relayed(self, row: StoredJob, reply_to: int) -> None:
         """A relay row this server claimed: a foreground job here, its events going back to ``reply_to``."""
@@ -360,7 +376,7 @@ class SharedQueue:
         self._relaying[row.job_id] = None
         back = RelayBack(self._emit, reply_to, row.handle, row.job_id)
         try:
-            self.scheduler.submit(row.function, row.data, b"", row.priority, listener=back)
+            self.scheduler.submit(row.function, row.data, row.unique, row.priority, listener=back)
         except Exception as error:  # noqa: BLE001 - a full queue, a shutdown: the client hears a failure
             log.warning("cluster: relayed job %r refused here: %s", row.handle, error)
             back.job_fail(None)  # type: ignore[arg-type]
@@ -375,7 +391,8 @@ class SharedQueue:
     def _flush_events(self) -> None:
         events, self._outbox = self._outbox, []
         if events:
-            self._run("relay events", lambda: self.link.emit(events))
+            ended = {(server, handle) for server, handle, kind, _, row in events if kind in FINAL and not row}
+            self._run("relay events", lambda: self.link.emit(events), lambda _: self._watching.difference_update(ended))
 
     def _take_events(self) -> None:
         self._run("relay events", self.link.take_events, self._deliver)
@@ -383,7 +400,40 @@ class SharedQueue:
     def _deliver(self, events: list[tuple[bytes, int, bytes]]) -> None:
         assert self.relay is not None
         for handle, kind, data in events:
+            if kind in FINAL:
+                self._watched.discard(handle)
             self.relay.deliver(handle, kind, data)
+
+    # -- coalescing across servers: watchers
+
+    def _take_watchers(self) -> None:
+        self._run("watchers", self.link.watchers, self._watch)
+
+    def _watch(self, watchers: list[tuple[int, bytes, bytes, bytes, bytes, int]]) -> None:
+        """Clients of other servers watching jobs this server holds: each joins the job here by its unique (as a
+        local client would), with a listener that sends its events back (RelayBack, no relay row). A job that
+        finished meanwhile runs again for it (as for a client that came after it ended)."""
+        assert self.scheduler is not None
+        for server, handle, function, unique, data, priority in watchers:
+            if (server, handle) in self._watching:
+                continue
+            self._watching.add((server, handle))
+            back = RelayBack(self._emit, server, handle, 0)
+            try:
+                self.scheduler.submit(function, data, unique, priority, listener=back)
+            except Exception as error:  # noqa: BLE001 - a full queue, a shutdown: the client hears a failure
+                log.warning("cluster: a watcher of %r refused here: %s", unique, error)
+                back.job_fail(None)  # type: ignore[arg-type]
+
+    def _orphaned(self, handles: list[bytes]) -> None:
+        """Jobs of this server's clients whose watched job ended before its holder read their watchers: relayed
+        again (they run as new jobs)."""
+        assert self.relay is not None
+        jobs = [self.relay.running[handle] for handle in handles if handle in self.relay.running]
+        self._watched.difference_update(handles)
+        if jobs:
+            log.info("cluster: %d watched jobs ended unseen; relayed again", len(jobs))
+            self._relay_out(jobs)
 
     # -- admin
 

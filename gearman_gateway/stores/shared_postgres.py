@@ -49,6 +49,8 @@ DEFAULT_SHARED_TABLE = "gearman_gateway_shared"
 LOCAL_BITS = 40
 #: Longest notification payload we send (hex of the function name); a longer name sends "" (= "look at all").
 MAX_PAYLOAD = 200
+#: Kinds of a relayed job's final events (cluster/relay.py: COMPLETE, FAIL, EXCEPTION).
+FINAL = (4, 5, 6)
 #: Row columns of a claim's answer, in order.
 _CLAIMED = "job_id, handle, unique_key, function_name, priority, data, when_to_run, reply_to"
 
@@ -109,6 +111,7 @@ class _Tables:
         self.servers = f"{table}_servers"
         self.channel = table
         self.events = f"{table}_events"
+        self.watchers = f"{table}_watchers"
 
     def server_channel(self, server: int) -> str:
         """Where a server hears of events of the jobs it relayed."""
@@ -129,6 +132,11 @@ class _Tables:
             f"CREATE TABLE IF NOT EXISTS {t}_events (id BIGSERIAL PRIMARY KEY, server BIGINT NOT NULL, "
             "handle BYTEA NOT NULL, kind SMALLINT NOT NULL, data BYTEA NOT NULL)",
             f"CREATE INDEX IF NOT EXISTS {t}_events_server ON {t}_events (server, id)",
+            # foreground clients of other servers waiting for a job (coalesced by unique): its events go to
+            # each (server, handle) as to a relayed job's client, until its final one
+            f"CREATE TABLE IF NOT EXISTS {t}_watchers (server BIGINT NOT NULL, handle BYTEA NOT NULL, "
+            "job_id BIGINT NOT NULL, PRIMARY KEY (server, handle))",
+            f"CREATE INDEX IF NOT EXISTS {t}_watchers_job ON {t}_watchers (job_id)",
             # what claims read: unowned live rows of some functions, best priority and oldest first
             f"CREATE INDEX IF NOT EXISTS {t}_claimable ON {t} (function_name, priority, fifo) "
             "WHERE owner IS NULL AND NOT dead",
@@ -386,20 +394,87 @@ class ClusterLink:
             "claim", lambda cur: claim_rows(cur, self.tables.jobs, store.server, store.lease, functions, limit, now)
         )
 
-    def relay_out(self, rows: list[StoredJob]) -> None:
-        """Relay rows for jobs of this server's clients: claimable by any server whose workers can do them."""
+    def relay_out(self, rows: list[StoredJob]) -> list[bytes]:
+        """Relay rows for jobs of this server's clients: claimable by any server whose workers can do them. A job
+        whose unique a live row of the cluster holds (a background job, a relayed or a registered foreground
+        one) gets no row: its client watches that job instead (``_watch``). Returns the handles of those."""
         t = self.tables.jobs
 
-        def work(cur: Any) -> None:
+        def work(cur: Any) -> list[bytes]:
+            announce: set[bytes] = set()
+            owners: set[int] = set()
+            watched: list[bytes] = []
             for row in rows:
-                cur.execute(
-                    f"INSERT INTO {t} (job_id, handle, unique_key, function_name, priority, data, when_to_run, "
-                    "reply_to) VALUES (%s, %s, '', %s, %s, %s, 0, %s)",
-                    (row.job_id, row.handle, row.function, row.priority, row.data, self.store.server),
-                )
-            self.store._notify(cur, {row.function for row in rows})
+                for _ in range(3):  # the holder may finish meanwhile: then the insert goes in
+                    cur.execute(
+                        f"INSERT INTO {t} (job_id, handle, unique_key, function_name, priority, data, when_to_run, "
+                        "reply_to) VALUES (%s, %s, %s, %s, %s, %s, 0, %s) ON CONFLICT DO NOTHING RETURNING job_id",
+                        (row.job_id, row.handle, row.unique, row.function, row.priority, row.data, self.store.server),
+                    )
+                    if cur.fetchone() is not None:
+                        announce.add(row.function)
+                        break
+                    owner = self._watch(cur, row)
+                    if owner is not None:
+                        watched.append(row.handle)
+                        if owner:
+                            owners.add(owner)
+                        break
+            self.store._notify(cur, announce)
+            for owner in sorted(owners):
+                cur.execute("SELECT pg_notify(%s, 'w')", (self.tables.server_channel(owner),))
+            return watched
 
-        self._cursor_work("relay", work)
+        return self._cursor_work("relay", work)
+
+    def _watch(self, cur: Any, row: StoredJob) -> int | None:
+        """This server's client of ``row`` waits for the live job with its function and unique: the holder's
+        number (0: nobody holds it yet, the server that claims it reads its watchers), None: there is none (it
+        finished meanwhile). FOR SHARE: a claim under way ends first, so its claimer is the holder we tell, or
+        our watcher is committed before it claims."""
+        cur.execute(
+            f"SELECT job_id, owner FROM {self.tables.jobs} WHERE function_name = %s AND unique_key = %s AND NOT dead "
+            "FOR SHARE",
+            (row.function, row.unique),
+        )
+        found = cur.fetchone()
+        if found is None:
+            return None
+        cur.execute(
+            f"INSERT INTO {self.tables.watchers} (server, handle, job_id) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            (self.store.server, row.handle, found[0]),
+        )
+        return int(found[1] or 0)
+
+    def watchers(self) -> list[tuple[int, bytes, bytes, bytes, bytes, int]]:
+        """Clients of other servers watching jobs this server holds: (server, handle there, function, unique,
+        data, priority). They stay in the table until their job's final event (``emit``)."""
+        t, w = self.tables.jobs, self.tables.watchers
+
+        def work(cur: Any) -> list[tuple[int, bytes, bytes, bytes, bytes, int]]:
+            cur.execute(
+                f"SELECT w.server, w.handle, t.function_name, t.unique_key, t.data, t.priority FROM {w} w "
+                f"JOIN {t} t ON t.job_id = w.job_id WHERE t.owner = %s AND NOT t.dead",
+                (self.store.server,),
+            )
+            return [(int(s), as_bytes(h), as_bytes(f), as_bytes(u), as_bytes(d), int(p)) for s, h, f, u, d, p in cur]
+
+        return self._cursor_work("watchers", work)
+
+    def orphans(self) -> list[bytes]:
+        """This server's watchers whose job's row is gone (it finished before its holder read them): deleted;
+        their handles (here), whose jobs are relayed again."""
+        t, w = self.tables.jobs, self.tables.watchers
+
+        def work(cur: Any) -> list[bytes]:
+            cur.execute(
+                f"DELETE FROM {w} w WHERE w.server = %s AND NOT EXISTS (SELECT 1 FROM {t} t WHERE t.job_id = w.job_id "
+                "AND NOT t.dead) RETURNING w.handle",
+                (self.store.server,),
+            )
+            return [as_bytes(h) for (h,) in cur.fetchall()]
+
+        return self._cursor_work("watchers", work)
 
     def emit(self, events: list[tuple[int, bytes, int, bytes, int]]) -> None:
         """Events of relayed jobs for the servers of their clients, in order, in one transaction; the relay rows of
@@ -413,6 +488,13 @@ class ClusterLink:
             done = [row for *_, row in events if row]
             if done:
                 cur.execute(f"DELETE FROM {self.tables.jobs} WHERE job_id = ANY(%s)", (done,))
+            ended = [(server, handle) for server, handle, kind, _, row in events if kind in FINAL and not row]
+            if ended:
+                cur.execute(
+                    f"DELETE FROM {self.tables.watchers} WHERE (server, handle) IN "
+                    "(SELECT * FROM unnest(%s::bigint[], %s::bytea[]))",
+                    ([e[0] for e in ended], [e[1] for e in ended]),
+                )
             for server in sorted({event[0] for event in events}):
                 cur.execute("SELECT pg_notify(%s, '')", (self.tables.server_channel(server),))
 
