@@ -27,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from gearman_gateway.cluster.relay import FINAL, Event, RelayBack, RelayWorker
+from gearman_gateway.scheduler.job import Job, JobState
 from gearman_gateway.stores.base import StoredJob
 from gearman_gateway.stores.runner import AddCallback, StoreRunner
 from gearman_gateway.stores.shared_postgres import (
@@ -41,7 +42,7 @@ from gearman_gateway.stores.shared_postgres import (
 )
 
 if TYPE_CHECKING:
-    from gearman_gateway.scheduler import Job, Scheduler
+    from gearman_gateway.scheduler import Scheduler
 
 log = logging.getLogger("gearman_gateway.cluster")
 
@@ -57,8 +58,15 @@ RELAY_BIT = 1 << (LOCAL_BITS - 1)
 STATUS_INTERVAL = 2.0
 
 
+def _nothing_waits(error: Exception | None) -> None:
+    """A registered unique's commit: nothing waits for it. A unique held elsewhere (HandedOff) leaves the job
+    running here too (it started at once); a store that failed drops the registration."""
+
+
 class SharedQueue:
     """The DurableStore of a scheduler in shared mode (see the module's docstring)."""
+
+    shares_uniques = True  # foreground jobs with a unique are told (share_unique)
 
     def __init__(self, runner: StoreRunner, reactor: Any, dead_after: float = 3.0) -> None:
         self.runner = runner
@@ -80,6 +88,7 @@ class SharedQueue:
         #: transaction of their final event has deleted their watcher rows.
         self._watching: set[tuple[int, bytes]] = set()
         self._watched: set[bytes] = set()  # jobs of this server's clients that watch a job elsewhere: handles
+        self._registered: dict[Job, int] = {}  # foreground jobs run here whose unique is in the table -> row id
         self._outbox: list[Event] = []  # events of relayed jobs, written at the end of the turn
         self._adopted: dict[int, int] = {}  # the scheduler's job id -> the cluster's, for claimed jobs
         self._claiming = False
@@ -152,6 +161,31 @@ class SharedQueue:
         else:
             for row in rows:
                 self._adopted[self.scheduler.adopt(row)] = row.job_id
+
+    def share_unique(self, job: Job) -> None:
+        """A foreground job with a unique, new here: when a worker here can run it, its unique goes into the table
+        with the next group commit (a row this server owns, as a relay row for itself), which is not waited for
+        — the job runs at once — so that clients of other gateways with its unique watch it instead of running
+        their own (docs/scale.md). Its row is deleted once the job has ended (``_unregister_ended``)."""
+        name = job.function.name
+        if job.unique == b"-" or not self._own_workers(name):
+            return  # a job that no worker here can do is relayed with its unique
+        self._relay_rows += 1
+        row_id = cluster_id(self.server, RELAY_BIT | self._relay_rows)
+        self._registered[job] = row_id
+        row = SharedRow(row_id, job.handle, name, job.unique, job.priority, job.data, local=True, registers=True)
+        self.runner.add(row, _nothing_waits)
+
+    def _unregister_ended(self) -> list[int]:
+        """Delete the rows of registered foreground jobs that ended; the row ids of the live ones (renewed)."""
+        live = []
+        for job, row_id in list(self._registered.items()):
+            if job.state is JobState.DONE:
+                del self._registered[job]
+                self.runner.remove(row_id)
+            else:
+                live.append(row_id)
+        return live
 
     def remove(self, job_id: int) -> None:
         adopted = self._adopted.pop(job_id, None)
@@ -283,6 +317,7 @@ class SharedQueue:
         assert self.scheduler is not None
         held = [self._cluster_id(job_id) for job_id in self.scheduler.background_job_ids()]
         held += self._relaying
+        held += self._unregister_ended()
         self._run("lease renewal", lambda: self.link.renew(held), once=True)
 
     def _poll(self) -> None:

@@ -231,8 +231,11 @@ class Scheduler:
         self.jobs_by_handle[handle] = job
         if key is not None:
             fn.by_unique[key] = job
-            if background and self.observer is not None:
-                self._attach(job, self.observer)
+            if background:
+                if self.observer is not None:
+                    self._attach(job, self.observer)
+            elif self.store is not None and self.store.shares_uniques:
+                self.store.share_unique(job)  # shared mode: other gateways' clients may join it
         fn.total += 1
         fn.submitted += 1
         if background and self.store is not None:

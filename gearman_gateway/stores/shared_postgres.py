@@ -57,9 +57,12 @@ _CLAIMED = "job_id, handle, unique_key, function_name, priority, data, when_to_r
 
 @dataclass(slots=True)
 class SharedRow(StoredJob):
-    """A row as the coordinator hands it to the store: with whether this server keeps it (``local``)."""
+    """A row as the coordinator hands it to the store: with whether this server keeps it (``local``), and whether
+    it only registers the unique of a foreground job that runs here (``registers``: a relay row for this server,
+    already its own; see docs/scale.md, unique coalescing)."""
 
     local: bool = False
+    registers: bool = False
 
 
 class Ahead(Exception):
@@ -178,9 +181,9 @@ class SharedPostgresStore(PostgresStore):
         t = self.table
         self._insert_head = (
             f"INSERT INTO {t} (job_id, handle, unique_key, function_name, priority, data, when_to_run, owner, "
-            "lease_until) VALUES "
+            "reply_to, lease_until) VALUES "
         )
-        self._row_marks = "(%s, %s, %s, %s, %s, %s, %s, %s, now() + %s * interval '1 second')"
+        self._row_marks = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, now() + %s * interval '1 second')"
 
     def _connect(self) -> Any:
         conn = super()._connect()
@@ -232,6 +235,8 @@ class SharedPostgresStore(PostgresStore):
         if self._conn is not None and self.server:
             try:
                 with self._transaction("leave") as cur:
+                    # registered uniques of its foreground jobs go with their clients; its other rows go back
+                    cur.execute(f"DELETE FROM {self.table} WHERE owner = %s AND reply_to = %s", (self.server,) * 2)
                     cur.execute(
                         f"UPDATE {self.table} SET owner = NULL, lease_until = NULL WHERE owner = %s AND NOT dead "
                         "RETURNING function_name",
@@ -260,7 +265,11 @@ class SharedPostgresStore(PostgresStore):
         with self._transaction(f"batch of {len(adds)} adds and {len(removes)} removes") as cur:
             if adds:
                 inserted = self._insert_shared(cur, adds)
-                owned = [row for row in adds if row.job_id in inserted and getattr(row, "local", False)]
+                owned = [
+                    row
+                    for row in adds
+                    if row.job_id in inserted and getattr(row, "local", False) and not getattr(row, "registers", False)
+                ]
                 ahead, given_back = self._claim_ahead(cur, owned) if owned else ([], set())
                 announce = set()
                 for row in adds:
@@ -269,7 +278,7 @@ class SharedPostgresStore(PostgresStore):
                     elif row.job_id in given_back or not getattr(row, "local", False):
                         outcomes[row.job_id] = HandedOff()
                         announce.add(row.function)
-                    elif ahead:
+                    elif ahead and not getattr(row, "registers", False):
                         outcomes[row.job_id], ahead = Ahead(ahead), []
                 self._notify(cur, announce)
             self._each_chunk(cur, f"DELETE FROM {self.table}", (), removes)
@@ -313,9 +322,10 @@ class SharedPostgresStore(PostgresStore):
             statement = self._insert_head + ", ".join([self._row_marks] * len(chunk))
             params: list[Any] = []
             for j in chunk:
-                local = getattr(j, "local", False)
-                owner = self.server if local else None
-                params += (j.job_id, j.handle, j.unique, j.function, j.priority, j.data, j.when, owner, self.lease)
+                owner = self.server if getattr(j, "local", False) else None
+                reply_to = self.server if getattr(j, "registers", False) else None
+                params += (j.job_id, j.handle, j.unique, j.function, j.priority, j.data, j.when, owner, reply_to)
+                params.append(self.lease)
             cur.execute(statement + " ON CONFLICT DO NOTHING RETURNING job_id", params)
             inserted.update(row[0] for row in cur.fetchall())
         return inserted

@@ -286,3 +286,37 @@ def test_a_foreground_job_joins_a_background_job_of_another_gateway(trio) -> Non
     time.sleep(0.5)
     worker.stop()
     assert worker.done == [b"background"]
+
+
+def test_a_foreground_job_run_by_a_local_worker_is_joined_from_another_gateway(gearmand, postgres_server) -> None:
+    """Workers on two gateways: a foreground job running on its own gateway's worker registered its unique (in
+    a group commit it did not wait for), so a client of a third gateway with that unique watches it (a watcher
+    row, no relay row that the other gateway's idle worker could take) and gets its result."""
+    import psycopg
+
+    conninfo = new_database(postgres_server)
+    a, b, c = (gearmand(*shared_args(conninfo)) for _ in range(3))
+    busy = RecordingWorker(a.port, b"reg", delay=2.0)
+    idle = RecordingWorker(c.port, b"reg")
+    for worker in (busy, idle):
+        worker.start()
+        worker.ready.wait(5)
+    wait_relay_ready(b, b"reg")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        client_1, handle_1 = submit_foreground(a.port, b"reg", b"one-unique", b"first")
+        wait_for(lambda: b"first" in busy.started_at, 10, "the first job to start on a's worker")
+        # the registration's commit is not waited for: a client of another gateway that comes before it is the
+        # documented window (its job is relayed and may run elsewhere)
+        registered = "SELECT count(*) FROM gearman_gateway_shared WHERE unique_key = 'one-unique'"
+        wait_for(lambda: conn.execute(registered).fetchone()[0] == 1, 5, "a's job to register its unique")
+        client_2, handle_2 = submit_foreground(b.port, b"reg", b"one-unique", b"second")
+        watchers = "SELECT count(*) FROM gearman_gateway_shared_watchers"
+        wait_for(lambda: conn.execute(watchers).fetchone()[0] == 1, 5, "b's client to watch a's job")
+        assert result_of(client_2, handle_2) == (Packet.WORK_COMPLETE, [handle_2, b"ok"])
+        assert result_of(client_1, handle_1) == (Packet.WORK_COMPLETE, [handle_1, b"ok"])
+        wait_for(lambda: conn.execute(watchers).fetchone()[0] == 0, 10, "the watcher to go with the final event")
+        wait_for(lambda: conn.execute(registered).fetchone()[0] == 0, 10, "the registration to go once the job ended")
+    time.sleep(0.5)
+    for worker in (busy, idle):
+        worker.stop()
+    assert (busy.done, idle.done) == ([b"first"], [])
