@@ -4,7 +4,10 @@
 ``bury``, ``revive``), so the scheduler knows no SQL and no cluster: it numbers jobs with its own sequence, and
 this class turns those numbers into cluster-unique ids (``cluster_id``) before the runner group-commits them.
 A new job is inserted as this server's when one of its workers can do the function, else as the cluster's
-(``HandedOff``: the scheduler acknowledges it and forgets it).
+(``HandedOff``: the scheduler acknowledges it and forgets it). A batch that inserts jobs this server keeps also
+claims the older unowned jobs of their functions, which are queued ahead of them (``Ahead``: FIFO across
+servers). Foreground jobs with a unique are coalesced across servers: one that runs here registers its unique
+(``share_unique``), and a client of another server with that unique watches it (``_watch``).
 
 On a thread of its own, with a connection of its own (``ClusterLink``), it:
 * claims unowned jobs of the functions its workers can do, up to PREFETCH held and not yet finished, when a
