@@ -41,6 +41,7 @@ from gearman_gateway.stores.shared_postgres import (
     Peer,
     SharedPostgresStore,
     SharedRow,
+    Watcher,
     cluster_id,
 )
 
@@ -381,15 +382,15 @@ class SharedQueue:
         now = int(time.time())
         self._run("claim", lambda: (room, self.link.claim(functions, room, now)), self._claimed)
 
-    def _claimed(self, result: tuple[int, list[tuple[StoredJob, int]]]) -> None:
+    def _claimed(self, result: tuple[int, tuple[list[tuple[StoredJob, int]], list[Watcher]]]) -> None:
         self._claiming = False
-        room, rows = result
+        room, (rows, watchers) = result
         for row, reply_to in rows:
             if reply_to:
                 self._run_relayed(row, reply_to)
         self._adopt([row for row, reply_to in rows if not reply_to])
-        if rows:
-            self._take_watchers()
+        if watchers:
+            self._watch(watchers)
         self._more = len(rows) >= room
         if self._claim_again or (self._more and len(self._adopted) <= PREFETCH // 2):
             self.claim()
@@ -447,7 +448,7 @@ class SharedQueue:
     def _take_watchers(self) -> None:
         self._run("watchers", self.link.watchers, self._watch)
 
-    def _watch(self, watchers: list[tuple[int, bytes, bytes, bytes, bytes, int]]) -> None:
+    def _watch(self, watchers: list[Watcher]) -> None:
         """Clients of other servers watching jobs this server holds: each joins the job here by its unique (as a
         local client would), with a listener that sends its events back (RelayBack, no relay row). A job that
         finished meanwhile runs again for it (as for a client that came after it ended)."""

@@ -49,6 +49,9 @@ DEFAULT_SHARED_TABLE = "gearman_gateway_shared"
 LOCAL_BITS = 40
 #: Longest notification payload we send (hex of the function name); a longer name sends "" (= "look at all").
 MAX_PAYLOAD = 200
+#: A client of another server watching a job this server holds: (server, handle there, function, unique, data,
+#: priority).
+Watcher = tuple[int, bytes, bytes, bytes, bytes, int]
 #: Kinds of a relayed job's final events (cluster/relay.py: COMPLETE, FAIL, EXCEPTION).
 FINAL = (4, 5, 6)
 #: Row columns of a claim's answer, in order.
@@ -397,12 +400,16 @@ class ClusterLink:
         conn, self._conn = self._conn, None
         close_quietly(conn)
 
-    def claim(self, functions: list[bytes], limit: int, now: int) -> list[tuple[StoredJob, int]]:
-        """Take up to ``limit`` unowned due jobs of these functions (``claim_rows``)."""
+    def claim(self, functions: list[bytes], limit: int, now: int) -> tuple[list[tuple[StoredJob, int]], list[Watcher]]:
+        """Take up to ``limit`` unowned due jobs of these functions (``claim_rows``), and read their watchers in the
+        same transaction (no round trip more for a relayed job)."""
         store = self.store
-        return self._cursor_work(
-            "claim", lambda cur: claim_rows(cur, self.tables.jobs, store.server, store.lease, functions, limit, now)
-        )
+
+        def work(cur: Any) -> tuple[list[tuple[StoredJob, int]], list[Watcher]]:
+            rows = claim_rows(cur, self.tables.jobs, store.server, store.lease, functions, limit, now)
+            return rows, (self._read_watchers(cur, [row.job_id for row, _ in rows]) if rows else [])
+
+        return self._cursor_work("claim", work)
 
     def relay_out(self, rows: list[StoredJob]) -> list[bytes]:
         """Relay rows for jobs of this server's clients: claimable by any server whose workers can do them. A job
@@ -456,20 +463,20 @@ class ClusterLink:
         )
         return int(found[1] or 0)
 
-    def watchers(self) -> list[tuple[int, bytes, bytes, bytes, bytes, int]]:
-        """Clients of other servers watching jobs this server holds: (server, handle there, function, unique,
-        data, priority). They stay in the table until their job's final event (``emit``)."""
+    def watchers(self) -> list[Watcher]:
+        """Clients of other servers watching jobs this server holds. They stay in the table until their job's final
+        event (``emit``)."""
+        return self._cursor_work("watchers", self._read_watchers)
+
+    def _read_watchers(self, cur: Any, job_ids: list[int] | None = None) -> list[Watcher]:
         t, w = self.tables.jobs, self.tables.watchers
-
-        def work(cur: Any) -> list[tuple[int, bytes, bytes, bytes, bytes, int]]:
-            cur.execute(
-                f"SELECT w.server, w.handle, t.function_name, t.unique_key, t.data, t.priority FROM {w} w "
-                f"JOIN {t} t ON t.job_id = w.job_id WHERE t.owner = %s AND NOT t.dead",
-                (self.store.server,),
-            )
-            return [(int(s), as_bytes(h), as_bytes(f), as_bytes(u), as_bytes(d), int(p)) for s, h, f, u, d, p in cur]
-
-        return self._cursor_work("watchers", work)
+        only = "" if job_ids is None else " AND w.job_id = ANY(%s)"
+        cur.execute(
+            f"SELECT w.server, w.handle, t.function_name, t.unique_key, t.data, t.priority FROM {w} w "
+            f"JOIN {t} t ON t.job_id = w.job_id WHERE t.owner = %s AND NOT t.dead{only}",
+            (self.store.server,) if job_ids is None else (self.store.server, job_ids),
+        )
+        return [(int(s), as_bytes(h), as_bytes(f), as_bytes(u), as_bytes(d), int(p)) for s, h, f, u, d, p in cur]
 
     def orphans(self) -> list[bytes]:
         """This server's watchers whose job's row is gone (it finished before its holder read them): deleted;
@@ -695,5 +702,6 @@ __all__ = [
     "Peer",
     "SharedPostgresStore",
     "SharedRow",
+    "Watcher",
     "cluster_id",
 ]
