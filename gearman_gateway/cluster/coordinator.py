@@ -333,7 +333,7 @@ class SharedQueue:
             self._take_events()
         if self._watched:
             self._run("watchers", self.link.orphans, self._orphaned, once=True)
-        self._take_watchers()  # a lost notification, or no LISTEN
+        self._take_watchers(once=True)  # a lost notification, or no LISTEN
 
     # -- claims
 
@@ -445,8 +445,8 @@ class SharedQueue:
 
     # -- coalescing across servers: watchers
 
-    def _take_watchers(self) -> None:
-        self._run("watchers", self.link.watchers, self._watch)
+    def _take_watchers(self, once: bool = False) -> None:
+        self._run("watchers", self.link.watchers, self._watch, once=once)
 
     def _watch(self, watchers: list[Watcher]) -> None:
         """Clients of other servers watching jobs this server holds: each joins the job here by its unique (as a
