@@ -58,6 +58,9 @@ PREFETCH = 256
 POLL_MAX = 1.0
 #: Relay rows' ids: this bit set in the server's own part, so they never meet its background jobs' ids.
 RELAY_BIT = 1 << (LOCAL_BITS - 1)
+#: With LISTEN up, watchers come with a NOTIFY (or a claim): the poll reads them only every this many polls, in
+#: case a notification was lost (each read is a transaction on the cluster thread, which heartbeats share).
+WATCHER_POLLS = 5
 #: Seconds between two readings of the cluster's queues for admin `status cluster` (a count over the table).
 STATUS_INTERVAL = 2.0
 
@@ -93,6 +96,8 @@ class SharedQueue:
         self._watching: set[tuple[int, bytes]] = set()
         self._watched: set[bytes] = set()  # jobs of this server's clients that watch a job elsewhere: handles
         self._registered: dict[Job, int] = {}  # foreground jobs run here whose unique is in the table -> row id
+        self._for_peer = False
+        self._polls = 0  # a submit for another server's client is under way (``_submit_for_peer``)
         self._outbox: list[Event] = []  # events of relayed jobs, written at the end of the turn
         self._adopted: dict[int, int] = {}  # the scheduler's job id -> the cluster's, for claimed jobs
         self._claiming = False
@@ -172,7 +177,7 @@ class SharedQueue:
         — the job runs at once — so that clients of other gateways with its unique watch it instead of running
         their own (docs/scale.md). Its row is deleted once the job has ended (``_unregister_ended``)."""
         name = job.function.name
-        if job.unique == b"-" or not self._own_workers(name):
+        if self._for_peer or job.unique == b"-" or not self._own_workers(name):
             return  # a job that no worker here can do is relayed with its unique
         self._relay_rows += 1
         row_id = cluster_id(self.server, RELAY_BIT | self._relay_rows)
@@ -333,7 +338,9 @@ class SharedQueue:
             self._take_events()
         if self._watched:
             self._run("watchers", self.link.orphans, self._orphaned, once=True)
-        self._take_watchers(once=True)  # a lost notification, or no LISTEN
+        self._polls += 1
+        if not self.notifications.listening or self._polls % WATCHER_POLLS == 0:
+            self._take_watchers(once=True)  # no LISTEN, or a lost notification
 
     # -- claims
 
@@ -414,11 +421,20 @@ class SharedQueue:
         assert self.scheduler is not None
         self._relaying[row.job_id] = None
         back = RelayBack(self._emit, reply_to, row.handle, row.job_id)
+        self._submit_for_peer(back, row.function, row.data, row.unique, row.priority)
+
+    def _submit_for_peer(self, back: RelayBack, function: bytes, data: bytes, unique: bytes, priority: int) -> None:
+        """A foreground submit here for a client of another server (a relayed job, a watcher). Its unique is held
+        in the table already (its relay row, the watched row): it registers none (``share_unique``)."""
+        assert self.scheduler is not None
+        self._for_peer = True
         try:
-            self.scheduler.submit(row.function, row.data, row.unique, row.priority, listener=back)
+            self.scheduler.submit(function, data, unique, priority, listener=back)
         except Exception as error:  # noqa: BLE001 - a full queue, a shutdown: the client hears a failure
-            log.warning("cluster: relayed job %r refused here: %s", row.handle, error)
+            log.warning("cluster: a job for server %d refused here: %s", back.reply_to, error)
             back.job_fail(None)  # type: ignore[arg-type]
+        finally:
+            self._for_peer = False
 
     def _emit(self, event: Event) -> None:
         if event[4]:
@@ -457,12 +473,7 @@ class SharedQueue:
             if (server, handle) in self._watching:
                 continue
             self._watching.add((server, handle))
-            back = RelayBack(self._emit, server, handle, 0)
-            try:
-                self.scheduler.submit(function, data, unique, priority, listener=back)
-            except Exception as error:  # noqa: BLE001 - a full queue, a shutdown: the client hears a failure
-                log.warning("cluster: a watcher of %r refused here: %s", unique, error)
-                back.job_fail(None)  # type: ignore[arg-type]
+            self._submit_for_peer(RelayBack(self._emit, server, handle, 0), function, data, unique, priority)
 
     def _orphaned(self, handles: list[bytes]) -> None:
         """Jobs of this server's clients whose watched job ended before its holder read their watchers: relayed
