@@ -122,9 +122,10 @@ def run_config(label: str, servers: list[Server], gen: str, gload: str | None, j
     }
 
 
-def latency(submit_port: int, worker_port: int, count: int) -> tuple[float, float]:
-    """Median and p99 seconds of a foreground job's round trip, the worker on ``worker_port``."""
-    function = b"lat%d" % worker_port
+def latency(submit_port: int, worker_port: int, count: int, unique: bool = False) -> tuple[float, float]:
+    """Median and p99 seconds of a foreground job's round trip, the worker on ``worker_port``; ``unique``: each
+    job with a unique of its own (as libgearman's clients send), which shared mode coalesces cluster-wide."""
+    function = b"lat%d%s" % (worker_port, b"u" if unique else b"")
     stop = threading.Event()
 
     def work() -> None:
@@ -154,15 +155,29 @@ def latency(submit_port: int, worker_port: int, count: int) -> tuple[float, floa
                     break
             if time.monotonic() > deadline:
                 raise RuntimeError("the function is never served")
-        for _ in range(count):
+        for index in range(count):
             started = time.perf_counter()
-            client.send(Packet.SUBMIT_JOB, function, b"", b"x")
+            client.send(Packet.SUBMIT_JOB, function, b"u-%d-%d" % (time.monotonic_ns(), index) if unique else b"", b"x")
             client.expect(Packet.JOB_CREATED)
             client.expect(Packet.WORK_COMPLETE)
             samples.append(time.perf_counter() - started)
     stop.set()
     samples.sort()
     return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+
+
+def latency_rows(name: str, a: int, b: int, count: int) -> list[list[str]]:
+    """The latency table's rows: local and relayed, without and with a unique per job."""
+    rows = []
+    for label, worker_port, unique in (
+        ("local worker", a, False),
+        ("local worker, a unique per job", a, True),
+        ("relayed (worker on another gateway)", b, False),
+        ("relayed, a unique per job", b, True),
+    ):
+        median, p99 = latency(a, worker_port, count, unique)
+        rows.append([name + label, f"{median * 1000:.2f}", f"{p99 * 1000:.2f}"])
+    return rows
 
 
 def claim_path(submit: list[Server], work: Server, jobs: int, conninfo: str, hold: bool) -> float:
@@ -235,6 +250,12 @@ def main() -> int:
     ap.add_argument("--claim-jobs", type=int, default=10_000, help="jobs per claim-path run")
     ap.add_argument("--generator", choices=("auto", "gload", "loadgen"), default="auto")
     ap.add_argument("--ours", default=OUR_GEARMAND)
+    ap.add_argument(
+        "--compare",
+        metavar="GEARMAND",
+        help="another gearmand (e.g. a wrapper running a baseline tree): its shared configurations and latencies "
+        "are measured in the same run, interleaved with ours",
+    )
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--throughput-only", action="store_true", help="only the jobs/s and CPU table")
     args = ap.parse_args()
@@ -257,9 +278,15 @@ def main() -> int:
             "shared, 2 gateways": [shared] * 2,
             "shared, 3 gateways": [shared] * 3,
         }
+        binaries = {label: args.ours for label in configs}
+        if args.compare:
+            for label in ("shared, 1 gateway", "shared, 3 gateways"):
+                configs["compare: " + label] = configs[label]
+                binaries["compare: " + label] = args.compare
         for rnd in range(args.rounds):
             for label, options in configs.items():
-                servers = [Server(f"{label[:6]}{i}", base + opts, workdir).start() for i, opts in enumerate(options)]
+                argv = [binaries[label], *base[1:]]
+                servers = [Server(f"{label[:6]}{i}", argv + opts, workdir).start() for i, opts in enumerate(options)]
                 try:
                     time.sleep(0.5)
                     row = run_config(label, servers, gen, gload, args.jobs, conninfo)
@@ -269,16 +296,24 @@ def main() -> int:
                 row.update(round=rnd + 1, load=loadavg())
                 rows.append(row)
                 print(f"r{rnd + 1} {label:20} {row}", flush=True)
-        claims: dict[bool, list[float]] = {False: [], True: []}
         if args.throughput_only:
             print(f"# load after: {loadavg()}\n")
             print(cpu_table(rows, list(configs), args.markdown))
             return 1 if any(r["error"] for r in rows) else 0
+        claims: dict[bool, list[float]] = {False: [], True: []}
+        latencies: list[list[str]] = []
+        if args.compare:
+            gateways = [Server(f"cmp{i}", [args.compare, *base[1:], *shared], workdir).start() for i in range(2)]
+            try:
+                time.sleep(1.0)
+                latencies = latency_rows("compare: ", gateways[0].port, gateways[1].port, args.latency_jobs)
+            finally:
+                for server in gateways:
+                    server.stop()
         a, b, c = (Server(f"relay{i}", base + shared, workdir).start() for i in range(3))
         try:
             time.sleep(1.0)
-            local = latency(a.port, a.port, args.latency_jobs)
-            relayed = latency(a.port, b.port, args.latency_jobs)
+            latencies[:0] = latency_rows("", a.port, b.port, args.latency_jobs)
             for _ in range(args.rounds):
                 for hold in (False, True):
                     claims[hold].append(claim_path([a, b], c, args.claim_jobs, conninfo, hold))
@@ -293,10 +328,7 @@ def main() -> int:
     print(
         table(
             ["foreground job", "median ms", "p99 ms"],
-            [
-                ["local worker", f"{local[0] * 1000:.2f}", f"{local[1] * 1000:.2f}"],
-                ["relayed (worker on another gateway)", f"{relayed[0] * 1000:.2f}", f"{relayed[1] * 1000:.2f}"],
-            ],
+            latencies,
             args.markdown,
         )
     )

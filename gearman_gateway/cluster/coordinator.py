@@ -4,7 +4,10 @@
 ``bury``, ``revive``), so the scheduler knows no SQL and no cluster: it numbers jobs with its own sequence, and
 this class turns those numbers into cluster-unique ids (``cluster_id``) before the runner group-commits them.
 A new job is inserted as this server's when one of its workers can do the function, else as the cluster's
-(``HandedOff``: the scheduler acknowledges it and forgets it).
+(``HandedOff``: the scheduler acknowledges it and forgets it). A batch that inserts jobs this server keeps also
+claims the older unowned jobs of their functions, which are queued ahead of them (``Ahead``: FIFO across
+servers). Foreground jobs with a unique are coalesced across servers: one that runs here registers its unique
+(``share_unique``), and a client of another server with that unique watches it (``_watch``).
 
 On a thread of its own, with a connection of its own (``ClusterLink``), it:
 * claims unowned jobs of the functions its workers can do, up to PREFETCH held and not yet finished, when a
@@ -26,21 +29,24 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from gearman_gateway.cluster.relay import Event, RelayBack, RelayWorker
+from gearman_gateway.cluster.relay import FINAL, Event, RelayBack, RelayWorker
+from gearman_gateway.scheduler.job import Job, JobState
 from gearman_gateway.stores.base import StoredJob
 from gearman_gateway.stores.runner import AddCallback, StoreRunner
 from gearman_gateway.stores.shared_postgres import (
     LOCAL_BITS,
+    Ahead,
     ClusterLink,
     Notifications,
     Peer,
     SharedPostgresStore,
     SharedRow,
+    Watcher,
     cluster_id,
 )
 
 if TYPE_CHECKING:
-    from gearman_gateway.scheduler import Job, Scheduler
+    from gearman_gateway.scheduler import Scheduler
 
 log = logging.getLogger("gearman_gateway.cluster")
 
@@ -52,12 +58,22 @@ PREFETCH = 256
 POLL_MAX = 1.0
 #: Relay rows' ids: this bit set in the server's own part, so they never meet its background jobs' ids.
 RELAY_BIT = 1 << (LOCAL_BITS - 1)
+#: With LISTEN up, watchers come with a NOTIFY (or a claim): the poll reads them only every this many polls, in
+#: case a notification was lost (each read is a transaction on the cluster thread, which heartbeats share).
+WATCHER_POLLS = 5
 #: Seconds between two readings of the cluster's queues for admin `status cluster` (a count over the table).
 STATUS_INTERVAL = 2.0
 
 
+def _nothing_waits(error: Exception | None) -> None:
+    """A registered unique's commit: nothing waits for it. A unique held elsewhere (HandedOff) leaves the job
+    running here too (it started at once); a store that failed drops the registration."""
+
+
 class SharedQueue:
     """The DurableStore of a scheduler in shared mode (see the module's docstring)."""
+
+    shares_uniques = True  # foreground jobs with a unique are told (share_unique)
 
     def __init__(self, runner: StoreRunner, reactor: Any, dead_after: float = 3.0) -> None:
         self.runner = runner
@@ -75,6 +91,13 @@ class SharedQueue:
         self.relay: RelayWorker | None = None
         self._relay_rows = 0  # relay rows inserted so far (their ids)
         self._relaying: dict[int, None] = {}  # relay rows this server claimed and runs: renewed like its own
+        #: Clients of other servers attached to jobs here (coalesced by unique): (server, handle there), until the
+        #: transaction of their final event has deleted their watcher rows.
+        self._watching: set[tuple[int, bytes]] = set()
+        self._watched: set[bytes] = set()  # jobs of this server's clients that watch a job elsewhere: handles
+        self._registered: dict[Job, int] = {}  # foreground jobs run here whose unique is in the table -> row id
+        self._for_peer = False
+        self._polls = 0  # a submit for another server's client is under way (``_submit_for_peer``)
         self._outbox: list[Event] = []  # events of relayed jobs, written at the end of the turn
         self._adopted: dict[int, int] = {}  # the scheduler's job id -> the cluster's, for claimed jobs
         self._claiming = False
@@ -106,6 +129,7 @@ class SharedQueue:
     def attach(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler
         self.relay = RelayWorker(scheduler, self.reactor, self._relay_out)
+        self.backend.claim_room = lambda: PREFETCH - len(self._adopted)
 
     def _own_workers(self, name: bytes) -> int:
         assert self.relay is not None
@@ -114,6 +138,7 @@ class SharedQueue:
     # -- the DurableStore protocol (the scheduler's calls)
 
     def add(self, row: StoredJob, callback: AddCallback) -> None:
+        local = self._own_workers(row.function) > 0
         shared = SharedRow(
             cluster_id(self.server, row.job_id),
             row.handle,
@@ -122,9 +147,54 @@ class SharedQueue:
             row.priority,
             row.data,
             row.when,
-            local=self._own_workers(row.function) > 0,
+            local=local,
         )
-        self.runner.add(shared, callback)
+        self.runner.add(shared, (lambda error: self._committed_here(error, callback)) if local else callback)
+
+    def _committed_here(self, error: Exception | None, callback: AddCallback) -> None:
+        """A job inserted as this server's: the older jobs its batch claimed (Ahead) are queued ahead of it
+        before it becomes runnable (FIFO across servers, docs/scale.md)."""
+        if isinstance(error, Ahead):
+            self._adopt(error.rows, ahead=True)
+            self._take_watchers()
+            error = None
+        callback(error)
+
+    def _adopt(self, rows: list[StoredJob], ahead: bool = False) -> None:
+        assert self.scheduler is not None
+        self.claims += 1
+        self.claimed += len(rows)
+        if ahead:
+            for seq, row in zip(self.scheduler.adopt_ahead(rows), rows, strict=True):
+                self._adopted[seq] = row.job_id
+        else:
+            for row in rows:
+                self._adopted[self.scheduler.adopt(row)] = row.job_id
+
+    def share_unique(self, job: Job) -> None:
+        """A foreground job with a unique, new here: when a worker here can run it, its unique goes into the table
+        with the next group commit (a row this server owns, as a relay row for itself), which is not waited for
+        — the job runs at once — so that clients of other gateways with its unique watch it instead of running
+        their own (docs/scale.md). Its row is deleted once the job has ended (``_unregister_ended``)."""
+        name = job.function.name
+        if self._for_peer or job.unique == b"-" or not self._own_workers(name):
+            return  # a job that no worker here can do is relayed with its unique
+        self._relay_rows += 1
+        row_id = cluster_id(self.server, RELAY_BIT | self._relay_rows)
+        self._registered[job] = row_id
+        row = SharedRow(row_id, job.handle, name, job.unique, job.priority, job.data, local=True, registers=True)
+        self.runner.add(row, _nothing_waits)
+
+    def _unregister_ended(self) -> list[int]:
+        """Delete the rows of registered foreground jobs that ended; the row ids of the live ones (renewed)."""
+        live = []
+        for job, row_id in list(self._registered.items()):
+            if job.state is JobState.DONE:
+                del self._registered[job]
+                self.runner.remove(row_id)
+            else:
+                live.append(row_id)
+        return live
 
     def remove(self, job_id: int) -> None:
         adopted = self._adopted.pop(job_id, None)
@@ -260,6 +330,7 @@ class SharedQueue:
         held = [self._cluster_id(job_id) for job_id in self.scheduler.background_job_ids()]
         held += self._relaying
         held += self.runner.unwritten()
+        held += self._unregister_ended()
         self._run("lease renewal", lambda: self.link.renew(held), once=True)
 
     def _poll(self) -> None:
@@ -269,6 +340,11 @@ class SharedQueue:
             self._run("takeover", self.link.take_over, lambda _: self.claim(), once=True)
         if self.relay is not None and self.relay.running:
             self._take_events()
+        if self._watched:
+            self._run("watchers", self.link.orphans, self._orphaned, once=True)
+        self._polls += 1
+        if not self.notifications.listening or self._polls % WATCHER_POLLS == 0:
+            self._take_watchers(once=True)  # no LISTEN, or a lost notification
 
     # -- claims
 
@@ -279,7 +355,10 @@ class SharedQueue:
     def _heard(self, channel: str, payload: str | None) -> None:
         self.notifications_heard += payload is not None
         if channel == self.backend.tables.server_channel(self.server):
-            self._take_events()
+            if payload == "w":
+                self._take_watchers()
+            else:
+                self._take_events()
             return
         if payload:
             try:
@@ -314,18 +393,15 @@ class SharedQueue:
         now = int(time.time())
         self._run("claim", lambda: (room, self.link.claim(functions, room, now)), self._claimed)
 
-    def _claimed(self, result: tuple[int, list[tuple[StoredJob, int]]]) -> None:
+    def _claimed(self, result: tuple[int, tuple[list[tuple[StoredJob, int]], list[Watcher]]]) -> None:
         self._claiming = False
-        room, rows = result
-        self.claims += 1
-        self.claimed += len(rows)
-        scheduler = self.scheduler
-        assert scheduler is not None
+        room, (rows, watchers) = result
         for row, reply_to in rows:
             if reply_to:
                 self._run_relayed(row, reply_to)
-            else:
-                self._adopted[scheduler.adopt(row)] = row.job_id
+        self._adopt([row for row, reply_to in rows if not reply_to])
+        if watchers:
+            self._watch(watchers)
         self._more = len(rows) >= room
         if self._claim_again or (self._more and len(self._adopted) <= PREFETCH // 2):
             self.claim()
@@ -338,19 +414,31 @@ class SharedQueue:
         for job in jobs:
             self._relay_rows += 1
             row_id = cluster_id(self.server, RELAY_BIT | self._relay_rows)
-            rows.append(StoredJob(row_id, job.handle, job.function.name, b"", job.priority, job.data))
-        self._run("relay", lambda: self.link.relay_out(rows))
+            # a foreground job's unique coalesces it with the cluster's live jobs; a background job's is held by
+            # its own row already
+            unique = b"" if job.background else job.unique
+            rows.append(StoredJob(row_id, job.handle, job.function.name, unique, job.priority, job.data))
+        self._run("relay", lambda: self.link.relay_out(rows), self._watched.update)
 
     def _run_relayed(self, row: StoredJob, reply_to: int) -> None:
         """A relay row this server claimed: a foreground job here, its events going back to ``reply_to``."""
         assert self.scheduler is not None
         self._relaying[row.job_id] = None
         back = RelayBack(self._emit, reply_to, row.handle, row.job_id)
+        self._submit_for_peer(back, row.function, row.data, row.unique, row.priority)
+
+    def _submit_for_peer(self, back: RelayBack, function: bytes, data: bytes, unique: bytes, priority: int) -> None:
+        """A foreground submit here for a client of another server (a relayed job, a watcher). Its unique is held
+        in the table already (its relay row, the watched row): it registers none (``share_unique``)."""
+        assert self.scheduler is not None
+        self._for_peer = True
         try:
-            self.scheduler.submit(row.function, row.data, b"", row.priority, listener=back)
+            self.scheduler.submit(function, data, unique, priority, listener=back)
         except Exception as error:  # noqa: BLE001 - a full queue, a shutdown: the client hears a failure
-            log.warning("cluster: relayed job %r refused here: %s", row.handle, error)
+            log.warning("cluster: a job for server %d refused here: %s", back.reply_to, error)
             back.job_fail(None)  # type: ignore[arg-type]
+        finally:
+            self._for_peer = False
 
     def _emit(self, event: Event) -> None:
         if event[4]:
@@ -362,7 +450,8 @@ class SharedQueue:
     def _flush_events(self) -> None:
         events, self._outbox = self._outbox, []
         if events:
-            self._run("relay events", lambda: self.link.emit(events))
+            ended = {(server, handle) for server, handle, kind, _, row in events if kind in FINAL and not row}
+            self._run("relay events", lambda: self.link.emit(events), lambda _: self._watching.difference_update(ended))
 
     def _take_events(self) -> None:
         self._run("relay events", self.link.take_events, self._deliver)
@@ -370,7 +459,35 @@ class SharedQueue:
     def _deliver(self, events: list[tuple[bytes, int, bytes]]) -> None:
         assert self.relay is not None
         for handle, kind, data in events:
+            if kind in FINAL:
+                self._watched.discard(handle)
             self.relay.deliver(handle, kind, data)
+
+    # -- coalescing across servers: watchers
+
+    def _take_watchers(self, once: bool = False) -> None:
+        self._run("watchers", self.link.watchers, self._watch, once=once)
+
+    def _watch(self, watchers: list[Watcher]) -> None:
+        """Clients of other servers watching jobs this server holds: each joins the job here by its unique (as a
+        local client would), with a listener that sends its events back (RelayBack, no relay row). A job that
+        finished meanwhile runs again for it (as for a client that came after it ended)."""
+        assert self.scheduler is not None
+        for server, handle, function, unique, data, priority in watchers:
+            if (server, handle) in self._watching:
+                continue
+            self._watching.add((server, handle))
+            self._submit_for_peer(RelayBack(self._emit, server, handle, 0), function, data, unique, priority)
+
+    def _orphaned(self, handles: list[bytes]) -> None:
+        """Jobs of this server's clients whose watched job ended before its holder read their watchers: relayed
+        again (they run as new jobs)."""
+        assert self.relay is not None
+        jobs = [self.relay.running[handle] for handle in handles if handle in self.relay.running]
+        self._watched.difference_update(handles)
+        if jobs:
+            log.info("cluster: %d watched jobs ended unseen; relayed again", len(jobs))
+            self._relay_out(jobs)
 
     # -- admin
 

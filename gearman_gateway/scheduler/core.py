@@ -27,7 +27,7 @@ import heapq
 import logging
 import socket
 from collections.abc import Callable, Iterable
-from itertools import islice, takewhile
+from itertools import dropwhile, islice, takewhile
 from typing import Any
 
 from gearman_gateway.scheduler.budget import JobBudget
@@ -231,8 +231,11 @@ class Scheduler:
         self.jobs_by_handle[handle] = job
         if key is not None:
             fn.by_unique[key] = job
-            if background and self.observer is not None:
-                self._attach(job, self.observer)
+            if background:
+                if self.observer is not None:
+                    self._attach(job, self.observer)
+            elif self.store is not None and self.store.shares_uniques:
+                self.store.share_unique(job)  # shared mode: other gateways' clients may join it
         fn.total += 1
         fn.submitted += 1
         if background and self.store is not None:
@@ -343,18 +346,48 @@ class Scheduler:
             count += 1
         return count
 
-    def adopt(self, row: StoredJob) -> int:
+    def adopt(self, row: StoredJob, ahead: bool = False) -> int:
         """A background job this server claimed from a queue it shares with other servers (its row stays the
         cluster's, under the cluster's id): it joins its queue with the handle it was given where it was
-        submitted, and a job id of this server's own sequence, which is returned (the store's calls name it)."""
+        submitted, and a job id of this server's own sequence, which is returned (the store's calls name it).
+        ``ahead``: it is older than the jobs whose commits are under way (``adopt_ahead``)."""
         self._seq += 1
         handle = row.handle
         if not handle or handle in self.jobs_by_handle or handle in self.dead_letters:
             handle = self.handle_prefix + b"a%d" % self._seq
-        self._take_on(row, handle, self._seq)
+        self._take_on(row, handle, self._seq, ahead)
         return self._seq
 
-    def _take_on(self, row: StoredJob, handle: bytes, seq: int) -> None:
+    def adopt_ahead(self, rows: list[StoredJob]) -> list[int]:
+        """Claimed jobs older than this server's PENDING ones (shared mode's FIFO across servers): each waits
+        ahead of the first PENDING job of its queue, and a held grab that claimed a PENDING job of their
+        functions takes the best job again. Their job ids, in order."""
+        names = {row.function for row in rows}
+        held = [worker for job, worker in self._claims.items() if job.function.name in names] if self._claims else []
+        for worker in held:
+            self._unhold(worker)  # its PENDING job goes back to its place
+        seqs = [self.adopt(row, ahead=True) for row in rows]
+        for worker in held:
+            if worker.holding is False:
+                self._regrab(worker)
+        return seqs
+
+    def _enqueue_ahead(self, job: Job) -> None:
+        """``_enqueue``, but ahead of the PENDING jobs of its queue (``adopt_ahead``)."""
+        fn = job.function
+        if fn.holders or (job.when and job.when > self.clock.seconds()):
+            self._enqueue(job)  # a grab waits for any job, or it is not due
+            return
+        queue = fn.queues[job.priority]
+        behind = list(dropwhile(lambda other: other.state is not _PENDING, queue))
+        job.state = _QUEUED
+        queue[job] = None
+        for other in behind:
+            queue.move_to_end(other)
+        if fn.sleepers:
+            self._wake_for(fn)
+
+    def _take_on(self, row: StoredJob, handle: bytes, seq: int, ahead: bool = False) -> None:
         """A stored row becomes a live (or dead-letter) job of this scheduler: replay and adopt."""
         fn = self.function(row.function)
         if row.unique == b"-":
@@ -380,7 +413,10 @@ class Scheduler:
                 self._attach(job, self.observer)
         fn.total += 1
         fn.submitted += 1  # a job this process takes on, as a submit: `completed` never exceeds it
-        self._enqueue(job)
+        if ahead:
+            self._enqueue_ahead(job)
+        else:
+            self._enqueue(job)
 
     def _attach(self, job: Job, listener: JobListener) -> None:
         if job.listeners:

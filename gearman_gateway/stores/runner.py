@@ -80,6 +80,8 @@ class _Batch:
 
 
 class StoreRunner:
+    shares_uniques = False  # the DurableStore protocol: foreground uniques are no business of one server's store
+
     def __init__(self, backend: Store, reactor: Any) -> None:
         self.backend = backend
         self.reactor = reactor

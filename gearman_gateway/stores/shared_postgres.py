@@ -49,15 +49,32 @@ DEFAULT_SHARED_TABLE = "gearman_gateway_shared"
 LOCAL_BITS = 40
 #: Longest notification payload we send (hex of the function name); a longer name sends "" (= "look at all").
 MAX_PAYLOAD = 200
+#: A client of another server watching a job this server holds: (server, handle there, function, unique, data,
+#: priority).
+Watcher = tuple[int, bytes, bytes, bytes, bytes, int]
+#: Kinds of a relayed job's final events (cluster/relay.py: COMPLETE, FAIL, EXCEPTION).
+FINAL = (4, 5, 6)
 #: Row columns of a claim's answer, in order.
 _CLAIMED = "job_id, handle, unique_key, function_name, priority, data, when_to_run, reply_to"
 
 
 @dataclass(slots=True)
 class SharedRow(StoredJob):
-    """A row as the coordinator hands it to the store: with whether this server keeps it (``local``)."""
+    """A row as the coordinator hands it to the store: with whether this server keeps it (``local``), and whether
+    it only registers the unique of a foreground job that runs here (``registers``: a relay row for this server,
+    already its own; see docs/scale.md, unique coalescing)."""
 
     local: bool = False
+    registers: bool = False
+
+
+class Ahead(Exception):
+    """The answer to the first of a batch's adds that stay this server's: the older unowned jobs of their
+    functions that the batch's transaction claimed (``rows``), to be queued ahead of the batch's new jobs."""
+
+    def __init__(self, rows: list[StoredJob]) -> None:
+        super().__init__("claimed ahead")
+        self.rows = rows
 
 
 def cluster_id(server: int, seq: int) -> int:
@@ -69,6 +86,29 @@ def payload_for(function: bytes) -> str:
     return text if len(text) <= MAX_PAYLOAD else ""
 
 
+def claim_rows(
+    cur: Any, table: str, server: int, lease: float, functions: list[bytes], limit: int, now: int, relayed: bool = True
+) -> list[tuple[StoredJob, int]]:
+    """Take up to ``limit`` unowned due jobs of these functions, best priority and oldest (``fifo``) first, in
+    that order: each with the number of the server it is relayed for (0: a background job). ``relayed`` False:
+    background jobs only."""
+    cur.execute(
+        f"UPDATE {table} SET owner = %s, lease_until = now() + %s * interval '1 second' WHERE job_id IN "
+        f"(SELECT job_id FROM {table} WHERE owner IS NULL AND NOT dead AND function_name = ANY(%s) "
+        f"AND when_to_run <= %s{'' if relayed else ' AND reply_to IS NULL'} ORDER BY priority, fifo LIMIT %s "
+        f"FOR UPDATE SKIP LOCKED) RETURNING {_CLAIMED}, fifo",
+        (server, lease, functions, now, limit),
+    )
+    rows = sorted(cur.fetchall(), key=lambda r: (r[4], r[8]))
+    return [
+        (
+            StoredJob(int(r[0]), as_bytes(r[1]), as_bytes(r[3]), as_bytes(r[2]), int(r[4]), as_bytes(r[5]), int(r[6])),
+            int(r[7] or 0),
+        )
+        for r in rows
+    ]
+
+
 class _Tables:
     """The statements of one pair of tables."""
 
@@ -77,6 +117,7 @@ class _Tables:
         self.servers = f"{table}_servers"
         self.channel = table
         self.events = f"{table}_events"
+        self.watchers = f"{table}_watchers"
 
     def server_channel(self, server: int) -> str:
         """Where a server hears of events of the jobs it relayed."""
@@ -97,6 +138,11 @@ class _Tables:
             f"CREATE TABLE IF NOT EXISTS {t}_events (id BIGSERIAL PRIMARY KEY, server BIGINT NOT NULL, "
             "handle BYTEA NOT NULL, kind SMALLINT NOT NULL, data BYTEA NOT NULL)",
             f"CREATE INDEX IF NOT EXISTS {t}_events_server ON {t}_events (server, id)",
+            # foreground clients of other servers waiting for a job (coalesced by unique): its events go to
+            # each (server, handle) as to a relayed job's client, until its final one
+            f"CREATE TABLE IF NOT EXISTS {t}_watchers (server BIGINT NOT NULL, handle BYTEA NOT NULL, "
+            "job_id BIGINT NOT NULL, PRIMARY KEY (server, handle))",
+            f"CREATE INDEX IF NOT EXISTS {t}_watchers_job ON {t}_watchers (job_id)",
             # what claims read: unowned live rows of some functions, best priority and oldest first
             f"CREATE INDEX IF NOT EXISTS {t}_claimable ON {t} (function_name, priority, fifo) "
             "WHERE owner IS NULL AND NOT dead",
@@ -133,12 +179,14 @@ class SharedPostgresStore(PostgresStore):
         self.listen = listen
         #: This server's number in the cluster (``TABLE_servers.id``), 0 until the first open.
         self.server = 0
+        #: How many more claimed jobs this server may hold (read on the store's thread; set by the coordinator).
+        self.claim_room: Callable[[], int] = lambda: 256
         t = self.table
         self._insert_head = (
             f"INSERT INTO {t} (job_id, handle, unique_key, function_name, priority, data, when_to_run, owner, "
-            "lease_until) VALUES "
+            "reply_to, lease_until) VALUES "
         )
-        self._row_marks = "(%s, %s, %s, %s, %s, %s, %s, %s, now() + %s * interval '1 second')"
+        self._row_marks = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, now() + %s * interval '1 second')"
 
     def _connect(self) -> Any:
         conn = super()._connect()
@@ -190,6 +238,8 @@ class SharedPostgresStore(PostgresStore):
         if self._conn is not None and self.server:
             try:
                 with self._transaction("leave") as cur:
+                    # registered uniques of its foreground jobs go with their clients; its other rows go back
+                    cur.execute(f"DELETE FROM {self.table} WHERE owner = %s AND reply_to = %s", (self.server,) * 2)
                     cur.execute(
                         f"UPDATE {self.table} SET owner = NULL, lease_until = NULL WHERE owner = %s AND NOT dead "
                         "RETURNING function_name",
@@ -210,26 +260,59 @@ class SharedPostgresStore(PostgresStore):
     def write(
         self, adds: list[StoredJob], removes: list[int], buries: list[tuple[int, str]], revives: list[int]
     ) -> dict[int, Exception]:
-        """One transaction: inserts (each owned by this server or not; a held unique inserts nothing), deletes,
-        buries, revives, and one NOTIFY per function of the unowned new rows. Returns the adds that are not this
-        server's: job id -> HandedOff."""
+        """One transaction: inserts (each owned by this server or not; a held unique inserts nothing), the claim
+        of the older unowned jobs of the functions of the owned ones (``_claim_ahead``), deletes, buries,
+        revives, and one NOTIFY per function of the unowned new rows. Returns the adds that are not this
+        server's (job id -> HandedOff) and, for the first owned one, the jobs claimed ahead of it (Ahead)."""
         outcomes: dict[int, Exception] = {}
         with self._transaction(f"batch of {len(adds)} adds and {len(removes)} removes") as cur:
             if adds:
                 inserted = self._insert_shared(cur, adds)
+                owned = [
+                    row
+                    for row in adds
+                    if row.job_id in inserted and getattr(row, "local", False) and not getattr(row, "registers", False)
+                ]
+                ahead, given_back = self._claim_ahead(cur, owned) if owned else ([], set())
                 announce = set()
                 for row in adds:
                     if row.job_id not in inserted:
                         outcomes[row.job_id] = HandedOff(self._holder_handle(cur, row))
-                    elif not getattr(row, "local", False):
+                    elif row.job_id in given_back or not getattr(row, "local", False):
                         outcomes[row.job_id] = HandedOff()
                         announce.add(row.function)
+                    elif ahead and not getattr(row, "registers", False):
+                        outcomes[row.job_id], ahead = Ahead(ahead), []
                 self._notify(cur, announce)
             self._each_chunk(cur, f"DELETE FROM {self.table}", (), removes)
             for job_id, reason in buries:
                 self._each_chunk(cur, self._set_dead(), (True, reason), [job_id])
             self._each_chunk(cur, self._set_dead(), (False, ""), revives)
         return outcomes
+
+    def _claim_ahead(self, cur: Any, owned: list[StoredJob]) -> tuple[list[StoredJob], set[int]]:
+        """FIFO across servers: before this server runs its new jobs, it claims the older unowned background jobs
+        of their functions (best priority, oldest first), which it queues ahead of them. When more wait than it
+        may hold (``claim_room``), none is claimed and its new jobs go to the table behind them (given back).
+        Relay rows are left to the coordinator's claims. Returns (claimed rows, ids given back)."""
+        functions = sorted({row.function for row in owned})
+        room = max(self.claim_room(), 0)
+        now = int(time.time())
+        claimed = claim_rows(cur, self.table, self.server, self.lease, functions, room, now, relayed=False)
+        if len(claimed) >= room:
+            cur.execute(
+                f"SELECT 1 FROM {self.table} WHERE owner IS NULL AND NOT dead AND function_name = ANY(%s) "
+                "AND when_to_run <= %s AND reply_to IS NULL AND priority <= %s LIMIT 1",
+                (functions, now, max(row.priority for row in owned)),
+            )
+            if cur.fetchone() is not None:  # claimed rows and new ones all go back, for claims in order
+                ids = [row.job_id for row in owned]
+                cur.execute(
+                    f"UPDATE {self.table} SET owner = NULL, lease_until = NULL WHERE job_id = ANY(%s)",
+                    (ids + [row.job_id for row, _ in claimed],),
+                )
+                return [], set(ids)
+        return [row for row, _ in claimed], set()
 
     def add(self, jobs: list[StoredJob]) -> None:
         self.write(jobs, [], [], [])
@@ -242,9 +325,10 @@ class SharedPostgresStore(PostgresStore):
             statement = self._insert_head + ", ".join([self._row_marks] * len(chunk))
             params: list[Any] = []
             for j in chunk:
-                local = getattr(j, "local", False)
-                owner = self.server if local else None
-                params += (j.job_id, j.handle, j.unique, j.function, j.priority, j.data, j.when, owner, self.lease)
+                owner = self.server if getattr(j, "local", False) else None
+                reply_to = self.server if getattr(j, "registers", False) else None
+                params += (j.job_id, j.handle, j.unique, j.function, j.priority, j.data, j.when, owner, reply_to)
+                params.append(self.lease)
             cur.execute(statement + " ON CONFLICT DO NOTHING RETURNING job_id", params)
             inserted.update(row[0] for row in cur.fetchall())
         return inserted
@@ -322,46 +406,98 @@ class ClusterLink:
         conn, self._conn = self._conn, None
         close_quietly(conn)
 
-    def claim(self, functions: list[bytes], limit: int, now: int) -> list[tuple[StoredJob, int]]:
-        """Take up to ``limit`` unowned due jobs of these functions, best priority and oldest first: each with the
-        number of the server it is relayed for (0: a background job)."""
-        t = self.tables.jobs
+    def claim(self, functions: list[bytes], limit: int, now: int) -> tuple[list[tuple[StoredJob, int]], list[Watcher]]:
+        """Take up to ``limit`` unowned due jobs of these functions (``claim_rows``), and read their watchers in the
+        same transaction (no round trip more for a relayed job)."""
+        store = self.store
 
-        def work(cur: Any) -> list[tuple[StoredJob, int]]:
-            cur.execute(
-                f"UPDATE {t} SET owner = %s, lease_until = now() + %s * interval '1 second' WHERE job_id IN "
-                f"(SELECT job_id FROM {t} WHERE owner IS NULL AND NOT dead AND function_name = ANY(%s) "
-                "AND when_to_run <= %s ORDER BY priority, fifo LIMIT %s FOR UPDATE SKIP LOCKED) "
-                f"RETURNING {_CLAIMED}, fifo",
-                (self.store.server, self.store.lease, functions, now, limit),
-            )
-            rows = sorted(cur.fetchall(), key=lambda r: (r[4], r[8]))
-            return [
-                (
-                    StoredJob(
-                        int(r[0]), as_bytes(r[1]), as_bytes(r[3]), as_bytes(r[2]), int(r[4]), as_bytes(r[5]), int(r[6])
-                    ),
-                    int(r[7] or 0),
-                )
-                for r in rows
-            ]
+        def work(cur: Any) -> tuple[list[tuple[StoredJob, int]], list[Watcher]]:
+            rows = claim_rows(cur, self.tables.jobs, store.server, store.lease, functions, limit, now)
+            return rows, (self._read_watchers(cur, [row.job_id for row, _ in rows]) if rows else [])
 
         return self._cursor_work("claim", work)
 
-    def relay_out(self, rows: list[StoredJob]) -> None:
-        """Relay rows for jobs of this server's clients: claimable by any server whose workers can do them."""
+    def relay_out(self, rows: list[StoredJob]) -> list[bytes]:
+        """Relay rows for jobs of this server's clients: claimable by any server whose workers can do them. A job
+        whose unique a live row of the cluster holds (a background job, a relayed or a registered foreground
+        one) gets no row: its client watches that job instead (``_watch``). Returns the handles of those."""
         t = self.tables.jobs
 
-        def work(cur: Any) -> None:
+        def work(cur: Any) -> list[bytes]:
+            announce: set[bytes] = set()
+            owners: set[int] = set()
+            watched: list[bytes] = []
             for row in rows:
-                cur.execute(
-                    f"INSERT INTO {t} (job_id, handle, unique_key, function_name, priority, data, when_to_run, "
-                    "reply_to) VALUES (%s, %s, '', %s, %s, %s, 0, %s)",
-                    (row.job_id, row.handle, row.function, row.priority, row.data, self.store.server),
-                )
-            self.store._notify(cur, {row.function for row in rows})
+                for _ in range(3):  # the holder may finish meanwhile: then the insert goes in
+                    cur.execute(
+                        f"INSERT INTO {t} (job_id, handle, unique_key, function_name, priority, data, when_to_run, "
+                        "reply_to) VALUES (%s, %s, %s, %s, %s, %s, 0, %s) ON CONFLICT DO NOTHING RETURNING job_id",
+                        (row.job_id, row.handle, row.unique, row.function, row.priority, row.data, self.store.server),
+                    )
+                    if cur.fetchone() is not None:
+                        announce.add(row.function)
+                        break
+                    owner = self._watch(cur, row)
+                    if owner is not None:
+                        watched.append(row.handle)
+                        if owner:
+                            owners.add(owner)
+                        break
+            self.store._notify(cur, announce)
+            for owner in sorted(owners):
+                cur.execute("SELECT pg_notify(%s, 'w')", (self.tables.server_channel(owner),))
+            return watched
 
-        self._cursor_work("relay", work)
+        return self._cursor_work("relay", work)
+
+    def _watch(self, cur: Any, row: StoredJob) -> int | None:
+        """This server's client of ``row`` waits for the live job with its function and unique: the holder's
+        number (0: nobody holds it yet, the server that claims it reads its watchers), None: there is none (it
+        finished meanwhile). FOR SHARE: a claim under way ends first, so its claimer is the holder we tell, or
+        our watcher is committed before it claims."""
+        cur.execute(
+            f"SELECT job_id, owner FROM {self.tables.jobs} WHERE function_name = %s AND unique_key = %s AND NOT dead "
+            "FOR SHARE",
+            (row.function, row.unique),
+        )
+        found = cur.fetchone()
+        if found is None:
+            return None
+        cur.execute(
+            f"INSERT INTO {self.tables.watchers} (server, handle, job_id) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            (self.store.server, row.handle, found[0]),
+        )
+        return int(found[1] or 0)
+
+    def watchers(self) -> list[Watcher]:
+        """Clients of other servers watching jobs this server holds. They stay in the table until their job's final
+        event (``emit``)."""
+        return self._cursor_work("watchers", self._read_watchers)
+
+    def _read_watchers(self, cur: Any, job_ids: list[int] | None = None) -> list[Watcher]:
+        t, w = self.tables.jobs, self.tables.watchers
+        only = "" if job_ids is None else " AND w.job_id = ANY(%s)"
+        cur.execute(
+            f"SELECT w.server, w.handle, t.function_name, t.unique_key, t.data, t.priority FROM {w} w "
+            f"JOIN {t} t ON t.job_id = w.job_id WHERE t.owner = %s AND NOT t.dead{only}",
+            (self.store.server,) if job_ids is None else (self.store.server, job_ids),
+        )
+        return [(int(s), as_bytes(h), as_bytes(f), as_bytes(u), as_bytes(d), int(p)) for s, h, f, u, d, p in cur]
+
+    def orphans(self) -> list[bytes]:
+        """This server's watchers whose job's row is gone (it finished before its holder read them): deleted;
+        their handles (here), whose jobs are relayed again."""
+        t, w = self.tables.jobs, self.tables.watchers
+
+        def work(cur: Any) -> list[bytes]:
+            cur.execute(
+                f"DELETE FROM {w} w WHERE w.server = %s AND NOT EXISTS (SELECT 1 FROM {t} t WHERE t.job_id = w.job_id "
+                "AND NOT t.dead) RETURNING w.handle",
+                (self.store.server,),
+            )
+            return [as_bytes(h) for (h,) in cur.fetchall()]
+
+        return self._cursor_work("watchers", work)
 
     def emit(self, events: list[tuple[int, bytes, int, bytes, int]]) -> None:
         """Events of relayed jobs for the servers of their clients, in order, in one transaction; the relay rows of
@@ -375,6 +511,13 @@ class ClusterLink:
             done = [row for *_, row in events if row]
             if done:
                 cur.execute(f"DELETE FROM {self.tables.jobs} WHERE job_id = ANY(%s)", (done,))
+            ended = [(server, handle) for server, handle, kind, _, row in events if kind in FINAL and not row]
+            if ended:
+                cur.execute(
+                    f"DELETE FROM {self.tables.watchers} WHERE (server, handle) IN "
+                    "(SELECT * FROM unnest(%s::bigint[], %s::bytea[]))",
+                    ([e[0] for e in ended], [e[1] for e in ended]),
+                )
             for server in sorted({event[0] for event in events}):
                 cur.execute("SELECT pg_notify(%s, '')", (self.tables.server_channel(server),))
 
@@ -559,6 +702,7 @@ class Notifications:
 
 __all__ = [
     "DEFAULT_SHARED_TABLE",
+    "Ahead",
     "HOST",
     "ClusterLink",
     "HandedOff",
@@ -566,5 +710,6 @@ __all__ = [
     "Peer",
     "SharedPostgresStore",
     "SharedRow",
+    "Watcher",
     "cluster_id",
 ]

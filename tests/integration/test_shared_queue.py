@@ -41,6 +41,7 @@ def cluster(gearmand, postgres_server):
         return [gearmand(*shared_args(conninfo, LEASE, DEAD_AFTER), *extra) for _ in range(count)]
 
     start.conninfo = conninfo  # type: ignore[attr-defined]
+    start.start_with = lambda lease, dead_after: gearmand(*shared_args(conninfo, lease, dead_after))  # type: ignore[attr-defined]
     return start
 
 
@@ -89,6 +90,56 @@ def test_priorities_and_fifo_hold_across_servers(cluster) -> None:
     wait_for(lambda: len(worker.done) == 5, 10, "five jobs")
     worker.stop()
     assert worker.done == [b"high-1", b"normal-1", b"normal-2", b"normal-3", b"low-1"]
+
+
+def grab_all(raw: Raw, count: int) -> list[bytes]:
+    """A raw worker's grabs, one job at a time, each completed at once: the payloads in the order it got them."""
+    seen: list[bytes] = []
+    while len(seen) < count:
+        raw.send(Packet.GRAB_JOB)
+        kind, args = raw.recv(10)
+        while kind == Packet.NOOP:
+            kind, args = raw.recv(10)
+        if kind == Packet.NO_JOB:
+            raw.send(Packet.PRE_SLEEP)
+            raw.expect(Packet.NOOP, timeout=10)
+            continue
+        assert kind == Packet.JOB_ASSIGN, (kind, args)
+        seen.append(args[2])
+        raw.send(Packet.WORK_COMPLETE, args[0], b"")
+    return seen
+
+
+def test_older_unclaimed_jobs_run_before_new_ones_of_a_server_with_a_worker(cluster) -> None:
+    """FIFO across servers with a local worker: jobs submitted where the worker is (inserted as that server's,
+    no claim round trip) still run after the older jobs that waited in the table, priorities first. A poll
+    every second (dead_after 3) leaves no time for the poll's claim to take the older ones first."""
+    a, b, c = (cluster.start_with(lease=10.0, dead_after=3.0) for _ in range(3))
+    submit_background(a.port, b"order", [b"normal-1"])
+    submit_background(b.port, b"order", [b"normal-2"])
+    submit_background(a.port, b"order", [b"high-1"], priority=Packet.SUBMIT_JOB_HIGH_BG)
+    submit_background(b.port, b"order", [b"normal-3"])
+    submit_background(a.port, b"order", [b"low-1"], priority=Packet.SUBMIT_JOB_LOW_BG)
+    with Raw(c.port) as worker:
+        worker.send(Packet.CAN_DO, b"order")
+        wait_for(lambda: "order\t0\t0\t1" in c.admin("status"), 5, "the worker's CAN_DO")
+        with Raw(c.port) as client:
+            for data, kind in ((b"local-1", Packet.SUBMIT_JOB_BG), (b"local-high", Packet.SUBMIT_JOB_HIGH_BG),
+                               (b"local-2", Packet.SUBMIT_JOB_BG)):  # fmt: skip
+                client.send(kind, b"order", b"", data)
+            for _ in range(3):
+                client.expect(Packet.JOB_CREATED, timeout=10)
+        seen = grab_all(worker, 8)
+    assert seen == [
+        b"high-1",
+        b"local-high",
+        b"normal-1",
+        b"normal-2",
+        b"normal-3",
+        b"local-1",
+        b"local-2",
+        b"low-1",
+    ]
 
 
 def stream(port: int, function: bytes, prefix: bytes, stop: threading.Event, acknowledged: list[bytes]) -> None:

@@ -134,7 +134,7 @@ def test_peers_and_status_cluster_in_admin_and_json(gearmand, postgres_server) -
             client.send(Packet.SUBMIT_JOB_BG, b"waiting", b"", data)  # nobody can do it: the cluster's, unowned
             client.expect(Packet.JOB_CREATED)
     wait_for(lambda: "waiting\t3\t0\t0" in b.admin("status cluster"), 10, "the cluster's count")
-    assert "seen\t0\t0\t1" in a.admin("status cluster")  # b's worker, seen from a
+    wait_for(lambda: "seen\t0\t0\t1" in a.admin("status cluster"), 5, "b's worker, seen from a")
     peers = a.admin("peers").splitlines()
     assert len(peers) == 3 and peers[-1] == "."
     assert sum(line.endswith(" *") for line in peers) == 1
@@ -230,3 +230,93 @@ def test_a_local_worker_connecting_mid_relay_does_not_run_the_job_again(pair) ->
     assert "mid\t0\t0\t1" in a.admin("status")
     near.stop()
     far.stop()
+
+
+@pytest.fixture
+def trio(gearmand, postgres_server):
+    conninfo = new_database(postgres_server)
+    return [gearmand(*shared_args(conninfo)) for _ in range(3)]
+
+
+def submit_foreground(port: int, function: bytes, unique: bytes, data: bytes) -> tuple[Raw, bytes]:
+    """A raw client with one foreground job submitted and acknowledged: the client and the job's handle."""
+    client = Raw(port)
+    client.send(Packet.SUBMIT_JOB, function, unique, data)
+    return client, client.expect(Packet.JOB_CREATED, timeout=10)[0]
+
+
+def result_of(client: Raw, handle: bytes) -> tuple[int, list[bytes]]:
+    with client:
+        return client.recv(20)
+
+
+@pytest.mark.parametrize("first_on", ["no worker", "the worker"])
+def test_foreground_jobs_coalesce_across_gateways(trio, first_on) -> None:
+    """Two clients on two gateways, one function and unique: one job runs and both get its result, whether the
+    first client's gateway relays it or runs it on its own worker."""
+    a, b, c = trio
+    worker = RecordingWorker(c.port, b"co", delay=1.5)
+    worker.start()
+    worker.ready.wait(5)
+    for server in (a, b):
+        wait_relay_ready(server, b"co")
+    first, second = (a, b) if first_on == "no worker" else (c, a)
+    client_1, handle_1 = submit_foreground(first.port, b"co", b"same", b"first")
+    wait_for(lambda: b"first" in worker.started_at, 10, "the first job to start")
+    client_2, handle_2 = submit_foreground(second.port, b"co", b"same", b"second")
+    assert result_of(client_1, handle_1) == (Packet.WORK_COMPLETE, [handle_1, b"ok"])
+    assert result_of(client_2, handle_2) == (Packet.WORK_COMPLETE, [handle_2, b"ok"])
+    time.sleep(0.5)  # a second run would show now
+    worker.stop()
+    assert worker.done == [b"first"]
+
+
+def test_a_foreground_job_joins_a_background_job_of_another_gateway(trio) -> None:
+    """A background job submitted to one gateway runs on a second one's worker; a foreground client of a third
+    gateway with its unique gets its result, and the job runs once."""
+    a, b, c = trio
+    worker = RecordingWorker(c.port, b"bgfg", delay=1.5)
+    worker.start()
+    worker.ready.wait(5)
+    wait_relay_ready(b, b"bgfg")
+    submit_background(a.port, b"bgfg", [b"background"], unique=lambda _: b"shared-unique")
+    wait_for(lambda: b"background" in worker.started_at, 10, "the background job to start")
+    client, handle = submit_foreground(b.port, b"bgfg", b"shared-unique", b"foreground")
+    assert result_of(client, handle) == (Packet.WORK_COMPLETE, [handle, b"ok"])
+    time.sleep(0.5)
+    worker.stop()
+    assert worker.done == [b"background"]
+
+
+def test_a_foreground_job_run_by_a_local_worker_is_joined_from_another_gateway(gearmand, postgres_server) -> None:
+    """Workers on two gateways: a foreground job running on its own gateway's worker registered its unique (in
+    a group commit it did not wait for), so a client of a third gateway with that unique watches it (a watcher
+    row, no relay row that the other gateway's idle worker could take) and gets its result."""
+    import psycopg
+
+    conninfo = new_database(postgres_server)
+    a, b, c = (gearmand(*shared_args(conninfo)) for _ in range(3))
+    busy = RecordingWorker(a.port, b"reg", delay=2.0)
+    idle = RecordingWorker(c.port, b"reg")
+    for worker in (busy, idle):
+        worker.start()
+        worker.ready.wait(5)
+    wait_relay_ready(b, b"reg")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        client_1, handle_1 = submit_foreground(a.port, b"reg", b"one-unique", b"first")
+        wait_for(lambda: b"first" in busy.started_at, 10, "the first job to start on a's worker")
+        # the registration's commit is not waited for: a client of another gateway that comes before it is the
+        # documented window (its job is relayed and may run elsewhere)
+        registered = "SELECT count(*) FROM gearman_gateway_shared WHERE unique_key = 'one-unique'"
+        wait_for(lambda: conn.execute(registered).fetchone()[0] == 1, 5, "a's job to register its unique")
+        client_2, handle_2 = submit_foreground(b.port, b"reg", b"one-unique", b"second")
+        watchers = "SELECT count(*) FROM gearman_gateway_shared_watchers"
+        wait_for(lambda: conn.execute(watchers).fetchone()[0] == 1, 5, "b's client to watch a's job")
+        assert result_of(client_2, handle_2) == (Packet.WORK_COMPLETE, [handle_2, b"ok"])
+        assert result_of(client_1, handle_1) == (Packet.WORK_COMPLETE, [handle_1, b"ok"])
+        wait_for(lambda: conn.execute(watchers).fetchone()[0] == 0, 10, "the watcher to go with the final event")
+        wait_for(lambda: conn.execute(registered).fetchone()[0] == 0, 10, "the registration to go once the job ended")
+    time.sleep(0.5)
+    for worker in (busy, idle):
+        worker.stop()
+    assert (busy.done, idle.done) == ([b"first"], [])

@@ -326,6 +326,8 @@ def test_meta_commands() -> None:
 
 
 class FakeStore:
+    shares_uniques = False
+
     def __init__(self) -> None:
         self.calls = []
 

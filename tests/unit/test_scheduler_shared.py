@@ -47,14 +47,21 @@ def test_a_coalesced_job_is_acknowledged_with_the_clusters_handle(clock) -> None
     assert_clean(sched)
 
 
-def test_a_held_grab_that_claimed_a_handed_off_job_takes_the_next(clock) -> None:
-    store = HandingStore()
+def held_grab(clock, store: FakeStore) -> tuple[Scheduler, object, list]:
+    """A scheduler on ``store`` whose one worker's held grab claimed a PENDING job: (scheduler, worker, the
+    answers its grab gets)."""
     sched = Scheduler(clock, handle_prefix=b"H:s", store=store, turn_end=lambda callback: None)
     worker, _ = new_worker(sched, b"f")
-    answers = []
+    answers: list = []
     worker.waker.grabbed = answers.append
-    sched.submit(b"f", b"x", background=True)
+    sched.submit(b"f", b"new", background=True)
     assert sched.grab(worker, hold=True) is not None  # HELD: it claims the PENDING job
+    return sched, worker, answers
+
+
+def test_a_held_grab_that_claimed_a_handed_off_job_takes_the_next(clock) -> None:
+    store = HandingStore()
+    _, worker, answers = held_grab(clock, store)
     store.commit()
     assert answers == [] and worker.holding is True  # waits for another job (or the end of the turn)
 
@@ -107,3 +114,34 @@ def test_a_worker_that_leaves_gives_back_the_jobs_it_kept(clock) -> None:
     sched.work_complete(other, job.handle, b"here")
     assert client.events[-1] == ("complete", job.handle, b"here")
     assert_clean(sched)
+
+
+def test_rows_adopted_ahead_wait_before_the_pending_jobs_behind_older_committed_ones(clock) -> None:
+    """FIFO across servers: the older jobs a batch claimed run after the jobs committed before it, before the
+    batch's own new jobs (still PENDING when they are adopted)."""
+    store = FakeStore()
+    sched = Scheduler(clock, handle_prefix=b"H:s", store=store)
+    sched.submit(b"f", b"committed", background=True)
+    store.commit()
+    sched.submit(b"f", b"new-1", background=True)
+    sched.submit(b"f", b"new-2", background=True)
+    rows = [StoredJob((1 << 41) + i, b"H:a-2:%d" % i, b"f", b"", 1, b"older-%d" % i) for i in (1, 2)]
+    sched.adopt_ahead(rows)
+    store.commit()
+    worker, _ = new_worker(sched, b"f")
+    order = []
+    while (job := sched.grab(worker)) is not None:
+        order.append(job.data)
+        sched.work_complete(worker, job.handle, b"")
+    assert order == [b"committed", b"older-1", b"older-2", b"new-1", b"new-2"]
+    assert_clean(sched)
+
+
+def test_a_held_grab_that_claimed_a_pending_job_takes_a_job_adopted_ahead(clock) -> None:
+    store = FakeStore()
+    sched, worker, answers = held_grab(clock, store)
+    sched.adopt_ahead([StoredJob(1 << 41, b"H:a-2:1", b"f", b"", 1, b"older")])
+    assert [job.data for job in answers] == [b"older"]  # answered at once with the older job
+    sched.work_complete(worker, answers[0].handle, b"")
+    store.commit()
+    assert sched.grab(worker).data == b"new"

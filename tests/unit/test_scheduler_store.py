@@ -14,6 +14,8 @@ from tests.unit.test_scheduler import Listener, Waker, assert_clean, new_worker
 class FakeStore:
     """Records calls; commits only when the test says so, like a slow database."""
 
+    shares_uniques = False
+
     def __init__(self) -> None:
         self.rows: dict[int, StoredJob] = {}
         self.waiting: list[tuple[StoredJob, object]] = []
