@@ -457,9 +457,144 @@ record(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ the latency histograms' arithmetic */
+
+/* columns(ended, job_type) -> (functions, waits, runs, ends): of the ends whose job ran (started_at not
+   0.0), the job's function, its queue wait and run time, and the end time (latency.columns' fallback). */
+static PyObject *
+columns(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_CheckExact(args[0]) || !PyType_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "columns(ended: list, job_type: type)");
+        return NULL;
+    }
+    PyObject *ended = args[0];
+    PyTypeObject *job_type = (PyTypeObject *)args[1];
+    Py_ssize_t o_function, o_submitted, o_started;
+    if ((o_function = slot_offset(job_type, "function")) < 0 ||
+        (o_submitted = slot_offset(job_type, "submitted_at")) < 0 ||
+        (o_started = slot_offset(job_type, "started_at")) < 0)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(ended);
+    PyObject *functions = PyList_New(0), *waits = PyList_New(0), *runs = PyList_New(0), *ends = PyList_New(0);
+    if (functions == NULL || waits == NULL || runs == NULL || ends == NULL)
+        goto error;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *end = PyList_GET_ITEM(ended, i);
+        if (!PyTuple_CheckExact(end) || PyTuple_GET_SIZE(end) != 5) {
+            PyErr_SetString(PyExc_TypeError, "an end is a tuple of 5");
+            goto error;
+        }
+        PyObject *job = PyTuple_GET_ITEM(end, 0), *now = PyTuple_GET_ITEM(end, 4);
+        PyObject *started = get_slot(job, job_type, o_started, "started_at");
+        if (started == NULL)
+            goto error;
+        double start = PyFloat_AsDouble(started);
+        Py_DECREF(started);
+        if (start == -1.0 && PyErr_Occurred())
+            goto error;
+        if (start == 0.0) /* never ran (cancelled, dropped while queued): no wait, no run time */
+            continue;
+        PyObject *submitted = get_slot(job, job_type, o_submitted, "submitted_at");
+        if (submitted == NULL)
+            goto error;
+        double submit = PyFloat_AsDouble(submitted);
+        Py_DECREF(submitted);
+        double finish = PyFloat_AsDouble(now);
+        if ((submit == -1.0 || finish == -1.0) && PyErr_Occurred())
+            goto error;
+        PyObject *function = get_slot(job, job_type, o_function, "function");
+        if (function == NULL)
+            goto error;
+        int failed = PyList_Append(functions, function) < 0;
+        Py_DECREF(function);
+        PyObject *wait = PyFloat_FromDouble(start - submit), *run = PyFloat_FromDouble(finish - start);
+        failed = failed || wait == NULL || run == NULL || PyList_Append(waits, wait) < 0 ||
+                 PyList_Append(runs, run) < 0 || PyList_Append(ends, now) < 0;
+        Py_XDECREF(wait);
+        Py_XDECREF(run);
+        if (failed)
+            goto error;
+    }
+    PyObject *result = PyTuple_Pack(4, functions, waits, runs, ends);
+    Py_DECREF(functions);
+    Py_DECREF(waits);
+    Py_DECREF(runs);
+    Py_DECREF(ends);
+    return result;
+error:
+    Py_XDECREF(functions);
+    Py_XDECREF(waits);
+    Py_XDECREF(runs);
+    Py_XDECREF(ends);
+    return NULL;
+}
+
+#define MAX_BOUNDS 256
+
+/* count(times, counts, bounds) -> float: add ``times`` to ``counts`` per bucket (bucket i holds the times
+   t with bounds[i-1] < t <= bounds[i], the last one those past every bound), empty ``times`` and return
+   their sum (latency._count's fallback: a binary search per time in C instead of a sort). */
+static PyObject *
+count(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[1]) || !PyTuple_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "count(times: list, counts: list, bounds: tuple)");
+        return NULL;
+    }
+    PyObject *times = args[0], *counts = args[1], *bounds_tuple = args[2];
+    Py_ssize_t nbounds = PyTuple_GET_SIZE(bounds_tuple);
+    if (nbounds > MAX_BOUNDS || PyList_GET_SIZE(counts) != nbounds + 1) {
+        PyErr_SetString(PyExc_ValueError, "counts must have one more item than bounds (at most 256)");
+        return NULL;
+    }
+    double bounds[MAX_BOUNDS];
+    long long added[MAX_BOUNDS + 1] = {0};
+    for (Py_ssize_t i = 0; i < nbounds; i++) {
+        bounds[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(bounds_tuple, i));
+        if (bounds[i] == -1.0 && PyErr_Occurred())
+            return NULL;
+    }
+    double total = 0.0;
+    Py_ssize_t n = PyList_GET_SIZE(times);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double t = PyFloat_AsDouble(PyList_GET_ITEM(times, i));
+        if (t == -1.0 && PyErr_Occurred())
+            return NULL;
+        total += t;
+        Py_ssize_t low = 0, high = nbounds; /* the first bound >= t */
+        while (low < high) {
+            Py_ssize_t mid = (low + high) / 2;
+            if (bounds[mid] < t)
+                low = mid + 1;
+            else
+                high = mid;
+        }
+        added[low]++;
+    }
+    for (Py_ssize_t i = 0; i <= nbounds; i++) {
+        if (!added[i])
+            continue;
+        PyObject *more = PyLong_FromLongLong(added[i]);
+        if (more == NULL)
+            return NULL;
+        PyObject *sum = PyNumber_Add(PyList_GET_ITEM(counts, i), more);
+        Py_DECREF(more);
+        if (sum == NULL || PyList_SetItem(counts, i, sum) < 0)
+            return NULL;
+    }
+    if (PyList_SetSlice(times, 0, n, NULL) < 0)
+        return NULL;
+    return PyFloat_FromDouble(total);
+}
+
 static PyMethodDef module_methods[] = {
     {"record", (PyCFunction)(void (*)(void))record, METH_FASTCALL,
      "record(ring, job, outcome, data, worker): one end into the ring, stamped with its clock."},
+    {"columns", (PyCFunction)(void (*)(void))columns, METH_FASTCALL,
+     "columns(ended, job_type) -> (functions, waits, runs, ends) of the ends whose job ran."},
+    {"count", (PyCFunction)(void (*)(void))count, METH_FASTCALL,
+     "count(times, counts, bounds) -> sum: add times to counts per bucket and empty times."},
     {NULL},
 };
 

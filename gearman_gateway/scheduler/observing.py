@@ -19,10 +19,10 @@ asked or when the ring is about to overwrite it; other observers are told once p
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from gearman_gateway import accel
 from gearman_gateway.scheduler.listener import COMPLETE, DEAD_LETTER
 
 if TYPE_CHECKING:
@@ -32,12 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-try:  # the stamps in C (gearman_gateway/_stamps.c), an optional extension; without it, the same in Python
-    from gearman_gateway import _stamps
-except ImportError:  # pragma: no cover - not built (no compiler, or GEARMAN_GATEWAY_PURE_PYTHON)
-    _stamps = None
-if os.environ.get("GEARMAN_GATEWAY_PURE_PYTHON"):
-    _stamps = None
 
 #: Ends the ring holds at least (more if a reader wants more: ``reserve``).
 RING = 256
@@ -204,34 +198,33 @@ def python_methods(base: Any, state: Ring) -> dict[str, Callable[..., Any]]:
     return {"submit": submit, "_start": _start, "work_complete": work_complete}
 
 
-def c_methods(base: Any, state: Any) -> dict[str, Callable[..., Any]]:
+def c_methods(stamps: Any, base: Any, state: Any) -> dict[str, Callable[..., Any]]:
     """The wrapped transitions in C (``_stamps.Wrapper``: no Python frame, no bound method)."""
-    assert _stamps is not None
     return {
-        "submit": _stamps.Wrapper("submit", base.submit, state),
-        "_start": _stamps.Wrapper("start", base._start, state),
-        "work_complete": _stamps.Wrapper("complete", base.work_complete, state),
+        "submit": stamps.Wrapper("submit", base.submit, state),
+        "_start": stamps.Wrapper("start", base._start, state),
+        "work_complete": stamps.Wrapper("complete", base.work_complete, state),
     }
 
 
 def observed_methods(base: Any, observing: Observing) -> dict[str, Callable[..., Any]]:
     """``submit``, ``_start`` and ``work_complete`` of ``base`` (the Scheduler), wrapped to stamp the job's
-    times and record its end: in C when ``gearman_gateway._stamps`` is built (``accelerated``), else in
+    times and record its end: in C when ``gearman_gateway._stamps`` is built (``accel.stamps``), else in
     Python. The ring's state is one ``Ring`` (C's or Python's) that both share with the methods here."""
     from gearman_gateway.scheduler.job import Job
     from gearman_gateway.scheduler.worker import Worker
 
     caught_up = observing.caught_up
-    c = _stamps is not None
+    stamps = accel.stamps
 
     def wrap() -> None:
         caught_up(state.first + state.size)
         state.first += state.size
         state.index = 0
 
-    ring_type: Any = _stamps.Ring if c else Ring
+    ring_type: Any = Ring if stamps is None else stamps.Ring
     state = ring_type(observing.read, observing.want_turn, observing.arm, wrap, COMPLETE, Job, Worker, RING)
-    record_end = _stamps.record if c else _record
+    record_end = _record if stamps is None else stamps.record
 
     def record(job: Job, outcome: str, data: bytes | None, worker: Worker | None) -> None:
         if outcome is not DEAD_LETTER:  # a dead letter keeps its payload (it can be requeued)
@@ -270,5 +263,5 @@ def observed_methods(base: Any, observing: Observing) -> dict[str, Callable[...,
     observing.position = position
     observing.reserve = reserve
     observing._view = view
-    methods = c_methods(base, state) if c else python_methods(base, state)
+    methods = python_methods(base, state) if stamps is None else c_methods(stamps, base, state)
     return {**methods, "_seen": staticmethod(seen)}
