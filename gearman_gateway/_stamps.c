@@ -457,35 +457,133 @@ record(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* ------------------------------------------------------------------ the latency histograms' arithmetic */
+/* ------------------------------------------------------------------ the latency histograms' counts */
 
-/* columns(ended, job_type) -> (functions, waits, runs, ends): of the ends whose job ran (started_at not
-   0.0), the job's function, its queue wait and run time, and the end time (latency.columns' fallback). */
-static PyObject *
-columns(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+#define MAX_BOUNDS 128
+
+/* The bucket of time t: the first bound >= t (bucket i holds bounds[i-1] < t <= bounds[i]; the last one
+   the times past every bound), as latency's sort-and-bisect counts them. */
+static inline Py_ssize_t
+bucket(const double *bounds, Py_ssize_t nbounds, double t)
 {
-    if (nargs != 2 || !PyList_CheckExact(args[0]) || !PyType_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "columns(ended: list, job_type: type)");
+    Py_ssize_t low = 0, high = nbounds;
+    while (low < high) {
+        Py_ssize_t mid = (low + high) / 2;
+        if (bounds[mid] < t)
+            low = mid + 1;
+        else
+            high = mid;
+    }
+    return low;
+}
+
+/* stats.<name> (a list of ints, one per bucket) += counts; stats.<sum_name> += total. */
+static int
+add_counts(PyObject *stats, const char *name, const char *sum_name, const long long *counts, Py_ssize_t size,
+           double total)
+{
+    PyObject *list = PyObject_GetAttrString(stats, name);
+    if (list == NULL)
+        return -1;
+    if (!PyList_CheckExact(list) || PyList_GET_SIZE(list) != size) {
+        Py_DECREF(list);
+        PyErr_Format(PyExc_ValueError, "stats.%s must be a list of %zd counts", name, size);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < size; i++) {
+        if (!counts[i])
+            continue;
+        PyObject *more = PyLong_FromLongLong(counts[i]);
+        PyObject *sum = more == NULL ? NULL : PyNumber_Add(PyList_GET_ITEM(list, i), more);
+        Py_XDECREF(more);
+        if (sum == NULL) {
+            Py_DECREF(list);
+            return -1;
+        }
+        PyList_SetItem(list, i, sum);
+    }
+    Py_DECREF(list);
+    PyObject *old = PyObject_GetAttrString(stats, sum_name);
+    if (old == NULL)
+        return -1;
+    PyObject *more = PyFloat_FromDouble(total);
+    PyObject *sum = more == NULL ? NULL : PyNumber_Add(old, more);
+    Py_DECREF(old);
+    Py_XDECREF(more);
+    if (sum == NULL)
+        return -1;
+    int result = PyObject_SetAttrString(stats, sum_name, sum);
+    Py_DECREF(sum);
+    return result;
+}
+
+/* Functions counted at once within one second of ends (more: their counts are added and they start over). */
+#define MAX_GROUPS 16
+
+typedef struct {
+    PyObject *stats;    /* the function's stats for this second (owned) */
+    PyObject *function; /* borrowed */
+    long long wait[MAX_BOUNDS + 1], run[MAX_BOUNDS + 1];
+    double wait_sum, run_sum;
+} Group;
+
+/* Add every group's counts to its stats, and forget the groups. */
+static int
+flush_groups(Group *groups, int *ngroups, Py_ssize_t size)
+{
+    int result = 0;
+    for (int k = 0; k < *ngroups; k++) {
+        Group *g = &groups[k];
+        if (result == 0)
+            result = add_counts(g->stats, "wait", "wait_sum", g->wait, size, g->wait_sum);
+        if (result == 0)
+            result = add_counts(g->stats, "run", "run_sum", g->run, size, g->run_sum);
+        Py_CLEAR(g->stats);
+    }
+    *ngroups = 0;
+    return result;
+}
+
+/* tally(ended, job_type, group, bounds): count the queue wait and run time of each end whose job ran
+   (started_at not 0.0) into its stats, ``group(function, second)`` (called once per function and second of
+   end, in the order of the ends: it rolls the window). No Python object per job (latency.Latency's
+   Python code is the fallback). */
+static PyObject *
+tally(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyList_CheckExact(args[0]) || !PyType_Check(args[1]) || !PyTuple_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "tally(ended: list, job_type: type, group, bounds: tuple)");
         return NULL;
     }
-    PyObject *ended = args[0];
+    PyObject *ended = args[0], *group = args[2], *bounds_tuple = args[3];
     PyTypeObject *job_type = (PyTypeObject *)args[1];
+    Py_ssize_t nbounds = PyTuple_GET_SIZE(bounds_tuple);
+    if (nbounds > MAX_BOUNDS) {
+        PyErr_SetString(PyExc_ValueError, "at most 128 bounds");
+        return NULL;
+    }
+    double bounds[MAX_BOUNDS];
+    for (Py_ssize_t i = 0; i < nbounds; i++) {
+        bounds[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(bounds_tuple, i));
+        if (bounds[i] == -1.0 && PyErr_Occurred())
+            return NULL;
+    }
     Py_ssize_t o_function, o_submitted, o_started;
     if ((o_function = slot_offset(job_type, "function")) < 0 ||
         (o_submitted = slot_offset(job_type, "submitted_at")) < 0 ||
         (o_started = slot_offset(job_type, "started_at")) < 0)
         return NULL;
+    Group groups[MAX_GROUPS];
+    int ngroups = 0;
+    long long second = 0;
     Py_ssize_t n = PyList_GET_SIZE(ended);
-    PyObject *functions = PyList_New(0), *waits = PyList_New(0), *runs = PyList_New(0), *ends = PyList_New(0);
-    if (functions == NULL || waits == NULL || runs == NULL || ends == NULL)
-        goto error;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *end = PyList_GET_ITEM(ended, i);
         if (!PyTuple_CheckExact(end) || PyTuple_GET_SIZE(end) != 5) {
             PyErr_SetString(PyExc_TypeError, "an end is a tuple of 5");
             goto error;
         }
-        PyObject *job = PyTuple_GET_ITEM(end, 0), *now = PyTuple_GET_ITEM(end, 4);
+        PyObject *job = PyTuple_GET_ITEM(end, 0);
         PyObject *started = get_slot(job, job_type, o_started, "started_at");
         if (started == NULL)
             goto error;
@@ -500,101 +598,62 @@ columns(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
             goto error;
         double submit = PyFloat_AsDouble(submitted);
         Py_DECREF(submitted);
-        double finish = PyFloat_AsDouble(now);
+        double finish = PyFloat_AsDouble(PyTuple_GET_ITEM(end, 4));
         if ((submit == -1.0 || finish == -1.0) && PyErr_Occurred())
             goto error;
         PyObject *function = get_slot(job, job_type, o_function, "function");
         if (function == NULL)
             goto error;
-        int failed = PyList_Append(functions, function) < 0;
-        Py_DECREF(function);
-        PyObject *wait = PyFloat_FromDouble(start - submit), *run = PyFloat_FromDouble(finish - start);
-        failed = failed || wait == NULL || run == NULL || PyList_Append(waits, wait) < 0 ||
-                 PyList_Append(runs, run) < 0 || PyList_Append(ends, now) < 0;
-        Py_XDECREF(wait);
-        Py_XDECREF(run);
-        if (failed)
-            goto error;
-    }
-    PyObject *result = PyTuple_Pack(4, functions, waits, runs, ends);
-    Py_DECREF(functions);
-    Py_DECREF(waits);
-    Py_DECREF(runs);
-    Py_DECREF(ends);
-    return result;
-error:
-    Py_XDECREF(functions);
-    Py_XDECREF(waits);
-    Py_XDECREF(runs);
-    Py_XDECREF(ends);
-    return NULL;
-}
-
-#define MAX_BOUNDS 256
-
-/* count(times, counts, bounds) -> float: add ``times`` to ``counts`` per bucket (bucket i holds the times
-   t with bounds[i-1] < t <= bounds[i], the last one those past every bound), empty ``times`` and return
-   their sum (latency._count's fallback: a binary search per time in C instead of a sort). */
-static PyObject *
-count(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 3 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[1]) || !PyTuple_CheckExact(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "count(times: list, counts: list, bounds: tuple)");
-        return NULL;
-    }
-    PyObject *times = args[0], *counts = args[1], *bounds_tuple = args[2];
-    Py_ssize_t nbounds = PyTuple_GET_SIZE(bounds_tuple);
-    if (nbounds > MAX_BOUNDS || PyList_GET_SIZE(counts) != nbounds + 1) {
-        PyErr_SetString(PyExc_ValueError, "counts must have one more item than bounds (at most 256)");
-        return NULL;
-    }
-    double bounds[MAX_BOUNDS];
-    long long added[MAX_BOUNDS + 1] = {0};
-    for (Py_ssize_t i = 0; i < nbounds; i++) {
-        bounds[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(bounds_tuple, i));
-        if (bounds[i] == -1.0 && PyErr_Occurred())
-            return NULL;
-    }
-    double total = 0.0;
-    Py_ssize_t n = PyList_GET_SIZE(times);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        double t = PyFloat_AsDouble(PyList_GET_ITEM(times, i));
-        if (t == -1.0 && PyErr_Occurred())
-            return NULL;
-        total += t;
-        Py_ssize_t low = 0, high = nbounds; /* the first bound >= t */
-        while (low < high) {
-            Py_ssize_t mid = (low + high) / 2;
-            if (bounds[mid] < t)
-                low = mid + 1;
-            else
-                high = mid;
+        Py_DECREF(function); /* borrowed from here on: the job in ``ended`` holds it */
+        long long this_second = (long long)finish; /* as int(): toward zero */
+        if (ngroups && this_second != second) { /* a new second: every function's stats roll */
+            if (flush_groups(groups, &ngroups, nbounds + 1) < 0)
+                goto error;
         }
-        added[low]++;
+        second = this_second;
+        Group *g = NULL;
+        for (int k = ngroups - 1; k >= 0; k--) {
+            if (groups[k].function == function) {
+                g = &groups[k];
+                break;
+            }
+        }
+        if (g == NULL) {
+            if (ngroups == MAX_GROUPS && flush_groups(groups, &ngroups, nbounds + 1) < 0)
+                goto error;
+            g = &groups[ngroups];
+            PyObject *py_second = PyLong_FromLongLong(second);
+            g->stats = py_second == NULL ? NULL : PyObject_CallFunctionObjArgs(group, function, py_second, NULL);
+            Py_XDECREF(py_second);
+            if (g->stats == NULL)
+                goto error;
+            ngroups++;
+            g->function = function;
+            memset(g->wait, 0, sizeof(g->wait[0]) * (nbounds + 1));
+            memset(g->run, 0, sizeof(g->run[0]) * (nbounds + 1));
+            g->wait_sum = g->run_sum = 0.0;
+        }
+        double wait = start - submit, run = finish - start;
+        g->wait[bucket(bounds, nbounds, wait)]++;
+        g->run[bucket(bounds, nbounds, run)]++;
+        g->wait_sum += wait;
+        g->run_sum += run;
     }
-    for (Py_ssize_t i = 0; i <= nbounds; i++) {
-        if (!added[i])
-            continue;
-        PyObject *more = PyLong_FromLongLong(added[i]);
-        if (more == NULL)
-            return NULL;
-        PyObject *sum = PyNumber_Add(PyList_GET_ITEM(counts, i), more);
-        Py_DECREF(more);
-        if (sum == NULL || PyList_SetItem(counts, i, sum) < 0)
-            return NULL;
-    }
-    if (PyList_SetSlice(times, 0, n, NULL) < 0)
+    if (flush_groups(groups, &ngroups, nbounds + 1) < 0)
         return NULL;
-    return PyFloat_FromDouble(total);
+    Py_RETURN_NONE;
+error:
+    for (int k = 0; k < ngroups; k++)
+        Py_XDECREF(groups[k].stats);
+    return NULL;
 }
 
 static PyMethodDef module_methods[] = {
     {"record", (PyCFunction)(void (*)(void))record, METH_FASTCALL,
      "record(ring, job, outcome, data, worker): one end into the ring, stamped with its clock."},
-    {"columns", (PyCFunction)(void (*)(void))columns, METH_FASTCALL,
-     "columns(ended, job_type) -> (functions, waits, runs, ends) of the ends whose job ran."},
-    {"count", (PyCFunction)(void (*)(void))count, METH_FASTCALL,
-     "count(times, counts, bounds) -> sum: add times to counts per bucket and empty times."},
+    {"tally", (PyCFunction)(void (*)(void))tally, METH_FASTCALL,
+     "tally(ended, job_type, group, bounds): count each end's queue wait and run time into group(function, "
+     "second)'s stats."},
     {NULL},
 };
 

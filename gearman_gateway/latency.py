@@ -117,11 +117,8 @@ class _Stats:
 
 def columns(ended: list[Ended]) -> tuple[list[Any], list[float], list[float], list[float]]:
     """Of the ends whose job ran (a job cancelled or dropped while queued has no wait and no run time): the
-    functions, queue waits, run times and end times. In C (``accel``) when built, else with ``map`` and
-    ``compress`` (loops in C, a Python step per column, not per job)."""
-    stamps = accel.stamps
-    if stamps is not None:
-        return stamps.columns(ended, Job)
+    functions, queue waits, run times and end times, with ``map`` and ``compress`` (loops in C, a Python
+    step per column, not per job)."""
     jobs = list(map(_JOB, ended))
     starts = list(map(_STARTED, jobs))
     if not all(starts):
@@ -135,11 +132,7 @@ def columns(ended: list[Ended]) -> tuple[list[Any], list[float], list[float], li
 
 
 def _count(times: list[float], counts: list[int]) -> float:
-    """Add ``times`` to ``counts`` per bucket, empty the list, and return their sum (in C when built: a
-    binary search per time; in Python a sort and a binary search per bound)."""
-    stamps = accel.stamps
-    if stamps is not None:
-        return stamps.count(times, counts, BOUNDS)
+    """Add ``times`` to ``counts`` per bucket, empty the list, and return their sum."""
     times.sort()
     low = 0
     for index, bound in enumerate(BOUNDS):
@@ -204,8 +197,13 @@ class Latency(JobObserver):
         self._observing = observing
 
     def jobs_finished(self, ended: list[Ended]) -> None:
-        """A batch of ends (up to the ring's size), taken apart column by column (``columns``: no Python
-        step per job), then per second of end and per function, two ``extend`` s."""
+        """A batch of ends (up to the ring's size). In C when built (``accel``); else taken apart column by
+        column (``columns``: no Python step per job), then per second of end and per function, two
+        ``extend`` s, counted into the buckets once per second (``_Stats.settle``)."""
+        stamps = accel.stamps
+        if stamps is not None:  # the C accelerator: counted straight into the buckets, no object per job
+            stamps.tally(ended, Job, self._group, BOUNDS)
+            return
         functions, waits, runs, ends = columns(ended)
         if not functions:
             return
@@ -240,6 +238,16 @@ class Latency(JobObserver):
                 stats.roll(second)
             stats.waits.extend(fn_waits)
             stats.runs.extend(fn_runs)
+
+    def _group(self, fn: Any, second: int) -> _Stats:
+        """The stats of ``fn``'s jobs that end in ``second`` (``_stamps.tally`` calls it once per run of
+        such ends)."""
+        stats = self._lookup.get(fn.name)
+        if stats is None:
+            stats = self._stats_for(fn.name)
+        if second != stats.second:
+            stats.roll(second)
+        return stats
 
     def _stats_for(self, name: bytes) -> _Stats:
         if len(self._stats) < self.max_functions:
