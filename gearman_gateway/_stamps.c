@@ -457,6 +457,90 @@ record(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ StampedJobs: the submit stamp */
+
+/* The observed scheduler's ``jobs_by_handle``: a dict that stamps each new job put in it with its submit
+   time (started_at 0.0). Every submit puts its new job there, so this replaces a wrapper around
+   ``submit``: a C call from the dict store, no call back into Python. A job put back (a dead letter
+   requeued, sequence number not newer) keeps its times. */
+typedef struct {
+    PyDictObject dict;
+    Ring *state;
+} StampedJobs;
+
+static PyMappingMethods StampedJobs_mapping;
+
+static int
+StampedJobs_ass_subscript(StampedJobs *self, PyObject *key, PyObject *value)
+{
+    Ring *r = self->state;
+    if (value != NULL && r != NULL && Py_IS_TYPE(value, r->job_type)) {
+        PyObject *seq = SLOT(value, r->seq);
+        long long number = seq == NULL ? 0 : PyLong_AsLongLong(seq);
+        if (number == -1 && PyErr_Occurred())
+            return -1;
+        if (number > r->last_seq) {
+            r->last_seq = number;
+            if (set_slot(value, r->job_type, r->submitted_at, "submitted_at", Ring_now(r)) < 0 ||
+                set_slot(value, r->job_type, r->started_at, "started_at", PyFloat_FromDouble(0.0)) < 0)
+                return -1;
+        }
+    }
+    return PyDict_Type.tp_as_mapping->mp_ass_subscript((PyObject *)self, key, value);
+}
+
+static int
+StampedJobs_traverse(StampedJobs *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->state);
+    return PyDict_Type.tp_traverse((PyObject *)self, visit, arg);
+}
+
+static int
+StampedJobs_clear(StampedJobs *self)
+{
+    Py_CLEAR(self->state);
+    return PyDict_Type.tp_clear((PyObject *)self);
+}
+
+static void
+StampedJobs_dealloc(StampedJobs *self)
+{
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->state);
+    PyDict_Type.tp_dealloc((PyObject *)self);
+}
+
+static PyTypeObject StampedJobsType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "gearman_gateway._stamps.StampedJobs",
+    .tp_doc = "jobs_by_handle of an observed scheduler: stamps each new job's submit time as it is put in.",
+    .tp_basicsize = sizeof(StampedJobs),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DICT_SUBCLASS,
+    .tp_as_mapping = &StampedJobs_mapping,
+    .tp_traverse = (traverseproc)StampedJobs_traverse,
+    .tp_clear = (inquiry)StampedJobs_clear,
+    .tp_dealloc = (destructor)StampedJobs_dealloc,
+};
+
+/* stamped_jobs(ring, jobs) -> a StampedJobs holding ``jobs``' items, stamping with ``ring``'s clock. */
+static PyObject *
+stamped_jobs(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyObject_TypeCheck(args[0], &RingType) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "stamped_jobs(ring, jobs: dict)");
+        return NULL;
+    }
+    StampedJobs *table = (StampedJobs *)PyObject_CallNoArgs((PyObject *)&StampedJobsType);
+    if (table == NULL)
+        return NULL;
+    if (PyDict_Update((PyObject *)table, args[1]) < 0) {
+        Py_DECREF(table);
+        return NULL;
+    }
+    table->state = (Ring *)Py_NewRef(args[0]);
+    return (PyObject *)table;
+}
+
 /* ------------------------------------------------------------------ the latency histograms' counts */
 
 #define MAX_BOUNDS 128
@@ -649,6 +733,8 @@ error:
 }
 
 static PyMethodDef module_methods[] = {
+    {"stamped_jobs", (PyCFunction)(void (*)(void))stamped_jobs, METH_FASTCALL,
+     "stamped_jobs(ring, jobs) -> a dict of jobs that stamps each new job's submit time as it is put in."},
     {"record", (PyCFunction)(void (*)(void))record, METH_FASTCALL,
      "record(ring, job, outcome, data, worker): one end into the ring, stamped with its clock."},
     {"tally", (PyCFunction)(void (*)(void))tally, METH_FASTCALL,
@@ -668,7 +754,9 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__stamps(void)
 {
-    if (PyType_Ready(&RingType) < 0 || PyType_Ready(&WrapperType) < 0)
+    StampedJobs_mapping.mp_ass_subscript = (objobjargproc)StampedJobs_ass_subscript;
+    StampedJobsType.tp_base = &PyDict_Type;
+    if (PyType_Ready(&RingType) < 0 || PyType_Ready(&WrapperType) < 0 || PyType_Ready(&StampedJobsType) < 0)
         return NULL;
     PyObject *time_module = PyImport_ImportModule("time");
     if (time_module == NULL)

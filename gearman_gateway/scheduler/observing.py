@@ -195,22 +195,25 @@ def python_methods(base: Any, state: Ring) -> dict[str, Callable[..., Any]]:
             _record(state, job, COMPLETE, None, worker)
 
     submit.__doc__ = base.submit.__doc__
-    return {"submit": submit, "_start": _start, "work_complete": work_complete}
+    return {"submit": submit, "_start": _start, "work_complete": work_complete, "_jobs_table": staticmethod(dict)}
 
 
 def c_methods(stamps: Any, base: Any, state: Any) -> dict[str, Callable[..., Any]]:
     """The wrapped transitions in C (``_stamps.Wrapper``: no Python frame, no bound method)."""
     return {
-        "submit": stamps.Wrapper("submit", base.submit, state),
         "_start": stamps.Wrapper("start", base._start, state),
         "work_complete": stamps.Wrapper("complete", base.work_complete, state),
+        # no submit wrapper: the scheduler's ``jobs_by_handle`` stamps each new job as submit puts it there
+        "_jobs_table": staticmethod(lambda jobs: stamps.stamped_jobs(state, jobs)),
     }
 
 
 def observed_methods(base: Any, observing: Observing) -> dict[str, Callable[..., Any]]:
     """``submit``, ``_start`` and ``work_complete`` of ``base`` (the Scheduler), wrapped to stamp the job's
-    times and record its end: in C when ``gearman_gateway._stamps`` is built (``accel.stamps``), else in
-    Python. The ring's state is one ``Ring`` (C's or Python's) that both share with the methods here."""
+    times and record its end, and ``_jobs_table``, what the scheduler's ``jobs_by_handle`` becomes. In C
+    when ``gearman_gateway._stamps`` is built (``accel.stamps``): there ``jobs_by_handle`` stamps the
+    submits and ``submit`` is not wrapped. Else in Python. The ring's state is one ``Ring`` (C's or
+    Python's) that both share with the methods here."""
     from gearman_gateway.scheduler.job import Job
     from gearman_gateway.scheduler.worker import Worker
 
