@@ -100,8 +100,11 @@ class HookObserver(JobObserver):
 
     def jobs_finished(self, ended: list[Ended]) -> None:
         outbox = self.outbox
+        cached = self._wanting  # looked up inline: a method call per end would cost more than the rest
         for position, (job, outcome, data, _, now) in enumerate(ended):
-            wanting = self.wanting(job.function.name, outcome)
+            wanting = cached.get((job.function.name, outcome))
+            if wanting is None:
+                wanting = self.wanting(job.function.name, outcome)
             if not wanting:
                 continue
             if outbox.full():  # a dead receiver: nothing can leave the outbox during this call

@@ -1206,6 +1206,7 @@ class Scheduler:
             own = _observed_class(self._unobserved_class(), self.clock.seconds, self._turn_end)
             own._seen(self._seq)
             self.__class__ = own
+            self.jobs_by_handle = own._jobs_table(self.jobs_by_handle)
             now = self.clock.seconds()
             for job in (*self.jobs_by_handle.values(), *self.dead_letters.values()):
                 job.submitted_at = now
@@ -1224,6 +1225,7 @@ class Scheduler:
         if not observing.observers:
             if not getattr(type(self), "made_observed", False):
                 self.__class__ = self._unobserved_class()
+                self.jobs_by_handle = dict(self.jobs_by_handle)
 
     # ------------------------------------------------------------------ shutdown
 
@@ -1338,6 +1340,10 @@ class ObservedScheduler(Scheduler):
         own = _observed_class(unobserved, clock.seconds, options.get("turn_end"))
         own.made_observed = True
         return object.__new__(own)
+
+    def __init__(self, clock: Clock, **options: Any) -> None:
+        super().__init__(clock, **options)
+        self.jobs_by_handle = self._jobs_table(self.jobs_by_handle)  # in C it stamps submits (observing.py)
 
 
 def _bounded_class() -> type[Scheduler]:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests import accel_paths
 from tests.integration import test_http_frontend as frontend
 from tests.integration.conftest import OUR_GEARMAND, ServerFactory
 from tests.integration.test_gear_clients import RecordingClient, WorkerThread
@@ -20,9 +21,11 @@ c_worker = frontend.c_worker
 MONITORING_ON = {"monitoring": {"latency": {"enabled": True}, "history": {"enabled": True}}}
 
 
-@pytest.fixture
-def web(gearmand: ServerFactory, tmp_path: Path) -> HttpServer:
-    """Our server with the http frontend, latency histograms and job history on."""
+@pytest.fixture(params=accel_paths.PATHS)
+def web(gearmand: ServerFactory, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch) -> HttpServer:
+    """Our server with the http frontend, latency histograms and job history on; with the C accelerator
+    and with its Python fallback."""
+    accel_paths.choose(request.param, monkeypatch)
     config = tmp_path / "monitoring-on.yaml"
     config.write_text(yaml.safe_dump(MONITORING_ON))
     return start_http(gearmand, "--config", str(config))

@@ -7,9 +7,17 @@ from twisted.internet.task import Clock
 
 from gearman_gateway.history import History
 from gearman_gateway.latency import BOUNDS, OTHER, WINDOW, Latency, quantile
-from gearman_gateway.scheduler import Job, JobObserver, Priority, Scheduler, Worker
+from gearman_gateway.scheduler import Function, Job, JobObserver, Priority, Scheduler, Worker
 from gearman_gateway.scheduler.listener import Ended
 from gearman_gateway.scheduler.retry import RetryPolicies, RetryPolicy
+from tests import accel_paths
+
+
+@pytest.fixture(autouse=True, params=accel_paths.PATHS)
+def accel_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with the C accelerator and with its Python fallback."""
+    accel_paths.choose(request.param, monkeypatch)
+    return request.param
 
 
 class Waker:
@@ -225,3 +233,77 @@ def test_a_dead_letter_keeps_its_payload_for_a_requeue(sched: Scheduler) -> None
     sched.grab(worker)
     sched.work_fail(worker, dead.handle)
     assert seen.events[-1][1] == "dead_letter" and dead.data == b"keep me"
+
+
+def test_the_accelerated_path_wraps_two_transitions_and_stamps_submits_in_the_job_table(
+    clock: Clock, accel_path: str
+) -> None:
+    """With the C accelerator an observed scheduler's submit is the Scheduler's own and ``jobs_by_handle``
+    stamps each new job; a dead letter put back keeps its times; a plain Scheduler gets a plain table back
+    when its last observer goes. The fallback wraps all three transitions in Python: same times."""
+    from gearman_gateway.scheduler import ObservedScheduler
+
+    sched = ObservedScheduler(clock, handle_prefix=b"H:a", retry_policies=RetryPolicies({}, RetryPolicy()))
+    policies = RetryPolicies(functions={b"dl": RetryPolicy(dead_letter=True)})
+    sched.retry_policies = policies
+    history = History(size=10)
+    sched.add_observer(history)
+    if accel_path == "c":
+        assert type(sched).submit is Scheduler.submit
+        assert type(type(sched).__dict__["_start"]).__name__ == "Wrapper"
+        assert type(sched.jobs_by_handle).__name__ == "StampedJobs"
+    else:
+        assert type(sched).submit is not Scheduler.submit and type(sched.jobs_by_handle) is dict
+    start = clock.seconds()
+    job = sched.submit(b"dl", b"d", background=True)
+    assert (job.submitted_at, job.started_at) == (start, 0.0)
+    assert sched.submit(b"dl", b"d", b"u") is not job  # a second job: stamped as well
+    worker = worker_for(sched, b"dl")
+    clock.advance(2)
+    assert sched.grab(worker) is job and job.started_at == start + 2
+    sched.work_fail(worker, job.handle)
+    clock.advance(5)
+    assert sched.requeue_dead(job.handle)
+    assert (job.submitted_at, job.started_at) == (start, start + 2)  # not a new job: its times stay
+    plain = Scheduler(clock, handle_prefix=b"H:p")
+    plain.add_observer(history)
+    job = plain.submit(b"f", b"x")
+    assert job.submitted_at == clock.seconds()
+    plain.remove_observer(history)
+    assert type(plain) is Scheduler and type(plain.jobs_by_handle) is dict
+    assert list(plain.jobs_by_handle.values()) == [job]
+
+
+def test_latency_counts_the_same_in_c_and_in_python(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch, accel_path: str
+) -> None:
+    """``_stamps.tally`` against the Python columns: the same ends (three functions interleaved, a job that
+    never ran, ends over three seconds, times past the last bound) give the same histograms and quantiles."""
+    from gearman_gateway import accel
+
+    if accel_path == "python":
+        pytest.skip("compares both paths itself: runs once")
+    fns = [Function(b"f%d" % n) for n in range(3)]
+    ends = []
+    t0 = 1_000_000.25
+    for n in range(600):
+        job = Job(b"H:%d" % n, fns[n % 3], b"", b"", 1, False, 0, None, None, n + 1)
+        job.submitted_at = t0 + n * 0.005
+        job.started_at = 0.0 if n % 97 == 5 else job.submitted_at + (n % 13) * 0.0007
+        ends.append((job, "complete", None, None, job.started_at + (n % 7) * 0.01 + (2000.0 if n == 599 else 0.0)))
+    figures = []
+    for stamps in (accel.stamps, None):
+        monkeypatch.setattr(accel, "stamps", stamps)
+        latency = Latency(clock, max_functions=2)
+        latency.jobs_finished(ends[:300])
+        latency.jobs_finished(ends[300:])
+        clock.advance(t0 + 10 - clock.seconds())
+        figures.append(latency.functions())
+    c, python = figures
+    assert [f.name for f in c] == [b"f0", b"f1", OTHER]
+    for a, b in zip(c, python, strict=True):
+        assert a.wait.buckets == b.wait.buckets and a.run.buckets == b.run.buckets and a.recent == b.recent
+        assert (a.wait.total, a.run.total) == pytest.approx((b.wait.total, b.run.total))
+        assert (a.wait_p50, a.wait_p99, a.run_p50, a.run_p99) == pytest.approx(
+            (b.wait_p50, b.wait_p99, b.run_p50, b.run_p99)
+        )
