@@ -13,7 +13,7 @@ which stays the reference for correctness and for every error.
 A client sends the same head again and again (wrk, ab, a PHP page's curl posting same-sized bodies), and
 the head's parse is most of a plain request's cost (regular-expression matches are some 4,000 instructions
 per header line): the heads seen lately and what they parse to are kept (``_heads``, bounded), so a head
-seen before costs one dict lookup.
+seen before costs one dict lookup. Heads carrying credentials (``Authorization``) are never kept.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def parse(data: bytes) -> PlainRequest | None:
         known = _parse_head(head)
         if known is None:
             return None
-        if end <= MAX_CACHED_HEAD:
+        if end <= MAX_CACHED_HEAD and not _has_credentials(known[3]):
             if len(_heads) >= HEAD_CACHE_SIZE:
                 _heads.clear()
             _heads[head] = known
@@ -74,6 +74,12 @@ def parse(data: bytes) -> PlainRequest | None:
     if len(data) - start != length:
         return None
     return PlainRequest(method, target, version, headers, data[start:], keep_alive)
+
+
+def _has_credentials(headers: list[tuple[bytes, bytes]]) -> bool:
+    """A head with a bearer token (or any credentials) is not kept: a token stays in memory no longer than its
+    request."""
+    return any(name == b"authorization" or name == b"proxy-authorization" for name, _ in headers)
 
 
 def _parse_head(head: bytes) -> _Head | None:

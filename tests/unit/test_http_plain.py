@@ -315,3 +315,14 @@ def test_the_cache_of_heads_is_bounded() -> None:
     long_head = b"GET /f HTTP/1.0\r\nX-A: " + b"a" * plain.MAX_CACHED_HEAD + b"\r\n\r\n"
     assert plain.parse(long_head) is not None
     assert long_head[:-4] not in plain._heads
+
+
+def test_heads_with_credentials_are_not_kept() -> None:
+    """A bearer token stays in memory no longer than its request; the request parses the same."""
+    plain._heads.clear()
+    data = b"POST /f HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\nContent-Length: 2\r\n\r\nab"
+    first = plain.parse(data)
+    assert first is not None and first.body == b"ab"
+    assert (b"authorization", b"Bearer s3cret") in first.headers
+    assert not plain._heads
+    assert plain.parse(data) == first
