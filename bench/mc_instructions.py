@@ -9,6 +9,8 @@ each is run once to warm up, the counters are zeroed, the measured run goes, and
              workers take the jobs with ``get bench/t=400``      -- against gload ``bg`` (the same shape)
   mc-rt      bench/mcload.c ``-m rt``: 16 clients ``set bench/<unique>`` -> ``get bench/<unique>/t=400``,
              16 workers ``get bench/open/t=400`` -> ``set bench/close``  -- against gload ``fg``
+  mc-set     bench/mcload.c ``-m submit -w 0``: 4 connections pipeline ``set mcqueued`` (window 100), nobody
+             works them: the ``set`` alone                  -- against loadgen.py ``queue`` (SUBMIT_JOB_BG alone)
 
 The ratio binary ÷ memcached of instructions per job is the throughput ratio the server would reach where it
 is the bottleneck (system calls aside, which callgrind does not count).
@@ -29,7 +31,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import REPO, SCENARIO_ARGS, Server, build_gload, ensure_debian_package, free_port, revision, table
+from benchlib import (
+    LOADGEN,
+    LOADGEN_ONLY,
+    REPO,
+    SCENARIO_ARGS,
+    Server,
+    build_gload,
+    ensure_debian_package,
+    free_port,
+    revision,
+    table,
+)
 from instructions import GENERATOR_TIMEOUT, START_TIMEOUT, dumped_instructions, server_argv
 from memcached_bench import build_mcload
 
@@ -37,9 +50,10 @@ from memcached_bench import build_mcload
 PAIRS = {
     "mc-submit": (["-m", "submit", "-c", "4", "-W", "100", "-w", "4", "-n", "5000"], "bg"),
     "mc-rt": (["-m", "rt", "-c", "16", "-w", "16", "-n", "2000"], "fg"),
+    "mc-set": (["-m", "submit", "-c", "4", "-W", "100", "-w", "0", "-n", "5000", "-f", "mcqueued"], "queue"),
 }
 #: The binary scenarios at the same job counts as their memcached pair.
-BINARY_JOBS = {"bg": "5000", "fg": "2000"}
+BINARY_JOBS = {"bg": "5000", "fg": "2000", "queue": "5000"}
 
 
 def generator(name: str, server: Server, mc_port: int, gload: str, mcload: str) -> list[str]:
@@ -47,11 +61,14 @@ def generator(name: str, server: Server, mc_port: int, gload: str, mcload: str) 
         return [mcload, "-p", str(mc_port), "-t", str(GENERATOR_TIMEOUT), *PAIRS[name][0]]
     args = list(SCENARIO_ARGS[name])
     args[args.index("-n") + 1] = BINARY_JOBS[name]
+    if name in LOADGEN_ONLY:  # (a Python generator: callgrind counts the server only)
+        common = ["-H", "127.0.0.1", "-p", str(server.port), "-P", str(server.pid), "-t", "600", "-j", "1"]
+        return [sys.executable, str(LOADGEN), *common, "-s", name, *args]
     return [gload, "-h", "127.0.0.1", "-p", str(server.port), "-P", str(server.pid), "-s", name, "-t", "600", *args]
 
 
 def run_once(argv: list[str]) -> int:
-    """Jobs done by one generator run (mcload's ``n``, gload's ``completed``)."""
+    """Jobs done by one generator run (mcload's ``n``, gload's and loadgen.py's ``completed``)."""
     done = subprocess.run(argv, capture_output=True, text=True, timeout=GENERATOR_TIMEOUT, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if not lines:
