@@ -21,7 +21,8 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 LOADGEN = BENCH / "loadgen.py"
-GLOAD_C = REPO.parent / "shared" / "bench" / "gload.c"
+#: ../shared/bench/gload.c beside the checkout; GG_GLOAD_C names it for a worktree that has no ../shared
+GLOAD_C = Path(os.environ.get("GG_GLOAD_C") or REPO.parent / "shared" / "bench" / "gload.c")
 #: OpenStack gear's pure-Python server as ../shared/bench runs it (``gear_server.py PORT [--nodelay]``).
 GEAR_SERVER = REPO.parent / "shared" / "bench" / "servers" / "gear_server.py"
 OUR_GEARMAND = str(Path(sys.executable).parent / "gearmand")

@@ -497,7 +497,9 @@ def test_bad_input_answers_that_request_only(gearmand: ServerFactory) -> None:
     long_key = b"k" * 251
     out = target.talk(
         b"bogus\r\nget\r\nset x 0 0 notanumber\r\nget " + long_key + b"\r\n"
-        b"set big 0 0 200\r\n" + b"v" * 200 + b"\r\nset ok 0 0 2\r\nabXX\r\nset \x7fkey 0 0 1\r\nx\r\nversion\r\nmn\r\n",
+        b"set big 0 0 200\r\n"
+        + b"v" * 200
+        + b"\r\nset ok 0 0 2\r\nabXX\r\nset \x7fkey 0 0 1\r\nx\r\nversion\r\nmn\r\n",
         until=b"\r\nMN\r\n",  # the meta no-op's answer: the last of them (a VERSION line ends in a version)
     )
     out += target.talk(b"version\r\n", until=b"\r\n")
