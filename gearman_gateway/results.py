@@ -155,6 +155,22 @@ class ResultCache(JobListener):
         self.stats["hits"] += 1
         return result
 
+    def get_or_wait(self, key: Key, waiter: Callable[[Result], None]) -> Result | None:
+        """``get``, and on a miss ``wait``: one call for a client's wait for a result that is usually not
+        there yet."""
+        result = self._entries.get(key)
+        if result is not None:
+            if not result.expires or result.expires > self.clock.seconds():
+                self._entries.move_to_end(key)
+                self.stats["hits"] += 1
+                return result
+            result = self.get(key)  # expired: forgotten, counted
+        else:
+            self.stats["misses"] += 1
+        if result is None:
+            self.wait(key, waiter)
+        return result
+
     def ttl_left(self, result: Result) -> int:
         """Seconds ``result`` has left; -1: it never expires."""
         if not result.expires:

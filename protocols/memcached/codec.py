@@ -10,6 +10,11 @@ their events in order; a request split over many reads is kept until it is whole
 until complete, bounded by ``max_value_size``; a larger value is counted off as it arrives, never held,
 and then answered with an ``Error``; so is a line over ``max_line`` (``max_multiget_line`` for a
 retrieval), dropped up to its newline. Any input gives events or waits for more: nothing raises.
+
+With ``plain=True`` the two requests a queue lives on come as plain values instead of events (no object to
+build, no type to dispatch on for the session): a plain one-key ``get <key>`` as its key (``bytes``), a
+plain ``set <key> <flags> <exptime> <bytes>`` with its data as a ``(key, flags, exptime, data)`` tuple.
+``as_event`` turns them back into the ``Get``/``Store`` the default decoder gives for the same bytes.
 """
 
 from __future__ import annotations
@@ -17,12 +22,28 @@ from __future__ import annotations
 from typing import Literal
 
 from protocols.memcached import binary, text
-from protocols.memcached.events import Error, Event, Quit, Store
+from protocols.memcached.events import Error, Event, Get, Quit, Store
 from protocols.memcached.limits import DEFAULT_MAX_LINE, DEFAULT_MAX_MULTIGET_LINE, DEFAULT_MAX_VALUE_SIZE
 from protocols.memcached.opcodes import REQUEST_MAGIC
 from protocols.memcached.reads import Block, Skip
 
 Protocol = Literal["text", "binary"]
+
+#: A plain ``set``'s fields and data: (key, flags, exptime, data).
+PlainSet = tuple[bytes, int, int, bytes]
+#: What a ``plain`` decoder hands over: an event, a plain one-key get's key, or a plain set.
+Request = Event | bytes | PlainSet
+
+
+def as_event(request: Request) -> Event:
+    """The event a ``plain`` decoder's request stands for (what the default decoder gives)."""
+    if type(request) is bytes:
+        return Get((request,))
+    if type(request) is tuple:
+        key, flags, exptime, data = request
+        return Store("set", key, flags, exptime, data)
+    return request  # type: ignore[return-value]
+
 
 #: How far into a line without its newline the command is looked for, to know which length limit applies
 #: (memcached looks past up to 100 leading spaces).
@@ -43,6 +64,8 @@ class Decoder:
         "_skip",
         "_long_line",
         "_seen",
+        "_plain",
+        "_fast",
     )
 
     def __init__(
@@ -51,7 +74,11 @@ class Decoder:
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
         max_line: int = DEFAULT_MAX_LINE,
         max_multiget_line: int = DEFAULT_MAX_MULTIGET_LINE,
+        plain: bool = False,
+        fast_path: bool = True,
     ) -> None:
+        """``plain``: plain gets and sets as plain values (see the module). ``fast_path=False``: every line
+        by the full rules (``text.parse_line``), for tests to compare the fast path against."""
         self.max_value_size = max_value_size
         self.max_line = max_line
         self.max_multiget_line = max(max_line, max_multiget_line)
@@ -64,15 +91,17 @@ class Decoder:
         self._skip: Skip | None = None  # bytes being discarded, then its error
         self._long_line = False  # discarding a line over the limit, up to its newline
         self._seen = 0  # bytes at the start of ``_buf`` known to hold no newline: never searched twice
+        self._plain = plain
+        self._fast = fast_path
 
     @property
     def buffered(self) -> int:
         """Bytes held: part of a line, header or data block still incomplete."""
         return len(self._buf)
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        """The events of every request completed by ``data``, in order."""
-        events: list[Event] = []
+    def receive_data(self, data: bytes) -> list[Request]:
+        """The events of every request completed by ``data``, in order (``plain``: see the module)."""
+        events: list[Request] = []
         if self.closed or not data:
             return events
         if type(data) is not bytes:
@@ -99,7 +128,7 @@ class Decoder:
             self._buf = bytearray(memoryview(src)[pos:])
         return events
 
-    def _parse(self, src: bytes | bytearray, events: list[Event]) -> int:
+    def _parse(self, src: bytes | bytearray, events: list[Request]) -> int:
         """Take every complete request from ``src`` into ``events``; return how far it was consumed.
         Each turn of the loop consumes bytes or returns."""
         pos = 0
@@ -108,6 +137,8 @@ class Decoder:
         max_line = self.max_line
         max_value_size = self.max_value_size
         seen, self._seen = self._seen, 0
+        plain = self._plain
+        parse_plain = text.parse_plain if self._fast else None
         while pos < end:
             block = self._block
             if block is not None:
@@ -136,21 +167,24 @@ class Decoder:
                     events.append(Error(text.LINE_TOO_LONG))
                     pos = newline + 1
                     continue
-                line = bytes(src[pos:line_end])
+                line = src[pos:line_end] if type(src) is bytes else bytes(src[pos:line_end])
                 pos = newline + 1
-                fast = text.parse_plain(line, max_value_size)
+                fast = None if parse_plain is None else parse_plain(line, max_value_size)
                 if fast is None:
                     parsed = text.parse_line(line, max_value_size)
+                elif type(fast) is bytes:  # a plain one-key get: nothing more to look at
+                    events.append(fast if plain else Get((fast,)))
+                    continue
                 elif type(fast) is tuple:  # a plain set: its data block, when all in, without a Block
                     key, flags, exptime, size = fast
                     stop = pos + size + 2
                     if stop <= end and src[stop - 2] == 13 and src[stop - 1] == 10:
                         data = src[pos : stop - 2] if type(src) is bytes else bytes(memoryview(src)[pos : stop - 2])
-                        events.append(Store("set", key, flags, exptime, data))
+                        events.append((key, flags, exptime, data) if plain else Store("set", key, flags, exptime, data))
                         pos = stop
                         continue
                     parsed = text.set_block(key, flags, exptime, size)
-                else:  # a plain get: nothing more to look at
+                else:  # a plain get of several keys
                     events.append(fast)
                     continue
             else:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 #: Option words that take no value.
 FLAGS = frozenset({b"open", b"close", b"abort", b"peek", b"error", b"fail"})
 #: Longest wait a key can ask for before the server's own cap applies (digits beyond this are refused).
-_MAX_WAIT_DIGITS = 9
+MAX_WAIT_DIGITS = 9
 
 
 @dataclass(slots=True)
@@ -40,19 +40,24 @@ class Key:
     has_options: bool = field(init=False, compare=False, repr=False)
     #: the result cache's key
     result_key: tuple[bytes, bytes] = field(init=False, compare=False, repr=False)
+    #: ``close`` and no other option (a worker's ``set <function>/close``, checked once, not per request)
+    only_close: bool = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.has_options = (
             self.wait_ms is not None or self.open or self.close or self.abort or self.peek or self.error or self.fail
         )
         self.result_key = (self.function, self.unique)
+        self.only_close = self.close and not (
+            self.open or self.abort or self.peek or self.error or self.fail or self.wait_ms is not None
+        )
 
 
 def _wait(segment: bytes) -> int | None:
     if segment[:2] != b"t=":
         return None
     digits = segment[2:]
-    if not digits.isdigit() or len(digits) > _MAX_WAIT_DIGITS:
+    if not digits.isdigit() or len(digits) > MAX_WAIT_DIGITS:
         return None
     return int(digits)
 

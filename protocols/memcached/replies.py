@@ -90,6 +90,11 @@ def text_hit(key: bytes, item: Item) -> bytes:
     return b"VALUE %b %d %d\r\n%b\r\nEND\r\n" % (key, item.flags, len(item.value), item.value)
 
 
+def text_result(key: bytes, flags: int, data: bytes) -> bytes:
+    """``text_hit`` straight from a result's flags and data (no ``Item`` to make)."""
+    return b"VALUE %b %d %d\r\n%b\r\nEND\r\n" % (key, flags, len(data), data)
+
+
 def get_reply(event: Get, items: Sequence[Item | None]) -> bytes:
     """The answer to a retrieval: ``items`` has one entry per key of ``event.keys`` (None: a miss)."""
     if event.opcode is None:

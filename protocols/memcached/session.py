@@ -29,7 +29,7 @@ from gearman_gateway.scheduler.worker import HELD
 from gearman_gateway.security import PERMISSION_DENIED, Access, Denied, Grant
 from gearman_gateway.turns import end_of_turn
 from protocols.memcached import keys, replies, text
-from protocols.memcached.codec import Decoder
+from protocols.memcached.codec import Decoder, PlainSet, Request, as_event
 from protocols.memcached.events import (
     Arithmetic,
     Delete,
@@ -165,9 +165,10 @@ class MemcachedSession:
         self.shared = shared
         self.transport = transport
         self._write_soon: Callable[[bytes], None] = getattr(transport, "write_soon", transport.write)
-        self.decoder = Decoder(max_value_size=options.max_value_size)
+        self.decoder = Decoder(max_value_size=options.max_value_size, plain=True)
         self.closed = False
-        self._events: deque[Event] = deque()
+        self._events: deque[Request] = deque()  # requests behind a waiting one
+        self._out: list[bytes] | None = None  # replies of the requests being served, written together
         self._busy = False  # a request is waiting for its answer
         self._paused = False
         self._running = False
@@ -176,8 +177,9 @@ class MemcachedSession:
         self._workers: dict[bytes, Worker] = {}
         self._open: dict[bytes, Job] = {}  # the job each function has open here (get .../open)
         # the current wait: the retrieval it belongs to, and what it waits for (a result, or work)
-        self._waiting_run: _Retrieval | Get | None = None
-        self._waiting_key: keys.Key | None = None  # a result of this key
+        self._waiting_run: _Retrieval | bytes | None = None
+        self._waiting_result: tuple[bytes, bytes] | None = None  # the result (its cache key) it waits for
+        self._waiting_error = False  # ... read as a failure's text (``/error``)
         self._waiting: tuple[bytes, bool] | None = None  # work of this function (opened or not)
         self._timer: Any = None  # the connection's one wait timer (``_arm``)
         self._on_timeout: Callable[[], None] | None = None  # what the current wait does when it times out
@@ -185,6 +187,8 @@ class MemcachedSession:
         self._timer_due = 0.0  # when the timer fires (clock seconds): no ``getTime()`` call per wait
         self._end_of_turn = end_of_turn(clock, first=True)
         self._handed_job: Job | None = None  # handed to the waiting get, taken at the end of the turn
+        # the last plain set of a unique: its key bytes and result key, for the get of its result that follows
+        self._last_set: tuple[bytes, tuple[bytes, bytes]] | None = None
         self._handlers: dict[type, Callable[[Any], bytes | _Pending]] = {
             Get: self._get,
             MetaGet: self._get,
@@ -215,8 +219,13 @@ class MemcachedSession:
         if self.closed:
             return False
         decoder = self.decoder
-        self._events.extend(decoder.receive_data(data))
-        self._run()
+        requests = decoder.receive_data(data)
+        if requests:
+            if self._events or self._busy or self._running:
+                self._events.extend(requests)
+                self._run()
+            else:  # the usual case: nothing waits, serve them where they lie
+                self._serve(requests)
         if len(self._events) > MAX_QUEUED_EVENTS and not self._paused:
             self._paused = True
             self.transport.pause_reading()
@@ -303,28 +312,70 @@ class MemcachedSession:
         return replies.store_reply(event, StoreOutcome.STORED)
 
     def _run(self) -> None:
+        """Serve the requests queued behind a wait that ended (or check the pause and a half-close)."""
         if self._running:
             return
+        events = self._events
+        if events and not self._busy and not self.closed:
+            requests = list(events)
+            events.clear()
+            self._serve(requests)
+        else:
+            self._after_serving()
+
+    def _serve(self, requests: list[Request]) -> None:
+        """Answer ``requests`` in order, their replies gathered into one write; from one that waits on, the
+        rest queue behind it (``_events``) until its answer comes (``_finish``)."""
         self._running = True
+        out: list[bytes] = []
+        self._out = out
+        count = len(requests)
+        index = 0
         try:
-            events = self._events
             handlers = self._handlers
-            while events and not self._busy and not self.closed:
-                event = events.popleft()
-                handler = handlers.get(type(event))  # (``_answer``'s first look, without its call)
-                reply = handler(event) if handler is not None else self._answer(event)
+            while index < count:
+                request = requests[index]
+                index += 1
+                kind = type(request)
+                if kind is bytes:  # a plain one-key get (the decoder is ``plain``)
+                    reply = self._get_plain(request)  # type: ignore[arg-type]
+                elif kind is tuple:  # a plain set
+                    reply = self._set_plain(request)  # type: ignore[arg-type]
+                else:
+                    handler = handlers.get(kind)  # (``_answer``'s first look, without its call)
+                    reply = handler(request) if handler is not None else self._answer(request)  # type: ignore[arg-type]
                 if reply is PENDING:
                     self._busy = True
-                elif reply:
-                    self.transport.write(reply)  # type: ignore[arg-type]
+                    break
+                if reply:
+                    out.append(reply)  # type: ignore[arg-type]
+                if self.closed:
+                    break
         finally:
             self._running = False
+            self._out = None
+        if out:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if index < count and not self.closed:
+            rest = deque(requests[index:])
+            rest.extend(self._events)
+            self._events = rest
+        self._after_serving()
+
+    def _after_serving(self) -> None:
         if self._paused and len(self._events) < MAX_QUEUED_EVENTS // 2 and not self.closed:
             self._paused = False
             self.transport.resume_reading()
         if self._input_ended and not self._busy and not self._events and not self.closed:
             self.closed = True
             self.transport.close()
+
+    def _flush(self) -> None:
+        """Write the replies gathered so far (before a write that must come after them)."""
+        out = self._out
+        if out:
+            self.transport.write(b"".join(out))
+            out.clear()
 
     def _answer(self, event: Event) -> bytes | _Pending:
         handler = self._handlers.get(type(event))
@@ -346,11 +397,16 @@ class MemcachedSession:
             return
         self._busy = False
         if reply:
-            self.transport.write(reply)
+            out = self._out
+            if out is not None:
+                out.append(reply)
+            else:
+                self.transport.write(reply)
         if self._events or self._paused or self._input_ended:  # else ``_run`` would have nothing to do
             self._run()
 
     def _close(self, last: bytes) -> None:
+        self._flush()
         if last:
             self.transport.write(last)
         self.closed = True
@@ -359,26 +415,66 @@ class MemcachedSession:
     # ------------------------------------------------------------------ retrievals
 
     def _get(self, event: Get | MetaGet) -> bytes | _Pending:
-        if type(event) is Get and event.opcode is None and event.exptime is None and len(event.keys) == 1:
-            # a text get of one key, no touch (what queue clients and workers send): no ``_Retrieval`` (a wait
-            # keeps the event itself), and its answer formatted in one go
-            counters = self.shared.counters
-            counters["cmd_get"] += 1
-            raw = event.keys[0]
-            outcome = self._lookup(raw, None)
-            if type(outcome) is Item:
-                counters["get_hits"] += 1
-                return replies.text_hit(raw, outcome)
-            if outcome is None:
-                counters["get_misses"] += 1
-                return replies.TEXT_MISS
-            if type(outcome) is str:
-                return replies.error_reply(event, outcome, client=True)
-            self._wait(outcome, event)  # type: ignore[arg-type]
-            return PENDING
+        if (
+            type(event) is Get
+            and event.opcode is None
+            and event.exptime is None
+            and len(event.keys) == 1
+            and not event.with_cas  # (``gets``: its VALUE line carries the cas: the general way)
+        ):
+            return self._get_plain(event.keys[0])
         run = _Retrieval(event, event.keys if isinstance(event, Get) else (event.key,))
         self.shared.counters["cmd_get"] += len(run.keys)
         return self._retrieve(run)
+
+    def _get_plain(self, raw: bytes) -> bytes | _Pending:
+        """A text ``get`` of one key, no touch, no cas (what queue clients and workers send): no
+        ``_Retrieval`` (a wait keeps the key itself), its answer formatted in one go."""
+        counters = self.shared.counters
+        counters["cmd_get"] += 1
+        last = self._last_set
+        if last is not None and self.grant.unrestricted:
+            # ``<function>/<unique>/t=<ms>`` after the set of ``<function>/<unique>`` (a client's wait for its
+            # result): the set's parse serves, this new key is not parsed (what ``keys.parse`` would give)
+            prefix = last[0]
+            size = len(prefix)
+            if raw[size : size + 3] == b"/t=" and raw[:size] == prefix:
+                digits = raw[size + 3 :]
+                if digits.isdigit() and len(digits) <= keys.MAX_WAIT_DIGITS:
+                    return self._get_result(raw, last[1], int(digits))
+        outcome = self._lookup(raw, None)
+        if type(outcome) is Item:
+            counters["get_hits"] += 1
+            return replies.text_hit(raw, outcome)
+        if outcome is None:
+            counters["get_misses"] += 1
+            return replies.TEXT_MISS
+        if type(outcome) is str:
+            return text.client_error(outcome)
+        self._wait(outcome, raw)  # type: ignore[arg-type]
+        return PENDING
+
+    def _get_result(self, raw: bytes, result_key: tuple[bytes, bytes], wait_ms: int) -> bytes | _Pending:
+        """``_get_plain`` of a result (not a failure's text): a hit, a miss, or a wait for it."""
+        results = self.results
+        result = None
+        if results is not None:
+            if wait_ms and self.options.max_wait_ms > 0:
+                result = results.get_or_wait(result_key, self._result_came)
+                if result is None:
+                    self._waiting_run = raw
+                    self._waiting_result = result_key
+                    self._waiting_error = False
+                    self._arm(min(wait_ms, self.options.max_wait_ms) / 1000.0, self._result_timeout)
+                    return PENDING
+            else:
+                result = results.get(result_key)
+        counters = self.shared.counters
+        if result is None or result.failed:
+            counters["get_misses"] += 1
+            return replies.TEXT_MISS
+        counters["get_hits"] += 1
+        return replies.text_result(raw, result.flags, result.data)
 
     def _retrieve(self, run: _Retrieval) -> bytes | _Pending:
         touch = run.event.exptime if isinstance(run.event, Get) else run.event.ttl
@@ -395,14 +491,14 @@ class MemcachedSession:
             return replies.meta_get_reply(run.event, run.items[0])
         return replies.get_reply(run.event, run.items)
 
-    def _resume(self, run: _Retrieval | Get, item: Item | None) -> None:
-        if type(run) is Get:  # what _get began: one key, text, no touch
+    def _resume(self, run: _Retrieval | bytes, item: Item | None) -> None:
+        if type(run) is bytes:  # what _get_plain began: one key, text, no touch
             if item is None:
                 self.shared.counters["get_misses"] += 1
                 self._finish(replies.TEXT_MISS)
             else:
                 self.shared.counters["get_hits"] += 1
-                self._finish(replies.text_hit(run.keys[0], item))
+                self._finish(replies.text_hit(run, item))
             return
         assert isinstance(run, _Retrieval)
         self._count(item)
@@ -441,10 +537,11 @@ class MemcachedSession:
             result = results.touch(key.result_key, touch)
         if result is None:
             return key if key.wait_ms and self.options.max_wait_ms > 0 else None  # (``_maybe_wait``)
-        return self._result_item(key, result)
+        return self._result_item(key.error, result)
 
-    def _result_item(self, key: keys.Key, result: Result) -> Item | None:
-        if result.failed != key.error:
+    def _result_item(self, error: bool, result: Result) -> Item | None:
+        """A result as a retrieval reads it (``error``: a failure's text; else only a success)."""
+        if result.failed != error:
             return None
         expires = result.expires  # (``ResultCache.ttl_left``, without the call)
         ttl = max(0, int(expires - self.clock.seconds())) if expires else -1
@@ -489,14 +586,15 @@ class MemcachedSession:
 
     # -- waiting
 
-    def _wait(self, key: keys.Key, run: _Retrieval | Get) -> None:
+    def _wait(self, key: keys.Key, run: _Retrieval | bytes) -> None:
         """``run`` (a one-key text get stands for itself) waits for ``key``, up to its ``t=`` capped by the
         configured maximum; ``_wait_done`` resumes it (no closure per wait)."""
         self._waiting_run = run
         seconds = min(key.wait_ms, self.options.max_wait_ms) / 1000.0  # type: ignore[type-var]
         if key.unique or key.error:
             assert self.results is not None
-            self._waiting_key = key
+            self._waiting_result = key.result_key
+            self._waiting_error = key.error
             self.results.wait(key.result_key, self._result_came)
             self._arm(seconds, self._result_timeout)
         else:
@@ -504,10 +602,19 @@ class MemcachedSession:
             self._arm(seconds, self._work_timeout)
 
     def _result_came(self, result: Result) -> None:
-        key = self._waiting_key
-        assert key is not None
-        self._waiting_key = None  # the cache let go of its waiters
-        self._wait_done(self._result_item(key, result))
+        self._waiting_result = None  # the cache let go of its waiters
+        run = self._waiting_run
+        if type(run) is bytes and not self._waiting_error:  # a plain get: answered from the result itself
+            self._on_timeout = self._waiting_run = None
+            counters = self.shared.counters
+            if result.failed:
+                counters["get_misses"] += 1
+                self._finish(replies.TEXT_MISS)
+            else:
+                counters["get_hits"] += 1
+                self._finish(replies.text_result(run, result.flags, result.data))
+            return
+        self._wait_done(self._result_item(self._waiting_error, result))
 
     def _result_timeout(self) -> None:
         self._wait_done(None)
@@ -515,7 +622,7 @@ class MemcachedSession:
     def _wait_done(self, item: Item | None) -> None:
         """The wait is over (``item``: what it found, None: a miss): its retrieval goes on."""
         run = self._waiting_run
-        if self._waiting_key is None:  # ``_stop_waiting`` without a result wait to take back
+        if self._waiting_result is None:  # ``_stop_waiting`` without a result wait to take back
             self._on_timeout = self._waiting_run = self._waiting = None
         else:
             self._stop_waiting()
@@ -553,9 +660,9 @@ class MemcachedSession:
         self._on_timeout = None
         self._waiting_run = None
         self._waiting = None
-        key, self._waiting_key = self._waiting_key, None
-        if key is not None and self.results is not None:
-            self.results.unwait(key.result_key, self._result_came)
+        result_key, self._waiting_result = self._waiting_result, None
+        if result_key is not None and self.results is not None:
+            self.results.unwait(result_key, self._result_came)
 
     def _work_timeout(self) -> None:
         """The wait for work is over: its held grab ends, answered with nothing (``_handed``)."""
@@ -646,6 +753,42 @@ class MemcachedSession:
 
     # ------------------------------------------------------------------ storage: submit, or a worker's result
 
+    def _set_plain(self, request: PlainSet) -> bytes | _Pending:
+        """A plain text ``set`` (from a plain decoder): a background submit, or a worker's ``/close``, for an
+        unrestricted identity on the memory queue; anything else goes the general way (``_store``)."""
+        raw, flags, exptime, value = request
+        key = keys.parse(raw)
+        if key is None or exptime or raw == AUTH_KEY or not self.grant.unrestricted:
+            return self._store(as_event(request))
+        if key.has_options:
+            if key.close and not key.unique and key.only_close:
+                self.shared.counters["cmd_set"] += 1
+                if not self._complete_open(key.function, value):
+                    return text.NOT_FOUND
+                self._flush()  # (``_store``'s reason to answer a worker's close soon, not now)
+                self._write_soon(text.STORED)
+                return b""
+            return self._store(as_event(request))
+        scheduler = self.scheduler
+        if scheduler.store is not None:  # the answer waits for the commit
+            return self._store(as_event(request))
+        self.shared.counters["cmd_set"] += 1
+        unique = key.unique
+        try:
+            job = scheduler.submit(key.function, value, unique, Priority.NORMAL, True)
+        except ArgumentTooLarge as error:
+            return text.client_error(error.text)
+        except SchedulerError as error:
+            return text.server_error(error.text)
+        if flags:
+            self.shared.remember_flags(job.handle, flags)
+        if unique:
+            result_key = key.result_key
+            self._last_set = (raw, result_key)
+            if self.results is not None:
+                self.results.expect(result_key, flags, None)  # a new run: its old result goes
+        return text.STORED
+
     def _store(self, event: Store | MetaSet) -> bytes | _Pending:
         self.shared.counters["cmd_set"] += 1
         if event.key == AUTH_KEY:
@@ -671,6 +814,7 @@ class MemcachedSession:
             if done and reply:
                 # the worker's next get usually follows, and waits for a job: this answer may wait for that
                 # one's (a couple of turns at most, as the binary protocol's foreground JOB_CREATED does)
+                self._flush()
                 self._write_soon(reply)
                 return b""
             return reply

@@ -73,11 +73,12 @@ def parse_line(line: bytes, max_value_size: int) -> Parsed:
     return Error(ERROR)
 
 
-def parse_plain(line: bytes, max_value_size: int) -> Get | tuple[bytes, int, int, int] | None:
-    """The fast path of the two commands a queue lives on: a plain ``get <key>...`` line's event, or a
-    plain ``set <key> <flags> <exptime> <bytes>`` line's fields (the codec reads its data block where it
-    lies); None for anything else, or anything unusual, which ``parse_line`` reads by the full rules. It
-    must give what ``parse_line`` gives (tests/unit/test_memcached_codec.py checks it with hypothesis)."""
+def parse_plain(line: bytes, max_value_size: int) -> bytes | Get | tuple[bytes, int, int, int] | None:
+    """The fast path of the two commands a queue lives on: a plain ``get <key>`` line's key, a plain
+    ``get <key> <key>...`` line's event, or a plain ``set <key> <flags> <exptime> <bytes>`` line's fields
+    (the codec reads its data block where it lies); None for anything else, or anything unusual, which
+    ``parse_line`` reads by the full rules. It must give what ``parse_line`` gives (``Get((key,))`` for a
+    key; tests/unit/test_memcached_codec.py checks it with hypothesis)."""
     if line[:1] == b"s":
         match = _PLAIN_SET(line)
         if match is None:
@@ -86,10 +87,10 @@ def parse_plain(line: bytes, max_value_size: int) -> Get | tuple[bytes, int, int
         length = int(size)
         if length > max_value_size:
             return None
-        return key, int(flags), int(exptime), length
+        return key, 0 if flags == b"0" else int(flags), 0 if exptime == b"0" else int(exptime), length
     match = _PLAIN_GET(line)
     if match is not None:
-        return Get((match.group(1),))
+        return match.group(1)
     if line[:4] == b"get ":
         keys = tuple(line[4:].split(b" "))
         for key in keys:

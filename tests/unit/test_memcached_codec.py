@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from protocols.memcached import binary, meta, replies, text
 from protocols.memcached import opcodes as op
-from protocols.memcached.codec import Decoder
+from protocols.memcached.codec import Decoder, as_event
 from protocols.memcached.events import (
     Arithmetic,
     Delete,
@@ -986,12 +986,12 @@ _NEAR_LINES = st.builds(
 
 def _full_decode(data: bytes, cuts: list[int], max_value_size: int) -> list[Event]:
     """The events the full decoder alone gives (the fast path turned off)."""
-    plain = text.parse_plain
-    text.parse_plain = lambda line, max_value_size: None  # type: ignore[assignment]
-    try:
-        return decode_in_pieces(data, cuts, max_value_size=max_value_size)
-    finally:
-        text.parse_plain = plain  # type: ignore[assignment]
+    return decode_in_pieces(data, cuts, max_value_size=max_value_size, fast_path=False)
+
+
+def _plain_decode(data: bytes, cuts: list[int], **options: int) -> list[Event]:
+    """A ``plain`` decoder's requests, each turned into its event."""
+    return [as_event(request) for request in decode_in_pieces(data, cuts, plain=True, **options)]
 
 
 @HYPOTHESIS
@@ -1016,6 +1016,30 @@ def test_the_fast_path_gives_what_the_full_decoder_gives(
     fast = decode_in_pieces(stream, cuts, max_value_size=max_value_size)
     assert fast == _full_decode(stream, cuts, max_value_size)
     assert fast == decode(stream, max_value_size=max_value_size)
+    assert _plain_decode(stream, cuts, max_value_size=max_value_size) == fast
+
+
+@HYPOTHESIS
+@given(data=garbage() | binary_garbage(), small=st.booleans(), cuts=st.lists(st.integers(0, 4000), max_size=16))
+def test_a_plain_decoder_gives_the_same_requests_for_any_bytes(data: bytes, small: bool, cuts: list[int]) -> None:
+    """``plain=True`` only changes the form of plain gets and sets: as events, any bytes give what the
+    default decoder gives, and what the full rules alone give, however cut."""
+    options = _limits(small)
+    cuts = [c % (len(data) + 1) for c in cuts]
+    expected = decode(data, **options)
+    assert _plain_decode(data, cuts, **options) == expected
+    assert decode_in_pieces(data, cuts, fast_path=False, **options) == expected
+
+
+def test_a_plain_decoder_hands_plain_gets_and_sets_as_plain_values() -> None:
+    stream = b"set f/u 16 0 2\r\nab\r\nget f/u/t=400\r\nget a b\r\ngets k\r\nset k 0 0 1 noreply\r\nx\r\n"
+    assert Decoder(plain=True).receive_data(stream) == [
+        (b"f/u", 16, 0, b"ab"),
+        b"f/u/t=400",
+        Get((b"a", b"b")),
+        Get((b"k",), with_cas=True),
+        Store("set", b"k", 0, 0, b"x", noreply=True),
+    ]
 
 
 @HYPOTHESIS
@@ -1030,13 +1054,15 @@ def test_the_fast_path_reads_a_line_as_parse_line_does(line: bytes, small: bool)
         key, flags, exptime, size = fast
         assert isinstance(full, Block) and (full.length, full.terminated, full.noreply) == (size, True, False)
         assert full.complete(b"v") == Store("set", key, flags, exptime, b"v")
+    elif isinstance(fast, bytes):  # a one-key get's key
+        assert Get((fast,)) == full
     else:
         assert fast == full
 
 
 def test_the_fast_path_takes_plain_get_and_set() -> None:
     assert text.parse_plain(b"set bench 0 0 64", DEFAULT_MAX_VALUE_SIZE) == (b"bench", 0, 0, 64)
-    assert text.parse_plain(b"get bench/open/t=400", DEFAULT_MAX_VALUE_SIZE) == Get((b"bench/open/t=400",))
+    assert text.parse_plain(b"get bench/open/t=400", DEFAULT_MAX_VALUE_SIZE) == b"bench/open/t=400"
     assert text.parse_plain(b"set bench 0 0 64 noreply", DEFAULT_MAX_VALUE_SIZE) is None
     assert text.parse_plain(b"get  a", DEFAULT_MAX_VALUE_SIZE) is None
     assert decode(b"set k 5 0 2\r\nab\r\nget k\r\n") == [Store("set", b"k", 5, 0, b"ab"), Get((b"k",))]

@@ -526,3 +526,59 @@ def test_a_waiting_worker_gets_a_job_once_it_is_committed() -> None:
     assert transport.take() == b"VALUE fn/t=300 3 1\r\nx\r\nEND\r\n"
     world.clock.advance(1)
     assert transport.take() == b""
+
+
+def test_a_one_key_gets_carries_the_cas_unique() -> None:
+    """(A one-key ``gets`` once took the one-key ``get`` path, whose VALUE line has no cas.)"""
+    world = World()
+    world.talk(b"set fn/u 3 0 1\r\nx\r\n")
+    world.run_one(b"fn", b"r")
+    both = world.talk(b"gets fn/u fn/u\r\n")
+    one = world.talk(b"gets fn/u\r\n")
+    cas = both.split(b"\r\n")[0].split(b" ")[-1]
+    assert int(cas) > 0
+    assert one == b"VALUE fn/u 3 1 %b\r\nr\r\nEND\r\n" % cas
+
+
+def test_the_get_of_a_result_after_its_set_on_one_connection() -> None:
+    """A client's ``set f/u`` then ``get f/u/t=<ms>`` (the set's key reused, not parsed again): the result,
+    a failure's miss, a timeout's miss; keys that only look alike are read by the full rules."""
+    world = World()
+    session, transport = world.connect()
+    session.receive_data(b"set fn/u 16 0 1\r\nx\r\nget fn/u/t=300\r\n")
+    assert transport.take() == b"STORED\r\n"
+    world.run_one(b"fn", b"done")
+    assert transport.take() == b"VALUE fn/u/t=300 16 4\r\ndone\r\nEND\r\n"
+    session.receive_data(b"get fn/u/t=300\r\nget fn/u/t=x\r\nget fn/u/t=0\r\n")  # a hit, no such key, no wait
+    assert transport.take() == b"VALUE fn/u/t=300 16 4\r\ndone\r\nEND\r\nEND\r\nVALUE fn/u/t=0 16 4\r\ndone\r\nEND\r\n"
+    session.receive_data(b"set fn/v 0 0 1\r\ny\r\nget fn/v/t=300\r\n")
+    worker = world.scheduler.add_worker(Waker())
+    world.scheduler.can_do(worker, b"fn")
+    job = world.scheduler.grab(worker)
+    world.scheduler.work_exception(worker, job.handle, b"boom")
+    assert transport.take() == b"STORED\r\nEND\r\n"  # failed: a miss (its text under fn/v/error)
+    assert world.talk(b"get fn/v/error\r\n") == b"VALUE fn/v/error 0 4\r\nboom\r\nEND\r\n"
+    session.receive_data(b"set fn/w 0 0 1\r\nz\r\nget fn/w/t=50\r\nget fn/w/t=50/open\r\n")
+    world.clock.advance(0.05)
+    assert transport.take() == b"STORED\r\nEND\r\nCLIENT_ERROR " + (
+        b"that key option does not go with this command\r\n"
+    )
+
+
+class CountingTransport(Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        super().write(data)
+
+
+def test_the_replies_to_one_read_leave_in_one_write() -> None:
+    world = World()
+    transport = CountingTransport()
+    session = MemcachedSession(world.scheduler, world.results, world.clock, world.options, world.shared, transport)
+    session.receive_data(b"set fn 0 0 1\r\na\r\nset fn/u 0 0 1\r\nb\r\nversion\r\nget fn/u\r\nbogus\r\n")
+    assert transport.writes == 1
+    assert transport.take().startswith(b"STORED\r\nSTORED\r\nVERSION ")
