@@ -139,6 +139,9 @@ class Decoder:
         seen, self._seen = self._seen, 0
         plain = self._plain
         parse_plain = text.parse_plain if self._fast else None
+        # a plain set or get line matched where it lies (no search for its end, no copy of it); only when no
+        # such line can be over ``max_line`` (a small limit: every line the ordinary way)
+        match_lines = parse_plain is not None and max_line >= text.PLAIN_LINE_MAX
         while pos < end:
             block = self._block
             if block is not None:
@@ -153,6 +156,39 @@ class Decoder:
                 pos = self._discard(src, pos, end, events)
                 continue
             if is_text:
+                if match_lines and not seen:
+                    first = src[pos]
+                    if first == 0x73:  # "s"
+                        match = text.SET_LINE(src, pos)
+                        if match is not None:
+                            key, flags, exptime, size = match.groups()
+                            length = int(size)
+                            if length <= max_value_size:
+                                start = match.end()
+                                stop = start + length + 2
+                                flag_value = 0 if flags == b"0" else int(flags)
+                                expiry = 0 if exptime == b"0" else int(exptime)
+                                if stop <= end and src[stop - 2] == 13 and src[stop - 1] == 10:
+                                    if type(src) is bytes:
+                                        data = src[start : stop - 2]
+                                    else:
+                                        data = bytes(memoryview(src)[start : stop - 2])
+                                    if plain:
+                                        events.append((key, flag_value, expiry, data))
+                                    else:
+                                        events.append(Store("set", key, flag_value, expiry, data))
+                                    pos = stop
+                                    continue
+                                self._block = text.set_block(key, flag_value, expiry, length)
+                                pos = start
+                                continue
+                    elif first == 0x67:  # "g"
+                        match = text.GET_LINE(src, pos)
+                        if match is not None:
+                            key = match.group(1)
+                            events.append(key if plain else Get((key,)))
+                            pos = match.end()
+                            continue
                 newline = src.find(b"\n", pos + seen)
                 seen = 0
                 if newline < 0:

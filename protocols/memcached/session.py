@@ -360,7 +360,8 @@ class MemcachedSession:
             rest = deque(requests[index:])
             rest.extend(self._events)
             self._events = rest
-        self._after_serving()
+        if self._paused or self._input_ended:
+            self._after_serving()
 
     def _after_serving(self) -> None:
         if self._paused and len(self._events) < MAX_QUEUED_EVENTS // 2 and not self.closed:
@@ -754,28 +755,24 @@ class MemcachedSession:
     # ------------------------------------------------------------------ storage: submit, or a worker's result
 
     def _set_plain(self, request: PlainSet) -> bytes | _Pending:
-        """A plain text ``set`` (from a plain decoder): a background submit, or a worker's ``/close``, for an
-        unrestricted identity on the memory queue; anything else goes the general way (``_store``)."""
+        """A plain text ``set`` (from a plain decoder) of ``<function>`` or ``<function>/<unique>`` (what
+        ``keys.parse`` reads as such, without its parse): a background submit, for an unrestricted identity on
+        the memory queue, exptime 0. Anything else goes ``_set_other``."""
         raw, flags, exptime, value = request
-        key = keys.parse(raw)
-        if key is None or exptime or raw == AUTH_KEY or not self.grant.unrestricted:
-            return self._store(as_event(request))
-        if key.has_options:
-            if key.close and not key.unique and key.only_close:
-                self.shared.counters["cmd_set"] += 1
-                if not self._complete_open(key.function, value):
-                    return text.NOT_FOUND
-                self._flush()  # (``_store``'s reason to answer a worker's close soon, not now)
-                self._write_soon(text.STORED)
-                return b""
-            return self._store(as_event(request))
+        function, slash, unique = raw.partition(b"/")
         scheduler = self.scheduler
-        if scheduler.store is not None:  # the answer waits for the commit
-            return self._store(as_event(request))
+        if (
+            (slash and (not unique or b"/" in unique or unique in keys.FLAGS or unique[:2] == b"t="))
+            or not function
+            or exptime
+            or raw == AUTH_KEY
+            or not self.grant.unrestricted
+            or scheduler.store is not None  # the answer waits for the commit
+        ):
+            return self._set_other(request)
         self.shared.counters["cmd_set"] += 1
-        unique = key.unique
         try:
-            job = scheduler.submit(key.function, value, unique, Priority.NORMAL, True)
+            job = scheduler.submit(function, value, unique, Priority.NORMAL, True)
         except ArgumentTooLarge as error:
             return text.client_error(error.text)
         except SchedulerError as error:
@@ -783,11 +780,25 @@ class MemcachedSession:
         if flags:
             self.shared.remember_flags(job.handle, flags)
         if unique:
-            result_key = key.result_key
+            result_key = (function, unique)
             self._last_set = (raw, result_key)
             if self.results is not None:
                 self.results.expect(result_key, flags, None)  # a new run: its old result goes
         return text.STORED
+
+    def _set_other(self, request: PlainSet) -> bytes | _Pending:
+        """A plain ``set`` that is not a plain submit: a worker's ``<function>/close`` here, the rest through
+        ``_store``."""
+        raw, flags, exptime, value = request
+        key = keys.parse(raw)
+        if key is not None and key.only_close and not key.unique and self.grant.unrestricted:
+            self.shared.counters["cmd_set"] += 1
+            if not self._complete_open(key.function, value):
+                return text.NOT_FOUND
+            self._flush()  # (``_store``'s reason to answer a worker's close soon, not now)
+            self._write_soon(text.STORED)
+            return b""
+        return self._store(as_event(request))
 
     def _store(self, event: Store | MetaSet) -> bytes | _Pending:
         self.shared.counters["cmd_set"] += 1

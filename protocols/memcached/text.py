@@ -106,6 +106,12 @@ _PLAIN_SET = re.compile(rb"set ([^\x00-\x20\x7f]{1,250}) ([0-9]{1,9}) ([0-9]{1,9
 #: ``get <key>``: one key, what queue clients and workers send
 _PLAIN_GET = re.compile(rb"get ([^\x00-\x20\x7f]{1,250})").fullmatch
 
+#: The same two lines with their end, matched where they lie in the received bytes (``codec``)
+SET_LINE = re.compile(rb"set ([^\x00-\x20\x7f]{1,250}) ([0-9]{1,9}) ([0-9]{1,9}) ([0-9]{1,9})\r?\n").match
+GET_LINE = re.compile(rb"get ([^\x00-\x20\x7f]{1,250})\r?\n").match
+#: The longest line these match (without its end): any ``max_line`` from this up lets them all through
+PLAIN_LINE_MAX = len(b"set ") + 250 + 3 * (1 + 9)
+
 
 def set_block(key: bytes, flags: int, exptime: int, size: int) -> Block:
     """A plain ``set`` whose data block is still coming."""
