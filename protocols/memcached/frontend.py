@@ -37,15 +37,20 @@ class MemcachedProtocol(SessionConnection):
             context.scheduler, context.results, context.reactor, context.options, factory.shared, self,
             context.access, self.peer,
         )  # fmt: skip
+        self.dataReceived = self.session.receive_data  # type: ignore[method-assign]
         counters = factory.shared.counters
         counters["curr_connections"] += 1
         counters["total_connections"] += 1
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        session = self.session
-        if session is None:
-            return
-        if session.receive_data(data) and not session.closed:
+        """Bytes before ``started`` made the session (none come); from then on ``dataReceived`` is the
+        session's ``receive_data`` itself (no call in between)."""
+        if self.session is not None:
+            self.session.receive_data(data)
+
+    def partial_input(self, held: bool) -> None:
+        """(The session's transport) part of a request is held: (re)start the stall timer; or not any more."""
+        if held:
             if self._stall is None:
                 self._stall = self.context.reactor.callLater(self.context.options.read_timeout, self._stalled)
             else:
@@ -75,6 +80,7 @@ class MemcachedProtocol(SessionConnection):
             self._stall.cancel()
             self._stall = None
         session, self.session = self.session, None
+        self.__dict__.pop("dataReceived", None)  # (the session's method: the session goes)
         if session is not None:
             self.factory.shared.counters["curr_connections"] -= 1
             session.connection_lost()

@@ -84,7 +84,9 @@ class Transport(Protocol):
     def resume_reading(self) -> None: ...
 
     # optional: ``write_soon(data)``, a write that may wait a couple of reactor turns to leave together with
-    # the next one (a worker's ``STORED`` for its result, with the next job it waits for)
+    # the next one (a worker's ``STORED`` for its result, with the next job it waits for); and
+    # ``partial_input(held)``, told after each read while part of a request is held, and once when none is
+    # any more (the adapter's stall timer)
 
 
 class _Pending:
@@ -165,6 +167,8 @@ class MemcachedSession:
         self.shared = shared
         self.transport = transport
         self._write_soon: Callable[[bytes], None] = getattr(transport, "write_soon", transport.write)
+        self._partial_input: Callable[[bool], None] | None = getattr(transport, "partial_input", None)
+        self._held = False  # part of a request was held after the last read
         self.decoder = Decoder(max_value_size=options.max_value_size, plain=True)
         self.closed = False
         self._events: deque[Request] = deque()  # requests behind a waiting one
@@ -215,7 +219,8 @@ class MemcachedSession:
         return bool(decoder._buf or decoder._skip is not None or decoder._long_line)
 
     def receive_data(self, data: bytes) -> bool:
-        """Returns ``partial`` (one look-up less per read for the adapter's stall timer)."""
+        """Returns ``partial``; the transport's ``partial_input`` hears of it too (the adapter calls this
+        method directly as its ``dataReceived``)."""
         if self.closed:
             return False
         decoder = self.decoder
@@ -229,7 +234,11 @@ class MemcachedSession:
         if len(self._events) > MAX_QUEUED_EVENTS and not self._paused:
             self._paused = True
             self.transport.pause_reading()
-        return bool(decoder._buf or decoder._skip is not None or decoder._long_line)
+        held = bool(decoder._buf or decoder._skip is not None or decoder._long_line)
+        if (held or self._held) and self._partial_input is not None and not self.closed:
+            self._held = held
+            self._partial_input(held)
+        return held
 
     def input_ended(self) -> None:
         """The peer sent its last byte (``printf ... | nc``): answer what it sent, then close. Waits for
@@ -443,7 +452,11 @@ class MemcachedSession:
                 digits = raw[size + 3 :]
                 if digits.isdigit() and len(digits) <= keys.MAX_WAIT_DIGITS:
                     return self._get_result(raw, last[1], int(digits))
-        outcome = self._lookup(raw, None)
+        key = keys.parse(raw)
+        if key is not None and not (key.unique or key.error or key.fail) and self.grant.unrestricted:
+            outcome = self._work(key)  # a worker's get (``_lookup``'s last case, without the call)
+        else:
+            outcome = self._lookup(raw, None)
         if type(outcome) is Item:
             counters["get_hits"] += 1
             return replies.text_hit(raw, outcome)
@@ -699,8 +712,14 @@ class MemcachedSession:
         if job is None:
             return  # the connection's workers went meanwhile, and gave it back
         function, open_ = waiting
-        worker = self._workers[function]
-        self._wait_done(self._took(function, worker, job, open_))  # the worker stays while the job is open
+        item = self._took(function, self._workers[function], job, open_)  # the worker stays while it is open
+        run = self._waiting_run
+        if type(run) is bytes:  # a one-key text get: answered here (``_wait_done``, ``_resume``)
+            self._on_timeout = self._waiting_run = self._waiting = None
+            self.shared.counters["get_hits"] += 1
+            self._finish(replies.text_hit(run, item))
+        else:
+            self._wait_done(item)
 
     def _give_back(self) -> None:
         """A job handed over but not taken goes back to the head of its queue (as CANT_DO gives it back)."""
@@ -757,10 +776,17 @@ class MemcachedSession:
     def _set_plain(self, request: PlainSet) -> bytes | _Pending:
         """A plain text ``set`` (from a plain decoder) of ``<function>`` or ``<function>/<unique>`` (what
         ``keys.parse`` reads as such, without its parse): a background submit, for an unrestricted identity on
-        the memory queue, exptime 0. Anything else goes ``_set_other``."""
+        the memory queue, exptime 0; or a worker's ``<function>/close``. Anything else goes ``_store``."""
         raw, flags, exptime, value = request
         function, slash, unique = raw.partition(b"/")
         scheduler = self.scheduler
+        if unique == b"close" and function and self.grant.unrestricted:  # a worker's result
+            self.shared.counters["cmd_set"] += 1
+            if not self._complete_open(function, value):
+                return text.NOT_FOUND
+            self._flush()  # (``_store``'s reason to answer a worker's close soon, not now)
+            self._write_soon(text.STORED)
+            return b""
         if (
             (slash and (not unique or b"/" in unique or unique in keys.FLAGS or unique[:2] == b"t="))
             or not function
@@ -769,7 +795,7 @@ class MemcachedSession:
             or not self.grant.unrestricted
             or scheduler.store is not None  # the answer waits for the commit
         ):
-            return self._set_other(request)
+            return self._store(as_event(request))
         self.shared.counters["cmd_set"] += 1
         try:
             job = scheduler.submit(function, value, unique, Priority.NORMAL, True)
@@ -785,20 +811,6 @@ class MemcachedSession:
             if self.results is not None:
                 self.results.expect(result_key, flags, None)  # a new run: its old result goes
         return text.STORED
-
-    def _set_other(self, request: PlainSet) -> bytes | _Pending:
-        """A plain ``set`` that is not a plain submit: a worker's ``<function>/close`` here, the rest through
-        ``_store``."""
-        raw, flags, exptime, value = request
-        key = keys.parse(raw)
-        if key is not None and key.only_close and not key.unique and self.grant.unrestricted:
-            self.shared.counters["cmd_set"] += 1
-            if not self._complete_open(key.function, value):
-                return text.NOT_FOUND
-            self._flush()  # (``_store``'s reason to answer a worker's close soon, not now)
-            self._write_soon(text.STORED)
-            return b""
-        return self._store(as_event(request))
 
     def _store(self, event: Store | MetaSet) -> bytes | _Pending:
         self.shared.counters["cmd_set"] += 1
