@@ -557,6 +557,8 @@ def test_the_get_of_a_result_after_its_set_on_one_connection() -> None:
     job = world.scheduler.grab(worker)
     world.scheduler.work_exception(worker, job.handle, b"boom")
     assert transport.take() == b"STORED\r\nEND\r\n"  # failed: a miss (its text under fn/v/error)
+    session.receive_data(b"get fn/v/t=300\r\n")  # failed already: a miss at once
+    assert transport.take() == b"END\r\n"
     assert world.talk(b"get fn/v/error\r\n") == b"VALUE fn/v/error 0 4\r\nboom\r\nEND\r\n"
     session.receive_data(b"set fn/w 0 0 1\r\nz\r\nget fn/w/t=50\r\nget fn/w/t=50/open\r\n")
     world.clock.advance(0.05)
@@ -582,3 +584,64 @@ def test_the_replies_to_one_read_leave_in_one_write() -> None:
     session.receive_data(b"set fn 0 0 1\r\na\r\nset fn/u 0 0 1\r\nb\r\nversion\r\nget fn/u\r\nbogus\r\n")
     assert transport.writes == 1
     assert transport.take().startswith(b"STORED\r\nSTORED\r\nVERSION ")
+
+
+_PLAIN_SOUP = [
+    b"set fn/u 16 0 1\r\nx\r\n",
+    b"set fn/v 0 0 2\r\nyy\r\n",
+    b"set fn 3 0 1\r\nz\r\n",
+    b"set fn/u 0 5 1\r\nx\r\n",
+    b"set fn/u/t=10 0 0 1\r\nx\r\n",
+    b"set fn/close 0 0 1\r\nr\r\n",
+    b"set fn/open 0 0 1\r\nr\r\n",
+    b"set /u 0 0 1\r\nx\r\n",
+    b"set fn/ 0 0 1\r\nx\r\n",
+    b"set fn/a/b 0 0 1\r\nx\r\n",
+    b"get fn/u/t=10\r\n",
+    b"get fn/u/t=0\r\n",
+    b"get fn/u/t=x\r\n",
+    b"get fn/u/t=10/open\r\n",
+    b"get fn/uu/t=10\r\n",
+    b"get fn/v/t=10\r\n",
+    b"get fn/u\r\n",
+    b"get fn/u/error\r\n",
+    b"get fn/open/t=10\r\n",
+    b"get fn/t=10\r\n",
+    b"get fn\r\n",
+    b"version\r\n",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_PLAIN_SOUP), st.sampled_from([None, b"ok", b"", b"!fail"])), max_size=10))
+def test_plain_requests_are_answered_as_their_events_are(steps: list[tuple[bytes, bytes | None]]) -> None:
+    """The session's plain set and get (a plain decoder's values, a set's key reused by the get of its result,
+    a worker's close) answer and count exactly as the events of the same bytes do through the general
+    handlers (a decoder without its fast path), with a Gearman worker finishing jobs in between."""
+    from protocols.memcached.codec import Decoder
+
+    outputs = []
+    for plain in (True, False):
+        world = World()
+        session, transport = world.connect()
+        if not plain:
+            session.decoder = Decoder(max_value_size=world.options.max_value_size, fast_path=False)
+        out = []
+        for command, outcome in steps:
+            session.receive_data(command)
+            if outcome is not None and world.queued(b"fn"):
+                worker = world.scheduler.add_worker(Waker())
+                world.scheduler.can_do(worker, b"fn")
+                job = world.scheduler.grab(worker)
+                if outcome == b"!fail":
+                    world.scheduler.work_exception(worker, job.handle, b"boom")
+                else:
+                    world.scheduler.work_complete(worker, job.handle, outcome)
+                world.scheduler.remove_worker(worker)
+            world.clock.advance(0.004)
+            out.append(transport.take())
+        world.clock.advance(1)
+        out.append(transport.take())
+        session.connection_lost()
+        outputs.append((out, dict(world.shared.counters), len(world.results), world.queued(b"fn")))
+    assert outputs[0] == outputs[1]
