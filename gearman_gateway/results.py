@@ -167,8 +167,12 @@ class ResultCache(JobListener):
             result = self.get(key)  # expired: forgotten, counted
         else:
             self.stats["misses"] += 1
-        if result is None:
-            self.wait(key, waiter)
+        if result is None:  # (``wait``, without the call)
+            waiters = self._waiters.get(key)
+            if waiters is None:
+                self._waiters[key] = [waiter]
+            else:
+                waiters.append(waiter)
         return result
 
     def ttl_left(self, result: Result) -> int:

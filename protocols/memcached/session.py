@@ -784,7 +784,8 @@ class MemcachedSession:
             self.shared.counters["cmd_set"] += 1
             if not self._complete_open(function, value):
                 return text.NOT_FOUND
-            self._flush()  # (``_store``'s reason to answer a worker's close soon, not now)
+            if self._out:  # (``_store``'s reason to answer a worker's close soon, not now)
+                self._flush()
             self._write_soon(text.STORED)
             return b""
         if (

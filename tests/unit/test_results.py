@@ -182,3 +182,18 @@ def test_the_observer_is_no_waiting_client() -> None:
     job = scheduler.submit(b"f", b"x", unique=b"u", background=True)
     assert scheduler.job_snapshot(job.handle).waiting_clients == 0
     assert scheduler.job_snapshot_by_unique(b"u", b"f").waiting_clients == 0
+
+
+def test_get_or_wait_gets_a_kept_result_or_waits_for_the_next() -> None:
+    _scheduler, cache, clock = scheduler_with_cache(ttl=10)
+    heard = []
+    cache.put((b"f", b"u"), b"r1")
+    found = cache.get_or_wait((b"f", b"u"), heard.append)
+    assert found is not None and found.data == b"r1" and heard == []
+    assert cache.get_or_wait((b"f", b"v"), heard.append) is None  # not there: waits
+    clock.advance(11)
+    assert cache.get_or_wait((b"f", b"u"), heard.append) is None  # expired: forgotten, and waits
+    cache.put((b"f", b"u"), b"r2")
+    cache.put((b"f", b"v"), b"r3")
+    assert [result.data for result in heard] == [b"r2", b"r3"]
+    assert (cache.stats["hits"], cache.stats["misses"], cache.stats["expired"]) == (1, 2, 1)
