@@ -67,6 +67,9 @@ MAX_QUEUED_EVENTS = 1024
 #: The priority each storage command submits with: ``prepend`` jumps the queue, ``append`` joins its tail.
 PRIORITIES = {"set": Priority.NORMAL, "add": Priority.NORMAL, "prepend": Priority.HIGH, "append": Priority.LOW}
 
+#: (``Priority.NORMAL``, without the enum's attribute look-up per plain set)
+_NORMAL = int(Priority.NORMAL)
+
 #: The key a ``set`` of a token goes to (``_authenticate``).
 AUTH_KEY = b"_auth"
 BAD_KEY = "bad key: <function>[/<unique>][/option] expected"
@@ -779,27 +782,25 @@ class MemcachedSession:
         the memory queue, exptime 0; or a worker's ``<function>/close``. Anything else goes ``_store``."""
         raw, flags, exptime, value = request
         function, slash, unique = raw.partition(b"/")
-        scheduler = self.scheduler
-        if unique == b"close" and function and self.grant.unrestricted:  # a worker's result
-            self.shared.counters["cmd_set"] += 1
-            if not self._complete_open(function, value):
-                return text.NOT_FOUND
-            if self._out:  # (``_store``'s reason to answer a worker's close soon, not now)
-                self._flush()
-            self._write_soon(text.STORED)
-            return b""
-        if (
-            (slash and (not unique or b"/" in unique or unique in keys.FLAGS or unique[:2] == b"t="))
-            or not function
-            or exptime
-            or raw == AUTH_KEY
-            or not self.grant.unrestricted
-            or scheduler.store is not None  # the answer waits for the commit
-        ):
+        if slash:
+            if unique == b"close" and function and self.grant.unrestricted:  # a worker's result
+                self.shared.counters["cmd_set"] += 1
+                if not self._complete_open(function, value):
+                    return text.NOT_FOUND
+                if self._out:  # (``_store``'s reason to answer a worker's close soon, not now)
+                    self._flush()
+                self._write_soon(text.STORED)
+                return b""
+            if not function or not unique or b"/" in unique or unique in keys.FLAGS or unique[:2] == b"t=":
+                return self._store(as_event(request))
+        elif raw == AUTH_KEY:
             return self._store(as_event(request))
+        scheduler = self.scheduler
+        if exptime or not self.grant.unrestricted or scheduler.store is not None:  # (a durable store: the
+            return self._store(as_event(request))  # answer waits for the commit)
         self.shared.counters["cmd_set"] += 1
         try:
-            job = scheduler.submit(function, value, unique, Priority.NORMAL, True)
+            job = scheduler.submit(function, value, unique, _NORMAL, True)
         except ArgumentTooLarge as error:
             return text.client_error(error.text)
         except SchedulerError as error:
