@@ -40,17 +40,12 @@ class Key:
     has_options: bool = field(init=False, compare=False, repr=False)
     #: the result cache's key
     result_key: tuple[bytes, bytes] = field(init=False, compare=False, repr=False)
-    #: ``close`` and no other option (a worker's ``set <function>/close``, checked once, not per request)
-    only_close: bool = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.has_options = (
             self.wait_ms is not None or self.open or self.close or self.abort or self.peek or self.error or self.fail
         )
         self.result_key = (self.function, self.unique)
-        self.only_close = self.close and not (
-            self.open or self.abort or self.peek or self.error or self.fail or self.wait_ms is not None
-        )
 
 
 def _wait(segment: bytes) -> int | None:
