@@ -102,6 +102,12 @@ class JobObserver:
     def jobs_finished(self, ended: list[Ended]) -> None:
         """These jobs ended (``Ended``), in the order they ended."""
 
+    def read_ring(self, ring: Any, start: int, end: int) -> None:
+        """The ends ``start`` to ``end`` (counted since the ring began) of ``ring`` (scheduler/observing.py's
+        ``Ring``, or _stamps.c's): by default their tuples, to ``jobs_finished``. An observer that can read
+        the ring without a tuple per end (the latency's counts in C) overrides this."""
+        self.jobs_finished(ring.view(start, end))
+
 
 class Waker(Protocol):
     """The worker side of a connection: the scheduler calls ``wake`` to send it a NOOP, and ``grabbed``
