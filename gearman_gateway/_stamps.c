@@ -635,16 +635,13 @@ WorkerJobs_ass_subscript(WorkerJobs *self, PyObject *key, PyObject *value)
             return -1;
         return PyDict_Type.tp_as_mapping->mp_ass_subscript((PyObject *)self, key, value);
     }
-    PyObject *job = PyDict_GetItemWithError((PyObject *)self, key);
-    if (job == NULL && PyErr_Occurred())
+    PyObject *job = _PyDict_Pop((PyObject *)self, key, NULL); /* one lookup; KeyError if missing, as del */
+    if (job == NULL)
         return -1;
-    Py_XINCREF(job);
-    if (PyDict_Type.tp_as_mapping->mp_ass_subscript((PyObject *)self, key, NULL) < 0) {
-        Py_XDECREF(job);
-        return -1;
-    }
-    if (job == NULL || r == NULL)
+    if (r == NULL) {
+        Py_DECREF(job);
         return 0;
+    }
     int result = -1;
     PyObject *worker = get_slot(job, r->job_type, r->worker, "worker");
     if (worker != NULL) {
@@ -839,6 +836,11 @@ tally_start(Tally *t, PyObject *group, PyTypeObject *job_type, PyObject *bounds_
 static inline double
 double_slot(PyObject *job, PyTypeObject *type, Py_ssize_t offset, const char *name)
 {
+    if (Py_IS_TYPE(job, type)) { /* the usual: a float in the job's slot, read in place */
+        PyObject *slot = SLOT(job, offset);
+        if (slot != NULL && PyFloat_CheckExact(slot))
+            return PyFloat_AS_DOUBLE(slot);
+    }
     PyObject *value = get_slot(job, type, offset, name);
     if (value == NULL)
         return -1.0;

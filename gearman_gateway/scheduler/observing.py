@@ -203,7 +203,9 @@ class Ring:
         self.index = len(kept)
         self.size = count
 
-    def watch(self, classify: Callable[[Function], frozenset[str]] | None, on_hooked: Callable[[], None] | None) -> None:
+    def watch(
+        self, classify: Callable[[Function], frozenset[str]] | None, on_hooked: Callable[[], None] | None
+    ) -> None:
         self.classify, self.on_hooked, self.hook_cache = classify, on_hooked, {}
 
 
@@ -232,9 +234,7 @@ def _record(state: Ring, job: Job, outcome: str, data: bytes | None, worker: Wor
         state.arm()
 
 
-def python_methods(
-    base: Any, state: Any, record_end: Callable[..., None], read: Callable[[], float]
-) -> dict[str, Any]:
+def python_methods(base: Any, state: Any, record_end: Callable[..., None], read: Callable[[], float]) -> dict[str, Any]:
     """The wrapped transitions in Python: the fallback without the C accelerator (``state`` a ``Ring``), and a
     Scheduler swapped to observed by ``add_observer`` (its workers' ``jobs`` are plain dicts already)."""
     base_submit = base.submit
