@@ -529,6 +529,43 @@ record(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ get and pop of the job tables */
+
+/* dict.get and dict.pop, defined again on the two dict subclasses below: CPython 3.11 specializes a call of
+   a method descriptor only when the object's type is exactly the descriptor's class, so dict's own would
+   take the generic call path at every ``worker.jobs.get(handle)`` and ``jobs_by_handle.pop(handle, None)``
+   of the job path. These do what dict's do. */
+static PyObject *
+jobs_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "get(key, default=None)");
+        return NULL;
+    }
+    PyObject *value = PyDict_GetItemWithError(self, args[0]);
+    if (value != NULL)
+        return Py_NewRef(value);
+    if (PyErr_Occurred())
+        return NULL;
+    return Py_NewRef(nargs == 2 ? args[1] : Py_None);
+}
+
+static PyObject *
+jobs_pop(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "pop(key[, default])");
+        return NULL;
+    }
+    return _PyDict_Pop(self, args[0], nargs == 2 ? args[1] : NULL);
+}
+
+static PyMethodDef jobs_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))jobs_get, METH_FASTCALL, "dict.get"},
+    {"pop", (PyCFunction)(void (*)(void))jobs_pop, METH_FASTCALL, "dict.pop"},
+    {NULL},
+};
+
 /* ------------------------------------------------------------------ StampedJobs: the submit stamp */
 
 /* The observed scheduler's ``jobs_by_handle``: a dict that stamps each new job put in it with its submit
@@ -589,6 +626,7 @@ static PyTypeObject StampedJobsType = {
     .tp_basicsize = sizeof(StampedJobs),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DICT_SUBCLASS,
     .tp_as_mapping = &StampedJobs_mapping,
+    .tp_methods = jobs_methods,
     .tp_traverse = (traverseproc)StampedJobs_traverse,
     .tp_clear = (inquiry)StampedJobs_clear,
     .tp_dealloc = (destructor)StampedJobs_dealloc,
@@ -684,6 +722,7 @@ static PyTypeObject WorkerJobsType = {
     .tp_basicsize = sizeof(WorkerJobs),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DICT_SUBCLASS,
     .tp_as_mapping = &WorkerJobs_mapping,
+    .tp_methods = jobs_methods,
     .tp_traverse = (traverseproc)WorkerJobs_traverse,
     .tp_clear = (inquiry)WorkerJobs_clear,
     .tp_dealloc = (destructor)WorkerJobs_dealloc,
