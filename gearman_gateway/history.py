@@ -1,7 +1,7 @@
 """The job history: a bounded ring of recently finished jobs, in memory (admin `show history`, JSON).
 
 A ``JobObserver`` that is only a view: the scheduler records every end in its ring (scheduler/observing.py,
-one tuple per job, the job path's only cost), which keeps at least ``size`` ends, so memory is bounded by
+one ring slot per job, the job path's only cost), which keeps at least ``size`` ends, so memory is bounded by
 ``size`` entries whatever the rate (the oldest goes when a new one comes). Readers get ``HistoryEntry``
 values, newest first, built when read.
 """

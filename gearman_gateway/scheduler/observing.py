@@ -7,15 +7,20 @@ scheduler with observers is an instance of a class of its own, made before the i
 was made as, and an instance whose class is swapped afterwards loses the specialized attribute access on
 every ``self.x`` (measured: +23 % instructions per job). That class holds an ``Observing`` as a class
 attribute (the Scheduler keeps at most 29 instance attributes, see ``DiedJobs``) and stamps the three
-frequent transitions (``observed_methods``): with the optional C accelerator (``accel``, _stamps.c) by C
-wrappers of ``_start`` and ``work_complete`` and a ``jobs_by_handle`` that stamps submits (no Python frame:
-Python costs ~1,000 instructions for even a small wrapper, issue 19 allows ~2,000 per job for all of it);
-without it by Python closures over the clock and the ring's state. One clock read per transition.
+frequent transitions (``observed_methods``). With the optional C accelerator (``accel``, _stamps.c) none is
+wrapped: the scheduler's own dict stores do it, ``jobs_by_handle`` stamping each new job's submit and each
+worker's ``jobs`` (the class's ``_worker_jobs``) its start, and recording the end when WORK_COMPLETE
+deletes it (no Python frame: Python costs ~1,000 instructions for even a small wrapper, issue 19 allows
+~2,000 per job for all of it). Without it (or for a Scheduler swapped to observed, whose workers' tables
+exist already) Python closures over the clock and the ring's state wrap them. One clock read per
+transition.
 
-Each end costs the job path one tuple in a preallocated ring (``Ended``: the job, its outcome, data, last
-worker and the time), nothing else: no call per turn, no per-job work in the observers. The job history
-is a view of the ring; lazy observers (the latency histograms) read what they have not heard when they are
-asked or when the ring is about to overwrite it; other observers are told once per reactor turn.
+Each end costs the job path one slot of a preallocated ring (``Ended``: the job, its outcome, data, last
+worker and the time; in C arrays with the accelerator, a tuple built only when read), nothing else: no
+call per turn, no per-job work in the observers. The job history is a view of the ring; lazy observers
+(the latency histograms, which count from the ring's arrays in C) read what they have not heard when they
+are asked or when the ring is about to overwrite it; the hooks read only the ends the ring marked for them
+(``Observing.watch``); other observers are told once per reactor turn.
 """
 
 from __future__ import annotations
