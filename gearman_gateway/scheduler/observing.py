@@ -212,22 +212,33 @@ class Ring:
         self, classify: Callable[[Function], frozenset[str]] | None, on_hooked: Callable[[], None] | None
     ) -> None:
         self.classify, self.on_hooked, self.hook_cache = classify, on_hooked, {}
+        self.hooked = [False] * self.size  # marks are kept only while hooks watch
 
 
 def _record(state: Ring, job: Job, outcome: str, data: bytes | None, worker: Worker | None) -> None:
     """One end into the ring (``_stamps.record``'s fallback)."""
-    now = state.read()
-    hooked = False
     if state.classify is not None:
-        wanted = state.hook_cache.get(job.function)
-        if wanted is None:
-            wanted = state.classify(job.function)
-            if len(state.hook_cache) >= HOOK_CACHE_MAX:
-                state.hook_cache.clear()
-            state.hook_cache[job.function] = wanted
-        hooked = outcome in wanted
+        _record_hooked(state, job, outcome, data, worker)
+        return
+    state.ring[state.index] = (job, outcome, data, worker, state.read())
+    state.index += 1
+    if state.index >= state.size:
+        state.wrap()
+    if state.want_turn[0]:
+        state.arm()
+
+
+def _record_hooked(state: Ring, job: Job, outcome: str, data: bytes | None, worker: Worker | None) -> None:
+    """One end into the ring of a scheduler with hooks: marked if a hook wants it (``Observing.watch``)."""
+    wanted = state.hook_cache.get(job.function)
+    if wanted is None:
+        wanted = state.classify(job.function)  # type: ignore[misc]
+        if len(state.hook_cache) >= HOOK_CACHE_MAX:
+            state.hook_cache.clear()
+        state.hook_cache[job.function] = wanted
+    hooked = outcome in wanted
     index = state.index
-    state.ring[index] = (job, outcome, data, worker, now)
+    state.ring[index] = (job, outcome, data, worker, state.read())
     state.hooked[index] = hooked
     state.index = index + 1
     if hooked and not state.hook_armed:
