@@ -1,14 +1,18 @@
-/* The job observers' stamps in C: an optional accelerator for gearman_gateway/scheduler/observing.py.
+/* The job observers' stamps and ring in C: an optional accelerator for gearman_gateway/scheduler/observing.py.
 
    With observers, three transitions run per job (submit, start, WORK_COMPLETE) and each must stamp the
    job with the clock, the last one also recording the end in a ring. In Python each wrapper is a frame, a
    clock call and a few attribute stores: ~1,000-2,500 instructions a transition, more than issue 19's
-   +3 % budget for all three. Here a wrapper is an object whose type has vectorcall and
-   Py_TPFLAGS_METHOD_DESCRIPTOR (a method call does not bind it): it calls the Scheduler's method, then
-   reads the clock (clock_gettime when the clock is time.time) and writes the job's slots directly.
+   +3 % budget for all three. Here no transition is wrapped: the scheduler's own dict stores do the work.
+   An observed scheduler's ``jobs_by_handle`` (``StampedJobs``) stamps a new job's submit time as submit
+   stores it, and each worker's ``jobs`` (``WorkerJobs``) stamps the start as ``_start`` stores the job and
+   records the end as WORK_COMPLETE deletes it. The ring (``Ring``) keeps its ends in C arrays, the clock as
+   a double (clock_gettime when the clock is time.time): an end's tuple is built only when a reader asks
+   for it (``view``); the latency histograms count straight from the arrays (``tally``), and the hooks
+   look at an end only when its function and outcome are hooked (checked per function once, then cached).
 
-   observing.py keeps the pure-Python wrappers as the fallback when this module is not built; both share
-   the ``Ring`` state (its fields are this type's members) and behave the same. */
+   observing.py keeps the pure-Python ring and wrappers as the fallback when this module is not built;
+   both keep the same fields and behave the same. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -16,25 +20,36 @@
 #include <time.h>
 
 static PyObject *time_time; /* time.time: a clock read as clock_gettime(CLOCK_REALTIME) */
+static PyObject *empty_bytes;
+static PyObject *zero_float;
 
-/* ------------------------------------------------------------------ Ring: the state the wrappers share */
+/* Function objects whose hook classification is cached, at most (then the cache starts again). */
+#define HOOK_CACHE_MAX 10000
+
+/* ------------------------------------------------------------------ Ring: the ends and the stamping state */
 
 typedef struct {
     PyObject_HEAD
-    PyObject *ring;      /* list of ends, ``size`` slots */
+    /* the ends, ``size`` slots each: job, outcome, data, worker (NULL: a slot not written yet), time */
+    PyObject **jobs, **outcomes, **datas, **workers;
+    double *times;
+    char *hooked;        /* 1: a hook wants this end (its function and outcome) */
     Py_ssize_t index;    /* the next slot */
     Py_ssize_t size;
     Py_ssize_t first;    /* ends recorded before slot 0 of this round */
     long long last_seq;  /* the newest job sequence number stamped at submit */
+    int blank;           /* a completed job's payload is dropped as it is recorded (not under a memory bound) */
+    int hook_armed;      /* a hooked end waits to be read: on_hooked was called, not yet answered */
     PyObject *read;      /* the clock: NULL for time.time */
     PyObject *want_turn; /* [bool]: an eager observer waits for the turn's end to be armed */
     PyObject *arm;       /* called when want_turn[0] is true after an end */
     PyObject *wrap;      /* called when the ring is full (index == size) */
     PyObject *complete;  /* the outcome of WORK_COMPLETE */
+    PyObject *classify;  /* classify(function) -> frozenset of hooked outcomes; NULL: no hooks */
+    PyObject *on_hooked; /* called at a hooked end when hook_armed was 0 */
+    PyObject *hook_cache; /* Function -> classify's answer */
     PyTypeObject *job_type;
-    Py_ssize_t seq, worker, data, submitted_at, started_at; /* Job's slot offsets */
-    PyTypeObject *worker_type;
-    Py_ssize_t jobs; /* Worker.jobs offset */
+    Py_ssize_t seq, worker, data, submitted_at, started_at, function; /* Job's slot offsets */
 } Ring;
 
 static Py_ssize_t
@@ -55,15 +70,63 @@ slot_offset(PyTypeObject *type, const char *name)
     return offset;
 }
 
+static void
+free_slots(PyObject **slots, Py_ssize_t size)
+{
+    if (slots == NULL)
+        return;
+    for (Py_ssize_t i = 0; i < size; i++)
+        Py_CLEAR(slots[i]);
+    PyMem_Free(slots);
+}
+
+static void
+Ring_free_arrays(Ring *self)
+{
+    free_slots(self->jobs, self->size);
+    free_slots(self->outcomes, self->size);
+    free_slots(self->datas, self->size);
+    free_slots(self->workers, self->size);
+    PyMem_Free(self->times);
+    PyMem_Free(self->hooked);
+    self->jobs = self->outcomes = self->datas = self->workers = NULL;
+    self->times = NULL;
+    self->hooked = NULL;
+}
+
+/* Arrays for ``size`` slots, all empty (0 on success, -1 with MemoryError). */
+static int
+new_arrays(Py_ssize_t size, PyObject ***jobs, PyObject ***outcomes, PyObject ***datas, PyObject ***workers,
+           double **times, char **hooked)
+{
+    *jobs = PyMem_Calloc(size, sizeof(PyObject *));
+    *outcomes = PyMem_Calloc(size, sizeof(PyObject *));
+    *datas = PyMem_Calloc(size, sizeof(PyObject *));
+    *workers = PyMem_Calloc(size, sizeof(PyObject *));
+    *times = PyMem_Calloc(size, sizeof(double));
+    *hooked = PyMem_Calloc(size, 1);
+    if (*jobs && *outcomes && *datas && *workers && *times && *hooked)
+        return 0;
+    PyMem_Free(*jobs);
+    PyMem_Free(*outcomes);
+    PyMem_Free(*datas);
+    PyMem_Free(*workers);
+    PyMem_Free(*times);
+    PyMem_Free(*hooked);
+    PyErr_NoMemory();
+    return -1;
+}
+
 static int
 Ring_init(Ring *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"read", "want_turn", "arm", "wrap", "complete", "job_type", "worker_type", "size", NULL};
+    static char *kwlist[] = {"read", "want_turn", "arm", "wrap", "complete", "job_type", "size", "blank", NULL};
     PyObject *read, *want_turn, *arm, *wrap, *complete;
-    PyTypeObject *job_type, *worker_type;
+    PyTypeObject *job_type;
     Py_ssize_t size;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!OOUO!O!n", kwlist, &read, &PyList_Type, &want_turn, &arm,
-                                     &wrap, &complete, &PyType_Type, &job_type, &PyType_Type, &worker_type, &size))
+    int blank = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!OOUO!n|p", kwlist, &read, &PyList_Type, &want_turn, &arm, &wrap,
+                                     &complete, &PyType_Type, &job_type, &size, &blank))
         return -1;
     if (size <= 0 || PyList_GET_SIZE(want_turn) != 1) {
         PyErr_SetString(PyExc_ValueError, "size must be positive and want_turn a list of one");
@@ -73,52 +136,63 @@ Ring_init(Ring *self, PyObject *args, PyObject *kwds)
         (self->data = slot_offset(job_type, "data")) < 0 ||
         (self->submitted_at = slot_offset(job_type, "submitted_at")) < 0 ||
         (self->started_at = slot_offset(job_type, "started_at")) < 0 ||
-        (self->jobs = slot_offset(worker_type, "jobs")) < 0)
+        (self->function = slot_offset(job_type, "function")) < 0)
         return -1;
-    PyObject *ring = PyList_New(size);
-    if (ring == NULL)
+    Ring_free_arrays(self);
+    if (new_arrays(size, &self->jobs, &self->outcomes, &self->datas, &self->workers, &self->times, &self->hooked) < 0)
         return -1;
-    for (Py_ssize_t i = 0; i < size; i++)
-        PyList_SET_ITEM(ring, i, Py_NewRef(Py_None));
-    Py_XSETREF(self->ring, ring);
     self->index = 0;
     self->size = size;
     self->first = 0;
     self->last_seq = 0;
+    self->blank = blank;
+    self->hook_armed = 0;
     Py_XSETREF(self->read, read == time_time ? NULL : Py_NewRef(read));
     Py_XSETREF(self->want_turn, Py_NewRef(want_turn));
     Py_XSETREF(self->arm, Py_NewRef(arm));
     Py_XSETREF(self->wrap, Py_NewRef(wrap));
     Py_XSETREF(self->complete, Py_NewRef(complete));
+    Py_CLEAR(self->classify);
+    Py_CLEAR(self->on_hooked);
+    Py_CLEAR(self->hook_cache);
     Py_XSETREF(self->job_type, (PyTypeObject *)Py_NewRef(job_type));
-    Py_XSETREF(self->worker_type, (PyTypeObject *)Py_NewRef(worker_type));
     return 0;
 }
 
 static int
 Ring_traverse(Ring *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->ring);
+    for (Py_ssize_t i = 0; self->jobs != NULL && i < self->size; i++) {
+        Py_VISIT(self->jobs[i]);
+        Py_VISIT(self->outcomes[i]);
+        Py_VISIT(self->datas[i]);
+        Py_VISIT(self->workers[i]);
+    }
     Py_VISIT(self->read);
     Py_VISIT(self->want_turn);
     Py_VISIT(self->arm);
     Py_VISIT(self->wrap);
+    Py_VISIT(self->classify);
+    Py_VISIT(self->on_hooked);
+    Py_VISIT(self->hook_cache);
     Py_VISIT(self->job_type);
-    Py_VISIT(self->worker_type);
     return 0;
 }
 
 static int
 Ring_clear(Ring *self)
 {
-    Py_CLEAR(self->ring);
+    Ring_free_arrays(self);
+    self->size = self->index = 0;
     Py_CLEAR(self->read);
     Py_CLEAR(self->want_turn);
     Py_CLEAR(self->arm);
     Py_CLEAR(self->wrap);
     Py_CLEAR(self->complete);
+    Py_CLEAR(self->classify);
+    Py_CLEAR(self->on_hooked);
+    Py_CLEAR(self->hook_cache);
     Py_CLEAR(self->job_type);
-    Py_CLEAR(self->worker_type);
     return 0;
 }
 
@@ -130,16 +204,36 @@ Ring_dealloc(Ring *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* The clock, as a double (-1.0 with an exception set on error). */
+static inline double
+Ring_clock(Ring *self)
+{
+    if (self->read != NULL) {
+        PyObject *now = PyObject_CallNoArgs(self->read);
+        if (now == NULL)
+            return -1.0;
+        double value = PyFloat_AsDouble(now);
+        Py_DECREF(now);
+        return value;
+    }
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1.0;
+    }
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 /* The clock, as a new float. */
 static inline PyObject *
 Ring_now(Ring *self)
 {
     if (self->read != NULL)
         return PyObject_CallNoArgs(self->read);
-    struct timespec ts;
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
-        return PyErr_SetFromErrno(PyExc_OSError);
-    return PyFloat_FromDouble((double)ts.tv_sec + (double)ts.tv_nsec * 1e-9);
+    double now = Ring_clock(self);
+    if (now == -1.0 && PyErr_Occurred())
+        return NULL;
+    return PyFloat_FromDouble(now);
 }
 
 #define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
@@ -174,33 +268,71 @@ get_slot(PyObject *obj, PyTypeObject *type, Py_ssize_t offset, const char *name)
     return PyObject_GetAttrString(obj, name);
 }
 
+/* Whether a hook wants this end: its function's hooked outcomes, classified once per function. */
+static int
+Ring_hooked(Ring *self, PyObject *job, PyObject *outcome)
+{
+    PyObject *function = get_slot(job, self->job_type, self->function, "function");
+    if (function == NULL)
+        return -1;
+    PyObject *wanted = PyDict_GetItemWithError(self->hook_cache, function);
+    if (wanted == NULL) {
+        if (PyErr_Occurred()) {
+            Py_DECREF(function);
+            return -1;
+        }
+        wanted = PyObject_CallOneArg(self->classify, function);
+        if (wanted == NULL || !PyAnySet_Check(wanted)) {
+            if (wanted != NULL)
+                PyErr_SetString(PyExc_TypeError, "classify must return a set of outcomes");
+            Py_XDECREF(wanted);
+            Py_DECREF(function);
+            return -1;
+        }
+        if (PyDict_GET_SIZE(self->hook_cache) >= HOOK_CACHE_MAX)
+            PyDict_Clear(self->hook_cache);
+        int stored = PyDict_SetItem(self->hook_cache, function, wanted);
+        Py_DECREF(wanted); /* the cache holds it */
+        if (stored < 0) {
+            Py_DECREF(function);
+            return -1;
+        }
+    }
+    Py_DECREF(function);
+    if (PySet_GET_SIZE(wanted) == 0)
+        return 0;
+    return PySet_Contains(wanted, outcome);
+}
+
 /* One end into the ring; the caller's references stay theirs. */
 static int
 Ring_record(Ring *self, PyObject *job, PyObject *outcome, PyObject *data, PyObject *worker)
 {
-    PyObject *now = Ring_now(self);
-    if (now == NULL)
+    double now = Ring_clock(self);
+    if (now == -1.0 && PyErr_Occurred())
         return -1;
-    PyObject *end = PyTuple_New(5);
-    if (end == NULL) {
-        Py_DECREF(now);
-        return -1;
-    }
-    PyTuple_SET_ITEM(end, 0, Py_NewRef(job));
-    PyTuple_SET_ITEM(end, 1, Py_NewRef(outcome));
-    PyTuple_SET_ITEM(end, 2, Py_NewRef(data));
-    PyTuple_SET_ITEM(end, 3, Py_NewRef(worker));
-    PyTuple_SET_ITEM(end, 4, now);
-    PyObject *ring = self->ring;
-    if (!PyList_CheckExact(ring) || self->index < 0 || self->index >= PyList_GET_SIZE(ring)) {
-        Py_DECREF(end);
-        PyErr_SetString(PyExc_RuntimeError, "the ring's index is out of its list");
+    Py_ssize_t i = self->index;
+    if (self->jobs == NULL || i < 0 || i >= self->size) {
+        PyErr_SetString(PyExc_RuntimeError, "the ring's index is out of its slots");
         return -1;
     }
-    PyObject *old = PyList_GET_ITEM(ring, self->index);
-    PyList_SET_ITEM(ring, self->index, end);
-    Py_DECREF(old);
-    self->index++;
+    int hooked = 0;
+    if (self->classify != NULL && (hooked = Ring_hooked(self, job, outcome)) < 0)
+        return -1;
+    Py_XSETREF(self->jobs[i], Py_NewRef(job));
+    Py_XSETREF(self->outcomes[i], Py_NewRef(outcome));
+    Py_XSETREF(self->datas[i], Py_NewRef(data));
+    Py_XSETREF(self->workers[i], Py_NewRef(worker));
+    self->times[i] = now;
+    self->hooked[i] = (char)hooked;
+    self->index = i + 1;
+    if (hooked && !self->hook_armed) {
+        self->hook_armed = 1;
+        PyObject *result = PyObject_CallNoArgs(self->on_hooked);
+        if (result == NULL)
+            return -1;
+        Py_DECREF(result);
+    }
     if (self->index >= self->size) {
         PyObject *result = PyObject_CallNoArgs(self->wrap);
         if (result == NULL)
@@ -216,23 +348,156 @@ Ring_record(Ring *self, PyObject *job, PyObject *outcome, PyObject *data, PyObje
     return 0;
 }
 
+/* The slots of ends ``start`` to ``end`` (counted since start; at most the ring's size back): ``*a`` to
+   ``*b`` with ``*a`` possibly negative (the previous round, slot a + size). False: none. */
+static int
+Ring_span(Ring *self, long long start, long long end, Py_ssize_t *a, Py_ssize_t *b)
+{
+    long long oldest = (long long)self->first + self->index - self->size;
+    if (start < oldest)
+        start = oldest;
+    if (start < 0)
+        start = 0;
+    if (end > (long long)self->first + self->index)
+        end = (long long)self->first + self->index;
+    if (end <= start)
+        return 0;
+    *a = (Py_ssize_t)(start - self->first);
+    *b = (Py_ssize_t)(end - self->first);
+    return 1;
+}
+
+static inline Py_ssize_t
+Ring_slot(Ring *self, Py_ssize_t k)
+{
+    return k < 0 ? k + self->size : k;
+}
+
+/* view(start, end, hooked_only=False) -> [(job, outcome, data, worker, time)], oldest first. */
+static PyObject *
+Ring_view(Ring *self, PyObject *args)
+{
+    long long start, end;
+    int hooked_only = 0;
+    if (!PyArg_ParseTuple(args, "LL|p", &start, &end, &hooked_only))
+        return NULL;
+    PyObject *list = PyList_New(0);
+    Py_ssize_t a, b;
+    if (list == NULL || !Ring_span(self, start, end, &a, &b))
+        return list;
+    for (Py_ssize_t k = a; k < b; k++) {
+        Py_ssize_t s = Ring_slot(self, k);
+        if (self->jobs[s] == NULL || (hooked_only && !self->hooked[s]))
+            continue;
+        PyObject *time = PyFloat_FromDouble(self->times[s]);
+        PyObject *item = time == NULL ? NULL
+                                      : PyTuple_Pack(5, self->jobs[s], self->outcomes[s], self->datas[s],
+                                                     self->workers[s], time);
+        Py_XDECREF(time);
+        if (item == NULL || PyList_Append(list, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    return list;
+}
+
+/* reserve(count): keep at least ``count`` ends (a history of that size): bigger arrays, the ends in order. */
+static PyObject *
+Ring_reserve(Ring *self, PyObject *arg)
+{
+    Py_ssize_t count = PyLong_AsSsize_t(arg);
+    if (count == -1 && PyErr_Occurred())
+        return NULL;
+    if (count <= self->size)
+        Py_RETURN_NONE;
+    PyObject **jobs, **outcomes, **datas, **workers;
+    double *times;
+    char *hooked;
+    if (new_arrays(count, &jobs, &outcomes, &datas, &workers, &times, &hooked) < 0)
+        return NULL;
+    Py_ssize_t kept = 0, a, b;
+    long long position = (long long)self->first + self->index;
+    if (Ring_span(self, 0, position, &a, &b)) {
+        for (Py_ssize_t k = a; k < b; k++) {
+            Py_ssize_t s = Ring_slot(self, k);
+            if (self->jobs[s] == NULL)
+                continue;
+            /* moved: the new arrays take the references */
+            jobs[kept] = self->jobs[s];
+            outcomes[kept] = self->outcomes[s];
+            datas[kept] = self->datas[s];
+            workers[kept] = self->workers[s];
+            times[kept] = self->times[s];
+            hooked[kept] = self->hooked[s];
+            self->jobs[s] = self->outcomes[s] = self->datas[s] = self->workers[s] = NULL;
+            kept++;
+        }
+    }
+    Ring_free_arrays(self);
+    self->jobs = jobs;
+    self->outcomes = outcomes;
+    self->datas = datas;
+    self->workers = workers;
+    self->times = times;
+    self->hooked = hooked;
+    self->first = (Py_ssize_t)(position - kept);
+    self->index = kept;
+    self->size = count;
+    Py_RETURN_NONE;
+}
+
+/* watch(classify, on_hooked): hooks from now on (``Ring_hooked``); watch(None, None): none. */
+static PyObject *
+Ring_watch(Ring *self, PyObject *args)
+{
+    PyObject *classify, *on_hooked;
+    if (!PyArg_ParseTuple(args, "OO", &classify, &on_hooked))
+        return NULL;
+    if (classify == Py_None) {
+        Py_CLEAR(self->classify);
+        Py_CLEAR(self->on_hooked);
+        Py_CLEAR(self->hook_cache);
+        Py_RETURN_NONE;
+    }
+    PyObject *cache = PyDict_New();
+    if (cache == NULL)
+        return NULL;
+    Py_XSETREF(self->classify, Py_NewRef(classify));
+    Py_XSETREF(self->on_hooked, Py_NewRef(on_hooked));
+    Py_XSETREF(self->hook_cache, cache);
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 Ring_now_method(Ring *self, PyObject *Py_UNUSED(ignored))
 {
     return Ring_now(self);
 }
 
+static PyObject *Ring_tally(Ring *self, PyObject *args); /* below, with the latency's counts */
+
 static PyMemberDef Ring_members[] = {
-    {"ring", T_OBJECT_EX, offsetof(Ring, ring), 0, "the ends, a list of ``size`` slots"},
     {"index", T_PYSSIZET, offsetof(Ring, index), 0, "the next slot"},
-    {"size", T_PYSSIZET, offsetof(Ring, size), 0, "slots in the ring"},
+    {"size", T_PYSSIZET, offsetof(Ring, size), READONLY, "slots in the ring"},
     {"first", T_PYSSIZET, offsetof(Ring, first), 0, "ends recorded before slot 0 of this round"},
     {"last_seq", T_LONGLONG, offsetof(Ring, last_seq), 0, "the newest job stamped at submit"},
+    {"blank", T_INT, offsetof(Ring, blank), READONLY, "a completed job's payload is dropped as it is recorded"},
+    {"hook_armed", T_INT, offsetof(Ring, hook_armed), 0, "a hooked end waits to be read"},
     {NULL},
 };
 
 static PyMethodDef Ring_methods[] = {
     {"now", (PyCFunction)Ring_now_method, METH_NOARGS, "The clock."},
+    {"view", (PyCFunction)Ring_view, METH_VARARGS,
+     "view(start, end, hooked_only=False): the ends start to end as tuples, oldest first."},
+    {"reserve", (PyCFunction)Ring_reserve, METH_O, "reserve(count): keep at least count ends."},
+    {"watch", (PyCFunction)Ring_watch, METH_VARARGS,
+     "watch(classify, on_hooked): mark the ends hooks want; on_hooked() at the first one not yet read."},
+    {"tally", (PyCFunction)Ring_tally, METH_VARARGS,
+     "tally(start, end, group, bounds): the latency's counts of ends start to end (module tally)."},
     {NULL},
 };
 
@@ -250,199 +515,6 @@ static PyTypeObject RingType = {
     .tp_methods = Ring_methods,
 };
 
-/* ------------------------------------------------------------------ Wrapper: one wrapped transition */
-
-enum { SUBMIT, START, COMPLETE };
-
-typedef struct {
-    PyObject_HEAD
-    vectorcallfunc vectorcall;
-    int kind;
-    PyObject *base; /* the Scheduler's method (a function taking self first) */
-    Ring *state;
-} Wrapper;
-
-static PyObject *empty_bytes;
-
-static PyObject *
-stamp_submit(Wrapper *w, PyObject *job)
-{
-    Ring *r = w->state;
-    PyObject *seq = get_slot(job, r->job_type, r->seq, "seq");
-    if (seq == NULL)
-        return NULL;
-    long long value = PyLong_AsLongLong(seq);
-    Py_DECREF(seq);
-    if (value == -1 && PyErr_Occurred())
-        return NULL;
-    if (value <= r->last_seq) /* joined to an existing job */
-        return job;
-    r->last_seq = value;
-    PyObject *worker = get_slot(job, r->job_type, r->worker, "worker");
-    if (worker == NULL)
-        return NULL;
-    int running = worker != Py_None;
-    Py_DECREF(worker);
-    if (!running) {
-        if (set_slot(job, r->job_type, r->submitted_at, "submitted_at", Ring_now(r)) < 0 ||
-            set_slot(job, r->job_type, r->started_at, "started_at", PyFloat_FromDouble(0.0)) < 0)
-            return NULL;
-    } else { /* a held grab took it within submit (start stamped it) */
-        if (set_slot(job, r->job_type, r->submitted_at, "submitted_at",
-                     get_slot(job, r->job_type, r->started_at, "started_at")) < 0)
-            return NULL;
-    }
-    return job;
-}
-
-static PyObject *
-Wrapper_vectorcall(Wrapper *w, PyObject *const *args, size_t nargsf, PyObject *kwnames)
-{
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    Ring *r = w->state;
-    if (w->kind == COMPLETE) { /* work_complete(self, worker, handle, data) */
-        PyObject *job = NULL, *worker = NULL;
-        if (kwnames != NULL) {
-            PyErr_SetString(PyExc_TypeError, "work_complete takes positional arguments only");
-            return NULL;
-        }
-        if (nargs >= 3) {
-            worker = args[1];
-            PyObject *jobs = get_slot(worker, r->worker_type, r->jobs, "jobs");
-            if (jobs == NULL)
-                return NULL;
-            if (PyDict_CheckExact(jobs)) {
-                job = PyDict_GetItemWithError(jobs, args[2]);
-                Py_XINCREF(job);
-            } else {
-                job = PyObject_CallMethod(jobs, "get", "O", args[2]);
-                if (job == Py_None)
-                    Py_CLEAR(job);
-            }
-            Py_DECREF(jobs);
-            if (job == NULL && PyErr_Occurred())
-                return NULL;
-            Py_INCREF(worker);
-        }
-        PyObject *result = PyObject_Vectorcall(w->base, args, nargsf, kwnames);
-        if (result != NULL && job != NULL) {
-            /* done: the ring keeps the job, not its payload; the result is the client's, not kept */
-            if (set_slot(job, r->job_type, r->data, "data", Py_NewRef(empty_bytes)) < 0 ||
-                Ring_record(r, job, r->complete, Py_None, worker) < 0)
-                Py_CLEAR(result);
-        }
-        Py_XDECREF(job);
-        Py_XDECREF(worker);
-        return result;
-    }
-    PyObject *result = PyObject_Vectorcall(w->base, args, nargsf, kwnames);
-    if (result == NULL)
-        return NULL;
-    if (w->kind == SUBMIT) {
-        if (stamp_submit(w, result) == NULL)
-            Py_CLEAR(result);
-        return result;
-    }
-    /* START: _start(self, job, worker) */
-    if (nargs >= 2 && set_slot(args[1], r->job_type, r->started_at, "started_at", Ring_now(r)) < 0)
-        Py_CLEAR(result);
-    return result;
-}
-
-static PyObject *
-Wrapper_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"kind", "base", "state", NULL};
-    const char *kind;
-    PyObject *base;
-    Ring *state;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sOO!", kwlist, &kind, &base, &RingType, &state))
-        return NULL;
-    int k;
-    if (strcmp(kind, "submit") == 0)
-        k = SUBMIT;
-    else if (strcmp(kind, "start") == 0)
-        k = START;
-    else if (strcmp(kind, "complete") == 0)
-        k = COMPLETE;
-    else {
-        PyErr_SetString(PyExc_ValueError, "kind is submit, start or complete");
-        return NULL;
-    }
-    Wrapper *w = (Wrapper *)type->tp_alloc(type, 0);
-    if (w == NULL)
-        return NULL;
-    w->vectorcall = (vectorcallfunc)Wrapper_vectorcall;
-    w->kind = k;
-    w->base = Py_NewRef(base);
-    w->state = (Ring *)Py_NewRef(state);
-    return (PyObject *)w;
-}
-
-static int
-Wrapper_traverse(Wrapper *w, visitproc visit, void *arg)
-{
-    Py_VISIT(w->base);
-    Py_VISIT(w->state);
-    return 0;
-}
-
-static int
-Wrapper_clear(Wrapper *w)
-{
-    Py_CLEAR(w->base);
-    Py_CLEAR(w->state);
-    return 0;
-}
-
-static void
-Wrapper_dealloc(Wrapper *w)
-{
-    PyObject_GC_UnTrack(w);
-    Wrapper_clear(w);
-    Py_TYPE(w)->tp_free((PyObject *)w);
-}
-
-static PyObject *
-Wrapper_get(PyObject *self, PyObject *obj, PyObject *type)
-{
-    if (obj == NULL || obj == Py_None)
-        return Py_NewRef(self);
-    return PyMethod_New(self, obj);
-}
-
-static PyObject *
-Wrapper_doc(Wrapper *w, void *Py_UNUSED(closure))
-{
-    return PyObject_GetAttrString(w->base, "__doc__");
-}
-
-static PyMemberDef Wrapper_members[] = {
-    {"__wrapped__", T_OBJECT, offsetof(Wrapper, base), READONLY, "the Scheduler's method"},
-    {"__vectorcalloffset__", T_PYSSIZET, offsetof(Wrapper, vectorcall), READONLY},
-    {NULL},
-};
-
-static PyGetSetDef Wrapper_getset[] = {
-    {"__doc__", (getter)Wrapper_doc, NULL, NULL, NULL},
-    {NULL},
-};
-
-static PyTypeObject WrapperType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "gearman_gateway._stamps.Wrapper",
-    .tp_basicsize = sizeof(Wrapper),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
-    .tp_new = Wrapper_new,
-    .tp_dealloc = (destructor)Wrapper_dealloc,
-    .tp_traverse = (traverseproc)Wrapper_traverse,
-    .tp_clear = (inquiry)Wrapper_clear,
-    .tp_vectorcall_offset = offsetof(Wrapper, vectorcall),
-    .tp_call = PyVectorcall_Call,
-    .tp_descr_get = Wrapper_get,
-    .tp_members = Wrapper_members,
-    .tp_getset = Wrapper_getset,
-};
-
 /* ------------------------------------------------------------------ module */
 
 static PyObject *
@@ -456,6 +528,43 @@ record(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     Py_RETURN_NONE;
 }
+
+/* ------------------------------------------------------------------ get and pop of the job tables */
+
+/* dict.get and dict.pop, defined again on the two dict subclasses below: CPython 3.11 specializes a call of
+   a method descriptor only when the object's type is exactly the descriptor's class, so dict's own would
+   take the generic call path at every ``worker.jobs.get(handle)`` and ``jobs_by_handle.pop(handle, None)``
+   of the job path. These do what dict's do. */
+static PyObject *
+jobs_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "get(key, default=None)");
+        return NULL;
+    }
+    PyObject *value = PyDict_GetItemWithError(self, args[0]);
+    if (value != NULL)
+        return Py_NewRef(value);
+    if (PyErr_Occurred())
+        return NULL;
+    return Py_NewRef(nargs == 2 ? args[1] : Py_None);
+}
+
+static PyObject *
+jobs_pop(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "pop(key[, default])");
+        return NULL;
+    }
+    return _PyDict_Pop(self, args[0], nargs == 2 ? args[1] : NULL);
+}
+
+static PyMethodDef jobs_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))jobs_get, METH_FASTCALL, "dict.get"},
+    {"pop", (PyCFunction)(void (*)(void))jobs_pop, METH_FASTCALL, "dict.pop"},
+    {NULL},
+};
 
 /* ------------------------------------------------------------------ StampedJobs: the submit stamp */
 
@@ -482,7 +591,7 @@ StampedJobs_ass_subscript(StampedJobs *self, PyObject *key, PyObject *value)
         if (number > r->last_seq) {
             r->last_seq = number;
             if (set_slot(value, r->job_type, r->submitted_at, "submitted_at", Ring_now(r)) < 0 ||
-                set_slot(value, r->job_type, r->started_at, "started_at", PyFloat_FromDouble(0.0)) < 0)
+                set_slot(value, r->job_type, r->started_at, "started_at", Py_NewRef(zero_float)) < 0)
                 return -1;
         }
     }
@@ -517,6 +626,7 @@ static PyTypeObject StampedJobsType = {
     .tp_basicsize = sizeof(StampedJobs),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DICT_SUBCLASS,
     .tp_as_mapping = &StampedJobs_mapping,
+    .tp_methods = jobs_methods,
     .tp_traverse = (traverseproc)StampedJobs_traverse,
     .tp_clear = (inquiry)StampedJobs_clear,
     .tp_dealloc = (destructor)StampedJobs_dealloc,
@@ -538,6 +648,98 @@ stamped_jobs(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
         return NULL;
     }
     table->state = (Ring *)Py_NewRef(args[0]);
+    return (PyObject *)table;
+}
+
+/* ------------------------------------------------------------------ WorkerJobs: the start and the end */
+
+/* A worker's ``jobs`` in an observed scheduler (its ``_worker_jobs``): a dict that stamps a job's start as
+   ``_start`` puts it in and records its end as WORK_COMPLETE deletes it (``del worker.jobs[handle]``, the
+   only ``del`` of the job path: a job let go otherwise, requeued or failed, leaves by ``pop``). So neither
+   transition is wrapped: a C call from the dict store, no call back into Python. */
+typedef struct {
+    PyDictObject dict;
+    Ring *state;
+} WorkerJobs;
+
+static PyMappingMethods WorkerJobs_mapping;
+
+static int
+WorkerJobs_ass_subscript(WorkerJobs *self, PyObject *key, PyObject *value)
+{
+    Ring *r = self->state;
+    if (value != NULL) {
+        if (r != NULL && set_slot(value, r->job_type, r->started_at, "started_at", Ring_now(r)) < 0)
+            return -1;
+        return PyDict_Type.tp_as_mapping->mp_ass_subscript((PyObject *)self, key, value);
+    }
+    PyObject *job = _PyDict_Pop((PyObject *)self, key, NULL); /* one lookup; KeyError if missing, as del */
+    if (job == NULL)
+        return -1;
+    if (r == NULL) {
+        Py_DECREF(job);
+        return 0;
+    }
+    int result = -1;
+    PyObject *worker = get_slot(job, r->job_type, r->worker, "worker");
+    if (worker != NULL) {
+        /* done: the ring keeps the job, not its payload (a bounded scheduler drops it once counted) */
+        if ((!r->blank || set_slot(job, r->job_type, r->data, "data", Py_NewRef(empty_bytes)) == 0) &&
+            Ring_record(r, job, r->complete, Py_None, worker) == 0)
+            result = 0;
+        Py_DECREF(worker);
+    }
+    Py_DECREF(job);
+    return result;
+}
+
+static int
+WorkerJobs_traverse(WorkerJobs *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->state);
+    return PyDict_Type.tp_traverse((PyObject *)self, visit, arg);
+}
+
+static int
+WorkerJobs_clear(WorkerJobs *self)
+{
+    Py_CLEAR(self->state);
+    return PyDict_Type.tp_clear((PyObject *)self);
+}
+
+static void
+WorkerJobs_dealloc(WorkerJobs *self)
+{
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->state);
+    PyDict_Type.tp_dealloc((PyObject *)self);
+}
+
+static PyTypeObject WorkerJobsType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "gearman_gateway._stamps.WorkerJobs",
+    .tp_doc = "A worker's jobs in an observed scheduler: stamps a job's start as it is put in, records its end "
+              "as it is deleted.",
+    .tp_basicsize = sizeof(WorkerJobs),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DICT_SUBCLASS,
+    .tp_as_mapping = &WorkerJobs_mapping,
+    .tp_methods = jobs_methods,
+    .tp_traverse = (traverseproc)WorkerJobs_traverse,
+    .tp_clear = (inquiry)WorkerJobs_clear,
+    .tp_dealloc = (destructor)WorkerJobs_dealloc,
+};
+
+/* worker_jobs(ring) -> an empty WorkerJobs stamping with ``ring``'s clock and recording into it. */
+static PyObject *
+worker_jobs(PyObject *Py_UNUSED(module), PyObject *ring)
+{
+    if (!PyObject_TypeCheck(ring, &RingType)) {
+        PyErr_SetString(PyExc_TypeError, "worker_jobs(ring)");
+        return NULL;
+    }
+    WorkerJobs *table = (WorkerJobs *)PyObject_CallNoArgs((PyObject *)&WorkerJobsType);
+    if (table == NULL)
+        return NULL;
+    table->state = (Ring *)Py_NewRef(ring);
     return (PyObject *)table;
 }
 
@@ -628,108 +830,186 @@ flush_groups(Group *groups, int *ngroups, Py_ssize_t size)
     return result;
 }
 
-/* tally(ended, job_type, group, bounds): count the queue wait and run time of each end whose job ran
-   (started_at not 0.0) into its stats, ``group(function, second)`` (called once per function and second of
-   end, in the order of the ends: it rolls the window). No Python object per job (latency.Latency's
-   Python code is the fallback). */
+/* One batch of ends being counted: per function and second of end, counts summed in C. */
+typedef struct {
+    PyObject *group;
+    PyTypeObject *job_type;
+    Py_ssize_t o_function, o_submitted, o_started;
+    double bounds[MAX_BOUNDS];
+    Py_ssize_t nbounds;
+    Group groups[MAX_GROUPS];
+    int ngroups;
+    long long second;
+} Tally;
+
+/* Ready to count into ``group``'s stats with ``bounds`` (a tuple of floats); -1 with an exception. */
+static int
+tally_start(Tally *t, PyObject *group, PyTypeObject *job_type, PyObject *bounds_tuple)
+{
+    if (!PyTuple_CheckExact(bounds_tuple)) {
+        PyErr_SetString(PyExc_TypeError, "bounds must be a tuple");
+        return -1;
+    }
+    t->group = group;
+    t->job_type = job_type;
+    t->ngroups = 0;
+    t->second = 0;
+    t->nbounds = PyTuple_GET_SIZE(bounds_tuple);
+    if (t->nbounds > MAX_BOUNDS) {
+        PyErr_SetString(PyExc_ValueError, "at most 128 bounds");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < t->nbounds; i++) {
+        t->bounds[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(bounds_tuple, i));
+        if (t->bounds[i] == -1.0 && PyErr_Occurred())
+            return -1;
+    }
+    if ((t->o_function = slot_offset(job_type, "function")) < 0 ||
+        (t->o_submitted = slot_offset(job_type, "submitted_at")) < 0 ||
+        (t->o_started = slot_offset(job_type, "started_at")) < 0)
+        return -1;
+    return 0;
+}
+
+/* A float slot of the job as a double (-1.0 with an exception on error). */
+static inline double
+double_slot(PyObject *job, PyTypeObject *type, Py_ssize_t offset, const char *name)
+{
+    if (Py_IS_TYPE(job, type)) { /* the usual: a float in the job's slot, read in place */
+        PyObject *slot = SLOT(job, offset);
+        if (slot != NULL && PyFloat_CheckExact(slot))
+            return PyFloat_AS_DOUBLE(slot);
+    }
+    PyObject *value = get_slot(job, type, offset, name);
+    if (value == NULL)
+        return -1.0;
+    double result = PyFloat_AsDouble(value);
+    Py_DECREF(value);
+    return result;
+}
+
+/* Count one end: the job and the time it ended. A job that never ran (started_at 0.0: cancelled, dropped
+   while queued) has no wait and no run time. */
+static int
+tally_one(Tally *t, PyObject *job, double finish)
+{
+    double start = double_slot(job, t->job_type, t->o_started, "started_at");
+    if (start == -1.0 && PyErr_Occurred())
+        return -1;
+    if (start == 0.0)
+        return 0;
+    double submit = double_slot(job, t->job_type, t->o_submitted, "submitted_at");
+    if (submit == -1.0 && PyErr_Occurred())
+        return -1;
+    PyObject *function = get_slot(job, t->job_type, t->o_function, "function");
+    if (function == NULL)
+        return -1;
+    Py_DECREF(function); /* borrowed from here on: the job holds it, and the caller the job */
+    Py_ssize_t size = t->nbounds + 1;
+    long long this_second = (long long)finish; /* as int(): toward zero */
+    if (t->ngroups && this_second != t->second) { /* a new second: every function's stats roll */
+        if (flush_groups(t->groups, &t->ngroups, size) < 0)
+            return -1;
+    }
+    t->second = this_second;
+    Group *g = NULL;
+    for (int k = t->ngroups - 1; k >= 0; k--) {
+        if (t->groups[k].function == function) {
+            g = &t->groups[k];
+            break;
+        }
+    }
+    if (g == NULL) {
+        if (t->ngroups == MAX_GROUPS && flush_groups(t->groups, &t->ngroups, size) < 0)
+            return -1;
+        g = &t->groups[t->ngroups];
+        PyObject *py_second = PyLong_FromLongLong(t->second);
+        g->stats = py_second == NULL ? NULL : PyObject_CallFunctionObjArgs(t->group, function, py_second, NULL);
+        Py_XDECREF(py_second);
+        if (g->stats == NULL)
+            return -1;
+        t->ngroups++;
+        g->function = function;
+        memset(g->wait, 0, sizeof(g->wait[0]) * size);
+        memset(g->run, 0, sizeof(g->run[0]) * size);
+        g->wait_sum = g->run_sum = 0.0;
+    }
+    double wait = start - submit, run = finish - start;
+    g->wait[bucket(t->bounds, t->nbounds, wait)]++;
+    g->run[bucket(t->bounds, t->nbounds, run)]++;
+    g->wait_sum += wait;
+    g->run_sum += run;
+    return 0;
+}
+
+/* The counts into their stats (ok: 0 so far), or on error the groups forgotten; None or NULL. */
+static PyObject *
+tally_end(Tally *t, int ok)
+{
+    if (ok == 0 && flush_groups(t->groups, &t->ngroups, t->nbounds + 1) == 0)
+        Py_RETURN_NONE;
+    for (int k = 0; k < t->ngroups; k++)
+        Py_XDECREF(t->groups[k].stats);
+    return NULL;
+}
+
+/* tally(ended, job_type, group, bounds): count the queue wait and run time of each end (a list of
+   ``Ended`` tuples) whose job ran into its stats, ``group(function, second)`` (called once per function
+   and second of end, in the order of the ends: it rolls the window). No Python object per job
+   (latency.Latency's Python code is the fallback). */
 static PyObject *
 tally(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4 || !PyList_CheckExact(args[0]) || !PyType_Check(args[1]) || !PyTuple_CheckExact(args[3])) {
+    if (nargs != 4 || !PyList_CheckExact(args[0]) || !PyType_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError, "tally(ended: list, job_type: type, group, bounds: tuple)");
         return NULL;
     }
-    PyObject *ended = args[0], *group = args[2], *bounds_tuple = args[3];
-    PyTypeObject *job_type = (PyTypeObject *)args[1];
-    Py_ssize_t nbounds = PyTuple_GET_SIZE(bounds_tuple);
-    if (nbounds > MAX_BOUNDS) {
-        PyErr_SetString(PyExc_ValueError, "at most 128 bounds");
+    Tally t;
+    if (tally_start(&t, args[2], (PyTypeObject *)args[1], args[3]) < 0)
         return NULL;
-    }
-    double bounds[MAX_BOUNDS];
-    for (Py_ssize_t i = 0; i < nbounds; i++) {
-        bounds[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(bounds_tuple, i));
-        if (bounds[i] == -1.0 && PyErr_Occurred())
-            return NULL;
-    }
-    Py_ssize_t o_function, o_submitted, o_started;
-    if ((o_function = slot_offset(job_type, "function")) < 0 ||
-        (o_submitted = slot_offset(job_type, "submitted_at")) < 0 ||
-        (o_started = slot_offset(job_type, "started_at")) < 0)
-        return NULL;
-    Group groups[MAX_GROUPS];
-    int ngroups = 0;
-    long long second = 0;
-    Py_ssize_t n = PyList_GET_SIZE(ended);
-    for (Py_ssize_t i = 0; i < n; i++) {
+    PyObject *ended = args[0];
+    int ok = 0;
+    for (Py_ssize_t i = 0; ok == 0 && i < PyList_GET_SIZE(ended); i++) {
         PyObject *end = PyList_GET_ITEM(ended, i);
         if (!PyTuple_CheckExact(end) || PyTuple_GET_SIZE(end) != 5) {
             PyErr_SetString(PyExc_TypeError, "an end is a tuple of 5");
-            goto error;
+            ok = -1;
+            break;
         }
-        PyObject *job = PyTuple_GET_ITEM(end, 0);
-        PyObject *started = get_slot(job, job_type, o_started, "started_at");
-        if (started == NULL)
-            goto error;
-        double start = PyFloat_AsDouble(started);
-        Py_DECREF(started);
-        if (start == -1.0 && PyErr_Occurred())
-            goto error;
-        if (start == 0.0) /* never ran (cancelled, dropped while queued): no wait, no run time */
-            continue;
-        PyObject *submitted = get_slot(job, job_type, o_submitted, "submitted_at");
-        if (submitted == NULL)
-            goto error;
-        double submit = PyFloat_AsDouble(submitted);
-        Py_DECREF(submitted);
+        Py_INCREF(end);
         double finish = PyFloat_AsDouble(PyTuple_GET_ITEM(end, 4));
-        if ((submit == -1.0 || finish == -1.0) && PyErr_Occurred())
-            goto error;
-        PyObject *function = get_slot(job, job_type, o_function, "function");
-        if (function == NULL)
-            goto error;
-        Py_DECREF(function); /* borrowed from here on: the job in ``ended`` holds it */
-        long long this_second = (long long)finish; /* as int(): toward zero */
-        if (ngroups && this_second != second) { /* a new second: every function's stats roll */
-            if (flush_groups(groups, &ngroups, nbounds + 1) < 0)
-                goto error;
-        }
-        second = this_second;
-        Group *g = NULL;
-        for (int k = ngroups - 1; k >= 0; k--) {
-            if (groups[k].function == function) {
-                g = &groups[k];
-                break;
-            }
-        }
-        if (g == NULL) {
-            if (ngroups == MAX_GROUPS && flush_groups(groups, &ngroups, nbounds + 1) < 0)
-                goto error;
-            g = &groups[ngroups];
-            PyObject *py_second = PyLong_FromLongLong(second);
-            g->stats = py_second == NULL ? NULL : PyObject_CallFunctionObjArgs(group, function, py_second, NULL);
-            Py_XDECREF(py_second);
-            if (g->stats == NULL)
-                goto error;
-            ngroups++;
-            g->function = function;
-            memset(g->wait, 0, sizeof(g->wait[0]) * (nbounds + 1));
-            memset(g->run, 0, sizeof(g->run[0]) * (nbounds + 1));
-            g->wait_sum = g->run_sum = 0.0;
-        }
-        double wait = start - submit, run = finish - start;
-        g->wait[bucket(bounds, nbounds, wait)]++;
-        g->run[bucket(bounds, nbounds, run)]++;
-        g->wait_sum += wait;
-        g->run_sum += run;
+        ok = finish == -1.0 && PyErr_Occurred() ? -1 : tally_one(&t, PyTuple_GET_ITEM(end, 0), finish);
+        Py_DECREF(end);
     }
-    if (flush_groups(groups, &ngroups, nbounds + 1) < 0)
+    return tally_end(&t, ok);
+}
+
+/* Ring.tally(start, end, group, bounds): the same counts, of the ends start to end read from the ring's
+   arrays (no tuple per end). The ring's jobs stay in it while counted: ``group`` must not record ends. */
+static PyObject *
+Ring_tally(Ring *self, PyObject *args)
+{
+    long long start, end;
+    PyObject *group, *bounds;
+    if (!PyArg_ParseTuple(args, "LLOO", &start, &end, &group, &bounds))
         return NULL;
-    Py_RETURN_NONE;
-error:
-    for (int k = 0; k < ngroups; k++)
-        Py_XDECREF(groups[k].stats);
-    return NULL;
+    Tally t;
+    if (self->job_type == NULL || tally_start(&t, group, self->job_type, bounds) < 0)
+        return NULL;
+    Py_ssize_t a, b;
+    int ok = 0;
+    if (Ring_span(self, start, end, &a, &b)) {
+        for (Py_ssize_t k = a; ok == 0 && k < b; k++) {
+            Py_ssize_t s = Ring_slot(self, k);
+            PyObject *job = self->jobs[s];
+            if (job == NULL)
+                continue;
+            Py_INCREF(job);
+            ok = tally_one(&t, job, self->times[s]);
+            Py_DECREF(job);
+        }
+    }
+    return tally_end(&t, ok);
 }
 
 static PyMethodDef module_methods[] = {
@@ -737,6 +1017,8 @@ static PyMethodDef module_methods[] = {
      "stamped_jobs(ring, jobs) -> a dict of jobs that stamps each new job's submit time as it is put in."},
     {"record", (PyCFunction)(void (*)(void))record, METH_FASTCALL,
      "record(ring, job, outcome, data, worker): one end into the ring, stamped with its clock."},
+    {"worker_jobs", (PyCFunction)worker_jobs, METH_O,
+     "worker_jobs(ring) -> a worker's jobs dict that stamps starts and records WORK_COMPLETE's ends."},
     {"tally", (PyCFunction)(void (*)(void))tally, METH_FASTCALL,
      "tally(ended, job_type, group, bounds): count each end's queue wait and run time into group(function, "
      "second)'s stats."},
@@ -756,7 +1038,9 @@ PyInit__stamps(void)
 {
     StampedJobs_mapping.mp_ass_subscript = (objobjargproc)StampedJobs_ass_subscript;
     StampedJobsType.tp_base = &PyDict_Type;
-    if (PyType_Ready(&RingType) < 0 || PyType_Ready(&WrapperType) < 0 || PyType_Ready(&StampedJobsType) < 0)
+    WorkerJobs_mapping.mp_ass_subscript = (objobjargproc)WorkerJobs_ass_subscript;
+    WorkerJobsType.tp_base = &PyDict_Type;
+    if (PyType_Ready(&RingType) < 0 || PyType_Ready(&StampedJobsType) < 0 || PyType_Ready(&WorkerJobsType) < 0)
         return NULL;
     PyObject *time_module = PyImport_ImportModule("time");
     if (time_module == NULL)
@@ -766,13 +1050,14 @@ PyInit__stamps(void)
     if (time_time == NULL)
         return NULL;
     empty_bytes = PyBytes_FromStringAndSize(NULL, 0);
-    if (empty_bytes == NULL)
+    zero_float = PyFloat_FromDouble(0.0);
+    if (empty_bytes == NULL || zero_float == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "Ring", (PyObject *)&RingType) < 0 ||
-        PyModule_AddObjectRef(m, "Wrapper", (PyObject *)&WrapperType) < 0) {
+        PyModule_AddObjectRef(m, "WorkerJobs", (PyObject *)&WorkerJobsType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

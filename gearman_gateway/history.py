@@ -1,7 +1,7 @@
 """The job history: a bounded ring of recently finished jobs, in memory (admin `show history`, JSON).
 
 A ``JobObserver`` that is only a view: the scheduler records every end in its ring (scheduler/observing.py,
-one tuple per job, the job path's only cost), which keeps at least ``size`` ends, so memory is bounded by
+one ring slot per job, the job path's only cost), which keeps at least ``size`` ends, so memory is bounded by
 ``size`` entries whatever the rate (the oldest goes when a new one comes). Readers get ``HistoryEntry``
 values, newest first, built when read.
 """
@@ -80,6 +80,9 @@ class History(JobObserver):
     def attached(self, observing: Any) -> None:
         observing.reserve(self._size)
         self._observing = observing
+
+    def read_ring(self, ring: Any, start: int, end: int) -> None:
+        """Nothing to read: the ends are read where they are, when asked (no tuple per end built for this)."""
 
     @property
     def size(self) -> int:

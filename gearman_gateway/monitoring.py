@@ -142,6 +142,6 @@ class Monitoring:
             self.outbox = Outbox(reactor, block.get("hook_outbox", HOOK_OUTBOX), submitter(scheduler))
             if any(hook.url is not None for hook in self.hooks):
                 self.outbox.prepare_http()
-            observer = HookObserver(self.hooks, self.outbox)
+            observer = HookObserver(self.hooks, self.outbox, reactor)
             scheduler.add_observer(observer)
             self.hooks_service = HooksService(self.hooks, self.outbox, scheduler, reactor, observer)

@@ -53,29 +53,59 @@ def _text(value: bytes) -> str:
 
 
 class HookObserver(JobObserver):
-    """A lazy observer: ``HooksService`` has it read the scheduler's ring of ends every ``READ_INTERVAL``
-    (and the ring hands it what it would overwrite), so the job path pays no call per turn for hooks. Per
-    end, the hooks that want its function and outcome are looked up once per (function, outcome) and
-    cached. Once the outbox is full (a dead receiver) the rest of the batch is counted as dropped, per
-    function and outcome, and nothing is built."""
+    """A lazy observer that reads only the ends its hooks want: the scheduler's ring marks them as it records
+    them (``Observing.watch``: which outcomes of a function the hooks want is asked once per function, then
+    cached, in C with the accelerator), and the first marked end not yet read schedules one read
+    ``READ_INTERVAL`` later. So the job path pays no call per turn for hooks, and no timer runs while no
+    hooked job ends. Per end, the hooks that want its function and outcome are looked up once per (function,
+    outcome) and cached. Once the outbox is full (a dead receiver) the rest of the batch is counted as
+    dropped, per function and outcome, and nothing is built."""
 
     lazy = True
 
-    def __init__(self, hooks: list[Hook], outbox: Outbox) -> None:
+    def __init__(self, hooks: list[Hook], outbox: Outbox, clock: Any = None) -> None:
+        """``clock``: schedules the reads (the reactor); without it, ends are read only by ``read_ends``
+        and when the ring would overwrite them."""
         self.hooks = [hook for hook in hooks if hook.events - {QUEUE_DEPTH_OVER}]
         self.outbox = outbox
+        self.clock = clock
         self.targets = {hook.job for hook in hooks if hook.job is not None}
         self._matching: dict[bytes, list[Hook]] = {}
         self._wanting: dict[tuple[bytes, str], tuple[Hook, ...]] = {}  # (function, outcome) -> hooks
         self._observing: Any = None
+        self._read_call: Any = None  # the scheduled read, if any
+        self.closed = False
 
     def attached(self, observing: Any) -> None:
         self._observing = observing
+        observing.watch(self, self.outcomes, self._hooked)
+
+    def outcomes(self, function: Any) -> frozenset[str]:
+        """The outcomes of ``function`` (a scheduler Function) that some hook wants an event for."""
+        return frozenset(event for hook in self.matching(function.name) for event in hook.events)
+
+    def _hooked(self) -> None:
+        """A hooked job ended (the first since the last read): read it, with any others, in a moment."""
+        if self.clock is not None and self._read_call is None and not self.closed:
+            self._read_call = self.clock.callLater(READ_INTERVAL, self.read_ends)
 
     def read_ends(self) -> None:
-        """The ends not read yet become events (``HooksService``'s loop)."""
+        """The ends not read yet become events."""
+        call, self._read_call = self._read_call, None
+        if call is not None and call.active():
+            call.cancel()
         if self._observing is not None:
+            self._observing.hooks_read()
             self._observing.tell(self)
+
+    def close(self) -> None:
+        """The last ends become events; no read is scheduled any more (the server stops)."""
+        self.closed = True
+        self.read_ends()
+
+    def read_ring(self, ring: Any, start: int, end: int) -> None:
+        """Only the ends the ring marked as hooked."""
+        self.jobs_finished(ring.view(start, end, True))
 
     def matching(self, function: bytes) -> list[Hook]:
         found = self._matching.get(function)
@@ -160,16 +190,11 @@ class HooksService(Service):
         self.targets = {hook.job for hook in hooks if hook.job is not None}
         self._over: set[tuple[int, bytes]] = set()  # (hook, function) over its threshold, already told
         self._loop: Any = None
-        self._reader: Any = None
 
     def startService(self) -> None:  # noqa: N802
         super().startService()
         from twisted.internet.task import LoopingCall
 
-        if self.observer.hooks:
-            self._reader = LoopingCall(self.observer.read_ends)
-            self._reader.clock = self.reactor
-            self._reader.start(READ_INTERVAL, now=False)
         if self.depth_hooks:
             self._loop = LoopingCall(self.check_depths)
             self._loop.clock = self.reactor
@@ -177,10 +202,9 @@ class HooksService(Service):
 
     def stopService(self) -> Any:  # noqa: N802
         super().stopService()
-        for loop in (self._loop, self._reader):
-            if loop is not None and loop.running:
-                loop.stop()
-        self.observer.read_ends()  # the last ends, before the outbox stops
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self.observer.close()  # the last ends, before the outbox stops
         return self.outbox.stop()
 
     def check_depths(self) -> None:

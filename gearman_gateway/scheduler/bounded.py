@@ -50,6 +50,10 @@ class BoundedScheduler(Scheduler):
     def _free(self, job: Job, keep_row: bool = False) -> None:
         if job.state != _DONE:
             self.budget.room += len(job.data)
+            if self._observing is not None and not keep_row:
+                # the observers' ring keeps the ended job, not its payload: dropped here, once counted (the
+                # ring drops it itself when no bound counts it, observing.py)
+                job.data = b""
         Scheduler._free(self, job, keep_row)
 
     def replay(self, rows: Iterable[StoredJob]) -> int:

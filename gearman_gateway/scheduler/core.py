@@ -97,6 +97,9 @@ class Scheduler:
     #: instance a class of its own (a subclass of ``ObservedScheduler``) that holds it, so it costs no
     #: instance attribute (at most 29, see ``DiedJobs``) and the unobserved job path does not test it.
     _observing: Observing | None = None
+    #: What a worker's ``jobs`` is made as at its first job: an observed scheduler's class may hold a dict that
+    #: stamps starts and records WORK_COMPLETE's ends as they are stored and deleted (scheduler/observing.py).
+    _worker_jobs: Callable[[], dict[bytes, Job]] = dict
 
     def __init__(
         self,
@@ -665,7 +668,7 @@ class Scheduler:
         job.worker = worker
         jobs = worker.jobs
         if jobs is NO_JOBS:
-            jobs = worker.jobs = {}
+            jobs = worker.jobs = self._worker_jobs()
         jobs[job.handle] = job
         fn = job.function
         fn.running += 1
@@ -836,8 +839,9 @@ class Scheduler:
         if job is None:
             raise JobNotFound("Job given in work result not found")
         fn = job.function
+        # ``del``, not ``pop``, in both branches: an observed scheduler's worker jobs record the end at the del
+        del worker.jobs[handle]
         if job.timer is None and not self.draining:  # _release, inline for the usual case
-            del worker.jobs[handle]
             job.worker = None
             fn.running -= 1
             self.running_jobs -= 1
@@ -1203,7 +1207,7 @@ class Scheduler:
         belong to an ``ObservedScheduler`` made as one: a plain Scheduler given one here becomes one by a
         class swap, which costs every later ``self.x`` its fast path (scheduler/observing.py)."""
         if self._observing is None:
-            own = _observed_class(self._unobserved_class(), self.clock.seconds, self._turn_end)
+            own = _observed_class(self._unobserved_class(), self.clock.seconds, self._turn_end, made=False)
             own._seen(self._seq)
             self.__class__ = own
             self.jobs_by_handle = own._jobs_table(self.jobs_by_handle)
@@ -1353,10 +1357,15 @@ def _bounded_class() -> type[Scheduler]:
 
 
 def _observed_class(
-    unobserved: type[Scheduler], read: Callable[[], float], turn_end: Callable[[Callable[[], None]], None] | None
+    unobserved: type[Scheduler],
+    read: Callable[[], float],
+    turn_end: Callable[[Callable[[], None]], None] | None,
+    made: bool = True,
 ) -> Any:
-    """A class of one scheduler's own, holding its observers' state and wrapping the job path of
-    ``unobserved`` (Scheduler, or BoundedScheduler under a memory bound)."""
+    """A class of one scheduler's own, holding its observers' state and stamping the job path of
+    ``unobserved`` (Scheduler, or BoundedScheduler under a memory bound). ``made``: for an instance made as
+    one (its workers' ``jobs`` will all be made by the class's ``_worker_jobs``), not swapped to."""
     observing = Observing(read, turn_end)
     bases = (ObservedScheduler,) if unobserved is Scheduler else (ObservedScheduler, unobserved)
-    return type(ObservedScheduler.__name__, bases, {"_observing": observing, **observed_methods(unobserved, observing)})
+    methods = observed_methods(unobserved, observing, made)
+    return type(ObservedScheduler.__name__, bases, {"_observing": observing, **methods})

@@ -84,7 +84,7 @@ class JobObserver:
     The scheduler records each end in a ring (scheduler/observing.py) and tells an observer the ends it
     has not heard in one ``jobs_finished`` call: at the end of the reactor turn (at once without a
     ``turn_end``), or, for a ``lazy`` observer, only when the ring is about to overwrite them or when the
-    observer asks (``Observing.tell``): the job path pays one tuple per job, never a call per observer.
+    observer asks (``Observing.tell``): the job path pays one ring slot per job, never a call per observer.
     An observer must be quick and never wait (queue its I/O and do it later); an exception it raises is
     logged and does not reach the other observers or the job. ``job.submitted_at`` and
     ``job.started_at`` are the clock at submit and at the last assignment to a worker (0.0: it never ran).
@@ -101,6 +101,12 @@ class JobObserver:
 
     def jobs_finished(self, ended: list[Ended]) -> None:
         """These jobs ended (``Ended``), in the order they ended."""
+
+    def read_ring(self, ring: Any, start: int, end: int) -> None:
+        """The ends ``start`` to ``end`` (counted since the ring began) of ``ring`` (scheduler/observing.py's
+        ``Ring``, or _stamps.c's): by default their tuples, to ``jobs_finished``. An observer that can read
+        the ring without a tuple per end (the latency's counts in C) overrides this."""
+        self.jobs_finished(ring.view(start, end))
 
 
 class Waker(Protocol):

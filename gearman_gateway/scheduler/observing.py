@@ -7,27 +7,34 @@ scheduler with observers is an instance of a class of its own, made before the i
 was made as, and an instance whose class is swapped afterwards loses the specialized attribute access on
 every ``self.x`` (measured: +23 % instructions per job). That class holds an ``Observing`` as a class
 attribute (the Scheduler keeps at most 29 instance attributes, see ``DiedJobs``) and stamps the three
-frequent transitions (``observed_methods``): with the optional C accelerator (``accel``, _stamps.c) by C
-wrappers of ``_start`` and ``work_complete`` and a ``jobs_by_handle`` that stamps submits (no Python frame:
-Python costs ~1,000 instructions for even a small wrapper, issue 19 allows ~2,000 per job for all of it);
-without it by Python closures over the clock and the ring's state. One clock read per transition.
+frequent transitions (``observed_methods``). With the optional C accelerator (``accel``, _stamps.c) none is
+wrapped: the scheduler's own dict stores do it, ``jobs_by_handle`` stamping each new job's submit and each
+worker's ``jobs`` (the class's ``_worker_jobs``) its start, and recording the end when WORK_COMPLETE
+deletes it (no Python frame: Python costs ~1,000 instructions for even a small wrapper, issue 19 allows
+~2,000 per job for all of it). Without it (or for a Scheduler swapped to observed, whose workers' tables
+exist already) Python closures over the clock and the ring's state wrap them. One clock read per
+transition.
 
-Each end costs the job path one tuple in a preallocated ring (``Ended``: the job, its outcome, data, last
-worker and the time), nothing else: no call per turn, no per-job work in the observers. The job history
-is a view of the ring; lazy observers (the latency histograms) read what they have not heard when they are
-asked or when the ring is about to overwrite it; other observers are told once per reactor turn.
+Each end costs the job path one slot of a preallocated ring (``Ended``: the job, its outcome, data, last
+worker and the time; in C arrays with the accelerator, a tuple built only when read), nothing else: no
+call per turn, no per-job work in the observers. The job history is a view of the ring; lazy observers
+(the latency histograms, which count from the ring's arrays in C) read what they have not heard when they
+are asked or when the ring is about to overwrite it; the hooks read only the ends the ring marked for them
+(``Observing.watch``); other observers are told once per reactor turn.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from gearman_gateway import accel
 from gearman_gateway.scheduler.listener import COMPLETE, DEAD_LETTER
 
 if TYPE_CHECKING:
+    from gearman_gateway.scheduler.function import Function
     from gearman_gateway.scheduler.job import Job
     from gearman_gateway.scheduler.listener import Ended, JobObserver
     from gearman_gateway.scheduler.worker import Worker
@@ -42,9 +49,10 @@ RING = 256
 class Observing:
     """The ring of finished jobs, the observers and how far each has heard.
 
-    ``record``, ``position`` and ``reserve`` are set by ``observed_methods`` (they share its cells)."""
+    ``record``, ``position``, ``reserve`` and ``state`` (the ``Ring``) are set by ``observed_methods``."""
 
-    __slots__ = ("observers", "read", "want_turn", "_turn_end", "_heard", "record", "position", "reserve", "_view")
+    __slots__ = ("observers", "read", "want_turn", "_turn_end", "_heard", "record", "position", "reserve", "state",
+                 "_watcher")  # fmt: skip
 
     def __init__(self, read: Callable[[], float], turn_end: Callable[[Callable[[], None]], None] | None) -> None:
         self.observers: tuple[JobObserver, ...] = ()
@@ -55,7 +63,8 @@ class Observing:
         self.record: Callable[[Job, str, bytes | None, Worker | None], None]
         self.position: Callable[[], int]  # ends recorded since start
         self.reserve: Callable[[int], None]  # keep at least this many ends
-        self._view: Callable[[int, int], list[Ended]]
+        self.state: Any  # the Ring (C's or Python's)
+        self._watcher: JobObserver | None = None  # the observer whose hooks mark ends (``watch``)
 
     def add(self, observer: JobObserver) -> None:
         self.observers = (*self.observers, observer)
@@ -69,6 +78,23 @@ class Observing:
         self.observers = tuple(o for o in self.observers if o is not observer)
         self._heard.pop(observer, None)
         self.want_turn[0] = self.want_turn[0] and any(not o.lazy for o in self.observers)
+        if observer is self._watcher:
+            self._watcher = None
+            self.state.watch(None, None)
+
+    def watch(
+        self, observer: JobObserver, classify: Callable[[Function], frozenset[str]], on_hooked: Callable[[], None]
+    ) -> None:
+        """Mark the ends that ``observer`` (the hooks) wants: ``classify(function)`` says which outcomes of a
+        function it wants (asked once per function, then cached); ``on_hooked()`` is called at the first such
+        end after ``hooks_read`` (the hooks then schedule their read: no timer runs while no hooked job ends).
+        ``observer.read_ring`` may then read only the marked ends (``Ring.view(..., hooked_only=True)``)."""
+        self._watcher = observer
+        self.state.watch(classify, on_hooked)
+
+    def hooks_read(self) -> None:
+        """The marked ends are being read: the next one calls ``on_hooked`` again."""
+        self.state.hook_armed = 0
 
     def stamp(self, job: Job) -> None:
         """A new job: its submit time, and no start yet."""
@@ -97,14 +123,15 @@ class Observing:
                 self.tell(observer)
 
     def tell(self, observer: JobObserver, upto: int | None = None) -> None:
-        """``observer`` hears the ends it has not heard (up to ``upto``, else all)."""
+        """``observer`` hears the ends it has not heard (up to ``upto``, else all): ``read_ring``, which
+        builds their tuples (``jobs_finished``) or reads the ring's arrays."""
         start = self._heard.get(observer)
         end = self.position() if upto is None else upto
         if start is None or end <= start:
             return
         self._heard[observer] = end
         try:
-            observer.jobs_finished(self._view(start, end))
+            observer.read_ring(self.state, start, end)
         except Exception:
             log.exception("job observer %r failed", observer)
 
@@ -116,14 +143,19 @@ class Observing:
     def newest(self, limit: int) -> Iterator[Ended]:
         """The last ``limit`` ends (at most what the ring holds), newest first."""
         end = self.position()
-        return reversed(self._view(max(0, end - limit), end))
+        return reversed(self.state.view(max(0, end - limit), end))
+
+
+#: Functions whose hook classification the ring remembers, at most (then it starts again).
+HOOK_CACHE_MAX = 10_000
 
 
 class Ring:
     """The ring of ends and the stamping state of one observed scheduler, in Python: the fallback of
-    ``gearman_gateway._stamps.Ring`` (the same fields; C reads and writes them without a Python frame)."""
+    ``gearman_gateway._stamps.Ring`` (the same fields and methods; C keeps the ends in arrays)."""
 
-    __slots__ = ("ring", "index", "size", "first", "last_seq", "read", "want_turn", "arm", "wrap", "complete")
+    __slots__ = ("ring", "hooked", "index", "size", "first", "last_seq", "blank", "hook_armed", "read", "want_turn",
+                 "arm", "wrap", "complete", "classify", "on_hooked", "hook_cache")  # fmt: skip
 
     def __init__(
         self,
@@ -133,22 +165,61 @@ class Ring:
         wrap: Callable[[], None],
         complete: str,
         job_type: type,
-        worker_type: type,
         size: int,
+        blank: bool = True,
     ) -> None:
-        self.ring: list[Any] = [None] * size
+        self.ring: list[Any] = [None] * size  # Ended tuples
+        self.hooked = [False] * size  # a hook wants the end in this slot
         self.index = 0  # the next slot
         self.size = size
         self.first = 0  # ends recorded before slot 0 of this round
         self.last_seq = 0  # the newest job stamped at submit
+        self.blank = int(blank)  # a completed job's payload is dropped as it is recorded (no memory bound)
+        self.hook_armed = 0  # a hooked end waits to be read (on_hooked was called)
         self.read, self.want_turn, self.arm, self.wrap, self.complete = read, want_turn, arm, wrap, complete
+        self.classify: Callable[[Function], frozenset[str]] | None = None
+        self.on_hooked: Callable[[], None] | None = None
+        self.hook_cache: dict[Function, frozenset[str]] = {}
 
     def now(self) -> float:
         return self.read()
 
+    def _slots(self, start: int, end: int) -> range:
+        """Slots of ends ``start`` to ``end`` (counted since start; at most the ring's size back), possibly
+        negative (the previous round)."""
+        start = max(start, self.first + self.index - self.size, 0)
+        end = min(end, self.first + self.index)
+        return range(start - self.first, max(end, start) - self.first)
+
+    def view(self, start: int, end: int, hooked_only: bool = False) -> list[Ended]:
+        """Ends ``start`` to ``end``, oldest first (``hooked_only``: those a hook wants)."""
+        ring, hooked = self.ring, self.hooked
+        return [ring[k] for k in self._slots(start, end) if ring[k] is not None and (hooked[k] or not hooked_only)]
+
+    def reserve(self, count: int) -> None:
+        """Keep at least ``count`` ends (a history of that size): a bigger ring, the ends kept in order."""
+        if count <= self.size:
+            return
+        slots = [k for k in self._slots(0, self.first + self.index) if self.ring[k] is not None]
+        kept, hooked = [self.ring[k] for k in slots], [self.hooked[k] for k in slots]
+        self.first += self.index - len(kept)
+        self.ring = kept + [None] * (count - len(kept))
+        self.hooked = hooked + [False] * (count - len(kept))
+        self.index = len(kept)
+        self.size = count
+
+    def watch(
+        self, classify: Callable[[Function], frozenset[str]] | None, on_hooked: Callable[[], None] | None
+    ) -> None:
+        self.classify, self.on_hooked, self.hook_cache = classify, on_hooked, {}
+        self.hooked = [False] * self.size  # marks are kept only while hooks watch
+
 
 def _record(state: Ring, job: Job, outcome: str, data: bytes | None, worker: Worker | None) -> None:
     """One end into the ring (``_stamps.record``'s fallback)."""
+    if state.classify is not None:
+        _record_hooked(state, job, outcome, data, worker)
+        return
     state.ring[state.index] = (job, outcome, data, worker, state.read())
     state.index += 1
     if state.index >= state.size:
@@ -157,9 +228,31 @@ def _record(state: Ring, job: Job, outcome: str, data: bytes | None, worker: Wor
         state.arm()
 
 
-def python_methods(base: Any, state: Ring) -> dict[str, Callable[..., Any]]:
-    """The wrapped transitions in Python (the fallback of ``_stamps.Wrapper``)."""
-    read = state.read
+def _record_hooked(state: Ring, job: Job, outcome: str, data: bytes | None, worker: Worker | None) -> None:
+    """One end into the ring of a scheduler with hooks: marked if a hook wants it (``Observing.watch``)."""
+    wanted = state.hook_cache.get(job.function)
+    if wanted is None:
+        wanted = state.classify(job.function)  # type: ignore[misc]
+        if len(state.hook_cache) >= HOOK_CACHE_MAX:
+            state.hook_cache.clear()
+        state.hook_cache[job.function] = wanted
+    hooked = outcome in wanted
+    index = state.index
+    state.ring[index] = (job, outcome, data, worker, state.read())
+    state.hooked[index] = hooked
+    state.index = index + 1
+    if hooked and not state.hook_armed:
+        state.hook_armed = 1
+        state.on_hooked()  # type: ignore[misc]
+    if state.index >= state.size:
+        state.wrap()
+    if state.want_turn[0]:
+        state.arm()
+
+
+def python_methods(base: Any, state: Any, record_end: Callable[..., None], read: Callable[[], float]) -> dict[str, Any]:
+    """The wrapped transitions in Python: the fallback without the C accelerator (``state`` a ``Ring``), and a
+    Scheduler swapped to observed by ``add_observer`` (its workers' ``jobs`` are plain dicts already)."""
     base_submit = base.submit
     base_start = base._start
     base_complete = base.work_complete
@@ -193,31 +286,30 @@ def python_methods(base: Any, state: Ring) -> dict[str, Callable[..., Any]]:
         job = worker.jobs.get(handle)
         base_complete(self, worker, handle, data)
         if job is not None:
-            job.data = b""  # done: the ring keeps the job, not its payload; the result is the client's
-            _record(state, job, COMPLETE, None, worker)
+            job.data = b""  # done (and counted by a memory bound): the ring keeps the job, not its payload
+            record_end(state, job, COMPLETE, None, worker)
 
     submit.__doc__ = base.submit.__doc__
     return {"submit": submit, "_start": _start, "work_complete": work_complete, "_jobs_table": staticmethod(dict)}
 
 
-def c_methods(stamps: Any, base: Any, state: Any) -> dict[str, Callable[..., Any]]:
-    """The wrapped transitions in C (``_stamps.Wrapper``: no Python frame, no bound method)."""
+def c_methods(stamps: Any, state: Any) -> dict[str, Any]:
+    """No wrapped transition: the scheduler's ``jobs_by_handle`` stamps submits (``_stamps.StampedJobs``)
+    and each worker's ``jobs`` stamps starts and records WORK_COMPLETE's ends (``_stamps.WorkerJobs``)."""
     return {
-        "_start": stamps.Wrapper("start", base._start, state),
-        "work_complete": stamps.Wrapper("complete", base.work_complete, state),
-        # no submit wrapper: the scheduler's ``jobs_by_handle`` stamps each new job as submit puts it there
         "_jobs_table": staticmethod(lambda jobs: stamps.stamped_jobs(state, jobs)),
+        "_worker_jobs": staticmethod(partial(stamps.worker_jobs, state)),
     }
 
 
-def observed_methods(base: Any, observing: Observing) -> dict[str, Callable[..., Any]]:
-    """``submit``, ``_start`` and ``work_complete`` of ``base`` (the Scheduler), wrapped to stamp the job's
-    times and record its end, and ``_jobs_table``, what the scheduler's ``jobs_by_handle`` becomes. In C
-    when ``gearman_gateway._stamps`` is built (``accel.stamps``): there ``jobs_by_handle`` stamps the
-    submits and ``submit`` is not wrapped. Else in Python. The ring's state is one ``Ring`` (C's or
-    Python's) that both share with the methods here."""
+def observed_methods(base: Any, observing: Observing, made: bool = True) -> dict[str, Any]:
+    """What the observed class of ``base`` (the Scheduler, or the BoundedScheduler) holds to stamp the job's
+    times and record its end: ``_jobs_table``, what the scheduler's ``jobs_by_handle`` becomes, and either
+    ``_worker_jobs``, the class of each worker's ``jobs`` (in C, when ``gearman_gateway._stamps`` is built
+    and the scheduler is ``made`` observed: no transition wrapped), or ``submit``, ``_start`` and
+    ``work_complete`` wrapped in Python. The ring's state is one ``Ring`` (C's or Python's)."""
+    from gearman_gateway.scheduler.bounded import BoundedScheduler
     from gearman_gateway.scheduler.job import Job
-    from gearman_gateway.scheduler.worker import Worker
 
     caught_up = observing.caught_up
     stamps = accel.stamps
@@ -228,37 +320,18 @@ def observed_methods(base: Any, observing: Observing) -> dict[str, Callable[...,
         state.index = 0
 
     ring_type: Any = Ring if stamps is None else stamps.Ring
-    state = ring_type(observing.read, observing.want_turn, observing.arm, wrap, COMPLETE, Job, Worker, RING)
+    # under a memory bound the payload is dropped by the scheduler once counted (BoundedScheduler._free)
+    blank = not issubclass(base, BoundedScheduler)
+    state = ring_type(observing.read, observing.want_turn, observing.arm, wrap, COMPLETE, Job, RING, blank)
     record_end = _record if stamps is None else stamps.record
 
     def record(job: Job, outcome: str, data: bytes | None, worker: Worker | None) -> None:
-        if outcome is not DEAD_LETTER:  # a dead letter keeps its payload (it can be requeued)
+        if outcome is not DEAD_LETTER and state.blank:  # a dead letter keeps its payload (it can be requeued)
             job.data = b""
         record_end(state, job, outcome, data, worker)
 
     def position() -> int:
         return state.first + state.index
-
-    def view(start: int, end: int) -> list[Ended]:
-        """Ends ``start`` to ``end`` (counted since start; at most the ring's size back), oldest first."""
-        first, size, ring = state.first, state.size, state.ring
-        start = max(start, first + state.index - size, 0)
-        if end <= start:
-            return []
-        a, b = start - first, end - first  # slots, a possibly negative (the previous round)
-        if a >= 0:
-            return ring[a:b]
-        return [e for e in ring[size + a :] if e is not None] + ring[:b]  # None: a slot not written yet
-
-    def reserve(count: int) -> None:
-        """Keep at least ``count`` ends (a history of that size): a bigger ring, the ends kept in order."""
-        if count <= state.size:
-            return
-        kept = view(0, position())
-        state.first += state.index - len(kept)
-        state.ring = kept + [None] * (count - len(kept))
-        state.index = len(kept)
-        state.size = count
 
     def seen(seq: int) -> None:
         """Jobs up to ``seq`` exist already (stamped by ``add_observer``)."""
@@ -266,7 +339,10 @@ def observed_methods(base: Any, observing: Observing) -> dict[str, Callable[...,
 
     observing.record = record
     observing.position = position
-    observing.reserve = reserve
-    observing._view = view
-    methods = python_methods(base, state) if stamps is None else c_methods(stamps, base, state)
+    observing.reserve = state.reserve
+    observing.state = state
+    if stamps is not None and made:
+        methods = c_methods(stamps, state)
+    else:
+        methods = python_methods(base, state, record_end, observing.read)
     return {**methods, "_seen": staticmethod(seen)}

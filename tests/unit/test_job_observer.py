@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from twisted.internet.task import Clock
 
@@ -235,12 +237,11 @@ def test_a_dead_letter_keeps_its_payload_for_a_requeue(sched: Scheduler) -> None
     assert seen.events[-1][1] == "dead_letter" and dead.data == b"keep me"
 
 
-def test_the_accelerated_path_wraps_two_transitions_and_stamps_submits_in_the_job_table(
-    clock: Clock, accel_path: str
-) -> None:
-    """With the C accelerator an observed scheduler's submit is the Scheduler's own and ``jobs_by_handle``
-    stamps each new job; a dead letter put back keeps its times; a plain Scheduler gets a plain table back
-    when its last observer goes. The fallback wraps all three transitions in Python: same times."""
+def test_the_accelerated_path_wraps_no_transition_and_stamps_in_the_job_tables(clock: Clock, accel_path: str) -> None:
+    """With the C accelerator an observed scheduler runs the Scheduler's own methods: ``jobs_by_handle``
+    stamps each new job, each worker's ``jobs`` stamps its start and records WORK_COMPLETE's end; a dead
+    letter put back keeps its times; a plain Scheduler gets a plain table back when its last observer goes.
+    The fallback wraps the three transitions in Python: same times."""
     from gearman_gateway.scheduler import ObservedScheduler
 
     sched = ObservedScheduler(clock, handle_prefix=b"H:a", retry_policies=RetryPolicies({}, RetryPolicy()))
@@ -248,9 +249,9 @@ def test_the_accelerated_path_wraps_two_transitions_and_stamps_submits_in_the_jo
     sched.retry_policies = policies
     history = History(size=10)
     sched.add_observer(history)
+    own = type(sched).__dict__
     if accel_path == "c":
-        assert type(sched).submit is Scheduler.submit
-        assert type(type(sched).__dict__["_start"]).__name__ == "Wrapper"
+        assert "submit" not in own and "_start" not in own and "work_complete" not in own
         assert type(sched.jobs_by_handle).__name__ == "StampedJobs"
     else:
         assert type(sched).submit is not Scheduler.submit and type(sched.jobs_by_handle) is dict
@@ -261,6 +262,7 @@ def test_the_accelerated_path_wraps_two_transitions_and_stamps_submits_in_the_jo
     worker = worker_for(sched, b"dl")
     clock.advance(2)
     assert sched.grab(worker) is job and job.started_at == start + 2
+    assert type(worker.jobs).__name__ == ("WorkerJobs" if accel_path == "c" else "dict")
     sched.work_fail(worker, job.handle)
     clock.advance(5)
     assert sched.requeue_dead(job.handle)
@@ -307,3 +309,107 @@ def test_latency_counts_the_same_in_c_and_in_python(
         assert (a.wait_p50, a.wait_p99, a.run_p50, a.run_p99) == pytest.approx(
             (b.wait_p50, b.wait_p99, b.run_p50, b.run_p99)
         )
+
+
+def test_a_job_completed_under_a_timeout_or_while_draining_is_recorded_once(clock: Clock) -> None:
+    """WORK_COMPLETE's other branch (a CAN_DO_TIMEOUT timer, or draining) records the end too, once."""
+    from gearman_gateway.scheduler import ObservedScheduler
+
+    sched = ObservedScheduler(clock, handle_prefix=b"H:t")
+    seen = Recorder()
+    sched.add_observer(seen)
+    worker = sched.add_worker(Waker())
+    sched.can_do(worker, b"f", timeout_ms=5000)
+    job = sched.submit(b"f", b"x")
+    assert sched.grab(worker) is job and job.timer is not None
+    clock.advance(1)
+    sched.work_complete(worker, job.handle, b"")
+    sched._observing.flush()
+    assert [(e[0], e[1], e[6] - e[5]) for e in seen.events] == [(job.handle, "complete", 1.0)]
+    assert job.timer is None and not clock.getDelayedCalls() and job.data == b""
+
+
+def test_hooks_read_only_the_ends_they_want_and_only_after_one(clock: Clock) -> None:
+    """The ring marks the ends a hook wants (its function's outcomes, asked once per function): no read is
+    scheduled while none ends; the first schedules one read, which hears only the marked ends."""
+    from gearman_gateway.hooks.config import parse_hooks
+    from gearman_gateway.hooks.events import READ_INTERVAL, HookObserver
+    from gearman_gateway.scheduler import ObservedScheduler
+
+    class Outbox:
+        def __init__(self) -> None:
+            self.events: list[tuple[str, bytes]] = []
+
+        def full(self) -> bool:
+            return False
+
+        def put(self, hook: object, outcome: str, event_id: str, body: bytes) -> None:
+            self.events.append((outcome, body))
+
+    hooks = parse_hooks([{"functions": ["img*"], "events": ["fail", "complete"], "url": "http://127.0.0.1:9/"}])
+    outbox = Outbox()
+    observer = HookObserver(hooks, outbox, clock)  # type: ignore[arg-type]
+    asked: list[bytes] = []
+    outcomes = observer.outcomes
+    observer.outcomes = lambda fn: asked.append(fn.name) or outcomes(fn)  # type: ignore[method-assign]
+    sched = ObservedScheduler(clock, handle_prefix=b"H:h")
+    sched.add_observer(observer)
+    other = worker_for(sched, b"other")
+    for _ in range(3):
+        job = sched.submit(b"other", b"x")
+        sched.grab(other)
+        sched.work_complete(other, job.handle, b"")
+    assert asked == [b"other"] and not clock.getDelayedCalls()  # classified once; nothing to read
+    img = worker_for(sched, b"img1")
+    handles = []
+    for fail in (False, True, False):
+        job = sched.submit(b"img1", b"x")
+        sched.grab(img)
+        handles.append(job.handle)
+        if fail:
+            sched.work_fail(img, job.handle)
+        else:
+            sched.work_complete(img, job.handle, b"")
+        cancelled = sched.submit(b"img1", b"c", background=True)
+        sched.cancel(cancelled.handle)  # not an outcome a hook wants
+    assert len(clock.getDelayedCalls()) == 1 and asked == [b"other", b"img1"]
+    clock.advance(READ_INTERVAL)
+    assert [outcome for outcome, _ in outbox.events] == ["complete", "fail", "complete"]
+    assert [json.loads(body)["handle"].encode() for _, body in outbox.events] == handles
+    assert not clock.getDelayedCalls()
+    job = sched.submit(b"img1", b"x")
+    sched.grab(img)
+    sched.work_complete(img, job.handle, b"")
+    assert len(clock.getDelayedCalls()) == 1  # armed again by the next hooked end
+    observer.close()
+    assert len(outbox.events) == 4 and not clock.getDelayedCalls()
+
+
+def test_the_ring_views_and_grows_the_same_in_c_and_in_python(clock: Clock, accel_path: str) -> None:
+    """``view`` (a span, wrapped rounds, marked ends only) and ``reserve`` on both rings."""
+    from gearman_gateway.scheduler import ObservedScheduler
+    from gearman_gateway.scheduler.observing import RING
+
+    sched = ObservedScheduler(clock, handle_prefix=b"H:r")
+    history = History(size=10)
+    sched.add_observer(history)
+    worker = worker_for(sched, b"f")
+    jobs = []
+    for n in range(RING + 30):
+        job = sched.submit(b"f", b"%d" % n)
+        sched.grab(worker)
+        clock.advance(0.5)
+        sched.work_complete(worker, job.handle, b"")
+        jobs.append(job)
+    state = sched._observing.state
+    position = sched._observing.position()
+    assert position == RING + 30
+    ends = state.view(0, position)
+    assert [e[0] for e in ends] == jobs[30:]  # the ring's size back
+    assert [e[4] for e in ends] == [j.started_at + 0.5 for j in jobs[30:]]
+    assert state.view(position - 3, position + 5) == ends[-3:] and state.view(5, 5) == []
+    assert state.view(0, position, True) == []  # no hooks: nothing marked
+    history2 = History(size=RING * 2)
+    sched.add_observer(history2)  # the ring grows, keeping its ends in order
+    assert state.size == RING * 2 and state.view(0, position) == ends
+    assert [e.handle for e in history2.entries(limit=3)] == [j.handle for j in jobs[-1:-4:-1]]

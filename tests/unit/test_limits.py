@@ -16,6 +16,7 @@ from gearman_gateway.scheduler import ObservedScheduler, QueueFull, Scheduler
 from gearman_gateway.scheduler.bounded import BoundedScheduler
 from gearman_gateway.scheduler.listener import JobObserver
 from gearman_gateway.stores.base import StoredJob
+from tests import accel_paths
 from tests.unit.test_scheduler import Listener, new_worker
 
 
@@ -116,6 +117,46 @@ def test_a_scheduler_made_observed_under_a_bound_keeps_both() -> None:
     sched._observing.flush()
     assert [end[0] for end in observer.ends] == [job]
     assert sched.budget.refused_jobs == 1
+
+
+@pytest.mark.parametrize("path", accel_paths.PATHS)
+def test_an_observed_bounded_scheduler_gives_back_the_bytes_of_every_ended_job(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--max-queued-bytes with monitoring on: the payload of a job that failed, raised, completed or was
+    cancelled is given back (it was not, for failed ones: the observers' ring dropped the payload before
+    the bound counted it), and the ring keeps no payload, a dead letter's excepted."""
+    from gearman_gateway.scheduler.retry import RetryPolicies, RetryPolicy
+
+    accel_paths.choose(path, monkeypatch)
+    policies = RetryPolicies(functions={b"dl": RetryPolicy(dead_letter=True)})
+    sched = ObservedScheduler(Clock(), handle_prefix=b"H:lim", max_bytes=100, retry_policies=policies)
+    observer = JobObserverStub()
+    sched.add_observer(observer)
+    worker, _ = new_worker(sched, b"f")
+    for end in ("fail", "exception", "complete", "cancel"):
+        job = sched.submit(b"f", b"x" * 60)
+        assert sched.queued_bytes() == 60
+        if end == "cancel":
+            sched.cancel(job.handle)
+        else:
+            assert sched.grab(worker) is job
+            if end == "fail":
+                sched.work_fail(worker, job.handle)
+            elif end == "exception":
+                sched.work_exception(worker, job.handle, b"boom")
+            else:
+                sched.work_complete(worker, job.handle, b"done")
+        assert sched.queued_bytes() == 0, end
+        assert job.data == b""
+    dead_worker, _ = new_worker(sched, b"dl")
+    dead = sched.submit(b"dl", b"y" * 60, background=True)
+    sched.grab(dead_worker)
+    sched.work_fail(dead_worker, dead.handle)
+    assert sched.queued_bytes() == 0 and dead.data == b"y" * 60  # kept for a requeue, counted again then
+    assert sched.requeue_dead(dead.handle) and sched.queued_bytes() == 60
+    sched._observing.flush()
+    assert [end[1] for end in observer.ends] == ["fail", "exception", "complete", "cancelled", "dead_letter"]
 
 
 def test_a_refusal_is_logged_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
