@@ -447,10 +447,20 @@ class BinarySession(BatchedOutput, JobListener):
             return
         job = self.scheduler.job_snapshot(handle)
         if job is None:
+            slot = _Slot()
+            if self.scheduler.status_elsewhere(
+                handle, lambda known, running: self._status_later(slot, handle, known, running)
+            ):
+                self._keep_place(slot)  # a job handed to the cluster: its row says (shared mode)
+                return
             self.send(encode(Packet.STATUS_RES, handle, b"0", b"0", b"0", b"0"))
             return
         numbers = b"%d" % job.running, b"%d" % job.numerator, b"%d" % job.denominator
         self.send(encode(Packet.STATUS_RES, handle, b"1", *numbers))
+
+    def _status_later(self, slot: _Slot, handle: bytes, known: bool, running: bool) -> None:
+        """GET_STATUS of a job another gateway holds: known and running (held there), no progress figures."""
+        self._fill(slot, [encode(Packet.STATUS_RES, handle, b"%d" % known, b"%d" % running, b"0", b"0")])
 
     def _get_status_unique(self, args: list[bytes]) -> None:
         unique = args[0]
