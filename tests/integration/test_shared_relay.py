@@ -406,3 +406,34 @@ def test_get_status_of_a_job_handed_to_the_cluster(gearmand, postgres_server) ->
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(url, timeout=5)
     assert error.value.code == 404
+
+
+@pytest.mark.parametrize("when", ["registered", "registering"])
+def test_a_registered_foreground_job_promoted_to_background_keeps_one_row(gearmand, postgres_server, when) -> None:
+    """A background submit with the unique of a foreground job run here (registered, or its registration under
+    way): the registration row becomes the job's background row (no second row that another gateway could run),
+    the job runs once, and its row goes when it is done."""
+    import psycopg
+
+    conninfo = new_database(postgres_server)
+    a = gearmand(*shared_args(conninfo))
+    worker = RecordingWorker(a.port, b"promo", delay=1.0)
+    worker.start()
+    worker.ready.wait(5)
+    rows = "SELECT handle, reply_to FROM gearman_gateway_shared WHERE unique_key = 'u-promo'"
+    with psycopg.connect(conninfo, autocommit=True) as conn, Raw(a.port) as client, Raw(a.port) as bg:
+        client.send(Packet.SUBMIT_JOB, b"promo", b"u-promo", b"fg")
+        if when == "registered":
+            handle = client.expect(Packet.JOB_CREATED, timeout=10)[0]
+            wait_for(lambda: b"fg" in worker.started_at, 10, "the job to start")
+        bg.send(Packet.SUBMIT_JOB_BG, b"promo", b"u-promo", b"bg")
+        if when == "registering":
+            handle = client.expect(Packet.JOB_CREATED, timeout=10)[0]
+        assert bg.expect(Packet.JOB_CREATED, timeout=10) == [handle]
+        found = conn.execute(rows).fetchall()
+        assert [(bytes(h), r) for h, r in found] == [(handle, None)]  # one row, a background one
+        assert client.recv(10) == (Packet.WORK_COMPLETE, [handle, b"ok"])
+        wait_for(lambda: conn.execute(rows).fetchall() == [], 10, "the done job's row to go")
+    time.sleep(0.3)
+    worker.stop()
+    assert worker.done == [b"fg"]
