@@ -270,12 +270,15 @@ class SharedQueue:
         name = job.function.name
         if self._for_peer or job.unique == b"-" or self._stopped or not self._own_workers(name):
             return False
+        self._in_flight[job.handle] = []
+        self._queue_registration(job)
+        return True
+
+    def _queue_registration(self, job: Job) -> None:
         if not self._registering:
             self.reactor.callLater(0, self._register)
         self._relay_rows += 1
         self._registering.append((job, cluster_id(self.server, RELAY_BIT | self._relay_rows)))
-        self._in_flight[job.handle] = []
-        return True
 
     def _register(self) -> None:
         batch, self._registering = self._registering, []
@@ -304,6 +307,8 @@ class SharedQueue:
                 self._watched.add(job.handle)
                 self.relay.running[job.handle] = job
                 self.scheduler.run_elsewhere(job, self.relay.worker)
+            elif job.handle in self.relay.running:  # registered again after an orphaned watch: watching again
+                self._watched.add(job.handle)
             for row, callback in self._in_flight.pop(job.handle, ()):
                 if owner is None:
                     self.add(row, callback)
@@ -626,13 +631,20 @@ class SharedQueue:
 
     def _orphaned(self, handles: list[bytes]) -> None:
         """Jobs of this server's clients whose watched job ended before its holder read their watchers: relayed
-        again (they run as new jobs)."""
+        again, or registered again when a worker here can run them (they run as new jobs)."""
         assert self.relay is not None
         jobs = [self.relay.running[handle] for handle in handles if handle in self.relay.running]
         self._watched.difference_update(handles)
         if jobs:
-            log.info("cluster: %d watched jobs ended unseen; relayed again", len(jobs))
-            self._relay_out(jobs)
+            log.info("cluster: %d watched jobs ended unseen; relayed or registered again", len(jobs))
+            relayed = []
+            for job in jobs:
+                if job.unique not in (b"", b"-") and self._own_workers(job.function.name):
+                    self._queue_registration(job)  # run here once registered (a relay row would come back here)
+                else:
+                    relayed.append(job)
+            if relayed:
+                self._relay_out(relayed)
 
     # -- admin
 
