@@ -136,6 +136,8 @@ def test_peers_and_status_cluster_in_admin_and_json(gearmand, postgres_server) -
             client.expect(Packet.JOB_CREATED)
     wait_for(lambda: "waiting\t3\t0\t0" in b.admin("status cluster"), 10, "the cluster's count")
     wait_for(lambda: "seen\t0\t0\t1" in a.admin("status cluster"), 5, "b's worker, seen from a")
+    # a counts the table every STATUS_INTERVAL (2 s): the JSON below shows what admin shows
+    wait_for(lambda: "waiting\t3\t0\t0" in a.admin("status cluster"), 10, "the cluster's count, seen from a")
     peers = a.admin("peers").splitlines()
     assert len(peers) == 3 and peers[-1] == "."
     assert sum(line.endswith(" *") for line in peers) == 1
