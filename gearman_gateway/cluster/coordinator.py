@@ -426,6 +426,11 @@ class SharedQueue:
             self._recovered_at = time.monotonic()
             log.warning("cluster: %s works again", what)
             self.runner.retry_now()  # the database is back (perhaps a promoted standby): so is the store
+            # a heartbeat and this gateway's leases at once, not at their next ticks: the other gateways take over
+            # what looks dead or lapsed once their own grace after the outage is over
+            if not self._stopped:
+                self._heartbeat()
+                self._renew()
         if then is not None and not self._stopped:
             then(future.result())
 
