@@ -223,7 +223,7 @@ class SharedQueue:
             self._adopt(error.rows, ahead=True)
             self._take_watchers()
             error = None
-        if self._claiming and function in self._claim_functions:
+        if self._claiming and function in self._claim_functions and not self._stopped:
             self._after_claim.append((callback, error))
             return
         callback(error)
@@ -376,6 +376,7 @@ class SharedQueue:
         self.notifications.stop()
         self._thread.submit(self.link.close)
         self._thread.shutdown(wait=True)
+        self._claim_ended()  # the commits a claim held are acknowledged: its answer will not come now
 
     def _every(self, what: str, interval: float, action: Callable[[], None]) -> None:
         def tick() -> None:

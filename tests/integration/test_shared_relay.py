@@ -14,6 +14,7 @@ import urllib.request
 
 import pytest
 
+from protocols.binary.codec import encode_request
 from protocols.binary.packets import Packet
 from tests.integration.conftest import free_port, wait_listening
 from tests.integration.rawclient import Raw
@@ -423,12 +424,20 @@ def test_a_registered_foreground_job_promoted_to_background_keeps_one_row(gearma
     worker.start()
     worker.ready.wait(5)
     rows = "SELECT handle, reply_to FROM gearman_gateway_shared WHERE unique_key = 'u-promo'"
-    with psycopg.connect(conninfo, autocommit=True) as conn, Raw(a.port) as client, Raw(a.port) as bg:
-        client.send(Packet.SUBMIT_JOB, b"promo", b"u-promo", b"fg")
-        if when == "registered":
+    with psycopg.connect(conninfo, autocommit=True) as conn, Raw(a.port) as client, Raw(a.port) as other:
+        # registering: both submits in one read of one connection, so in one reactor turn: the registration is
+        # written at the end of that turn, after the promotion came
+        fg_submit = encode_request(Packet.SUBMIT_JOB, b"promo", b"u-promo", b"fg")
+        bg_submit = encode_request(Packet.SUBMIT_JOB_BG, b"promo", b"u-promo", b"bg")
+        if when == "registering":
+            bg = client
+            client.send_raw(fg_submit + bg_submit)
+        else:
+            bg = other
+            client.send_raw(fg_submit)
             handle = client.expect(Packet.JOB_CREATED, timeout=10)[0]
             wait_for(lambda: b"fg" in worker.started_at, 10, "the job to start")
-        bg.send(Packet.SUBMIT_JOB_BG, b"promo", b"u-promo", b"bg")
+            bg.send_raw(bg_submit)
         if when == "registering":
             handle = client.expect(Packet.JOB_CREATED, timeout=10)[0]
         assert bg.expect(Packet.JOB_CREATED, timeout=10) == [handle]
