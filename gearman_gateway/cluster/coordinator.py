@@ -486,6 +486,8 @@ class SharedQueue:
         self._run("lease renewal", lambda: self.link.renew(held), once=True)
 
     def _poll(self) -> None:
+        if self._registered:
+            self._unregister_ended()  # an ended job's unique is free again within a poll, not a renewal
         if time.monotonic() - self._recovered_at < self.takeover_grace:
             self.claim()  # just back from an outage: no takeover yet (see _recovered_at)
         else:
