@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from gearman_gateway.cluster.relay import FINAL, Event, RelayBack, RelayWorker
 from gearman_gateway.scheduler.job import Job, JobState
-from gearman_gateway.stores.base import StoredJob
+from gearman_gateway.stores.base import HandedOff, StoredJob
 from gearman_gateway.stores.runner import AddCallback, StoreRunner
 from gearman_gateway.stores.shared_postgres import (
     LOCAL_BITS,
@@ -63,11 +64,28 @@ RELAY_BIT = 1 << (LOCAL_BITS - 1)
 WATCHER_POLLS = 5
 #: Seconds between two readings of the cluster's queues for admin `status cluster` (a count over the table).
 STATUS_INTERVAL = 2.0
+#: Jobs handed to the cluster whose status (GET_STATUS, /jobs/<handle>) this gateway answers from the table: the
+#: most recent ones (an entry is a handle and a row id or a unique: about 200 bytes).
+REMEMBERED = 65536
 
 
-def _nothing_waits(error: Exception | None) -> None:
-    """A registered unique's commit: nothing waits for it. A unique held elsewhere (HandedOff) leaves the job
-    running here too (it started at once); a store that failed drops the registration."""
+class HandedJobs:
+    """Jobs this gateway acknowledged and handed to the cluster (it keeps no copy), by handle, the most recent
+    REMEMBERED: their row (its id; 0 when the job coalesced with another gateway's: its function and unique)."""
+
+    def __init__(self, limit: int = REMEMBERED) -> None:
+        self.limit = limit
+        self._rows: OrderedDict[bytes, tuple[int, bytes, bytes]] = OrderedDict()
+
+    def remember(self, handle: bytes, job_id: int, function: bytes, unique: bytes) -> None:
+        rows = self._rows
+        rows[handle] = (job_id, function, unique)
+        rows.move_to_end(handle)
+        if len(rows) > self.limit:
+            rows.popitem(last=False)
+
+    def get(self, handle: bytes) -> tuple[int, bytes, bytes] | None:
+        return self._rows.get(handle)
 
 
 class SharedQueue:
@@ -95,7 +113,17 @@ class SharedQueue:
         #: transaction of their final event has deleted their watcher rows.
         self._watching: set[tuple[int, bytes]] = set()
         self._watched: set[bytes] = set()  # jobs of this server's clients that watch a job elsewhere: handles
-        self._registered: dict[Job, int] = {}  # foreground jobs run here whose unique is in the table -> row id
+        #: Foreground jobs run here whose unique is in the table: handle -> (job, row id); deleted once ended.
+        self._registered: dict[bytes, tuple[Job, int]] = {}
+        #: Foreground jobs waiting for their unique's registration (``share_unique``), written at the end of the
+        #: turn; and those whose registration is under way, by handle (a promotion to background waits for it).
+        self._registering: list[tuple[Job, int]] = []
+        self._in_flight: dict[bytes, list[tuple[StoredJob, AddCallback]]] = {}
+        self._promoted: dict[int, int] = {}  # the scheduler's job id -> its registration row, now a background job
+        #: FIFO across servers: commits of jobs this server keeps, held while a claim of their function is under
+        #: way (its rows are older: they are queued ahead, then these become runnable).
+        self._claim_functions: set[bytes] = set()
+        self._after_claim: list[tuple[AddCallback, Exception | None]] = []
         self._for_peer = False
         self._polls = 0  # a submit for another server's client is under way (``_submit_for_peer``)
         self._outbox: list[Event] = []  # events of relayed jobs, written at the end of the turn
@@ -116,6 +144,7 @@ class SharedQueue:
         self.claimed = 0
         self.notifications_heard = 0
         self.peers: list[Peer] = []
+        self.handed = HandedJobs()
         self.cluster_queues: dict[bytes, tuple[int, int]] = {}
 
     @property
@@ -138,6 +167,14 @@ class SharedQueue:
     # -- the DurableStore protocol (the scheduler's calls)
 
     def add(self, row: StoredJob, callback: AddCallback) -> None:
+        waiting = self._in_flight.get(row.handle)
+        if waiting is not None:  # a promotion to background of a job whose registration is under way
+            waiting.append((row, callback))
+            return
+        registered = self._registered.get(row.handle)
+        if registered is not None:
+            self._promote(row, registered[1], callback)
+            return
         local = self._own_workers(row.function) > 0
         shared = SharedRow(
             cluster_id(self.server, row.job_id),
@@ -149,21 +186,73 @@ class SharedQueue:
             row.when,
             local=local,
         )
-        self.runner.add(shared, (lambda error: self._committed_here(error, callback)) if local else callback)
+        if local:
+            self.runner.add(shared, lambda error: self._committed_here(error, callback, row.function))
+        else:
+            self.runner.add(shared, lambda error: self._handed(error, row, shared.job_id, callback))
 
-    def _committed_here(self, error: Exception | None, callback: AddCallback) -> None:
+    def _handed(self, error: Exception | None, row: StoredJob, job_id: int, callback: AddCallback) -> None:
+        """A job committed as the cluster's: GET_STATUS by its handle is answered from its row from now on."""
+        if isinstance(error, HandedOff):
+            if error.handle:  # coalesced with the cluster's job of its unique
+                self.handed.remember(error.handle, 0, row.function, row.unique)
+            else:
+                self.handed.remember(row.handle, job_id, b"", b"")
+        callback(error)
+
+    def status_elsewhere(self, handle: bytes, answer: Callable[[bool, bool], None]) -> bool:
+        """A job this gateway handed to the cluster: True, and ``answer(known, held)`` comes later, read from its
+        row (known: it is live; held: a gateway holds it, running it or about to). False: not one of those."""
+        entry = self.handed.get(handle)
+        if entry is None or self._stopped:
+            return False
+        self._run(
+            "job status",
+            lambda: self.link.job_state(*entry),
+            lambda held: answer(held is not None, bool(held)),
+            failed=lambda: answer(False, False),
+        )
+        return True
+
+    def _committed_here(self, error: Exception | None, callback: AddCallback, function: bytes = b"") -> None:
         """A job inserted as this server's: the older jobs its batch claimed (Ahead) are queued ahead of it
-        before it becomes runnable (FIFO across servers, docs/scale.md)."""
+        before it becomes runnable (FIFO across servers, docs/scale.md). While a claim of its function is under
+        way (its rows were locked, so the batch's own claim passed over them), it becomes runnable only after
+        that claim's rows are queued, ahead of it."""
         if isinstance(error, Ahead):
             self._adopt(error.rows, ahead=True)
             self._take_watchers()
             error = None
+        if self._claiming and function in self._claim_functions and not self._stopped:
+            self._after_claim.append((callback, error))
+            return
         callback(error)
+
+    def _claim_ended(self) -> None:
+        """The commits held for the claim (``_committed_here``) go on."""
+        self._claiming = False
+        self._claim_functions = set()
+        held, self._after_claim = self._after_claim, []
+        for callback, error in held:
+            callback(error)
+
+    def _promote(self, row: StoredJob, row_id: int, callback: AddCallback) -> None:
+        """A foreground job run here whose unique is registered became background (a background submit with its
+        unique): its registration row becomes its background row (durably, by the store's own commit), which
+        keeps the unique: no second row that could run it a second time elsewhere."""
+        self._registered.pop(row.handle, None)
+        self._promoted[row.job_id] = row_id
+        shared = SharedRow(row_id, row.handle, row.function, row.unique, row.priority, row.data, row.when, local=True)
+        shared.promotes = True
+        self.runner.add(shared, callback)
 
     def _adopt(self, rows: list[StoredJob], ahead: bool = False) -> None:
         assert self.scheduler is not None
         self.claims += 1
         self.claimed += len(rows)
+        if not ahead:  # a claim's rows still go ahead of this server's jobs whose commit is under way
+            functions = self.scheduler.functions
+            ahead = any((fn := functions.get(row.function)) is not None and fn.pending for row in rows)
         if ahead:
             for seq, row in zip(self.scheduler.adopt_ahead(rows), rows, strict=True):
                 self._adopted[seq] = row.job_id
@@ -171,26 +260,67 @@ class SharedQueue:
             for row in rows:
                 self._adopted[self.scheduler.adopt(row)] = row.job_id
 
-    def share_unique(self, job: Job) -> None:
-        """A foreground job with a unique, new here: when a worker here can run it, its unique goes into the table
-        with the next group commit (a row this server owns, as a relay row for itself), which is not waited for
-        — the job runs at once — so that clients of other gateways with its unique watch it instead of running
-        their own (docs/scale.md). Its row is deleted once the job has ended (``_unregister_ended``)."""
+    def share_unique(self, job: Job) -> bool:
+        """A foreground job with a unique, new here, that a worker here can run: True, it waits (PENDING) for
+        its unique's registration in the table (a row this server owns, as a relay row for itself), written on
+        the cluster's connection in one transaction per reactor turn (``_register``), so that one job runs per
+        unique across the cluster (docs/scale.md). When a live job elsewhere holds the unique, this one watches
+        it instead of running. Its row is deleted once the job has ended (``_unregister_ended``). A job no
+        worker here can do is relayed with its unique; one submitted for a peer has its unique held already."""
         name = job.function.name
-        if self._for_peer or job.unique == b"-" or not self._own_workers(name):
-            return  # a job that no worker here can do is relayed with its unique
+        if self._for_peer or job.unique == b"-" or self._stopped or not self._own_workers(name):
+            return False
+        self._in_flight[job.handle] = []
+        self._queue_registration(job)
+        return True
+
+    def _queue_registration(self, job: Job) -> None:
+        if not self._registering:
+            self.reactor.callLater(0, self._register)
         self._relay_rows += 1
-        row_id = cluster_id(self.server, RELAY_BIT | self._relay_rows)
-        self._registered[job] = row_id
-        row = SharedRow(row_id, job.handle, name, job.unique, job.priority, job.data, local=True, registers=True)
-        self.runner.add(row, _nothing_waits)
+        self._registering.append((job, cluster_id(self.server, RELAY_BIT | self._relay_rows)))
+
+    def _register(self) -> None:
+        batch, self._registering = self._registering, []
+        if not batch:
+            return
+        rows = [StoredJob(row_id, job.handle, job.function.name, job.unique, job.priority, job.data)
+                for job, row_id in batch]  # fmt: skip
+        self._run(
+            "registration",
+            lambda: self.link.register(rows),
+            lambda owners: self._registered_now(batch, owners),
+            failed=lambda: self._registered_now(batch, [None] * len(batch)),
+        )
+
+    def _registered_now(self, batch: list[tuple[Job, int]], owners: list[int | None]) -> None:
+        """Each job runs here (None: registered, or the registration failed: it runs unregistered rather than
+        not at all) or watches the job that holds its unique elsewhere (the number of its holder)."""
+        assert self.scheduler is not None and self.relay is not None
+        for (job, row_id), owner in zip(batch, owners, strict=True):
+            if owner is None:
+                self._registered[job.handle] = (job, row_id)
+                if job.state is JobState.RUNNING:  # it watched a job that ended unseen: back from the relay
+                    self.relay.running.pop(job.handle, None)
+                self.scheduler.registered(job)
+            elif job.state is JobState.PENDING:
+                self._watched.add(job.handle)
+                self.relay.running[job.handle] = job
+                self.scheduler.run_elsewhere(job, self.relay.worker)
+            elif job.handle in self.relay.running:  # registered again after an orphaned watch: watching again
+                self._watched.add(job.handle)
+            for row, callback in self._in_flight.pop(job.handle, ()):
+                if owner is None:
+                    self.add(row, callback)
+                else:  # the job it would promote is another gateway's
+                    callback(HandedOff())
 
     def _unregister_ended(self) -> list[int]:
         """Delete the rows of registered foreground jobs that ended; the row ids of the live ones (renewed)."""
         live = []
-        for job, row_id in list(self._registered.items()):
+        for handle, (job, row_id) in list(self._registered.items()):
             if job.state is JobState.DONE:
-                del self._registered[job]
+                del self._registered[handle]
                 self.runner.remove(row_id)
             else:
                 live.append(row_id)
@@ -198,6 +328,8 @@ class SharedQueue:
 
     def remove(self, job_id: int) -> None:
         adopted = self._adopted.pop(job_id, None)
+        if adopted is None and self._promoted:
+            adopted = self._promoted.pop(job_id, None)
         self.runner.remove(adopted if adopted is not None else cluster_id(self.server, job_id))
         if self._more and not self._claiming and len(self._adopted) <= PREFETCH // 2:
             self.claim()
@@ -210,6 +342,8 @@ class SharedQueue:
 
     def _cluster_id(self, job_id: int) -> int:
         adopted = self._adopted.get(job_id)
+        if adopted is None and self._promoted:
+            adopted = self._promoted.get(job_id)
         return adopted if adopted is not None else cluster_id(self.server, job_id)
 
     # -- life
@@ -242,6 +376,7 @@ class SharedQueue:
         self.notifications.stop()
         self._thread.submit(self.link.close)
         self._thread.shutdown(wait=True)
+        self._claim_ended()  # the commits a claim held are acknowledged: its answer will not come now
 
     def _every(self, what: str, interval: float, action: Callable[[], None]) -> None:
         def tick() -> None:
@@ -253,19 +388,29 @@ class SharedQueue:
         tick()
 
     def _run(
-        self, what: str, work: Callable[[], Any], then: Callable[[Any], None] | None = None, once: bool = False
+        self,
+        what: str,
+        work: Callable[[], Any],
+        then: Callable[[Any], None] | None = None,
+        once: bool = False,
+        failed: Callable[[], None] | None = None,
     ) -> None:
         """``work`` on the cluster thread; ``then(result)`` back on the reactor's; a failure is logged once
-        until that kind of work succeeds again. ``once``: skipped while the same kind is still under way (the
-        periodic work: a database that hangs must not pile up a heartbeat per tick behind it)."""
+        until that kind of work succeeds again, and ``failed()`` is called. ``once``: skipped while the same
+        kind is still under way (the periodic work: a database that hangs must not pile up a heartbeat per tick
+        behind it)."""
         if self._stopped or (once and what in self._busy):
+            if failed is not None:
+                failed()
             return
         if once:
             self._busy.add(what)
         future = self._thread.submit(work)
-        future.add_done_callback(lambda f: self.reactor.callFromThread(self._ran, what, f, then))
+        future.add_done_callback(lambda f: self.reactor.callFromThread(self._ran, what, f, then, failed))
 
-    def _ran(self, what: str, future: Future, then: Callable[[Any], None] | None) -> None:
+    def _ran(
+        self, what: str, future: Future, then: Callable[[Any], None] | None, failed: Callable[[], None] | None
+    ) -> None:
         self._busy.discard(what)
         error = future.exception()
         if error is not None:
@@ -273,13 +418,20 @@ class SharedQueue:
                 log.error("cluster: %s failing: %s", what, error)
             self._failing[what] = str(error)
             if what == "claim":
-                self._claiming = False
+                self._claim_ended()
+            if failed is not None:
+                failed()
             return
         if what in self._failing:
             del self._failing[what]
             self._recovered_at = time.monotonic()
             log.warning("cluster: %s works again", what)
             self.runner.retry_now()  # the database is back (perhaps a promoted standby): so is the store
+            # a heartbeat and this gateway's leases at once, not at their next ticks: the other gateways take over
+            # what looks dead or lapsed once their own grace after the outage is over
+            if not self._stopped:
+                self._heartbeat()
+                self._renew()
         if then is not None and not self._stopped:
             then(future.result())
 
@@ -334,6 +486,8 @@ class SharedQueue:
         self._run("lease renewal", lambda: self.link.renew(held), once=True)
 
     def _poll(self) -> None:
+        if self._registered:
+            self._unregister_ended()  # an ended job's unique is free again within a poll, not a renewal
         if time.monotonic() - self._recovered_at < self.takeover_grace:
             self.claim()  # just back from an outage: no takeover yet (see _recovered_at)
         else:
@@ -389,17 +543,18 @@ class SharedQueue:
             self._more = True
             return
         self._claiming = True
+        self._claim_functions = set(functions)
         self._claim_again = False
         now = int(time.time())
         self._run("claim", lambda: (room, self.link.claim(functions, room, now)), self._claimed)
 
     def _claimed(self, result: tuple[int, tuple[list[tuple[StoredJob, int]], list[Watcher]]]) -> None:
-        self._claiming = False
         room, (rows, watchers) = result
         for row, reply_to in rows:
             if reply_to:
                 self._run_relayed(row, reply_to)
         self._adopt([row for row, reply_to in rows if not reply_to])
+        self._claim_ended()  # the commits it held become runnable behind its rows
         if watchers:
             self._watch(watchers)
         self._more = len(rows) >= room
@@ -425,7 +580,10 @@ class SharedQueue:
         assert self.scheduler is not None
         self._relaying[row.job_id] = None
         back = RelayBack(self._emit, reply_to, row.handle, row.job_id)
-        self._submit_for_peer(back, row.function, row.data, row.unique, row.priority)
+        # a relay row of this server's own (its worker connected after the relay took the job): without its
+        # unique, which would join the very job its relay stands for here and wait for itself for ever
+        unique = b"" if reply_to == self.server else row.unique
+        self._submit_for_peer(back, row.function, row.data, unique, row.priority)
 
     def _submit_for_peer(self, back: RelayBack, function: bytes, data: bytes, unique: bytes, priority: int) -> None:
         """A foreground submit here for a client of another server (a relayed job, a watcher). Its unique is held
@@ -481,13 +639,20 @@ class SharedQueue:
 
     def _orphaned(self, handles: list[bytes]) -> None:
         """Jobs of this server's clients whose watched job ended before its holder read their watchers: relayed
-        again (they run as new jobs)."""
+        again, or registered again when a worker here can run them (they run as new jobs)."""
         assert self.relay is not None
         jobs = [self.relay.running[handle] for handle in handles if handle in self.relay.running]
         self._watched.difference_update(handles)
         if jobs:
-            log.info("cluster: %d watched jobs ended unseen; relayed again", len(jobs))
-            self._relay_out(jobs)
+            log.info("cluster: %d watched jobs ended unseen; relayed or registered again", len(jobs))
+            relayed = []
+            for job in jobs:
+                if job.unique not in (b"", b"-") and self._own_workers(job.function.name):
+                    self._queue_registration(job)  # run here once registered (a relay row would come back here)
+                else:
+                    relayed.append(job)
+            if relayed:
+                self._relay_out(relayed)
 
     # -- admin
 

@@ -237,8 +237,8 @@ class Scheduler:
             if background:
                 if self.observer is not None:
                     self._attach(job, self.observer)
-            elif self.store is not None and self.store.shares_uniques:
-                self.store.share_unique(job)  # shared mode: other gateways' clients may join it
+            elif self.store is not None and self.store.shares_uniques and self.store.share_unique(job):
+                return self._registering(job, listener)  # shared mode: its unique is the cluster's first
         fn.total += 1
         fn.submitted += 1
         if background and self.store is not None:
@@ -326,6 +326,61 @@ class Scheduler:
             self._store_remove(job, force=True)
         for listener in acks:
             listener.job_created(job)
+
+    # ------------------------------------------------------------------ shared mode: foreground uniques
+
+    def _registering(self, job: Job, listener: JobListener | None) -> Job:
+        """A foreground job whose unique a shared store registers across gateways before it may run here
+        (``share_unique`` said so): acknowledged now, PENDING in its place (grabs wait for it as for a
+        background job's commit) until ``registered`` or ``run_elsewhere``."""
+        fn = job.function
+        fn.total += 1
+        fn.submitted += 1
+        job.state = _PENDING
+        self._place_pending(job)
+        if listener is not None:
+            self._attach(job, listener)
+            listener.job_created(job)
+        return job
+
+    def registered(self, job: Job) -> None:
+        """The job's unique is registered for this gateway: it runs here. A PENDING job becomes runnable
+        (dropped if its clients left meanwhile); one that stood on another worker for a job elsewhere that
+        ended unseen (``run_elsewhere``) leaves it for the head of its queue."""
+        if job.state is _PENDING:
+            if not job.listeners and not job.background:
+                self._unqueue(job)
+                self._finished(job, DROPPED)
+                self._free(job)
+                return
+            self._runnable_now(job)
+        elif job.state is _RUNNING and job.worker is not None:
+            self._release(job)
+            self._enqueue(job, front=True)
+
+    def run_elsewhere(self, job: Job, worker: Worker) -> bool:
+        """The job's unique is held by a live job elsewhere in the cluster: this PENDING job runs nowhere
+        here; it stands on ``worker`` (the shared store's relay), whose results are the other job's events.
+        False: the job is no longer PENDING (it ended meanwhile)."""
+        if job.state is not _PENDING:
+            return False
+        self._unqueue(job)
+        job.state = _RUNNING
+        job.worker = worker
+        if worker.jobs is NO_JOBS:
+            worker.jobs = {}
+        worker.jobs[job.handle] = job
+        job.function.running += 1
+        self.running_jobs += 1
+        for listener in job.listeners:
+            listener.job_started(job)
+        return True
+
+    def status_elsewhere(self, handle: bytes, answer: Callable[[bool, bool], None]) -> bool:
+        """GET_STATUS of a job this scheduler does not hold: a shared store that handed it to the cluster
+        reads it (True: ``answer(known, running)`` comes later, never within this call); False: unknown."""
+        ask = getattr(self.store, "status_elsewhere", None) if self.store is not None else None
+        return ask is not None and ask(handle, answer)
 
     def _store_remove(self, job: Job, force: bool = False) -> None:
         if self.store is not None and (job.stored or force):

@@ -66,6 +66,9 @@ class SharedRow(StoredJob):
 
     local: bool = False
     registers: bool = False
+    #: A foreground job whose unique is registered became background: its registration row (``job_id``) becomes
+    #: its background row (inserted as one if the registration is gone).
+    promotes: bool = False
 
 
 class Ahead(Exception):
@@ -267,11 +270,15 @@ class SharedPostgresStore(PostgresStore):
         outcomes: dict[int, Exception] = {}
         with self._transaction(f"batch of {len(adds)} adds and {len(removes)} removes") as cur:
             if adds:
-                inserted = self._insert_shared(cur, adds)
+                promoted = self._promote(cur, [row for row in adds if getattr(row, "promotes", False)])
+                inserted = self._insert_shared(cur, [row for row in adds if row.job_id not in promoted]) | promoted
                 owned = [
                     row
                     for row in adds
-                    if row.job_id in inserted and getattr(row, "local", False) and not getattr(row, "registers", False)
+                    if row.job_id in inserted
+                    and getattr(row, "local", False)
+                    and not getattr(row, "registers", False)
+                    and row.job_id not in promoted
                 ]
                 ahead, given_back = self._claim_ahead(cur, owned) if owned else ([], set())
                 announce = set()
@@ -289,6 +296,20 @@ class SharedPostgresStore(PostgresStore):
                 self._each_chunk(cur, self._set_dead(), (True, reason), [job_id])
             self._each_chunk(cur, self._set_dead(), (False, ""), revives)
         return outcomes
+
+    def _promote(self, cur: Any, rows: list[StoredJob]) -> set[int]:
+        """Registration rows of this server's that become background rows (``SharedRow.promotes``): the ids of
+        those still there (the others are inserted)."""
+        done: set[int] = set()
+        for row in rows:
+            cur.execute(
+                f"UPDATE {self.table} SET reply_to = NULL, data = %s, priority = %s, when_to_run = %s "
+                "WHERE job_id = %s AND owner = %s AND NOT dead RETURNING job_id",
+                (row.data, row.priority, row.when, row.job_id, self.server),
+            )
+            if cur.fetchone() is not None:
+                done.add(row.job_id)
+        return done
 
     def _claim_ahead(self, cur: Any, owned: list[StoredJob]) -> tuple[list[StoredJob], set[int]]:
         """FIFO across servers: before this server runs its new jobs, it claims the older unowned background jobs
@@ -468,6 +489,63 @@ class ClusterLink:
             (self.store.server, row.handle, found[0]),
         )
         return int(found[1] or 0)
+
+    def register(self, rows: list[StoredJob]) -> list[int | None]:
+        """The uniques of foreground jobs that this server's workers are to run: each row is inserted as this
+        server's (a relay row for itself; it replaces a registration of its own left by an ended job), or, when a
+        live row of the cluster holds the unique, the job watches that row (``_watch``) and its holder is told.
+        Per row: None (registered) or the holder's number (0: nobody holds it yet)."""
+        t, me = self.tables.jobs, self.store.server
+
+        def work(cur: Any) -> list[int | None]:
+            outcomes: list[int | None] = []
+            owners: set[int] = set()
+            for row in rows:
+                outcome: int | None = None
+                for _ in range(3):  # the holder may finish meanwhile: then the insert goes in
+                    cur.execute(
+                        f"INSERT INTO {t} (job_id, handle, unique_key, function_name, priority, data, when_to_run, "
+                        "owner, reply_to, lease_until) VALUES (%s, %s, %s, %s, %s, %s, 0, %s, %s, "
+                        "now() + %s * interval '1 second') ON CONFLICT (function_name, unique_key) "
+                        "WHERE unique_key <> '' AND unique_key <> '-' AND NOT dead DO UPDATE SET job_id = "
+                        "EXCLUDED.job_id, handle = EXCLUDED.handle, data = EXCLUDED.data, priority = "
+                        f"EXCLUDED.priority, lease_until = EXCLUDED.lease_until WHERE {t}.owner = %s AND "
+                        f"{t}.reply_to = %s RETURNING job_id",
+                        (row.job_id, row.handle, row.unique, row.function, row.priority, row.data, me, me)
+                        + (self.store.lease, me, me),
+                    )
+                    if cur.fetchone() is not None:
+                        break
+                    outcome = self._watch(cur, row)
+                    if outcome is not None:
+                        if outcome:  # this server itself when its claim of the row is under way
+                            owners.add(outcome)
+                        break
+                outcomes.append(outcome)
+            for owner in sorted(owners):
+                cur.execute("SELECT pg_notify(%s, 'w')", (self.tables.server_channel(owner),))
+            return outcomes
+
+        return self._cursor_work("registration", work)
+
+    def job_state(self, job_id: int, function: bytes, unique: bytes) -> bool | None:
+        """A live row's state, by its id (or, ``job_id`` 0, by its function and unique): None when there is none,
+        else whether a server holds it."""
+        t = self.tables.jobs
+
+        def work(cur: Any) -> bool | None:
+            if job_id:
+                cur.execute(f"SELECT owner IS NOT NULL FROM {t} WHERE job_id = %s AND NOT dead", (job_id,))
+            else:
+                cur.execute(
+                    f"SELECT owner IS NOT NULL FROM {t} WHERE function_name = %s AND unique_key = %s AND "
+                    "unique_key <> '' AND unique_key <> '-' AND NOT dead",
+                    (function, unique),
+                )
+            found = cur.fetchone()
+            return None if found is None else bool(found[0])
+
+        return self._cursor_work("job status", work)
 
     def watchers(self) -> list[Watcher]:
         """Clients of other servers watching jobs this server holds. They stay in the table until their job's final

@@ -447,10 +447,20 @@ class BinarySession(BatchedOutput, JobListener):
             return
         job = self.scheduler.job_snapshot(handle)
         if job is None:
+            slot = _Slot()
+            if self.scheduler.status_elsewhere(
+                handle, lambda known, running: self._status_later(slot, handle, known, running)
+            ):
+                self._keep_place(slot)  # a job handed to the cluster: its row says (shared mode)
+                return
             self.send(encode(Packet.STATUS_RES, handle, b"0", b"0", b"0", b"0"))
             return
         numbers = b"%d" % job.running, b"%d" % job.numerator, b"%d" % job.denominator
         self.send(encode(Packet.STATUS_RES, handle, b"1", *numbers))
+
+    def _status_later(self, slot: _Slot, handle: bytes, known: bool, running: bool) -> None:
+        """GET_STATUS of a job another gateway holds: known and running (held there), no progress figures."""
+        self._fill(slot, [encode(Packet.STATUS_RES, handle, b"%d" % known, b"%d" % running, b"0", b"0")])
 
     def _get_status_unique(self, args: list[bytes]) -> None:
         unique = args[0]
@@ -684,10 +694,14 @@ class GuardedSession(BinarySession):
         self.scheduler.cant_do(self._worker(), self.grant.inside(args[0]))
 
     def _get_status(self, args: list[bytes]) -> None:
-        if self._own_handle(args[0]):
+        handle = args[0]
+        if len(handle) <= MAX_HANDLE_SIZE and self.scheduler.job_snapshot(handle) is None:
+            # a job handed to the cluster is not asked after (its function, hence its tenant, is not known here)
+            self.send(encode(Packet.STATUS_RES, handle, b"0", b"0", b"0", b"0"))
+        elif self._own_handle(handle):
             BinarySession._get_status(self, args)
         else:  # another tenant's job: as unknown
-            self.send(encode(Packet.STATUS_RES, args[0], b"0", b"0", b"0", b"0"))
+            self.send(encode(Packet.STATUS_RES, handle, b"0", b"0", b"0", b"0"))
 
     def _get_status_unique(self, args: list[bytes]) -> None:
         job = self.scheduler.job_snapshot_by_unique(args[0])

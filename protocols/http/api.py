@@ -27,7 +27,7 @@ from gearman_gateway import latency
 from gearman_gateway.scheduler import OUTCOMES, PRIORITY_NAMES
 from gearman_gateway.security import Denied, Grant
 from protocols.http import dashboard, mapping, metrics
-from protocols.http.mapping import Answer, ApiRequest
+from protocols.http.mapping import Answer, ApiRequest, Later
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -66,6 +66,12 @@ def forbidden(text: str) -> Answer:
     return json_answer({"error": text}, HTTPStatus.FORBIDDEN)
 
 
+def _elsewhere(handle: bytes, known: bool, running: bool) -> Answer:
+    if not known:
+        return json_answer({"handle": _text(handle), "known": False}, HTTPStatus.NOT_FOUND)
+    return json_answer({"handle": _text(handle), "known": True, "running": running, "elsewhere": True})
+
+
 def json_answer(data: Any, status: int = HTTPStatus.OK) -> Answer:
     body = json.dumps(data, separators=(",", ":")).encode()
     return Answer(status, [(b"Content-Type", JSON), _NO_STORE], body)
@@ -93,7 +99,7 @@ class HttpApi:
         headers: Iterable[tuple[bytes, bytes]],
         peer: str = "?",
         identity: Grant | None = None,
-    ) -> Answer:
+    ) -> Answer | Later:
         """``identity``: the connection's (a TLS client certificate's), unless the request has a token."""
         if method not in mapping.API_METHODS:
             return mapping.error(HTTPStatus.METHOD_NOT_ALLOWED, "", [(b"Allow", mapping.ALLOW_API)])
@@ -236,10 +242,18 @@ class HttpApi:
             }
         )
 
-    def _job(self, handle: bytes) -> Answer:
-        """GET_STATUS as JSON. Unknown means finished or never existed, as in the binary protocol."""
-        job = self.context.scheduler.job_snapshot(handle)
+    def _job(self, handle: bytes) -> Answer | Later:
+        """GET_STATUS as JSON. Unknown means finished or never existed, as in the binary protocol. A job this
+        gateway handed to the cluster (shared mode) is answered later, from its row: known and running (held
+        by a gateway), with no more detail."""
+        scheduler = self.context.scheduler
+        job = scheduler.job_snapshot(handle)
         if job is None:
+            later = Later()
+            if scheduler.status_elsewhere(
+                handle, lambda known, running: later.resolve(_elsewhere(handle, known, running))
+            ):
+                return later
             return json_answer({"handle": _text(handle), "known": False}, HTTPStatus.NOT_FOUND)
         return json_answer(
             {

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from http import HTTPStatus
@@ -72,6 +72,29 @@ class Answer:
     status: int
     headers: Headers = field(default_factory=list)
     body: bytes = b""
+
+
+class Later:
+    """A response that comes later (a job another gateway holds: its state is read from the shared table): the
+    session hands ``then`` its ``respond``, which is called once with the Answer."""
+
+    __slots__ = ("answer", "respond")
+
+    def __init__(self) -> None:
+        self.answer: Answer | None = None
+        self.respond: Callable[[Answer], None] | None = None
+
+    def resolve(self, answer: Answer) -> None:
+        if self.respond is not None:
+            self.respond(answer)
+        else:
+            self.answer = answer
+
+    def then(self, respond: Callable[[Answer], None]) -> None:
+        if self.answer is not None:
+            respond(self.answer)
+        else:
+            self.respond = respond
 
 
 def _gearmand_phrase(status: HTTPStatus) -> bytes:

@@ -23,7 +23,7 @@ from gearman_gateway.security import PERMISSION_DENIED, Denied, Grant
 from protocols.deadlines import Deadlines, deadlines
 from protocols.http import mapping, plain
 from protocols.http.api import bearer_token, forbidden, unauthorized
-from protocols.http.mapping import Answer, ApiRequest, JobRequest
+from protocols.http.mapping import Answer, ApiRequest, JobRequest, Later
 
 if TYPE_CHECKING:
     from protocols import FrontendContext
@@ -202,7 +202,11 @@ class HttpSession:
         if type(routed) is JobRequest:
             self._submit(routed, body)
         elif type(routed) is ApiRequest:
-            self.respond(self.api.handle(self._method, routed, self._headers, self.peer, self.identity))
+            answer = self.api.handle(self._method, routed, self._headers, self.peer, self.identity)
+            if type(answer) is Later:
+                answer.then(self._respond_later)
+            else:
+                self.respond(answer)
         else:
             assert type(routed) is Answer
             self.respond(routed)
@@ -301,6 +305,10 @@ class HttpSession:
         self.respond(mapping.error(HTTPStatus.GATEWAY_TIMEOUT, f"no worker took the job within {timeout:g} s", headers))
 
     # -- output
+
+    def _respond_later(self, answer: Answer) -> None:
+        if not self.closed:
+            self.respond(answer)
 
     def respond(self, answer: Answer) -> None:
         """Send a whole response and finish the exchange."""

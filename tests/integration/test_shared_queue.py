@@ -142,6 +142,22 @@ def test_older_unclaimed_jobs_run_before_new_ones_of_a_server_with_a_worker(clus
     ]
 
 
+def test_a_claim_under_way_never_queues_older_jobs_behind_a_batchs_new_ones(cluster) -> None:
+    """FIFO, the window of this gateway's own claim: an older job submitted elsewhere (its NOTIFY starts a claim
+    here) and, right after, a new one submitted where the worker is: whether the claim or the batch commits
+    first, the worker gets the older one first, round after round."""
+    a, c = cluster(2)
+    with Raw(c.port) as worker, Raw(a.port) as elsewhere, Raw(c.port) as here:
+        worker.send(Packet.CAN_DO, b"fifo")
+        wait_for(lambda: "fifo\t0\t0\t1" in c.admin("status"), 5, "the worker's CAN_DO")
+        for round_ in range(15):
+            elsewhere.send(Packet.SUBMIT_JOB_BG, b"fifo", b"", b"old-%d" % round_)
+            elsewhere.expect(Packet.JOB_CREATED, timeout=10)
+            here.send(Packet.SUBMIT_JOB_BG, b"fifo", b"", b"new-%d" % round_)
+            here.expect(Packet.JOB_CREATED, timeout=10)
+            assert grab_all(worker, 2) == [b"old-%d" % round_, b"new-%d" % round_]
+
+
 def stream(port: int, function: bytes, prefix: bytes, stop: threading.Event, acknowledged: list[bytes]) -> None:
     """Background submits one after the other until ``stop`` or until the server goes away; ``acknowledged``
     gets every payload whose JOB_CREATED came back (a job sent and not acknowledged may or may not run)."""
@@ -191,6 +207,10 @@ def test_a_server_killed_mid_stream_loses_no_acknowledged_job(cluster) -> None:
     assert streams[0].is_alive()  # still submitting
     doomed.stop(signal.SIGKILL)
     killed_at = time.monotonic()
+    before_kill = set(on_submitter)  # with the dead server's own: all acknowledged before the kill
+    # the rescuer at once: the bound below is the cluster's, not the time this test takes with its C clients
+    rescuer = RecordingWorker(survivor.port, b"slow")
+    rescuer.start()
     streams[0].join(5)
     held = list(on_doomed)  # acknowledged by the dead server: its rows, held by it
     c_before.join(20)
@@ -198,13 +218,11 @@ def test_a_server_killed_mid_stream_loses_no_acknowledged_job(cluster) -> None:
     time.sleep(0.2)  # the submitter's stream goes on a little after the kill
     stop.set()
     streams[1].join(5)
-    rescuer = RecordingWorker(survivor.port, b"slow")
-    rescuer.start()
     acknowledged = set(held) | set(on_submitter) | {p.encode() for p in c_payloads}
     wait_for(lambda: acknowledged <= set(runs([rescuer])), LEASE + DEAD_AFTER + 15, "every acknowledged job to run")
     rescuer.stop()
     slow.stop()
-    late = {data: rescuer.started_at[data] - killed_at for data in acknowledged}
+    late = {data: rescuer.started_at[data] - killed_at for data in set(held) | before_kill}
     assert max(late.values()) < LEASE + 1.0, sorted(late.items(), key=lambda item: -item[1])[:3]
     counts = runs([rescuer])
     assert set(counts.values()) == {1}  # the dead server finished none of them: each ran once

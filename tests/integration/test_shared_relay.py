@@ -9,10 +9,12 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
 
+from protocols.binary.codec import encode_request
 from protocols.binary.packets import Packet
 from tests.integration.conftest import free_port, wait_listening
 from tests.integration.rawclient import Raw
@@ -135,6 +137,8 @@ def test_peers_and_status_cluster_in_admin_and_json(gearmand, postgres_server) -
             client.expect(Packet.JOB_CREATED)
     wait_for(lambda: "waiting\t3\t0\t0" in b.admin("status cluster"), 10, "the cluster's count")
     wait_for(lambda: "seen\t0\t0\t1" in a.admin("status cluster"), 5, "b's worker, seen from a")
+    # a counts the table every STATUS_INTERVAL (2 s): the JSON below shows what admin shows
+    wait_for(lambda: "waiting\t3\t0\t0" in a.admin("status cluster"), 10, "the cluster's count, seen from a")
     peers = a.admin("peers").splitlines()
     assert len(peers) == 3 and peers[-1] == "."
     assert sum(line.endswith(" *") for line in peers) == 1
@@ -320,3 +324,127 @@ def test_a_foreground_job_run_by_a_local_worker_is_joined_from_another_gateway(g
     for worker in (busy, idle):
         worker.stop()
     assert (busy.done, idle.done) == ([b"first"], [])
+
+
+def test_a_gateway_with_its_own_worker_watches_a_unique_held_elsewhere(gearmand, postgres_server) -> None:
+    """A foreground job whose unique a job on another gateway holds is not run by its own gateway's idle worker:
+    the gateway waits for its unique's registration, finds it held, and its client watches that job."""
+    conninfo = new_database(postgres_server)
+    a, b = (gearmand(*shared_args(conninfo)) for _ in range(2))
+    busy = RecordingWorker(a.port, b"held", delay=1.5)
+    idle = RecordingWorker(b.port, b"held")
+    for worker in (busy, idle):
+        worker.start()
+        worker.ready.wait(5)
+    client_1, handle_1 = submit_foreground(a.port, b"held", b"u-held", b"first")
+    wait_for(lambda: b"first" in busy.started_at, 10, "the first job to start on a's worker")
+    client_2, handle_2 = submit_foreground(b.port, b"held", b"u-held", b"second")
+    assert result_of(client_2, handle_2) == (Packet.WORK_COMPLETE, [handle_2, b"ok"])
+    assert result_of(client_1, handle_1) == (Packet.WORK_COMPLETE, [handle_1, b"ok"])
+    time.sleep(0.3)  # a second run would show now
+    for worker in (busy, idle):
+        worker.stop()
+    assert (busy.done, idle.done) == ([b"first"], [])
+
+
+def test_clients_of_two_gateways_with_workers_at_the_same_moment_get_one_run(gearmand, postgres_server) -> None:
+    """Two clients with one unique on two gateways, each with a worker, submitted at once (within the first
+    registration's commit): whichever registers first runs it, the other client watches it."""
+    conninfo = new_database(postgres_server)
+    a, b = (gearmand(*shared_args(conninfo)) for _ in range(2))
+    on_a = RecordingWorker(a.port, b"race", delay=0.5)
+    on_b = RecordingWorker(b.port, b"race", delay=0.5)
+    for worker in (on_a, on_b):
+        worker.start()
+        worker.ready.wait(5)
+    rounds = 5
+    clients = []
+    for round_ in range(rounds):
+        unique = b"u-race-%d" % round_
+        first, second = (a, b) if round_ % 2 else (b, a)
+        raws = [Raw(server.port) for server in (first, second)]
+        for raw, data in zip(raws, (b"x-%d" % round_, b"y-%d" % round_), strict=True):
+            raw.send(Packet.SUBMIT_JOB, b"race", unique, data)
+        clients += [(raw, raw.expect(Packet.JOB_CREATED, timeout=10)[0]) for raw in raws]
+    for raw, handle in clients:
+        assert result_of(raw, handle) == (Packet.WORK_COMPLETE, [handle, b"ok"])
+    time.sleep(0.3)
+    for worker in (on_a, on_b):
+        worker.stop()
+    ran = sorted(on_a.done + on_b.done)
+    assert len(ran) == rounds, ran
+    assert {data.split(b"-")[1] for data in ran} == {b"%d" % round_ for round_ in range(rounds)}
+
+
+def status_of(port: int, handle: bytes) -> list[bytes]:
+    with Raw(port) as client:
+        client.send(Packet.GET_STATUS, handle)
+        return client.expect(Packet.STATUS_RES, timeout=10)
+
+
+def test_get_status_of_a_job_handed_to_the_cluster(gearmand, postgres_server) -> None:
+    """GET_STATUS and /jobs/<handle> on the gateway a background job was submitted to, while another gateway's
+    worker holds it: known and running, read from the table; unknown once it is done."""
+    conninfo = new_database(postgres_server)
+    http_port = free_port()
+    a = gearmand(*shared_args(conninfo), "-r", "http", "--http-port", str(http_port))
+    wait_listening(http_port, a.proc)
+    b = gearmand(*shared_args(conninfo))
+    (handle,) = submit_background(a.port, b"far-status", [b"s"])  # nobody can do it: handed to the cluster
+    assert status_of(a.port, handle) == [handle, b"1", b"0", b"0", b"0"]
+    url = f"http://127.0.0.1:{http_port}/_gearman/jobs/{handle.decode()}"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body = json.load(response)
+    assert (body["known"], body["running"]) == (True, False)
+    worker = RecordingWorker(b.port, b"far-status", delay=1.5)
+    worker.start()
+    wait_for(lambda: b"s" in worker.started_at, 10, "b's worker to take the job")
+    assert status_of(a.port, handle) == [handle, b"1", b"1", b"0", b"0"]
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body = json.load(response)
+    assert (body["known"], body["running"]) == (True, True)
+    wait_for(lambda: worker.done == [b"s"], 10, "the job to finish")
+    wait_for(lambda: status_of(a.port, handle)[1] == b"0", 5, "its row to go")
+    worker.stop()
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(url, timeout=5)
+    assert error.value.code == 404
+
+
+@pytest.mark.parametrize("when", ["registered", "registering"])
+def test_a_registered_foreground_job_promoted_to_background_keeps_one_row(gearmand, postgres_server, when) -> None:
+    """A background submit with the unique of a foreground job run here (registered, or its registration under
+    way): the registration row becomes the job's background row (no second row that another gateway could run),
+    the job runs once, and its row goes when it is done."""
+    import psycopg
+
+    conninfo = new_database(postgres_server)
+    a = gearmand(*shared_args(conninfo))
+    worker = RecordingWorker(a.port, b"promo", delay=1.0)
+    worker.start()
+    worker.ready.wait(5)
+    rows = "SELECT handle, reply_to FROM gearman_gateway_shared WHERE unique_key = 'u-promo'"
+    with psycopg.connect(conninfo, autocommit=True) as conn, Raw(a.port) as client, Raw(a.port) as other:
+        # registering: both submits in one read of one connection, so in one reactor turn: the registration is
+        # written at the end of that turn, after the promotion came
+        fg_submit = encode_request(Packet.SUBMIT_JOB, b"promo", b"u-promo", b"fg")
+        bg_submit = encode_request(Packet.SUBMIT_JOB_BG, b"promo", b"u-promo", b"bg")
+        if when == "registering":
+            bg = client
+            client.send_raw(fg_submit + bg_submit)
+        else:
+            bg = other
+            client.send_raw(fg_submit)
+            handle = client.expect(Packet.JOB_CREATED, timeout=10)[0]
+            wait_for(lambda: b"fg" in worker.started_at, 10, "the job to start")
+            bg.send_raw(bg_submit)
+        if when == "registering":
+            handle = client.expect(Packet.JOB_CREATED, timeout=10)[0]
+        assert bg.expect(Packet.JOB_CREATED, timeout=10) == [handle]
+        found = conn.execute(rows).fetchall()
+        assert [(bytes(h), r) for h, r in found] == [(handle, None)]  # one row, a background one
+        assert client.recv(10) == (Packet.WORK_COMPLETE, [handle, b"ok"])
+        wait_for(lambda: conn.execute(rows).fetchall() == [], 10, "the done job's row to go")
+    time.sleep(0.3)
+    worker.stop()
+    assert worker.done == [b"fg"]

@@ -145,3 +145,98 @@ def test_a_held_grab_that_claimed_a_pending_job_takes_a_job_adopted_ahead(clock)
     sched.work_complete(worker, answers[0].handle, b"")
     store.commit()
     assert sched.grab(worker).data == b"new"
+
+
+class RegisteringStore(FakeStore):
+    """Shared mode's coalescing of foreground uniques: every foreground job with a unique waits for
+    ``registered`` or ``run_elsewhere`` (``share_unique`` answers True)."""
+
+    shares_uniques = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sharing: list = []
+
+    def share_unique(self, job) -> bool:
+        self.sharing.append(job)
+        return True
+
+
+def test_a_foreground_job_with_a_unique_runs_only_once_registered(clock) -> None:
+    store = RegisteringStore()
+    sched = Scheduler(clock, handle_prefix=b"H:s", store=store)
+    worker, _ = new_worker(sched, b"f")
+    client = Listener()
+    job = sched.submit(b"f", b"x", unique=b"u", listener=client)
+    assert store.sharing == [job] and job.state == JobState.PENDING
+    assert client.events == [("created", job.handle)]  # acknowledged at once, as any foreground job
+    assert sched.grab(worker) is None  # not before its registration
+    joined = Listener()
+    assert sched.submit(b"f", b"x", unique=b"u", listener=joined) is job  # coalesced here meanwhile
+    sched.registered(job)
+    assert sched.grab(worker) is job
+    sched.work_complete(worker, job.handle, b"done")
+    assert client.events[-1] == joined.events[-1] == ("complete", job.handle, b"done")
+    assert_clean(sched)
+
+
+def test_a_held_grab_gets_the_job_at_its_registration(clock) -> None:
+    store = RegisteringStore()
+    sched = Scheduler(clock, handle_prefix=b"H:s", store=store, turn_end=lambda callback: None)
+    worker, _ = new_worker(sched, b"f")
+    answers: list = []
+    worker.waker.grabbed = answers.append
+    job = sched.submit(b"f", b"x", unique=b"u", listener=Listener())
+    assert sched.grab(worker, hold=True) is not None and worker.holding is job  # HELD: it claims the job
+    sched.registered(job)
+    assert answers == [job]
+    sched.work_complete(worker, job.handle, b"")
+    assert_clean(sched)
+
+
+def test_a_job_whose_unique_is_held_elsewhere_stands_on_the_relay_and_gets_its_results(clock) -> None:
+    store = RegisteringStore()
+    sched = Scheduler(clock, handle_prefix=b"H:s", store=store, turn_end=lambda callback: None)
+    local, _ = new_worker(sched, b"f")
+    answers: list = []
+    local.waker.grabbed = answers.append
+    relay, _ = new_worker(sched)
+    client = Listener()
+    job = sched.submit(b"f", b"x", unique=b"u", listener=client)
+    sched.grab(local, hold=True)  # claims the PENDING job
+    assert sched.run_elsewhere(job, relay)
+    assert answers == [] and local.holding is True  # the held grab waits for another job
+    assert job.state == JobState.RUNNING and client.runs == [("started", job.handle)]
+    sched.work_data(relay, job.handle, b"part")
+    sched.work_complete(relay, job.handle, b"from afar")
+    assert client.events[1:] == [("data", job.handle, b"part"), ("complete", job.handle, b"from afar")]
+    assert not sched.run_elsewhere(job, relay)  # done: nothing more
+    sched.end_hold(local)
+    assert_clean(sched)
+
+
+def test_a_watching_job_whose_holder_ended_unseen_comes_back_to_run_here(clock) -> None:
+    store = RegisteringStore()
+    sched = Scheduler(clock, handle_prefix=b"H:s", store=store)
+    local, _ = new_worker(sched, b"f")
+    relay, _ = new_worker(sched)
+    client = Listener()
+    job = sched.submit(b"f", b"x", unique=b"u", listener=client)
+    sched.run_elsewhere(job, relay)
+    sched.registered(job)  # registered at last: it runs here
+    assert relay.jobs == {} and sched.grab(local) is job
+    sched.work_complete(local, job.handle, b"here")
+    assert client.events[-1] == ("complete", job.handle, b"here")
+    assert_clean(sched)
+
+
+def test_a_job_whose_clients_left_before_its_registration_is_dropped(clock) -> None:
+    store = RegisteringStore()
+    sched = Scheduler(clock, handle_prefix=b"H:s", store=store)
+    worker, _ = new_worker(sched, b"f")
+    client = Listener()
+    job = sched.submit(b"f", b"x", unique=b"u", listener=client)
+    sched.detach(client)
+    sched.registered(job)
+    assert job.state == JobState.DONE and sched.grab(worker) is None
+    assert_clean(sched)
