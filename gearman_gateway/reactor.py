@@ -28,6 +28,7 @@ from __future__ import annotations
 import _socket
 import errno
 import logging
+import os
 import select
 import socket
 import struct
@@ -39,6 +40,8 @@ from typing import Any
 from twisted.internet import address, main, tcp
 from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.posixbase import _NO_FILEDESC
+
+from gearman_gateway import accel
 
 _READABLE = select.EPOLLIN
 _WOULD_BLOCK = (errno.EAGAIN, errno.EWOULDBLOCK)
@@ -124,7 +127,8 @@ class _Server(tcp.Server):
         _set = object.__setattr__
         _set(self, "reactor", reactor)
         _set(self, "socket", sock)
-        sock.setblocking(False)
+        if sock.timeout != 0.0:  # the accept thread's sockets are non-blocking already (accept4)
+            sock.setblocking(False)
         _set(self, "_fd", sock.fileno())
         _set(self, "protocol", protocol)
         if len(client) != 2:
@@ -290,6 +294,9 @@ class _ListeningSocket(socket.socket):
 #: Connections one readable listening socket yields per reactor turn at most: the whole accept queue in the
 #: usual case (a flood leaves the rest for the next turn, after the established connections' events).
 ACCEPTS_PER_TURN = 256
+#: Accepted sockets the accept thread keeps for the reactor at most (beyond, the kernel's queue waits).
+ACCEPT_RING = 16384
+_NONBLOCKING = getattr(socket, "SOCK_NONBLOCK", 0)
 
 
 class _Port(tcp.Port):
@@ -305,6 +312,62 @@ class _Port(tcp.Port):
     an accept, a read and a close (``_set_up``)."""
 
     transport = _Server
+    #: the accept thread (``gearman_gateway._acceptor``), when it runs for this port
+    acceptor: Any = None
+    accept_failures = 0
+
+    def startListening(self) -> None:  # noqa: N802
+        super().startListening()
+        self._start_acceptor()
+
+    def _start_acceptor(self) -> None:
+        """Accept on a C thread from now on, where it is built and the factory builds frontend connections (not
+        a TLS port's wrapper, not ``GEARMAN_GATEWAY_PURE_PYTHON``): the reactor then watches the thread's
+        eventfd instead of the listening socket (``fileno``), and ``doRead`` takes what the thread accepted.
+        Bursts of connects no longer wait for the reactor's thread to get a CPU while the kernel's accept
+        queue overflows (docs/architecture.md, "Accepting")."""
+        module = accel.acceptor
+        if module is None or getattr(self.factory, "build_connection", None) is None:
+            return
+        self.stopReading()
+        try:
+            acceptor = module.Acceptor(self.socket.fileno(), ACCEPT_RING)
+        except OSError as error:  # no thread or eventfd to be had: accept on the reactor's thread
+            log.warning("no accept thread for %r (%s): accepting in the reactor", self, error)
+        else:
+            self.acceptor = acceptor
+            self.fileno = acceptor.fileno  # type: ignore[method-assign]
+            family, kind, proto = self.accepted_kind
+            self.accepted_kind = (family, kind | _NONBLOCKING, proto)  # accept4 made them non-blocking
+        self.startReading()
+
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802
+        acceptor = self.acceptor
+        if acceptor is None:
+            super().connectionLost(reason)
+            return
+        acceptor.stop()  # before the listening socket closes under the thread's poll
+        try:
+            super().connectionLost(reason)
+        finally:
+            self.acceptor = None
+            acceptor.close()
+
+    def _take(self, acceptor: Any) -> None:
+        """What the accept thread queued, at most ``ACCEPTS_PER_TURN`` per turn (the rest stay signalled)."""
+        build = self.factory.build_connection
+        set_up = self._set_up
+        for fd, client in acceptor.take(ACCEPTS_PER_TURN):
+            set_up(build, fd, client)
+        failures = acceptor.failures
+        if failures != self.accept_failures:
+            self.accept_failures = failures
+            log.warning(
+                "accepting on %r: %s (%d times so far); the accept thread backs off and retries",
+                self,
+                os.strerror(acceptor.last_error),
+                failures,
+            )
 
     def createInternetSocket(self) -> socket.socket:  # noqa: N802
         listening = super().createInternetSocket()
@@ -319,6 +382,9 @@ class _Port(tcp.Port):
         return listening
 
     def doRead(self) -> None:  # noqa: N802
+        acceptor = self.acceptor
+        if acceptor is not None:
+            return self._take(acceptor)
         build = getattr(self.factory, "build_connection", None)
         if build is None:
             return super().doRead()
