@@ -4,16 +4,22 @@
    accept queue fills in milliseconds. The reactor's one thread, runnable but waiting for a CPU behind the
    load generator, empties it too late: overflowing connects lose their SYN and are retried a second
    later (issue 15: 0.11x gearmand's connect/close cycles with `-b 1024`). gearmand's accept thread is
-   never far from the socket. Here a thread of our own, without the GIL, poll()s the listening socket and
+   never far from the socket. Here a thread of our own, without the GIL, waits on the listening socket and
    accept()s until EAGAIN into a ring of descriptors and tells the reactor through an eventfd, once per
-   batch (not per connection, and not while the reactor has not yet drained the last signal). The reactor
-   drains the ring and builds the connections as before (admission, limits, first read: all in Python).
+   batch (not per connection, and not while the reactor has not yet taken the last signal). The reactor
+   takes the ring's sockets and builds the connections as before (admission, limits, first read: Python).
 
-   The thread sleeps in poll() when nothing comes (no idle CPU). EMFILE, ENFILE, ENOBUFS, ENOMEM: it backs
-   off (10 ms, doubling to 1 s) and retries; the queued connects wait in the kernel meanwhile. A full ring
-   (the reactor far behind): it waits for the reactor to drain, told through a second eventfd. On Linux
-   6.12 and newer the thread asks for a short time slice (sched_setattr's sched_runtime for SCHED_OTHER),
-   so a wake-up runs it soon; older kernels ignore the field for that policy, and failure is ignored. */
+   Both wait on the listening socket with EPOLLEXCLUSIVE, the reactor's epoll registered first: a connect
+   wakes the reactor when it sleeps in epoll_wait (it accepts itself, no thread hop: what a lone HTTP
+   request on a new connection wants) and wakes this thread only when the reactor is busy or waits for a
+   CPU (what a burst needs). The reactor registers before the Acceptor is made (reactor.py).
+
+   The thread sleeps in epoll_wait when nothing comes (no idle CPU). EMFILE, ENFILE, ENOBUFS, ENOMEM: it
+   backs off (10 ms, doubling to 1 s) and retries; the queued connects wait in the kernel meanwhile. A
+   full ring (the reactor far behind): it waits for the reactor to take some, told through a second
+   eventfd. On Linux 6.12 and newer the thread asks for a short time slice (sched_setattr's sched_runtime
+   for SCHED_OTHER, its nice value kept), so that a wake-up runs it soon; older kernels ignore the field
+   for that policy, and a failure is ignored. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -21,6 +27,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -45,6 +52,7 @@ typedef struct {
     int listen_fd;
     int ready_fd;   /* eventfd: the reactor watches it; written when the ring gets entries */
     int control_fd; /* eventfd: wakes the thread (stop, or room in the ring) */
+    int epoll_fd;   /* the thread's: the listening socket (exclusive) and control_fd */
     Entry *ring;
     size_t capacity; /* a power of two */
     _Atomic size_t head; /* the thread's: next slot to fill */
@@ -56,6 +64,7 @@ typedef struct {
     atomic_ullong failures; /* accepts that failed on a resource limit (EMFILE...) */
     atomic_int last_error;
     long slice_ns;
+    int exclusive;
     int started;
     int joined;
     pthread_t thread;
@@ -133,24 +142,26 @@ accept_loop(void *arg)
 {
     Acceptor *self = arg;
     int backoff = 0; /* ms before the next try after a resource failure */
+    pthread_setname_np(pthread_self(), "gg-accept"); /* in top -H, ps -L and /proc/PID/task/TID/comm */
     ask_short_slice(self->slice_ns);
     while (!atomic_load(&self->stopping)) {
         if (backoff) {
             wait_control(self, backoff);
         }
         else {
-            struct pollfd watched[2] = {{self->listen_fd, POLLIN, 0}, {self->control_fd, POLLIN, 0}};
-            int ready = poll(watched, 2, -1);
+            struct epoll_event events[2];
+            int ready = epoll_wait(self->epoll_fd, events, 2, -1), listening = 0;
             if (ready < 0) {
                 if (errno == EINTR)
                     continue;
                 break;
             }
-            if (watched[1].revents)
-                clear(self->control_fd);
-            if (watched[0].revents & (POLLERR | POLLNVAL))
-                break;
-            if (!(watched[0].revents & POLLIN))
+            for (int i = 0; i < ready; i++) {
+                if (events[i].data.fd == self->control_fd)
+                    clear(self->control_fd); /* stop, room, or wake(): try the socket too (EAGAIN at worst) */
+                listening = 1;
+            }
+            if (!listening)
                 continue;
         }
         unsigned batch = 0;
@@ -182,6 +193,8 @@ accept_loop(void *arg)
                 atomic_store(&self->last_error, error);
                 if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
                     atomic_fetch_add(&self->failures, 1);
+                    if (!backoff)
+                        tell_reactor(self); /* the first of a streak: the reactor logs it (take() finds 0) */
                     backoff = backoff ? (backoff >= 500 ? 1000 : backoff * 2) : 10;
                     failed = 1;
                     break;
@@ -250,15 +263,15 @@ stop_thread(Acceptor *self)
 static int
 Acceptor_init(Acceptor *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"listen_fd", "capacity", "slice_ns", NULL};
-    int listen_fd;
+    static char *kwlist[] = {"listen_fd", "capacity", "slice_ns", "exclusive", NULL};
+    int listen_fd, exclusive = 1;
     Py_ssize_t capacity = 16384;
     long slice_ns = 100000;
     if (self->ring != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Acceptor already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|nl", kwlist, &listen_fd, &capacity, &slice_ns))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|nlp", kwlist, &listen_fd, &capacity, &slice_ns, &exclusive))
         return -1;
     if (capacity <= 0 || (capacity & (capacity - 1)) != 0) {
         PyErr_SetString(PyExc_ValueError, "capacity must be a power of two");
@@ -266,15 +279,22 @@ Acceptor_init(Acceptor *self, PyObject *args, PyObject *kwds)
     }
     self->listen_fd = listen_fd;
     self->slice_ns = slice_ns;
+    self->exclusive = exclusive;
     self->capacity = (size_t)capacity;
     self->ready_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     self->control_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    self->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     self->ring = PyMem_RawCalloc((size_t)capacity, sizeof(Entry));
-    if (self->ready_fd < 0 || self->control_fd < 0 || self->ring == NULL) {
-        if (self->ring == NULL)
-            PyErr_NoMemory();
-        else
-            PyErr_SetFromErrno(PyExc_OSError);
+    if (self->ring == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    struct epoll_event listening = {EPOLLIN | (exclusive ? EPOLLEXCLUSIVE : 0), {.fd = listen_fd}};
+    struct epoll_event control = {EPOLLIN, {.fd = self->control_fd}};
+    if (self->ready_fd < 0 || self->control_fd < 0 || self->epoll_fd < 0 ||
+        epoll_ctl(self->epoll_fd, EPOLL_CTL_ADD, listen_fd, &listening) < 0 ||
+        epoll_ctl(self->epoll_fd, EPOLL_CTL_ADD, self->control_fd, &control) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
     int error = pthread_create(&self->thread, NULL, accept_loop, self);
@@ -288,11 +308,11 @@ Acceptor_init(Acceptor *self, PyObject *args, PyObject *kwds)
 }
 
 static PyObject *
-Acceptor_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+Acceptor_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwds))
 {
     Acceptor *self = (Acceptor *)type->tp_alloc(type, 0);
     if (self != NULL) {
-        self->ready_fd = self->control_fd = self->listen_fd = -1;
+        self->ready_fd = self->control_fd = self->epoll_fd = self->listen_fd = -1;
     }
     return (PyObject *)self;
 }
@@ -342,6 +362,32 @@ Acceptor_take(Acceptor *self, PyObject *arg)
     return taken;
 }
 
+/* Accept now: the reactor stopped watching the listening socket (it ran out of descriptors), and with
+   EPOLLEXCLUSIVE this thread may not have heard of the connects the reactor was woken for. */
+static PyObject *
+Acceptor_wake(Acceptor *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->control_fd >= 0)
+        poke(self->control_fd);
+    Py_RETURN_NONE;
+}
+
+/* Register the listening socket anew in the thread's epoll: after the reactor's registration again, so
+   that the reactor stays the one woken first (wait queues wake exclusive waiters in registration order). */
+static PyObject *
+Acceptor_rewatch(Acceptor *self, PyObject *Py_UNUSED(ignored))
+{
+    struct epoll_event listening = {EPOLLIN | (self->exclusive ? EPOLLEXCLUSIVE : 0), {.fd = self->listen_fd}};
+    if (self->epoll_fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "the acceptor is closed");
+        return NULL;
+    }
+    if (epoll_ctl(self->epoll_fd, EPOLL_CTL_DEL, self->listen_fd, NULL) < 0 ||
+        epoll_ctl(self->epoll_fd, EPOLL_CTL_ADD, self->listen_fd, &listening) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 Acceptor_fileno(Acceptor *self, PyObject *Py_UNUSED(ignored))
 {
@@ -363,7 +409,9 @@ Acceptor_close(Acceptor *self, PyObject *Py_UNUSED(ignored))
         close(self->ready_fd);
     if (self->control_fd >= 0)
         close(self->control_fd);
-    self->ready_fd = self->control_fd = -1;
+    if (self->epoll_fd >= 0)
+        close(self->epoll_fd);
+    self->ready_fd = self->control_fd = self->epoll_fd = -1;
     Py_RETURN_NONE;
 }
 
@@ -414,12 +462,17 @@ Acceptor_dealloc(Acceptor *self)
         close(self->ready_fd);
     if (self->control_fd >= 0)
         close(self->control_fd);
+    if (self->epoll_fd >= 0)
+        close(self->epoll_fd);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyMethodDef Acceptor_methods[] = {
     {"take", (PyCFunction)Acceptor_take, METH_O,
      "take(most) -> [(fd, peer address)]: up to ``most`` accepted sockets (non-blocking, close-on-exec)"},
+    {"wake", (PyCFunction)Acceptor_wake, METH_NOARGS, "Have the thread try the listening socket now."},
+    {"rewatch", (PyCFunction)Acceptor_rewatch, METH_NOARGS,
+     "Register the listening socket anew in the thread's epoll (after the reactor's)."},
     {"fileno", (PyCFunction)Acceptor_fileno, METH_NOARGS, "The eventfd readable while sockets wait to be taken."},
     {"stop", (PyCFunction)Acceptor_stop, METH_NOARGS,
      "Stop the thread (joined) and close the sockets nobody took; the eventfd stays open."},
@@ -438,7 +491,8 @@ static PyGetSetDef Acceptor_getset[] = {
 
 static PyTypeObject AcceptorType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "gearman_gateway._acceptor.Acceptor",
-    .tp_doc = "Acceptor(listen_fd, capacity=16384, slice_ns=100000): accepts on its own thread from now on.",
+    .tp_doc = "Acceptor(listen_fd, capacity=16384, slice_ns=100000, exclusive=True): accepts on its own thread from now "
+              "on (``exclusive``: its epoll watches the listening socket with EPOLLEXCLUSIVE).",
     .tp_basicsize = sizeof(Acceptor),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = Acceptor_new,

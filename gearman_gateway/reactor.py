@@ -44,6 +44,7 @@ from twisted.internet.posixbase import _NO_FILEDESC
 from gearman_gateway import accel
 
 _READABLE = select.EPOLLIN
+_EXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
 _WOULD_BLOCK = (errno.EAGAIN, errno.EWOULDBLOCK)
 _DONTWAIT = socket.MSG_DONTWAIT
 #: A listening socket's TCP_INFO says how many connections wait in its accept queue (``tcpi_unacked``).
@@ -297,6 +298,29 @@ ACCEPTS_PER_TURN = 256
 #: Accepted sockets the accept thread keeps for the reactor at most (beyond, the kernel's queue waits).
 ACCEPT_RING = 16384
 _NONBLOCKING = getattr(socket, "SOCK_NONBLOCK", 0)
+_OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+
+
+class _AcceptSignal:
+    """The accept thread's eventfd in the reactor: readable while accepted sockets wait in its ring."""
+
+    __slots__ = ("fd", "port")
+
+    def __init__(self, port: _Port, fd: int) -> None:
+        self.port = port
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def doRead(self) -> None:  # noqa: N802
+        self.port.take_accepted()
+
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802
+        """The port closes the eventfd (its ``connectionLost``)."""
+
+    def logPrefix(self) -> str:  # noqa: N802
+        return "accept thread"
 
 
 class _Port(tcp.Port):
@@ -315,50 +339,86 @@ class _Port(tcp.Port):
     #: the accept thread (``gearman_gateway._acceptor``), when it runs for this port
     acceptor: Any = None
     accept_failures = 0
+    handed_over = False  # the reactor left the listening socket to the thread (out of descriptors)
+    signal: _AcceptSignal
+    thread_kind: tuple[int, int, int]
 
     def startListening(self) -> None:  # noqa: N802
         super().startListening()
         self._start_acceptor()
 
     def _start_acceptor(self) -> None:
-        """Accept on a C thread from now on, where it is built and the factory builds frontend connections (not
-        a TLS port's wrapper, not ``GEARMAN_GATEWAY_PURE_PYTHON``): the reactor then watches the thread's
-        eventfd instead of the listening socket (``fileno``), and ``doRead`` takes what the thread accepted.
-        Bursts of connects no longer wait for the reactor's thread to get a CPU while the kernel's accept
-        queue overflows (docs/architecture.md, "Accepting")."""
+        """Accept on a C thread too, where it is built, the reactor is ours and the factory builds frontend
+        connections (not a TLS port's wrapper, not ``GEARMAN_GATEWAY_PURE_PYTHON``). Both the reactor and
+        the thread watch the listening socket with ``EPOLLEXCLUSIVE``, the reactor first: a connect wakes
+        the reactor when it sleeps in its poll (it accepts, as without the thread) and the thread only when
+        the reactor is busy or waits for a CPU; the thread's sockets come through its eventfd
+        (``_AcceptSignal``). Bursts of connects no longer overflow the kernel's accept queue while the
+        reactor waits for a CPU (docs/architecture.md, "Accepting")."""
         module = accel.acceptor
-        if module is None or getattr(self.factory, "build_connection", None) is None:
+        watch = getattr(self.reactor, "watch_exclusive", None)
+        if module is None or watch is None or getattr(self.factory, "build_connection", None) is None:
             return
         self.stopReading()
+        fd = self.socket.fileno()
+        watch(self, fd)  # before the thread's epoll: the reactor is woken first when it sleeps
         try:
-            acceptor = module.Acceptor(self.socket.fileno(), ACCEPT_RING)
-        except OSError as error:  # no thread or eventfd to be had: accept on the reactor's thread
+            acceptor = module.Acceptor(fd, ACCEPT_RING)
+        except OSError as error:  # no thread or eventfd to be had: the reactor accepts alone
             log.warning("no accept thread for %r (%s): accepting in the reactor", self, error)
-        else:
-            self.acceptor = acceptor
-            self.fileno = acceptor.fileno  # type: ignore[method-assign]
-            family, kind, proto = self.accepted_kind
-            self.accepted_kind = (family, kind | _NONBLOCKING, proto)  # accept4 made them non-blocking
-        self.startReading()
+            return
+        self.acceptor = acceptor
+        family, kind, proto = self.accepted_kind
+        self.thread_kind = (family, kind | _NONBLOCKING, proto)  # accept4 made them non-blocking
+        self.signal = _AcceptSignal(self, acceptor.fileno())
+        self.reactor.addReader(self.signal)
+
+    def startReading(self) -> None:  # noqa: N802
+        if self.acceptor is None:
+            super().startReading()
+            return
+        self.reactor.watch_exclusive(self, self.socket.fileno())
+        self.reactor.addReader(self.signal)
+
+    def stopReading(self) -> None:  # noqa: N802
+        super().stopReading()
+        if self.acceptor is not None:
+            self.reactor.removeReader(self.signal)
 
     def connectionLost(self, reason: Any) -> None:  # noqa: N802
         acceptor = self.acceptor
         if acceptor is None:
             super().connectionLost(reason)
             return
-        acceptor.stop()  # before the listening socket closes under the thread's poll
+        acceptor.stop()  # before the listening socket closes under the thread's epoll
         try:
             super().connectionLost(reason)
         finally:
             self.acceptor = None
             acceptor.close()
 
-    def _take(self, acceptor: Any) -> None:
+    def _hand_over(self) -> None:
+        """The reactor ran out of descriptors accepting: it stops watching the listening socket (level-triggered,
+        it would be woken at once, again and again) and the thread takes over, backing off until an accept
+        succeeds; then ``take_accepted`` watches the socket again."""
+        tcp.Port.stopReading(self)
+        self.handed_over = True
+        self.acceptor.wake()
+
+    def take_accepted(self) -> None:
         """What the accept thread queued, at most ``ACCEPTS_PER_TURN`` per turn (the rest stay signalled)."""
+        acceptor = self.acceptor
+        if acceptor is None:
+            return
+        if self.handed_over and not self.disconnecting:
+            self.handed_over = False
+            self.reactor.watch_exclusive(self, self.socket.fileno())
+            acceptor.rewatch()  # after the reactor's again: the reactor stays the first woken
         build = self.factory.build_connection
         set_up = self._set_up
+        kind = self.thread_kind
         for fd, client in acceptor.take(ACCEPTS_PER_TURN):
-            set_up(build, fd, client)
+            set_up(build, fd, client, kind)
         failures = acceptor.failures
         if failures != self.accept_failures:
             self.accept_failures = failures
@@ -382,9 +442,6 @@ class _Port(tcp.Port):
         return listening
 
     def doRead(self) -> None:  # noqa: N802
-        acceptor = self.acceptor
-        if acceptor is not None:
-            return self._take(acceptor)
         build = getattr(self.factory, "build_connection", None)
         if build is None:
             return super().doRead()
@@ -409,27 +466,29 @@ class _Port(tcp.Port):
                     accepted.append(accept())
                 except BlockingIOError:  # empty (a queued connection may have been reset meanwhile)
                     break
-                except OSError:  # EMFILE, EPERM, ECONNABORTED...: Twisted's handling, which logs and recovers
+                except OSError as error:  # EMFILE, EPERM, ECONNABORTED...: Twisted's handling, which logs and recovers
                     budget = got = 0
-                    super().doRead()
-                    break
+                    if self.acceptor is not None and error.errno in _OUT_OF_RESOURCES:
+                        self._hand_over()  # the thread backs off and retries, where Twisted's loop would spin
+                    else:
+                        super().doRead()
+                    break  # what was accepted before is still set up below
                 got += 1
             budget -= got
             if not accepted:
                 return None
             fd, client = accepted.popleft()
-            self._set_up(build, fd, client)
+            self._set_up(build, fd, client, self.accepted_kind)
             if got < 2 and not accepted:
                 # a lone connection, not a burst: what came during its set-up is the next poll's (the
                 # listening socket stays readable), not worth a question every time
                 return None
 
-    def _set_up(self, build: Callable[[], Any], fd: int, client: Any) -> None:
+    def _set_up(self, build: Callable[[], Any], fd: int, client: Any, kind: tuple[int, int, int]) -> None:
         """One accepted socket's first read, then its connection. A peer that closed (or reset) before sending
         a byte is done with here: no connection, no epoll registration (a TCP health check, or a client
         that connects and gives up, costs an accept, a read and a close)."""
-        family, kind, proto = self.accepted_kind
-        sock = _socket.socket(family, kind, proto, fileno=fd)
+        sock = _socket.socket(*kind, fileno=fd)
         try:
             # its first bytes (or its EOF) are usually there already: read them now, not a poll later
             first: bytes | None = sock.recv(self.transport.bufferSize, _DONTWAIT)
@@ -489,6 +548,13 @@ class GatewayReactor(EPollReactor):
         """``addReader`` for a descriptor the reactor does not know yet (a connection just accepted), in one
         step instead of Twisted's three calls."""
         self._poller.register(fd, _READABLE)
+        self._reads[fd] = None
+        self._selectables[fd] = selectable
+
+    def watch_exclusive(self, selectable: Any, fd: int) -> None:
+        """``addReader`` with ``EPOLLEXCLUSIVE``, for a listening socket that an accept thread watches too: a
+        connect wakes one of the two, this reactor first when it sleeps in its poll."""
+        self._poller.register(fd, _READABLE | _EXCLUSIVE)
         self._reads[fd] = None
         self._selectables[fd] = selectable
 
