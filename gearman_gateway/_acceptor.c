@@ -26,7 +26,10 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
 #include <poll.h>
+#include <time.h>
 #include <sys/epoll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -65,6 +68,8 @@ typedef struct {
     atomic_int last_error;
     long slice_ns;
     int exclusive;
+    int leave; /* fewer queued connects than this are left to the reactor (0: the thread takes all) */
+    long pause_ns; /* after leaving them: how long the thread looks away (wake-ups it saves) */
     int started;
     int joined;
     pthread_t thread;
@@ -137,6 +142,32 @@ wait_control(Acceptor *self, int timeout)
         clear(self->control_fd);
 }
 
+/* Whether the reactor may be left the connects queued now: fewer than ``leave`` (it has them in its own
+   epoll's ready list, and takes them in its next turn). The thread, woken on each new connect (edge-
+   triggered) while the reactor is busy, then costs a wake-up and this question, not accepts, eventfd
+   writes and the reactor's eventfd reads: connections that come one at a time (a web client's requests)
+   stay the reactor's, bursts that would fill the kernel's queue are the thread's. */
+static int
+few_queued(Acceptor *self)
+{
+    struct tcp_info info;
+    socklen_t length = sizeof info;
+    if (self->leave <= 0)
+        return 0;
+    if (getsockopt(self->listen_fd, IPPROTO_TCP, TCP_INFO, &info, &length) < 0 ||
+        length < offsetof(struct tcp_info, tcpi_unacked) + sizeof info.tcpi_unacked)
+        return 0;
+    return info.tcpi_unacked < (unsigned)self->leave; /* a listening socket's accept queue length */
+}
+
+static uint32_t
+listening_events(Acceptor *self)
+{
+    if (!self->exclusive)
+        return EPOLLIN;
+    return EPOLLIN | EPOLLEXCLUSIVE | (self->leave > 0 ? EPOLLET : 0);
+}
+
 static void *
 accept_loop(void *arg)
 {
@@ -157,12 +188,29 @@ accept_loop(void *arg)
                 break;
             }
             for (int i = 0; i < ready; i++) {
-                if (events[i].data.fd == self->control_fd)
-                    clear(self->control_fd); /* stop, room, or wake(): try the socket too (EAGAIN at worst) */
-                listening = 1;
+                if (events[i].data.fd == self->control_fd) {
+                    clear(self->control_fd); /* stop, room, or wake(): try the socket (EAGAIN at worst) */
+                    listening = 2;
+                }
+                else if (!listening)
+                    listening = 1;
             }
             if (!listening)
                 continue;
+            if (listening == 1 && few_queued(self)) {
+                /* left to the reactor; and no wake-up per connect while it stays busy: the connects of the
+                   next ``pause`` are looked at together (the edge they raise waits in this epoll) */
+                struct timespec pause = {0, self->pause_ns};
+                if (self->pause_ns > 0) {
+                    struct pollfd control = {self->control_fd, POLLIN, 0};
+                    if (ppoll(&control, 1, &pause, NULL) > 0)
+                        clear(self->control_fd);
+                    if (few_queued(self))
+                        continue;
+                }
+                else
+                    continue;
+            }
         }
         unsigned batch = 0;
         int failed = 0;
@@ -263,15 +311,16 @@ stop_thread(Acceptor *self)
 static int
 Acceptor_init(Acceptor *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"listen_fd", "capacity", "slice_ns", "exclusive", NULL};
-    int listen_fd, exclusive = 1;
+    static char *kwlist[] = {"listen_fd", "capacity", "slice_ns", "exclusive", "leave", "pause_ns", NULL};
+    int listen_fd, exclusive = 1, leave = 0;
     Py_ssize_t capacity = 16384;
-    long slice_ns = 100000;
+    long slice_ns = 100000, pause_ns = 0;
     if (self->ring != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Acceptor already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|nlp", kwlist, &listen_fd, &capacity, &slice_ns, &exclusive))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|nlpil", kwlist, &listen_fd, &capacity, &slice_ns, &exclusive,
+                                     &leave, &pause_ns))
         return -1;
     if (capacity <= 0 || (capacity & (capacity - 1)) != 0) {
         PyErr_SetString(PyExc_ValueError, "capacity must be a power of two");
@@ -280,6 +329,8 @@ Acceptor_init(Acceptor *self, PyObject *args, PyObject *kwds)
     self->listen_fd = listen_fd;
     self->slice_ns = slice_ns;
     self->exclusive = exclusive;
+    self->leave = exclusive ? leave : 0; /* without the reactor watching too, nothing may be left */
+    self->pause_ns = pause_ns < 0 ? 0 : (pause_ns > 999999999 ? 999999999 : pause_ns);
     self->capacity = (size_t)capacity;
     self->ready_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     self->control_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -289,7 +340,7 @@ Acceptor_init(Acceptor *self, PyObject *args, PyObject *kwds)
         PyErr_NoMemory();
         return -1;
     }
-    struct epoll_event listening = {EPOLLIN | (exclusive ? EPOLLEXCLUSIVE : 0), {.fd = listen_fd}};
+    struct epoll_event listening = {listening_events(self), {.fd = listen_fd}};
     struct epoll_event control = {EPOLLIN, {.fd = self->control_fd}};
     if (self->ready_fd < 0 || self->control_fd < 0 || self->epoll_fd < 0 ||
         epoll_ctl(self->epoll_fd, EPOLL_CTL_ADD, listen_fd, &listening) < 0 ||
@@ -377,7 +428,7 @@ Acceptor_wake(Acceptor *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Acceptor_rewatch(Acceptor *self, PyObject *Py_UNUSED(ignored))
 {
-    struct epoll_event listening = {EPOLLIN | (self->exclusive ? EPOLLEXCLUSIVE : 0), {.fd = self->listen_fd}};
+    struct epoll_event listening = {listening_events(self), {.fd = self->listen_fd}};
     if (self->epoll_fd < 0) {
         PyErr_SetString(PyExc_ValueError, "the acceptor is closed");
         return NULL;
@@ -491,8 +542,9 @@ static PyGetSetDef Acceptor_getset[] = {
 
 static PyTypeObject AcceptorType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "gearman_gateway._acceptor.Acceptor",
-    .tp_doc = "Acceptor(listen_fd, capacity=16384, slice_ns=100000, exclusive=True): accepts on its own thread from now "
-              "on (``exclusive``: its epoll watches the listening socket with EPOLLEXCLUSIVE).",
+    .tp_doc = "Acceptor(listen_fd, capacity=16384, slice_ns=100000, exclusive=True, leave=0): accepts on its own thread "
+              "from now on (``exclusive``: its epoll watches the listening socket with EPOLLEXCLUSIVE, the reactor's "
+              "registered first; ``leave``: fewer connects queued than that are left to the reactor).",
     .tp_basicsize = sizeof(Acceptor),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = Acceptor_new,

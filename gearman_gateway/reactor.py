@@ -301,6 +301,15 @@ _NONBLOCKING = getattr(socket, "SOCK_NONBLOCK", 0)
 _OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 
 
+def leave_to_reactor(backlog: int) -> tuple[int, int]:
+    """What the accept thread leaves to the reactor (``_acceptor.c``'s ``few_queued``): fewer queued connects than
+    a quarter of the backlog, at most 8; and after leaving them it looks away for 10 µs per backlog slot, at most
+    0.5 ms (a wake-up per connect cost the thread about as much CPU as the accept it saved the reactor). So
+    connects that come one at a time (a web client's requests) stay the reactor's, and the thread steps in
+    long before the kernel's queue is full."""
+    return max(1, min(8, backlog // 4)), min(500_000, backlog * 10_000)
+
+
 class _AcceptSignal:
     """The accept thread's eventfd in the reactor: readable while accepted sockets wait in its ring."""
 
@@ -363,7 +372,8 @@ class _Port(tcp.Port):
         fd = self.socket.fileno()
         watch(self, fd)  # before the thread's epoll: the reactor is woken first when it sleeps
         try:
-            acceptor = module.Acceptor(fd, ACCEPT_RING)
+            leave, pause_ns = leave_to_reactor(self.backlog)
+            acceptor = module.Acceptor(fd, ACCEPT_RING, leave=leave, pause_ns=pause_ns)
         except OSError as error:  # no thread or eventfd to be had: the reactor accepts alone
             log.warning("no accept thread for %r (%s): accepting in the reactor", self, error)
             return
