@@ -303,11 +303,11 @@ _OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.
 
 def leave_to_reactor(backlog: int) -> tuple[int, int]:
     """What the accept thread leaves to the reactor (``_acceptor.c``'s ``few_queued``): fewer queued connects than
-    a quarter of the backlog, at most 8; and after leaving them it looks away for 60 µs per backlog slot, at most
-    5 ms (a wake-up per connect, or every 0.5 ms, cost the server 10-20 µs per HTTP request). So
+    a quarter of the backlog, at most 8; and after leaving them it looks away for 30 µs per backlog slot, at most
+    2 ms (a wake-up per connect, or every 0.3 ms, cost the server 10-20 µs per HTTP request). So
     connects that come one at a time (a web client's requests) stay the reactor's, and the thread steps in
     long before the kernel's queue is full."""
-    return max(1, min(8, backlog // 4)), min(5_000_000, backlog * 60_000)
+    return max(1, min(8, backlog // 4)), min(2_000_000, backlog * 30_000)
 
 
 class _AcceptSignal:
