@@ -1,6 +1,7 @@
-"""The accept thread (gearman_gateway/_acceptor.c, issue 15): plain listening ports accept on a C thread that
-hands sockets to the reactor; connections behave as before (limits, admission, TLS ports untouched), a lack
-of descriptors is waited out, shutdown is clean, and without the accelerator the reactor accepts itself."""
+"""The accept thread (gearman_gateway/_acceptor.c, issue 15): from the first burst of connects on, plain
+listening ports accept on a C thread too, which hands sockets to the reactor; connections behave as before
+(limits, admission, TLS ports untouched), a lack of descriptors is waited out, shutdown is clean, and without
+the accelerator the reactor accepts alone."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import socket
 import ssl
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,36 @@ def accept_threads(pid: int) -> int:
     return names.count("gg-accept")
 
 
+def burst_until_threads(port: int, pid: int, expected: int) -> None:
+    """Bursts of connects on ``port`` until the process has ``expected`` accept threads (the reactor starts a
+    port's thread when it sees several connects queued at once). The connects send nothing and close."""
+    for _ in range(10):
+        burst = []
+        for _ in range(100):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))
+            burst.append(sock)
+        try:
+            wait_for(lambda: accept_threads(pid) >= expected, timeout=2.0, what="an accept thread")
+        except TimeoutError:
+            continue
+        finally:
+            for sock in burst:
+                sock.close()
+        break
+    assert accept_threads(pid) == expected
+
+
+def settled_descriptors(pid: int) -> int:
+    """The process's open descriptors once the burst's closed connections are gone (nothing to await: polled)."""
+    last = -1
+    while (now := len(os.listdir(f"/proc/{pid}/fd"))) != last:
+        last = now
+        time.sleep(0.1)
+    return now
+
+
 def echo(port: int, data: bytes = b"hi") -> bool:
     try:
         with Raw(port) as conn:
@@ -44,11 +76,13 @@ def http_status(port: int) -> bytes:
         return b"".join(iter(lambda: conn.recv(65536), b""))
 
 
-def test_every_plain_port_accepts_on_its_own_thread(gearmand: ServerFactory) -> None:
+def test_a_burst_starts_an_accept_thread_per_plain_port(gearmand: ServerFactory) -> None:
     http_port = free_port()
-    server = gearmand("-r", "http", "--http-port", str(http_port))
+    server = gearmand("-r", "http", "--http-port", str(http_port), "-b", "1024")
     wait_listening(http_port, server.proc)
-    assert accept_threads(server.pid) == 2  # the binary port and the HTTP port
+    assert accept_threads(server.pid) == 0  # connects one at a time: no thread (glibc's malloc stays lock-free)
+    burst_until_threads(server.port, server.pid, 1)
+    burst_until_threads(http_port, server.pid, 2)  # the binary port's and the HTTP port's
     assert echo(server.port)
     assert http_status(http_port).startswith(b"HTTP/1.1 200 OK\r\n")
     assert server.admin("status").endswith(".\n")  # the admin protocol on the same port
@@ -68,8 +102,9 @@ def test_a_burst_larger_than_the_backlog_is_served(gearmand: ServerFactory) -> N
 def test_running_out_of_descriptors_is_waited_out(gearmand: ServerFactory) -> None:
     """EMFILE: the thread backs off and retries; once descriptors are free the waiting connects are served."""
     server = gearmand("-b", "1024")
+    burst_until_threads(server.port, server.pid, 1)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    in_use = len(os.listdir(f"/proc/{server.pid}/fd"))
+    in_use = settled_descriptors(server.pid)
     resource.prlimit(server.pid, resource.RLIMIT_NOFILE, (in_use + 5, hard))
     held = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(20)]
     try:
@@ -98,15 +133,16 @@ def test_without_the_accelerator_the_reactor_accepts(gearmand: ServerFactory, mo
     http_port = free_port()
     server = gearmand("-r", "http", "--http-port", str(http_port), "-b", "1024")
     wait_listening(http_port, server.proc)
-    assert accept_threads(server.pid) == 0
     received = flood(server.port, 200, None)
+    assert accept_threads(server.pid) == 0
     assert all(data.startswith(b"\0RES") for data in received.values())
     assert http_status(http_port).startswith(b"HTTP/1.1 200 OK\r\n")
 
 
 def test_limits_still_apply_to_connections_from_the_thread(gearmand: ServerFactory) -> None:
-    server = gearmand("--max-connections-per-ip", "2", "--first-byte-timeout", "0.5")
-    assert accept_threads(server.pid) == 1
+    server = gearmand("--max-connections-per-ip", "2", "--first-byte-timeout", "0.5", "-b", "1024")
+    burst_until_threads(server.port, server.pid, 1)  # (mostly refused: two at a time from 127.0.0.1)
+    wait_for(lambda: echo(server.port), what="the burst's connections closed")
     first, second = Raw(server.port), Raw(server.port)
     assert first.call(Packet.ECHO_REQ, b"a") == (Packet.ECHO_RES, [b"a"])
     assert second.call(Packet.ECHO_REQ, b"b") == (Packet.ECHO_RES, [b"b"])
@@ -126,6 +162,7 @@ def test_limits_still_apply_to_connections_from_the_thread(gearmand: ServerFacto
 
 def test_shutdown_with_connects_in_flight_is_clean(gearmand: ServerFactory) -> None:
     server: RunningServer = gearmand("-b", "1024")
+    burst_until_threads(server.port, server.pid, 1)
     pending = []
     for _ in range(300):  # connects the thread may still be accepting or have queued at the signal
         sock = socket.socket()
@@ -149,7 +186,7 @@ def test_a_tls_port_accepts_in_the_reactor(gearmand: ServerFactory, tmp_path: Pa
         "--ssl-ca-file", pki.ca,
     )  # fmt: skip
     wait_listening(tls_port, server.proc)
-    assert accept_threads(server.pid) == 1  # the plain binary port's only
+    burst_until_threads(server.port, server.pid, 1)  # the plain binary port's; none for the TLS port
     context = ssl.create_default_context(cafile=pki.ca)
     with socket.create_connection(("127.0.0.1", tls_port), timeout=10) as raw:
         with context.wrap_socket(raw, server_hostname="localhost") as conn:
