@@ -369,9 +369,9 @@ class _Port(tcp.Port):
             and getattr(self.reactor, "watch_exclusive", None) is not None
             and getattr(self.factory, "build_connection", None) is not None
         ):
-            # half the backlog, at most 64: more than a web client's few concurrent requests ever queue (wrk or
+            # half the backlog, at most 16: more than a web client's few concurrent requests queue (wrk or
             # ab with 8 connections: with the thread, +10 µs of server CPU per request on a quiet machine)
-            self.burst = max(2, min(64, self.backlog // 2))
+            self.burst = max(2, min(16, self.backlog // 2))
 
     def _start_thread(self) -> None:
         """Accept on a C thread too. Both the reactor and the thread watch the listening socket with
