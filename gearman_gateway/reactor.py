@@ -19,6 +19,10 @@
    there just before (``first``). ``call_after_next_poll`` waits one turn more, without blocking in the
    poll: a lone acknowledgement waits there for its job's result.
 
+5. A plain frontend port accepts on a C thread too from its first burst of connects on
+   (``gearman_gateway/_acceptor.c``, ``_Port._start_thread``): bursts no longer overflow the kernel's accept
+   queue while the reactor waits for a CPU (docs/architecture.md, "Accepting").
+
 Embedders may use any reactor: without ``call_after_poll`` the frontend falls back to ``callLater(0)``.
 Install before anything imports ``twisted.internet.reactor``.
 """
