@@ -1,7 +1,14 @@
-"""Only the optional C extension (metadata is in pyproject.toml): the job observers' stamps
-(gearman_gateway/_stamps.c, docs/monitoring.md "Cost"). ``optional``: without gcc or the Python headers the
-build goes on without it and the server falls back to the same code in Python (scheduler/observing.py)."""
+"""Only the optional C extensions (metadata is in pyproject.toml): the job observers' stamps
+(gearman_gateway/_stamps.c, docs/monitoring.md "Cost") and the listening sockets' accept thread
+(gearman_gateway/_acceptor.c, docs/architecture.md). ``optional``: without gcc or the Python headers the
+build goes on without them and the server falls back to the same work in Python (scheduler/observing.py,
+the reactor's own accept loop)."""
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("gearman_gateway._stamps", ["gearman_gateway/_stamps.c"], optional=True)])
+setup(
+    ext_modules=[
+        Extension("gearman_gateway._stamps", ["gearman_gateway/_stamps.c"], optional=True),
+        Extension("gearman_gateway._acceptor", ["gearman_gateway/_acceptor.c"], optional=True),
+    ]
+)

@@ -19,6 +19,10 @@
    there just before (``first``). ``call_after_next_poll`` waits one turn more, without blocking in the
    poll: a lone acknowledgement waits there for its job's result.
 
+5. A plain frontend port accepts on a C thread too from its first burst of connects on
+   (``gearman_gateway/_acceptor.c``, ``_Port._start_thread``): bursts no longer overflow the kernel's accept
+   queue while the reactor waits for a CPU (docs/architecture.md, "Accepting").
+
 Embedders may use any reactor: without ``call_after_poll`` the frontend falls back to ``callLater(0)``.
 Install before anything imports ``twisted.internet.reactor``.
 """
@@ -28,6 +32,7 @@ from __future__ import annotations
 import _socket
 import errno
 import logging
+import os
 import select
 import socket
 import struct
@@ -40,7 +45,10 @@ from twisted.internet import address, main, tcp
 from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.posixbase import _NO_FILEDESC
 
+from gearman_gateway import accel
+
 _READABLE = select.EPOLLIN
+_EXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
 _WOULD_BLOCK = (errno.EAGAIN, errno.EWOULDBLOCK)
 _DONTWAIT = socket.MSG_DONTWAIT
 #: A listening socket's TCP_INFO says how many connections wait in its accept queue (``tcpi_unacked``).
@@ -124,7 +132,8 @@ class _Server(tcp.Server):
         _set = object.__setattr__
         _set(self, "reactor", reactor)
         _set(self, "socket", sock)
-        sock.setblocking(False)
+        if sock.timeout != 0.0:  # the accept thread's sockets are non-blocking already (accept4)
+            sock.setblocking(False)
         _set(self, "_fd", sock.fileno())
         _set(self, "protocol", protocol)
         if len(client) != 2:
@@ -290,6 +299,42 @@ class _ListeningSocket(socket.socket):
 #: Connections one readable listening socket yields per reactor turn at most: the whole accept queue in the
 #: usual case (a flood leaves the rest for the next turn, after the established connections' events).
 ACCEPTS_PER_TURN = 256
+#: Accepted sockets the accept thread keeps for the reactor at most (beyond, the kernel's queue waits).
+ACCEPT_RING = 16384
+_NONBLOCKING = getattr(socket, "SOCK_NONBLOCK", 0)
+_NEVER = 1 << 62
+_OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+
+
+def leave_to_reactor(backlog: int) -> tuple[int, int]:
+    """What the accept thread leaves to the reactor (``_acceptor.c``'s ``few_queued``): fewer queued connects than
+    a quarter of the backlog, at most 8; and after leaving them it looks away for 30 µs per backlog slot, at most
+    2 ms (a wake-up per connect, or every 0.3 ms, cost the server 10-20 µs per HTTP request). So
+    connects that come one at a time (a web client's requests) stay the reactor's, and the thread steps in
+    long before the kernel's queue is full."""
+    return max(1, min(8, backlog // 4)), min(2_000_000, backlog * 30_000)
+
+
+class _AcceptSignal:
+    """The accept thread's eventfd in the reactor: readable while accepted sockets wait in its ring."""
+
+    __slots__ = ("fd", "port")
+
+    def __init__(self, port: _Port, fd: int) -> None:
+        self.port = port
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def doRead(self) -> None:  # noqa: N802
+        self.port.take_accepted()
+
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802
+        """The port closes the eventfd (its ``connectionLost``)."""
+
+    def logPrefix(self) -> str:  # noqa: N802
+        return "accept thread"
 
 
 class _Port(tcp.Port):
@@ -305,6 +350,112 @@ class _Port(tcp.Port):
     an accept, a read and a close (``_set_up``)."""
 
     transport = _Server
+    #: the accept thread (``gearman_gateway._acceptor``), when it runs for this port
+    acceptor: Any = None
+    accept_failures = 0
+    handed_over = False  # the reactor left the listening socket to the thread (out of descriptors)
+    burst = _NEVER  # connects queued at once that start the accept thread (never, unless one is wanted)
+    signal: _AcceptSignal
+    thread_kind: tuple[int, int, int]
+
+    def startListening(self) -> None:  # noqa: N802
+        super().startListening()
+        self._start_acceptor()
+
+    def _start_acceptor(self) -> None:
+        """An accept thread is wanted where it is built, the reactor is ours and the factory builds frontend
+        connections (not a TLS port's wrapper, not ``GEARMAN_GATEWAY_PURE_PYTHON``). It starts at the first
+        burst the reactor sees (``burst`` connects queued at once, ``doRead``): a second thread makes glibc
+        lock every malloc and free (+0.2-0.4 % instructions per job, +1 % per HTTP request under callgrind),
+        which a server whose clients keep their connections need not pay."""
+        if (
+            accel.acceptor is not None
+            and getattr(self.reactor, "watch_exclusive", None) is not None
+            and getattr(self.factory, "build_connection", None) is not None
+        ):
+            # half the backlog, at most 16: more than a web client's few concurrent requests queue (wrk or
+            # ab with 8 connections: with the thread, +10 µs of server CPU per request on a quiet machine)
+            self.burst = max(2, min(16, self.backlog // 2))
+
+    def _start_thread(self) -> None:
+        """Accept on a C thread too. Both the reactor and the thread watch the listening socket with
+        ``EPOLLEXCLUSIVE``, the reactor first: a connect wakes the reactor when it sleeps in its poll (it
+        accepts, as without the thread) and the thread only when the reactor is busy or waits for a CPU; the
+        thread's sockets come through its eventfd (``_AcceptSignal``). Bursts of connects no longer overflow
+        the kernel's accept queue while the reactor waits for a CPU (docs/architecture.md, "Accepting")."""
+        self.burst = _NEVER
+        module = accel.acceptor
+        assert module is not None
+        self.stopReading()
+        fd = self.socket.fileno()
+        self.reactor.watch_exclusive(self, fd)  # before the thread's epoll: the reactor is woken first when it sleeps
+        try:
+            leave, pause_ns = leave_to_reactor(self.backlog)
+            acceptor = module.Acceptor(fd, ACCEPT_RING, leave=leave, pause_ns=pause_ns)
+        except OSError as error:  # no thread or eventfd to be had: the reactor accepts alone
+            log.warning("no accept thread for %r (%s): accepting in the reactor", self, error)
+            return
+        self.acceptor = acceptor
+        family, kind, proto = self.accepted_kind
+        self.thread_kind = (family, kind | _NONBLOCKING, proto)  # accept4 made them non-blocking
+        self.signal = _AcceptSignal(self, acceptor.fileno())
+        self.reactor.addReader(self.signal)
+
+    def startReading(self) -> None:  # noqa: N802
+        if self.acceptor is None:
+            super().startReading()
+            return
+        self.reactor.watch_exclusive(self, self.socket.fileno())
+        self.reactor.addReader(self.signal)
+
+    def stopReading(self) -> None:  # noqa: N802
+        super().stopReading()
+        if self.acceptor is not None:
+            self.reactor.removeReader(self.signal)
+
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802
+        acceptor = self.acceptor
+        if acceptor is None:
+            super().connectionLost(reason)
+            return
+        acceptor.stop()  # before the listening socket closes under the thread's epoll
+        try:
+            super().connectionLost(reason)
+        finally:
+            self.acceptor = None
+            acceptor.close()
+
+    def _hand_over(self) -> None:
+        """The reactor ran out of descriptors accepting: it stops watching the listening socket (level-triggered,
+        it would be woken at once, again and again) and the thread takes over, backing off until an accept
+        succeeds; then ``take_accepted`` watches the socket again."""
+        tcp.Port.stopReading(self)
+        self.handed_over = True
+        self.acceptor.wake()
+
+    def take_accepted(self) -> None:
+        """What the accept thread queued, at most ``ACCEPTS_PER_TURN`` per turn (the rest stay signalled)."""
+        acceptor = self.acceptor
+        if acceptor is None:
+            return
+        if self.handed_over and not self.disconnecting:
+            self.handed_over = False
+            self.reactor.watch_exclusive(self, self.socket.fileno())
+            acceptor.rewatch()  # after the reactor's again: the reactor stays the first woken
+        build = self.factory.build_connection
+        set_up = self._set_up
+        kind = self.thread_kind
+        for fd, client in acceptor.take(ACCEPTS_PER_TURN):
+            set_up(build, fd, client, kind)
+        failures = acceptor.failures
+        if failures != self.accept_failures:
+            self.accept_failures = failures
+            log.warning(
+                "accepting on %r: %s (%d times so far); the accept thread backs off and retries",
+                self,
+                os.strerror(acceptor.last_error),
+                failures,
+            )
 
     def createInternetSocket(self) -> socket.socket:  # noqa: N802
         listening = super().createInternetSocket()
@@ -332,9 +483,12 @@ class _Port(tcp.Port):
             # later), while ours only waits. As many accepts as the kernel says are queued (TCP_INFO of a
             # listening socket), not one more that fails: an EAGAIN's exception costs more than the question
             try:
-                asked = min(_QUEUED(ask(_TCP, _TCP_INFO, _QUEUED_END))[0], budget)
+                queued = _QUEUED(ask(_TCP, _TCP_INFO, _QUEUED_END))[0]
             except OSError:  # cannot tell (not Linux): accept until the queue is empty
-                asked = budget
+                queued = budget
+            if queued >= self.burst:  # the first burst: from now on with the accept thread
+                self._start_thread()
+            asked = min(queued, budget)
             if not asked and budget == ACCEPTS_PER_TURN:
                 asked = 1  # readable, yet none counted: see for ourselves, so that a readable socket never spins
             got = 0
@@ -343,27 +497,29 @@ class _Port(tcp.Port):
                     accepted.append(accept())
                 except BlockingIOError:  # empty (a queued connection may have been reset meanwhile)
                     break
-                except OSError:  # EMFILE, EPERM, ECONNABORTED...: Twisted's handling, which logs and recovers
+                except OSError as error:  # EMFILE, EPERM, ECONNABORTED...: Twisted's handling, which logs and recovers
                     budget = got = 0
-                    super().doRead()
-                    break
+                    if self.acceptor is not None and error.errno in _OUT_OF_RESOURCES:
+                        self._hand_over()  # the thread backs off and retries, where Twisted's loop would spin
+                    else:
+                        super().doRead()
+                    break  # what was accepted before is still set up below
                 got += 1
             budget -= got
             if not accepted:
                 return None
             fd, client = accepted.popleft()
-            self._set_up(build, fd, client)
+            self._set_up(build, fd, client, self.accepted_kind)
             if got < 2 and not accepted:
                 # a lone connection, not a burst: what came during its set-up is the next poll's (the
                 # listening socket stays readable), not worth a question every time
                 return None
 
-    def _set_up(self, build: Callable[[], Any], fd: int, client: Any) -> None:
+    def _set_up(self, build: Callable[[], Any], fd: int, client: Any, kind: tuple[int, int, int]) -> None:
         """One accepted socket's first read, then its connection. A peer that closed (or reset) before sending
         a byte is done with here: no connection, no epoll registration (a TCP health check, or a client
         that connects and gives up, costs an accept, a read and a close)."""
-        family, kind, proto = self.accepted_kind
-        sock = _socket.socket(family, kind, proto, fileno=fd)
+        sock = _socket.socket(*kind, fileno=fd)
         try:
             # its first bytes (or its EOF) are usually there already: read them now, not a poll later
             first: bytes | None = sock.recv(self.transport.bufferSize, _DONTWAIT)
@@ -423,6 +579,13 @@ class GatewayReactor(EPollReactor):
         """``addReader`` for a descriptor the reactor does not know yet (a connection just accepted), in one
         step instead of Twisted's three calls."""
         self._poller.register(fd, _READABLE)
+        self._reads[fd] = None
+        self._selectables[fd] = selectable
+
+    def watch_exclusive(self, selectable: Any, fd: int) -> None:
+        """``addReader`` with ``EPOLLEXCLUSIVE``, for a listening socket that an accept thread watches too: a
+        connect wakes one of the two, this reactor first when it sleeps in its poll."""
+        self._poller.register(fd, _READABLE | _EXCLUSIVE)
         self._reads[fd] = None
         self._selectables[fd] = selectable
 
