@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Byte-compile our code once. With PYTHONDONTWRITEBYTECODE set (CI's machines set it) every `gearmand`
     and helper the tests start would compile it all again, about a fifth of a server's start-up; Python reads
-    these .pyc files whatever that variable says and recompiles any whose source changed."""
-    for name in ("gearman_gateway", "protocols", "tests", "bench", "examples"):
+    these .pyc files whatever that variable says, and passes over any whose source changed since."""
+    for name in ("gearman_gateway", "protocols", "tests", "bench"):  # not examples/: its folders are the examples
         compileall.compile_dir(REPO / name, quiet=1)
 
 
