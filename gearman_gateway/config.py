@@ -23,14 +23,15 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 import protocols
 from gearman_gateway import monitoring, security, stores
 from gearman_gateway.version import SERVER_VERSION
 from protocols.options import Declared, OptionError, declared, nonnegative
+
+if TYPE_CHECKING:
+    import yaml
 
 #: gearmand's verbosity names, mapped onto Python logging levels (NOTICE sits between INFO and WARNING).
 LEVELS: dict[str, int] = {
@@ -291,6 +292,8 @@ def _flatten(data: dict[str, Any], whole: set[str], prefix: str = "") -> dict[st
 
 def load_yaml(path: str) -> dict[str, Any]:
     """Settings fields from a YAML file; unknown keys are an error, not silently ignored."""
+    import yaml  # here: most servers start without a config file, and yaml is a fair part of a start-up
+
     try:
         text = Path(path).read_bytes()  # yaml decodes it (UTF-8/16 with a BOM) and says where it is not text
     except OSError as error:
@@ -318,6 +321,8 @@ def load_yaml(path: str) -> dict[str, Any]:
 
 def _yaml_problem(error: yaml.YAMLError) -> str:
     """Where and what, on one line: ", line 3, column 7: mapping values are not allowed here"."""
+    import yaml
+
     mark = getattr(error, "problem_mark", None)
     problem = getattr(error, "problem", None) or getattr(error, "reason", None)
     if isinstance(error, yaml.reader.ReaderError):  # not text: it has a byte position, not a line
@@ -909,6 +914,8 @@ def _shown(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return repr(value)
+    import yaml
+
     return yaml.safe_dump(value, default_flow_style=True, width=1_000_000).strip().removesuffix("...").strip()
 
 

@@ -54,12 +54,8 @@ from protocols.xmpp.actions import (
     ReplyKind,
     Submit,
 )
+from protocols.xmpp.limits import DEFAULT_MAX_REPLY, DEFAULT_RATE_LIMIT, MIN_MAX_REPLY, NO_WORKER_CHOICES
 
-#: Smallest ``max_reply``: room for every fixed text (notes, errors, help) with a room nick in front.
-MIN_MAX_REPLY = 1024
-DEFAULT_MAX_REPLY = 16 * 1024
-DEFAULT_RATE_LIMIT = 60
-NO_WORKER_CHOICES = ("reply", "wait")
 #: Message types that may carry a command; ``headline`` is for notifications, ``error`` for bounces.
 COMMAND_TYPES = frozenset(("chat", "normal", "groupchat"))
 

@@ -12,16 +12,14 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from protocols.options import OptionError, check, check_port, nonnegative, option, port_number
 from protocols.xmpp import jids
-from protocols.xmpp.commands import (
-    DEFAULT_MAX_REPLY,
-    DEFAULT_RATE_LIMIT,
-    MIN_MAX_REPLY,
-    NO_WORKER_CHOICES,
-    ChatSettings,
-)
+from protocols.xmpp.limits import DEFAULT_MAX_REPLY, DEFAULT_RATE_LIMIT, MIN_MAX_REPLY, NO_WORKER_CHOICES
+
+if TYPE_CHECKING:
+    from protocols.xmpp.commands import ChatSettings
 
 TLS_CHOICES = ("starttls", "direct", "plain")
 #: A foreground job's default wait: a person does not wait longer for an answer in a chat.
@@ -148,6 +146,8 @@ def password(options: XmppOptions) -> str:
 
 def chat_settings(options: XmppOptions) -> ChatSettings:
     """The command layer's settings; ValueError (one line) when the bot cannot run with these options."""
+    from protocols.xmpp.commands import ChatSettings  # here: a server without the bot never imports it
+
     if not options.jid:
         raise ValueError("the xmpp frontend needs its account: xmpp.jid (--xmpp-jid)")
     rooms: dict[str, str] = {}
