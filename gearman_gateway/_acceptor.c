@@ -452,10 +452,10 @@ Acceptor_stop(Acceptor *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
-static PyObject *
-Acceptor_close(Acceptor *self, PyObject *Py_UNUSED(ignored))
+/* the eventfds and the thread's epoll (after the thread has stopped) */
+static void
+close_fds(Acceptor *self)
 {
-    stop_thread(self);
     if (self->ready_fd >= 0)
         close(self->ready_fd);
     if (self->control_fd >= 0)
@@ -463,6 +463,13 @@ Acceptor_close(Acceptor *self, PyObject *Py_UNUSED(ignored))
     if (self->epoll_fd >= 0)
         close(self->epoll_fd);
     self->ready_fd = self->control_fd = self->epoll_fd = -1;
+}
+
+static PyObject *
+Acceptor_close(Acceptor *self, PyObject *Py_UNUSED(ignored))
+{
+    stop_thread(self);
+    close_fds(self);
     Py_RETURN_NONE;
 }
 
@@ -509,12 +516,7 @@ Acceptor_dealloc(Acceptor *self)
         close_queued(self);
         PyMem_RawFree(self->ring);
     }
-    if (self->ready_fd >= 0)
-        close(self->ready_fd);
-    if (self->control_fd >= 0)
-        close(self->control_fd);
-    if (self->epoll_fd >= 0)
-        close(self->epoll_fd);
+    close_fds(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
