@@ -47,13 +47,19 @@ def test_a_coalesced_job_is_acknowledged_with_the_clusters_handle(clock) -> None
     assert_clean(sched)
 
 
+def answering_worker(sched: Scheduler) -> tuple[object, list]:
+    """A worker for ``f`` whose held grabs' answers (a job given later) land in the list returned with it."""
+    worker, _ = new_worker(sched, b"f")
+    answers: list = []
+    worker.waker.grabbed = answers.append
+    return worker, answers
+
+
 def held_grab(clock, store: FakeStore) -> tuple[Scheduler, object, list]:
     """A scheduler on ``store`` whose one worker's held grab claimed a PENDING job: (scheduler, worker, the
     answers its grab gets)."""
     sched = Scheduler(clock, handle_prefix=b"H:s", store=store, turn_end=lambda callback: None)
-    worker, _ = new_worker(sched, b"f")
-    answers: list = []
-    worker.waker.grabbed = answers.append
+    worker, answers = answering_worker(sched)
     sched.submit(b"f", b"new", background=True)
     assert sched.grab(worker, hold=True) is not None  # HELD: it claims the PENDING job
     return sched, worker, answers
@@ -183,9 +189,7 @@ def test_a_foreground_job_with_a_unique_runs_only_once_registered(clock) -> None
 def test_a_held_grab_gets_the_job_at_its_registration(clock) -> None:
     store = RegisteringStore()
     sched = Scheduler(clock, handle_prefix=b"H:s", store=store, turn_end=lambda callback: None)
-    worker, _ = new_worker(sched, b"f")
-    answers: list = []
-    worker.waker.grabbed = answers.append
+    worker, answers = answering_worker(sched)
     job = sched.submit(b"f", b"x", unique=b"u", listener=Listener())
     assert sched.grab(worker, hold=True) is not None and worker.holding is job  # HELD: it claims the job
     sched.registered(job)
@@ -197,9 +201,7 @@ def test_a_held_grab_gets_the_job_at_its_registration(clock) -> None:
 def test_a_job_whose_unique_is_held_elsewhere_stands_on_the_relay_and_gets_its_results(clock) -> None:
     store = RegisteringStore()
     sched = Scheduler(clock, handle_prefix=b"H:s", store=store, turn_end=lambda callback: None)
-    local, _ = new_worker(sched, b"f")
-    answers: list = []
-    local.waker.grabbed = answers.append
+    local, answers = answering_worker(sched)
     relay, _ = new_worker(sched)
     client = Listener()
     job = sched.submit(b"f", b"x", unique=b"u", listener=client)
