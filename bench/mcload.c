@@ -14,6 +14,13 @@
  *           (echo) pipelined with the next `get <fn>/open/t=400`.
  *   setget  C clients each: `set k` -> STORED -> `get k` -> VALUE (a real memcached's round trip).
  *
+ * -N (rt): each client sends its set with `noreply` (pymemcache's default) and then, in a write of its own,
+ *    the get of its result: no STORED to wait for.
+ * -P (rt): each client sends the get of its result in the same write as its set, not after STORED.
+ * -g PORT: the workers are Gearman workers on that (binary protocol) port instead: CAN_DO <fn>, GRAB_JOB,
+ * NO_JOB -> PRE_SLEEP, NOOP -> GRAB_JOB, JOB_ASSIGN -> WORK_COMPLETE (the workload echoed; empty for submit)
+ * pipelined with the next GRAB_JOB -- what a gearmand user's workers do, beside memcached clients.
+ *
  * Prints one JSON line: {"mode", "n", "seconds", "rate", "submit_seconds", "errors", "cpu"}.
  */
 #define _GNU_SOURCE
@@ -23,6 +30,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { CLIENT, WORKER };
+enum { CLIENT, WORKER, GWORKER };
 enum { M_SUBMIT, M_RT, M_SETGET };
 
 typedef struct {
@@ -46,7 +54,8 @@ typedef struct {
 } conn;
 
 static const char *host = "127.0.0.1", *fn = "bench";
-static int port, mode = M_SUBMIT, nclients = 4, nworkers = 2, epfd;
+static int port, gport, mode = M_SUBMIT, nclients = 4, nworkers = 2, epfd;
+static int pipelined, noreply;  /* -P, -N */
 static long njobs = 10000, window = 1, psize = 64, stored = 0, finished = 0, taken = 0, errors = 0;
 static double tlimit = 120, t_stored = 0;
 static char *payload;
@@ -91,7 +100,7 @@ static void flush_out(conn *c) {
 
 static void send_set(conn *c, long seq) {
     if (mode == M_SUBMIT) putf(c, "set %s 0 0 %ld\r\n", fn, psize);
-    else if (mode == M_RT) putf(c, "set %s/%d-%ld 0 0 %ld\r\n", fn, c->fd, seq, psize);
+    else if (mode == M_RT) putf(c, "set %s/%d-%ld 0 0 %ld%s\r\n", fn, c->fd, seq, psize, noreply ? " noreply" : "");
     else putf(c, "set %s-%d-%ld 0 0 %ld\r\n", fn, c->fd, seq, psize);
     put(c, payload, (size_t)psize);
     put(c, "\r\n", 2);
@@ -117,6 +126,11 @@ static void client_next(conn *c) {
         c->seq = c->sent++;
         c->phase = 0;
         send_set(c, c->seq);
+        if (noreply && mode == M_RT) {  /* -N: pymemcache's default: the set unanswered, then the get */
+            flush_out(c);               /* (a write of its own, as a client's two calls make) */
+            c->phase = 1;
+            send_get(c);
+        } else if (pipelined && mode == M_RT) send_get(c);  /* -P: the get of its result in the same write */
     }
 }
 
@@ -168,13 +182,55 @@ static void handle(conn *c, int kind, char *data, long dlen) {
     if (c->phase == 0) {
         if (kind != 'S') { errors++; return; }
         c->phase = 1;
-        send_get(c);
+        if (!pipelined || mode != M_RT) send_get(c);
         return;
     }
     if (kind == 'E') { send_get(c); return; }  /* not done yet: wait again */
     if (dlen != psize) errors++;
     finished++;
     client_next(c);
+}
+
+/* ---- Gearman binary workers (-g) ---- */
+enum { G_CAN_DO = 1, G_PRE_SLEEP = 4, G_NOOP = 6, G_GRAB_JOB = 9, G_NO_JOB = 10, G_JOB_ASSIGN = 11,
+       G_WORK_COMPLETE = 13 };
+
+static void gput(conn *c, int type, const char *a, size_t alen, const char *b, size_t blen) {
+    unsigned char h[12] = {0, 'R', 'E', 'Q'};
+    uint32_t t = htonl((uint32_t)type), l = htonl((uint32_t)(alen + (b ? 1 + blen : 0)));
+    memcpy(h + 4, &t, 4); memcpy(h + 8, &l, 4);
+    put(c, (const char *)h, 12);
+    if (alen) put(c, a, alen);
+    if (b) { put(c, "", 1); put(c, b, blen); }
+}
+
+static void gworker_packet(conn *c, int type, char *d, size_t len) {
+    if (type == G_NO_JOB) { gput(c, G_PRE_SLEEP, 0, 0, 0, 0); return; }
+    if (type == G_NOOP) { gput(c, G_GRAB_JOB, 0, 0, 0, 0); return; }
+    if (type != G_JOB_ASSIGN) { errors++; return; }
+    char *fnp = memchr(d, 0, len);                       /* handle\0fn\0data */
+    char *data = fnp ? memchr(fnp + 1, 0, len - (size_t)(fnp + 1 - d)) : 0;
+    if (!data) { errors++; return; }
+    data++;
+    taken++;
+    size_t dlen = len - (size_t)(data - d);
+    gput(c, G_WORK_COMPLETE, d, (size_t)(fnp - d), data, mode == M_RT ? dlen : 0);
+    gput(c, G_GRAB_JOB, 0, 0, 0, 0);
+}
+
+static void gworker_readable(conn *c) {
+    size_t pos = 0;
+    while (c->rlen - pos >= 12) {
+        unsigned char *h = (unsigned char *)c->rb + pos;
+        uint32_t type, len;
+        memcpy(&type, h + 4, 4); memcpy(&len, h + 8, 4);
+        type = ntohl(type); len = ntohl(len);
+        if (c->rlen - pos < 12 + (size_t)len) break;
+        gworker_packet(c, (int)type, c->rb + pos + 12, len);
+        pos += 12 + len;
+    }
+    memmove(c->rb, c->rb + pos, c->rlen - pos);
+    c->rlen -= pos;
 }
 
 static void readable(conn *c) {
@@ -186,6 +242,7 @@ static void readable(conn *c) {
         c->rlen += (size_t)n;
         if ((size_t)n < 65536) break;
     }
+    if (c->kind == GWORKER) { gworker_readable(c); flush_out(c); return; }
     size_t pos = 0;
     for (;;) {
         int kind; char *data = 0; long dlen = 0;
@@ -203,7 +260,7 @@ static void readable(conn *c) {
 
 static conn *open_conn(int kind) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(kind == GWORKER ? gport : port)};
     inet_pton(AF_INET, host, &sa.sin_addr);
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa)) { perror("connect"); exit(2); }
     int one = 1;
@@ -218,14 +275,16 @@ static conn *open_conn(int kind) {
 
 int main(int argc, char **argv) {
     int o;
-    while ((o = getopt(argc, argv, "h:p:m:c:w:W:n:b:t:f:")) != -1) switch (o) {
+    while ((o = getopt(argc, argv, "h:p:g:PNm:c:w:W:n:b:t:f:")) != -1) switch (o) {
         case 'h': host = optarg; break;           case 'p': port = atoi(optarg); break;
         case 'c': nclients = atoi(optarg); break; case 'w': nworkers = atoi(optarg); break;
         case 'W': window = atol(optarg); break;   case 'n': njobs = atol(optarg); break;
         case 'b': psize = atol(optarg); break;    case 't': tlimit = atof(optarg); break;
-        case 'f': fn = optarg; break;
+        case 'f': fn = optarg; break;           case 'g': gport = atoi(optarg); break;
+        case 'P': pipelined = 1; break;
+        case 'N': noreply = 1; break;
         case 'm': mode = !strcmp(optarg, "rt") ? M_RT : !strcmp(optarg, "setget") ? M_SETGET : M_SUBMIT; break;
-        default: fprintf(stderr, "usage: mcload -p port -m submit|rt|setget [-c C] [-w W] [-W window] [-n N] [-b bytes]\n"); return 2;
+        default: fprintf(stderr, "usage: mcload -p port -m submit|rt|setget [-c C] [-w W] [-W window] [-n N] [-b bytes] [-g gearman-port] [-P] [-N]\n"); return 2;
     }
     if (!port) return 2;
     payload = malloc((size_t)psize);
@@ -233,10 +292,14 @@ int main(int argc, char **argv) {
     epfd = epoll_create1(0);
     int nw = mode == M_SETGET ? 0 : nworkers;
     conn **all = calloc((size_t)(nclients + nw), sizeof *all);
-    for (int i = 0; i < nw; i++) all[i] = open_conn(WORKER);
+    for (int i = 0; i < nw; i++) all[i] = open_conn(gport ? GWORKER : WORKER);
     for (int i = 0; i < nclients; i++) all[nw + i] = open_conn(CLIENT);
     double t0 = now();
-    for (int i = 0; i < nw; i++) { worker_get(all[i]); flush_out(all[i]); }
+    for (int i = 0; i < nw; i++) {
+        if (gport) { gput(all[i], G_CAN_DO, fn, strlen(fn), 0, 0); gput(all[i], G_GRAB_JOB, 0, 0, 0, 0); }
+        else worker_get(all[i]);
+        flush_out(all[i]);
+    }
     for (int i = 0; i < nclients; i++) { client_next(all[nw + i]); flush_out(all[nw + i]); }
     long target = mode == M_SUBMIT ? njobs : (njobs / nclients) * nclients;
     struct epoll_event evs[256];

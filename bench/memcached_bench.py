@@ -10,6 +10,10 @@ In one run, rounds interleaved (the machine is shared: ratios within a round are
   rt      memcached: 16 clients each ``set bench/<unique>`` -> STORED -> ``get bench/<unique>/t=400`` until
           the result comes; 16 memcached workers ``get bench/open/t=400`` -> ``set bench/close`` (echo)
           -- binary: gload ``fg``, 16 clients SUBMIT_JOB -> WORK_COMPLETE, 16 workers. Round trips/s.
+  rt-noreply  the same, each client's ``set`` with ``noreply`` (pymemcache's default) and its ``get`` in a
+          write of its own right after: no STORED to wait for
+  rt-pipelined  the same, ``set`` and ``get`` in one write (one round trip, as a binary SUBMIT_JOB is)
+  rt-gearman-workers  ``rt`` with 16 Gearman (binary protocol) workers instead of memcached ones
   ceiling a real memcached (/usr/bin/memcached, its default 4 threads): ``set``/``get`` pairs/s with 16
           clients, and pipelined ``set``/s like ``submit`` (no workers).
 
@@ -100,6 +104,18 @@ def main() -> int:
             "memcached submit": (ours, [mcload, "-p", str(mc_port), "-m", "submit", "-c", "4", "-W", "100", "-w", "4"]),
             "binary bg": (ours, [gload, "-s", "bg", "-c", "4", "-W", "100", "-w", "4", "-b", "64"]),
             "memcached rt": (ours, [mcload, "-p", str(mc_port), "-m", "rt", "-c", "16", "-w", "16", "-n", rt]),
+            "memcached rt-noreply": (
+                ours,
+                [mcload, "-p", str(mc_port), "-N", "-m", "rt", "-c", "16", "-w", "16", "-n", rt],
+            ),
+            "memcached rt-pipelined": (
+                ours,
+                [mcload, "-p", str(mc_port), "-P", "-m", "rt", "-c", "16", "-w", "16", "-n", rt],
+            ),
+            "memcached rt-gearman-workers": (
+                ours,
+                [mcload, "-p", str(mc_port), "-g", "{GEARMAN_PORT}", "-m", "rt", "-c", "16", "-w", "16", "-n", rt],
+            ),
             "binary fg": (ours, [gload, "-s", "fg", "-c", "16", "-w", "16", "-b", "64", "-n", rt]),
             "real set/get": (real, [mcload, "-m", "setget", "-c", "16", "-n", rt]),
             "real set": (real, [mcload, "-m", "submit", "-c", "4", "-W", "100", "-w", "0"]),
@@ -108,6 +124,7 @@ def main() -> int:
             print(f"# round {round_number + 1}/{args.rounds}, load {loadavg()}", file=sys.stderr)
             for name, (server, argv) in runs.items():
                 argv = [*argv, "-p", str(server.port)] if "-p" not in argv else argv
+                argv = [str(server.port) if arg == "{GEARMAN_PORT}" else arg for arg in argv]
                 if name in ("memcached submit", "binary bg", "real set"):
                     argv = [*argv, "-n", n]
                 if argv[0] == gload:
@@ -133,6 +150,9 @@ def main() -> int:
         ("set submits/s", *submits),
         ("jobs done/s (submit + work)", med("memcached submit", "rate"), med("binary bg", "jobs_per_s"), None),
         ("set -> result round trips/s", *round_trips),
+        ("... set noreply, then get (pymemcache's default)", med("memcached rt-noreply", "rate"), round_trips[1], None),
+        ("... set and get in one write (one round trip)", med("memcached rt-pipelined", "rate"), round_trips[1], None),
+        ("... with Gearman workers", med("memcached rt-gearman-workers", "rate"), round_trips[1], None),
     ]
     sep = " | " if args.markdown else "  "
     header = ["measure", "memcached frontend", "binary protocol", "ratio", "real memcached 1.6", "ratio to it"]
@@ -155,22 +175,28 @@ def main() -> int:
         ("memcached submit", "n"),
         ("binary bg", "jobs"),
         ("memcached rt", "n"),
+        ("memcached rt-noreply", "n"),
+        ("memcached rt-pipelined", "n"),
+        ("memcached rt-gearman-workers", "n"),
         ("binary fg", "jobs"),
         ("real set/get", "n"),
         ("real set", "n"),
     ):
         per_job = statistics.median(row["server_cpu"] / row[count] * 1e6 for row in results[name] if row.get(count))
-        print(f"  {name:18s} {per_job:8.1f}")
+        print(f"  {name:28s} {per_job:8.1f}")
     print("CPU seconds per wall second, server / generator (medians):")
     for name, cpu, wall, gen in (
         ("memcached submit", "server_cpu", "seconds", "cpu"),
         ("binary bg", "server_cpu", "wall_s", "gen_cpu_s"),
         ("memcached rt", "server_cpu", "seconds", "cpu"),
+        ("memcached rt-noreply", "server_cpu", "seconds", "cpu"),
+        ("memcached rt-pipelined", "server_cpu", "seconds", "cpu"),
+        ("memcached rt-gearman-workers", "server_cpu", "seconds", "cpu"),
         ("binary fg", "server_cpu", "wall_s", "gen_cpu_s"),
         ("real set/get", "server_cpu", "seconds", "cpu"),
         ("real set", "server_cpu", "seconds", "cpu"),
     ):
-        print(f"  {name:18s} {busy(name, cpu, wall):.2f} / {busy(name, gen, wall):.2f}")
+        print(f"  {name:28s} {busy(name, cpu, wall):.2f} / {busy(name, gen, wall):.2f}")
     print(f"\n{machine()}; load {loadavg()}; revision {revision()}")
     return 0
 

@@ -367,7 +367,12 @@ class MemcachedSession:
             self._running = False
             self._out = None
         if out:
-            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            if self._busy:
+                # answers ahead of a wait (a pipelined ``set`` before the ``get`` of its result) may wait a
+                # couple of turns to leave with its answer, in one send (``write_soon``)
+                self._write_soon(out[0] if len(out) == 1 else b"".join(out))
+            else:
+                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
         if index < count and not self.closed:
             rest = deque(requests[index:])
             rest.extend(self._events)
@@ -583,16 +588,14 @@ class MemcachedSession:
         worker = self._workers.get(function)
         if worker is None or not worker.abilities:
             worker = self._worker(function)
-        scheduler = self.scheduler
-        job = scheduler.grab(worker)
-        if job is None:
-            if not key.wait_ms or self.options.max_wait_ms <= 0:
-                return None  # the worker stays registered: gearmand's idle worker
-            job = scheduler.hold(worker)
+        if key.wait_ms and self.options.max_wait_ms > 0:
+            job = self.scheduler.hold(worker)  # (its grab first)
             if job is HELD:  # the next job is handed over (``_handed``), or the timer ends the wait
                 return key
-            if job is None:
-                return None
+        else:
+            job = self.scheduler.grab(worker)  # none: the worker stays registered (gearmand's idle worker)
+        if job is None:
+            return None
         return self._took(function, worker, job, key.open)  # type: ignore[arg-type]
 
     def _maybe_wait(self, key: keys.Key) -> keys.Key | None:
@@ -715,8 +718,14 @@ class MemcachedSession:
         if job is None:
             return  # the connection's workers went meanwhile, and gave it back
         function, open_ = waiting
-        item = self._took(function, self._workers[function], job, open_)  # the worker stays while it is open
         run = self._waiting_run
+        if type(run) is bytes and open_:  # a one-key text get of an open job (``_took``, ``_wait_done``,
+            self._open[function] = job  # ``_resume``, without an ``Item``): its flags stay until it completes
+            self._on_timeout = self._waiting_run = self._waiting = None
+            self.shared.counters["get_hits"] += 1
+            self._finish(replies.text_result(run, self.shared.flags.get(job.handle, 0), job.data))
+            return
+        item = self._took(function, self._workers[function], job, open_)  # the worker stays while it is open
         if type(run) is bytes:  # a one-key text get: answered here (``_wait_done``, ``_resume``)
             self._on_timeout = self._waiting_run = self._waiting = None
             self.shared.counters["get_hits"] += 1
