@@ -5,7 +5,8 @@ gearman_gateway/_acceptor.c, a listening socket's accept thread (docs/architectu
 ``stamps`` and ``acceptor`` are the built modules, or None when they are not built (no gcc or Python headers
 at install time) or when ``GEARMAN_GATEWAY_PURE_PYTHON`` is set: then the same work runs in Python (slower,
 same results). Callers read ``accel.stamps`` and ``accel.acceptor`` when they choose, not at import, so tests
-can run both paths."""
+can run both paths. (The memcached codec's reader of plain lines, protocols/memcached/_scan.c, is loaded the
+same way by protocols/memcached/codec.py: ``codec.plain_scan``.)"""
 
 from __future__ import annotations
 

@@ -15,10 +15,17 @@ With ``plain=True`` the two requests a queue lives on come as plain values inste
 build, no type to dispatch on for the session): a plain one-key ``get <key>`` as its key (``bytes``), a
 plain ``set <key> <flags> <exptime> <bytes>`` with its data as a ``(key, flags, exptime, data)`` tuple.
 ``as_event`` turns them back into the ``Get``/``Store`` the default decoder gives for the same bytes.
+
+``plain_scan`` is the optional C reader of those two (protocols/memcached/_scan.c): a plain decoder with
+nothing held reads a read's leading plain gets and sets with it in one call, and the rest as before. It is
+None when not built (no gcc or Python headers at install time) or when ``GEARMAN_GATEWAY_PURE_PYTHON`` is
+set; the events are the same either way. Read at each ``receive_data``, so tests can run both paths.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import Literal
 
 from protocols.memcached import binary, text
@@ -45,6 +52,16 @@ def as_event(request: Request) -> Event:
     return request  # type: ignore[return-value]
 
 
+#: ``scan(data, max_value_size) -> (requests, offset)``: the complete plain gets and sets (as a ``plain``
+#: decoder gives them) at the start of ``data``, and where the first other thing (or an incomplete one) begins.
+plain_scan: Callable[[bytes, int], tuple[list[Request], int]] | None
+try:
+    from protocols.memcached._scan import scan as plain_scan
+except ImportError:  # pragma: no cover - depends on the build
+    plain_scan = None
+if os.environ.get("GEARMAN_GATEWAY_PURE_PYTHON"):
+    plain_scan = None
+
 #: How far into a line without its newline the command is looked for, to know which length limit applies
 #: (memcached looks past up to 100 leading spaces).
 _COMMAND_SCAN = 128
@@ -66,6 +83,7 @@ class Decoder:
         "_seen",
         "_plain",
         "_fast",
+        "_scan_lines",
     )
 
     def __init__(
@@ -93,6 +111,8 @@ class Decoder:
         self._seen = 0  # bytes at the start of ``_buf`` known to hold no newline: never searched twice
         self._plain = plain
         self._fast = fast_path
+        # plain_scan may read lines (no plain line can be over max_line, as for ``match_lines`` below)
+        self._scan_lines = plain and fast_path and max_line >= text.PLAIN_LINE_MAX
 
     @property
     def buffered(self) -> int:
@@ -106,11 +126,29 @@ class Decoder:
             return events
         if type(data) is not bytes:
             data = bytes(data)  # a caller's reused buffer must not change under us
+        pos = 0  # how far ``src`` (below) was consumed
+        scan = plain_scan
+        if (
+            scan is not None
+            and self._scan_lines
+            and not self._buf
+            and self._block is None
+            and self._skip is None
+            and not self._long_line
+            and self.protocol != "binary"
+        ):
+            # the leading plain gets and sets in C; a 0x80 first byte is neither, so it still chooses binary
+            events, pos = scan(data, self.max_value_size)
+            if pos:
+                self.protocol = "text"
+                if pos == len(data):
+                    return events
         if self._skip is not None or self._long_line:  # discard without buffering
             pos = self._discard(data, 0, len(data), events)
             if pos == len(data):
                 return events
             data = data[pos:]
+            pos = 0
         if self.protocol is None:
             self.protocol = "binary" if data[0] == REQUEST_MAGIC else "text"
         buf = self._buf
@@ -120,8 +158,7 @@ class Decoder:
         else:
             src = data  # the usual case, whole requests in one read: parse them where they lie
         # the parse, here (one call less per read): every complete request from ``src`` into ``events``; each
-        # turn of the loop consumes bytes or leaves it (``pos``: how far ``src`` was consumed)
-        pos = 0
+        # turn of the loop consumes bytes or leaves it
         end = len(src)
         is_text = self.protocol == "text"
         max_line = self.max_line
