@@ -7,8 +7,8 @@
    What it mirrors, exactly (tests/unit/test_memcached_scan.py compares the two with hypothesis):
    - protocols/memcached/text.py GET_LINE: `get <key>\r?\n`, a key of 1..250 bytes none of which is
      0x00-0x20 or 0x7f; given as the key (bytes);
-   - text.py SET_LINE: `set <key> <flags> <exptime> <bytes>\r?\n`, each number 1..9 ASCII digits (so no
-     bounds to check: 999999999 < 2**31), given as (key, flags, exptime, data) when <bytes> is at most
+   - text.py SET_LINE: `set <key> <flags> <exptime> <bytes>[ noreply]\r?\n`, each number 1..9 ASCII digits
+     (so no bounds to check: 999999999 < 2**31), given as (key, flags, exptime, data, noreply) when <bytes> is at most
      max_value_size and the data block and its `\r\n` are all in: what codec.py's fast path gives with
      plain=True for the same bytes.
    It reads from the start of `data` and stops, without an error, at the first thing that is not one of
@@ -64,6 +64,9 @@ field(const unsigned char **p, const unsigned char *end, unsigned char after)
     return value;
 }
 
+static const char NOREPLY[] = " noreply";
+#define NOREPLY_LEN 8
+
 /* `\r?\n` at p: the byte after it, else NULL. */
 static const unsigned char *
 line_end(const unsigned char *p, const unsigned char *end)
@@ -112,21 +115,25 @@ one_request(const unsigned char *p, const unsigned char *end, Py_ssize_t max_val
     long size = exptime < 0 ? -1 : digits(&q, end);
     if (size < 0 || size > max_value_size)
         return NULL;
+    int noreply = end - q >= NOREPLY_LEN && memcmp(q, NOREPLY, NOREPLY_LEN) == 0;
+    if (noreply)
+        q += NOREPLY_LEN;
     const unsigned char *data = line_end(q, end);
     if (data == NULL || end - data < size + 2 || data[size] != '\r' || data[size + 1] != '\n')
         return NULL;
-    PyObject *request = PyTuple_New(4);
+    PyObject *request = PyTuple_New(5);
     if (request == NULL) {
         *failed = 1;
         return NULL;
     }
-    PyObject *items[4] = {
+    PyObject *items[5] = {
         PyBytes_FromStringAndSize((const char *)key, key_len),
         PyLong_FromLong(flags),
         PyLong_FromLong(exptime),
         PyBytes_FromStringAndSize((const char *)data, size),
+        Py_NewRef(noreply ? Py_True : Py_False),
     };
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         PyTuple_SET_ITEM(request, i, items[i]); /* a NULL one: the tuple's dealloc skips it */
     if (items[0] == NULL || items[1] == NULL || items[2] == NULL || items[3] == NULL ||
         PyList_Append(out, request) < 0) {
@@ -184,7 +191,7 @@ scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef module_methods[] = {
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
      "scan(data, max_value_size) -> (requests, offset): the complete plain gets and sets at the start of "
-     "data (keys, and (key, flags, exptime, data) tuples), and where the first other thing begins."},
+     "data (keys, and (key, flags, exptime, data, noreply) tuples), and where the first other thing begins."},
     {NULL, NULL, 0, NULL},
 };
 

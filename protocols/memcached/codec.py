@@ -13,7 +13,8 @@ retrieval), dropped up to its newline. Any input gives events or waits for more:
 
 With ``plain=True`` the two requests a queue lives on come as plain values instead of events (no object to
 build, no type to dispatch on for the session): a plain one-key ``get <key>`` as its key (``bytes``), a
-plain ``set <key> <flags> <exptime> <bytes>`` with its data as a ``(key, flags, exptime, data)`` tuple.
+plain ``set <key> <flags> <exptime> <bytes> [noreply]`` with its data as a ``(key, flags, exptime, data,
+noreply)`` tuple.
 ``as_event`` turns them back into the ``Get``/``Store`` the default decoder gives for the same bytes.
 
 ``plain_scan`` is the optional C reader of those two (protocols/memcached/_scan.c): a plain decoder with
@@ -36,8 +37,8 @@ from protocols.memcached.reads import Block, Skip
 
 Protocol = Literal["text", "binary"]
 
-#: A plain ``set``'s fields and data: (key, flags, exptime, data).
-PlainSet = tuple[bytes, int, int, bytes]
+#: A plain ``set``'s fields and data: (key, flags, exptime, data, noreply).
+PlainSet = tuple[bytes, int, int, bytes, bool]
 #: What a ``plain`` decoder hands over: an event, a plain one-key get's key, or a plain set.
 Request = Event | bytes | PlainSet
 
@@ -47,8 +48,8 @@ def as_event(request: Request) -> Event:
     if type(request) is bytes:
         return Get((request,))
     if type(request) is tuple:
-        key, flags, exptime, data = request
-        return Store("set", key, flags, exptime, data)
+        key, flags, exptime, data, noreply = request
+        return Store("set", key, flags, exptime, data, noreply)
     return request  # type: ignore[return-value]
 
 
@@ -188,7 +189,7 @@ class Decoder:
                     if first == 0x73:  # "s"
                         match = text.SET_LINE(src, pos)
                         if match is not None:
-                            key, flags, exptime, size = match.groups()
+                            key, flags, exptime, size, noreply = match.groups()
                             length = int(size)
                             if length <= max_value_size:
                                 start = match.end()
@@ -200,13 +201,14 @@ class Decoder:
                                         data = src[start : stop - 2]
                                     else:
                                         data = bytes(memoryview(src)[start : stop - 2])
+                                    quiet = noreply is not None
                                     if plain:
-                                        events.append((key, flag_value, expiry, data))
+                                        events.append((key, flag_value, expiry, data, quiet))
                                     else:
-                                        events.append(Store("set", key, flag_value, expiry, data))
+                                        events.append(Store("set", key, flag_value, expiry, data, quiet))
                                     pos = stop
                                     continue
-                                self._block = text.set_block(key, flag_value, expiry, length)
+                                self._block = text.set_block(key, flag_value, expiry, length, noreply is not None)
                                 pos = start
                                 continue
                     elif first == 0x67:  # "g"
@@ -240,14 +242,18 @@ class Decoder:
                     events.append(fast if plain else Get((fast,)))
                     continue
                 elif type(fast) is tuple:  # a plain set: its data block, when all in, without a Block
-                    key, flags, exptime, size = fast
+                    key, flags, exptime, size, noreply = fast
                     stop = pos + size + 2
                     if stop <= end and src[stop - 2] == 13 and src[stop - 1] == 10:
                         data = src[pos : stop - 2] if type(src) is bytes else bytes(memoryview(src)[pos : stop - 2])
-                        events.append((key, flags, exptime, data) if plain else Store("set", key, flags, exptime, data))
+                        events.append(
+                            (key, flags, exptime, data, noreply)
+                            if plain
+                            else Store("set", key, flags, exptime, data, noreply)
+                        )
                         pos = stop
                         continue
-                    parsed = text.set_block(key, flags, exptime, size)
+                    parsed = text.set_block(key, flags, exptime, size, noreply)
                 else:  # a plain get of several keys
                     events.append(fast)
                     continue

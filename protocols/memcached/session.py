@@ -788,14 +788,17 @@ class MemcachedSession:
     def _set_plain(self, request: PlainSet) -> bytes | _Pending:
         """A plain text ``set`` (from a plain decoder) of ``<function>`` or ``<function>/<unique>`` (what
         ``keys.parse`` reads as such, without its parse): a background submit, for an unrestricted identity on
-        the memory queue, exptime 0; or a worker's ``<function>/close``. Anything else goes ``_store``."""
-        raw, flags, exptime, value = request
+        the memory queue, exptime 0; or a worker's ``<function>/close``. Anything else goes ``_store``. With
+        ``noreply`` (pymemcache's default) nothing is answered, errors included, as memcached does."""
+        raw, flags, exptime, value, noreply = request
         function, slash, unique = raw.partition(b"/")
         if slash:
             if unique == b"close" and function and self.grant.unrestricted:  # a worker's result
                 self.shared.counters["cmd_set"] += 1
                 if not self._complete_open(function, value):
-                    return text.NOT_FOUND
+                    return b"" if noreply else text.NOT_FOUND
+                if noreply:
+                    return b""
                 if self._out:  # (``_store``'s reason to answer a worker's close soon, not now)
                     self._flush()
                 self._write_soon(text.STORED)
@@ -811,9 +814,9 @@ class MemcachedSession:
         try:
             job = scheduler.submit(function, value, unique, _NORMAL, True)
         except ArgumentTooLarge as error:
-            return text.client_error(error.text)
+            return b"" if noreply else text.client_error(error.text)
         except SchedulerError as error:
-            return text.server_error(error.text)
+            return b"" if noreply else text.server_error(error.text)
         if flags:
             self.shared.remember_flags(job.handle, flags)
         if unique:
@@ -821,7 +824,7 @@ class MemcachedSession:
             self._last_set = (raw, result_key)
             if self.results is not None:
                 self.results.expect(result_key, flags, None)  # a new run: its old result goes
-        return text.STORED
+        return b"" if noreply else text.STORED
 
     def _store(self, event: Store | MetaSet) -> bytes | _Pending:
         self.shared.counters["cmd_set"] += 1

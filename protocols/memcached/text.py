@@ -73,9 +73,9 @@ def parse_line(line: bytes, max_value_size: int) -> Parsed:
     return Error(ERROR)
 
 
-def parse_plain(line: bytes, max_value_size: int) -> bytes | Get | tuple[bytes, int, int, int] | None:
+def parse_plain(line: bytes, max_value_size: int) -> bytes | Get | tuple[bytes, int, int, int, bool] | None:
     """The fast path of the two commands a queue lives on: a plain ``get <key>`` line's key, a plain
-    ``get <key> <key>...`` line's event, or a plain ``set <key> <flags> <exptime> <bytes>`` line's fields
+    ``get <key> <key>...`` line's event, or a plain ``set <key> <flags> <exptime> <bytes> [noreply]`` line's fields
     (the codec reads its data block where it lies); None for anything else, or anything unusual, which
     ``parse_line`` reads by the full rules. It must give what ``parse_line`` gives (``Get((key,))`` for a
     key; tests/unit/test_memcached_codec.py checks it with hypothesis)."""
@@ -83,11 +83,11 @@ def parse_plain(line: bytes, max_value_size: int) -> bytes | Get | tuple[bytes, 
         match = _PLAIN_SET(line)
         if match is None:
             return None
-        key, flags, exptime, size = match.groups()
+        key, flags, exptime, size, noreply = match.groups()
         length = int(size)
         if length > max_value_size:
             return None
-        return key, 0 if flags == b"0" else int(flags), 0 if exptime == b"0" else int(exptime), length
+        return key, 0 if flags == b"0" else int(flags), 0 if exptime == b"0" else int(exptime), length, bool(noreply)
     match = _PLAIN_GET(line)
     if match is not None:
         return match.group(1)
@@ -100,26 +100,26 @@ def parse_plain(line: bytes, max_value_size: int) -> bytes | Get | tuple[bytes, 
     return None
 
 
-#: ``set <key> <flags> <exptime> <bytes>``: a key of 1..250 bytes with no control character or space, and
-#: short digit runs only (no sign, no bounds to check: 9 digits < 2**31 - 3). One match, not six tests.
-_PLAIN_SET = re.compile(rb"set ([^\x00-\x20\x7f]{1,250}) ([0-9]{1,9}) ([0-9]{1,9}) ([0-9]{1,9})").fullmatch
+#: ``set <key> <flags> <exptime> <bytes> [noreply]``: a key of 1..250 bytes with no control character or space,
+#: and short digit runs only (no sign, no bounds to check: 9 digits < 2**31 - 3). One match, not six tests.
+_PLAIN_SET = re.compile(rb"set ([^\x00-\x20\x7f]{1,250}) ([0-9]{1,9}) ([0-9]{1,9}) ([0-9]{1,9})( noreply)?").fullmatch
 #: ``get <key>``: one key, what queue clients and workers send
 _PLAIN_GET = re.compile(rb"get ([^\x00-\x20\x7f]{1,250})").fullmatch
 
 #: The same two lines with their end, matched where they lie in the received bytes (``codec``)
-SET_LINE = re.compile(rb"set ([^\x00-\x20\x7f]{1,250}) ([0-9]{1,9}) ([0-9]{1,9}) ([0-9]{1,9})\r?\n").match
+SET_LINE = re.compile(rb"set ([^\x00-\x20\x7f]{1,250}) ([0-9]{1,9}) ([0-9]{1,9}) ([0-9]{1,9})( noreply)?\r?\n").match
 GET_LINE = re.compile(rb"get ([^\x00-\x20\x7f]{1,250})\r?\n").match
 #: The longest line these match (without its end): any ``max_line`` from this up lets them all through
-PLAIN_LINE_MAX = len(b"set ") + 250 + 3 * (1 + 9)
+PLAIN_LINE_MAX = len(b"set ") + 250 + 3 * (1 + 9) + len(b" noreply")
 
 
-def set_block(key: bytes, flags: int, exptime: int, size: int) -> Block:
+def set_block(key: bytes, flags: int, exptime: int, size: int, noreply: bool = False) -> Block:
     """A plain ``set`` whose data block is still coming."""
 
     def complete(value: bytes) -> Event:
-        return Store("set", key, flags, exptime, value)
+        return Store("set", key, flags, exptime, value, noreply)
 
-    return Block(size, complete)
+    return Block(size, complete, noreply=noreply)
 
 
 def _get(tokens: list[bytes], max_value_size: int) -> Parsed:

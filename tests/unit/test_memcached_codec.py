@@ -1034,11 +1034,11 @@ def test_a_plain_decoder_gives_the_same_requests_for_any_bytes(data: bytes, smal
 def test_a_plain_decoder_hands_plain_gets_and_sets_as_plain_values() -> None:
     stream = b"set f/u 16 0 2\r\nab\r\nget f/u/t=400\r\nget a b\r\ngets k\r\nset k 0 0 1 noreply\r\nx\r\n"
     assert Decoder(plain=True).receive_data(stream) == [
-        (b"f/u", 16, 0, b"ab"),
+        (b"f/u", 16, 0, b"ab", False),
         b"f/u/t=400",
         Get((b"a", b"b")),
         Get((b"k",), with_cas=True),
-        Store("set", b"k", 0, 0, b"x", noreply=True),
+        (b"k", 0, 0, b"x", True),  # pymemcache's default noreply
     ]
 
 
@@ -1051,9 +1051,9 @@ def test_the_fast_path_reads_a_line_as_parse_line_does(line: bytes, small: bool)
         return
     full = text.parse_line(line, max_value_size)
     if isinstance(fast, tuple):
-        key, flags, exptime, size = fast
-        assert isinstance(full, Block) and (full.length, full.terminated, full.noreply) == (size, True, False)
-        assert full.complete(b"v") == Store("set", key, flags, exptime, b"v")
+        key, flags, exptime, size, noreply = fast
+        assert isinstance(full, Block) and (full.length, full.terminated, full.noreply) == (size, True, noreply)
+        assert full.complete(b"v") == Store("set", key, flags, exptime, b"v", noreply)
     elif isinstance(fast, bytes):  # a one-key get's key
         assert Get((fast,)) == full
     else:
@@ -1061,9 +1061,11 @@ def test_the_fast_path_reads_a_line_as_parse_line_does(line: bytes, small: bool)
 
 
 def test_the_fast_path_takes_plain_get_and_set() -> None:
-    assert text.parse_plain(b"set bench 0 0 64", DEFAULT_MAX_VALUE_SIZE) == (b"bench", 0, 0, 64)
+    assert text.parse_plain(b"set bench 0 0 64", DEFAULT_MAX_VALUE_SIZE) == (b"bench", 0, 0, 64, False)
     assert text.parse_plain(b"get bench/open/t=400", DEFAULT_MAX_VALUE_SIZE) == b"bench/open/t=400"
-    assert text.parse_plain(b"set bench 0 0 64 noreply", DEFAULT_MAX_VALUE_SIZE) is None
+    assert text.parse_plain(b"set bench 0 0 64 noreply", DEFAULT_MAX_VALUE_SIZE) == (b"bench", 0, 0, 64, True)
+    assert text.parse_plain(b"set bench 0 0 64 noreplyx", DEFAULT_MAX_VALUE_SIZE) is None
+    assert text.parse_plain(b"set bench 0 0 64 foo", DEFAULT_MAX_VALUE_SIZE) is None  # (the full rules ignore it)
     assert text.parse_plain(b"get  a", DEFAULT_MAX_VALUE_SIZE) is None
     assert decode(b"set k 5 0 2\r\nab\r\nget k\r\n") == [Store("set", b"k", 5, 0, b"ab"), Get((b"k",))]
 

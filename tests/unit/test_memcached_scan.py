@@ -62,12 +62,12 @@ def reference_scan(data: bytes, max_value_size: int) -> tuple[list[Request], int
         match = text.SET_LINE(data, pos)
         if match is None:
             return requests, pos
-        key, flags, exptime, size = match.groups()
+        key, flags, exptime, size, noreply = match.groups()
         start, length = match.end(), int(size)
         stop = start + length + 2
         if length > max_value_size or stop > len(data) or data[stop - 2 : stop] != b"\r\n":
             return requests, pos
-        requests.append((key, int(flags), int(exptime), data[start : stop - 2]))
+        requests.append((key, int(flags), int(exptime), data[start : stop - 2], noreply is not None))
         pos = stop
 
 
@@ -113,7 +113,8 @@ def near_plain(draw: st.DrawFn) -> bytes:
     if not kind.startswith(b"se"):
         return kind + key + draw(_ENDS)
     flags, exptime, size = draw(_NUMBERS), draw(_NUMBERS), draw(_NUMBERS | st.integers(0, 12).map(b"%d".__mod__))
-    line = b"%b%b %b %b %b%b" % (kind, key, flags, exptime, size, draw(_ENDS))
+    last = draw(st.sampled_from([b"", b"", b" noreply", b" noreplyx", b" norepl", b"  noreply", b" NOREPLY"]))
+    line = b"%b%b %b %b %b%b%b" % (kind, key, flags, exptime, size, last, draw(_ENDS))
     announced = int(size) if size.isdigit() and len(size) < 4 else draw(st.integers(0, 12))
     length = max(0, announced + draw(st.sampled_from([0, 0, 0, -1, 1])))
     block = draw(st.binary(min_size=length, max_size=length))
@@ -178,7 +179,19 @@ def _edges() -> list[bytes]:
     kept plain."""
     keys = [b"k", b"x" * 250, b"x" * 251, b"", b"k\x7f", b"\x00k", b"k\x20", b"\x80\xff", b"k\r"]
     numbers = [b"0", b"9" * 9, b"9" * 10, b"0" * 9, b"0" * 10, b"", b"-1", b"+1", b"1a", b"1 "]
-    ends = [b"\r\n", b"\n", b"\r", b"", b" \r\n", b"\n\r", b"\r\r\n", b" noreply\r\n"]
+    ends = [
+        b"\r\n",
+        b"\n",
+        b"\r",
+        b"",
+        b" \r\n",
+        b"\n\r",
+        b"\r\r\n",
+        b" noreply\r\n",
+        b" noreply\n",
+        b" noreply",
+        b" noreplyx\r\n",
+    ]
     blocks = [b"1234567\r\n", b"123456\r\n", b"12345678\r\n", b"1234567\n", b"1234567\r", b"1234567", b"1234567xx"]
     edges = [b"get " + key + end for key in keys for end in ends]
     edges += [b"set " + key + b" 1 2 7" + end + blocks[0] for key in keys for end in ends]
@@ -207,8 +220,9 @@ def test_every_edge_at_every_cut(edge: bytes) -> None:
 
 def test_scan_of_a_pipeline() -> None:
     assert SCAN is not None
-    data = b"set f/u 16 0 2\r\nab\r\nget f/u/t=400\nset k 007 5 0\r\n\r\nget a b\r\nget k\r\n"
-    assert SCAN(data, 2) == ([(b"f/u", 16, 0, b"ab"), b"f/u/t=400", (b"k", 7, 5, b"")], data.index(b"get a"))
+    data = b"set f/u 16 0 2\r\nab\r\nget f/u/t=400\nset k 007 5 0 noreply\r\n\r\nget a b\r\nget k\r\n"
+    expected = [(b"f/u", 16, 0, b"ab", False), b"f/u/t=400", (b"k", 7, 5, b"", True)]
+    assert SCAN(data, 2) == (expected, data.index(b"get a"))
     assert SCAN(data, 1) == ([], 0)  # over the limit: the full rules' (a Skip)
     assert SCAN(b"set k 0 0 2\r\nab\r", 9) == ([], 0)  # not all in
     assert SCAN(b"set k 0 0 2\r\nabc\r\n", 9) == ([], 0)  # a bad terminator: the full rules' error
@@ -234,7 +248,7 @@ def test_the_decoder_takes_a_whole_read_from_it() -> None:
 
     with scanner(spy):
         decoder = Decoder(plain=True)
-        assert decoder.receive_data(data) == [b"k", (b"k", 1, 2, b"abc")]
+        assert decoder.receive_data(data) == [b"k", (b"k", 1, 2, b"abc", False)]
         assert decoder.protocol == "text" and decoder.buffered == 0
         binary = Decoder(plain=True)
         binary.receive_data(b"\x80")

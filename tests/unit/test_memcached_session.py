@@ -540,6 +540,24 @@ def test_a_one_key_gets_carries_the_cas_unique() -> None:
     assert one == b"VALUE fn/u 3 1 %b\r\nr\r\nEND\r\n" % cas
 
 
+def test_noreply_sets_take_the_plain_path_and_answer_nothing() -> None:
+    """pymemcache's default ``set ... noreply`` submits as a plain set does (its get after it reuses the key)
+    and says nothing, errors included; a worker's ``set f/close ... noreply`` completes its job silently."""
+    world = World()
+    client, client_out = world.connect()
+    worker, worker_out = world.connect()
+    worker.receive_data(b"get fn/open\r\n")
+    assert worker_out.take() == b"END\r\n"
+    client.receive_data(b"set fn/u 16 0 2 noreply\r\nhi\r\nget fn/u/t=300\r\n")
+    assert client_out.take() == b"" and world.queued(b"fn") == 1
+    assert client._last_set == (b"fn/u", (b"fn", b"u"))  # the plain path, not the general one
+    worker.receive_data(b"get fn/open\r\nset fn/close 0 0 2 noreply\r\nok\r\nset fn/close 0 0 1 noreply\r\nx\r\n")
+    assert worker_out.take() == b"VALUE fn/open 16 2\r\nhi\r\nEND\r\n"  # no STORED, no NOT_FOUND
+    assert client_out.take() == b"VALUE fn/u/t=300 16 2\r\nok\r\nEND\r\n"
+    client.receive_data(b"set fn/" + b"u" * 300 + b" 0 0 1 noreply\r\nx\r\nset fn/v 0 0 1\r\ny\r\n")
+    assert client_out.take() == b"STORED\r\n"  # the refused over-long unique said nothing
+
+
 def test_the_get_of_a_result_after_its_set_on_one_connection() -> None:
     """A client's ``set f/u`` then ``get f/u/t=<ms>`` (the set's key reused, not parsed again): the result,
     a failure's miss, a timeout's miss; keys that only look alike are read by the full rules."""
