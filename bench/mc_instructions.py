@@ -9,6 +9,8 @@ each is run once to warm up, the counters are zeroed, the measured run goes, and
              workers take the jobs with ``get bench/t=400``      -- against gload ``bg`` (the same shape)
   mc-rt      bench/mcload.c ``-m rt``: 16 clients ``set bench/<unique>`` -> ``get bench/<unique>/t=400``,
              16 workers ``get bench/open/t=400`` -> ``set bench/close``  -- against gload ``fg``
+  mc-rt-noreply    ``mc-rt`` with each ``set`` sent ``noreply`` (pymemcache's default), its ``get`` right after
+  mc-rt-pipelined  ``mc-rt`` with ``set`` and ``get`` in one write (one round trip)  -- both against gload ``fg``
   mc-set     bench/mcload.c ``-m submit -w 0``: 4 connections pipeline ``set mcqueued`` (window 100), nobody
              works them: the ``set`` alone                  -- against loadgen.py ``queue`` (SUBMIT_JOB_BG alone)
 
@@ -51,6 +53,8 @@ PAIRS = {
     "mc-submit": (["-m", "submit", "-c", "4", "-W", "100", "-w", "4", "-n", "5000"], "bg"),
     "mc-rt": (["-m", "rt", "-c", "16", "-w", "16", "-n", "2000"], "fg"),
     "mc-set": (["-m", "submit", "-c", "4", "-W", "100", "-w", "0", "-n", "5000", "-f", "mcqueued"], "queue"),
+    "mc-rt-noreply": (["-m", "rt", "-N", "-c", "16", "-w", "16", "-n", "2000"], "fg"),
+    "mc-rt-pipelined": (["-m", "rt", "-P", "-c", "16", "-w", "16", "-n", "2000"], "fg"),
 }
 #: The binary scenarios at the same job counts as their memcached pair.
 BINARY_JOBS = {"bg": "5000", "fg": "2000", "queue": "5000"}

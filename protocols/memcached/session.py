@@ -149,6 +149,45 @@ class _WorkerWaker:
 
 
 class MemcachedSession:
+    #: slots: a plain instance of this many attributes (over CPython's 30 shared keys) has a dict of its own,
+    #: and every ``self.`` look-up on the request path pays for it
+    __slots__ = (
+        "_busy",
+        "_deadline",
+        "_end_of_turn",
+        "_events",
+        "_handed_job",
+        "_handlers",
+        "_held",
+        "_input_ended",
+        "_last_set",
+        "_on_timeout",
+        "_open",
+        "_out",
+        "_partial_input",
+        "_paused",
+        "_running",
+        "_timer",
+        "_timer_due",
+        "_waiting",
+        "_waiting_error",
+        "_waiting_result",
+        "_waiting_run",
+        "_workers",
+        "_write_soon",
+        "access",
+        "clock",
+        "closed",
+        "decoder",
+        "grant",
+        "options",
+        "peer",
+        "results",
+        "scheduler",
+        "shared",
+        "transport",
+    )
+
     def __init__(
         self,
         scheduler: Scheduler,
