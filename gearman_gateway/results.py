@@ -71,7 +71,21 @@ def expiry(now: float, exptime: float) -> float | None:
 class ResultCache(JobListener):
     """Results by (function, unique), LRU by memory and expiring by TTL; the scheduler's observer."""
 
-    __slots__ = ("clock", "max_memory", "ttl", "memory", "_entries", "_expected", "_waiters", "_cas", "stats")
+    __slots__ = (
+        "clock",
+        "max_memory",
+        "ttl",
+        "memory",
+        "_entries",
+        "_expected",
+        "_waiters",
+        "_cas",
+        "stored",
+        "evictions",
+        "expired",
+        "hits",
+        "misses",
+    )
 
     def __init__(self, clock: Clock, max_memory: int = DEFAULT_MAX_MEMORY, ttl: float = DEFAULT_TTL) -> None:
         self.clock = clock
@@ -82,15 +96,26 @@ class ResultCache(JobListener):
         self._expected: dict[Key, tuple[int, float | None]] = {}  # flags, ttl (None: the default)
         self._waiters: dict[Key, list[Callable[[Result], None]]] = {}
         self._cas = 0
-        #: counters for ``stats``: stored, evictions, expired, hits, misses
-        self.stats = dict.fromkeys(("stored", "evictions", "expired", "hits", "misses"), 0)
+        #: counters (``stats``)
+        self.stored = self.evictions = self.expired = self.hits = self.misses = 0
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """The counters by name: stored, evictions, expired, hits, misses."""
+        return {
+            "stored": self.stored,
+            "evictions": self.evictions,
+            "expired": self.expired,
+            "hits": self.hits,
+            "misses": self.misses,
+        }
 
     # -- the scheduler's side (JobListener)
 
     def job_complete(self, job: Job, data: bytes) -> None:
         key = (job.function.name, job.unique)
         flags, ttl = self._expected.pop(key, _NO_WISH)
-        self.put(key, data, flags=flags, ttl=ttl)
+        self._keep(key, data, flags, ttl, False)
 
     def job_fail(self, job: Job) -> None:
         self._finish(job, b"", failed=True)
@@ -101,7 +126,7 @@ class ResultCache(JobListener):
     def _finish(self, job: Job, data: bytes, failed: bool) -> None:
         key = (job.function.name, job.unique)
         flags, ttl = self._expected.pop(key, _NO_WISH)
-        self.put(key, data, flags=flags, ttl=ttl, failed=failed)
+        self._keep(key, data, flags, ttl, failed)
 
     # -- what a frontend calls
 
@@ -118,6 +143,9 @@ class ResultCache(JobListener):
 
     def put(self, key: Key, data: bytes, *, flags: int = 0, ttl: float | None = None, failed: bool = False) -> None:
         """Keep ``data`` as the result of ``key`` (replacing an older one), and answer its waiters."""
+        self._keep(key, data, flags, ttl, failed)
+
+    def _keep(self, key: Key, data: bytes, flags: int, ttl: float | None, failed: bool) -> None:
         now = self.clock.seconds()
         if ttl is None:
             expires: float | None = now + self.ttl if self.ttl > 0 else 0.0
@@ -134,7 +162,7 @@ class ResultCache(JobListener):
         if expires is not None and size <= self.max_memory:
             entries[key] = result
             self.memory += size
-            self.stats["stored"] += 1
+            self.stored += 1
             if self.memory > self.max_memory:
                 self._evict()
         if waiters:
@@ -146,13 +174,13 @@ class ResultCache(JobListener):
         result = self._entries.get(key)
         if result is not None and result.expires and result.expires <= self.clock.seconds():
             self.forget(key)
-            self.stats["expired"] += 1
+            self.expired += 1
             result = None
         if result is None:
-            self.stats["misses"] += 1
+            self.misses += 1
             return None
         self._entries.move_to_end(key)
-        self.stats["hits"] += 1
+        self.hits += 1
         return result
 
     def get_or_wait(self, key: Key, waiter: Callable[[Result], None]) -> Result | None:
@@ -162,11 +190,11 @@ class ResultCache(JobListener):
         if result is not None:
             if not result.expires or result.expires > self.clock.seconds():
                 self._entries.move_to_end(key)
-                self.stats["hits"] += 1
+                self.hits += 1
                 return result
             result = self.get(key)  # expired: forgotten, counted
         else:
-            self.stats["misses"] += 1
+            self.misses += 1
         if result is None:  # (``wait``, without the call)
             waiters = self._waiters.get(key)
             if waiters is None:
@@ -230,4 +258,4 @@ class ResultCache(JobListener):
         while self.memory > self.max_memory and entries:
             _, oldest = entries.popitem(last=False)
             self.memory -= oldest.size
-            self.stats["evictions"] += 1
+            self.evictions += 1

@@ -85,6 +85,7 @@ class Decoder:
         "_plain",
         "_fast",
         "_scan_lines",
+        "whole_scan",
     )
 
     def __init__(
@@ -114,6 +115,15 @@ class Decoder:
         self._fast = fast_path
         # plain_scan may read lines (no plain line can be over max_line, as for ``match_lines`` below)
         self._scan_lines = plain and fast_path and max_line >= text.PLAIN_LINE_MAX
+        #: ``plain_scan`` while a read may be given to it alone (a plain text decoder holding nothing), else
+        #: None: a read it takes whole (its offset at the end) is all plain requests, and nothing is held
+        #: after it, so the caller need not call ``receive_data`` (the memcached session's usual read)
+        self.whole_scan: Callable[[bytes, int], tuple[list[Request], int]] | None = None
+
+    @property
+    def holding(self) -> bool:
+        """Part of a request is held (or being skipped): its rest must come."""
+        return bool(self._buf or self._skip is not None or self._long_line)
 
     @property
     def buffered(self) -> int:
@@ -122,6 +132,23 @@ class Decoder:
 
     def receive_data(self, data: bytes) -> list[Request]:
         """The events of every request completed by ``data``, in order (``plain``: see the module)."""
+        events = self._receive(data)
+        scan = plain_scan
+        self.whole_scan = (
+            scan
+            if scan is not None
+            and self._scan_lines
+            and self.protocol == "text"
+            and not self._buf
+            and self._block is None
+            and self._skip is None
+            and not self._long_line
+            and not self.closed
+            else None
+        )
+        return events
+
+    def _receive(self, data: bytes) -> list[Request]:
         events: list[Request] = []
         if self.closed or not data:
             return events

@@ -85,14 +85,19 @@ _BINARY_DELETE = {DeleteOutcome.NOT_FOUND: op.KEY_ENOENT, DeleteOutcome.EXISTS: 
 TEXT_MISS = text.END
 
 
+#: A text ``get`` of one key that found something: ``% (key, flags, len(data), data)`` (the session formats
+#: its hottest answers with it in place, without a call)
+TEXT_RESULT = b"VALUE %b %d %d\r\n%b\r\nEND\r\n"
+
+
 def text_hit(key: bytes, item: Item) -> bytes:
     """A text ``get`` of one key that found ``item``: its VALUE line, data and END in one format."""
-    return b"VALUE %b %d %d\r\n%b\r\nEND\r\n" % (key, item.flags, len(item.value), item.value)
+    return TEXT_RESULT % (key, item.flags, len(item.value), item.value)
 
 
 def text_result(key: bytes, flags: int, data: bytes) -> bytes:
     """``text_hit`` straight from a result's flags and data (no ``Item`` to make)."""
-    return b"VALUE %b %d %d\r\n%b\r\nEND\r\n" % (key, flags, len(data), data)
+    return TEXT_RESULT % (key, flags, len(data), data)
 
 
 def get_reply(event: Get, items: Sequence[Item | None]) -> bytes:

@@ -257,8 +257,7 @@ class MemcachedSession:
     @property
     def partial(self) -> bool:
         """Part of a request is held (or being skipped): its rest must come, or the connection times out."""
-        decoder = self.decoder
-        return bool(decoder._buf or decoder._skip is not None or decoder._long_line)
+        return self.decoder.holding
 
     def receive_data(self, data: bytes) -> bool:
         """Returns ``partial``; the transport's ``partial_input`` hears of it too (the adapter calls this
@@ -266,17 +265,26 @@ class MemcachedSession:
         if self.closed:
             return False
         decoder = self.decoder
-        requests = decoder.receive_data(data)
+        scan = decoder.whole_scan
+        held = False
+        if scan is not None and type(data) is bytes:
+            # the usual read: plain gets and sets only, all whole, read in C without the decoder's Python
+            requests, used = scan(data, decoder.max_value_size)
+            if used != len(data):  # anything else: the decoder's way (it reads the plain ones again)
+                requests = decoder.receive_data(data)
+                held = decoder.holding
+        else:
+            requests = decoder.receive_data(data)
+            held = decoder.holding
         if requests:
             if self._events or self._busy or self._running:
                 self._events.extend(requests)
                 self._run()
             else:  # the usual case: nothing waits, serve them where they lie
                 self._serve(requests)
-        if len(self._events) > MAX_QUEUED_EVENTS and not self._paused:
+        if self._events and len(self._events) > MAX_QUEUED_EVENTS and not self._paused:
             self._paused = True
             self.transport.pause_reading()
-        held = bool(decoder._buf or decoder._skip is not None or decoder._long_line)
         if (held or self._held) and self._partial_input is not None and not self.closed:
             self._held = held
             self._partial_input(held)
@@ -380,23 +388,24 @@ class MemcachedSession:
         self._running = True
         out: list[bytes] = []
         self._out = out
-        count = len(requests)
-        index = 0
+        served = 0
         try:
-            handlers = self._handlers
-            while index < count:
-                request = requests[index]
-                index += 1
+            for request in requests:
+                served += 1
                 kind = type(request)
                 if kind is bytes:  # a plain one-key get (the decoder is ``plain``)
                     reply = self._get_plain(request)  # type: ignore[arg-type]
                 elif kind is tuple:  # a plain set
                     reply = self._set_plain(request)  # type: ignore[arg-type]
                 else:
-                    handler = handlers.get(kind)  # (``_answer``'s first look, without its call)
+                    handler = self._handlers.get(kind)  # (``_answer``'s first look, without its call)
                     reply = handler(request) if handler is not None else self._answer(request)  # type: ignore[arg-type]
                 if reply is PENDING:
                     self._busy = True
+                    if served < len(requests) and not self.closed:
+                        rest = deque(requests[served:])
+                        rest.extend(self._events)
+                        self._events = rest
                     break
                 if reply:
                     out.append(reply)  # type: ignore[arg-type]
@@ -412,10 +421,6 @@ class MemcachedSession:
                 self._write_soon(out[0] if len(out) == 1 else b"".join(out))
             else:
                 self.transport.write(out[0] if len(out) == 1 else b"".join(out))
-        if index < count and not self.closed:
-            rest = deque(requests[index:])
-            rest.extend(self._events)
-            self._events = rest
         if self._paused or self._input_ended:
             self._after_serving()
 
@@ -671,7 +676,8 @@ class MemcachedSession:
                 self._finish(replies.TEXT_MISS)
             else:
                 counters["get_hits"] += 1
-                self._finish(replies.text_result(run, result.flags, result.data))
+                data = result.data
+                self._finish(replies.TEXT_RESULT % (run, result.flags, len(data), data))
             return
         self._wait_done(self._result_item(self._waiting_error, result))
 
@@ -762,7 +768,7 @@ class MemcachedSession:
             self._open[function] = job  # ``_resume``, without an ``Item``): its flags stay until it completes
             self._on_timeout = self._waiting_run = self._waiting = None
             self.shared.counters["get_hits"] += 1
-            self._finish(replies.text_result(run, self.shared.flags.get(job.handle, 0), job.data))
+            self._finish(replies.TEXT_RESULT % (run, self.shared.flags.get(job.handle, 0), len(job.data), job.data))
             return
         item = self._took(function, self._workers[function], job, open_)  # the worker stays while it is open
         if type(run) is bytes:  # a one-key text get: answered here (``_wait_done``, ``_resume``)
