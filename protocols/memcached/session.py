@@ -178,7 +178,12 @@ class MemcachedSession:
         "access",
         "clock",
         "closed",
+        "cmd_get",
+        "cmd_set",
+        "cmd_touch",
         "decoder",
+        "get_hits",
+        "get_misses",
         "grant",
         "options",
         "peer",
@@ -207,6 +212,10 @@ class MemcachedSession:
         self.clock = clock
         self.options = options
         self.shared = shared
+        # this connection's counts (``stats``: ``Shared.totals`` adds them up; one attribute each, not a shared
+        # dict's entry, on the request path)
+        self.cmd_get = self.cmd_set = self.cmd_touch = self.get_hits = self.get_misses = 0
+        shared.sessions.add(self)
         self.transport = transport
         self._write_soon: Callable[[bytes], None] = getattr(transport, "write_soon", transport.write)
         self._partial_input: Callable[[bool], None] | None = getattr(transport, "partial_input", None)
@@ -304,6 +313,7 @@ class MemcachedSession:
 
     def connection_lost(self) -> None:
         """The peer went away: waits stop, and open jobs go back as a lost worker's (they run elsewhere)."""
+        self.shared.retire(self)
         self.closed = True
         self._events.clear()
         self._stop_waiting()
@@ -486,14 +496,13 @@ class MemcachedSession:
         ):
             return self._get_plain(event.keys[0])
         run = _Retrieval(event, event.keys if isinstance(event, Get) else (event.key,))
-        self.shared.counters["cmd_get"] += len(run.keys)
+        self.cmd_get += len(run.keys)
         return self._retrieve(run)
 
     def _get_plain(self, raw: bytes) -> bytes | _Pending:
         """A text ``get`` of one key, no touch, no cas (what queue clients and workers send): no
         ``_Retrieval`` (a wait keeps the key itself), its answer formatted in one go."""
-        counters = self.shared.counters
-        counters["cmd_get"] += 1
+        self.cmd_get += 1
         last = self._last_set
         if last is not None and self.grant.unrestricted:
             # ``<function>/<unique>/t=<ms>`` after the set of ``<function>/<unique>`` (a client's wait for its
@@ -510,10 +519,10 @@ class MemcachedSession:
         else:
             outcome = self._lookup(raw, None)
         if type(outcome) is Item:
-            counters["get_hits"] += 1
+            self.get_hits += 1
             return replies.text_hit(raw, outcome)
         if outcome is None:
-            counters["get_misses"] += 1
+            self.get_misses += 1
             return replies.TEXT_MISS
         if type(outcome) is str:
             return text.client_error(outcome)
@@ -535,11 +544,10 @@ class MemcachedSession:
                     return PENDING
             else:
                 result = results.get(result_key)
-        counters = self.shared.counters
         if result is None or result.failed:
-            counters["get_misses"] += 1
+            self.get_misses += 1
             return replies.TEXT_MISS
-        counters["get_hits"] += 1
+        self.get_hits += 1
         return replies.text_result(raw, result.flags, result.data)
 
     def _retrieve(self, run: _Retrieval) -> bytes | _Pending:
@@ -560,10 +568,10 @@ class MemcachedSession:
     def _resume(self, run: _Retrieval | bytes, item: Item | None) -> None:
         if type(run) is bytes:  # what _get_plain began: one key, text, no touch
             if item is None:
-                self.shared.counters["get_misses"] += 1
+                self.get_misses += 1
                 self._finish(replies.TEXT_MISS)
             else:
-                self.shared.counters["get_hits"] += 1
+                self.get_hits += 1
                 self._finish(replies.text_hit(run, item))
             return
         assert isinstance(run, _Retrieval)
@@ -574,7 +582,10 @@ class MemcachedSession:
             self._finish(reply)  # type: ignore[arg-type]
 
     def _count(self, item: Item | None) -> None:
-        self.shared.counters["get_hits" if item is not None else "get_misses"] += 1
+        if item is not None:
+            self.get_hits += 1
+        else:
+            self.get_misses += 1
 
     def _lookup(self, raw: bytes, touch: int | None) -> Item | None | keys.Key | str:
         """One key of a retrieval: a hit, a miss, the key to wait for, or why it is refused."""
@@ -670,12 +681,11 @@ class MemcachedSession:
         run = self._waiting_run
         if type(run) is bytes and not self._waiting_error:  # a plain get: answered from the result itself
             self._on_timeout = self._waiting_run = None
-            counters = self.shared.counters
             if result.failed:
-                counters["get_misses"] += 1
+                self.get_misses += 1
                 self._finish(replies.TEXT_MISS)
             else:
-                counters["get_hits"] += 1
+                self.get_hits += 1
                 data = result.data
                 self._finish(replies.TEXT_RESULT % (run, result.flags, len(data), data))
             return
@@ -767,13 +777,13 @@ class MemcachedSession:
         if type(run) is bytes and open_:  # a one-key text get of an open job (``_took``, ``_wait_done``,
             self._open[function] = job  # ``_resume``, without an ``Item``): its flags stay until it completes
             self._on_timeout = self._waiting_run = self._waiting = None
-            self.shared.counters["get_hits"] += 1
+            self.get_hits += 1
             self._finish(replies.TEXT_RESULT % (run, self.shared.flags.get(job.handle, 0), len(job.data), job.data))
             return
         item = self._took(function, self._workers[function], job, open_)  # the worker stays while it is open
         if type(run) is bytes:  # a one-key text get: answered here (``_wait_done``, ``_resume``)
             self._on_timeout = self._waiting_run = self._waiting = None
-            self.shared.counters["get_hits"] += 1
+            self.get_hits += 1
             self._finish(replies.text_hit(run, item))
         else:
             self._wait_done(item)
@@ -839,7 +849,7 @@ class MemcachedSession:
         function, slash, unique = raw.partition(b"/")
         if slash:
             if unique == b"close" and function and self.grant.unrestricted:  # a worker's result
-                self.shared.counters["cmd_set"] += 1
+                self.cmd_set += 1
                 if not self._complete_open(function, value):
                     return b"" if noreply else text.NOT_FOUND
                 if noreply:
@@ -855,7 +865,7 @@ class MemcachedSession:
         scheduler = self.scheduler
         if exptime or not self.grant.unrestricted or scheduler.store is not None:  # (a durable store: the
             return self._store(as_event(request))  # answer waits for the commit)
-        self.shared.counters["cmd_set"] += 1
+        self.cmd_set += 1
         try:
             job = scheduler.submit(function, value, unique, _NORMAL, True)
         except ArgumentTooLarge as error:
@@ -872,7 +882,7 @@ class MemcachedSession:
         return b"" if noreply else text.STORED
 
     def _store(self, event: Store | MetaSet) -> bytes | _Pending:
-        self.shared.counters["cmd_set"] += 1
+        self.cmd_set += 1
         if event.key == AUTH_KEY:
             return self._authenticate(event)
         raw = event.key
@@ -973,7 +983,7 @@ class MemcachedSession:
         return replies.delete_reply(event, DeleteOutcome.DELETED if deleted else DeleteOutcome.NOT_FOUND)
 
     def _touch(self, event: Touch) -> bytes:
-        self.shared.counters["cmd_touch"] += 1
+        self.cmd_touch += 1
         key = self._key(event.key, "submit")
         result = None
         if isinstance(key, keys.Key) and key.unique and not key.has_options and self.results is not None:

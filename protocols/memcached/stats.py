@@ -23,6 +23,9 @@ VERSION = f"1.6.18-gearman-gateway-{__version__}"
 #: collect theirs: the bound keeps those from piling up.
 MAX_FLAGS = 100_000
 
+#: The counters each session keeps itself (``MemcachedSession``'s attributes of these names).
+SESSION_COUNTS = ("cmd_get", "cmd_set", "cmd_touch", "get_hits", "get_misses")
+
 #: ``stats`` groups of memcached's that have nothing to say here: answered with an empty list, not ERROR
 #: (tools ask for them).
 EMPTY_GROUPS = frozenset({b"items", b"slabs", b"sizes", b"conns", b"settings", b"extstore", b"detail"})
@@ -41,8 +44,27 @@ class Shared:
     )
     flags: OrderedDict[bytes, int] = field(default_factory=OrderedDict)
 
+    #: the live connections' sessions, whose own counts (``SESSION_COUNTS``) are added in by ``totals``
+    sessions: set[Any] = field(default_factory=set)
+
     def __post_init__(self) -> None:
         self.started = self.clock.seconds()
+
+    def retire(self, session: Any) -> None:
+        """A connection ends: its counts join the totals (once)."""
+        if session in self.sessions:
+            self.sessions.discard(session)
+            counters = self.counters
+            for name in SESSION_COUNTS:
+                counters[name] += getattr(session, name)
+
+    def totals(self) -> dict[str, int]:
+        """The counters, the live connections' counts included."""
+        totals = dict(self.counters)
+        for session in self.sessions:
+            for name in SESSION_COUNTS:
+                totals[name] += getattr(session, name)
+        return totals
 
     def remember_flags(self, handle: bytes, flags: int) -> None:
         book = self.flags
@@ -85,7 +107,7 @@ def general(shared: Shared, scheduler: Scheduler, results: ResultCache | None) -
         ("time", int(now)),
         ("version", VERSION),
         ("pointer_size", 64),
-        *shared.counters.items(),
+        *shared.totals().items(),
         ("curr_items", len(results) if results is not None else 0),
         ("bytes", results.memory if results is not None else 0),
         ("limit_maxbytes", results.max_memory if results is not None else 0),

@@ -661,5 +661,5 @@ def test_plain_requests_are_answered_as_their_events_are(steps: list[tuple[bytes
         world.clock.advance(1)
         out.append(transport.take())
         session.connection_lost()
-        outputs.append((out, dict(world.shared.counters), len(world.results), world.queued(b"fn")))
+        outputs.append((out, world.shared.totals(), len(world.results), world.queued(b"fn")))
     assert outputs[0] == outputs[1]
