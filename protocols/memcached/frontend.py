@@ -90,10 +90,6 @@ class MemcachedProtocol(SessionConnection):
     #: ``write(data)``: this turn's output, urgent (``BatchedOutput.queue`` itself: one call less per reply)
     write = SessionConnection.queue
 
-    def write_soon(self, data: bytes) -> None:
-        """Output that may wait up to ``ACK_WAIT_TURNS`` turns for more (``protocols.output``)."""
-        self.queue(data, urgent=False)
-
 
 class MemcachedFactory(FrontendFactory):
     protocol = MemcachedProtocol

@@ -86,10 +86,8 @@ class Transport(Protocol):
     def pause_reading(self) -> None: ...
     def resume_reading(self) -> None: ...
 
-    # optional: ``write_soon(data)``, a write that may wait a couple of reactor turns to leave together with
-    # the next one (a worker's ``STORED`` for its result, with the next job it waits for); and
-    # ``partial_input(held)``, told after each read while part of a request is held, and once when none is
-    # any more (the adapter's stall timer)
+    # optional: ``partial_input(held)``, told after each read while part of a request is held, and once when
+    # none is any more (the adapter's stall timer)
 
 
 class _Pending:
@@ -174,7 +172,7 @@ class MemcachedSession:
         "_waiting_result",
         "_waiting_run",
         "_workers",
-        "_write_soon",
+        "_ahead",
         "access",
         "clock",
         "closed",
@@ -217,7 +215,8 @@ class MemcachedSession:
         self.cmd_get = self.cmd_set = self.cmd_touch = self.get_hits = self.get_misses = 0
         shared.sessions.add(self)
         self.transport = transport
-        self._write_soon: Callable[[bytes], None] = getattr(transport, "write_soon", transport.write)
+        # answers to requests ahead of a waiting one, held to leave with its answer (``_serve``, ``_finish``)
+        self._ahead: bytes | None = None
         self._partial_input: Callable[[bool], None] | None = getattr(transport, "partial_input", None)
         self._held = False  # part of a request was held after the last read
         self.decoder = Decoder(max_value_size=options.max_value_size, plain=True)
@@ -399,6 +398,7 @@ class MemcachedSession:
         out: list[bytes] = []
         self._out = out
         served = 0
+        answered = False  # an answer other than a storage command's acknowledgement is in ``out``
         try:
             for request in requests:
                 served += 1
@@ -419,16 +419,20 @@ class MemcachedSession:
                     break
                 if reply:
                     out.append(reply)  # type: ignore[arg-type]
+                    if kind is not tuple and kind is not Store and kind is not MetaSet:
+                        answered = True
                 if self.closed:
                     break
         finally:
             self._running = False
             self._out = None
         if out:
-            if self._busy:
-                # answers ahead of a wait (a pipelined ``set`` before the ``get`` of its result) may wait a
-                # couple of turns to leave with its answer, in one send (``write_soon``)
-                self._write_soon(out[0] if len(out) == 1 else b"".join(out))
+            if self._busy and not answered:
+                # storage acknowledgements ahead of a wait (a pipelined ``set`` before the ``get`` of its
+                # result, a worker's ``set .../close`` before its next ``get .../t=``) leave with its answer,
+                # in one send: the wait is short (``max_wait_ms``), and a pipelining client reads them in that
+                # order anyway. Anything else (a job taken, a value) goes now.
+                self._ahead = out[0] if len(out) == 1 else b"".join(out)
             else:
                 self.transport.write(out[0] if len(out) == 1 else b"".join(out))
         if self._paused or self._input_ended:
@@ -468,6 +472,10 @@ class MemcachedSession:
         if self.closed:
             return
         self._busy = False
+        ahead = self._ahead
+        if ahead is not None:
+            self._ahead = None
+            reply = ahead + reply
         if reply:
             out = self._out
             if out is not None:
@@ -478,6 +486,9 @@ class MemcachedSession:
             self._run()
 
     def _close(self, last: bytes) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead:
+            self.transport.write(ahead)
         self._flush()
         if last:
             self.transport.write(last)
@@ -852,12 +863,7 @@ class MemcachedSession:
                 self.cmd_set += 1
                 if not self._complete_open(function, value):
                     return b"" if noreply else text.NOT_FOUND
-                if noreply:
-                    return b""
-                if self._out:  # (``_store``'s reason to answer a worker's close soon, not now)
-                    self._flush()
-                self._write_soon(text.STORED)
-                return b""
+                return b"" if noreply else text.STORED
             if not function or not unique or b"/" in unique or unique in keys.FLAGS or unique[:2] == b"t=":
                 return self._store(as_event(request))
         elif raw == AUTH_KEY:
@@ -903,13 +909,7 @@ class MemcachedSession:
                 reply = b"" if event.noreply else text.STORED
             else:
                 reply = replies.store_reply(event, StoreOutcome.STORED if done else StoreOutcome.NOT_FOUND)
-            if done and reply:
-                # the worker's next get usually follows, and waits for a job: this answer may wait for that
-                # one's (a couple of turns at most, as the binary protocol's foreground JOB_CREATED does)
-                self._flush()
-                self._write_soon(reply)
-                return b""
-            return reply
+            return reply  # (a pipelined get that waits next: it leaves with its answer, ``_serve``)
         if key.has_options:
             return replies.error_reply(event, OPTION_MISUSE, client=True)
         command = event.command
