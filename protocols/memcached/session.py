@@ -523,7 +523,28 @@ class MemcachedSession:
             if raw[size : size + 3] == b"/t=" and raw[:size] == prefix:
                 digits = raw[size + 3 :]
                 if digits.isdigit() and len(digits) <= keys.MAX_WAIT_DIGITS:
-                    return self._get_result(raw, last[1], int(digits))
+                    # the result (not a failure's text): a hit, a miss, or a wait for it
+                    results = self.results
+                    if results is None:
+                        self.get_misses += 1
+                        return replies.TEXT_MISS
+                    wait_ms = int(digits)
+                    most = self.options.max_wait_ms
+                    if wait_ms and most > 0:
+                        result = results.get_or_wait(last[1], self._result_came)
+                        if result is None:
+                            self._waiting_run = raw
+                            self._waiting_result = last[1]
+                            self._waiting_error = False
+                            self._arm((wait_ms if wait_ms < most else most) / 1000.0, self._result_timeout)
+                            return PENDING
+                    else:
+                        result = results.get(last[1])
+                    if result is None or result.failed:
+                        self.get_misses += 1
+                        return replies.TEXT_MISS
+                    self.get_hits += 1
+                    return replies.text_result(raw, result.flags, result.data)
         key = keys.parse(raw)
         if key is not None and not (key.unique or key.error or key.fail) and self.grant.unrestricted:
             outcome = self._work(key)  # a worker's get (``_lookup``'s last case, without the call)
@@ -539,27 +560,6 @@ class MemcachedSession:
             return text.client_error(outcome)
         self._wait(outcome, raw)  # type: ignore[arg-type]
         return PENDING
-
-    def _get_result(self, raw: bytes, result_key: tuple[bytes, bytes], wait_ms: int) -> bytes | _Pending:
-        """``_get_plain`` of a result (not a failure's text): a hit, a miss, or a wait for it."""
-        results = self.results
-        result = None
-        if results is not None:
-            if wait_ms and self.options.max_wait_ms > 0:
-                result = results.get_or_wait(result_key, self._result_came)
-                if result is None:
-                    self._waiting_run = raw
-                    self._waiting_result = result_key
-                    self._waiting_error = False
-                    self._arm(min(wait_ms, self.options.max_wait_ms) / 1000.0, self._result_timeout)
-                    return PENDING
-            else:
-                result = results.get(result_key)
-        if result is None or result.failed:
-            self.get_misses += 1
-            return replies.TEXT_MISS
-        self.get_hits += 1
-        return replies.text_result(raw, result.flags, result.data)
 
     def _retrieve(self, run: _Retrieval) -> bytes | _Pending:
         touch = run.event.exptime if isinstance(run.event, Get) else run.event.ttl
