@@ -604,6 +604,36 @@ def test_the_replies_to_one_read_leave_in_one_write() -> None:
     assert transport.take().startswith(b"STORED\r\nSTORED\r\nVERSION ")
 
 
+def test_acknowledgements_ahead_of_a_wait_leave_with_its_answer() -> None:
+    """A worker's ``set f/close`` pipelined with its next ``get f/open/t=``: the STORED waits for the next job
+    and both leave in one write (a timeout's miss too); a value ahead of a wait goes at once."""
+    world = World()
+    worker_out = CountingTransport()
+    worker = MemcachedSession(world.scheduler, world.results, world.clock, world.options, world.shared, worker_out)
+    client, client_out = world.connect()
+    client.receive_data(b"set fn/a 0 0 1\r\nx\r\nset fn/b 0 0 1\r\ny\r\n")
+    assert client_out.take() == b"STORED\r\nSTORED\r\n"
+    worker.receive_data(b"get fn/open\r\n")
+    assert worker_out.take() == b"VALUE fn/open 0 1\r\nx\r\nEND\r\n"
+    worker.receive_data(b"set fn/close 0 0 2\r\nr1\r\nget fn/open/t=300\r\n")  # fn/b is queued: taken at once
+    world.clock.advance(0)
+    assert worker_out.writes == 2 and worker_out.take() == b"STORED\r\nVALUE fn/open/t=300 0 1\r\ny\r\nEND\r\n"
+    worker.receive_data(b"set fn/close 0 0 2\r\nr2\r\nget fn/open/t=300\r\n")  # nothing queued: it waits
+    assert worker_out.take() == b"" and worker_out.writes == 2
+    client.receive_data(b"set fn/c 0 0 1\r\nz\r\n")
+    assert client_out.take() == b"STORED\r\n"
+    world.clock.advance(0)
+    assert worker_out.writes == 3 and worker_out.take() == b"STORED\r\nVALUE fn/open/t=300 0 1\r\nz\r\nEND\r\n"
+    worker.receive_data(b"set fn/close 0 0 2\r\nr3\r\nget fn/open/t=300\r\n")
+    world.clock.advance(0.3)  # the wait times out: the STORED leaves with its miss
+    assert worker_out.writes == 4 and worker_out.take() == b"STORED\r\nEND\r\n"
+    assert world.talk(b"get fn/a fn/b fn/c\r\n") == (
+        b"VALUE fn/a 0 2\r\nr1\r\nVALUE fn/b 0 2\r\nr2\r\nVALUE fn/c 0 2\r\nr3\r\nEND\r\n"
+    )
+    client.receive_data(b"get fn/open\r\nget fn/open/t=300\r\n")  # nothing queued: a miss, then a wait
+    assert client_out.take() == b"END\r\n"  # the miss ahead of the wait went at once
+
+
 _PLAIN_SOUP = [
     b"set fn/u 16 0 1\r\nx\r\n",
     b"set fn/v 0 0 2\r\nyy\r\n",
