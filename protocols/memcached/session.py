@@ -547,9 +547,11 @@ class MemcachedSession:
                     return replies.text_result(raw, result.flags, result.data)
         key = keys.parse(raw)
         if key is not None and not (key.unique or key.error or key.fail) and self.grant.unrestricted:
-            outcome = self._work(key)  # a worker's get (``_lookup``'s last case, without the call)
+            outcome = self._work(key, raw)  # a worker's get (``_lookup``'s last case, without the call)
         else:
-            outcome = self._lookup(raw, None)
+            outcome = self._lookup(raw, None, raw)
+        if outcome is PENDING:
+            return PENDING
         if type(outcome) is Item:
             self.get_hits += 1
             return replies.text_hit(raw, outcome)
@@ -564,7 +566,9 @@ class MemcachedSession:
     def _retrieve(self, run: _Retrieval) -> bytes | _Pending:
         touch = run.event.exptime if isinstance(run.event, Get) else run.event.ttl
         while len(run.items) < len(run.keys):
-            outcome = self._lookup(run.keys[len(run.items)], touch)
+            outcome = self._lookup(run.keys[len(run.items)], touch, run)
+            if outcome is PENDING:
+                return PENDING
             if isinstance(outcome, str):
                 return replies.error_reply(run.event, outcome, client=True)
             if type(outcome) is keys.Key:
@@ -598,8 +602,11 @@ class MemcachedSession:
         else:
             self.get_misses += 1
 
-    def _lookup(self, raw: bytes, touch: int | None) -> Item | None | keys.Key | str:
-        """One key of a retrieval: a hit, a miss, the key to wait for, or why it is refused."""
+    def _lookup(
+        self, raw: bytes, touch: int | None, run: _Retrieval | bytes
+    ) -> Item | None | keys.Key | str | _Pending:
+        """One key of ``run``: a hit, a miss, the key of a result to wait for, PENDING (a wait for work), or why
+        it is refused."""
         key = keys.parse(raw)
         if key is None:
             return None
@@ -614,7 +621,7 @@ class MemcachedSession:
             return self._result(key, touch)
         if key.fail:
             return OPTION_MISUSE
-        return self._work(key)
+        return self._work(key, run)
 
     def _result(self, key: keys.Key, touch: int | None) -> Item | None | keys.Key:
         results = self.results
@@ -635,7 +642,10 @@ class MemcachedSession:
         ttl = max(0, int(expires - self.clock.seconds())) if expires else -1
         return Item(result.data, result.flags, result.cas, ttl)
 
-    def _work(self, key: keys.Key) -> Item | None | keys.Key | str:
+    def _work(self, key: keys.Key, run: _Retrieval | bytes) -> Item | None | str | _Pending:
+        """A worker's get: the job it takes, a miss, why not, or PENDING: ``run`` (a one-key text get stands
+        for itself) waits for the next job, up to its ``t=`` capped by the configured maximum (its grab held:
+        ``_handed`` answers it, or ``_work_timeout``)."""
         function = key.function
         if key.close:
             self._complete_open(function, b"")
@@ -654,38 +664,33 @@ class MemcachedSession:
         worker = self._workers.get(function)
         if worker is None or not worker.abilities:
             worker = self._worker(function)
-        if key.wait_ms and self.options.max_wait_ms > 0:
+        wait_ms = key.wait_ms
+        most = self.options.max_wait_ms
+        if wait_ms and most > 0:
             job = self.scheduler.hold(worker)  # (its grab first)
-            if job is HELD:  # the next job is handed over (``_handed``), or the timer ends the wait
-                return key
+            if job is HELD:
+                self._waiting_run = run
+                self._waiting = (function, key.open)
+                self._arm((wait_ms if wait_ms < most else most) / 1000.0, self._work_timeout)
+                return PENDING
         else:
             job = self.scheduler.grab(worker)  # none: the worker stays registered (gearmand's idle worker)
         if job is None:
             return None
         return self._took(function, worker, job, key.open)  # type: ignore[arg-type]
 
-    def _maybe_wait(self, key: keys.Key) -> keys.Key | None:
-        """The key, to wait for (``_wait``), if it asks to wait and waits are allowed."""
-        if not key.wait_ms or self.options.max_wait_ms <= 0:
-            return None
-        return key
-
     # -- waiting
 
     def _wait(self, key: keys.Key, run: _Retrieval | bytes) -> None:
-        """``run`` (a one-key text get stands for itself) waits for ``key``, up to its ``t=`` capped by the
-        configured maximum; ``_wait_done`` resumes it (no closure per wait)."""
+        """``run`` (a one-key text get stands for itself) waits for the result of ``key``, up to its ``t=``
+        capped by the configured maximum; ``_wait_done`` resumes it (no closure per wait). (A wait for work is
+        ``_work``'s.)"""
+        assert self.results is not None
         self._waiting_run = run
-        seconds = min(key.wait_ms, self.options.max_wait_ms) / 1000.0  # type: ignore[type-var]
-        if key.unique or key.error:
-            assert self.results is not None
-            self._waiting_result = key.result_key
-            self._waiting_error = key.error
-            self.results.wait(key.result_key, self._result_came)
-            self._arm(seconds, self._result_timeout)
-        else:
-            self._waiting = (key.function, key.open)  # its grab is held (``_work``)
-            self._arm(seconds, self._work_timeout)
+        self._waiting_result = key.result_key
+        self._waiting_error = key.error
+        self.results.wait(key.result_key, self._result_came)
+        self._arm(min(key.wait_ms, self.options.max_wait_ms) / 1000.0, self._result_timeout)  # type: ignore[type-var]
 
     def _result_came(self, result: Result) -> None:
         self._waiting_result = None  # the cache let go of its waiters
