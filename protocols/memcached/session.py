@@ -143,7 +143,16 @@ class _WorkerWaker:
         pass
 
     def grabbed(self, job: Job | None) -> None:
-        self.session._handed(self.function, job)
+        """With a job (already running on the worker): taken at the end of the turn (``_take_handed``), as the
+        scheduler may be handing it over from inside a submit whose submitter still has work to do. With
+        nothing: the wait ends as a miss (``_handed_nothing``)."""
+        session = self.session
+        if job is None:
+            session._handed_nothing(self.function)
+            return
+        session._handed_job = job
+        session._on_timeout = None  # the wait is over: its timer only disarms
+        session._end_of_turn(session._take_handed)
 
 
 class MemcachedSession:
@@ -645,7 +654,7 @@ class MemcachedSession:
     def _work(self, key: keys.Key, run: _Retrieval | bytes) -> Item | None | str | _Pending:
         """A worker's get: the job it takes, a miss, why not, or PENDING: ``run`` (a one-key text get stands
         for itself) waits for the next job, up to its ``t=`` capped by the configured maximum (its grab held:
-        ``_handed`` answers it, or ``_work_timeout``)."""
+        ``_WorkerWaker.grabbed`` answers it, or ``_work_timeout``)."""
         function = key.function
         if key.close:
             self._complete_open(function, b"")
@@ -756,7 +765,7 @@ class MemcachedSession:
             self.results.unwait(result_key, self._result_came)
 
     def _work_timeout(self) -> None:
-        """The wait for work is over: its held grab ends, answered with nothing (``_handed``)."""
+        """The wait for work is over: its held grab ends, answered with nothing (``_handed_nothing``)."""
         waiting = self._waiting
         if waiting is None or self.closed or self._handed_job is not None:
             return
@@ -766,19 +775,12 @@ class MemcachedSession:
         if self._waiting is waiting:  # its grab was not held any more
             self._wait_done(None)
 
-    def _handed(self, function: bytes, job: Job | None) -> None:
-        """The scheduler answered the held grab of this connection's worker of ``function``: with a job
-        (already running on the worker; taken at the end of the turn, as the scheduler may be handing it
-        over from inside a submit whose submitter still has work to do), or with nothing (the wait ends
-        as a miss)."""
-        if job is None:
-            waiting = self._waiting
-            if waiting is not None and waiting[0] == function and self._handed_job is None:
-                self._wait_done(None)
-            return
-        self._handed_job = job
-        self._on_timeout = None  # the wait is over: its timer only disarms
-        self._end_of_turn(self._take_handed)
+    def _handed_nothing(self, function: bytes) -> None:
+        """The scheduler answered the held grab of this connection's worker of ``function`` with nothing:
+        the wait for it ends as a miss (``_WorkerWaker.grabbed``)."""
+        waiting = self._waiting
+        if waiting is not None and waiting[0] == function and self._handed_job is None:
+            self._wait_done(None)
 
     def _take_handed(self) -> None:
         waiting = self._waiting
