@@ -28,8 +28,9 @@ from gearman_gateway.scheduler.errors import ArgumentTooLarge
 from gearman_gateway.scheduler.worker import HELD
 from gearman_gateway.security import PERMISSION_DENIED, Access, Denied, Grant
 from gearman_gateway.turns import end_of_turn
-from protocols.memcached import keys, replies, text
-from protocols.memcached.codec import Decoder, PlainSet, Request, as_event
+from protocols.memcached import core, keys, replies, text
+from protocols.memcached.codec import Decoder, PlainSet, as_event
+from protocols.memcached.core import MAX_QUEUED_EVENTS, PENDING, PyCore, _Pending
 from protocols.memcached.events import (
     Arithmetic,
     Delete,
@@ -61,9 +62,6 @@ if TYPE_CHECKING:
 #: How early (seconds) a wait timer may fire and still count as on time: a clock's float sums differ.
 _TIMER_SLACK = 1e-6
 
-#: Events parsed but not yet answered (behind a waiting request) past which reading pauses.
-MAX_QUEUED_EVENTS = 1024
-
 #: The priority each storage command submits with: ``prepend`` jumps the queue, ``append`` joins its tail.
 PRIORITIES = {"set": Priority.NORMAL, "add": Priority.NORMAL, "prepend": Priority.HIGH, "append": Priority.LOW}
 
@@ -88,13 +86,6 @@ class Transport(Protocol):
 
     # optional: ``partial_input(held)``, told after each read while part of a request is held, and once when
     # none is any more (the adapter's stall timer)
-
-
-class _Pending:
-    """An answer that comes later (a ``/t=`` wait, a submit's acknowledgement)."""
-
-
-PENDING = _Pending()
 
 
 class _Ack(JobListener):
@@ -135,7 +126,7 @@ class _WorkerWaker:
 
     __slots__ = ("session", "function")
 
-    def __init__(self, session: MemcachedSession, function: bytes) -> None:
+    def __init__(self, session: SessionMethods, function: bytes) -> None:
         self.session = session
         self.function = function
 
@@ -155,50 +146,45 @@ class _WorkerWaker:
         session._end_of_turn(session._take_handed)
 
 
-class MemcachedSession:
-    #: slots: a plain instance of this many attributes (over CPython's 30 shared keys) has a dict of its own,
-    #: and every ``self.`` look-up on the request path pays for it
-    __slots__ = (
-        "_busy",
-        "_deadline",
-        "_end_of_turn",
-        "_events",
-        "_handed_job",
-        "_handlers",
-        "_held",
-        "_input_ended",
-        "_last_set",
-        "_on_timeout",
-        "_open",
-        "_out",
-        "_partial_input",
-        "_paused",
-        "_running",
-        "_timer",
-        "_timer_due",
-        "_waiting",
-        "_waiting_error",
-        "_waiting_result",
-        "_waiting_run",
-        "_workers",
-        "_ahead",
-        "access",
-        "clock",
-        "closed",
-        "cmd_get",
-        "cmd_set",
-        "cmd_touch",
-        "decoder",
-        "get_hits",
-        "get_misses",
-        "grant",
-        "options",
-        "peer",
-        "results",
-        "scheduler",
-        "shared",
-        "transport",
-    )
+#: The session's own attributes (besides the core's, ``core.CORE_ATTRIBUTES``): slots, as an instance of this
+#: many attributes (over CPython's 30 shared keys) would have a dict of its own, and every ``self.`` look-up
+#: on the request path would pay for it.
+SESSION_ATTRIBUTES = (
+    "_deadline",
+    "_end_of_turn",
+    "_handed_job",
+    "_last_set",
+    "_on_timeout",
+    "_open",
+    "_timer",
+    "_timer_due",
+    "_waiting",
+    "_waiting_error",
+    "_waiting_result",
+    "_waiting_run",
+    "_workers",
+    "access",
+    "clock",
+    "cmd_get",
+    "cmd_set",
+    "cmd_touch",
+    "get_hits",
+    "get_misses",
+    "grant",
+    "options",
+    "peer",
+    "results",
+    "scheduler",
+    "shared",
+)
+
+
+class SessionMethods:
+    """A memcached connection's session, but for its per-read core (``receive_data``, ``_serve``,
+    ``_finish``: protocols/memcached/core.py): ``MemcachedSession`` is these methods on the C core when it
+    is built, ``PythonSession`` on the pure-Python one."""
+
+    __slots__ = ()
 
     def __init__(
         self,
@@ -224,13 +210,15 @@ class MemcachedSession:
         self.cmd_get = self.cmd_set = self.cmd_touch = self.get_hits = self.get_misses = 0
         shared.sessions.add(self)
         self.transport = transport
+        self._write = transport.write  # (bound once: a write per reply)
         # answers to requests ahead of a waiting one, held to leave with its answer (``_serve``, ``_finish``)
         self._ahead: bytes | None = None
         self._partial_input: Callable[[bool], None] | None = getattr(transport, "partial_input", None)
         self._held = False  # part of a request was held after the last read
         self.decoder = Decoder(max_value_size=options.max_value_size, plain=True)
+        self._max_value = options.max_value_size
         self.closed = False
-        self._events: deque[Request] = deque()  # requests behind a waiting one
+        self._events: deque[Any] = deque()  # requests behind a waiting one
         self._out: list[bytes] | None = None  # replies of the requests being served, written together
         self._busy = False  # a request is waiting for its answer
         self._paused = False
@@ -275,37 +263,6 @@ class MemcachedSession:
     def partial(self) -> bool:
         """Part of a request is held (or being skipped): its rest must come, or the connection times out."""
         return self.decoder.holding
-
-    def receive_data(self, data: bytes) -> bool:
-        """Returns ``partial``; the transport's ``partial_input`` hears of it too (the adapter calls this
-        method directly as its ``dataReceived``)."""
-        if self.closed:
-            return False
-        decoder = self.decoder
-        scan = decoder.whole_scan
-        held = False
-        if scan is not None and type(data) is bytes:
-            # the usual read: plain gets and sets only, all whole, read in C without the decoder's Python
-            requests, used = scan(data, decoder.max_value_size)
-            if used != len(data):  # anything else: the decoder's way (it reads the plain ones again)
-                requests = decoder.receive_data(data)
-                held = decoder.holding
-        else:
-            requests = decoder.receive_data(data)
-            held = decoder.holding
-        if requests:
-            if self._events or self._busy or self._running:
-                self._events.extend(requests)
-                self._run()
-            else:  # the usual case: nothing waits, serve them where they lie
-                self._serve(requests)
-        if self._events and len(self._events) > MAX_QUEUED_EVENTS and not self._paused:
-            self._paused = True
-            self.transport.pause_reading()
-        if (held or self._held) and self._partial_input is not None and not self.closed:
-            self._held = held
-            self._partial_input(held)
-        return held
 
     def input_ended(self) -> None:
         """The peer sent its last byte (``printf ... | nc``): answer what it sent, then close. Waits for
@@ -400,53 +357,6 @@ class MemcachedSession:
         else:
             self._after_serving()
 
-    def _serve(self, requests: list[Request]) -> None:
-        """Answer ``requests`` in order, their replies gathered into one write; from one that waits on, the
-        rest queue behind it (``_events``) until its answer comes (``_finish``)."""
-        self._running = True
-        out: list[bytes] = []
-        self._out = out
-        served = 0
-        answered = False  # an answer other than a storage command's acknowledgement is in ``out``
-        try:
-            for request in requests:
-                served += 1
-                kind = type(request)
-                if kind is bytes:  # a plain one-key get (the decoder is ``plain``)
-                    reply = self._get_plain(request)  # type: ignore[arg-type]
-                elif kind is tuple:  # a plain set
-                    reply = self._set_plain(request)  # type: ignore[arg-type]
-                else:
-                    handler = self._handlers.get(kind)  # (``_answer``'s first look, without its call)
-                    reply = handler(request) if handler is not None else self._answer(request)  # type: ignore[arg-type]
-                if reply is PENDING:
-                    self._busy = True
-                    if served < len(requests) and not self.closed:
-                        rest = deque(requests[served:])
-                        rest.extend(self._events)
-                        self._events = rest
-                    break
-                if reply:
-                    out.append(reply)  # type: ignore[arg-type]
-                    if kind is not tuple and kind is not Store and kind is not MetaSet:
-                        answered = True
-                if self.closed:
-                    break
-        finally:
-            self._running = False
-            self._out = None
-        if out:
-            if self._busy and not answered:
-                # storage acknowledgements ahead of a wait (a pipelined ``set`` before the ``get`` of its
-                # result, a worker's ``set .../close`` before its next ``get .../t=``) leave with its answer,
-                # in one send: the wait is short (``max_wait_ms``), and a pipelining client reads them in that
-                # order anyway. Anything else (a job taken, a value) goes now.
-                self._ahead = out[0] if len(out) == 1 else b"".join(out)
-            else:
-                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
-        if self._paused or self._input_ended:
-            self._after_serving()
-
     def _after_serving(self) -> None:
         if self._paused and len(self._events) < MAX_QUEUED_EVENTS // 2 and not self.closed:
             self._paused = False
@@ -475,24 +385,6 @@ class MemcachedSession:
             self._close(replies.quit_reply(event))
             return b""
         return replies.error_reply(event, "not supported", client=True)
-
-    def _finish(self, reply: bytes) -> None:
-        """The waiting request's answer came: send it, and go on with the requests behind it."""
-        if self.closed:
-            return
-        self._busy = False
-        ahead = self._ahead
-        if ahead is not None:
-            self._ahead = None
-            reply = ahead + reply
-        if reply:
-            out = self._out
-            if out is not None:
-                out.append(reply)
-            else:
-                self.transport.write(reply)
-        if self._events or self._paused or self._input_ended:  # else ``_run`` would have nothing to do
-            self._run()
 
     def _close(self, last: bytes) -> None:
         ahead, self._ahead = self._ahead, None
@@ -1017,3 +909,21 @@ class MemcachedSession:
                 return replies.error_reply(event, refusal.text, client=True)
         lines = stats(event.args, self.shared, self.scheduler, self.results, self.grant.outside)
         return replies.stats_reply(event, lines)
+
+
+class PythonSession(SessionMethods, PyCore):
+    """The session on the pure-Python core (``core.PyCore``)."""
+
+    __slots__ = SESSION_ATTRIBUTES
+
+
+if core.Core is not None:
+
+    class CSession(SessionMethods, core.Core):  # type: ignore[misc,valid-type]
+        """The session on the C core (protocols/memcached/_core.c)."""
+
+        __slots__ = SESSION_ATTRIBUTES
+
+    MemcachedSession: type[SessionMethods] = CSession
+else:  # pragma: no cover - depends on the build
+    MemcachedSession = PythonSession

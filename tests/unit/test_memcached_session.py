@@ -1,20 +1,50 @@
-"""The memcached session driven with plain bytes: a real scheduler and result cache on a fake clock, no sockets."""
+"""The memcached session driven with plain bytes: a real scheduler and result cache on a fake clock, no sockets.
+Every test runs on both session cores: the C one (protocols/memcached/_core.c) and the pure-Python one
+(protocols/memcached/core.py)."""
 
 from __future__ import annotations
 
+import os
 import struct
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
 from gearman_gateway.results import ResultCache
 from gearman_gateway.scheduler import Job, JobListener, Scheduler
+from protocols.memcached import core as core_module
 from protocols.memcached import opcodes as op
+from protocols.memcached import replies, text
+from protocols.memcached import session as session_module
 from protocols.memcached.options import MemcachedOptions
-from protocols.memcached.session import MAX_QUEUED_EVENTS, MemcachedSession
+from protocols.memcached.session import MAX_QUEUED_EVENTS, MemcachedSession, PythonSession
 from protocols.memcached.stats import Shared
 from tests.unit.test_http_session import FakeTransport as Transport
+
+#: The session class the tests make (the ``core`` fixture sets it for each test).
+SESSION: type[MemcachedSession] = MemcachedSession
+
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def core(request: pytest.FixtureRequest) -> Iterator[str]:
+    global SESSION
+    if request.param == "c":
+        cls = getattr(session_module, "CSession", None)
+        if cls is None:
+            message = "protocols.memcached._core is not built (pip install -e . with gcc and python3-dev)"
+            if os.environ.get("CI") == "true" and not os.environ.get("GEARMAN_GATEWAY_PURE_PYTHON"):
+                pytest.fail(message)
+            pytest.skip(message)
+    else:
+        cls = PythonSession
+    saved, SESSION = SESSION, cls
+    try:
+        yield request.param
+    finally:
+        SESSION = saved
 
 
 class Waker:
@@ -38,7 +68,7 @@ class World:
 
     def connect(self) -> tuple[MemcachedSession, Transport]:
         transport = Transport()
-        session = MemcachedSession(self.scheduler, self.results, self.clock, self.options, self.shared, transport)
+        session = SESSION(self.scheduler, self.results, self.clock, self.options, self.shared, transport)
         return session, transport
 
     def talk(self, data: bytes) -> bytes:
@@ -598,7 +628,7 @@ class CountingTransport(Transport):
 def test_the_replies_to_one_read_leave_in_one_write() -> None:
     world = World()
     transport = CountingTransport()
-    session = MemcachedSession(world.scheduler, world.results, world.clock, world.options, world.shared, transport)
+    session = SESSION(world.scheduler, world.results, world.clock, world.options, world.shared, transport)
     session.receive_data(b"set fn 0 0 1\r\na\r\nset fn/u 0 0 1\r\nb\r\nversion\r\nget fn/u\r\nbogus\r\n")
     assert transport.writes == 1
     assert transport.take().startswith(b"STORED\r\nSTORED\r\nVERSION ")
@@ -609,7 +639,7 @@ def test_acknowledgements_ahead_of_a_wait_leave_with_its_answer() -> None:
     and both leave in one write (a timeout's miss too); a value ahead of a wait goes at once."""
     world = World()
     worker_out = CountingTransport()
-    worker = MemcachedSession(world.scheduler, world.results, world.clock, world.options, world.shared, worker_out)
+    worker = SESSION(world.scheduler, world.results, world.clock, world.options, world.shared, worker_out)
     client, client_out = world.connect()
     client.receive_data(b"set fn/a 0 0 1\r\nx\r\nset fn/b 0 0 1\r\ny\r\n")
     assert client_out.take() == b"STORED\r\nSTORED\r\n"
@@ -693,3 +723,81 @@ def test_plain_requests_are_answered_as_their_events_are(steps: list[tuple[bytes
         session.connection_lost()
         outputs.append((out, world.shared.totals(), len(world.results), world.queued(b"fn")))
     assert outputs[0] == outputs[1]
+
+
+# -- the session's core (C and Python): what a read leaves behind
+
+
+def test_a_handler_that_raises_leaves_the_core_ready_for_the_next_read(core: str) -> None:
+    world = World()
+    failing = [True]
+
+    class Broken(SESSION):  # type: ignore[misc,valid-type]
+        __slots__ = ()
+
+        def _get_plain(self, raw: bytes) -> bytes:
+            if failing[0]:
+                raise RuntimeError("handler bug")
+            return super()._get_plain(raw)
+
+    transport = Transport()
+    session = Broken(world.scheduler, world.results, world.clock, world.options, world.shared, transport)
+    with pytest.raises(RuntimeError, match="handler bug"):
+        session.receive_data(b"set reverse/u1 0 0 2\r\nhi\r\nget reverse/u1\r\n")
+    assert session._running is False and session._out is None and session._busy is False
+    assert transport.take() == b""  # the STORED gathered before the failure is not half-written
+    failing[0] = False
+    session.receive_data(b"get reverse/u1\r\nversion\r\n")
+    assert transport.take().startswith(b"END\r\nVERSION ")
+
+
+def test_the_cores_attributes_are_the_sessions(core: str) -> None:
+    world = World()
+    session, transport = world.connect()
+    assert type(session).__name__ == ("CSession" if core == "c" else "PythonSession")
+    assert session.closed is False and session._ahead is None and len(session._events) == 0
+    session.closed = True  # (what ``_close`` sets): nothing more is read
+    assert session.receive_data(b"version\r\n") is False
+    assert transport.take() == b""
+
+
+def test_reads_hold_no_references_and_no_memory(core: str) -> None:
+    """Many reads through the core (a submit, a wait for its result answered by a worker, misses, a general
+    request): reference counts of what went through the C core, and the traced memory, come back."""
+    import gc
+    import sys
+    import tracemalloc
+
+    world = World()
+    client, out = world.connect()
+    worker, worker_out = world.connect()
+    data = b"set rev/u 0 0 2\r\nhi\r\nget rev/u/t=100\r\n"
+    work = b"get rev/open/t=100\r\n"
+    done = b"set rev/close 0 0 2\r\nih\r\nget rev/open/t=100\r\n"
+
+    def rounds(count: int) -> None:
+        worker.receive_data(work)
+        for _ in range(count):
+            client.receive_data(data)
+            world.clock.advance(0)  # (the end of the turn: the held grab hands the job over)
+            worker.receive_data(done)
+            client.receive_data(b"get rev/none\r\nversion\r\n")
+        worker.receive_data(b"set rev/close 0 0 2\r\nih\r\n")
+        assert out.take().count(b"VALUE rev/u/t=100 0 2\r\nih\r\nEND\r\n") == count
+        worker_out.take()
+
+    rounds(500)
+    tracked = (data, done, client, worker, core_module.PENDING, text.STORED, replies.TEXT_MISS)
+    before = [sys.getrefcount(thing) for thing in tracked]
+    gc.collect()
+    tracemalloc.start()
+    rounds(2000)
+    gc.collect()
+    first, _ = tracemalloc.get_traced_memory()
+    rounds(2000)
+    gc.collect()
+    second, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    if core == "c":  # (on the Python core the interpreter counts; its caches may hold one more for a while)
+        assert [sys.getrefcount(thing) for thing in tracked] == before
+    assert second - first < 64 * 1024, (first, second)
