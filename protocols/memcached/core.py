@@ -166,22 +166,6 @@ class PyCore:
         if self._events or self._paused or self._input_ended:  # else ``_run`` would have nothing to do
             self._run()
 
-    # (the subclass's)
-    def _get_plain(self, raw: bytes) -> Any:
-        raise NotImplementedError
-
-    def _set_plain(self, request: tuple[bytes, int, int, bytes, bool]) -> Any:
-        raise NotImplementedError
-
-    def _answer(self, event: Any) -> Any:
-        raise NotImplementedError
-
-    def _run(self) -> None:
-        raise NotImplementedError
-
-    def _after_serving(self) -> None:
-        raise NotImplementedError
-
 
 Core: type | None
 try:
