@@ -90,7 +90,6 @@ static PyObject *joined(PyObject *out) {
     return _PyBytes_Join(s_empty, out);
 }
 
-static PyObject *Core_serve(Core *self, PyObject *requests);
 
 /* ``_serve(requests)``: answer them in order, replies gathered into one write; from one that waits on, the
  * rest queue behind it until its answer comes (``_finish``). */
